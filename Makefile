@@ -1,0 +1,48 @@
+# Thin wrapper over CMake. `make test` and `make demo` start from a fresh
+# Debian 12 machine: they install the dependencies first.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+RECIPE ?= recipes/debian-12-minimal.toml
+DEMO_OUT ?= out/debian-12-minimal
+PREFIX ?= /usr/local
+
+.PHONY: all deps configure build test test-unit test-integration demo bench fuzz install clean
+
+all: build
+
+deps:
+	./scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+
+configure: $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: deps
+	$(MAKE) build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 1500
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+test-integration: build
+	cd $(BUILD) && ctest --output-on-failure -L integration
+
+demo: deps
+	$(MAKE) build
+	$(BUILD)/kiln bake $(RECIPE) -o $(DEMO_OUT)
+
+bench: build
+	./bench/run-all.sh
+
+fuzz:
+	./tests/fuzz/run-fuzzers.sh
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,196 @@
+#include "base/files.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <vector>
+
+namespace kiln {
+
+TempDir::TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)) {
+  other.path_.clear();
+}
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  std::error_code ignored;
+  fs::remove_all(path_, ignored);
+}
+
+Result<TempDir> TempDir::create(const fs::path& parent, std::string_view prefix) {
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) return fail_errno("cannot create directory", parent.string(), ec.value());
+  std::string pattern = (parent / fmt::format(".{}-XXXXXX", prefix)).string();
+  if (::mkdtemp(pattern.data()) == nullptr)
+    return fail_errno("cannot create temporary directory", parent.string(), errno);
+  return TempDir(fs::path(pattern));
+}
+
+Result<> TempDir::commit(const fs::path& target) {
+  std::error_code ec;
+  fs::remove(target, ec);  // only succeeds on an empty directory or a file
+  if (::rename(path_.c_str(), target.c_str()) != 0)
+    return fail_errno("cannot rename into place", target.string(), errno);
+  path_.clear();
+  return fsync_directory(target.parent_path().empty() ? "." : target.parent_path());
+}
+
+Result<AtomicFile> AtomicFile::create(const fs::path& target, int mode) {
+  fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  std::string pattern = (dir / fmt::format(".{}.kiln-XXXXXX", target.filename().string())).string();
+  int fd = ::mkostemp(pattern.data(), O_CLOEXEC);
+  if (fd < 0) return fail_errno("cannot create", pattern, errno);
+  ::fchmod(fd, mode);
+  return AtomicFile(target, fs::path(pattern), fd);
+}
+
+AtomicFile::AtomicFile(AtomicFile&& other) noexcept
+    : target_(std::move(other.target_)), temp_(std::move(other.temp_)), fd_(other.fd_) {
+  other.fd_ = -1;
+  other.temp_.clear();
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!temp_.empty()) ::unlink(temp_.c_str());
+}
+
+Result<> AtomicFile::write(std::string_view data) {
+  return write_all(fd_, data.data(), data.size(), temp_.string());
+}
+
+Result<> AtomicFile::commit() {
+  if (::fsync(fd_) != 0) return fail_errno("fsync", target_.string(), errno);
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename(temp_.c_str(), target_.c_str()) != 0)
+    return fail_errno("cannot rename into place", target_.string(), errno);
+  temp_.clear();
+  return fsync_directory(target_.parent_path().empty() ? "." : target_.parent_path());
+}
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.release();
+  }
+  return *this;
+}
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int UniqueFd::release() {
+  int fd = fd_;
+  fd_ = -1;
+  return fd;
+}
+
+Result<UniqueFd> open_file(const fs::path& path, int flags, int mode) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) return fail_errno("cannot open", path.string(), errno);
+  return UniqueFd(fd);
+}
+
+Result<std::string> read_file(const fs::path& path) {
+  KILN_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY));
+  std::string out;
+  char buffer[65536];
+  while (true) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("cannot read", path.string(), errno);
+    }
+    if (n == 0) break;
+    out.append(buffer, n);
+  }
+  return out;
+}
+
+Result<> write_file_atomic(const fs::path& path, std::string_view content, int mode) {
+  KILN_ASSIGN(AtomicFile file, AtomicFile::create(path, mode));
+  KILN_TRY(file.write(content));
+  return file.commit();
+}
+
+Result<> write_all(int fd, const void* data, size_t size, std::string_view what) {
+  auto* bytes = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(fd, bytes, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("cannot write", what, errno);
+    }
+    bytes += n;
+    size -= n;
+  }
+  return {};
+}
+
+Result<> pwrite_all(int fd, const void* data, size_t size, uint64_t offset,
+                    std::string_view what) {
+  auto* bytes = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::pwrite(fd, bytes, size, offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("cannot write", what, errno);
+    }
+    bytes += n;
+    size -= n;
+    offset += n;
+  }
+  return {};
+}
+
+Result<> fsync_directory(const fs::path& dir) {
+  KILN_ASSIGN(UniqueFd fd, open_file(dir, O_RDONLY | O_DIRECTORY));
+  if (::fsync(fd.get()) != 0) return fail_errno("fsync", dir.string(), errno);
+  return {};
+}
+
+Result<> copy_sparse(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_offset,
+                     uint64_t length, std::string_view what) {
+  uint64_t end = src_offset + length;
+  uint64_t pos = src_offset;
+  while (pos < end) {
+    off_t data = ::lseek(src_fd, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole remains
+      return fail_errno("seek", what, errno);
+    }
+    if (static_cast<uint64_t>(data) >= end) break;
+    off_t hole = ::lseek(src_fd, data, SEEK_HOLE);
+    if (hole < 0) return fail_errno("seek", what, errno);
+    uint64_t chunk_end = std::min<uint64_t>(hole, end);
+    loff_t in = data;
+    loff_t out = dst_offset + (data - src_offset);
+    uint64_t left = chunk_end - data;
+    while (left > 0) {
+      ssize_t n = ::copy_file_range(src_fd, &in, dst_fd, &out, left, 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return fail_errno("copy", what, errno);
+      }
+      if (n == 0) return fail(ErrorKind::kFailed, "{}: unexpected end of file while copying", what);
+      left -= n;
+    }
+    pos = chunk_end;
+  }
+  return {};
+}
+
+Result<> remove_tree(const fs::path& path) {
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  if (ec) return fail_errno("cannot remove", path.string(), ec.value());
+  return {};
+}
+
+}  // namespace kiln

@@ -1,0 +1,62 @@
+// Subprocess: the one way kiln runs external programs. Always an argv, never a
+// shell string; with a timeout; interruptible by Ctrl-C; and a failure carries
+// the program's own key lines so the user sees why, not just "exit 1".
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+
+namespace kiln {
+
+struct Command {
+  std::vector<std::string> argv;
+  // "NAME=VALUE" entries added to (or replacing in) the inherited environment.
+  std::vector<std::string> env;
+  std::string cwd;
+  std::chrono::milliseconds timeout{0};  // zero: no limit
+  // Descriptors for the child's stdin and stdout; -1 means /dev/null for stdin
+  // and "capture" for stdout.
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  // Text fed to stdin instead of stdin_fd (small inputs only).
+  std::optional<std::string> stdin_text;
+  // Called with each complete stderr line as it arrives (progress parsing).
+  std::function<void(std::string_view)> on_stderr_line;
+  // Runs in the child between fork and exec (namespaces, chroot); it must only
+  // make async-signal-safe calls and returns false to abort the exec.
+  std::function<bool()> in_child;
+  // Exit codes that count as success besides 0.
+  std::vector<int> ok_exit_codes;
+};
+
+struct Completed {
+  int exit_code = 0;
+  std::string out;  // captured stdout (empty when stdout_fd was given)
+  std::string err;  // captured stderr
+};
+
+// Runs the command to completion. A non-zero exit, a signal, a timeout or an
+// interrupt is an error; its detail holds the program's key stderr lines.
+Result<Completed> run(const Command& command);
+
+// Shorthand for run({argv}).
+Result<Completed> run(std::vector<std::string> argv);
+
+// The lines of a program's output worth showing in an error: lines that say
+// "E:", "error" or "fatal", then the last few lines, without repeats.
+std::string key_lines(std::string_view output, size_t max_lines = 12);
+
+// Finds a program on PATH (and the sbin directories). A missing program is an
+// ErrorKind::kMissingTool error naming the Debian package that provides it.
+Result<std::string> find_program(std::string_view name);
+
+// The Debian package that ships a program kiln uses, or "" if unknown.
+std::string_view debian_package_for(std::string_view program);
+
+}  // namespace kiln

@@ -1,0 +1,42 @@
+// Hashes through OpenSSL's EVP interface: sha1 (kept for vmcast manifests),
+// sha256 (content keys, manifests) and sha512 (virt-builder indexes).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/error.h"
+
+namespace kiln {
+
+enum class HashAlgorithm { kSha1, kSha256, kSha512 };
+
+class Hasher {
+ public:
+  explicit Hasher(HashAlgorithm algorithm = HashAlgorithm::kSha256);
+  Hasher(Hasher&&) noexcept;
+  ~Hasher();
+
+  Hasher& update(std::string_view data);
+  Hasher& update(const void* data, size_t size);
+  // Length-prefixed field, so ("ab","c") and ("a","bc") hash differently.
+  Hasher& field(std::string_view data);
+  std::string hex_digest();
+  std::string raw_digest();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+std::string sha256_hex(std::string_view data);
+Result<std::string> file_digest_hex(const std::filesystem::path& path,
+                                    HashAlgorithm algorithm = HashAlgorithm::kSha256);
+
+std::string to_hex(std::string_view bytes);
+
+}  // namespace kiln

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every build and run dependency of kiln from Debian's packages.
+# Safe to run any number of times: it only calls apt-get when something is missing.
+set -euo pipefail
+
+build_packages=(
+  g++ cmake ninja-build pkg-config make
+  libext2fs-dev libfdisk-dev libcryptsetup-dev libgpgme-dev libarchive-dev
+  libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libfmt-dev libpugixml-dev
+  libcurl4-openssl-dev libssl-dev libcrypt-dev libgtest-dev libgmock-dev
+)
+run_packages=(
+  mmdebstrap debootstrap e2fsprogs fdisk mtools dosfstools systemd-boot-efi
+  qemu-system-x86 qemu-utils ovmf user-mode-linux
+  lvm2 cryptsetup-bin gnupg xz-utils zstd libxml2-utils pigz
+  arch-test uidmap ca-certificates
+)
+
+wanted=("${build_packages[@]}" "${run_packages[@]}")
+missing=()
+for pkg in "${wanted[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#wanted[@]} packages are installed"
+  exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root or install sudo" >&2; exit 1; }
+  sudo=(sudo)
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
