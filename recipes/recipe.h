@@ -1,0 +1,134 @@
+// Recipe: what a user asked kiln to bake, after parsing and validation.
+// Plain data; every value remembers where it was written (file:line:col) so
+// that errors found later, during the bake, still point at the recipe line.
+// The keys, their types, defaults and docs live in one table,
+// recipes/recipe_schema.cc; the customisation operations in another,
+// recipes/customize_ops.cc.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "base/error.h"
+
+namespace kiln {
+
+template <class T>
+struct Located {
+  T value{};
+  Location where;    // where the value was written; a default has no line
+  bool set = false;  // written by the user (recipe or --set), not a default
+};
+
+struct ImageSection {
+  Located<std::string> name;
+  Located<std::string> version;
+  Located<std::string> description;
+  Located<std::string> kernel_cmdline;  // appended to root=UUID=... ro
+};
+
+struct BootstrapSection {
+  Located<std::string> tool;  // "mmdebstrap" | "debootstrap"
+  Located<std::string> distro;
+  Located<std::string> suite;
+  Located<std::string> variant;
+  Located<std::vector<std::string>> components;
+  Located<std::vector<std::string>> packages;
+  Located<std::string> mirror;  // empty: the host's apt sources
+  Located<std::string> from;    // import an existing rootfs archive instead
+  Located<std::string> arch;
+};
+
+struct StorageSection {
+  Located<uint64_t> size;
+  Located<std::string> layout;      // "gpt" | "plain"
+  Located<std::string> filesystem;  // "ext4" | "ext3" | "ext2"
+  Located<std::string> label;
+  Located<uint64_t> esp_size;
+};
+
+// --- Customisation operations (see recipes/customize_ops.h for the table) ---
+
+struct SetHostname {
+  std::string hostname;
+};
+struct SetTimezone {
+  std::string zone;
+};
+struct SetLocale {
+  std::string locale;
+};
+struct SetRootPassword {
+  std::filesystem::path password_file;
+};
+struct InstallPackages {
+  std::vector<std::string> packages;
+};
+struct RunCommand {
+  std::string command;                // a shell command line, or
+  std::filesystem::path script_file;  // a script copied in and run
+};
+struct AddUser {
+  std::string name;
+  std::optional<uint32_t> uid;
+  std::string comment;
+  std::string shell;
+  std::vector<std::string> groups;
+  bool sudo = false;
+  std::filesystem::path password_file;
+  std::vector<std::string> ssh_authorized_keys;
+  std::filesystem::path ssh_authorized_keys_file;
+};
+
+// One entry of [[customize.files]]: a path and at most one action, plus
+// optional attributes. With no action, the attributes change an existing path.
+struct FileOperation {
+  enum class Action { kAttributesOnly, kWrite, kCopy, kAppendLine, kDelete, kSymlink, kMkdir };
+  std::string path;
+  Action action = Action::kAttributesOnly;
+  std::string content;               // kWrite, kAppendLine, kSymlink (the target)
+  std::filesystem::path source;      // kCopy
+  std::optional<uint32_t> mode;
+  std::optional<std::string> owner;  // "user", "user:group" or "uid:gid"
+};
+
+using CustomizeOperation = std::variant<SetHostname, SetTimezone, SetLocale, SetRootPassword,
+                                        InstallPackages, RunCommand, AddUser, FileOperation>;
+
+// A parsed operation with the place it came from.
+struct CustomizeStep {
+  CustomizeOperation operation;
+  Location where;
+};
+
+struct CustomizeSection {
+  // In application order: in-image operations first (packages, locale, run),
+  // then offline ones (users, passwords, hostname, timezone, files).
+  std::vector<CustomizeStep> steps;
+};
+
+struct OutputSection {
+  Located<std::vector<std::string>> formats;
+  Located<uint64_t> memory;
+  Located<int64_t> vcpus;
+};
+
+struct Recipe {
+  std::filesystem::path file;      // as given on the command line
+  std::filesystem::path base_dir;  // relative paths in the recipe start here
+  // sha256 of the effective recipe (after --set), canonically formatted.
+  std::string hash;
+  ImageSection image;
+  BootstrapSection bootstrap;
+  StorageSection storage;
+  CustomizeSection customize;
+  OutputSection output;
+
+  bool wants_output(std::string_view format) const;
+};
+
+}  // namespace kiln

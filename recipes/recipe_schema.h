@@ -1,0 +1,33 @@
+// RecipeSchema: the one table of recipe keys. Each entry names its section
+// and key, its kind of value, its default, its allowed choices and its doc,
+// and binds it to its field in Recipe. The parser, `kiln help recipe` and the
+// generated docs all read this table, so adding an option touches one place.
+// The [customize] section is the table in recipes/customize_ops.h.
+#pragma once
+
+#include <span>
+#include <string_view>
+
+namespace kiln {
+
+enum class ValueKind { kString, kStringList, kSize, kInteger, kPath };
+
+// What the docs and --help show of a setting.
+struct SettingInfo {
+  std::string_view section;
+  std::string_view key;
+  ValueKind kind;
+  std::string_view default_value;  // as written in TOML; empty: no default
+  std::string_view choices;        // "a|b|c"; empty: free-form
+  std::string_view doc;
+  bool required = false;
+};
+
+std::span<const SettingInfo> recipe_settings();
+
+// The recipe sections in the order the docs present them.
+std::span<const std::string_view> recipe_sections();
+
+std::string_view value_kind_name(ValueKind kind);
+
+}  // namespace kiln

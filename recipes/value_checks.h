@@ -1,0 +1,21 @@
+// Checks for the string values recipes hold. Each returns what is wrong with
+// the value in words for the user, or "" when it is fine.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace kiln {
+
+std::string check_image_name(std::string_view value);
+std::string check_word(std::string_view value);       // suites, components
+std::string check_package(std::string_view value);    // apt-get install arguments
+std::string check_mirror(std::string_view value);
+std::string check_fs_label(std::string_view value);
+std::string check_hostname(std::string_view value);
+std::string check_timezone(std::string_view value);
+std::string check_locale(std::string_view value);
+std::string check_user_name(std::string_view value);
+std::string check_image_path(std::string_view value);  // absolute, no "..", no "//"
+
+}  // namespace kiln
