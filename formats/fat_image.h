@@ -26,7 +26,9 @@ struct FatOptions {
   int64_t timestamp = 0;  // every file and directory time
 };
 
-// Formats the range and copies the files in (directories are created).
+// Formats the range and copies the files in (directories are created). The
+// image is created or extended as needed and only the range is written, once
+// the whole filesystem is built. FAT32 from 33 MiB, FAT16 below, at least 4 MiB.
 Result<> write_fat_image(const std::filesystem::path& image, const FatOptions& options,
                          const std::vector<FatFile>& files);
 
