@@ -184,14 +184,17 @@ TEST(WriteGpt, SfdiskVerifiesTheTable) {
 TEST(WriteGpt, EqualLayoutsGiveEqualBytes) {
   ScratchDir dir;
   // Small disks: the digests read every byte.
-  ASSERT_TRUE(write_gpt(dir / "a.raw", three_partitions(128 * kMiB)));
-  ASSERT_TRUE(write_gpt(dir / "b.raw", three_partitions(128 * kMiB)));
+  GptLayout layout = three_partitions(16 * kMiB);
+  layout.partitions[0].size_bytes = 4 * kMiB;
+  layout.partitions[1].size_bytes = kMiB;
+  ASSERT_TRUE(write_gpt(dir / "a.raw", layout));
+  ASSERT_TRUE(write_gpt(dir / "b.raw", layout));
   auto a = file_digest_hex(dir / "a.raw");
   auto b = file_digest_hex(dir / "b.raw");
   ASSERT_TRUE(a && b);
   EXPECT_EQ(*a, *b);
   // The digest covers the GUIDs: another disk GUID must change it.
-  GptLayout other = three_partitions(128 * kMiB);
+  GptLayout other = layout;
   other.disk_guid = Uuid::from_name("test/other-disk");
   ASSERT_TRUE(write_gpt(dir / "c.raw", other));
   EXPECT_NE(*file_digest_hex(dir / "c.raw"), *a);
