@@ -18,6 +18,12 @@ namespace kiln {
 
 enum class EntryType { kFile, kDirectory, kSymlink, kHardlink, kCharDevice, kBlockDevice, kFifo, kSocket };
 
+// A stretch of a sparse file that holds data.
+struct DataRegion {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
 struct TarEntry {
   // Relative, without "./", a leading "/" or a trailing "/"; "" is the root.
   std::string path;
@@ -33,7 +39,12 @@ struct TarEntry {
   std::string link_target;
   uint32_t rdev_major = 0;
   uint32_t rdev_minor = 0;
-  std::vector<std::pair<std::string, std::string>> xattrs;  // name, value
+  std::vector<std::pair<std::string, std::string>> xattrs;  // name, value, names unique
+  // A sparse file's map, known from the header alone (so sizing reads no
+  // data): its data regions in order; everything between them is a hole.
+  // For a file stored whole, sparse is false and the map is empty.
+  bool sparse = false;
+  std::vector<DataRegion> data_regions;
 };
 
 // A piece of a regular file's data; the gaps between pieces are holes.
@@ -47,14 +58,18 @@ class TarReader {
  public:
   // Opens an archive file; the format and compression are detected.
   static Result<TarReader> open(const std::filesystem::path& archive);
+  // Reads an archive held in memory (fuzzing, tests); `name` is used in errors.
+  static Result<TarReader> open_memory(std::string data, std::string name);
   TarReader(TarReader&&) noexcept;
   TarReader& operator=(TarReader&&) noexcept;
   ~TarReader();
 
   // Reads the next entry's header; false at the end of the archive.
   Result<bool> next(TarEntry& entry);
-  // Returns the current regular file's data piece by piece; false when done.
-  // Unread data is skipped by the following next().
+  // Returns the current entry's data piece by piece, in increasing offsets;
+  // false when done. Regular files have data, and so may a hardlink (cpio
+  // stores a hardlinked file's data with its last name). Unread data is
+  // skipped by the following next().
   Result<bool> read_data(DataChunk& chunk);
 
   // Position in the (compressed) archive and its size, for progress bars.
