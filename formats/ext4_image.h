@@ -32,7 +32,8 @@ struct Ext4Options {
   std::string label;
   Uuid uuid;
   Uuid hash_seed;
-  // Filesystem creation time; inode times later than this are clamped to it
+  // Filesystem creation time, positive; every time mke2fs and libext2fs
+  // record is this one, and inode times later than it are clamped to it
   // (SOURCE_DATE_EPOCH semantics).
   int64_t timestamp = 0;
 };
@@ -77,37 +78,57 @@ struct ImportStats {
 class Ext4Image {
  public:
   // Creates (or extends, sparse) `image` and formats a filesystem at
-  // [offset, offset + size) of it.
+  // [offset, offset + size) of it, with mke2fs under a configuration kiln
+  // writes (the host's /etc/mke2fs.conf plays no part). The features are
+  // Debian 12's ext4 defaults; ext3 and ext2 are the older subsets.
   static Result<Ext4Image> format(const std::filesystem::path& image, const Ext4Options& options);
-  // Opens an existing filesystem at `offset_bytes` of `image`.
+  // Opens an existing filesystem at `offset_bytes` of `image`. Times that
+  // libext2fs records are the filesystem's creation time, so edits stay
+  // reproducible.
   static Result<Ext4Image> open(const std::filesystem::path& image, uint64_t offset_bytes = 0,
                                 bool writable = true);
   // The smallest filesystem size (a multiple of 1 MiB) that holds everything
-  // in `archive` with these options (size_bytes ignored): for "does not fit"
-  // messages and automatic sizing.
+  // in `archive` with these options (size_bytes and offset_bytes ignored):
+  // for "does not fit" messages and automatic sizing. It reads headers only
+  // and asks mke2fs for the overhead of a few candidate sizes.
   static Result<uint64_t> minimum_size(const std::filesystem::path& archive,
                                        const Ext4Options& options);
 
   Ext4Image(Ext4Image&&) noexcept;
   Ext4Image& operator=(Ext4Image&&) noexcept;
-  ~Ext4Image();  // closes without flushing if close() was not called
+  // Without close(), nothing more is written: the superblock keeps saying
+  // "not clean" (it does from the moment a writable image is opened), so a
+  // half-written image never passes for a finished one.
+  ~Ext4Image();
 
-  // Streams every entry of the archive into the filesystem. Running out of
-  // blocks or inodes is an ErrorKind::kNoSpace error.
+  // Streams every entry of the archive into the filesystem, with tar's
+  // semantics: missing parents are created (0755, root), a later entry
+  // replaces an earlier one at the same path. Running out of blocks or
+  // inodes is an ErrorKind::kNoSpace error. After a failed import the image
+  // is unusable: every later call, close() included, fails.
   Result<ImportStats> import(TarReader& reader, const ImportOptions& options = {});
 
-  // Path-level operations. Paths are absolute inside the filesystem.
+  // Path-level operations. Paths are absolute inside the filesystem;
+  // symlinks on the way are followed inside the image. Errors name the path
+  // ("/etc/foo: no such file or directory in the image root.img").
   // stat does not follow a final symlink; nullopt when nothing is there.
   Result<std::optional<Ext4Stat>> stat(std::string_view path);
+  // Follows a final symlink, like cat.
   Result<std::string> read_file(std::string_view path);
+  // Follows a final symlink, like ls; sorted, without "." and "..".
   Result<std::vector<std::string>> list_directory(std::string_view path);
   // Creates the file, or replaces the content of an existing one (keeping its
-  // owner and mode).
+  // owner, mode and attributes; the mtime comes from `attributes`). A symlink
+  // or special file at the path is replaced, never written through.
   Result<> write_file(std::string_view path, std::string_view content, const Ext4Attributes& attributes);
+  // The parent must exist; an existing directory just takes the attributes.
   Result<> make_directory(std::string_view path, const Ext4Attributes& attributes);
+  // Creates or replaces a symlink, like ln -sf; its mode is always 0777.
   Result<> make_symlink(std::string_view path, std::string_view target, const Ext4Attributes& attributes);
   // Removes a file, symlink or empty directory; `recursive` removes a tree.
   Result<> remove(std::string_view path, bool recursive = false);
+  // These act on the path itself, not on a final symlink's target.
+  // Symlinks have no mode of their own, so set_mode refuses them.
   Result<> set_mode(std::string_view path, uint32_t mode);
   Result<> set_owner(std::string_view path, uint32_t uid, uint32_t gid);
   Result<std::optional<std::string>> get_xattr(std::string_view path, std::string_view name);
