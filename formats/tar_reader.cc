@@ -144,6 +144,7 @@ struct TarReader::State {
   std::string memory;  // the bytes of an in-memory archive, kept alive
   uint64_t total = 0;
   std::string path;  // the current entry, for errors while reading its data
+  uint64_t data_end = 0;  // where the current entry's last data piece ended
 };
 
 TarReader::TarReader(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -200,6 +201,7 @@ Result<bool> TarReader::next(TarEntry& out) {
   out = TarEntry{};
   KILN_ASSIGN(out.path, normalise(state_->name, raw_path, "path"));
   state_->path = raw_path;
+  state_->data_end = 0;
   KILN_ASSIGN(out.type, type_of(state_->name, entry, raw_path));
   out.mode = archive_entry_perm(entry) & 07777;
   KILN_ASSIGN(out.uid, id_of(state_->name, raw_path, archive_entry_uid(entry), "owner"));
@@ -252,9 +254,11 @@ Result<bool> TarReader::read_data(DataChunk& chunk) {
       return fail(ErrorKind::kBadInput, "{}: cannot read the data of '{}': {}", state_->name,
                   state_->path, archive_message(a));
     if (size == 0) continue;  // a sparse file's final hole
-    if (offset < 0)
-      return fail(ErrorKind::kBadInput, "{}: '{}' has data at a negative offset", state_->name,
-                  state_->path);
+    // A corrupt sparse map can make pieces overlap or go backwards.
+    if (offset < 0 || static_cast<uint64_t>(offset) < state_->data_end)
+      return fail(ErrorKind::kBadInput, "{}: '{}' has overlapping data pieces (a corrupt sparse map)",
+                  state_->name, state_->path);
+    state_->data_end = static_cast<uint64_t>(offset) + size;
     chunk.data = static_cast<const char*>(buffer);
     chunk.size = size;
     chunk.offset = static_cast<uint64_t>(offset);
