@@ -54,9 +54,9 @@ constexpr std::array kProgramPackages = {
 };
 
 // Builds "NAME=VALUE" strings: the inherited environment with overrides.
-std::vector<std::string> merged_environment(const std::vector<std::string>& extra) {
+std::vector<std::string> merged_environment(const std::vector<std::string>& extra, bool clear) {
   std::map<std::string, std::string> vars;
-  for (char** entry = environ; entry && *entry; ++entry) {
+  for (char** entry = clear ? nullptr : environ; entry && *entry; ++entry) {
     std::string_view text(*entry);
     auto eq = text.find('=');
     if (eq == std::string_view::npos) continue;
@@ -204,11 +204,14 @@ Result<Completed> run(std::vector<std::string> argv) {
 
 Result<Completed> run(const Command& command) {
   if (command.argv.empty()) return fail(ErrorKind::kFailed, "run: empty command");
-  KILN_ASSIGN(std::string program, find_program(command.argv.front()));
+  std::string program = command.argv.front();
+  if (!command.resolve_in_child) {
+    KILN_ASSIGN(program, find_program(command.argv.front()));
+  }
   KILN_TRY(check_interrupted());
 
   std::vector<std::string> argv_strings = command.argv;
-  std::vector<std::string> env_strings = merged_environment(command.env);
+  std::vector<std::string> env_strings = merged_environment(command.env, command.clear_env);
   std::vector<char*> argv = c_strings(argv_strings);
   std::vector<char*> envp = c_strings(env_strings);
 
@@ -231,8 +234,17 @@ Result<Completed> run(const Command& command) {
     ::dup2(out_fd, 1);
     ::dup2(err_pipe.write_end(), 2);
     if (!command.cwd.empty() && ::chdir(command.cwd.c_str()) != 0) _exit(126);
-    if (command.in_child && !command.in_child()) _exit(126);
-    ::execve(program.c_str(), argv.data(), envp.data());
+    if (command.in_child && !command.in_child()) {
+      static constexpr char kMessage[] = "error: cannot set up the process environment (namespace, mounts, chroot)\n";
+      [[maybe_unused]] auto written = ::write(2, kMessage, sizeof kMessage - 1);
+      _exit(126);
+    }
+    if (command.resolve_in_child) {
+      environ = envp.data();
+      ::execvp(program.c_str(), argv.data());
+    } else {
+      ::execve(program.c_str(), argv.data(), envp.data());
+    }
     _exit(127);
   }
   ::setpgid(pid, pid);
@@ -327,8 +339,8 @@ Result<Completed> run(const Command& command) {
             std::find(command.ok_exit_codes.begin(), command.ok_exit_codes.end(),
                       done.exit_code) != command.ok_exit_codes.end();
   if (!ok) {
-    std::string detail = key_lines(done.err);
-    if (detail.empty()) detail = key_lines(done.out);
+    // Some tools (debootstrap) report failures on stdout.
+    std::string detail = key_lines(done.err + "\n" + done.out);
     return std::unexpected(Error{ErrorKind::kFailed,
                                  fmt::format("{} failed with exit code {}", name, done.exit_code),
                                  {}, detail});

@@ -18,6 +18,8 @@ struct Command {
   std::vector<std::string> argv;
   // "NAME=VALUE" entries added to (or replacing in) the inherited environment.
   std::vector<std::string> env;
+  // Start from an empty environment instead (programs run inside an image).
+  bool clear_env = false;
   std::string cwd;
   std::chrono::milliseconds timeout{0};  // zero: no limit
   // Descriptors for the child's stdin and stdout; -1 means /dev/null for stdin
@@ -31,6 +33,9 @@ struct Command {
   // Runs in the child between fork and exec (namespaces, chroot); it must only
   // make async-signal-safe calls and returns false to abort the exec.
   std::function<bool()> in_child;
+  // Look argv[0] up on the child's PATH after in_child ran (a chroot), not
+  // on the host's.
+  bool resolve_in_child = false;
   // Exit codes that count as success besides 0.
   std::vector<int> ok_exit_codes;
 };

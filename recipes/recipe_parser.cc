@@ -130,6 +130,14 @@ Result<> check_consistency(const Recipe& recipe) {
                    "storage.size leaves no room for the root partition next to the {} MiB EFI "
                    "system partition (storage.esp_size{})",
                    s.esp_size.value >> 20, origin_of(s.esp_size));
+  // NAME.xl.cfg boots root.img with the kernel beside it, as Xen PV does.
+  if (recipe.wants_output("xen"))
+    for (std::string_view needed : {"partitions", "kernel"})
+      if (!recipe.wants_output(needed))
+        return fail_at(recipe.output.formats.where,
+                       "output format \"xen\" describes a domain booting root.img with vmlinuz and "
+                       "initrd.img: add \"{}\" to output.formats",
+                       needed);
   if (recipe.wants_output("qcow2") && !recipe.wants_output("disk"))
     return fail_at(recipe.output.formats.where,
                    "output format \"qcow2\" is converted from \"disk\": add \"disk\" to output.formats");

@@ -1,0 +1,48 @@
+// Assembler: the "assemble" stage. It streams the customised rootfs archive
+// into an ext4 filesystem, applies the offline customisation and kiln's
+// system setup to it, and lays out the disk: a GPT with an EFI system
+// partition (systemd-boot, kernel, initrd) and the root partition, written in
+// place with no mount, no loop device and no unpacked tree.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/reporter.h"
+#include "builder/plan.h"
+#include "formats/gpt_disk.h"
+
+namespace kiln {
+
+// Where things go inside disk.raw (gpt layout) or root.img (plain layout).
+struct DiskGeometry {
+  uint64_t image_size = 0;  // disk.raw, or root.img for plain
+  uint64_t root_offset = 0;
+  uint64_t root_size = 0;
+  std::optional<PlacedPartition> esp;
+  std::vector<PlacedPartition> partitions;
+};
+
+Result<DiskGeometry> plan_geometry(const Plan& plan);
+
+struct AssembledImage {
+  DiskGeometry geometry;
+  std::filesystem::path disk;  // disk.raw, or "" for the plain layout
+  std::filesystem::path root;  // root.img, or "" when not asked for
+  std::filesystem::path kernel;
+  std::filesystem::path initrd;
+  std::string kernel_version;
+  std::string kernel_command_line;  // root=UUID=... ro + image.kernel_cmdline
+  std::string dpkg_status;          // /var/lib/dpkg/status of the image
+  std::vector<std::string> notes;
+};
+
+// Builds the images inside `dir` (the output's temporary directory) from
+// `rootfs_archive`.
+Result<AssembledImage> assemble(const Plan& plan, const std::filesystem::path& rootfs_archive,
+                                const std::filesystem::path& dir, Reporter& reporter);
+
+}  // namespace kiln

@@ -1,0 +1,207 @@
+#include "builder/baker.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <stdio.h>
+
+#include <charconv>
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+
+#include "base/files.h"
+#include "base/size.h"
+#include "base/uri_fetch.h"
+#include "builder/apt_sources.h"
+#include "builder/assembler.h"
+#include "builder/bootstrap.h"
+#include "builder/image_chroot.h"
+#include "builder/plan.h"
+#include "builder/stage_cache.h"
+#include "formats/tar_reader.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// A previous kiln output may be replaced; anything else is the user's.
+Result<> check_output_dir(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return {};
+  if (!fs::is_directory(dir, ec))
+    return fail(ErrorKind::kBadInput, "{}: exists and is not a directory; choose another -o", dir.string());
+  if (fs::is_empty(dir, ec) || fs::exists(dir / "manifest.json", ec)) return {};
+  return fail(ErrorKind::kBadInput,
+              "{}: exists and is not a kiln output directory (no manifest.json); remove it or choose another -o",
+              dir.string());
+}
+
+// Swaps the finished directory into place; the old output goes with `built`.
+Result<> install_output(TempDir built, const fs::path& target) {
+  // mkdtemp made it private; an output directory is as readable as any other.
+  mode_t mask = ::umask(0);
+  ::umask(mask);
+  if (::chmod(built.path().c_str(), 0755 & ~mask) != 0) return fail_errno("chmod", built.path().string(), errno);
+  std::error_code ec;
+  if (fs::exists(target, ec) && !fs::is_empty(target, ec)) {
+    if (::renameat2(AT_FDCWD, built.path().c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) != 0)
+      return fail_errno("cannot replace", target.string(), errno);
+    return fsync_directory(target.parent_path());  // `built` now holds the old output and removes it
+  }
+  return built.commit(target);
+}
+
+// Runs a cached stage: returns the path of its archive, from the cache or
+// freshly made by `produce(out_tar, work_dir)`.
+class StageRunner {
+ public:
+  StageRunner(const BakeOptions& options, std::optional<StageCache> cache, fs::path scratch_parent,
+              Reporter& reporter)
+      : options_(options), cache_(std::move(cache)), scratch_parent_(std::move(scratch_parent)),
+        reporter_(reporter) {}
+
+  template <class Produce>
+  Result<fs::path> run(const StagePlan& stage, const std::string& file_name, Produce produce) {
+    auto started = Clock::now();
+    reporter_.step(stage.name, stage.description);
+    if (cache_) {
+      if (auto entry = cache_->lookup(stage.key)) {
+        reporter_.done(fmt::format("cached ({})", stage.key.substr(0, 12)));
+        outcomes_.push_back({stage.name, stage.key, true, seconds_since(started)});
+        return entry->dir / file_name;
+      }
+    }
+    KILN_ASSIGN(TempDir scratch, cache_ ? cache_->begin() : TempDir::create(scratch_parent_, "stage"));
+    fs::path work = scratch.path() / "work";
+    fs::create_directories(work);
+    KILN_TRY(produce(scratch.path() / file_name, work));
+    KILN_TRY(remove_tree(work));
+    fs::path result;
+    if (cache_) {
+      KILN_ASSIGN(CacheEntry entry, cache_->commit(std::move(scratch), stage.key, stage.name, stage.description));
+      result = entry.dir / file_name;
+    } else {
+      result = scratch.path() / file_name;
+      uncached_.push_back(std::move(scratch));
+    }
+    reporter_.done();
+    outcomes_.push_back({stage.name, stage.key, false, seconds_since(started)});
+    return result;
+  }
+
+  std::vector<StageOutcome>& outcomes() { return outcomes_; }
+
+ private:
+  const BakeOptions& options_;
+  std::optional<StageCache> cache_;
+  fs::path scratch_parent_;
+  Reporter& reporter_;
+  std::vector<TempDir> uncached_;  // stage results of a --no-cache bake, removed at the end
+  std::vector<StageOutcome> outcomes_;
+};
+
+Result<fs::path> source_archive(const Plan& plan, StageRunner& stages, Reporter& reporter) {
+  const Recipe& recipe = *plan.recipe;
+  if (recipe.bootstrap.from.value.empty()) {
+    return stages.run(plan.source, "rootfs.tar", [&](const fs::path& out, const fs::path& work) {
+      return bootstrap_rootfs(plan, out, work, reporter);
+    });
+  }
+  const std::string& from = recipe.bootstrap.from.value;
+  if (is_remote_uri(from)) {
+    return stages.run(plan.source, "rootfs.archive", [&](const fs::path& out, const fs::path&) -> Result<> {
+      FetchOptions fetch;
+      fetch.progress = [&reporter](uint64_t done, uint64_t total) { reporter.progress(done, total); };
+      auto fetched = fetch_uri(from, out, fetch);
+      if (!fetched) return std::unexpected(std::move(fetched).error().with_context("bootstrap.from"));
+      return {};
+    });
+  }
+  fs::path path = local_import_path(recipe);
+  reporter.step("import", path.string());
+  auto reader = TarReader::open(path);
+  if (!reader) {
+    Error error = std::move(reader).error();
+    error.where = recipe.bootstrap.from.where;
+    error.message = "bootstrap.from: " + error.message;
+    return std::unexpected(std::move(error));
+  }
+  reporter.done();
+  return path;
+}
+
+}  // namespace
+
+Result<std::optional<int64_t>> source_date_epoch_from_env() {
+  const char* text = std::getenv("SOURCE_DATE_EPOCH");
+  if (!text || !*text) return std::nullopt;
+  int64_t value = 0;
+  std::string_view view(text);
+  auto [end, ec] = std::from_chars(view.data(), view.data() + view.size(), value);
+  if (ec != std::errc() || end != view.data() + view.size() || value < 0)
+    return fail(ErrorKind::kBadInput, "SOURCE_DATE_EPOCH=\"{}\": expected seconds since 1970 (an integer)", text);
+  return value;
+}
+
+Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Reporter& reporter) {
+  auto started = Clock::now();
+  fs::path output = fs::absolute(options.output_dir).lexically_normal();
+  if (output.filename().empty()) output = output.parent_path();
+  KILN_TRY(check_output_dir(output));
+
+  PlanInputs inputs;
+  inputs.source_date_epoch = options.source_date_epoch;
+  inputs.now = static_cast<int64_t>(std::time(nullptr));
+  inputs.host_mirror = host_debian_mirror();
+  KILN_ASSIGN(Plan plan, make_plan(recipe, inputs));
+
+  std::optional<StageCache> cache;
+  std::optional<CacheLock> lock;
+  if (options.use_cache) {
+    cache.emplace(options.cache_dir.empty() ? StageCache::default_root() : options.cache_dir);
+    KILN_ASSIGN(lock, CacheLock::shared(*cache));
+  }
+  std::error_code ec;
+  fs::create_directories(output.parent_path(), ec);
+  if (ec) return fail_errno("cannot create", output.parent_path().string(), ec.value());
+  KILN_ASSIGN(TempDir building, TempDir::create(output.parent_path(), output.filename().string() + ".kiln"));
+  StageRunner stages(options, std::move(cache), building.path(), reporter);
+
+  KILN_ASSIGN(fs::path archive, source_archive(plan, stages, reporter));
+  if (plan.in_image) {
+    KILN_ASSIGN(archive, stages.run(*plan.in_image, "rootfs.tar", [&](const fs::path& out, const fs::path& work) {
+      return run_in_image_steps(plan, archive, out, work, reporter);
+    }));
+  }
+
+  auto assemble_started = Clock::now();
+  KILN_ASSIGN(TempDir staged, TempDir::create(output.parent_path(), output.filename().string() + ".new"));
+  reporter.step("assemble", fmt::format("{} layout, {}", recipe.storage.layout.value,
+                                        format_size(recipe.storage.size.value)));
+  KILN_ASSIGN(AssembledImage image, assemble(plan, archive, staged.path(), reporter));
+  for (const std::string& note : image.notes) reporter.warn(note);
+  reporter.done();
+  stages.outcomes().push_back({"assemble", "", false, seconds_since(assemble_started)});
+
+  auto finalize_started = Clock::now();
+  reporter.step("finalize", output.string());
+  KILN_ASSIGN(FinalizedOutput finalized, finalize_outputs(plan, image, staged.path(), output, reporter));
+  KILN_TRY(install_output(std::move(staged), output));
+  reporter.done();
+  stages.outcomes().push_back({"finalize", "", false, seconds_since(finalize_started)});
+
+  BakeResult result;
+  result.output_dir = output;
+  result.artifacts = std::move(finalized.artifacts);
+  result.stages = std::move(stages.outcomes());
+  result.seconds = seconds_since(started);
+  return result;
+}
+
+}  // namespace kiln

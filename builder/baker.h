@@ -1,0 +1,48 @@
+// Baker: runs a bake from a parsed recipe to a finished output directory,
+// stage by stage as the user sees them (bootstrap, customize, assemble,
+// finalize), reusing cached stages. The output directory appears complete or
+// not at all: everything is built beside it and swapped in at the end, so a
+// failure or Ctrl-C leaves the previous output (if any) untouched and no
+// temporary files behind.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/reporter.h"
+#include "builder/image_outputs.h"
+#include "recipes/recipe.h"
+
+namespace kiln {
+
+struct BakeOptions {
+  std::filesystem::path output_dir;
+  std::filesystem::path cache_dir;  // empty: StageCache::default_root()
+  bool use_cache = true;
+  std::optional<int64_t> source_date_epoch;
+};
+
+struct StageOutcome {
+  std::string name;
+  std::string key;  // empty for stages without one
+  bool cached = false;
+  double seconds = 0;
+};
+
+struct BakeResult {
+  std::filesystem::path output_dir;
+  std::vector<Artifact> artifacts;
+  std::vector<StageOutcome> stages;
+  double seconds = 0;
+};
+
+Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Reporter& reporter);
+
+// SOURCE_DATE_EPOCH from the environment; an error when it is set but not a
+// non-negative integer.
+Result<std::optional<int64_t>> source_date_epoch_from_env();
+
+}  // namespace kiln

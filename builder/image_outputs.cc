@@ -1,0 +1,197 @@
+#include "builder/image_outputs.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <future>
+
+#include "base/files.h"
+#include "crypto/hash.h"
+#include "formats/domain_spec.h"
+#include "formats/dpkg_status.h"
+#include "formats/fat_image.h"
+#include "formats/libvirt_xml.h"
+#include "formats/qcow2.h"
+#include "formats/xen_config.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The recipe's kernel arguments minus console=, which differs per hypervisor.
+std::string without_consoles(const std::string& cmdline) {
+  std::string out;
+  size_t start = 0;
+  while (start < cmdline.size()) {
+    size_t end = cmdline.find(' ', start);
+    if (end == std::string::npos) end = cmdline.size();
+    std::string word = cmdline.substr(start, end - start);
+    if (!word.empty() && !word.starts_with("console=")) out += (out.empty() ? "" : " ") + word;
+    start = end + 1;
+  }
+  return out;
+}
+
+DomainSpec base_domain(const Plan& plan) {
+  const Recipe& recipe = *plan.recipe;
+  DomainSpec spec;
+  spec.name = recipe.image.name.value;
+  spec.memory_mib = recipe.output.memory.value / (1024 * 1024);
+  spec.vcpus = static_cast<int>(recipe.output.vcpus.value);
+  return spec;
+}
+
+// A Xen PV domain, as in the Xen era: the kernel from the host, the root
+// filesystem image as the guest's xvda1, the console on hvc0.
+Result<std::string> xen_config(const Plan& plan, const fs::path& final_dir) {
+  DomainSpec spec = base_domain(plan);
+  spec.kernel = (final_dir / "vmlinuz").string();
+  spec.ramdisk = (final_dir / "initrd.img").string();
+  spec.root = "/dev/xvda1 ro";
+  std::string rest = without_consoles(plan.recipe->image.kernel_cmdline.value);
+  spec.extra = rest.empty() ? "console=hvc0" : "console=hvc0 " + rest;
+  DomainDisk disk;
+  disk.backend = DiskBackend::kFile;
+  disk.path = (final_dir / "root.img").string();
+  disk.frontend = "xvda1";
+  spec.disks.push_back(disk);
+  DomainVif vif;
+  vif.bridge = "xenbr0";
+  spec.vifs.push_back(vif);
+  return write_xen_config(spec);
+}
+
+// A libvirt domain: UEFI firmware boot of disk.raw for the gpt layout,
+// direct kernel boot of root.img for the plain one.
+Result<std::string> libvirt_domain(const Plan& plan, const AssembledImage& image, const fs::path& final_dir) {
+  DomainSpec spec = base_domain(plan);
+  LibvirtOptions options;
+  DomainDisk disk;
+  disk.backend = DiskBackend::kFile;
+  if (!image.disk.empty()) {
+    options.uefi = true;
+    disk.path = (final_dir / "disk.raw").string();
+    disk.frontend = "xvda";
+  } else {
+    spec.kernel = (final_dir / "vmlinuz").string();
+    spec.ramdisk = (final_dir / "initrd.img").string();
+    spec.root = "UUID=" + plan.identity.root_filesystem.to_string() + " ro";
+    spec.extra = plan.recipe->image.kernel_cmdline.value;
+    disk.path = (final_dir / "root.img").string();
+    disk.frontend = "xvda";
+  }
+  spec.disks.push_back(disk);
+  spec.vifs.push_back(DomainVif{});
+  return write_libvirt_xml(spec, options);
+}
+
+Result<Artifact> describe(const fs::path& dir, const std::string& name) {
+  fs::path path = dir / name;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return fail_errno("stat", path.string(), errno);
+  KILN_ASSIGN(std::string digest, file_digest_hex(path));
+  return Artifact{name, static_cast<uint64_t>(st.st_size), digest};
+}
+
+// Hashes the artifacts on all cores: the disk images dominate a warm bake.
+Result<std::vector<Artifact>> describe_all(const fs::path& dir, const std::vector<std::string>& names) {
+  std::vector<std::future<Result<Artifact>>> jobs;
+  for (const std::string& name : names)
+    jobs.push_back(std::async(std::launch::async, describe, dir, name));
+  std::vector<Artifact> out;
+  for (auto& job : jobs) {
+    auto artifact = job.get();
+    if (!artifact) return std::unexpected(std::move(artifact).error());
+    out.push_back(std::move(*artifact));
+  }
+  return out;
+}
+
+nlohmann::json manifest_json(const Plan& plan, const AssembledImage& image,
+                             const std::vector<Artifact>& artifacts) {
+  const Recipe& recipe = *plan.recipe;
+  nlohmann::json packages = nlohmann::json::array();
+  for (const InstalledPackage& package : installed_packages(image.dpkg_status))
+    packages.push_back({{"name", package.name}, {"version", package.version},
+                        {"architecture", package.architecture}});
+  nlohmann::json files = nlohmann::json::array();
+  for (const Artifact& artifact : artifacts)
+    files.push_back({{"file", artifact.file}, {"size", artifact.size}, {"sha256", artifact.sha256}});
+  nlohmann::json partitions = nlohmann::json::array();
+  for (const PlacedPartition& partition : image.geometry.partitions)
+    partitions.push_back({{"number", partition.number},
+                          {"name", partition.partition.name},
+                          {"type", gpt_type_guid(partition.partition.type)},
+                          {"uuid", partition.partition.uuid.to_string()},
+                          {"offset", partition.offset},
+                          {"size", partition.size}});
+  nlohmann::json manifest = {
+      {"kiln_version", KILN_VERSION},
+      {"recipe", {{"file", recipe.file.filename().string()}, {"sha256", recipe.hash}}},
+      {"image",
+       {{"name", recipe.image.name.value},
+        {"version", recipe.image.version.value},
+        {"description", recipe.image.description.value},
+        {"layout", recipe.storage.layout.value},
+        {"size", image.geometry.image_size},
+        {"root_filesystem", {{"type", recipe.storage.filesystem.value},
+                             {"uuid", plan.identity.root_filesystem.to_string()},
+                             {"size", image.geometry.root_size},
+                             {"label", recipe.storage.label.value}}},
+        {"partitions", partitions},
+        {"kernel", image.kernel_version},
+        {"kernel_cmdline", image.kernel_command_line}}},
+      {"build", {{"timestamp", plan.timestamp}, {"reproducible", plan.reproducible},
+                 {"bootstrap_key", plan.source.key},
+                 {"customize_key", plan.in_image ? plan.in_image->key : ""}}},
+      {"packages", packages},
+      {"artifacts", files},
+  };
+  if (image.geometry.esp)
+    manifest["image"]["esp_volume_id"] = fat_volume_id_string(plan.identity.esp_volume_id);
+  return manifest;
+}
+
+}  // namespace
+
+Result<FinalizedOutput> finalize_outputs(const Plan& plan, const AssembledImage& image, const fs::path& dir,
+                                         const fs::path& final_dir, Reporter& reporter) {
+  const Recipe& recipe = *plan.recipe;
+  std::vector<std::string> names;
+  if (!image.disk.empty()) names.push_back("disk.raw");
+  if (!image.root.empty()) names.push_back("root.img");
+  if (recipe.wants_output("kernel") && !image.kernel.empty()) {
+    names.push_back("vmlinuz");
+    names.push_back("initrd.img");
+  } else {
+    std::error_code ignored;
+    fs::remove(dir / "vmlinuz", ignored);
+    fs::remove(dir / "initrd.img", ignored);
+  }
+  if (recipe.wants_output("qcow2")) {
+    reporter.note("disk.qcow2");
+    KILN_TRY(convert_to_qcow2(image.disk, dir / "disk.qcow2"));
+    names.push_back("disk.qcow2");
+  }
+  if (recipe.wants_output("xen")) {
+    std::string name = recipe.image.name.value + ".xl.cfg";
+    KILN_ASSIGN(std::string text, xen_config(plan, final_dir));
+    KILN_TRY(write_file_atomic(dir / name, text));
+    names.push_back(name);
+  }
+  if (recipe.wants_output("libvirt")) {
+    std::string name = recipe.image.name.value + ".libvirt.xml";
+    KILN_ASSIGN(std::string text, libvirt_domain(plan, image, final_dir));
+    KILN_TRY(write_file_atomic(dir / name, text));
+    names.push_back(name);
+  }
+  reporter.note(fmt::format("sha256 of {} files", names.size()));
+  FinalizedOutput out;
+  KILN_ASSIGN(out.artifacts, describe_all(dir, names));
+  out.manifest = manifest_json(plan, image, out.artifacts);
+  KILN_TRY(write_file_atomic(dir / "manifest.json", out.manifest.dump(2) + "\n"));
+  return out;
+}
+
+}  // namespace kiln

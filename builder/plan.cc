@@ -1,0 +1,135 @@
+#include "builder/plan.h"
+
+#include <algorithm>
+
+#include "base/uri_fetch.h"
+#include "builder/bootstrap.h"
+#include "crypto/hash.h"
+
+namespace kiln {
+namespace {
+
+// Bumped when a stage's output for the same inputs changes with kiln itself.
+constexpr std::string_view kBootstrapFormat = "kiln-bootstrap-1";
+constexpr std::string_view kCustomizeFormat = "kiln-customize-1";
+
+std::vector<std::string> sorted_unique(std::vector<std::string> items) {
+  std::sort(items.begin(), items.end());
+  items.erase(std::unique(items.begin(), items.end()), items.end());
+  return items;
+}
+
+void hash_list(Hasher& hasher, const std::vector<std::string>& items) {
+  hasher.field(std::to_string(items.size()));
+  for (const auto& item : items) hasher.field(item);
+}
+
+StagePlan bootstrap_stage(const Recipe& recipe, const Plan& plan) {
+  const BootstrapSection& b = recipe.bootstrap;
+  Hasher hasher;
+  hasher.field(kBootstrapFormat).field(b.tool.value).field(b.distro.value).field(b.suite.value)
+      .field(b.variant.value).field(b.arch.value).field(plan.mirror);
+  hash_list(hasher, sorted_unique(b.components.value));
+  hash_list(hasher, sorted_unique(b.packages.value));
+  hasher.field(plan.reproducible ? std::to_string(plan.timestamp) : "now");
+  std::string packages = b.packages.value.empty()
+                             ? std::string()
+                             : fmt::format(", {} extra packages", b.packages.value.size());
+  return {"bootstrap", hasher.hex_digest(),
+          fmt::format("{} {}/{}{}", b.tool.value, b.suite.value, b.variant.value, packages)};
+}
+
+Result<StagePlan> import_stage(const Recipe& recipe) {
+  const std::string& from = recipe.bootstrap.from.value;
+  Hasher hasher;
+  hasher.field(kBootstrapFormat).field("import");
+  if (is_remote_uri(from)) {
+    // A download is keyed by its URI; `--no-cache` fetches it again.
+    hasher.field(from);
+  } else {
+    auto digest = file_digest_hex(local_import_path(recipe));
+    if (!digest)
+      return fail_at(recipe.bootstrap.from.where, "bootstrap.from: {}", digest.error().message);
+    hasher.field(*digest);
+  }
+  return StagePlan{"import", hasher.hex_digest(), fmt::format("import {}", from)};
+}
+
+Result<StagePlan> in_image_stage(const Plan& plan) {
+  Hasher hasher;
+  hasher.field(kCustomizeFormat).field(plan.source.key).field(plan.mirror);
+  hasher.field(plan.reproducible ? std::to_string(plan.timestamp) : "now");
+  size_t packages = 0, commands = 0;
+  for (const CustomizeStep& step : plan.in_image_steps) {
+    if (const auto* install = std::get_if<InstallPackages>(&step.operation)) {
+      hasher.field("packages");
+      hash_list(hasher, install->packages);
+      packages += install->packages.size();
+    } else if (const auto* locale = std::get_if<SetLocale>(&step.operation)) {
+      hasher.field("locale").field(locale->locale);
+    } else if (const auto* run = std::get_if<RunCommand>(&step.operation)) {
+      ++commands;
+      hasher.field("run").field(run->command);
+      if (!run->script_file.empty()) {
+        auto digest = file_digest_hex(run->script_file);
+        if (!digest) return fail_at(step.where, "customize.run: {}", digest.error().message);
+        hasher.field(*digest);
+      }
+    }
+  }
+  std::vector<std::string> parts;
+  if (packages) parts.push_back(fmt::format("{} packages", packages));
+  if (commands) parts.push_back(fmt::format("{} commands", commands));
+  std::string summary = parts.empty() ? "locale" : fmt::format("{}", fmt::join(parts, ", "));
+  return StagePlan{"customize", hasher.hex_digest(), "in-image: " + summary};
+}
+
+ImageIdentity identity_of(const Recipe& recipe) {
+  std::string base = recipe.image.name.value + "/" + recipe.hash + "/";
+  ImageIdentity id;
+  id.root_filesystem = Uuid::from_name(base + "root-filesystem");
+  id.root_partition = Uuid::from_name(base + "root-partition");
+  id.esp_partition = Uuid::from_name(base + "esp-partition");
+  id.disk = Uuid::from_name(base + "disk");
+  id.hash_seed = Uuid::from_name(base + "hash-seed");
+  Uuid esp = Uuid::from_name(base + "esp-volume");
+  id.esp_volume_id = (uint32_t{esp.bytes[0]} << 24) | (uint32_t{esp.bytes[1]} << 16) |
+                     (uint32_t{esp.bytes[2]} << 8) | esp.bytes[3];
+  return id;
+}
+
+}  // namespace
+
+bool is_builtin_locale(std::string_view locale) {
+  return locale == "C" || locale == "POSIX" || locale == "C.UTF-8" || locale == "C.utf8";
+}
+
+bool runs_in_image(const CustomizeStep& step) {
+  if (const auto* locale = std::get_if<SetLocale>(&step.operation))
+    return !is_builtin_locale(locale->locale);
+  return std::holds_alternative<InstallPackages>(step.operation) ||
+         std::holds_alternative<RunCommand>(step.operation);
+}
+
+Result<Plan> make_plan(const Recipe& recipe, const PlanInputs& inputs) {
+  Plan plan;
+  plan.recipe = &recipe;
+  plan.reproducible = inputs.source_date_epoch.has_value();
+  plan.timestamp = inputs.source_date_epoch.value_or(inputs.now);
+  bool imported = !recipe.bootstrap.from.value.empty();
+  plan.mirror = recipe.bootstrap.mirror.value.empty() ? inputs.host_mirror : recipe.bootstrap.mirror.value;
+  if (imported) {
+    KILN_ASSIGN(plan.source, import_stage(recipe));
+  } else {
+    plan.source = bootstrap_stage(recipe, plan);
+  }
+  for (const CustomizeStep& step : recipe.customize.steps)
+    (runs_in_image(step) ? plan.in_image_steps : plan.offline_steps).push_back(step);
+  if (!plan.in_image_steps.empty()) {
+    KILN_ASSIGN(plan.in_image, in_image_stage(plan));
+  }
+  plan.identity = identity_of(recipe);
+  return plan;
+}
+
+}  // namespace kiln

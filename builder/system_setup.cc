@@ -1,0 +1,105 @@
+#include "builder/system_setup.h"
+
+#include "builder/offline_customizer.h"
+#include "builder/systemd_units.h"
+
+namespace kiln {
+namespace {
+
+constexpr std::string_view kNetworkFile =
+    "# Written by kiln: DHCP on the first Ethernet interface.\n"
+    "[Match]\n"
+    "Type=ether\n"
+    "Name=en* eth*\n"
+    "\n"
+    "[Network]\n"
+    "DHCP=yes\n";
+
+constexpr std::string_view kSshKeygenUnit =
+    "# Written by kiln: images ship without ssh host keys, so that no two\n"
+    "# machines share them; this makes a machine's own keys at first boot.\n"
+    "[Unit]\n"
+    "Description=Generate SSH host keys\n"
+    "ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key\n"
+    "Before=ssh.service ssh.socket\n"
+    "\n"
+    "[Service]\n"
+    "Type=oneshot\n"
+    "ExecStart=/usr/bin/ssh-keygen -A\n"
+    "RemainAfterExit=yes\n"
+    "\n"
+    "[Install]\n"
+    "WantedBy=ssh.service multi-user.target\n";
+
+Result<bool> exists(Ext4Image& fs, std::string_view path) {
+  KILN_ASSIGN(auto st, fs.stat(path));
+  return st.has_value();
+}
+
+Result<> write(Ext4Image& fs, std::string_view path, std::string_view text, uint32_t mode, int64_t mtime) {
+  KILN_TRY(make_parents(fs, path, mtime));
+  return fs.write_file(path, text, Ext4Attributes{mode, 0, 0, mtime});
+}
+
+Result<> setup_network(Ext4Image& fs, const Plan& plan, std::vector<std::string>& notes) {
+  KILN_ASSIGN(std::string unit, find_unit(fs, "systemd-networkd.service"));
+  if (unit.empty()) {
+    notes.push_back("the image has no systemd-networkd: no DHCP set up");
+    return {};
+  }
+  KILN_TRY(write(fs, "/etc/systemd/network/80-kiln-dhcp.network", kNetworkFile, 0644, plan.timestamp));
+  return enable_unit(fs, "systemd-networkd.service", plan.timestamp);
+}
+
+Result<> reset_machine_id(Ext4Image& fs, const Plan& plan) {
+  KILN_TRY(write(fs, "/etc/machine-id", "", 0444, plan.timestamp));
+  KILN_ASSIGN(auto dbus_id, fs.stat("/var/lib/dbus/machine-id"));
+  if (dbus_id && dbus_id->type != EntryType::kSymlink) {
+    KILN_TRY(fs.remove("/var/lib/dbus/machine-id"));
+    KILN_TRY(fs.make_symlink("/var/lib/dbus/machine-id", "/etc/machine-id",
+                             Ext4Attributes{0777, 0, 0, plan.timestamp}));
+  }
+  return {};
+}
+
+Result<> reset_ssh_host_keys(Ext4Image& fs, const Plan& plan) {
+  KILN_ASSIGN(bool has_sshd, exists(fs, "/usr/sbin/sshd"));
+  if (!has_sshd) return {};
+  KILN_ASSIGN(auto names, fs.list_directory("/etc/ssh"));
+  for (const std::string& name : names)
+    if (name.starts_with("ssh_host_")) KILN_TRY(fs.remove("/etc/ssh/" + name));
+  return install_unit(fs, "kiln-ssh-keygen.service", kSshKeygenUnit, plan.timestamp);
+}
+
+}  // namespace
+
+std::string fstab_for(const FilesystemLayout& layout) {
+  std::string text = "# /etc/fstab: written by kiln from the recipe's storage layout.\n";
+  text += fmt::format("UUID={}\t/\t{}\terrors=remount-ro\t0\t1\n", layout.root_uuid, layout.root_type);
+  if (layout.esp_volume) {
+    // Mounted on first access, and optional: the same image also boots from
+    // root.img alone (UML, direct kernel boot), where there is no ESP.
+    text += fmt::format("UUID={}\t/boot/efi\tvfat\tumask=0077,nofail,x-systemd.automount,x-systemd.device-timeout=5s\t0\t2\n",
+                        *layout.esp_volume);
+  }
+  return text;
+}
+
+Result<std::vector<std::string>> apply_system_setup(Ext4Image& fs, const Plan& plan,
+                                                    const FilesystemLayout& layout) {
+  std::vector<std::string> notes;
+  KILN_TRY(write(fs, "/etc/fstab", fstab_for(layout), 0644, plan.timestamp));
+  if (layout.esp_volume) {
+    KILN_ASSIGN(bool has_efi_dir, exists(fs, "/boot/efi"));
+    if (!has_efi_dir) {
+      KILN_TRY(make_parents(fs, "/boot/efi", plan.timestamp));
+      KILN_TRY(fs.make_directory("/boot/efi", Ext4Attributes{0755, 0, 0, plan.timestamp}));
+    }
+  }
+  KILN_TRY(setup_network(fs, plan, notes));
+  KILN_TRY(reset_machine_id(fs, plan));
+  KILN_TRY(reset_ssh_host_keys(fs, plan));
+  return notes;
+}
+
+}  // namespace kiln

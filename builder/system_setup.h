@@ -1,0 +1,31 @@
+// SystemSetup: what kiln does to every image after the recipe's own
+// customisation, so that it boots anywhere as a fresh machine:
+//  - /etc/fstab from the storage layout, by UUID;
+//  - DHCP on the first NIC through systemd-networkd;
+//  - an empty /etc/machine-id, so each instance gets its own at first boot;
+//  - no ssh host keys, and a unit that makes them at first boot, before sshd.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "base/error.h"
+#include "builder/plan.h"
+#include "formats/ext4_image.h"
+
+namespace kiln {
+
+struct FilesystemLayout {
+  std::string root_type;                  // "ext4"
+  std::string root_uuid;                  // of the root filesystem
+  std::optional<std::string> esp_volume;  // "XXXX-XXXX" when there is an ESP
+};
+
+// Returns notes worth telling the user (e.g. "no systemd-networkd: no DHCP").
+Result<std::vector<std::string>> apply_system_setup(Ext4Image& fs, const Plan& plan,
+                                                    const FilesystemLayout& layout);
+
+// The fstab text for a layout.
+std::string fstab_for(const FilesystemLayout& layout);
+
+}  // namespace kiln

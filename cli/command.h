@@ -1,0 +1,41 @@
+// The kiln command line: each subcommand registers its flags and a runner
+// that returns the exit code. The runners stay thin: parse, call a library,
+// print. Errors leave through report_error, the one place that formats
+// "kiln: error: ..." and picks the exit code.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "base/error.h"
+#include "base/reporter.h"
+
+namespace kiln::cli {
+
+struct Subcommand {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+using Registry = std::vector<Subcommand>;
+
+int report_error(const Error& error);
+
+// Prints a Result's error, or runs `on_success` and returns 0.
+template <class T, class F>
+int finish(const Result<T>& result, F&& on_success) {
+  if (!result) return report_error(result.error());
+  if constexpr (std::is_void_v<T>) on_success();
+  else on_success(*result);
+  return 0;
+}
+
+void register_validate(CLI::App& root, Registry& registry);
+void register_bake(CLI::App& root, Registry& registry);
+void register_cache(CLI::App& root, Registry& registry);
+void register_help(CLI::App& root, Registry& registry);
+
+}  // namespace kiln::cli

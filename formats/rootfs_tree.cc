@@ -1,0 +1,289 @@
+#include "formats/rootfs_tree.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/files.h"
+#include "base/interrupt.h"
+#include "formats/tar_reader.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+Result<> apply_metadata(const fs::path& path, const TarEntry& entry) {
+  if (::lchown(path.c_str(), entry.uid, entry.gid) != 0) return fail_errno("chown", path.string(), errno);
+  if (entry.type != EntryType::kSymlink && ::chmod(path.c_str(), entry.mode) != 0)
+    return fail_errno("chmod", path.string(), errno);
+  for (const auto& [name, value] : entry.xattrs)
+    if (::lsetxattr(path.c_str(), name.c_str(), value.data(), value.size(), 0) != 0)
+      return fail_errno("set xattr " + name, path.string(), errno);
+  struct timespec times[2] = {{entry.mtime, static_cast<long>(entry.mtime_nsec)},
+                              {entry.mtime, static_cast<long>(entry.mtime_nsec)}};
+  if (::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
+    return fail_errno("set times", path.string(), errno);
+  return {};
+}
+
+// Removes whatever an earlier entry put at `path`, as tar does on extraction.
+void clear_path(const fs::path& path, EntryType incoming) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (S_ISDIR(st.st_mode) && incoming == EntryType::kDirectory) return;
+  std::error_code ignored;
+  fs::remove_all(path, ignored);
+}
+
+Result<> write_file_data(TarReader& reader, const fs::path& path, const TarEntry& entry) {
+  KILN_ASSIGN(UniqueFd fd, open_file(path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  DataChunk chunk;
+  while (true) {
+    KILN_ASSIGN(bool more, reader.read_data(chunk));
+    if (!more) break;
+    KILN_TRY(pwrite_all(fd.get(), chunk.data, chunk.size, chunk.offset, path.string()));
+  }
+  if (::ftruncate(fd.get(), static_cast<off_t>(entry.size)) != 0)
+    return fail_errno("truncate", path.string(), errno);
+  return {};
+}
+
+}  // namespace
+
+Result<> extract_to_tree(const fs::path& archive, const fs::path& dir) {
+  KILN_ASSIGN(TarReader reader, TarReader::open(archive));
+  // Directory times are set last: creating children changes them.
+  std::vector<std::pair<fs::path, TarEntry>> directories;
+  TarEntry entry;
+  while (true) {
+    KILN_TRY(check_interrupted());
+    KILN_ASSIGN(bool more, reader.next(entry));
+    if (!more) break;
+    fs::path path = entry.path.empty() ? dir : dir / entry.path;
+    if (!entry.path.empty()) {
+      std::error_code ec;
+      fs::create_directories(path.parent_path(), ec);
+      clear_path(path, entry.type);
+    }
+    int rc = 0;
+    switch (entry.type) {
+      case EntryType::kDirectory:
+        rc = ::mkdir(path.c_str(), 0700);
+        if (rc != 0 && errno == EEXIST) rc = 0;
+        directories.emplace_back(path, entry);
+        break;
+      case EntryType::kFile:
+        KILN_TRY(write_file_data(reader, path, entry));
+        break;
+      case EntryType::kSymlink:
+        rc = ::symlink(entry.link_target.c_str(), path.c_str());
+        break;
+      case EntryType::kHardlink:
+        rc = ::link((dir / entry.link_target).c_str(), path.c_str());
+        break;
+      case EntryType::kCharDevice:
+      case EntryType::kBlockDevice:
+      case EntryType::kFifo:
+      case EntryType::kSocket: {
+        mode_t type = entry.type == EntryType::kCharDevice    ? S_IFCHR
+                      : entry.type == EntryType::kBlockDevice ? S_IFBLK
+                      : entry.type == EntryType::kFifo        ? S_IFIFO
+                                                              : S_IFSOCK;
+        rc = ::mknod(path.c_str(), type | 0600, makedev(entry.rdev_major, entry.rdev_minor));
+        break;
+      }
+    }
+    if (rc != 0) return fail_errno("cannot create", path.string(), errno);
+    if (entry.type != EntryType::kHardlink && entry.type != EntryType::kDirectory)
+      KILN_TRY(apply_metadata(path, entry));
+  }
+  std::reverse(directories.begin(), directories.end());
+  for (const auto& [path, directory] : directories) KILN_TRY(apply_metadata(path, directory));
+  return {};
+}
+
+namespace {
+
+struct ArchiveWriter {
+  archive* handle = archive_write_new();
+  ~ArchiveWriter() { archive_write_free(handle); }
+};
+
+struct EntryHandle {
+  archive_entry* handle = archive_entry_new();
+  ~EntryHandle() { archive_entry_free(handle); }
+};
+
+Result<std::vector<std::pair<std::string, std::string>>> read_xattrs(const fs::path& path) {
+  std::vector<std::pair<std::string, std::string>> out;
+  ssize_t size = ::llistxattr(path.c_str(), nullptr, 0);
+  if (size <= 0) return out;
+  std::string names(static_cast<size_t>(size), '\0');
+  size = ::llistxattr(path.c_str(), names.data(), names.size());
+  if (size < 0) return fail_errno("list xattrs", path.string(), errno);
+  names.resize(static_cast<size_t>(size));
+  for (size_t start = 0; start < names.size();) {
+    std::string name = names.c_str() + start;
+    start += name.size() + 1;
+    ssize_t length = ::lgetxattr(path.c_str(), name.c_str(), nullptr, 0);
+    if (length < 0) return fail_errno("read xattr " + name, path.string(), errno);
+    std::string value(static_cast<size_t>(length), '\0');
+    length = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
+    if (length < 0) return fail_errno("read xattr " + name, path.string(), errno);
+    value.resize(static_cast<size_t>(length));
+    out.emplace_back(std::move(name), std::move(value));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The data ranges of a file, from SEEK_DATA/SEEK_HOLE.
+std::vector<std::pair<uint64_t, uint64_t>> data_ranges(int fd, uint64_t size) {
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  uint64_t pos = 0;
+  while (pos < size) {
+    off_t data = ::lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0) break;
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) hole = static_cast<off_t>(size);
+    ranges.emplace_back(data, static_cast<uint64_t>(hole) - data);
+    pos = static_cast<uint64_t>(hole);
+  }
+  return ranges;
+}
+
+class TreePacker {
+ public:
+  TreePacker(archive* out, fs::path root, int64_t clamp) : out_(out), root_(std::move(root)), clamp_(clamp) {}
+
+  Result<> pack(const std::string& relative) {
+    KILN_TRY(check_interrupted());
+    fs::path path = relative.empty() ? root_ : root_ / relative;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) return fail_errno("stat", path.string(), errno);
+    EntryHandle entry;
+    archive_entry_set_pathname(entry.handle, relative.empty() ? "./" : ("./" + relative).c_str());
+    archive_entry_set_mode(entry.handle, st.st_mode);
+    archive_entry_set_uid(entry.handle, st.st_uid);
+    archive_entry_set_gid(entry.handle, st.st_gid);
+    int64_t mtime = st.st_mtim.tv_sec;
+    long nsec = st.st_mtim.tv_nsec;
+    if (clamp_ && mtime >= clamp_) {
+      mtime = clamp_;
+      nsec = 0;
+    }
+    archive_entry_set_mtime(entry.handle, mtime, nsec);
+    KILN_ASSIGN(auto xattrs, read_xattrs(path));
+    for (const auto& [name, value] : xattrs)
+      archive_entry_xattr_add_entry(entry.handle, name.c_str(), value.data(), value.size());
+
+    if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
+      auto [it, first] = links_.try_emplace({st.st_dev, st.st_ino}, relative);
+      if (!first) {
+        archive_entry_set_hardlink(entry.handle, ("./" + it->second).c_str());
+        archive_entry_set_size(entry.handle, 0);
+        return write_header(entry.handle, path);
+      }
+    }
+    if (S_ISLNK(st.st_mode)) {
+      std::string target(static_cast<size_t>(st.st_size) + 1, '\0');
+      ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
+      if (n < 0) return fail_errno("readlink", path.string(), errno);
+      target.resize(static_cast<size_t>(n));
+      archive_entry_set_symlink(entry.handle, target.c_str());
+      return write_header(entry.handle, path);
+    }
+    if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+      archive_entry_set_rdevmajor(entry.handle, major(st.st_rdev));
+      archive_entry_set_rdevminor(entry.handle, minor(st.st_rdev));
+    }
+    if (S_ISREG(st.st_mode)) return pack_file(entry.handle, path, st);
+    KILN_TRY(write_header(entry.handle, path));
+    if (S_ISDIR(st.st_mode)) return pack_children(relative, path);
+    return {};
+  }
+
+ private:
+  Result<> write_header(archive_entry* entry, const fs::path& path) {
+    if (archive_write_header(out_, entry) != ARCHIVE_OK)
+      return fail(ErrorKind::kFailed, "{}: cannot write tar header: {}", path.string(),
+                  archive_error_string(out_));
+    return {};
+  }
+
+  Result<> pack_file(archive_entry* entry, const fs::path& path, const struct stat& st) {
+    KILN_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY));
+    uint64_t size = static_cast<uint64_t>(st.st_size);
+    archive_entry_set_size(entry, static_cast<la_int64_t>(size));
+    auto ranges = data_ranges(fd.get(), size);
+    bool sparse = static_cast<uint64_t>(st.st_blocks) * 512 < size;
+    if (sparse)
+      for (const auto& [offset, length] : ranges) archive_entry_sparse_add_entry(entry, offset, length);
+    else
+      ranges = {{0, size}};
+    KILN_TRY(write_header(entry, path));
+    for (const auto& [offset, length] : ranges) {
+      uint64_t done = 0;
+      while (done < length) {
+        size_t chunk = static_cast<size_t>(std::min<uint64_t>(buffer_.size(), length - done));
+        ssize_t n = ::pread(fd.get(), buffer_.data(), chunk, static_cast<off_t>(offset + done));
+        if (n <= 0) return fail_errno("read", path.string(), n < 0 ? errno : EIO);
+        if (archive_write_data(out_, buffer_.data(), static_cast<size_t>(n)) < 0)
+          return fail(ErrorKind::kFailed, "{}: cannot write tar data: {}", path.string(),
+                      archive_error_string(out_));
+        done += static_cast<uint64_t>(n);
+      }
+    }
+    return {};
+  }
+
+  Result<> pack_children(const std::string& relative, const fs::path& path) {
+    std::vector<std::string> names;
+    std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()), ::closedir);
+    if (!dir) return fail_errno("cannot open directory", path.string(), errno);
+    while (dirent* item = ::readdir(dir.get())) {
+      std::string_view name = item->d_name;
+      if (name != "." && name != "..") names.emplace_back(name);
+    }
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names)
+      KILN_TRY(pack(relative.empty() ? name : relative + "/" + name));
+    return {};
+  }
+
+  archive* out_;
+  fs::path root_;
+  int64_t clamp_;
+  std::map<std::pair<dev_t, ino_t>, std::string> links_;
+  std::vector<char> buffer_ = std::vector<char>(1 << 20);
+};
+
+}  // namespace
+
+Result<> write_tree_as_tar(const fs::path& dir, const fs::path& out, int64_t clamp_mtime) {
+  KILN_ASSIGN(AtomicFile file, AtomicFile::create(out));
+  ArchiveWriter writer;
+  archive_write_set_format_pax_restricted(writer.handle);
+  archive_write_set_bytes_in_last_block(writer.handle, 1);
+  if (archive_write_open_fd(writer.handle, file.fd()) != ARCHIVE_OK)
+    return fail(ErrorKind::kFailed, "{}: {}", out.string(), archive_error_string(writer.handle));
+  TreePacker packer(writer.handle, dir, clamp_mtime);
+  KILN_TRY(packer.pack(""));
+  if (archive_write_close(writer.handle) != ARCHIVE_OK)
+    return fail(ErrorKind::kFailed, "{}: {}", out.string(), archive_error_string(writer.handle));
+  return file.commit();
+}
+
+}  // namespace kiln
