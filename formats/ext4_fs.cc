@@ -66,6 +66,9 @@ void append_run(std::vector<Extent>& extents, blk64_t logical, blk64_t physical,
   }
 }
 
+// A directory entry: 8 bytes of header, then the name, padded to 4 bytes.
+size_t directory_record_length(size_t name_length) { return (8 + name_length + 3) & ~size_t{3}; }
+
 struct XattrHandleCloser {
   void operator()(ext2_xattr_handle* handle) const { ext2fs_xattrs_close(&handle); }
 };
@@ -402,8 +405,6 @@ Result<std::vector<Extent>> ContentWriter::finish() {
   if (has_partial_) KILN_TRY(flush_partial());
   return std::move(extents_);
 }
-
-size_t directory_record_length(size_t name_length) { return (8 + name_length + 3) & ~size_t{3}; }
 
 DirectoryPacker::DirectoryPacker(uint32_t block_size, bool checksums)
     : usable_(block_size - (checksums ? kDirTailSize : 0)) {

@@ -5,6 +5,7 @@
 // memory. Not part of the public API: only formats/ext4_*.cc include it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -33,10 +34,12 @@ constexpr size_t kMaxNameLength = EXT2_NAME_LEN;
 std::unexpected<Error> failure(errcode_t code, std::string_view subject, std::string_view what);
 
 // One on-disk inode with its full size (256 bytes on kiln's filesystems),
-// so the in-inode extended attributes and checksum survive a rewrite.
+// so the in-inode extended attributes and checksum survive a rewrite. The
+// buffer always covers ext2_inode_large, even for 128-byte inodes.
 class Inode {
  public:
-  explicit Inode(size_t size) : words_((size + 7) / 8, 0), size_(size) {}
+  explicit Inode(size_t size)
+      : words_((std::max(size, sizeof(ext2_inode_large)) + 7) / 8, 0), size_(size) {}
   ext2_inode_large* operator->() { return reinterpret_cast<ext2_inode_large*>(words_.data()); }
   const ext2_inode_large* operator->() const {
     return reinterpret_cast<const ext2_inode_large*>(words_.data());
@@ -173,8 +176,6 @@ class DirectoryPacker {
   uint64_t blocks_ = 1;
   uint32_t used_ = 0;
 };
-
-size_t directory_record_length(size_t name_length);
 
 // Builds the blocks of a linear directory ("." and ".." first), with
 // checksum tails when the filesystem has metadata_csum.

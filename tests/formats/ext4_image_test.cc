@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
@@ -10,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/interrupt.h"
 #include "base/size.h"
 #include "crypto/hash.h"
 #include "tests/formats/archive_builder.h"
@@ -257,6 +259,47 @@ TEST(Ext4Image, ImportIsByteForByteReproducible) {
   auto two = file_digest_hex(dir / "two.img");
   ASSERT_TRUE(one && two);
   EXPECT_EQ(*one, *two);
+}
+
+TEST(Ext4Image, ReportsProgressThroughTheArchive) {
+  ScratchDir dir;
+  ArchiveBuilder builder;
+  for (int i = 0; i < 600; ++i) builder.file(fmt::format("f{}", i), "data");
+  auto image = Ext4Image::format(dir / "root.img", options_for(16 * kMiB));
+  ASSERT_TRUE(image);
+  auto reader = TarReader::open_memory(builder.bytes(), "rootfs.tar");
+  ASSERT_TRUE(reader);
+  std::vector<std::pair<uint64_t, uint64_t>> calls;
+  ImportOptions options;
+  options.progress = [&](uint64_t done, uint64_t total) { calls.emplace_back(done, total); };
+  auto stats = image->import(*reader, options);
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->entries, 600u);
+  EXPECT_EQ(stats->data_bytes, 600u * 4);
+  ASSERT_GE(calls.size(), 3u);
+  for (size_t i = 1; i < calls.size(); ++i) EXPECT_GE(calls[i].first, calls[i - 1].first);
+  EXPECT_EQ(calls.back().first, calls.back().second);
+  EXPECT_EQ(calls.back().second, reader->total_size());
+}
+
+// Ctrl-C reaches the import through base/interrupt.h. The signal flag
+// cannot be reset, so this runs in a child process.
+TEST(Ext4ImageDeathTest, StopsAtAnInterrupt) {
+  ScratchDir dir;
+  ArchiveBuilder builder;
+  builder.file("etc/motd", "hi");
+  std::string archive = builder.bytes();
+  EXPECT_EXIT(
+      {
+        auto image = Ext4Image::format(dir / "root.img", options_for(8 * kMiB));
+        auto reader = TarReader::open_memory(archive, "rootfs.tar");
+        if (!image || !reader) std::_Exit(1);
+        install_interrupt_handlers();
+        std::raise(SIGINT);
+        auto imported = image->import(*reader);
+        std::_Exit(imported ? 0 : imported.error().exit_code());
+      },
+      ::testing::ExitedWithCode(static_cast<int>(ErrorKind::kInterrupted)), "");
 }
 
 TEST(Ext4Image, FormatTakesIdentityAndTimeFromTheOptions) {
