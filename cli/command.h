@@ -36,6 +36,7 @@ int finish(const Result<T>& result, F&& on_success) {
 void register_validate(CLI::App& root, Registry& registry);
 void register_bake(CLI::App& root, Registry& registry);
 void register_cache(CLI::App& root, Registry& registry);
+void register_make_fs(CLI::App& root, Registry& registry);
 void register_help(CLI::App& root, Registry& registry);
 
 }  // namespace kiln::cli

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <openssl/rand.h>
+
 #include "crypto/hash.h"
 
 namespace kiln {
@@ -30,6 +32,14 @@ Uuid Uuid::from_name(std::string_view name) {
   Uuid uuid;
   std::copy_n(reinterpret_cast<const uint8_t*>(digest.data()), 16, uuid.bytes.begin());
   uuid.bytes[6] = (uuid.bytes[6] & 0x0f) | 0x50;
+  uuid.bytes[8] = (uuid.bytes[8] & 0x3f) | 0x80;
+  return uuid;
+}
+
+Uuid Uuid::random() {
+  Uuid uuid;
+  RAND_bytes(uuid.bytes.data(), static_cast<int>(uuid.bytes.size()));
+  uuid.bytes[6] = (uuid.bytes[6] & 0x0f) | 0x40;
   uuid.bytes[8] = (uuid.bytes[8] & 0x3f) | 0x80;
   return uuid;
 }

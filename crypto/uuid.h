@@ -17,6 +17,8 @@ struct Uuid {
   // Derives a version-5 UUID from kiln's namespace and a name such as
   // "<recipe hash>/root-fs".
   static Uuid from_name(std::string_view name);
+  // A version-4 UUID from the system's random generator.
+  static Uuid random();
 };
 
 }  // namespace kiln

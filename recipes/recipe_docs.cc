@@ -8,13 +8,15 @@
 namespace kiln {
 namespace {
 
-std::string choices_or_kind(const SettingInfo& setting) {
+// "a" | "b" for the terminal; `"a"`, `"b"` in Markdown, where '|' splits cells.
+std::string choices_or_kind(const SettingInfo& setting, bool markdown = false) {
   if (!setting.choices.empty()) {
     std::string out;
     std::string_view rest = setting.choices;
     while (!rest.empty()) {
       auto bar = rest.find('|');
-      out += (out.empty() ? "" : " | ") + fmt::format("\"{}\"", rest.substr(0, bar));
+      out += (out.empty() ? "" : markdown ? ", " : " | ") +
+             (markdown ? fmt::format("`\"{}\"`", rest.substr(0, bar)) : fmt::format("\"{}\"", rest.substr(0, bar)));
       if (bar == std::string_view::npos) break;
       rest.remove_prefix(bar + 1);
     }
@@ -139,7 +141,8 @@ std::string recipe_reference_markdown() {
       std::string value = setting.required ? "*required*"
                           : setting.default_value.empty() ? "—"
                                                           : fmt::format("`{}`", setting.default_value);
-      out += fmt::format("| `{}` | {} | {} | {} |\n", setting.key, choices_or_kind(setting), value, setting.doc);
+      out += fmt::format("| `{}` | {} | {} | {} |\n", setting.key, choices_or_kind(setting, true), value,
+                         setting.doc);
     }
   }
   return out;
