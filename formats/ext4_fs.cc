@@ -228,10 +228,31 @@ Result<ext2_ino_t> Filesystem::allocate_inode(ext2_ino_t parent, bool directory,
   return ino;
 }
 
+namespace {
+
+// Collects every block an inode owns (data and mapping blocks) as runs.
+int collect_block(ext2_filsys, blk64_t* block, e2_blkcnt_t, blk64_t, int, void* runs_pointer) {
+  auto& runs = *static_cast<std::vector<std::pair<blk64_t, blk64_t>>*>(runs_pointer);
+  if (!runs.empty() && runs.back().first + runs.back().second == *block) ++runs.back().second;
+  else runs.emplace_back(*block, 1);
+  return 0;
+}
+
+}  // namespace
+
 Result<> Filesystem::release_blocks(ext2_ino_t ino, Inode& inode, std::string_view path) {
   if (!ext2fs_inode_has_valid_blocks2(fs_, inode.base())) return {};
+  // Freed blocks are zeroed: what a removed file held (an ssh host key, an
+  // old /etc/shadow) must not stay readable in the image, and a free block's
+  // bytes must not depend on history, or rebakes would differ.
+  std::vector<std::pair<blk64_t, blk64_t>> runs;
+  if (errcode_t rc = ext2fs_block_iterate3(fs_, ino, BLOCK_FLAG_READ_ONLY, nullptr, collect_block, &runs); rc != 0)
+    return failure(rc, name_, fmt::format("cannot list the blocks of {}", path));
   if (errcode_t rc = ext2fs_punch(fs_, ino, inode.base(), nullptr, 0, ~0ULL); rc != 0)
     return failure(rc, name_, fmt::format("cannot free the blocks of {}", path));
+  for (const auto& [start, count] : runs)
+    if (errcode_t rc = io_channel_zeroout(fs_->io, start, count); rc != 0)
+      return failure(rc, name_, fmt::format("cannot clear the freed blocks of {}", path));
   return {};
 }
 

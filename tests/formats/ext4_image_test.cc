@@ -639,3 +639,49 @@ TEST(Ext4Image, OpeningSomethingElseSaysSo) {
 
 }  // namespace
 }  // namespace kiln
+
+namespace kiln {
+namespace {
+
+// What a removed or rewritten file held must not stay in the image's free
+// blocks: ssh host keys are removed this way, and free blocks that depend on
+// history would make rebakes differ.
+void expect_removed_bytes_are_gone(uint64_t offset) {
+  ScratchDir dir;
+  fs::path disk = dir / "disk.raw";
+  const std::string secret = "-----BEGIN OPENSSH PRIVATE KEY----- " + pattern(9000, 's');
+  const std::string old_shadow = "root:OLD-HASH-" + pattern(5000, 'h');
+  {
+    std::ofstream out(disk, std::ios::binary);
+    std::string before = pattern(offset, 'p');
+    out.write(before.data(), static_cast<std::streamsize>(before.size()));
+  }
+  Ext4Options options = options_for(16 * kMiB);
+  options.offset_bytes = offset;
+  auto image = Ext4Image::format(disk, options);
+  ASSERT_TRUE(image) << image.error().to_string();
+  ASSERT_TRUE(image->write_file("/host_key", secret, {0600, 0, 0, kTimestamp}));
+  ASSERT_TRUE(image->write_file("/shadow", old_shadow, {0640, 0, 42, kTimestamp}));
+  ASSERT_TRUE(image->close());
+  ASSERT_NE(testing::read_text(disk).find(secret), std::string::npos);
+
+  auto edit = Ext4Image::open(disk, offset, true);
+  ASSERT_TRUE(edit);
+  ASSERT_TRUE(edit->remove("/host_key"));
+  ASSERT_TRUE(edit->write_file("/shadow", "root:NEW\n", {0640, 0, 42, kTimestamp}));
+  ASSERT_TRUE(edit->close());
+
+  std::string bytes = testing::read_text(disk);
+  EXPECT_EQ(bytes.find("OPENSSH PRIVATE KEY"), std::string::npos);
+  EXPECT_EQ(bytes.find("OLD-HASH"), std::string::npos);
+  EXPECT_EQ(bytes.substr(0, offset), pattern(offset, 'p'));
+  testing::write_text(dir / "part.img", bytes.substr(offset, 16 * kMiB));
+  expect_clean(dir / "part.img");
+}
+
+TEST(Ext4Image, RemovedContentIsClearedFromTheImage) { expect_removed_bytes_are_gone(0); }
+
+TEST(Ext4Image, RemovedContentIsClearedInsideALargerFile) { expect_removed_bytes_are_gone(kMiB); }
+
+}  // namespace
+}  // namespace kiln
