@@ -8,6 +8,7 @@ build_packages=(
   libext2fs-dev libfdisk-dev libcryptsetup-dev libgpgme-dev libarchive-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libfmt-dev libpugixml-dev
   libcurl4-openssl-dev libssl-dev libcrypt-dev libgtest-dev libgmock-dev
+  libclang-rt-14-dev
 )
 run_packages=(
   mmdebstrap debootstrap e2fsprogs fdisk mtools dosfstools systemd-boot-efi
