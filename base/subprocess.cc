@@ -118,6 +118,20 @@ void terminate_group(pid_t pid) {
   ::waitpid(pid, &status, 0);
 }
 
+// Appends output to `pending` and hands each complete line to `take`;
+// false when `take` asked to stop.
+template <class Take>
+bool scan_lines(std::string& pending, std::string_view chunk, Take&& take) {
+  pending.append(chunk);
+  size_t newline;
+  while ((newline = pending.find('\n')) != std::string::npos) {
+    bool more = take(std::string_view(pending).substr(0, newline));
+    pending.erase(0, newline + 1);
+    if (!more) return false;
+  }
+  return true;
+}
+
 std::string display_name(const Command& command) {
   std::string_view name = command.argv.front();
   auto slash = name.rfind('/');
@@ -254,7 +268,7 @@ Result<Completed> run(const Command& command) {
   if (!feed_in) in_pipe.close_write();
 
   Completed done;
-  std::string err_line;
+  std::string err_line, out_line;
   size_t stdin_written = 0;
   auto deadline = Clock::now() + command.timeout;
   bool timed_out = false;
@@ -293,20 +307,25 @@ Result<Completed> run(const Command& command) {
       }
       if (p.fd == out_pipe.read_end()) {
         done.out.append(buffer, n);
+        if (command.on_stdout_line && !scan_lines(out_line, std::string_view(buffer, n), command.on_stdout_line)) {
+          done.stopped_early = true;
+          stopped_by_us = true;
+          terminate_group(pid);
+          break;
+        }
       } else {
         done.err.append(buffer, n);
-        if (command.on_stderr_line) {
-          err_line.append(buffer, n);
-          size_t newline;
-          while ((newline = err_line.find('\n')) != std::string::npos) {
-            command.on_stderr_line(std::string_view(err_line).substr(0, newline));
-            err_line.erase(0, newline + 1);
-          }
-        }
+        if (command.on_stderr_line)
+          scan_lines(err_line, std::string_view(buffer, n), [&](std::string_view line) {
+            command.on_stderr_line(line);
+            return true;
+          });
       }
     }
+    if (done.stopped_early) break;
   }
 
+  if (done.stopped_early) return done;
   int status = 0;
   while (!stopped_by_us) {
     pid_t waited = ::waitpid(pid, &status, WNOHANG);

@@ -30,6 +30,10 @@ struct Command {
   std::optional<std::string> stdin_text;
   // Called with each complete stderr line as it arrives (progress parsing).
   std::function<void(std::string_view)> on_stderr_line;
+  // Called with each complete line of captured stdout; returning false
+  // stops the program there (Completed::stopped_early), e.g. once it has
+  // printed what the caller waited for.
+  std::function<bool(std::string_view)> on_stdout_line;
   // Runs in the child between fork and exec (namespaces, chroot); it must only
   // make async-signal-safe calls and returns false to abort the exec.
   std::function<bool()> in_child;
@@ -42,6 +46,7 @@ struct Command {
 
 struct Completed {
   int exit_code = 0;
+  bool stopped_early = false;  // on_stdout_line asked to stop
   std::string out;  // captured stdout (empty when stdout_fd was given)
   std::string err;  // captured stderr
 };

@@ -1,5 +1,6 @@
 #include "builder/system_setup.h"
 
+#include "builder/guest_agent.h"
 #include "builder/offline_customizer.h"
 #include "builder/systemd_units.h"
 
@@ -99,6 +100,12 @@ Result<std::vector<std::string>> apply_system_setup(Ext4Image& fs, const Plan& p
   KILN_TRY(setup_network(fs, plan, notes));
   KILN_TRY(reset_machine_id(fs, plan));
   KILN_TRY(reset_ssh_host_keys(fs, plan));
+  KILN_ASSIGN(std::string systemd, find_unit(fs, "multi-user.target"));
+  if (systemd.empty()) {
+    notes.push_back("the image has no systemd: kiln's guest agent (personality, readiness) is not installed");
+  } else {
+    KILN_TRY(install_guest_agent(fs, plan.timestamp));
+  }
   return notes;
 }
 

@@ -3,7 +3,9 @@
 //  - /etc/fstab from the storage layout, by UUID;
 //  - DHCP on the first NIC through systemd-networkd;
 //  - an empty /etc/machine-id, so each instance gets its own at first boot;
-//  - no ssh host keys, and a unit that makes them at first boot, before sshd.
+//  - no ssh host keys, and a unit that makes them at first boot, before sshd;
+//  - kiln's guest agent, which applies an instance's personality at boot and
+//    signals readiness (builder/guest_agent.h).
 #pragma once
 
 #include <optional>

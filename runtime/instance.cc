@@ -1,0 +1,196 @@
+#include "runtime/instance.h"
+
+#include <openssl/rand.h>
+
+#include <array>
+
+#include "crypto/hash.h"
+
+namespace kiln {
+namespace {
+
+template <class Enum, size_t N>
+std::string_view name_of(Enum value, const std::array<std::pair<Enum, std::string_view>, N>& names) {
+  for (const auto& [candidate, name] : names)
+    if (candidate == value) return name;
+  return "?";
+}
+
+template <class Enum, size_t N>
+std::optional<Enum> value_of(std::string_view text, const std::array<std::pair<Enum, std::string_view>, N>& names) {
+  for (const auto& [candidate, name] : names)
+    if (name == text) return candidate;
+  return std::nullopt;
+}
+
+constexpr std::array<std::pair<BackendKind, std::string_view>, 2> kBackends = {
+    {{BackendKind::kQemu, "qemu"}, {BackendKind::kUml, "uml"}}};
+constexpr std::array<std::pair<LifecyclePolicy, std::string_view>, 3> kPolicies = {
+    {{LifecyclePolicy::kDestroy, "destroy"},
+     {LifecyclePolicy::kRestart, "restart"},
+     {LifecyclePolicy::kPreserve, "preserve"}}};
+constexpr std::array<std::pair<InstanceState, std::string_view>, 7> kStates = {
+    {{InstanceState::kStarting, "starting"},
+     {InstanceState::kRunning, "running"},
+     {InstanceState::kPaused, "paused"},
+     {InstanceState::kShuttingDown, "shutdown"},
+     {InstanceState::kCrashed, "crashed"},
+     {InstanceState::kStopped, "stopped"},
+     {InstanceState::kSaved, "saved"}}};
+constexpr std::array<std::pair<NetworkKind, std::string_view>, 3> kNetworks = {
+    {{NetworkKind::kUser, "user"}, {NetworkKind::kTap, "tap"}, {NetworkKind::kNone, "none"}}};
+
+nlohmann::json spec_json(const InstanceSpec& spec) {
+  nlohmann::json disks = nlohmann::json::array();
+  for (const DiskSpec& disk : spec.disks)
+    disks.push_back({{"base", disk.base.string()}, {"partitioned", disk.partitioned}, {"read_only", disk.read_only}});
+  nlohmann::json files = nlohmann::json::array();
+  for (const PersonalityFile& file : spec.personality.files)
+    files.push_back({{"source", file.source.string()}, {"destination", file.destination}});
+  return {
+      {"name", spec.name},
+      {"id", spec.id},
+      {"backend", backend_name(spec.backend)},
+      {"kvm", spec.kvm},
+      {"firmware", spec.firmware},
+      {"kernel", spec.kernel.string()},
+      {"initrd", spec.initrd.string()},
+      {"root", spec.root},
+      {"kernel_args", spec.kernel_args},
+      {"disks", disks},
+      {"memory_mib", spec.memory_mib},
+      {"vcpus", spec.vcpus},
+      {"network",
+       {{"kind", name_of(spec.network.kind, kNetworks)},
+        {"bridge", spec.network.bridge},
+        {"ssh_port", spec.network.ssh_port}}},
+      {"personality",
+       {{"hostname", spec.personality.hostname},
+        {"machine_id", spec.personality.machine_id},
+        {"mac", spec.personality.mac},
+        {"ssh_keys", spec.personality.ssh_keys},
+        {"files", files},
+        {"firstboot", spec.personality.firstboot.string()}}},
+      {"persistent", spec.persistent},
+      {"on_poweroff", policy_name(spec.on_poweroff)},
+      {"on_reboot", policy_name(spec.on_reboot)},
+      {"on_crash", policy_name(spec.on_crash)},
+      {"source", spec.source},
+  };
+}
+
+template <class Enum, size_t N>
+Enum enum_field(const nlohmann::json& json, const char* key,
+                const std::array<std::pair<Enum, std::string_view>, N>& names) {
+  auto value = value_of(json.at(key).get<std::string>(), names);
+  if (!value) throw std::invalid_argument(std::string("bad value for ") + key);
+  return *value;
+}
+
+InstanceSpec spec_from(const nlohmann::json& json) {
+  InstanceSpec spec;
+  spec.name = json.at("name");
+  spec.id = json.at("id");
+  spec.backend = enum_field(json, "backend", kBackends);
+  spec.kvm = json.at("kvm");
+  spec.firmware = json.at("firmware");
+  spec.kernel = json.at("kernel").get<std::string>();
+  spec.initrd = json.at("initrd").get<std::string>();
+  spec.root = json.at("root");
+  spec.kernel_args = json.at("kernel_args");
+  for (const auto& disk : json.at("disks"))
+    spec.disks.push_back({disk.at("base").get<std::string>(), disk.at("partitioned"), disk.at("read_only")});
+  spec.memory_mib = json.at("memory_mib");
+  spec.vcpus = json.at("vcpus");
+  const auto& network = json.at("network");
+  spec.network.kind = enum_field(network, "kind", kNetworks);
+  spec.network.bridge = network.at("bridge");
+  spec.network.ssh_port = network.at("ssh_port");
+  const auto& personality = json.at("personality");
+  spec.personality.hostname = personality.at("hostname");
+  spec.personality.machine_id = personality.at("machine_id");
+  spec.personality.mac = personality.at("mac");
+  spec.personality.ssh_keys = personality.at("ssh_keys").get<std::vector<std::string>>();
+  for (const auto& file : personality.at("files"))
+    spec.personality.files.push_back({file.at("source").get<std::string>(), file.at("destination")});
+  spec.personality.firstboot = personality.at("firstboot").get<std::string>();
+  spec.persistent = json.at("persistent");
+  spec.on_poweroff = enum_field(json, "on_poweroff", kPolicies);
+  spec.on_reboot = enum_field(json, "on_reboot", kPolicies);
+  spec.on_crash = enum_field(json, "on_crash", kPolicies);
+  spec.source = json.at("source");
+  return spec;
+}
+
+}  // namespace
+
+std::string_view backend_name(BackendKind kind) { return name_of(kind, kBackends); }
+std::string_view policy_name(LifecyclePolicy policy) { return name_of(policy, kPolicies); }
+std::string_view state_name(InstanceState state) { return name_of(state, kStates); }
+
+Result<LifecyclePolicy> parse_policy(std::string_view text) {
+  // Xen's coredump-* and rename-restart are their plain counterparts here.
+  if (text == "rename-restart" || text == "coredump-restart") return LifecyclePolicy::kRestart;
+  if (text == "coredump-destroy") return LifecyclePolicy::kDestroy;
+  if (auto policy = value_of(text, kPolicies)) return *policy;
+  return fail(ErrorKind::kBadInput, "unknown lifecycle action \"{}\": expected destroy, restart or preserve", text);
+}
+
+char state_letter(InstanceState state) {
+  switch (state) {
+    case InstanceState::kStarting:
+    case InstanceState::kRunning: return 'r';
+    case InstanceState::kPaused: return 'p';
+    case InstanceState::kShuttingDown: return 's';
+    case InstanceState::kCrashed: return 'c';
+    case InstanceState::kStopped:
+    case InstanceState::kSaved: return '-';
+  }
+  return '?';
+}
+
+nlohmann::json to_json(const InstanceRecord& record) {
+  nlohmann::json json = {{"spec", spec_json(record.spec)},
+                         {"state", state_name(record.state)},
+                         {"supervisor_pid", record.supervisor_pid},
+                         {"hypervisor_pid", record.hypervisor_pid},
+                         {"created_at", record.created_at},
+                         {"started_at_ms", record.started_at_ms},
+                         {"restarts", record.restarts},
+                         {"last_event", record.last_event}};
+  if (record.ready_seconds) json["ready_seconds"] = *record.ready_seconds;
+  return json;
+}
+
+Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::string& origin) {
+  try {
+    InstanceRecord record;
+    record.spec = spec_from(json.at("spec"));
+    record.state = enum_field(json, "state", kStates);
+    record.supervisor_pid = json.at("supervisor_pid");
+    record.hypervisor_pid = json.at("hypervisor_pid");
+    record.created_at = json.at("created_at");
+    record.started_at_ms = json.at("started_at_ms");
+    record.restarts = json.at("restarts");
+    record.last_event = json.at("last_event");
+    if (json.contains("ready_seconds")) record.ready_seconds = json.at("ready_seconds").get<double>();
+    return record;
+  } catch (const std::exception& error) {
+    return fail(ErrorKind::kBadInput, "{}: not an instance record kiln can read: {}", origin, error.what());
+  }
+}
+
+std::string random_hex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes));
+  return to_hex(raw);
+}
+
+std::string random_xen_mac() {
+  std::string hex = random_hex(3);
+  // The top bit of the fourth octet stays clear, as Xen's own allocator does.
+  unsigned fourth = std::stoul(hex.substr(0, 2), nullptr, 16) & 0x7f;
+  return fmt::format("00:16:3e:{:02x}:{}:{}", fourth, hex.substr(2, 2), hex.substr(4, 2));
+}
+
+}  // namespace kiln

@@ -1,0 +1,108 @@
+// Instance: one running (or stopped) VM made from a baked image. The spec
+// says what to boot; the record adds what happened (pids, state, timings)
+// and is what `kiln list` shows. Both live as JSON in the instance's state
+// directory; the instance's writable disks live elsewhere (see
+// InstancePaths), because state is under /run and disks are large.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+
+namespace kiln {
+
+enum class BackendKind { kQemu, kUml };
+std::string_view backend_name(BackendKind kind);
+
+// What the guest does on power-off, reboot or crash, as xm's on_* keys say.
+enum class LifecyclePolicy { kDestroy, kRestart, kPreserve };
+std::string_view policy_name(LifecyclePolicy policy);
+Result<LifecyclePolicy> parse_policy(std::string_view text);
+
+enum class NetworkKind { kUser, kTap, kNone };
+
+struct NetworkSpec {
+  NetworkKind kind = NetworkKind::kUser;
+  std::string bridge;    // kTap: the host bridge
+  uint16_t ssh_port = 0;  // kUser: forward host 127.0.0.1:PORT to the guest's 22
+};
+
+// A file copied into the guest at boot: host source, guest destination.
+struct PersonalityFile {
+  std::filesystem::path source;
+  std::string destination;
+};
+
+// What makes this instance itself; it reaches the guest on a seed disk.
+struct Personality {
+  std::string hostname;
+  std::string machine_id;  // 32 hex digits
+  std::string mac;         // 00:16:3e:xx:xx:xx
+  std::vector<std::string> ssh_keys;
+  std::vector<PersonalityFile> files;
+  std::filesystem::path firstboot;  // host script run once in the guest
+};
+
+struct DiskSpec {
+  std::filesystem::path base;  // the baked image; never written
+  bool partitioned = false;    // disk.raw (GPT) rather than a bare filesystem
+  bool read_only = false;
+};
+
+struct InstanceSpec {
+  std::string name;
+  std::string id;  // unique per instance, in the readiness signal
+  BackendKind backend = BackendKind::kQemu;
+  bool kvm = false;       // qemu: hardware acceleration (probed), else TCG
+  bool firmware = false;  // qemu: UEFI boot of a partitioned disk, else direct kernel
+  std::filesystem::path kernel;
+  std::filesystem::path initrd;
+  std::string root;         // root= for the kernel, e.g. "UUID=..." or "/dev/vda"
+  std::string kernel_args;  // the rest of the kernel command line
+  std::vector<DiskSpec> disks;  // disks[0] holds the root filesystem
+  uint64_t memory_mib = 512;
+  int vcpus = 1;
+  NetworkSpec network;
+  Personality personality;
+  bool persistent = false;
+  LifecyclePolicy on_poweroff = LifecyclePolicy::kDestroy;
+  LifecyclePolicy on_reboot = LifecyclePolicy::kRestart;
+  LifecyclePolicy on_crash = LifecyclePolicy::kDestroy;
+  std::string source;  // the image directory or domain config it came from
+};
+
+// xm list's states: running, blocked, paused, shutdown, crashed; and the
+// moments around them.
+enum class InstanceState { kStarting, kRunning, kPaused, kShuttingDown, kCrashed, kStopped, kSaved };
+std::string_view state_name(InstanceState state);
+char state_letter(InstanceState state);  // r, b, p, s, c as in xm list
+
+struct InstanceRecord {
+  InstanceSpec spec;
+  InstanceState state = InstanceState::kStarting;
+  pid_t supervisor_pid = 0;
+  pid_t hypervisor_pid = 0;
+  int64_t created_at = 0;  // unix seconds
+  int64_t started_at_ms = 0;  // unix milliseconds of the last (re)start
+  std::optional<double> ready_seconds;  // from start to the readiness signal
+  int restarts = 0;
+  std::string last_event;  // why it stopped, for list and errors
+};
+
+nlohmann::json to_json(const InstanceRecord& record);
+Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::string& origin);
+
+// A random hex string of `bytes` bytes (ids, machine ids).
+std::string random_hex(size_t bytes);
+// A random locally administered MAC in Xen's 00:16:3e range.
+std::string random_xen_mac();
+
+}  // namespace kiln

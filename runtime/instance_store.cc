@@ -1,0 +1,120 @@
+#include "runtime/instance_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <regex>
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path env_path(const char* name) {
+  const char* value = std::getenv(name);
+  return value && *value ? fs::path(value) : fs::path();
+}
+
+}  // namespace
+
+fs::path InstancePaths::overlay(size_t index, BackendKind backend) const {
+  return disk_dir / fmt::format("disk{}.{}", index, backend == BackendKind::kQemu ? "qcow2" : "cow");
+}
+
+InstanceStore InstanceStore::open() {
+  fs::path state = env_path("KILN_RUNTIME_DIR");
+  fs::path disks = env_path("KILN_STATE_DIR");
+  bool root = ::geteuid() == 0;
+  if (state.empty()) {
+    fs::path runtime = env_path("XDG_RUNTIME_DIR");
+    state = root || runtime.empty() ? fs::path(root ? "/run/kiln" : "/tmp/kiln-" + std::to_string(::geteuid()))
+                                    : runtime / "kiln";
+  }
+  if (disks.empty()) {
+    fs::path xdg = env_path("XDG_STATE_HOME");
+    fs::path home = env_path("HOME");
+    disks = root ? fs::path("/var/lib/kiln")
+                 : (xdg.empty() ? home / ".local/state" : xdg) / "kiln";
+  }
+  return InstanceStore(state, disks / "instances");
+}
+
+InstancePaths InstanceStore::paths(const std::string& name) const {
+  InstancePaths p;
+  p.state_dir = state_root_ / name;
+  p.record = p.state_dir / "instance.json";
+  p.lock = p.state_dir / "lock";
+  p.console_socket = p.state_dir / "console.sock";
+  p.console_log = p.state_dir / "console.log";
+  p.qmp_socket = p.state_dir / "qmp.sock";
+  p.qmp_events_socket = p.state_dir / "qmp-events.sock";
+  p.uml_dir = p.state_dir / "uml";
+  p.seed = p.state_dir / "seed.img";
+  p.disk_dir = disk_root_ / name;
+  return p;
+}
+
+Result<InstanceRecord> InstanceStore::load(const std::string& name) const {
+  InstancePaths p = paths(name);
+  auto text = read_file(p.record);
+  if (!text) return fail(ErrorKind::kBadInput, "no instance named {} (see `kiln list`)", name);
+  auto json = nlohmann::json::parse(*text, nullptr, false);
+  if (json.is_discarded()) return fail(ErrorKind::kFailed, "{}: damaged instance record", p.record.string());
+  return record_from_json(json, p.record.string());
+}
+
+Result<> InstanceStore::save(const InstanceRecord& record) const {
+  return write_file_atomic(paths(record.spec.name).record, to_json(record).dump(2) + "\n");
+}
+
+std::vector<std::string> InstanceStore::names() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(state_root_, ec))
+    if (entry.is_directory(ec) && fs::exists(entry.path() / "instance.json", ec))
+      out.push_back(entry.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<> InstanceStore::remove(const std::string& name, bool keep_disks) const {
+  InstancePaths p = paths(name);
+  if (!keep_disks) KILN_TRY(remove_tree(p.disk_dir));
+  return remove_tree(p.state_dir);
+}
+
+Result<InstanceLock> InstanceLock::acquire(const InstancePaths& paths, const std::string& name) {
+  std::error_code ec;
+  fs::create_directories(paths.state_dir, ec);
+  if (ec) return fail_errno("cannot create", paths.state_dir.string(), ec.value());
+  KILN_ASSIGN(UniqueFd fd, open_file(paths.lock, O_RDWR | O_CREAT, 0600));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      return fail(ErrorKind::kBadInput, "an instance named {} is already running (see `kiln list`)", name);
+    return fail_errno("cannot lock", paths.lock.string(), errno);
+  }
+  return InstanceLock(std::move(fd));
+}
+
+bool InstanceLock::is_held(const InstancePaths& paths) {
+  auto fd = open_file(paths.lock, O_RDWR);
+  if (!fd) return false;
+  if (::flock(fd->get(), LOCK_EX | LOCK_NB) == 0) {
+    ::flock(fd->get(), LOCK_UN);
+    return false;
+  }
+  return errno == EWOULDBLOCK;
+}
+
+Result<> check_instance_name(std::string_view name) {
+  static const std::regex pattern("[A-Za-z0-9][A-Za-z0-9_.-]{0,31}");
+  if (std::regex_match(name.begin(), name.end(), pattern)) return {};
+  return fail(ErrorKind::kBadInput,
+              "bad instance name \"{}\": expected 1 to 32 letters, digits, '.', '_' or '-', starting "
+              "with a letter or digit",
+              name);
+}
+
+}  // namespace kiln

@@ -1,0 +1,75 @@
+// InstanceStore: where instances live. State (the record, the lock, the
+// console and QMP sockets, the console log) goes under /run/kiln as root or
+// $XDG_RUNTIME_DIR/kiln otherwise: it dies with the host, as a running VM
+// does. Writable disks (overlays) go under /var/lib/kiln/instances, or
+// $XDG_STATE_HOME/kiln/instances, because they are large and --persistent
+// ones must outlive a reboot. KILN_RUNTIME_DIR and KILN_STATE_DIR override
+// both (tests).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/files.h"
+#include "runtime/instance.h"
+
+namespace kiln {
+
+struct InstancePaths {
+  std::filesystem::path state_dir;
+  std::filesystem::path record;
+  std::filesystem::path lock;
+  std::filesystem::path console_socket;
+  std::filesystem::path console_log;
+  std::filesystem::path qmp_socket;         // for kiln's commands
+  std::filesystem::path qmp_events_socket;  // held by the supervisor
+  std::filesystem::path uml_dir;            // UML's umid directory parent
+  std::filesystem::path seed;               // the personality disk
+  std::filesystem::path disk_dir;
+  std::filesystem::path overlay(size_t index, BackendKind backend) const;
+};
+
+class InstanceStore {
+ public:
+  static InstanceStore open();
+  InstanceStore(std::filesystem::path state_root, std::filesystem::path disk_root)
+      : state_root_(std::move(state_root)), disk_root_(std::move(disk_root)) {}
+
+  const std::filesystem::path& state_root() const { return state_root_; }
+  InstancePaths paths(const std::string& name) const;
+
+  Result<InstanceRecord> load(const std::string& name) const;
+  Result<> save(const InstanceRecord& record) const;
+  // Names of every instance with a state directory, sorted.
+  std::vector<std::string> names() const;
+  // Removes the state directory, and the disks unless `keep_disks`.
+  Result<> remove(const std::string& name, bool keep_disks) const;
+
+ private:
+  std::filesystem::path state_root_;
+  std::filesystem::path disk_root_;
+};
+
+// The instance lock, held by the supervisor for the instance's whole life:
+// a second instance of the same name, or `list`, can tell a live instance
+// from one whose supervisor died.
+class InstanceLock {
+ public:
+  // Takes the lock, or fails (kBadInput) naming the instance when it is held.
+  static Result<InstanceLock> acquire(const InstancePaths& paths, const std::string& name);
+  static bool is_held(const InstancePaths& paths);
+  int fd() const { return fd_.get(); }
+  // Hands the lock's descriptor to a child process (the supervisor).
+  int release() { return fd_.release(); }
+
+ private:
+  explicit InstanceLock(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+};
+
+// Checks a name for an instance: it names files and a UML umid.
+Result<> check_instance_name(std::string_view name);
+
+}  // namespace kiln

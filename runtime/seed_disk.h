@@ -1,0 +1,25 @@
+// SeedDisk: the small disk that carries an instance's personality to the
+// guest without touching the shared base image, the way the Xen-era tools
+// kept a domain's identity out of its canned filesystem. It is an ext4
+// filesystem labelled KILNSEED, written with libext2fs in a few
+// milliseconds; kiln's guest agent (builder/guest_agent.cc) reads it early
+// in boot:
+//   kiln/instance-id     the id echoed in the readiness signal
+//   kiln/hostname        kiln/machine-id     kiln/mac
+//   kiln/authorized_keys root's extra ssh keys
+//   kiln/firstboot       run once, before readiness is signalled
+//   kiln/files/PATH      copied to /PATH, modes kept
+#pragma once
+
+#include <filesystem>
+
+#include "base/error.h"
+#include "runtime/instance.h"
+
+namespace kiln {
+
+inline constexpr std::string_view kSeedLabel = "KILNSEED";
+
+Result<> write_seed_disk(const std::filesystem::path& image, const InstanceSpec& spec);
+
+}  // namespace kiln
