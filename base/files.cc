@@ -1,6 +1,7 @@
 #include "base/files.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +38,20 @@ Result<> TempDir::commit(const fs::path& target) {
     return fail_errno("cannot rename into place", target.string(), errno);
   path_.clear();
   return fsync_directory(target.parent_path().empty() ? "." : target.parent_path());
+}
+
+Result<> install_directory(TempDir built, const fs::path& target) {
+  mode_t mask = ::umask(0);
+  ::umask(mask);
+  if (::chmod(built.path().c_str(), 0755 & ~mask) != 0) return fail_errno("chmod", built.path().string(), errno);
+  std::error_code ec;
+  if (fs::exists(target, ec) && !fs::is_empty(target, ec)) {
+    if (::renameat2(AT_FDCWD, built.path().c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) != 0)
+      return fail_errno("cannot replace", target.string(), errno);
+    // `built` now holds the old contents and removes them.
+    return fsync_directory(target.parent_path().empty() ? "." : target.parent_path());
+  }
+  return built.commit(target);
 }
 
 Result<AtomicFile> AtomicFile::create(const fs::path& target, int mode) {

@@ -34,6 +34,12 @@ class TempDir {
   fs::path path_;
 };
 
+// Swaps a finished directory into place at `target`: renamed over a missing
+// or empty target, or exchanged atomically with an existing one, whose old
+// contents then go with `built` and are removed with it. The directory gets
+// the usual permissions (0755 less the umask); mkdtemp made it private.
+Result<> install_directory(TempDir built, const fs::path& target);
+
 // A file written under a temporary name beside its target, then renamed over
 // it by commit(). Dropped without commit, the temporary is removed.
 class AtomicFile {

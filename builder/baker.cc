@@ -42,21 +42,6 @@ Result<> check_output_dir(const fs::path& dir) {
               dir.string());
 }
 
-// Swaps the finished directory into place; the old output goes with `built`.
-Result<> install_output(TempDir built, const fs::path& target) {
-  // mkdtemp made it private; an output directory is as readable as any other.
-  mode_t mask = ::umask(0);
-  ::umask(mask);
-  if (::chmod(built.path().c_str(), 0755 & ~mask) != 0) return fail_errno("chmod", built.path().string(), errno);
-  std::error_code ec;
-  if (fs::exists(target, ec) && !fs::is_empty(target, ec)) {
-    if (::renameat2(AT_FDCWD, built.path().c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) != 0)
-      return fail_errno("cannot replace", target.string(), errno);
-    return fsync_directory(target.parent_path());  // `built` now holds the old output and removes it
-  }
-  return built.commit(target);
-}
-
 // Runs a cached stage: returns the path of its archive, from the cache or
 // freshly made by `produce(out_tar, work_dir)`.
 class StageRunner {
@@ -192,7 +177,7 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
   auto finalize_started = Clock::now();
   reporter.step("finalize", output.string());
   KILN_ASSIGN(FinalizedOutput finalized, finalize_outputs(plan, image, staged.path(), output, reporter));
-  KILN_TRY(install_output(std::move(staged), output));
+  KILN_TRY(install_directory(std::move(staged), output));
   reporter.done();
   stages.outcomes().push_back({"finalize", "", false, seconds_since(finalize_started)});
 
