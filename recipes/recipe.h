@@ -43,12 +43,67 @@ struct BootstrapSection {
   Located<std::string> arch;
 };
 
+// One logical volume of [[storage.lvm.volumes]].
+struct LvmVolume {
+  Located<std::string> name;
+  Located<uint64_t> size;  // bytes; 0 when `rest`
+  bool rest = false;       // size = "rest": what the other volumes leave
+  Located<std::string> filesystem;  // "ext4" | "ext3" | "ext2" | "swap"
+  Located<std::string> mountpoint;  // "" for swap
+  Located<std::string> label;
+  Location where;  // the [[storage.lvm.volumes]] header
+};
+
+// [storage.lvm]: the root partition is an LVM physical volume.
+struct LvmSection {
+  Located<bool> present;  // the table was written (where = its header)
+  Located<std::string> vg;
+  Located<uint64_t> extent_size;
+  // As written, or, when none is, one "root" volume taking the rest with
+  // storage.filesystem and storage.label.
+  std::vector<LvmVolume> volumes;
+};
+
+// [storage.luks]: the root partition is a LUKS volume.
+struct LuksSection {
+  Located<bool> present;
+  Located<std::string> version;  // "luks2" | "luks1"
+  Located<std::string> cipher;   // "aes-xts-plain64"
+  Located<int64_t> key_size;     // bits
+  Located<int64_t> sector_size;  // bytes
+  Located<std::string> hash;
+  Located<std::string> pbkdf;    // "argon2id" | "argon2i" | "pbkdf2"
+  Located<int64_t> pbkdf_time;   // milliseconds, when not pbkdf_iterations
+  Located<int64_t> pbkdf_iterations;  // 0: benchmarked to pbkdf_time
+  Located<uint64_t> pbkdf_memory;     // bytes (argon2)
+  Located<std::string> passphrase_file;  // resolved against the recipe's directory
+  Located<std::string> key_file;
+  Located<std::string> label;
+  Located<std::string> name;  // the mapping name in /etc/crypttab
+};
+
+// [storage.dmcrypt]: plain dm-crypt, no header (`cryptsetup create`).
+struct DmcryptSection {
+  Located<bool> present;
+  Located<std::string> cipher;
+  Located<int64_t> key_size;
+  Located<int64_t> sector_size;
+  Located<std::string> hash;
+  Located<std::string> passphrase_file;
+  Located<std::string> name;
+};
+
 struct StorageSection {
   Located<uint64_t> size;
-  Located<std::string> layout;      // "gpt" | "plain"
+  Located<std::string> layout;      // "gpt" | "lvm" | "plain"
   Located<std::string> filesystem;  // "ext4" | "ext3" | "ext2"
   Located<std::string> label;
   Located<uint64_t> esp_size;
+  LvmSection lvm;
+  LuksSection luks;
+  DmcryptSection dmcrypt;
+
+  bool encrypted() const { return luks.present.value || dmcrypt.present.value; }
 };
 
 // --- Customisation operations (see recipes/customize_ops.h for the table) ---

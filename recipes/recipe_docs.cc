@@ -57,8 +57,10 @@ std::string recipe_reference_text() {
       "A recipe is a TOML file with the sections below. Sizes are numbers with an optional unit:\n"
       "K, M, G, T (powers of 1024) or KB, MB, GB, TB (powers of 1000). Any key can be overridden\n"
       "with `kiln bake --set SECTION.KEY=VALUE`.\n";
-  for (std::string_view section : recipe_sections()) {
-    out += fmt::format("\n[{}]\n", section);
+  for (const SectionInfo& info : recipe_sections()) {
+    std::string_view section = info.name;
+    out += info.array ? fmt::format("\n[[{}]]\n", section) : fmt::format("\n[{}]\n", section);
+    if (!info.doc.empty()) out += wrap(info.doc, 2);
     if (section == "customize") {
       out += "  Operations, applied in this order (see `kiln help customize`):\n";
       for (const CustomizeOpInfo& op : customize_operations())
@@ -111,8 +113,10 @@ std::string recipe_reference_markdown() {
       "(powers of 1024) or `KB`, `MB`, `GB`, `TB` (powers of 1000). Any key can be overridden\n"
       "on the command line with `kiln bake --set SECTION.KEY=VALUE`; the value is TOML, or a\n"
       "plain string.\n";
-  for (std::string_view section : recipe_sections()) {
-    out += fmt::format("\n## [{}]\n\n", section);
+  for (const SectionInfo& info : recipe_sections()) {
+    std::string_view section = info.name;
+    out += info.array ? fmt::format("\n## [[{}]]\n\n", section) : fmt::format("\n## [{}]\n\n", section);
+    if (!info.doc.empty()) out += fmt::format("{}\n\n", info.doc);
     if (section == "customize") {
       out += "Operations are applied in the order of this table, whatever their order in the file. "
              "Those marked *in image* run programs inside the image; they form one cached stage, "

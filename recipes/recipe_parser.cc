@@ -125,7 +125,7 @@ Result<> check_consistency(const Recipe& recipe) {
                        "\"plain\"{}: use layout \"gpt\" or drop \"{}\" from output.formats",
                        format, origin_of(s.layout), format);
   }
-  if (s.layout.value == "gpt" && s.esp_size.value + 4 * (1ull << 20) >= s.size.value)
+  if (s.layout.value != "plain" && s.esp_size.value + 4 * (1ull << 20) >= s.size.value)
     return fail_at(blame(s.size, s.esp_size),
                    "storage.size leaves no room for the root partition next to the {} MiB EFI "
                    "system partition (storage.esp_size{})",
@@ -171,6 +171,7 @@ Result<Recipe> parse_recipe(std::string_view text, const std::string& file_name,
   KILN_TRY(recipes::bind_settings(root, reader, recipe));
   KILN_TRY(recipes::parse_customize(root["customize"].as_table(), reader, recipe.customize));
   KILN_TRY(check_consistency(recipe));
+  KILN_TRY(recipes::check_storage(recipe));
 
   std::ostringstream canonical;
   canonical << toml::toml_formatter{root};

@@ -14,7 +14,11 @@ using StringField = Located<std::string>& (*)(Recipe&);
 using ListField = Located<std::vector<std::string>>& (*)(Recipe&);
 using SizeField = Located<uint64_t>& (*)(Recipe&);
 using IntegerField = Located<int64_t>& (*)(Recipe&);
-using Field = std::variant<StringField, ListField, SizeField, IntegerField>;
+// The keys of a [[storage.lvm.volumes]] entry bind to that entry.
+using VolumeStringField = Located<std::string>& (*)(LvmVolume&);
+using VolumeSizeField = Located<uint64_t>& (*)(LvmVolume&);
+using Field = std::variant<StringField, ListField, SizeField, IntegerField, VolumeStringField,
+                           VolumeSizeField>;
 // Returns what is wrong with one string value, or "" when it is fine.
 using Check = std::string (*)(std::string_view value);
 
@@ -22,9 +26,11 @@ struct Setting {
   SettingInfo info;
   Field field;
   Check check = nullptr;
+  int64_t min_integer = 1;  // integers below are refused
 };
 
 #define FIELD(member) [](Recipe& recipe) -> auto& { return recipe.member; }
+#define VOLUME(member) [](LvmVolume& volume) -> auto& { return volume.member; }
 
 const std::array kSettings = {
     // [image]
@@ -73,19 +79,116 @@ const std::array kSettings = {
     Setting{{"storage", "size", ValueKind::kSize, "\"2G\"", "",
              "Size of the disk image (disk.raw), or of root.img for the plain layout."},
             SizeField{FIELD(storage.size)}},
-    Setting{{"storage", "layout", ValueKind::kString, "\"gpt\"", "gpt|plain",
-             "gpt: a GPT disk with an EFI system partition and the root partition; plain: the "
-             "root filesystem alone."},
+    Setting{{"storage", "layout", ValueKind::kString, "\"gpt\"", "gpt|lvm|plain",
+             "gpt: a GPT disk with an EFI system partition and the root partition; lvm: the same "
+             "disk with an LVM physical volume in place of the root partition, holding the "
+             "[[storage.lvm.volumes]]; plain: the root filesystem alone."},
             StringField{FIELD(storage.layout)}},
     Setting{{"storage", "filesystem", ValueKind::kString, "\"ext4\"", "ext4|ext3|ext2",
-             "Root filesystem type."},
+             "Root filesystem type (with layout \"lvm\": of the default root volume)."},
             StringField{FIELD(storage.filesystem)}},
     Setting{{"storage", "label", ValueKind::kString, "\"root\"", "",
-             "Root filesystem label."},
+             "Root filesystem label (with layout \"lvm\": of the default root volume)."},
             StringField{FIELD(storage.label)}, check_fs_label},
     Setting{{"storage", "esp_size", ValueKind::kSize, "\"128M\"", "",
-             "Size of the EFI system partition (gpt layout)."},
+             "Size of the EFI system partition (gpt and lvm layouts)."},
             SizeField{FIELD(storage.esp_size)}},
+    // [storage.lvm]
+    Setting{{"storage.lvm", "vg", ValueKind::kString, "\"vg0\"", "",
+             "Volume group name; the guest sees its volumes as /dev/VG/LV."},
+            StringField{FIELD(storage.lvm.vg)}, check_lvm_name},
+    Setting{{"storage.lvm", "extent_size", ValueKind::kSize, "\"4M\"", "",
+             "Physical extent size: a power of two of at least 1 MiB; volume sizes round up to "
+             "it."},
+            SizeField{FIELD(storage.lvm.extent_size)}},
+    // [[storage.lvm.volumes]]
+    Setting{{"storage.lvm.volumes", "name", ValueKind::kString, "", "",
+             "Logical volume name.", true},
+            VolumeStringField{VOLUME(name)}, check_lvm_name},
+    Setting{{"storage.lvm.volumes", "size", ValueKind::kSizeOrRest, "", "",
+             "Volume size, rounded up to whole extents, or \"rest\" for what the other volumes "
+             "leave (one volume at most).",
+             true},
+            VolumeSizeField{VOLUME(size)}},
+    Setting{{"storage.lvm.volumes", "filesystem", ValueKind::kString, "\"ext4\"",
+             "ext4|ext3|ext2|swap", "What the volume holds."},
+            VolumeStringField{VOLUME(filesystem)}},
+    Setting{{"storage.lvm.volumes", "mountpoint", ValueKind::kString, "\"\"", "",
+             "Where the guest mounts it (by UUID in /etc/fstab); exactly one volume has \"/\". "
+             "The files under it go into this volume. Not for swap."},
+            VolumeStringField{VOLUME(mountpoint)}, check_mountpoint},
+    Setting{{"storage.lvm.volumes", "label", ValueKind::kString, "\"\"", "",
+             "Filesystem or swap label."},
+            VolumeStringField{VOLUME(label)}, check_fs_label},
+    // [storage.luks]
+    Setting{{"storage.luks", "version", ValueKind::kString, "\"luks2\"", "luks2|luks1",
+             "LUKS header version."},
+            StringField{FIELD(storage.luks.version)}},
+    Setting{{"storage.luks", "cipher", ValueKind::kString, "\"aes-xts-plain64\"", "",
+             "Data cipher as cryptsetup names it. kiln encrypts aes-xts-plain64, aes-xts-plain, "
+             "aes-cbc-essiv:sha256, aes-cbc-plain64 and aes-cbc-plain itself; other ciphers "
+             "(luks2 only) go through libcryptsetup's reencryption, which is slower."},
+            StringField{FIELD(storage.luks.cipher)}, check_cipher},
+    Setting{{"storage.luks", "key_size", ValueKind::kInteger, "512", "",
+             "Volume key size in bits: 256 or 512 for xts (two keys), 128, 192 or 256 for other "
+             "modes. The default is 256 for non-xts ciphers."},
+            IntegerField{FIELD(storage.luks.key_size)}},
+    Setting{{"storage.luks", "sector_size", ValueKind::kInteger, "4096", "",
+             "Encryption sector size: 4096 or 512 bytes (luks1: 512 only, and the default)."},
+            IntegerField{FIELD(storage.luks.sector_size)}},
+    Setting{{"storage.luks", "hash", ValueKind::kString, "\"sha256\"", "sha256|sha512|sha1|ripemd160",
+             "Hash of the header's digest and anti-forensic splitter, and of pbkdf2."},
+            StringField{FIELD(storage.luks.hash)}},
+    Setting{{"storage.luks", "pbkdf", ValueKind::kString, "\"argon2id\"", "argon2id|argon2i|pbkdf2",
+             "Key derivation of the keyslots (luks1: pbkdf2 only, and the default)."},
+            StringField{FIELD(storage.luks.pbkdf)}},
+    Setting{{"storage.luks", "pbkdf_time", ValueKind::kInteger, "2000", "",
+             "Milliseconds an unlock should take on the build host; the key derivation cost is "
+             "benchmarked to it, unless pbkdf_iterations is given."},
+            IntegerField{FIELD(storage.luks.pbkdf_time)}},
+    Setting{{"storage.luks", "pbkdf_iterations", ValueKind::kInteger, "0", "",
+             "A fixed cost instead of a benchmark: pbkdf2 iterations (at least 1000) or argon2 "
+             "passes (at least 4). 0: benchmark to pbkdf_time."},
+            IntegerField{FIELD(storage.luks.pbkdf_iterations)}, nullptr, 0},
+    Setting{{"storage.luks", "pbkdf_memory", ValueKind::kSize, "\"256M\"", "",
+             "Memory cost of argon2 (at most half of output.memory: the guest derives the key "
+             "while booting)."},
+            SizeField{FIELD(storage.luks.pbkdf_memory)}},
+    Setting{{"storage.luks", "passphrase_file", ValueKind::kPath, "\"\"", "",
+             "File whose first line is a passphrase for keyslot 0: what the guest asks for at "
+             "boot. Never copied into the image, the manifest or a log."},
+            StringField{FIELD(storage.luks.passphrase_file)}},
+    Setting{{"storage.luks", "key_file", ValueKind::kPath, "\"\"", "",
+             "File whose whole content is a key for the next keyslot (for scripts; "
+             "`kiln luks` takes it with --key-file). At least one of passphrase_file and key_file "
+             "is needed."},
+            StringField{FIELD(storage.luks.key_file)}},
+    Setting{{"storage.luks", "label", ValueKind::kString, "\"\"", "",
+             "LUKS2 header label (luks1 has none)."},
+            StringField{FIELD(storage.luks.label)}, check_fs_label},
+    Setting{{"storage.luks", "name", ValueKind::kString, "\"cryptroot\"", "",
+             "Mapping name in the guest's /etc/crypttab: /dev/mapper/NAME."},
+            StringField{FIELD(storage.luks.name)}, check_mapping_name},
+    // [storage.dmcrypt]
+    Setting{{"storage.dmcrypt", "cipher", ValueKind::kString, "\"aes-xts-plain64\"",
+             "aes-xts-plain64|aes-xts-plain|aes-cbc-essiv:sha256|aes-cbc-plain64|aes-cbc-plain",
+             "Data cipher."},
+            StringField{FIELD(storage.dmcrypt.cipher)}},
+    Setting{{"storage.dmcrypt", "key_size", ValueKind::kInteger, "512", "",
+             "Key size in bits: 256 or 512 for xts, 128, 192 or 256 for cbc (default 256)."},
+            IntegerField{FIELD(storage.dmcrypt.key_size)}},
+    Setting{{"storage.dmcrypt", "sector_size", ValueKind::kInteger, "512", "",
+             "Encryption sector size: 512 or 4096 bytes."},
+            IntegerField{FIELD(storage.dmcrypt.sector_size)}},
+    Setting{{"storage.dmcrypt", "hash", ValueKind::kString, "\"sha256\"", "sha256|sha512|sha1|ripemd160",
+             "Hash that turns the passphrase into the key (cryptsetup --hash)."},
+            StringField{FIELD(storage.dmcrypt.hash)}},
+    Setting{{"storage.dmcrypt", "passphrase_file", ValueKind::kPath, "", "",
+             "File whose first line is the passphrase the guest asks for at boot.", true},
+            StringField{FIELD(storage.dmcrypt.passphrase_file)}},
+    Setting{{"storage.dmcrypt", "name", ValueKind::kString, "\"cryptroot\"", "",
+             "Mapping name in the guest's /etc/crypttab: /dev/mapper/NAME."},
+            StringField{FIELD(storage.dmcrypt.name)}, check_mapping_name},
     // [output]
     Setting{{"output", "formats", ValueKind::kStringList,
              "[\"disk\", \"partitions\", \"kernel\", \"xen\", \"libvirt\"]",
@@ -103,9 +206,59 @@ const std::array kSettings = {
 };
 
 #undef FIELD
+#undef VOLUME
 
-constexpr std::array<std::string_view, 5> kSections = {"image", "bootstrap", "storage", "customize",
-                                                       "output"};
+using Presence = Located<bool>& (*)(Recipe&);
+using ArrayParser = Result<> (*)(const toml::node& node, const recipes::TomlReader& reader,
+                                 Recipe& recipe);
+
+Result<> parse_volumes(const toml::node& node, const recipes::TomlReader& reader, Recipe& recipe);
+
+struct Section {
+  SectionInfo info;
+  Presence presence = nullptr;  // nested sections: set when the table was written
+  ArrayParser parse_array = nullptr;
+};
+
+const std::array kSections = {
+    Section{{"image", ""}},
+    Section{{"bootstrap", ""}},
+    Section{{"storage", ""}},
+    Section{{"storage.lvm",
+             "The volume group of storage.layout = \"lvm\". kiln writes the LVM metadata with "
+             "the real lvm2 tools on a loop device over the image file (the one loop device of a "
+             "bake; no device-mapper is needed), then each filesystem straight into its volume."},
+            [](Recipe& recipe) -> auto& { return recipe.storage.lvm.present; }},
+    Section{{"storage.lvm.volumes",
+             "The logical volumes, in order. Without any, one volume \"root\" takes the whole "
+             "group with storage.filesystem and storage.label.",
+             true},
+            nullptr, parse_volumes},
+    Section{{"storage.luks",
+             "Encrypts the root partition (with layout \"lvm\": the physical volume, "
+             "LVM-on-LUKS) with LUKS. The header comes from libcryptsetup; kiln encrypts the "
+             "blocks in use itself. The guest gets /etc/crypttab and cryptsetup in its initramfs, "
+             "and asks for the passphrase on the console at boot. The volume key is random, so "
+             "an encrypted image is never byte-for-byte reproducible."},
+            [](Recipe& recipe) -> auto& { return recipe.storage.luks.present; }},
+    Section{{"storage.dmcrypt",
+             "Encrypts the root partition with plain dm-crypt, as `cryptsetup create` does: no "
+             "header, the key is the hashed passphrase. Needs the gpt or lvm layout (the guest "
+             "finds the partition by its PARTUUID)."},
+            [](Recipe& recipe) -> auto& { return recipe.storage.dmcrypt.present; }},
+    Section{{"customize", ""}},
+    Section{{"output", ""}},
+};
+
+bool is_top_level(const Section& section) {
+  return section.info.name.find('.') == std::string_view::npos;
+}
+
+// Whether `child` is a section directly inside `parent` ("storage.luks" in "storage").
+bool is_child(std::string_view child, std::string_view parent) {
+  return child.size() > parent.size() + 1 && child.starts_with(parent) && child[parent.size()] == '.' &&
+         child.substr(parent.size() + 1).find('.') == std::string_view::npos;
+}
 
 bool in_choices(std::string_view choices, std::string_view value) {
   while (!choices.empty()) {
@@ -142,45 +295,137 @@ Result<> check_value(const Setting& setting, std::string_view value, const Locat
   return {};
 }
 
+// Binds one value to its field in `target` (the Recipe, or one volume).
+template <class Target>
 Result<> assign(const Setting& setting, const toml::node& node, const recipes::TomlReader& reader,
-                Recipe& recipe, bool from_user) {
+                Target& target, bool from_user) {
   std::string what = fmt::format("{}.{}", setting.info.section, setting.info.key);
   Location default_place{reader.file(), 0, 0};
-  auto finish = [&](auto& target, auto value) -> Result<> {
-    target = std::move(value);
+  auto finish = [&](auto& field, auto value) -> Result<> {
+    field = std::move(value);
     if (!from_user) {
-      target.set = false;
-      target.where = default_place;
+      field.set = false;
+      field.where = default_place;
     }
     return {};
   };
   return std::visit(
       [&](auto field) -> Result<> {
         using F = decltype(field);
-        if constexpr (std::is_same_v<F, StringField>) {
-          KILN_ASSIGN(auto value, reader.string(node, what));
-          KILN_TRY(check_value(setting, value.value, value.where));
-          return finish(field(recipe), std::move(value));
+        if constexpr (!std::is_invocable_v<F, Target&>) {
+          return fail(ErrorKind::kFailed, "internal: {} is bound to another kind of table", what);
         } else if constexpr (std::is_same_v<F, ListField>) {
           KILN_ASSIGN(auto value, reader.string_list(node, what));
           for (const auto& item : value.value) KILN_TRY(check_value(setting, item, value.where));
-          return finish(field(recipe), std::move(value));
+          return finish(field(target), std::move(value));
         } else if constexpr (std::is_same_v<F, SizeField>) {
           KILN_ASSIGN(auto value, reader.size(node, what));
-          return finish(field(recipe), std::move(value));
-        } else {
+          return finish(field(target), std::move(value));
+        } else if constexpr (std::is_same_v<F, VolumeSizeField>) {
+          // A size, or "rest": recorded as size 0, which no size can be.
+          if (const auto* text = node.as_string(); text && text->get() == "rest")
+            return finish(field(target), Located<uint64_t>{0, reader.at(node), true});
+          auto value = reader.size(node, what);
+          if (!value) return fail_at(reader.at(node), "{}: expected a size such as \"2G\" or \"rest\"", what);
+          return finish(field(target), std::move(*value));
+        } else if constexpr (std::is_same_v<F, IntegerField>) {
           KILN_ASSIGN(auto value, reader.integer(node, what));
-          if (value.value <= 0) return fail_at(value.where, "{}: must be a positive integer", what);
-          return finish(field(recipe), std::move(value));
+          if (value.value < setting.min_integer)
+            return fail_at(value.where, "{}: must be {}", what,
+                           setting.min_integer == 0 ? "zero or a positive integer" : "a positive integer");
+          return finish(field(target), std::move(value));
+        } else {
+          KILN_ASSIGN(auto value, reader.string(node, what));
+          KILN_TRY(check_value(setting, value.value, value.where));
+          return finish(field(target), std::move(value));
         }
       },
       setting.field);
 }
 
-Result<> bind_default(const Setting& setting, const recipes::TomlReader& reader, Recipe& recipe) {
+template <class Target>
+Result<> bind_default(const Setting& setting, const recipes::TomlReader& reader, Target& target) {
   std::string text = fmt::format("value = {}", setting.info.default_value);
   toml::table parsed = toml::parse(std::string_view(text), std::string_view("default"));
-  return assign(setting, *parsed.get("value"), reader, recipe, false);
+  return assign(setting, *parsed.get("value"), reader, target, false);
+}
+
+// The keys a table of `section` may hold: its settings and its nested sections.
+std::vector<std::string_view> known_keys(std::string_view section) {
+  std::vector<std::string_view> known;
+  for (const Setting& setting : kSettings)
+    if (setting.info.section == section) known.push_back(setting.info.key);
+  for (const Section& nested : kSections)
+    if (is_child(nested.info.name, section)) known.push_back(nested.info.name.substr(section.size() + 1));
+  return known;
+}
+
+Result<> check_keys(const toml::table& table, std::string_view section, const recipes::TomlReader& reader) {
+  std::vector<std::string_view> known = known_keys(section);
+  for (const auto& [key, node] : table)
+    if (std::find(known.begin(), known.end(), key.str()) == known.end())
+      return reader.unknown_key(key, section, known);
+  return {};
+}
+
+// Binds every setting of `section` from `table` (null: the section is
+// absent) into `target`: the user's values, else the defaults.
+template <class Target>
+Result<> bind_section(std::string_view section, const toml::table* table, const recipes::TomlReader& reader,
+                      Target& target, bool require) {
+  for (const Setting& setting : kSettings) {
+    if (setting.info.section != section) continue;
+    const toml::node* node = table ? table->get(setting.info.key) : nullptr;
+    if (node) {
+      KILN_TRY(assign(setting, *node, reader, target, true));
+    } else if (setting.info.required && require) {
+      Location where = table ? reader.at(*table) : Location{reader.file(), 0, 0};
+      return fail_at(where, "missing required key {}.{} ({})", section, setting.info.key, setting.info.doc);
+    } else if (!setting.info.default_value.empty()) {
+      KILN_TRY(bind_default(setting, reader, target));
+    }
+  }
+  return {};
+}
+
+Result<> parse_volumes(const toml::node& node, const recipes::TomlReader& reader, Recipe& recipe) {
+  constexpr std::string_view kSection = "storage.lvm.volumes";
+  const toml::array* array = node.as_array();
+  if (!array)
+    return fail_at(reader.at(node), "storage.lvm.volumes: expected [[storage.lvm.volumes]] tables");
+  for (const toml::node& item : *array) {
+    const toml::table* table = item.as_table();
+    if (!table) return fail_at(reader.at(item), "storage.lvm.volumes: each volume is a table");
+    std::vector<std::string_view> known = known_keys(kSection);
+    for (const auto& [key, value] : *table)
+      if (std::find(known.begin(), known.end(), key.str()) == known.end())
+        return reader.unknown_key(key, "[storage.lvm.volumes]", known);
+    LvmVolume volume;
+    volume.where = reader.at(*table);
+    KILN_TRY(bind_section(kSection, table, reader, volume, true));
+    volume.rest = volume.size.value == 0;
+    recipe.storage.lvm.volumes.push_back(std::move(volume));
+  }
+  return {};
+}
+
+// The table at a dotted section name, or null when the recipe has none.
+Result<const toml::table*> find_table(const toml::table& root, std::string_view section,
+                                      const recipes::TomlReader& reader) {
+  const toml::table* table = &root;
+  std::string walked;
+  std::string_view rest = section;
+  while (!rest.empty()) {
+    auto dot = rest.find('.');
+    std::string_view part = rest.substr(0, dot);
+    walked += (walked.empty() ? "" : ".") + std::string(part);
+    const toml::node* node = table->get(part);
+    if (!node) return nullptr;
+    if (!node->is_table()) return fail_at(reader.at(*node), "[{}] must be a table, found a value", walked);
+    table = node->as_table();
+    rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot + 1);
+  }
+  return table;
 }
 
 }  // namespace
@@ -194,7 +439,14 @@ std::span<const SettingInfo> recipe_settings() {
   return infos;
 }
 
-std::span<const std::string_view> recipe_sections() { return kSections; }
+std::span<const SectionInfo> recipe_sections() {
+  static const auto infos = [] {
+    std::vector<SectionInfo> out;
+    for (const Section& section : kSections) out.push_back(section.info);
+    return out;
+  }();
+  return infos;
+}
 
 std::string_view value_kind_name(ValueKind kind) {
   switch (kind) {
@@ -203,6 +455,7 @@ std::string_view value_kind_name(ValueKind kind) {
     case ValueKind::kSize: return "size";
     case ValueKind::kInteger: return "integer";
     case ValueKind::kPath: return "path or URI";
+    case ValueKind::kSizeOrRest: return "size or \"rest\"";
   }
   return "value";
 }
@@ -210,36 +463,32 @@ std::string_view value_kind_name(ValueKind kind) {
 namespace recipes {
 
 Result<> bind_settings(const toml::table& root, const TomlReader& reader, Recipe& recipe) {
+  std::vector<std::string_view> top_level;
+  for (const Section& section : kSections)
+    if (is_top_level(section)) top_level.push_back(section.info.name);
   for (const auto& [key, node] : root) {
-    if (std::find(kSections.begin(), kSections.end(), key.str()) == kSections.end())
-      return reader.unknown_key(key, "", kSections);
+    if (std::find(top_level.begin(), top_level.end(), key.str()) == top_level.end())
+      return reader.unknown_key(key, "", top_level);
     if (!node.is_table())
       return fail_at(reader.at(node), "[{}] must be a table, found a value", key.str());
   }
-  for (std::string_view section : kSections) {
-    if (section == "customize") continue;
-    const toml::table* table = root[section].as_table();
-    std::vector<std::string_view> known;
-    for (const Setting& setting : kSettings)
-      if (setting.info.section == section) known.push_back(setting.info.key);
-    if (table) {
-      for (const auto& [key, node] : *table)
-        if (std::find(known.begin(), known.end(), key.str()) == known.end())
-          return reader.unknown_key(key, section, known);
+  for (const Section& section : kSections) {
+    std::string_view name = section.info.name;
+    if (name == "customize") continue;
+    if (section.parse_array) {
+      auto dot = name.rfind('.');
+      KILN_ASSIGN(const toml::table* parent, find_table(root, name.substr(0, dot), reader));
+      if (const toml::node* node = parent ? parent->get(name.substr(dot + 1)) : nullptr)
+        KILN_TRY(section.parse_array(*node, reader, recipe));
+      continue;
     }
-    for (const Setting& setting : kSettings) {
-      if (setting.info.section != section) continue;
-      const toml::node* node = table ? table->get(setting.info.key) : nullptr;
-      if (node) {
-        KILN_TRY(assign(setting, *node, reader, recipe, true));
-      } else if (setting.info.required) {
-        Location where = table ? reader.at(*table) : Location{reader.file(), 0, 0};
-        return fail_at(where, "missing required key {}.{} ({})", section, setting.info.key,
-                       setting.info.doc);
-      } else if (!setting.info.default_value.empty()) {
-        KILN_TRY(bind_default(setting, reader, recipe));
-      }
-    }
+    KILN_ASSIGN(const toml::table* table, find_table(root, name, reader));
+    if (table) KILN_TRY(check_keys(*table, name, reader));
+    // A nested section is optional as a whole: its required keys are
+    // required only when it is written.
+    bool present = table != nullptr;
+    if (section.presence && present) section.presence(recipe) = Located<bool>{true, reader.at(*table), true};
+    KILN_TRY(bind_section(name, table, reader, recipe, !section.presence || present));
   }
   return {};
 }

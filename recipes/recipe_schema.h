@@ -2,6 +2,8 @@
 // and key, its kind of value, its default, its allowed choices and its doc,
 // and binds it to its field in Recipe. The parser, `kiln help recipe` and the
 // generated docs all read this table, so adding an option touches one place.
+// Sections nest ([storage.luks] inside [storage]) and may be arrays of
+// tables ([[storage.lvm.volumes]]); their keys are rows of the same table.
 // The [customize] section is the table in recipes/customize_ops.h.
 #pragma once
 
@@ -10,7 +12,7 @@
 
 namespace kiln {
 
-enum class ValueKind { kString, kStringList, kSize, kInteger, kPath };
+enum class ValueKind { kString, kStringList, kSize, kInteger, kPath, kSizeOrRest };
 
 // What the docs and --help show of a setting.
 struct SettingInfo {
@@ -25,8 +27,16 @@ struct SettingInfo {
 
 std::span<const SettingInfo> recipe_settings();
 
-// The recipe sections in the order the docs present them.
-std::span<const std::string_view> recipe_sections();
+// A section as the docs present it.
+struct SectionInfo {
+  std::string_view name;  // dotted for a nested one: "storage.luks"
+  std::string_view doc;   // what writing the section does; "" for the top-level ones
+  bool array = false;     // [[name]]: a list of tables
+};
+
+// The recipe sections, nested ones after their parent, in the order the
+// docs present them.
+std::span<const SectionInfo> recipe_sections();
 
 std::string_view value_kind_name(ValueKind kind);
 

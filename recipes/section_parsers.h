@@ -13,6 +13,10 @@ namespace kiln::recipes {
 // Reads every section except [customize]: types, choices, defaults, unknown keys.
 Result<> bind_settings(const toml::table& root, const TomlReader& reader, Recipe& recipe);
 
+// Checks the [storage] rules between keys and fills in the defaults that
+// depend on other keys (recipes/storage_checks.cc).
+Result<> check_storage(Recipe& recipe);
+
 // Reads [customize] (may be null) into steps in application order.
 Result<> parse_customize(const toml::table* section, const TomlReader& reader,
                          CustomizeSection& customize);

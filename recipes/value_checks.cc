@@ -2,6 +2,8 @@
 
 #include <regex>
 
+#include <fmt/format.h>
+
 namespace kiln {
 namespace {
 
@@ -69,6 +71,38 @@ std::string check_image_path(std::string_view value) {
     return "expected a normalised path (no '//' and no trailing '/')";
   if (matches(value, "(.*/)?\\.\\.?(/.*)?")) return "'.' and '..' components are not allowed";
   return {};
+}
+
+std::string check_mountpoint(std::string_view value) {
+  if (value == "/") return {};
+  return check_image_path(value);
+}
+
+// lvm(8), "VALID NAMES": the names device-mapper and /dev/VG/LV can carry,
+// minus the prefixes and suffixes lvm2 keeps for its own sub-volumes.
+std::string check_lvm_name(std::string_view value) {
+  if (value.size() > 127) return "an LVM name has at most 127 characters";
+  if (!matches(value, "[A-Za-z0-9+_.][A-Za-z0-9+_.-]*"))
+    return "expected letters, digits, '+', '_', '.' and '-', not starting with '-'";
+  if (value == "." || value == "..") return "'.' and '..' are not names";
+  for (std::string_view reserved : {"snapshot", "pvmove"})
+    if (value.starts_with(reserved)) return fmt::format("names starting with \"{}\" are reserved by lvm2", reserved);
+  for (std::string_view reserved : {"_cdata", "_cmeta", "_corig", "_cpool", "_cvol", "_imeta", "_iorig",
+                                    "_mimage", "_mlog", "_pmspare", "_rimage", "_rmeta", "_tdata",
+                                    "_tmeta", "_vdata", "_vorigin", "_wcorig"})
+    if (value.find(reserved) != std::string_view::npos)
+      return fmt::format("names containing \"{}\" are reserved by lvm2", reserved);
+  return {};
+}
+
+std::string check_mapping_name(std::string_view value) {
+  if (value.size() <= 127 && matches(value, "[A-Za-z0-9_+][A-Za-z0-9_.+-]*")) return {};
+  return "expected at most 127 letters, digits, '_', '.', '+' or '-', as in /dev/mapper/NAME";
+}
+
+std::string check_cipher(std::string_view value) {
+  if (matches(value, "[a-z0-9_]+-[a-z0-9]+(-[a-z0-9]+(:[a-z0-9]+)?)?")) return {};
+  return "expected CIPHER-MODE-IV as cryptsetup takes it, e.g. \"aes-xts-plain64\"";
 }
 
 }  // namespace kiln

@@ -17,5 +17,9 @@ std::string check_timezone(std::string_view value);
 std::string check_locale(std::string_view value);
 std::string check_user_name(std::string_view value);
 std::string check_image_path(std::string_view value);  // absolute, no "..", no "//"
+std::string check_mountpoint(std::string_view value);  // check_image_path, or "/"
+std::string check_lvm_name(std::string_view value);    // volume group and logical volume names
+std::string check_mapping_name(std::string_view value);  // /dev/mapper/NAME
+std::string check_cipher(std::string_view value);      // cipher-mode-iv, e.g. aes-xts-plain64
 
 }  // namespace kiln
