@@ -1,0 +1,23 @@
+// A Linux swap area (what mkswap writes) at a byte range of an image file:
+// for swap logical volumes and swap partition images.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string_view>
+
+#include "base/error.h"
+#include "crypto/uuid.h"
+
+namespace kiln {
+
+// The bytes of a swap area that carry its header; the rest is unused until
+// the guest swaps.
+constexpr uint64_t kSwapHeaderSize = 4096;
+
+// Writes a swap area of `size` bytes at `offset` of `image`, with the given
+// UUID (for /etc/fstab) and label. Only the header page is written.
+Result<> write_swap_area(const std::filesystem::path& image, uint64_t offset, uint64_t size, const Uuid& uuid,
+                         std::string_view label);
+
+}  // namespace kiln
