@@ -23,6 +23,8 @@ void install_interrupt_handlers() {
 
 bool interrupted() { return g_signal.load(std::memory_order_relaxed) != 0; }
 
+void clear_interrupt() { g_signal.store(0, std::memory_order_relaxed); }
+
 Result<> check_interrupted() {
   if (interrupted()) return fail(ErrorKind::kInterrupted, "interrupted");
   return {};

@@ -12,6 +12,9 @@ void install_interrupt_handlers();
 
 bool interrupted();
 
+// Forgets a signal that has been dealt with, so the next one is noticed.
+void clear_interrupt();
+
 // For polling inside loops: fails with ErrorKind::kInterrupted once a signal came.
 Result<> check_interrupted();
 

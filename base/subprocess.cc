@@ -210,6 +210,42 @@ std::string key_lines(std::string_view output, size_t max_lines) {
   return out;
 }
 
+Result<Spawned> spawn(const Command& command) {
+  if (command.argv.empty()) return fail(ErrorKind::kFailed, "spawn: empty command");
+  KILN_ASSIGN(std::string program, find_program(command.argv.front()));
+  std::vector<std::string> argv_strings = command.argv;
+  std::vector<std::string> env_strings = merged_environment(command.env, command.clear_env);
+  std::vector<char*> argv = c_strings(argv_strings);
+  std::vector<char*> envp = c_strings(env_strings);
+  Pipe in_pipe, out_pipe;
+  if (!in_pipe.ok() || !out_pipe.ok()) return fail_errno("pipe", program, errno);
+  pid_t pid = ::fork();
+  if (pid < 0) return fail_errno("fork", program, errno);
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::dup2(in_pipe.read_end(), 0);
+    ::dup2(out_pipe.write_end(), 1);
+    ::dup2(out_pipe.write_end(), 2);
+    if (!command.cwd.empty() && ::chdir(command.cwd.c_str()) != 0) _exit(126);
+    ::execve(program.c_str(), argv.data(), envp.data());
+    _exit(127);
+  }
+  ::setpgid(pid, pid);
+  in_pipe.close_read();
+  out_pipe.close_write();
+  Spawned spawned;
+  spawned.pid = pid;
+  spawned.in = ::dup(in_pipe.write_end());
+  spawned.out = ::dup(out_pipe.read_end());
+  ::fcntl(spawned.in, F_SETFD, FD_CLOEXEC);
+  ::fcntl(spawned.out, F_SETFD, FD_CLOEXEC);
+  return spawned;
+}
+
 Result<Completed> run(std::vector<std::string> argv) {
   Command command;
   command.argv = std::move(argv);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <sys/types.h>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,16 @@ struct Completed {
 // Runs the command to completion. A non-zero exit, a signal, a timeout or an
 // interrupt is an error; its detail holds the program's key stderr lines.
 Result<Completed> run(const Command& command);
+
+// A program left running, its stdin and merged stdout+stderr on pipes: a
+// hypervisor whose console the caller relays. It runs in its own process
+// group; the caller waits for it.
+struct Spawned {
+  pid_t pid = -1;
+  int in = -1;   // the child's stdin (write end), owned by the caller
+  int out = -1;  // the child's stdout and stderr (read end), owned by the caller
+};
+Result<Spawned> spawn(const Command& command);
 
 // Shorthand for run({argv}).
 Result<Completed> run(std::vector<std::string> argv);

@@ -51,6 +51,12 @@ apply_personality() {
     done < "$k/authorized_keys"
   fi
   [ -d "$k/files" ] && cp -a "$k/files/." /
+  # UML's user networking is SLIP through slirp: no Ethernet, fixed addresses.
+  if grep -q 'kiln.net=slirp' /proc/cmdline; then
+    mkdir -p /run/systemd/network
+    printf '[Match]\nName=eth0\n\n[Network]\nGateway=10.0.2.2\nDNS=10.0.2.3\n\n[Address]\nAddress=10.0.2.15/32\nPeer=10.0.2.2/32\n' \
+      > /run/systemd/network/10-kiln-slirp.network
+  fi
   exit 0
 }
 
@@ -64,7 +70,7 @@ report_ready() {
   fi
   mac=none
   for nic in /sys/class/net/*; do
-    [ "${nic##*/}" = lo ] && continue
+    [ "$(cat "$nic/type" 2>/dev/null)" = 1 ] || continue  # Ethernet only
     mac=$(cat "$nic/address") && break
   done
   printf '\nKILN-READY %s hostname=%s machine-id=%s mac=%s\n' "$id" "$(cat /proc/sys/kernel/hostname)" \
@@ -110,13 +116,26 @@ ExecStart=/usr/lib/kiln/kiln-agent ready
 WantedBy=multi-user.target
 )";
 
+// UML has no ACPI power button: on a UML instance kiln boots (kiln.cad=poweroff
+// on the command line) Ctrl-Alt-Del, which the host can send through the
+// management console, powers off instead of rebooting.
+constexpr std::string_view kCadGenerator = R"(#!/bin/sh
+# kiln: Ctrl-Alt-Del powers off where the host asked for it at boot.
+grep -q 'kiln.cad=poweroff' /proc/cmdline || exit 0
+ln -sf /usr/lib/systemd/system/poweroff.target "$1/ctrl-alt-del.target"
+)";
+
+Result<> write_file(Ext4Image& fs, const std::string& path, std::string_view text, uint32_t mode, int64_t mtime) {
+  KILN_TRY(make_parents(fs, path, mtime));
+  return fs.write_file(path, text, Ext4Attributes{mode, 0, 0, mtime});
+}
+
 }  // namespace
 
 Result<> install_guest_agent(Ext4Image& fs, int64_t mtime) {
-  const std::string script = "/usr/lib/kiln/kiln-agent";
-  KILN_TRY(make_parents(fs, script, mtime));
-  KILN_TRY(fs.write_file(script, kAgentScript, Ext4Attributes{0755, 0, 0, mtime}));
+  KILN_TRY(write_file(fs, "/usr/lib/kiln/kiln-agent", kAgentScript, 0755, mtime));
   KILN_TRY(install_unit(fs, "kiln-personality.service", kPersonalityUnit, mtime));
+  KILN_TRY(write_file(fs, "/usr/lib/systemd/system-generators/kiln-cad-generator", kCadGenerator, 0755, mtime));
   return install_unit(fs, "kiln-ready.service", kReadyUnit, mtime);
 }
 

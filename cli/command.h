@@ -37,6 +37,8 @@ void register_validate(CLI::App& root, Registry& registry);
 void register_bake(CLI::App& root, Registry& registry);
 void register_cache(CLI::App& root, Registry& registry);
 void register_make_fs(CLI::App& root, Registry& registry);
+void register_boot(CLI::App& root, Registry& registry);
+void register_instance_commands(CLI::App& root, Registry& registry);
 void register_feed_commands(CLI::App& root, Registry& registry);  // publish, pull
 void register_help(CLI::App& root, Registry& registry);
 

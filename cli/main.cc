@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   kiln::cli::register_bake(app, registry);
   kiln::cli::register_cache(app, registry);
   kiln::cli::register_make_fs(app, registry);
+  kiln::cli::register_boot(app, registry);
+  kiln::cli::register_instance_commands(app, registry);
   kiln::cli::register_feed_commands(app, registry);
   kiln::cli::register_help(app, registry);
   try {

@@ -157,7 +157,11 @@ nlohmann::json to_json(const InstanceRecord& record) {
                          {"created_at", record.created_at},
                          {"started_at_ms", record.started_at_ms},
                          {"restarts", record.restarts},
-                         {"last_event", record.last_event}};
+                         {"last_event", record.last_event},
+                         {"guest",
+                          {{"hostname", record.guest_hostname},
+                           {"machine_id", record.guest_machine_id},
+                           {"mac", record.guest_mac}}}};
   if (record.ready_seconds) json["ready_seconds"] = *record.ready_seconds;
   return json;
 }
@@ -174,6 +178,10 @@ Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::s
     record.restarts = json.at("restarts");
     record.last_event = json.at("last_event");
     if (json.contains("ready_seconds")) record.ready_seconds = json.at("ready_seconds").get<double>();
+    const auto& guest = json.at("guest");
+    record.guest_hostname = guest.at("hostname");
+    record.guest_machine_id = guest.at("machine_id");
+    record.guest_mac = guest.at("mac");
     return record;
   } catch (const std::exception& error) {
     return fail(ErrorKind::kBadInput, "{}: not an instance record kiln can read: {}", origin, error.what());

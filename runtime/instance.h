@@ -95,6 +95,10 @@ struct InstanceRecord {
   std::optional<double> ready_seconds;  // from start to the readiness signal
   int restarts = 0;
   std::string last_event;  // why it stopped, for list and errors
+  // What the guest agent reported with its readiness signal.
+  std::string guest_hostname;
+  std::string guest_machine_id;
+  std::string guest_mac;
 };
 
 nlohmann::json to_json(const InstanceRecord& record);

@@ -51,8 +51,9 @@ Result<std::string> MconsoleClient::command(const std::string& text, std::chrono
   request.version = kVersion;
   request.len = static_cast<uint32_t>(text.size());
   std::memcpy(request.data, text.data(), text.size());
-  size_t length = offsetof(Request, data) + text.size();
-  if (::sendto(fd.get(), &request, length, 0, reinterpret_cast<sockaddr*>(&target), sizeof target) < 0)
+  // The whole structure, as uml_mconsole sends it: the kernel sizes some
+  // replies (log) from the datagram's length, not from `len`.
+  if (::sendto(fd.get(), &request, sizeof request, 0, reinterpret_cast<sockaddr*>(&target), sizeof target) < 0)
     return fail_errno("the UML management console does not answer", name, errno);
 
   std::string out;

@@ -8,13 +8,14 @@ build_packages=(
   libext2fs-dev libfdisk-dev libcryptsetup-dev libgpgme-dev libarchive-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libfmt-dev libpugixml-dev
   libcurl4-openssl-dev libssl-dev libcrypt-dev libgtest-dev libgmock-dev
-  libclang-rt-14-dev
+  libclang-rt-14-dev zlib1g-dev
 )
 run_packages=(
   mmdebstrap debootstrap e2fsprogs fdisk mtools dosfstools systemd-boot-efi
   qemu-system-x86 qemu-utils ovmf user-mode-linux
   lvm2 cryptsetup-bin gnupg xz-utils zstd libxml2-utils libvirt-clients pigz
-  arch-test uidmap ca-certificates busybox-static
+  arch-test uidmap ca-certificates busybox-static slirp iproute2 libguestfs-tools
+  xen-tools
 )
 
 wanted=("${build_packages[@]}" "${run_packages[@]}")

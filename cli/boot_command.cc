@@ -1,0 +1,148 @@
+// kiln boot IMAGE-OR-CONFIG: starts an instance of a baked image, or of a
+// Xen domain config, on qemu or User-Mode Linux.
+#include <signal.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "base/interrupt.h"
+#include "base/size.h"
+#include "cli/command.h"
+#include "runtime/instance_manager.h"
+
+namespace kiln::cli {
+namespace {
+
+struct BootFlags {
+  BootRequest request;
+  std::string memory;
+  std::vector<std::string> ssh_keys;
+  std::string firstboot;
+  std::string on_poweroff, on_reboot, on_crash;
+  bool detach = false;
+  bool console = false;
+  int wait_ready = 0;  // seconds; 0: do not wait
+  bool json = false;
+};
+
+Result<> apply_flags(BootFlags& flags) {
+  if (!flags.memory.empty()) {
+    KILN_ASSIGN(uint64_t bytes, parse_size(flags.memory));
+    if (bytes < 64 * kMiB) return fail(ErrorKind::kBadInput, "--memory {}: at least 64M", flags.memory);
+    flags.request.memory_mib = bytes / kMiB;
+  }
+  for (const std::string& key : flags.ssh_keys) flags.request.ssh_key_files.emplace_back(key);
+  if (!flags.firstboot.empty()) flags.request.firstboot = flags.firstboot;
+  auto policy = [](const std::string& text, std::optional<LifecyclePolicy>& out) -> Result<> {
+    if (text.empty()) return {};
+    KILN_ASSIGN(out, parse_policy(text));
+    return {};
+  };
+  KILN_TRY(policy(flags.on_poweroff, flags.request.on_poweroff));
+  KILN_TRY(policy(flags.on_reboot, flags.request.on_reboot));
+  KILN_TRY(policy(flags.on_crash, flags.request.on_crash));
+  if (flags.detach && flags.console) return fail(ErrorKind::kBadInput, "--detach and --console do not go together");
+  return {};
+}
+
+void print_outcome(const BootOutcome& outcome, const BootFlags& flags) {
+  const InstanceRecord& r = outcome.record;
+  if (flags.json) {
+    nlohmann::json out = {{"name", r.spec.name},
+                          {"id", r.spec.id},
+                          {"backend", backend_name(r.spec.backend)},
+                          {"kvm", r.spec.kvm},
+                          {"backend_reason", outcome.backend_choice},
+                          {"create_ms", outcome.create_ms},
+                          {"hostname", r.spec.personality.hostname},
+                          {"machine_id", r.spec.personality.machine_id},
+                          {"mac", r.spec.personality.mac}};
+    if (r.ready_seconds) out["ready_seconds"] = *r.ready_seconds;
+    fmt::print("{}\n", out.dump());
+    return;
+  }
+  fmt::print("{} started (id {}, {}{}), instance made in {:.1f} ms\n", r.spec.name, r.spec.id,
+             backend_name(r.spec.backend), r.spec.backend == BackendKind::kQemu ? (r.spec.kvm ? "+kvm" : "+tcg") : "",
+             outcome.create_ms);
+  if (r.ready_seconds) fmt::print("{} ready in {:.1f} s\n", r.spec.name, *r.ready_seconds);
+}
+
+// Foreground: show the console until the instance stops. The first Ctrl-C
+// asks the guest to shut down, a second one destroys it.
+int follow(const InstanceStore& store, const std::string& name) {
+  std::thread viewer([&] { (void)attach_console(store, name, /*interactive=*/false); });
+  viewer.detach();
+  bool asked = false;
+  while (InstanceLock::is_held(store.paths(name))) {
+    if (interrupted()) {
+      if (!asked) {
+        fmt::print(stderr, "\nkiln: shutting {} down (Ctrl-C again to destroy it)\n", name);
+        (void)request(store, name, "shutdown");
+        asked = true;
+        clear_interrupt();
+      } else {
+        (void)destroy_instance(store, name);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return 0;
+}
+
+int run_boot(BootFlags& flags) {
+  if (auto ok = apply_flags(flags); !ok) return report_error(ok.error());
+  Reporter reporter(Reporter::detect(flags.json));
+  InstanceStore store = InstanceStore::open();
+  auto outcome = boot_instance(store, flags.request, reporter);
+  if (!outcome) return report_error(outcome.error());
+  const std::string& name = outcome->record.spec.name;
+  // Say once which backend runs the guest, and why (a TCG fallback included).
+  fmt::print(stderr, "kiln: {}: {}\n", name, outcome->backend_choice);
+  if (flags.wait_ready > 0) {
+    auto ready = wait_ready(store, name, std::chrono::seconds(flags.wait_ready));
+    if (!ready) return report_error(ready.error());
+    outcome->record = *ready;
+  }
+  print_outcome(*outcome, flags);
+  if (flags.detach) return 0;
+  if (flags.console) return finish(attach_console(store, name, /*interactive=*/true), [] {});
+  return follow(store, name);
+}
+
+}  // namespace
+
+void register_boot(CLI::App& root, Registry& registry) {
+  auto flags = std::make_shared<BootFlags>();
+  CLI::App* app = root.add_subcommand("boot", "Start an instance of a baked image or a Xen domain config");
+  BootRequest& r = flags->request;
+  app->add_option("source", r.source, "Image directory from `kiln bake`, or a Xen domain config file")->required();
+  app->add_option("--name", r.name, "Instance name (default: the image's or the config's name)");
+  app->add_option("--backend", r.backend, "auto (the fastest that works here), qemu or uml")
+      ->check(CLI::IsMember({"auto", "qemu", "uml"}));
+  app->add_option("--memory", flags->memory, "Memory, e.g. 512M (default: the config's, else 512M)");
+  app->add_option("--vcpus", r.vcpus, "Virtual CPUs (default 1)");
+  app->add_option("--net", r.network, "user (default), tap:BRIDGE or none");
+  app->add_option("--ssh-port", r.ssh_port, "Forward 127.0.0.1:PORT to the guest's ssh (user networking)");
+  app->add_option("--hostname", r.hostname, "Guest hostname (default: the instance name)");
+  app->add_option("--ssh-key", flags->ssh_keys, "Public key file for root's authorized_keys (repeatable)");
+  app->add_option("--file", r.files, "SRC:/DEST file copied into the guest at boot (repeatable)");
+  app->add_option("--firstboot", flags->firstboot, "Script run once in the guest before it reports ready");
+  app->add_flag("--persistent", r.persistent, "Keep the instance's disk overlays after destroy, and reuse them");
+  app->add_flag("--firmware", r.firmware, "qemu: boot disk.raw through UEFI firmware (OVMF) instead of the kernel");
+  app->add_option("--on-poweroff", flags->on_poweroff, "destroy (default), restart or preserve");
+  app->add_option("--on-reboot", flags->on_reboot, "restart (default), destroy or preserve");
+  app->add_option("--on-crash", flags->on_crash, "destroy (default), restart or preserve");
+  app->add_flag("--detach,-d", flags->detach, "Return once started (or ready, with --wait-ready)");
+  app->add_flag("--console,-c", flags->console, "Attach the interactive console (Ctrl-] detaches)");
+  app->add_flag("--wait-ready{120}", flags->wait_ready,
+                "Wait until the guest reports ready (default up to 120 s; --wait-ready=SECONDS)");
+  app->add_flag("--json", flags->json, "Print the result as JSON");
+  app->footer(
+      "Without --detach or --console, boot shows the guest console until the instance stops;\n"
+      "Ctrl-C shuts the guest down, a second Ctrl-C destroys it.");
+  registry.push_back({app, [flags] { return run_boot(*flags); }});
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,146 @@
+#include "runtime/boot_source.h"
+
+#include <nlohmann/json.hpp>
+
+#include "base/files.h"
+#include "formats/xen_config.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The recipe's kernel arguments without what kiln sets per boot.
+std::string extra_kernel_args(std::string_view cmdline) {
+  std::string out;
+  size_t start = 0;
+  while (start < cmdline.size()) {
+    size_t end = cmdline.find(' ', start);
+    if (end == std::string_view::npos) end = cmdline.size();
+    std::string_view word = cmdline.substr(start, end - start);
+    start = end + 1;
+    if (word.empty() || word == "ro" || word == "rw" || word.starts_with("root=") || word.starts_with("console="))
+      continue;
+    if (!out.empty()) out += ' ';
+    out += word;
+  }
+  return out;
+}
+
+Result<BootSource> from_image_directory(const fs::path& dir) {
+  auto text = read_file(dir / "manifest.json");
+  if (!text)
+    return fail(ErrorKind::kBadInput, "{}: not a baked image (no manifest.json); give an image directory from "
+                                      "`kiln bake` or a Xen domain config file",
+                dir.string());
+  auto manifest = nlohmann::json::parse(*text, nullptr, false);
+  if (manifest.is_discarded() || !manifest.contains("image"))
+    return fail(ErrorKind::kBadInput, "{}: damaged manifest.json", (dir / "manifest.json").string());
+  const auto& image = manifest["image"];
+  BootSource source;
+  source.name = image.value("name", dir.filename().string());
+  source.description = dir.string();
+  source.kernel = dir / "vmlinuz";
+  source.initrd = dir / "initrd.img";
+  if (fs::exists(dir / "root.img")) source.disks.push_back({dir / "root.img", false, false});
+  if (fs::exists(dir / "disk.raw")) source.firmware_disk = dir / "disk.raw";
+  if (image.contains("root_filesystem")) source.root_uuid = image["root_filesystem"].value("uuid", "");
+  source.kernel_args = extra_kernel_args(image.value("kernel_cmdline", ""));
+  return source;
+}
+
+// "/dev/sda1 ro" -> "sda1"; "UUID=..." -> "".
+std::string device_of(std::string_view root) {
+  std::string_view word = root.substr(0, root.find(' '));
+  if (!word.starts_with("/dev/")) return {};
+  return std::string(word.substr(5));
+}
+
+// "sda1" -> ("sda", 1); "xvdb" -> ("xvdb", 0).
+std::pair<std::string, int> split_partition(const std::string& frontend) {
+  size_t digits = frontend.find_first_of("0123456789");
+  if (digits == std::string::npos) return {frontend, 0};
+  return {frontend.substr(0, digits), std::stoi(frontend.substr(digits))};
+}
+
+fs::path resolve(const fs::path& base, const std::string& path) {
+  fs::path p(path);
+  return p.is_relative() ? base / p : p;
+}
+
+Result<BootSource> from_xen_config(const fs::path& file) {
+  KILN_ASSIGN(std::string text, read_file(file));
+  KILN_ASSIGN(DomainSpec domain, parse_xen_config(text, file.string()));
+  fs::path base = file.parent_path();
+  BootSource source;
+  source.description = file.string();
+  source.name = domain.name;
+  for (const UnsupportedKey& key : domain.source.unsupported)
+    source.warnings.push_back(fmt::format("{}: '{}' is a Xen setting kiln does not act on; ignored",
+                                          key.where.to_string(), key.key));
+  if (domain.kernel.empty())
+    return fail_at(domain.source.of("kernel"), "no kernel = \"...\": kiln boots Xen configs with a direct kernel");
+  source.kernel = resolve(base, domain.kernel);
+  if (!fs::exists(source.kernel))
+    return fail_at(domain.source.of("kernel"), "kernel {}: no such file", source.kernel.string());
+  if (!domain.ramdisk.empty()) {
+    source.initrd = resolve(base, domain.ramdisk);
+    if (!fs::exists(source.initrd))
+      return fail_at(domain.source.of("ramdisk"), "ramdisk {}: no such file", source.initrd.string());
+  }
+  if (domain.disks.empty()) return fail_at(domain.source.of("disk"), "no disk = [...] to boot from");
+  // The root device named by root= goes first; the others follow in order.
+  std::string root_frontend = device_of(domain.root);
+  std::vector<const DomainDisk*> ordered;
+  for (const DomainDisk& disk : domain.disks)
+    if (disk.frontend == root_frontend || split_partition(disk.frontend).first == split_partition(root_frontend).first)
+      ordered.insert(ordered.begin(), &disk);
+    else
+      ordered.push_back(&disk);
+  for (const DomainDisk* disk : ordered) {
+    fs::path path = resolve(base, disk->path);
+    if (!fs::exists(path)) return fail_at(disk->where, "disk {}: no such file or device", path.string());
+    source.disks.push_back({path, false, disk->read_only});
+  }
+  // A frontend with a partition number ("sda1") exports a bare filesystem;
+  // root= names a partition of a whole disk only when the frontend has none.
+  auto [root_disk, root_part] = split_partition(root_frontend);
+  bool bare = split_partition(ordered.front()->frontend).second != 0;
+  source.root_partition = bare ? 0 : root_part;
+  std::string rest = domain.root.substr(std::min(domain.root.size(), domain.root.find(' ') == std::string::npos
+                                                                         ? domain.root.size()
+                                                                         : domain.root.find(' ') + 1));
+  if (root_frontend.empty() && !domain.root.empty()) {
+    // root = "UUID=..." or a label: pass it through unchanged.
+    std::string word = domain.root.substr(0, domain.root.find(' '));
+    if (word.starts_with("UUID=")) source.root_uuid = word.substr(5);
+  }
+  source.kernel_args = extra_kernel_args(rest + " " + domain.extra);
+  if (domain.memory_mib) source.memory_mib = domain.memory_mib;
+  source.vcpus = domain.vcpus;
+  if (!domain.vifs.empty()) {
+    if (!domain.vifs.front().mac.empty()) source.mac = domain.vifs.front().mac;
+    if (!domain.vifs.front().bridge.empty()) source.bridge = domain.vifs.front().bridge;
+  }
+  KILN_ASSIGN(source.on_poweroff, parse_policy(action_name(domain.on_poweroff)));
+  KILN_ASSIGN(source.on_reboot, parse_policy(action_name(domain.on_reboot)));
+  KILN_ASSIGN(source.on_crash, parse_policy(action_name(domain.on_crash)));
+  return source;
+}
+
+}  // namespace
+
+std::string guest_device(BackendKind backend, size_t index, int partition) {
+  std::string name = fmt::format("/dev/{}{}", backend == BackendKind::kUml ? "ubd" : "vd",
+                                 static_cast<char>('a' + index));
+  return partition > 0 ? name + std::to_string(partition) : name;
+}
+
+Result<BootSource> read_boot_source(const fs::path& argument) {
+  std::error_code ec;
+  if (fs::is_directory(argument, ec)) return from_image_directory(argument);
+  if (fs::is_regular_file(argument, ec)) return from_xen_config(argument);
+  return fail(ErrorKind::kBadInput, "{}: no such image directory or domain config file", argument.string());
+}
+
+}  // namespace kiln

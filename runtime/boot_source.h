@@ -1,0 +1,45 @@
+// BootSource: what `kiln boot ARG` boots. ARG is a baked image directory
+// (with manifest.json: kernel, initrd, root.img, disk.raw) or a Xen domain
+// config file (xm/xl syntax), in which case its kernel, ramdisk, disks,
+// memory, vcpus, root, extra, vif and on_* keys describe the VM. Either way
+// the result is the part of an InstanceSpec that the source decides; the
+// command line's flags override it.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "runtime/instance.h"
+
+namespace kiln {
+
+struct BootSource {
+  std::string name;  // the image's or domain's name
+  std::string description;  // the path given, for messages
+  std::filesystem::path kernel;
+  std::filesystem::path initrd;
+  // disks[0] holds the root filesystem: a bare filesystem (root.img, a Xen
+  // "xvda1" file) when root_partition is 0, else a partitioned disk.
+  std::vector<DiskSpec> disks;
+  int root_partition = 0;
+  std::string root_uuid;  // when known: root=UUID= needs no device names
+  std::filesystem::path firmware_disk;  // a bootable GPT disk (disk.raw), for --firmware
+  std::string kernel_args;
+  std::optional<uint64_t> memory_mib;
+  std::optional<int> vcpus;
+  std::optional<std::string> mac;
+  std::optional<std::string> bridge;
+  std::optional<LifecyclePolicy> on_poweroff, on_reboot, on_crash;
+  std::vector<std::string> warnings;  // one per Xen key kiln does not act on
+};
+
+Result<BootSource> read_boot_source(const std::filesystem::path& argument);
+
+// The guest's name for disk `index`, partition `partition` (0: the whole
+// disk): /dev/vdb2 under qemu, /dev/ubdb2 under UML.
+std::string guest_device(BackendKind backend, size_t index, int partition);
+
+}  // namespace kiln

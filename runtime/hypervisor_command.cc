@@ -1,0 +1,110 @@
+#include "runtime/hypervisor_command.h"
+
+#include <unistd.h>
+
+#include "base/subprocess.h"
+
+namespace kiln {
+namespace {
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& word : words) {
+    if (word.empty()) continue;
+    if (!out.empty()) out += ' ';
+    out += word;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string guest_command_line(const InstanceSpec& spec) {
+  const Personality& p = spec.personality;
+  std::string console = spec.backend == BackendKind::kUml ? "console=tty0" : "console=ttyS0";
+  bool slirp = spec.backend == BackendKind::kUml && spec.network.kind == NetworkKind::kUser;
+  return joined({"root=" + spec.root, "ro", spec.kernel_args, console, "kiln.instance=" + spec.id,
+                 slirp ? "kiln.net=slirp" : "", spec.backend == BackendKind::kUml ? "kiln.cad=poweroff" : "",
+                 p.machine_id.empty() ? "" : "systemd.machine_id=" + p.machine_id,
+                 p.hostname.empty() ? "" : "systemd.hostname=" + p.hostname});
+}
+
+Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const InstancePaths& paths,
+                                              const LaunchOptions& options) {
+  KILN_ASSIGN(std::string qemu, find_program(kQemuBinary));
+  std::vector<std::string> argv = {
+      qemu,
+      "-name", fmt::format("guest={},process=kiln:{}", spec.name, spec.name),
+      "-machine", spec.kvm ? "q35,accel=kvm" : "q35,accel=tcg",
+      "-cpu", spec.kvm ? "host" : "max",
+      "-m", fmt::format("{}M", spec.memory_mib),
+      "-smp", std::to_string(spec.vcpus),
+      "-nodefaults", "-no-user-config", "-display", "none",
+      "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
+      "-qmp", fmt::format("unix:{},server=on,wait=off", paths.qmp_events_socket.string()),
+      // A guest reboot or panic ends or stops qemu, so that the supervisor
+      // applies the instance's on_reboot and on_crash policies.
+      "-no-reboot", "-action", "panic=pause", "-device", "pvpanic",
+      // Entropy for the guest's first boot (ssh host keys) without waiting.
+      "-device", "virtio-rng-pci",
+  };
+  if (spec.firmware) {
+    argv.insert(argv.end(), {"-drive", fmt::format("if=pflash,format=raw,unit=0,readonly=on,file={}", kOvmfCode),
+                             "-drive", fmt::format("if=pflash,format=raw,unit=1,file={}",
+                                                   (paths.state_dir / "OVMF_VARS.fd").string())});
+  } else {
+    argv.insert(argv.end(), {"-kernel", spec.kernel.string(), "-append", guest_command_line(spec)});
+    if (!spec.initrd.empty()) argv.insert(argv.end(), {"-initrd", spec.initrd.string()});
+  }
+  for (size_t i = 0; i < spec.disks.size(); ++i) {
+    argv.insert(argv.end(),
+                {"-drive", fmt::format("file={},if=none,id=disk{},format=qcow2,discard=unmap{}",
+                                       paths.overlay(i, BackendKind::kQemu).string(), i,
+                                       spec.disks[i].read_only ? ",readonly=on" : ""),
+                 "-device", fmt::format("virtio-blk-pci,drive=disk{}", i)});
+  }
+  argv.insert(argv.end(), {"-drive", fmt::format("file={},if=none,id=seed,format=raw,readonly=on", paths.seed.string()),
+                           "-device", "virtio-blk-pci,drive=seed"});
+  const NetworkSpec& net = spec.network;
+  if (net.kind == NetworkKind::kUser) {
+    std::string netdev = "user,id=net0";
+    if (net.ssh_port) netdev += fmt::format(",hostfwd=tcp:127.0.0.1:{}-:22", net.ssh_port);
+    argv.insert(argv.end(), {"-netdev", netdev, "-device",
+                             fmt::format("virtio-net-pci,netdev=net0,mac={}", spec.personality.mac)});
+  } else if (net.kind == NetworkKind::kTap) {
+    argv.insert(argv.end(), {"-netdev", fmt::format("tap,id=net0,ifname={},script=no,downscript=no", tap_name(spec)),
+                             "-device", fmt::format("virtio-net-pci,netdev=net0,mac={}", spec.personality.mac)});
+  }
+  if (options.incoming) argv.insert(argv.end(), {"-incoming", "defer"});
+  return argv;
+}
+
+Result<std::vector<std::string>> uml_command(const InstanceSpec& spec, const InstancePaths& paths) {
+  KILN_ASSIGN(std::string uml, find_program(kUmlBinary));
+  std::vector<std::string> argv = {uml, "umid=" + spec.name, "uml_dir=" + paths.uml_dir.string() + "/",
+                                   fmt::format("mem={}M", spec.memory_mib)};
+  for (size_t i = 0; i < spec.disks.size(); ++i) {
+    const DiskSpec& disk = spec.disks[i];
+    if (disk.read_only) {
+      argv.push_back(fmt::format("ubd{}r={}", i, disk.base.string()));
+    } else {
+      argv.push_back(fmt::format("ubd{}={},{}", i, paths.overlay(i, BackendKind::kUml).string(), disk.base.string()));
+    }
+  }
+  argv.push_back(fmt::format("ubd{}r={}", spec.disks.size(), paths.seed.string()));
+  argv.insert(argv.end(), {"con0=fd:0,fd:1", "con=null", "ssl=null"});
+  const NetworkSpec& net = spec.network;
+  if (net.kind == NetworkKind::kUser) {
+    KILN_ASSIGN(std::string slirp, find_program("slirp"));
+    // SLIP, not Ethernet: slirp's guest side has no MAC address.
+    argv.push_back(fmt::format("eth0=slirp,,{}", slirp));
+  } else if (net.kind == NetworkKind::kTap) {
+    argv.push_back(fmt::format("eth0=tuntap,{},{}", tap_name(spec), spec.personality.mac));
+  }
+  argv.push_back(guest_command_line(spec));
+  return argv;
+}
+
+std::string tap_name(const InstanceSpec& spec) { return "kiln-" + spec.id.substr(0, 10); }
+
+}  // namespace kiln

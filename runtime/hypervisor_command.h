@@ -1,0 +1,39 @@
+// HypervisorCommand: the command line that starts an instance on its
+// backend: qemu (KVM or TCG; direct kernel boot or UEFI firmware) or
+// User-Mode Linux. Every instance writes only to its own overlays and reads
+// the baked image as a backing file, so N instances share one image. The
+// guest console is on the process's stdin and stdout, which the supervisor
+// owns.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "runtime/instance.h"
+#include "runtime/instance_store.h"
+
+namespace kiln {
+
+struct LaunchOptions {
+  bool incoming = false;  // qemu: wait for a migration stream (restore)
+};
+
+// The kernel command line kiln gives a direct-booted guest: root, console,
+// and the instance's identity for systemd and kiln's guest agent.
+std::string guest_command_line(const InstanceSpec& spec);
+
+Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const InstancePaths& paths,
+                                              const LaunchOptions& options);
+Result<std::vector<std::string>> uml_command(const InstanceSpec& spec, const InstancePaths& paths);
+
+// The host tap device of an instance on --net tap:BRIDGE (at most 15
+// characters, as the kernel allows).
+std::string tap_name(const InstanceSpec& spec);
+
+inline constexpr const char* kQemuBinary = "qemu-system-x86_64";
+inline constexpr const char* kUmlBinary = "linux.uml";
+inline constexpr const char* kOvmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+inline constexpr const char* kOvmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+}  // namespace kiln

@@ -1,0 +1,481 @@
+#include "runtime/instance_manager.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <thread>
+
+#include "base/files.h"
+#include "base/interrupt.h"
+#include "base/size.h"
+#include "base/subprocess.h"
+#include "runtime/boot_source.h"
+#include "runtime/hypervisor_command.h"
+#include "runtime/kvm_probe.h"
+#include "runtime/save_file.h"
+#include "runtime/seed_disk.h"
+#include "runtime/supervisor.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+uint64_t host_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  while (meminfo >> key >> kib) {
+    if (key == "MemTotal:") return kib * 1024;
+    meminfo.ignore(256, '\n');
+  }
+  return 0;
+}
+
+struct BackendChoice {
+  BackendKind kind;
+  bool kvm = false;
+  std::string why;
+};
+
+Result<BackendChoice> choose_backend(const InstanceStore& store, const BootRequest& request,
+                                     const BootSource& source) {
+  bool uml_possible = find_program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware;
+  if (request.backend == "uml") {
+    if (request.firmware) return fail(ErrorKind::kBadInput, "--firmware needs the qemu backend: UML has no firmware");
+    KILN_TRY(find_program(kUmlBinary));
+    return BackendChoice{BackendKind::kUml, false, "uml, as asked"};
+  }
+  if (request.backend != "qemu" && request.backend != "auto")
+    return fail(ErrorKind::kBadInput, "unknown backend \"{}\": expected auto, qemu or uml", request.backend);
+  KILN_ASSIGN(std::string qemu, find_program(kQemuBinary));
+  KvmVerdict kvm = probe_kvm(store.state_root(), qemu);
+  if (request.backend == "qemu")
+    return BackendChoice{BackendKind::kQemu, kvm.works,
+                         kvm.works ? "qemu with KVM, as asked" : "qemu with TCG: KVM does not work here (" + kvm.reason + ")"};
+  if (kvm.works) return BackendChoice{BackendKind::kQemu, true, "qemu with KVM: " + kvm.reason};
+  if (uml_possible)
+    return BackendChoice{BackendKind::kUml, false,
+                         "uml: KVM does not work here (" + kvm.reason + "), and UML is faster than qemu's TCG"};
+  return BackendChoice{BackendKind::kQemu, false, "qemu with TCG: KVM does not work here (" + kvm.reason + ")"};
+}
+
+Result<NetworkSpec> network_for(const BootRequest& request, const BootSource& source) {
+  NetworkSpec net;
+  std::string text = request.network;
+  if (text.empty()) text = source.bridge ? "tap:" + *source.bridge : "user";
+  if (text == "user") {
+    net.kind = NetworkKind::kUser;
+  } else if (text == "none") {
+    net.kind = NetworkKind::kNone;
+  } else if (text.starts_with("tap:") && text.size() > 4) {
+    net.kind = NetworkKind::kTap;
+    net.bridge = text.substr(4);
+    if (!fs::exists("/sys/class/net/" + net.bridge + "/bridge"))
+      return fail(ErrorKind::kBadInput, "--net {}: the host has no bridge named {}", text, net.bridge);
+    if (::geteuid() != 0)
+      return fail(ErrorKind::kMissingTool, "--net {}: making a tap device on {} needs root", text, net.bridge);
+  } else {
+    return fail(ErrorKind::kBadInput, "--net {}: expected user, tap:BRIDGE or none", text);
+  }
+  if (request.ssh_port && net.kind != NetworkKind::kUser)
+    return fail(ErrorKind::kBadInput, "--ssh-port forwards through user networking; it does not go with --net {}", text);
+  net.ssh_port = request.ssh_port;
+  return net;
+}
+
+Result<Personality> personality_for(const BootRequest& request, const BootSource& source, const std::string& name) {
+  Personality p;
+  p.hostname = request.hostname.empty() ? name : request.hostname;
+  p.machine_id = random_hex(16);
+  p.mac = source.mac.value_or(random_xen_mac());
+  for (const fs::path& file : request.ssh_key_files) {
+    auto text = read_file(file);
+    if (!text) return fail(ErrorKind::kBadInput, "--ssh-key {}: {}", file.string(), text.error().message);
+    size_t start = 0;
+    while (start < text->size()) {
+      size_t end = text->find('\n', start);
+      if (end == std::string::npos) end = text->size();
+      std::string line = text->substr(start, end - start);
+      if (!line.empty() && !line.starts_with('#')) p.ssh_keys.push_back(line);
+      start = end + 1;
+    }
+  }
+  for (const std::string& spec : request.files) {
+    auto colon = spec.rfind(':');
+    if (colon == std::string::npos || colon == 0 || spec.size() == colon + 1 || spec[colon + 1] != '/')
+      return fail(ErrorKind::kBadInput, "--file {}: expected SRC:/ABSOLUTE/DEST", spec);
+    fs::path source_file = spec.substr(0, colon);
+    if (!fs::is_regular_file(source_file))
+      return fail(ErrorKind::kBadInput, "--file {}: {} is not a file", spec, source_file.string());
+    p.files.push_back({fs::absolute(source_file), spec.substr(colon + 1)});
+  }
+  if (!request.firstboot.empty()) {
+    if (!fs::is_regular_file(request.firstboot))
+      return fail(ErrorKind::kBadInput, "--firstboot {}: no such file", request.firstboot.string());
+    p.firstboot = fs::absolute(request.firstboot);
+  }
+  return p;
+}
+
+Result<InstanceSpec> spec_for(const BootRequest& request, const BootSource& source, const BackendChoice& backend) {
+  InstanceSpec spec;
+  spec.name = request.name.empty() ? source.name : request.name;
+  KILN_TRY(check_instance_name(spec.name));
+  spec.id = random_hex(8);
+  spec.backend = backend.kind;
+  spec.kvm = backend.kvm;
+  spec.firmware = request.firmware;
+  spec.source = fs::absolute(source.description).string();
+  if (request.firmware) {
+    if (source.firmware_disk.empty())
+      return fail(ErrorKind::kBadInput, "{}: --firmware boots disk.raw, and this image has none", source.description);
+    spec.disks.push_back({source.firmware_disk, true, false});
+  } else {
+    if (source.disks.empty())
+      return fail(ErrorKind::kBadInput, "{}: no root.img to boot (bake with output format \"partitions\")",
+                  source.description);
+    spec.disks = source.disks;
+    if (backend.kind == BackendKind::kQemu) {
+      if (!fs::exists(source.kernel))
+        return fail(ErrorKind::kBadInput, "{}: kernel {} is missing", source.description, source.kernel.string());
+      spec.kernel = source.kernel;
+      if (!source.initrd.empty() && fs::exists(source.initrd)) spec.initrd = source.initrd;
+    }
+  }
+  for (const DiskSpec& disk : spec.disks)
+    if (!fs::exists(disk.base))
+      return fail(ErrorKind::kBadInput, "{}: image {} is missing", source.description, disk.base.string());
+  // UUID= needs an initramfs to find the disk; without one the kernel
+  // wants a device name.
+  bool by_uuid = !source.root_uuid.empty() && !spec.initrd.empty();
+  spec.root = by_uuid ? "UUID=" + source.root_uuid : guest_device(spec.backend, 0, source.root_partition);
+  spec.kernel_args = source.kernel_args;
+  spec.memory_mib = request.memory_mib.value_or(source.memory_mib.value_or(512));
+  spec.vcpus = request.vcpus.value_or(source.vcpus.value_or(1));
+  uint64_t host = host_memory_bytes();
+  if (host && spec.memory_mib * kMiB > host)
+    return fail(ErrorKind::kBadInput, "{} MiB of memory is more than this host has ({})", spec.memory_mib,
+                format_size(host));
+  if (spec.vcpus < 1 || spec.vcpus > 64) return fail(ErrorKind::kBadInput, "--vcpus {}: expected 1 to 64", spec.vcpus);
+  KILN_ASSIGN(spec.network, network_for(request, source));
+  KILN_ASSIGN(spec.personality, personality_for(request, source, spec.name));
+  spec.persistent = request.persistent;
+  spec.on_poweroff = request.on_poweroff.value_or(source.on_poweroff.value_or(LifecyclePolicy::kDestroy));
+  spec.on_reboot = request.on_reboot.value_or(source.on_reboot.value_or(LifecyclePolicy::kRestart));
+  spec.on_crash = request.on_crash.value_or(source.on_crash.value_or(LifecyclePolicy::kDestroy));
+  return spec;
+}
+
+// Copy-on-write: the instance writes its own overlay, never the image.
+Result<> make_overlays(const InstanceSpec& spec, const InstancePaths& paths) {
+  std::error_code ec;
+  fs::create_directories(paths.disk_dir, ec);
+  if (ec) return fail_errno("cannot create", paths.disk_dir.string(), ec.value());
+  for (size_t i = 0; i < spec.disks.size(); ++i) {
+    fs::path overlay = paths.overlay(i, spec.backend);
+    bool reuse = spec.persistent && fs::exists(overlay);
+    if (reuse) continue;
+    fs::remove(overlay, ec);
+    // UML makes its COW file itself on first use.
+    if (spec.backend == BackendKind::kUml) continue;
+    KILN_TRY(run({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                  fs::absolute(spec.disks[i].base).string(), overlay.string()}));
+  }
+  if (spec.firmware) {
+    KILN_ASSIGN(std::string vars, read_file(kOvmfVars));
+    KILN_TRY(write_file_atomic(paths.state_dir / "OVMF_VARS.fd", vars, 0600));
+  }
+  return {};
+}
+
+Result<> make_tap(const InstanceSpec& spec) {
+  if (spec.network.kind != NetworkKind::kTap) return {};
+  std::string tap = tap_name(spec);
+  (void)run({"ip", "link", "del", tap});
+  KILN_TRY(run({"ip", "tuntap", "add", "dev", tap, "mode", "tap"}));
+  KILN_TRY(run({"ip", "link", "set", tap, "master", spec.network.bridge}));
+  KILN_TRY(run({"ip", "link", "set", tap, "up"}));
+  return {};
+}
+
+// Starts the supervisor as a daemon (its own session, not our child) that
+// inherits the instance lock.
+Result<> start_supervisor(const InstanceStore& store, const InstancePaths& paths, SupervisorOptions options) {
+  pid_t first = ::fork();
+  if (first < 0) return fail_errno("fork", paths.state_dir.string(), errno);
+  if (first == 0) {
+    ::setsid();
+    pid_t second = ::fork();
+    if (second != 0) _exit(second < 0 ? 1 : 0);
+    ::prctl(PR_SET_NAME, ("kiln:" + options.name).substr(0, 15).c_str());
+    int null = ::open("/dev/null", O_RDWR);
+    int log = ::open((paths.state_dir / "supervisor.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    ::dup2(null, 0);
+    ::dup2(log >= 0 ? log : null, 1);
+    ::dup2(log >= 0 ? log : null, 2);
+    _exit(run_supervisor(store, options));
+  }
+  int status = 0;
+  ::waitpid(first, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return fail(ErrorKind::kFailed, "{}: could not start the supervisor", paths.state_dir.string());
+  return {};
+}
+
+// Waits until the supervisor has the hypervisor running, or has given up.
+Result<InstanceRecord> wait_started(const InstanceStore& store, const std::string& name) {
+  InstancePaths paths = store.paths(name);
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline) {
+    KILN_TRY(check_interrupted());
+    auto record = store.load(name);
+    if (record && record->state != InstanceState::kStarting && record->hypervisor_pid > 0) return *record;
+    if (record && record->state == InstanceState::kCrashed) {
+      std::string console = read_file(paths.console_log).value_or("");
+      (void)store.remove(name, record->spec.persistent);
+      return std::unexpected(
+          Error{ErrorKind::kFailed, fmt::format("{} did not start: {}", name, record->last_event), {}, key_lines(console)});
+    }
+    if (!record && !fs::exists(paths.state_dir))
+      return fail(ErrorKind::kFailed, "{} stopped as soon as it started", name);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return fail(ErrorKind::kFailed, "{} did not start within 60 s", name);
+}
+
+Result<BootOutcome> create_and_start(const InstanceStore& store, InstanceSpec spec, const std::string& backend_choice,
+                                     SupervisorOptions supervisor, Reporter& reporter) {
+  auto started = Clock::now();
+  InstancePaths paths = store.paths(spec.name);
+  if (fs::exists(paths.record) && !InstanceLock::is_held(paths)) {
+    auto old = store.load(spec.name);
+    return fail(ErrorKind::kBadInput, "an instance named {} exists ({}): `kiln destroy {}` first", spec.name,
+                old ? std::string(state_name(old->state)) : "damaged", spec.name);
+  }
+  KILN_ASSIGN(InstanceLock lock, InstanceLock::acquire(paths, spec.name));
+  // From here on, a failure removes what was made.
+  struct Cleanup {
+    const InstanceStore& store;
+    std::string name;
+    bool keep_disks;
+    bool armed = true;
+    ~Cleanup() {
+      if (armed) (void)store.remove(name, keep_disks);
+    }
+  } cleanup{store, spec.name, spec.persistent || supervisor.restore_from.has_value()};
+  KILN_TRY(make_overlays(spec, paths));
+  KILN_TRY(write_seed_disk(paths.seed, spec));
+  KILN_TRY(make_tap(spec));
+  InstanceRecord record;
+  record.spec = spec;
+  record.created_at = static_cast<int64_t>(std::time(nullptr));
+  KILN_TRY(store.save(record));
+  double create_ms = ms_since(started);
+  reporter.event("created", {{"name", spec.name}, {"milliseconds", create_ms}});
+  supervisor.name = spec.name;
+  supervisor.lock_fd = lock.fd();
+  KILN_TRY(start_supervisor(store, paths, supervisor));
+  cleanup.armed = false;  // the supervisor owns the instance now
+  KILN_ASSIGN(record, wait_started(store, spec.name));
+  return BootOutcome{record, backend_choice, create_ms};
+}
+
+Result<int> connect_unix(const fs::path& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail_errno("socket", path.string(), errno);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    int err = errno;
+    ::close(fd);
+    return fail_errno("cannot connect", path.string(), err);
+  }
+  return fd;
+}
+
+bool process_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+}  // namespace
+
+Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest& request, Reporter& reporter) {
+  KILN_ASSIGN(BootSource source, read_boot_source(request.source));
+  for (const std::string& warning : source.warnings) reporter.warn(warning);
+  KILN_ASSIGN(BackendChoice backend, choose_backend(store, request, source));
+  KILN_ASSIGN(InstanceSpec spec, spec_for(request, source, backend));
+  if (spec.backend == BackendKind::kUml && spec.vcpus > 1) {
+    reporter.warn(fmt::format("the uml backend runs one virtual CPU; --vcpus {} ignored", spec.vcpus));
+    spec.vcpus = 1;
+  }
+  return create_and_start(store, std::move(spec), backend.why, {}, reporter);
+}
+
+Result<InstanceRecord> wait_ready(const InstanceStore& store, const std::string& name,
+                                  std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  InstancePaths paths = store.paths(name);
+  while (true) {
+    KILN_TRY(check_interrupted());
+    auto record = store.load(name);
+    if (!record) return fail(ErrorKind::kFailed, "{} stopped before it was ready", name);
+    if (record->ready_seconds) return *record;
+    if (record->state == InstanceState::kCrashed || record->state == InstanceState::kStopped)
+      return std::unexpected(Error{ErrorKind::kFailed,
+                                   fmt::format("{} stopped before it was ready: {}", name, record->last_event),
+                                   {}, key_lines(read_file(paths.console_log).value_or(""))});
+    if (Clock::now() > deadline)
+      return std::unexpected(
+          Error{ErrorKind::kFailed,
+                fmt::format("{} was not ready within {} s (no KILN-READY from the guest agent); it is still "
+                            "running: see `kiln console {}`; the console ended with",
+                            name, std::chrono::duration_cast<std::chrono::seconds>(timeout).count(), name),
+                {}, key_lines(read_file(paths.console_log).value_or(""), 6)});
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+std::vector<InstanceRecord> list_instances(const InstanceStore& store) {
+  std::vector<InstanceRecord> out;
+  for (const std::string& name : store.names()) {
+    auto record = store.load(name);
+    if (!record) continue;
+    InstancePaths paths = store.paths(name);
+    bool settled = record->state == InstanceState::kCrashed || record->state == InstanceState::kStopped;
+    if (!settled && !InstanceLock::is_held(paths)) {
+      // The supervisor died (killed from outside): say so once, then clean up.
+      if (process_alive(record->hypervisor_pid)) ::kill(-record->hypervisor_pid, SIGKILL);
+      record->state = InstanceState::kCrashed;
+      record->last_event = "its supervisor process died";
+      (void)store.remove(name, record->spec.persistent);
+    }
+    out.push_back(std::move(*record));
+  }
+  return out;
+}
+
+Result<> request(const InstanceStore& store, const std::string& name, const std::string& line) {
+  InstancePaths paths = store.paths(name);
+  auto record = store.load(name);
+  if (!record) return std::unexpected(record.error());
+  if (!InstanceLock::is_held(paths))
+    return fail(ErrorKind::kBadInput, "{} is not running (state: {})", name, state_name(record->state));
+  KILN_ASSIGN(int fd, connect_unix(paths.state_dir / kControlSocketName));
+  UniqueFd socket(fd);
+  std::string text = line + "\n";
+  KILN_TRY(write_all(socket.get(), text.data(), text.size(), "control"));
+  std::string reply;
+  char c;
+  while (::read(socket.get(), &c, 1) == 1 && c != '\n') reply += c;
+  if (reply == "ok") return {};
+  if (reply.starts_with("error: ")) return fail(ErrorKind::kFailed, "{}: {}", name, reply.substr(7));
+  return fail(ErrorKind::kFailed, "{}: the supervisor did not answer", name);
+}
+
+Result<> wait_gone(const InstanceStore& store, const std::string& name, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  InstancePaths paths = store.paths(name);
+  while (Clock::now() < deadline) {
+    KILN_TRY(check_interrupted());
+    if (!InstanceLock::is_held(paths)) return {};
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return fail(ErrorKind::kFailed, "{} is still running after {} s", name,
+              std::chrono::duration_cast<std::chrono::seconds>(timeout).count());
+}
+
+Result<> destroy_instance(const InstanceStore& store, const std::string& name) {
+  InstancePaths paths = store.paths(name);
+  KILN_ASSIGN(InstanceRecord record, store.load(name));
+  if (InstanceLock::is_held(paths)) {
+    KILN_TRY(request(store, name, "destroy"));
+    return wait_gone(store, name, std::chrono::seconds(30));
+  }
+  if (process_alive(record.hypervisor_pid)) ::kill(-record.hypervisor_pid, SIGKILL);
+  if (record.spec.network.kind == NetworkKind::kTap) (void)run({"ip", "link", "del", tap_name(record.spec)});
+  return store.remove(name, record.spec.persistent);
+}
+
+Result<> attach_console(const InstanceStore& store, const std::string& name, bool interactive) {
+  InstancePaths paths = store.paths(name);
+  KILN_ASSIGN(InstanceRecord record, store.load(name));
+  if (!InstanceLock::is_held(paths) || record.hypervisor_pid == 0)
+    return fail(ErrorKind::kBadInput, "{} is not running (state: {}); there is no console to attach to", name,
+                state_name(record.state));
+  KILN_ASSIGN(int fd, connect_unix(paths.console_socket));
+  UniqueFd socket(fd);
+  bool tty = interactive && ::isatty(STDIN_FILENO);
+  termios saved{};
+  if (tty) {
+    ::tcgetattr(STDIN_FILENO, &saved);
+    termios raw = saved;
+    ::cfmakeraw(&raw);
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+    fmt::print(stderr, "Connected to {} (Ctrl-] to detach)\r\n", name);
+  }
+  bool stdin_open = interactive;
+  while (true) {
+    pollfd fds[2] = {{socket.get(), POLLIN, 0}, {STDIN_FILENO, static_cast<short>(stdin_open ? POLLIN : 0), 0}};
+    if (::poll(fds, 2, 200) < 0 && errno != EINTR) break;
+    if (interrupted()) break;
+    if (fds[0].revents) {
+      char buffer[4096];
+      ssize_t n = ::read(socket.get(), buffer, sizeof buffer);
+      if (n <= 0) break;
+      (void)write_all(STDOUT_FILENO, buffer, static_cast<size_t>(n), "stdout");
+    }
+    if (fds[1].revents) {
+      char buffer[4096];
+      ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
+      if (n <= 0) {
+        stdin_open = false;
+        continue;
+      }
+      auto detach = std::find(buffer, buffer + n, '\x1d');
+      (void)write_all(socket.get(), buffer, static_cast<size_t>(detach - buffer), "console");
+      if (detach != buffer + n) break;
+    }
+  }
+  if (tty) {
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    fmt::print(stderr, "\nDetached from {}\n", name);
+  }
+  return {};
+}
+
+Result<> save_instance(const InstanceStore& store, const std::string& name, const fs::path& file) {
+  KILN_TRY(request(store, name, "save " + fs::absolute(file).string()));
+  return wait_gone(store, name, std::chrono::seconds(60));
+}
+
+Result<BootOutcome> restore_instance(const InstanceStore& store, const fs::path& file, Reporter& reporter) {
+  KILN_ASSIGN(SaveHeader header, read_save_header(file));
+  InstanceSpec spec = header.record.spec;
+  InstancePaths paths = store.paths(spec.name);
+  for (size_t i = 0; i < spec.disks.size(); ++i)
+    if (!fs::exists(paths.overlay(i, spec.backend)))
+      return fail(ErrorKind::kBadInput, "{}: the instance's disk {} is gone; it cannot be restored",
+                  file.string(), paths.overlay(i, spec.backend).string());
+  SupervisorOptions options;
+  options.restore_from = fs::absolute(file);
+  options.restore_offset = header.stream_offset;
+  return create_and_start(store, spec, "restored", options, reporter);
+}
+
+}  // namespace kiln

@@ -1,0 +1,72 @@
+// InstanceManager: the operations behind `kiln boot`, `list`, `console`,
+// `shutdown`, `reboot`, `destroy`, `pause`, `unpause`, `save` and `restore`.
+// Creating an instance is the cheap part (an overlay, a seed disk, a record:
+// milliseconds); the supervisor process it starts owns the instance from
+// then on, and the other operations are requests to that supervisor.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/reporter.h"
+#include "runtime/instance.h"
+#include "runtime/instance_store.h"
+
+namespace kiln {
+
+struct BootRequest {
+  std::string source;  // image directory or Xen domain config
+  std::string name;    // default: the image's or domain's name
+  std::string backend = "auto";  // auto | qemu | uml
+  std::optional<uint64_t> memory_mib;
+  std::optional<int> vcpus;
+  std::string network;  // "" (the source's or user), user, tap:BRIDGE, none
+  uint16_t ssh_port = 0;
+  std::string hostname;
+  std::vector<std::filesystem::path> ssh_key_files;
+  std::vector<std::string> files;  // SRC:DEST
+  std::filesystem::path firstboot;
+  bool persistent = false;
+  bool firmware = false;  // qemu: boot disk.raw through UEFI firmware
+  std::optional<LifecyclePolicy> on_poweroff, on_reboot, on_crash;
+};
+
+struct BootOutcome {
+  InstanceRecord record;
+  std::string backend_choice;  // e.g. "uml: KVM does not work here (...)"
+  double create_ms = 0;        // overlay, seed, record: the instance itself
+};
+
+Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest& request, Reporter& reporter);
+
+// Waits for the guest agent's readiness signal; the error says what the
+// console showed last when it does not come.
+Result<InstanceRecord> wait_ready(const InstanceStore& store, const std::string& name,
+                                  std::chrono::milliseconds timeout);
+
+// Every instance, after noticing the ones whose processes died (shown once
+// as crashed, then cleaned up).
+std::vector<InstanceRecord> list_instances(const InstanceStore& store);
+
+// Sends a request ("pause", "shutdown"...) to the instance's supervisor.
+Result<> request(const InstanceStore& store, const std::string& name, const std::string& line);
+
+// Waits until the instance is gone (or preserved as stopped/crashed).
+Result<> wait_gone(const InstanceStore& store, const std::string& name, std::chrono::milliseconds timeout);
+
+// Removes an instance whatever its state: running, preserved or dead.
+Result<> destroy_instance(const InstanceStore& store, const std::string& name);
+
+// The guest console on stdout; when `interactive`, stdin goes to the guest
+// too and Ctrl-] detaches, leaving the instance running.
+Result<> attach_console(const InstanceStore& store, const std::string& name, bool interactive);
+
+Result<> save_instance(const InstanceStore& store, const std::string& name, const std::filesystem::path& file);
+Result<BootOutcome> restore_instance(const InstanceStore& store, const std::filesystem::path& file,
+                                     Reporter& reporter);
+
+}  // namespace kiln

@@ -1,0 +1,537 @@
+#include "runtime/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+#include "base/files.h"
+#include "base/subprocess.h"
+#include "runtime/hypervisor_command.h"
+#include "runtime/mconsole_client.h"
+#include "runtime/qmp_client.h"
+#include "runtime/save_file.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kConsoleHistory = 64 * 1024;
+constexpr uint64_t kConsoleLogLimit = 16 * 1024 * 1024;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<UniqueFd> listen_unix(const fs::path& path) {
+  ::unlink(path.c_str());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) return fail_errno("socket", path.string(), errno);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.string().size() >= sizeof address.sun_path)
+    return fail(ErrorKind::kFailed, "{}: socket path too long", path.string());
+  std::strcpy(address.sun_path, path.c_str());
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+    return fail_errno("bind", path.string(), errno);
+  ::chmod(path.c_str(), 0600);
+  if (::listen(fd.get(), 8) != 0) return fail_errno("listen", path.string(), errno);
+  return fd;
+}
+
+// Why the hypervisor stopped, as far as the supervisor can tell.
+enum class StopCause { kPowerOff, kReboot, kCrash };
+
+// What the supervisor was asked to do, which decides what a stop means.
+enum class Intent { kNone, kDestroy, kSave };
+
+class Supervisor {
+ public:
+  Supervisor(const InstanceStore& store, SupervisorOptions options)
+      : store_(store), options_(std::move(options)), paths_(store.paths(options_.name)) {}
+
+  int run() {
+    auto record = store_.load(options_.name);
+    if (!record) return fatal(record.error());
+    record_ = std::move(*record);
+    record_.supervisor_pid = ::getpid();
+    if (auto ready = setup(); !ready) return fatal(ready.error());
+    bool incoming = options_.restore_from.has_value();
+    while (true) {
+      if (auto launched = launch(incoming); !launched) return fatal(launched.error());
+      incoming = false;
+      StopCause cause = serve();
+      if (intent_ == Intent::kDestroy) return finish(false, "destroyed");
+      if (intent_ == Intent::kSave) return finish_saved();
+      LifecyclePolicy policy = cause == StopCause::kPowerOff ? record_.spec.on_poweroff
+                               : cause == StopCause::kReboot ? record_.spec.on_reboot
+                                                             : record_.spec.on_crash;
+      if (policy == LifecyclePolicy::kRestart) {
+        ++record_.restarts;
+        continue;
+      }
+      if (policy == LifecyclePolicy::kPreserve) {
+        record_.state = cause == StopCause::kCrash ? InstanceState::kCrashed : InstanceState::kStopped;
+        record_.hypervisor_pid = 0;
+        save_record();
+        return 0;
+      }
+      return finish(false, record_.last_event);
+    }
+  }
+
+ private:
+  int fatal(const Error& error) {
+    log("supervisor error: " + error.to_string());
+    record_.last_event = error.to_string();
+    if (child_ > 0) kill_child();
+    record_.state = InstanceState::kCrashed;
+    record_.hypervisor_pid = 0;
+    save_record();
+    return error.exit_code();
+  }
+
+  void log(const std::string& text) {
+    std::string line = fmt::format("[kiln] {}\n", text);
+    append_console(line);
+  }
+
+  Result<> setup() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (int signal : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, signal);
+    ::sigprocmask(SIG_BLOCK, &signals, nullptr);
+    signal_fd_ = UniqueFd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!signal_fd_) return fail_errno("signalfd", paths_.state_dir.string(), errno);
+    KILN_ASSIGN(UniqueFd log, open_file(paths_.console_log, O_WRONLY | O_CREAT | O_APPEND, 0600));
+    console_log_ = std::move(log);
+    KILN_ASSIGN(console_listener_, listen_unix(paths_.console_socket));
+    KILN_ASSIGN(control_listener_, listen_unix(paths_.state_dir / kControlSocketName));
+    return {};
+  }
+
+  Result<> launch(bool incoming) {
+    const InstanceSpec& spec = record_.spec;
+    std::vector<std::string> argv;
+    if (spec.backend == BackendKind::kQemu) {
+      KILN_ASSIGN(argv, qemu_command(spec, paths_, LaunchOptions{incoming}));
+    } else {
+      KILN_ASSIGN(argv, uml_command(spec, paths_));
+    }
+    ::unlink(paths_.qmp_events_socket.c_str());
+    Command command;
+    command.argv = argv;
+    KILN_ASSIGN(Spawned spawned, spawn(command));
+    child_ = spawned.pid;
+    console_in_ = UniqueFd(spawned.in);
+    console_out_ = UniqueFd(spawned.out);
+    ::fcntl(console_out_.get(), F_SETFL, O_NONBLOCK);
+    record_.hypervisor_pid = child_;
+    record_.started_at_ms = now_ms();
+    record_.ready_seconds.reset();
+    record_.state = InstanceState::kRunning;
+    stop_reason_.clear();
+    panicked_ = false;
+    rebooting_ = false;
+    save_record();
+    if (spec.backend == BackendKind::kQemu) {
+      auto qmp = QmpClient::connect(paths_.qmp_events_socket, std::chrono::seconds(20));
+      if (!qmp) {
+        drain_console();
+        return std::unexpected(Error{ErrorKind::kFailed, "qemu did not start: " + qmp.error().message, {},
+                                     key_lines(history_)});
+      }
+      qmp_.emplace(std::move(*qmp));
+      if (incoming) KILN_TRY(receive_migration());
+    }
+    return {};
+  }
+
+  // Restore: QEMU reads the saved state from the save file, then runs on.
+  Result<> receive_migration() {
+    KILN_ASSIGN(UniqueFd file, open_file(*options_.restore_from, O_RDONLY));
+    if (::lseek(file.get(), static_cast<off_t>(options_.restore_offset), SEEK_SET) < 0)
+      return fail_errno("seek", options_.restore_from->string(), errno);
+    KILN_TRY(qmp_->execute_with_fd("getfd", {{"fdname", "restore"}}, file.get()));
+    KILN_TRY(qmp_->execute("migrate-incoming", {{"uri", "fd:restore"}}));
+    auto deadline = Clock::now() + std::chrono::minutes(10);
+    while (Clock::now() < deadline) {
+      KILN_ASSIGN(nlohmann::json status, qmp_->execute("query-status"));
+      std::string state = status.value("status", "");
+      if (state == "paused" || state == "postmigrate" || state == "running") break;
+      if (state == "internal-error" || state == "shutdown")
+        return fail(ErrorKind::kFailed, "qemu could not load {}: state {}", options_.restore_from->string(), state);
+      ::usleep(50 * 1000);
+    }
+    KILN_TRY(qmp_->execute("cont"));
+    record_.state = InstanceState::kRunning;
+    save_record();
+    return {};
+  }
+
+  // Serves the running instance until its hypervisor exits.
+  StopCause serve() {
+    while (true) {
+      std::vector<pollfd> fds;
+      fds.push_back({signal_fd_.get(), POLLIN, 0});
+      fds.push_back({console_listener_.get(), POLLIN, 0});
+      fds.push_back({control_listener_.get(), POLLIN, 0});
+      if (console_out_) fds.push_back({console_out_.get(), POLLIN, 0});
+      if (qmp_) fds.push_back({qmp_->fd(), POLLIN, 0});
+      for (const UniqueFd& client : console_clients_) fds.push_back({client.get(), POLLIN, 0});
+      ::poll(fds.data(), fds.size(), 500);
+      for (const pollfd& p : fds) {
+        if (p.revents == 0) continue;
+        if (p.fd == signal_fd_.get()) handle_signals();
+        else if (p.fd == console_listener_.get()) accept_console();
+        else if (p.fd == control_listener_.get()) accept_control();
+        else if (console_out_ && p.fd == console_out_.get()) read_console();
+        else if (qmp_ && p.fd == qmp_->fd()) read_events();
+        else forward_input(p.fd);
+      }
+      std::erase_if(console_clients_, [](const UniqueFd& fd) { return !fd; });
+      if (child_exited_) return stop_cause();
+    }
+  }
+
+  StopCause stop_cause() {
+    drain_console();
+    qmp_.reset();
+    console_in_ = UniqueFd();
+    console_out_ = UniqueFd();
+    record_.hypervisor_pid = 0;
+    child_ = -1;
+    child_exited_ = false;
+    if (panicked_) {
+      record_.last_event = "the guest kernel panicked";
+      return StopCause::kCrash;
+    }
+    if (stop_reason_ == "guest-reset" || rebooting_) {
+      record_.last_event = "the guest rebooted";
+      return StopCause::kReboot;
+    }
+    if (stop_reason_ == "guest-shutdown" || stop_reason_ == "host-qmp-system-powerdown" ||
+        (record_.spec.backend == BackendKind::kUml && WIFEXITED(child_status_) && WEXITSTATUS(child_status_) == 0)) {
+      record_.last_event = "the guest powered off";
+      return StopCause::kPowerOff;
+    }
+    record_.last_event = WIFSIGNALED(child_status_)
+                             ? fmt::format("the hypervisor was killed by signal {}", WTERMSIG(child_status_))
+                             : fmt::format("the hypervisor exited with code {}", WEXITSTATUS(child_status_));
+    log(record_.last_event);
+    return StopCause::kCrash;
+  }
+
+  void handle_signals() {
+    signalfd_siginfo info;
+    while (::read(signal_fd_.get(), &info, sizeof info) == sizeof info) {
+      if (info.ssi_signo == SIGCHLD) {
+        int status;
+        pid_t pid;
+        while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+          if (pid == child_) {
+            child_status_ = status;
+            child_exited_ = true;
+          }
+        }
+      } else {
+        intent_ = Intent::kDestroy;
+        kill_child();
+      }
+    }
+  }
+
+  void accept_console() {
+    int fd = ::accept4(console_listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    UniqueFd client(fd);
+    // A new viewer first sees what scrolled by recently.
+    if (!history_.empty()) (void)::send(client.get(), history_.data(), history_.size(), MSG_NOSIGNAL);
+    console_clients_.push_back(std::move(client));
+  }
+
+  void forward_input(int fd) {
+    char buffer[4096];
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n <= 0) {
+      for (UniqueFd& client : console_clients_)
+        if (client.get() == fd) client = UniqueFd();
+      return;
+    }
+    if (console_in_) (void)write_all(console_in_.get(), buffer, static_cast<size_t>(n), "console");
+  }
+
+  void read_console() {
+    char buffer[65536];
+    while (true) {
+      ssize_t n = ::read(console_out_.get(), buffer, sizeof buffer);
+      if (n > 0) {
+        on_console(std::string_view(buffer, static_cast<size_t>(n)));
+        continue;
+      }
+      if (n == 0) console_out_ = UniqueFd();
+      return;
+    }
+  }
+
+  void drain_console() {
+    if (!console_out_) return;
+    int flags = ::fcntl(console_out_.get(), F_GETFL);
+    ::fcntl(console_out_.get(), F_SETFL, flags | O_NONBLOCK);
+    read_console();
+  }
+
+  void append_console(std::string_view data) {
+    if (console_log_) {
+      struct stat st;
+      if (::fstat(console_log_.get(), &st) == 0 && static_cast<uint64_t>(st.st_size) > kConsoleLogLimit)
+        (void)::ftruncate(console_log_.get(), 0);
+      (void)write_all(console_log_.get(), data.data(), data.size(), "console.log");
+    }
+    history_.append(data);
+    if (history_.size() > kConsoleHistory) history_.erase(0, history_.size() - kConsoleHistory);
+    for (UniqueFd& client : console_clients_)
+      if (::send(client.get(), data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN)
+        client = UniqueFd();
+  }
+
+  void on_console(std::string_view data) {
+    append_console(data);
+    pending_line_.append(data);
+    size_t newline;
+    while ((newline = pending_line_.find('\n')) != std::string::npos) {
+      on_console_line(std::string_view(pending_line_).substr(0, newline));
+      pending_line_.erase(0, newline + 1);
+    }
+    if (pending_line_.size() > 4096) pending_line_.clear();
+  }
+
+  void on_console_line(std::string_view line) {
+    auto marker = line.find("KILN-READY " + record_.spec.id);
+    if (marker != std::string_view::npos && !record_.ready_seconds) {
+      record_.ready_seconds = static_cast<double>(now_ms() - record_.started_at_ms) / 1000.0;
+      record_.guest_hostname = field(line, "hostname=");
+      record_.guest_machine_id = field(line, "machine-id=");
+      record_.guest_mac = field(line, "mac=");
+      save_record();
+      return;
+    }
+    // UML has no QMP: its kernel's own words say what happened.
+    if (record_.spec.backend != BackendKind::kUml) return;
+    if (line.find("Kernel panic - not syncing") != std::string_view::npos) {
+      panicked_ = true;
+      record_.state = InstanceState::kCrashed;
+      save_record();
+      if (record_.spec.on_crash != LifecyclePolicy::kPreserve) kill_child();
+    } else if (line.find("reboot: Restarting system") != std::string_view::npos) {
+      // UML restarts itself in place; honour a policy that says otherwise.
+      rebooting_ = true;
+      if (record_.spec.on_reboot != LifecyclePolicy::kRestart) {
+        kill_child();
+      } else {
+        ++record_.restarts;
+        record_.ready_seconds.reset();
+        record_.started_at_ms = now_ms();
+        rebooting_ = false;
+        save_record();
+      }
+    }
+  }
+
+  static std::string field(std::string_view line, std::string_view key) {
+    auto at = line.find(key);
+    if (at == std::string_view::npos) return {};
+    std::string_view rest = line.substr(at + key.size());
+    return std::string(rest.substr(0, rest.find_first_of(" \r")));
+  }
+
+  void read_events() {
+    if (!qmp_->poll(std::chrono::milliseconds(0))) {
+      qmp_.reset();  // QEMU is going away; SIGCHLD follows
+      return;
+    }
+    for (const nlohmann::json& event : qmp_->take_events()) {
+      std::string name = event.value("event", "");
+      if (name == "STOP" && record_.state == InstanceState::kRunning && intent_ != Intent::kSave) {
+        record_.state = InstanceState::kPaused;
+      } else if (name == "RESUME") {
+        record_.state = InstanceState::kRunning;
+      } else if (name == "SHUTDOWN") {
+        stop_reason_ = event["data"].value("reason", "");
+        record_.state = InstanceState::kShuttingDown;
+      } else if (name == "GUEST_PANICKED") {
+        panicked_ = true;
+        record_.state = InstanceState::kCrashed;
+        log("the guest kernel panicked");
+        // preserve: keep it paused (-action panic=pause) for inspection.
+        if (record_.spec.on_crash != LifecyclePolicy::kPreserve) (void)qmp_->execute("quit");
+      } else {
+        continue;
+      }
+      save_record();
+    }
+  }
+
+  void accept_control() {
+    int fd = ::accept4(control_listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    UniqueFd client(fd);
+    timeval timeout{5, 0};
+    ::setsockopt(client.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    std::string request;
+    char c;
+    while (request.size() < 4096 && ::read(client.get(), &c, 1) == 1 && c != '\n') request += c;
+    auto done = handle_request(request);
+    std::string reply = done ? "ok\n" : "error: " + done.error().message + "\n";
+    (void)write_all(client.get(), reply.data(), reply.size(), "control");
+  }
+
+  Result<> handle_request(const std::string& request) {
+    std::string verb = request.substr(0, request.find(' '));
+    std::string argument = request.size() > verb.size() ? request.substr(verb.size() + 1) : "";
+    bool qemu = record_.spec.backend == BackendKind::kQemu;
+    MconsoleClient mconsole(paths_.uml_dir / record_.spec.name / "mconsole");
+    if (child_ <= 0) return fail(ErrorKind::kFailed, "the instance is not running");
+    if (verb == "pause") {
+      if (qemu) KILN_TRY(qmp_execute("stop"));
+      else KILN_TRY(mconsole.command("stop"));
+      return set_state(InstanceState::kPaused);
+    }
+    if (verb == "unpause") {
+      if (qemu) KILN_TRY(qmp_execute("cont"));
+      else KILN_TRY(mconsole.command("go"));
+      return set_state(InstanceState::kRunning);
+    }
+    if (verb == "shutdown" || verb == "reboot") {
+      if (record_.state == InstanceState::kPaused)
+        return fail(ErrorKind::kFailed, "the instance is paused; unpause it first");
+      if (qemu) {
+        if (verb == "shutdown") KILN_TRY(qmp_execute("system_powerdown"));
+        else KILN_TRY(qmp_execute("send-key", {{"keys", {{{"type", "qcode"}, {"data", "ctrl"}},
+                                                        {{"type", "qcode"}, {"data", "alt"}},
+                                                        {{"type", "qcode"}, {"data", "delete"}}}}}));
+      } else if (verb == "shutdown") {
+        // UML has no ACPI: kiln boots it with Ctrl-Alt-Del meaning power off
+        // (builder/guest_agent.cc).
+        KILN_TRY(mconsole.command("cad"));
+      } else {
+        // And so no graceful reboot: sync and remount read-only, then reset.
+        KILN_TRY(mconsole.command("sysrq s"));
+        KILN_TRY(mconsole.command("sysrq u"));
+        KILN_TRY(mconsole.command("reboot"));
+      }
+      if (verb == "shutdown") return set_state(InstanceState::kShuttingDown);
+      return {};
+    }
+    if (verb == "destroy") {
+      intent_ = Intent::kDestroy;
+      kill_child();
+      return {};
+    }
+    if (verb == "save") {
+      if (!qemu) return fail(ErrorKind::kBadInput, "save is not supported by the uml backend (it has no way to "
+                                                   "write out a guest's memory); use the qemu backend");
+      return save_to(argument);
+    }
+    return fail(ErrorKind::kBadInput, "unknown request \"{}\"", verb);
+  }
+
+  Result<nlohmann::json> qmp_execute(const std::string& command, const nlohmann::json& arguments = nullptr) {
+    if (!qmp_) return fail(ErrorKind::kFailed, "qemu's control socket is gone");
+    return qmp_->execute(command, arguments);
+  }
+
+  Result<> set_state(InstanceState state) {
+    record_.state = state;
+    save_record();
+    return {};
+  }
+
+  // Writes the guest's memory and devices after a header into `path`, then
+  // stops the instance; its overlays stay for `kiln restore`.
+  Result<> save_to(const std::string& path) {
+    KILN_ASSIGN(AtomicFile file, AtomicFile::create(path, 0600));
+    InstanceRecord saved = record_;
+    saved.state = InstanceState::kSaved;
+    saved.spec.persistent = true;
+    KILN_TRY(write_save_header(file.fd(), saved, path));
+    intent_ = Intent::kSave;
+    KILN_TRY(qmp_execute("stop"));
+    KILN_TRY(qmp_->execute_with_fd("getfd", {{"fdname", "save"}}, file.fd()));
+    KILN_TRY(qmp_execute("migrate", {{"uri", "fd:save"}}));
+    auto deadline = Clock::now() + std::chrono::minutes(10);
+    while (true) {
+      KILN_ASSIGN(nlohmann::json status, qmp_execute("query-migrate"));
+      std::string state = status.value("status", "");
+      if (state == "completed") break;
+      if (state == "failed" || state == "cancelled" || Clock::now() > deadline) {
+        intent_ = Intent::kNone;
+        (void)qmp_execute("cont");
+        return fail(ErrorKind::kFailed, "saving to {} failed: migration {}", path,
+                    status.value("error-desc", state));
+      }
+      ::usleep(20 * 1000);
+    }
+    KILN_TRY(file.commit());
+    (void)qmp_execute("quit");
+    return {};
+  }
+
+  void kill_child() {
+    if (child_ > 0) ::kill(-child_, SIGKILL);
+  }
+
+  void save_record() { (void)store_.save(record_); }
+
+  int finish(bool keep_disks, const std::string& why) {
+    log(why);
+    for (const UniqueFd& client : console_clients_) ::shutdown(client.get(), SHUT_RDWR);
+    bool keep = keep_disks || record_.spec.persistent;
+    (void)store_.remove(record_.spec.name, keep);
+    return 0;
+  }
+
+  int finish_saved() {
+    log("saved");
+    (void)store_.remove(record_.spec.name, /*keep_disks=*/true);
+    return 0;
+  }
+
+  const InstanceStore& store_;
+  SupervisorOptions options_;
+  InstancePaths paths_;
+  InstanceRecord record_;
+  UniqueFd signal_fd_, console_log_, console_listener_, control_listener_;
+  UniqueFd console_in_, console_out_;
+  std::vector<UniqueFd> console_clients_;
+  std::optional<QmpClient> qmp_;
+  std::string history_, pending_line_, stop_reason_;
+  pid_t child_ = -1;
+  int child_status_ = 0;
+  bool child_exited_ = false;
+  bool panicked_ = false;
+  bool rebooting_ = false;
+  Intent intent_ = Intent::kNone;
+};
+
+}  // namespace
+
+int run_supervisor(const InstanceStore& store, const SupervisorOptions& options) {
+  Supervisor supervisor(store, options);
+  return supervisor.run();
+}
+
+}  // namespace kiln

@@ -1,0 +1,34 @@
+// Supervisor: the process that owns one instance for its whole life, as
+// xend did for a Xen domain. It holds the instance lock, starts the
+// hypervisor with the guest console on a pipe, keeps console.log and serves
+// `kiln console` clients, watches for the guest agent's readiness line,
+// listens to QEMU's events, carries out requests (pause, shutdown, save...)
+// sent on its control socket, and applies the on_poweroff / on_reboot /
+// on_crash policies when the guest stops. It is the only writer of the
+// instance record while it runs.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "runtime/instance_store.h"
+
+namespace kiln {
+
+struct SupervisorOptions {
+  std::string name;
+  int lock_fd = -1;  // the instance lock, taken by `kiln boot` and inherited
+  // Resume from a save file (qemu) instead of booting.
+  std::optional<std::filesystem::path> restore_from;
+  uint64_t restore_offset = 0;  // where the migration stream starts in it
+};
+
+// Runs until the instance is gone (or preserved); returns the exit code.
+int run_supervisor(const InstanceStore& store, const SupervisorOptions& options);
+
+// The control protocol: one request line, one reply line ("ok" or
+// "error: ..."), on the instance's control socket.
+inline constexpr const char* kControlSocketName = "control.sock";
+
+}  // namespace kiln
