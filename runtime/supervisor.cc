@@ -141,7 +141,8 @@ class Supervisor {
     ::fcntl(console_out_.get(), F_SETFL, O_NONBLOCK);
     record_.hypervisor_pid = child_;
     record_.started_at_ms = now_ms();
-    record_.ready_seconds.reset();
+    // A restored guest is as ready as it was when saved.
+    if (!incoming) record_.ready_seconds.reset();
     record_.state = InstanceState::kRunning;
     stop_reason_.clear();
     panicked_ = false;
@@ -486,6 +487,10 @@ class Supervisor {
       ::usleep(20 * 1000);
     }
     KILN_TRY(file.commit());
+    // The overlays now belong to the save file: nothing may remove them.
+    record_.spec.persistent = true;
+    record_.state = InstanceState::kSaved;
+    save_record();
     (void)qmp_execute("quit");
     return {};
   }
