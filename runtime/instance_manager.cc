@@ -357,7 +357,8 @@ std::vector<InstanceRecord> list_instances(const InstanceStore& store) {
     auto record = store.load(name);
     if (!record) continue;
     InstancePaths paths = store.paths(name);
-    bool settled = record->state == InstanceState::kCrashed || record->state == InstanceState::kStopped;
+    bool settled = record->state == InstanceState::kCrashed || record->state == InstanceState::kStopped ||
+                   record->state == InstanceState::kSaved;
     if (!settled && !InstanceLock::is_held(paths)) {
       // The supervisor died (killed from outside): say so once, then clean up.
       if (process_alive(record->hypervisor_pid)) ::kill(-record->hypervisor_pid, SIGKILL);

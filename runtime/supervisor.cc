@@ -467,7 +467,6 @@ class Supervisor {
     KILN_ASSIGN(AtomicFile file, AtomicFile::create(path, 0600));
     InstanceRecord saved = record_;
     saved.state = InstanceState::kSaved;
-    saved.spec.persistent = true;
     KILN_TRY(write_save_header(file.fd(), saved, path));
     intent_ = Intent::kSave;
     KILN_TRY(qmp_execute("stop"));
@@ -487,8 +486,7 @@ class Supervisor {
       ::usleep(20 * 1000);
     }
     KILN_TRY(file.commit());
-    // The overlays now belong to the save file: nothing may remove them.
-    record_.spec.persistent = true;
+    // The overlays now belong to the save file: `list` must not clean up.
     record_.state = InstanceState::kSaved;
     save_record();
     (void)qmp_execute("quit");
