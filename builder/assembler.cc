@@ -9,9 +9,11 @@
 #include "base/files.h"
 #include "base/size.h"
 #include "builder/offline_customizer.h"
+#include "builder/storage_setup.h"
 #include "builder/system_setup.h"
 #include "formats/ext4_image.h"
 #include "formats/fat_image.h"
+#include "formats/swap_area.h"
 #include "formats/systemd_boot.h"
 #include "formats/tar_reader.h"
 
@@ -20,10 +22,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// GPT keeps 1 MiB in front of the first partition and 33 sectors at the end;
-// alignment rounds that up to 1 MiB each.
-constexpr uint64_t kGptOverhead = 2 * kMiB;
 constexpr uint64_t kFilesystemBlock = 4096;
+
+GptType root_partition_type(const StorageSection& storage) {
+  if (storage.luks.present.value) return GptType::kLinuxLuks;
+  if (storage.layout.value == "lvm") return GptType::kLinuxLvm;
+  // Plain dm-crypt has no type of its own; the root type would invite
+  // systemd's auto-mounting of a partition it cannot read.
+  if (storage.dmcrypt.present.value) return GptType::kLinuxFilesystem;
+  return GptType::kLinuxRootX86_64;
+}
 
 GptLayout gpt_layout(const Plan& plan) {
   const StorageSection& storage = plan.recipe->storage;
@@ -32,42 +40,87 @@ GptLayout gpt_layout(const Plan& plan) {
   layout.disk_guid = plan.identity.disk;
   layout.partitions = {
       {"esp", GptType::kEfiSystem, plan.identity.esp_partition, storage.esp_size.value},
-      {"root", GptType::kLinuxRootX86_64, plan.identity.root_partition, 0},
+      {"root", root_partition_type(storage), plan.identity.root_partition, 0},
   };
   return layout;
 }
 
-Ext4Options ext4_options(const Plan& plan, const DiskGeometry& geometry) {
+// The options of one volume's filesystem in the container's plaintext area.
+Ext4Options ext4_options(const Plan& plan, const PlacedVolume& volume, const RootContainer& container) {
   Ext4Options options;
-  options.size_bytes = geometry.root_size;
-  options.offset_bytes = geometry.root_offset;
-  options.fs_type = plan.recipe->storage.filesystem.value;
-  options.label = plan.recipe->storage.label.value;
-  options.uuid = plan.identity.root_filesystem;
-  options.hash_seed = plan.identity.hash_seed;
+  options.size_bytes = volume.size / kFilesystemBlock * kFilesystemBlock;
+  options.offset_bytes = container.plaintext_offset() + volume.offset;
+  options.fs_type = volume.filesystem;
+  options.label = volume.label;
+  options.uuid = volume.uuid;
+  options.hash_seed = volume.is_root() ? plan.identity.hash_seed : Uuid::from_name("hash-seed/" + volume.uuid.to_string());
   options.timestamp = plan.timestamp;
   return options;
 }
 
+// Which volume an archive path belongs to: the one with the longest
+// mountpoint above it. Paths are relative ("srv/www"); mountpoints absolute.
+class VolumeRouting {
+ public:
+  explicit VolumeRouting(const std::vector<PlacedVolume>& volumes) {
+    for (const PlacedVolume& volume : volumes)
+      if (!volume.mountpoint.empty()) mounts_.push_back({volume.mountpoint.substr(1), volume.name});
+  }
+  bool split() const { return mounts_.size() > 1; }
+
+  // The select function of `volume`'s import: its own entries, re-rooted,
+  // and the directories other volumes are mounted on.
+  std::function<bool(TarEntry&)> select(const PlacedVolume& volume) const {
+    std::string prefix = volume.mountpoint.substr(1);
+    return [this, prefix, name = volume.name](TarEntry& entry) {
+      auto slash = entry.path.rfind('/');
+      std::string_view parent =
+          slash == std::string::npos ? std::string_view() : std::string_view(entry.path).substr(0, slash);
+      // A directory another volume is mounted on stays, empty, in its parent.
+      if (owner(entry.path) != name && (entry.path.empty() || owner(parent) != name)) return false;
+      entry.path = rebase(entry.path, prefix);
+      if (entry.type == EntryType::kHardlink) entry.link_target = rebase(entry.link_target, prefix);
+      return true;
+    };
+  }
+
+ private:
+  static bool within(std::string_view path, std::string_view dir) {
+    return dir.empty() || path == dir || (path.starts_with(dir) && path.size() > dir.size() && path[dir.size()] == '/');
+  }
+  static std::string rebase(std::string_view path, std::string_view prefix) {
+    if (prefix.empty()) return std::string(path);
+    if (path == prefix) return {};
+    return std::string(path.substr(prefix.size() + 1));
+  }
+  std::string owner(std::string_view path) const {
+    const std::pair<std::string, std::string>* best = nullptr;
+    for (const auto& mount : mounts_)
+      if (within(path, mount.first) && (!best || mount.first.size() > best->first.size())) best = &mount;
+    return best ? best->second : std::string();
+  }
+  std::vector<std::pair<std::string, std::string>> mounts_;  // relative mountpoint, volume
+};
+
 // A size a user can put in the recipe that holds `root_bytes` of filesystem.
-std::string suggested_size(const Plan& plan, uint64_t root_bytes) {
-  uint64_t total = root_bytes;
-  if (plan.recipe->storage.layout.value == "gpt") total += plan.recipe->storage.esp_size.value + kGptOverhead;
+std::string suggested_size(const Plan& plan, uint64_t root_bytes, uint64_t root_volume_size) {
+  // Everything that is not the root filesystem stays as it is.
+  uint64_t total = plan.recipe->storage.size.value - root_volume_size + root_bytes;
   // Leave a tenth free for the system to run, and round to 64 MiB.
-  return recipe_size(round_up(total + total / 10, 64 * kMiB));
+  return recipe_size(round_up(total + root_bytes / 10, 64 * kMiB));
 }
 
-Result<> check_fits(const Plan& plan, const fs::path& archive, const DiskGeometry& geometry) {
-  Ext4Options options = ext4_options(plan, geometry);
+Result<> check_fits(const Plan& plan, const fs::path& archive, const PlacedVolume& root, const RootContainer& container) {
+  Ext4Options options = ext4_options(plan, root, container);
   KILN_ASSIGN(uint64_t needed, Ext4Image::minimum_size(archive, options));
-  if (needed <= geometry.root_size) return {};
+  if (needed <= options.size_bytes) return {};
   const auto& size = plan.recipe->storage.size;
   return std::unexpected(Error{
       ErrorKind::kNoSpace,
       fmt::format("the image does not fit: its files need a root filesystem of at least {}, but "
                   "storage.size = \"{}\" leaves {} for it; set storage.size = \"{}\"",
-                  format_size(needed), recipe_size(size.value), format_size(geometry.root_size),
-                  suggested_size(plan, needed)),
+                  format_size(needed), recipe_size(size.value), format_size(options.size_bytes),
+                  suggested_size(plan, needed, options.size_bytes)),
       size.where, {}});
 }
 
@@ -103,17 +156,23 @@ Result<> extract_file(Ext4Image& fs, const std::string& inside, const fs::path& 
 }
 
 std::string kernel_command_line(const Plan& plan) {
-  std::string line = "root=UUID=" + plan.identity.root_filesystem.to_string() + " ro";
+  std::string line = "root=" + root_device(*plan.recipe, plan.identity) + " ro";
   if (!plan.recipe->image.kernel_cmdline.value.empty()) line += " " + plan.recipe->image.kernel_cmdline.value;
   return line;
 }
 
 Result<> populate(const Plan& plan, Ext4Image& fs, TarReader& reader, const FilesystemLayout& layout,
-                  AssembledImage& out, const fs::path& dir, Reporter& reporter) {
-  ImportOptions import_options;
-  import_options.progress = [&reporter](uint64_t done, uint64_t total) { reporter.progress(done, total); };
+                  const ImportOptions& import_options, AssembledImage& out, const fs::path& dir, Reporter& reporter) {
   KILN_ASSIGN(ImportStats stats, fs.import(reader, import_options));
   reporter.note(fmt::format("{} entries, {} of file data", stats.entries, format_size(stats.data_bytes)));
+  for (const MountEntry& volume : layout.volumes) {
+    if (volume.mountpoint.empty()) continue;
+    KILN_ASSIGN(auto mount_dir, fs.stat(volume.mountpoint));
+    if (!mount_dir) {
+      KILN_TRY(make_parents(fs, volume.mountpoint, plan.timestamp));
+      KILN_TRY(fs.make_directory(volume.mountpoint, Ext4Attributes{0755, 0, 0, plan.timestamp}));
+    }
+  }
   KILN_TRY(apply_offline_steps(plan.offline_steps, plan, fs));
   KILN_ASSIGN(out.notes, apply_system_setup(fs, plan, layout));
 
@@ -122,7 +181,7 @@ Result<> populate(const Plan& plan, Ext4Image& fs, TarReader& reader, const File
     KILN_ASSIGN(out.dpkg_status, fs.read_file("/var/lib/dpkg/status"));
   }
   KILN_ASSIGN(auto kernel, find_kernel(fs));
-  bool needs_kernel = plan.recipe->storage.layout.value == "gpt" || plan.recipe->wants_output("kernel");
+  bool needs_kernel = plan.recipe->storage.layout.value != "plain" || plan.recipe->wants_output("kernel");
   if (!kernel && needs_kernel) {
     const auto& packages = plan.recipe->bootstrap.packages;
     return std::unexpected(Error{
@@ -143,15 +202,119 @@ Result<> populate(const Plan& plan, Ext4Image& fs, TarReader& reader, const File
 
 // The image's content does not fit after all (the estimate is a bound, and
 // offline steps add files): say so the same way the early check does.
-Error explain_no_space(const Plan& plan, const fs::path& archive, const DiskGeometry& geometry, Error error) {
+Error explain_no_space(const Plan& plan, const fs::path& archive, const PlacedVolume& volume,
+                       const RootContainer& container, Error error) {
   if (error.kind != ErrorKind::kNoSpace) return error;
-  auto fits = check_fits(plan, archive, geometry);
-  if (!fits) return std::move(fits).error();
   const auto& size = plan.recipe->storage.size;
+  if (!volume.is_root() || plan.recipe->storage.layout.value == "lvm") {
+    Location where = size.where;
+    for (const LvmVolume& declared : plan.recipe->storage.lvm.volumes)
+      if (declared.name.value == volume.name) where = declared.size.set ? declared.size.where : declared.where;
+    return Error{ErrorKind::kNoSpace,
+                 fmt::format("volume \"{}\" ({}, mounted at {}) is too small for its files ({}); make it larger",
+                             volume.name, format_size(volume.size), volume.mountpoint, error.message),
+                 where, {}};
+  }
+  auto fits = check_fits(plan, archive, volume, container);
+  if (!fits) return std::move(fits).error();
   return Error{ErrorKind::kNoSpace,
                fmt::format("the image does not fit in storage.size = \"{}\" ({}); set storage.size = \"{}\"",
-                           recipe_size(size.value), error.message, suggested_size(plan, geometry.root_size + 64 * kMiB)),
+                           recipe_size(size.value), error.message,
+                           suggested_size(plan, volume.size + 64 * kMiB, volume.size)),
                size.where, {}};
+}
+
+// Creates the image file at its full size (sparse): disk.raw with its GPT,
+// or root.img.
+Result<> create_image(const Plan& plan, const fs::path& file, uint64_t size) {
+  if (plan.recipe->storage.layout.value != "plain") {
+    KILN_TRY(write_gpt(file, gpt_layout(plan)));
+    return {};
+  }
+  KILN_ASSIGN(UniqueFd fd, open_file(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return fail_errno("cannot size", file.string(), errno);
+  return {};
+}
+
+FilesystemLayout filesystem_layout(const Plan& plan, const RootContainer& container) {
+  FilesystemLayout layout;
+  layout.root_type = container.root().filesystem;
+  layout.root_uuid = container.root().uuid.to_string();
+  if (plan.recipe->storage.layout.value != "plain") layout.esp_volume = fat_volume_id_string(plan.identity.esp_volume_id);
+  for (const PlacedVolume& volume : container.volumes())
+    if (!volume.is_root()) layout.volumes.push_back({volume.uuid.to_string(), volume.mountpoint, volume.filesystem});
+  layout.crypttab = crypttab_for(*plan.recipe, plan.identity);
+  return layout;
+}
+
+// Writes the root filesystem: the archive (less what other volumes hold),
+// the offline customisation and kiln's system setup; extracts the kernel.
+Result<> write_root(const Plan& plan, const fs::path& archive, const RootContainer& container,
+                    const VolumeRouting& routing, AssembledImage& out, const fs::path& dir, Reporter& reporter) {
+  const PlacedVolume& root = container.root();
+  reporter.note(fmt::format("{} of {}, from {}", root.filesystem, format_size(root.size), archive.filename().string()));
+  KILN_ASSIGN(Ext4Image fs, Ext4Image::format(container.plaintext_file(), ext4_options(plan, root, container)));
+  KILN_ASSIGN(TarReader reader, TarReader::open(archive));
+  ImportOptions options;
+  options.progress = [&reporter](uint64_t done, uint64_t total) { reporter.progress(done, total); };
+  if (routing.split()) options.select = routing.select(root);
+  auto populated = populate(plan, fs, reader, filesystem_layout(plan, container), options, out, dir, reporter);
+  if (!populated) return std::unexpected(explain_no_space(plan, archive, root, container, std::move(populated).error()));
+  auto closed = fs.close();
+  if (!closed) return std::unexpected(explain_no_space(plan, archive, root, container, std::move(closed).error()));
+  return {};
+}
+
+// A volume besides the root one: its part of the archive, or a swap area.
+Result<> write_volume(const Plan& plan, const fs::path& archive, const RootContainer& container,
+                      const VolumeRouting& routing, const PlacedVolume& volume, Reporter& reporter) {
+  uint64_t at = container.plaintext_offset() + volume.offset;
+  if (volume.filesystem == "swap") {
+    reporter.note(fmt::format("{}: swap, {}", volume.name, format_size(volume.size)));
+    return write_swap_area(container.plaintext_file(), at, volume.size, volume.uuid, volume.label);
+  }
+  reporter.note(fmt::format("{}: {} of {} at {}", volume.name, volume.filesystem, format_size(volume.size),
+                            volume.mountpoint));
+  KILN_ASSIGN(Ext4Image fs, Ext4Image::format(container.plaintext_file(), ext4_options(plan, volume, container)));
+  KILN_ASSIGN(TarReader reader, TarReader::open(archive));
+  ImportOptions options;
+  options.select = routing.select(volume);
+  if (auto imported = fs.import(reader, options); !imported)
+    return std::unexpected(explain_no_space(plan, archive, volume, container, std::move(imported).error()));
+  if (auto closed = fs.close(); !closed)
+    return std::unexpected(explain_no_space(plan, archive, volume, container, std::move(closed).error()));
+  return {};
+}
+
+// Copies [offset, offset + size) of the disk into a file of its own.
+Result<> extract_region(const fs::path& disk, uint64_t offset, uint64_t size, const fs::path& out) {
+  KILN_ASSIGN(UniqueFd source, open_file(disk, O_RDONLY));
+  KILN_ASSIGN(UniqueFd target, open_file(out, O_RDWR | O_CREAT | O_TRUNC, 0644));
+  if (::ftruncate(target.get(), static_cast<off_t>(size)) != 0) return fail_errno("cannot size", out.string(), errno);
+  return copy_sparse(source.get(), offset, target.get(), 0, size, disk.string());
+}
+
+// The "partitions" output: root.img, and for an unencrypted lvm layout one
+// file per other volume, as a Xen domain's disks.
+Result<> write_partition_images(const Plan& plan, const RootContainer& container, AssembledImage& out,
+                                const fs::path& dir) {
+  const DiskGeometry& geometry = out.geometry;
+  bool per_volume = plan.recipe->storage.layout.value == "lvm" && !container.encrypted();
+  if (!per_volume) {
+    out.root = dir / "root.img";
+    out.partition_images.push_back({"root.img", container.encrypted() ? "" : container.root().name});
+    return extract_region(out.disk, geometry.root_offset, geometry.root_size, out.root);
+  }
+  std::vector<const PlacedVolume*> order = {&container.root()};
+  for (const PlacedVolume& volume : container.volumes())
+    if (!volume.is_root()) order.push_back(&volume);
+  for (const PlacedVolume* volume : order) {
+    std::string file = volume->is_root() ? "root.img" : volume->name + ".img";
+    KILN_TRY(extract_region(out.disk, geometry.root_offset + volume->offset, volume->size, dir / file));
+    out.partition_images.push_back({file, volume->name});
+  }
+  out.root = dir / "root.img";
+  return {};
 }
 
 }  // namespace
@@ -171,11 +334,12 @@ Result<DiskGeometry> plan_geometry(const Plan& plan) {
   }
   geometry.partitions = *placed;
   for (const PlacedPartition& partition : geometry.partitions) {
-    if (partition.partition.type == GptType::kEfiSystem) geometry.esp = partition;
-    if (partition.partition.type == GptType::kLinuxRootX86_64) {
+    if (partition.partition.type == GptType::kEfiSystem) {
+      geometry.esp = partition;
+    } else {
       geometry.root_offset = partition.offset;
       // The rest-of-disk partition stops short of the backup GPT, at a
-      // sector boundary; the filesystem ends at its last whole block.
+      // sector boundary; what it holds ends at its last whole block.
       geometry.root_size = partition.size / kFilesystemBlock * kFilesystemBlock;
     }
   }
@@ -188,27 +352,26 @@ Result<AssembledImage> assemble(const Plan& plan, const fs::path& rootfs_archive
   AssembledImage out;
   KILN_ASSIGN(out.geometry, plan_geometry(plan));
   const DiskGeometry& geometry = out.geometry;
-  KILN_TRY(check_fits(plan, rootfs_archive, geometry));
 
-  bool gpt = recipe.storage.layout.value == "gpt";
-  fs::path fs_file = gpt ? dir / "disk.raw" : dir / "root.img";
-  if (gpt) {
-    out.disk = fs_file;
-    KILN_TRY(write_gpt(out.disk, gpt_layout(plan)));
-  }
-  FilesystemLayout layout;
-  layout.root_type = recipe.storage.filesystem.value;
-  layout.root_uuid = plan.identity.root_filesystem.to_string();
-  if (gpt) layout.esp_volume = fat_volume_id_string(plan.identity.esp_volume_id);
+  bool gpt = recipe.storage.layout.value != "plain";
+  fs::path image_file = gpt ? dir / "disk.raw" : dir / "root.img";
+  KILN_TRY(create_image(plan, image_file, geometry.image_size));
+  if (gpt) out.disk = image_file;
+  KILN_ASSIGN(RootContainer container,
+              RootContainer::create(plan, image_file, geometry.root_offset, geometry.root_size, dir, reporter));
+  VolumeRouting routing(container.volumes());
+  // With other volumes taking their share, the archive as a whole is no
+  // measure of the root filesystem; running out of room is then reported
+  // per volume.
+  if (!routing.split()) KILN_TRY(check_fits(plan, rootfs_archive, container.root(), container));
 
-  reporter.note(fmt::format("{} of {}, from {}", recipe.storage.filesystem.value,
-                            format_size(geometry.root_size), rootfs_archive.filename().string()));
-  KILN_ASSIGN(Ext4Image fs, Ext4Image::format(fs_file, ext4_options(plan, geometry)));
-  KILN_ASSIGN(TarReader reader, TarReader::open(rootfs_archive));
-  auto populated = populate(plan, fs, reader, layout, out, dir, reporter);
-  if (!populated) return std::unexpected(explain_no_space(plan, rootfs_archive, geometry, std::move(populated).error()));
-  auto closed = fs.close();
-  if (!closed) return std::unexpected(explain_no_space(plan, rootfs_archive, geometry, std::move(closed).error()));
+  KILN_TRY(write_root(plan, rootfs_archive, container, routing, out, dir, reporter));
+  for (const PlacedVolume& volume : container.volumes())
+    if (!volume.is_root()) KILN_TRY(write_volume(plan, rootfs_archive, container, routing, volume, reporter));
+  KILN_ASSIGN(out.encryption, container.seal(reporter));
+  out.volumes = container.volumes();
+  out.lvm = container.lvm();
+  out.root_device = root_device(recipe, plan.identity);
   out.kernel_command_line = kernel_command_line(plan);
 
   if (gpt) {
@@ -224,17 +387,10 @@ Result<AssembledImage> assemble(const Plan& plan, const fs::path& rootfs_archive
     fat.volume_id = plan.identity.esp_volume_id;
     fat.timestamp = plan.timestamp;
     KILN_TRY(write_fat_image(out.disk, fat, files));
-    if (recipe.wants_output("partitions")) {
-      out.root = dir / "root.img";
-      KILN_ASSIGN(UniqueFd source, open_file(out.disk, O_RDONLY));
-      KILN_ASSIGN(UniqueFd target, open_file(out.root, O_RDWR | O_CREAT | O_TRUNC, 0644));
-      if (::ftruncate(target.get(), static_cast<off_t>(geometry.root_size)) != 0)
-        return fail_errno("cannot size", out.root.string(), errno);
-      KILN_TRY(copy_sparse(source.get(), geometry.root_offset, target.get(), 0, geometry.root_size,
-                           out.disk.string()));
-    }
+    if (recipe.wants_output("partitions")) KILN_TRY(write_partition_images(plan, container, out, dir));
   } else {
-    out.root = fs_file;
+    out.root = image_file;
+    out.partition_images.push_back({"root.img", container.encrypted() ? "" : container.root().name});
   }
   return out;
 }

@@ -2,7 +2,11 @@
 // into an ext4 filesystem, applies the offline customisation and kiln's
 // system setup to it, and lays out the disk: a GPT with an EFI system
 // partition (systemd-boot, kernel, initrd) and the root partition, written in
-// place with no mount, no loop device and no unpacked tree.
+// place with no mount and no unpacked tree. The root partition is what the
+// storage layout makes it (builder/root_container.h): one filesystem, or an
+// LVM physical volume whose volumes each get their part of the archive,
+// either of them possibly encrypted. lvm2's tools on a loop device are the
+// only use of the kernel, and only for the lvm layout.
 #pragma once
 
 #include <filesystem>
@@ -13,14 +17,16 @@
 #include "base/error.h"
 #include "base/reporter.h"
 #include "builder/plan.h"
+#include "builder/root_container.h"
 #include "formats/gpt_disk.h"
 
 namespace kiln {
 
-// Where things go inside disk.raw (gpt layout) or root.img (plain layout).
+// Where things go inside disk.raw (gpt and lvm layouts) or root.img (plain
+// layout).
 struct DiskGeometry {
   uint64_t image_size = 0;  // disk.raw, or root.img for plain
-  uint64_t root_offset = 0;
+  uint64_t root_offset = 0;  // the root partition (all of root.img for plain)
   uint64_t root_size = 0;
   std::optional<PlacedPartition> esp;
   std::vector<PlacedPartition> partitions;
@@ -28,10 +34,23 @@ struct DiskGeometry {
 
 Result<DiskGeometry> plan_geometry(const Plan& plan);
 
+// A file of the "partitions" output: one filesystem, swap area or
+// encrypted container on its own, as a Xen domain's xvda1, xvda2...
+struct PartitionImage {
+  std::string file;    // "root.img", "swap.img"
+  std::string volume;  // the volume it holds; "" for an encrypted container
+};
+
 struct AssembledImage {
   DiskGeometry geometry;
   std::filesystem::path disk;  // disk.raw, or "" for the plain layout
   std::filesystem::path root;  // root.img, or "" when not asked for
+  // root.img first; more for the lvm layout (one per volume) unencrypted.
+  std::vector<PartitionImage> partition_images;
+  std::vector<PlacedVolume> volumes;
+  std::optional<LvmLayout> lvm;
+  std::optional<EncryptionInfo> encryption;
+  std::string root_device;  // the kernel's root=, "UUID=..." or "/dev/mapper/VG-LV"
   std::filesystem::path kernel;
   std::filesystem::path initrd;
   std::string kernel_version;

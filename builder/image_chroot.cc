@@ -7,12 +7,14 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <optional>
 
 #include "base/files.h"
 #include "base/subprocess.h"
 #include "builder/bootstrap.h"
+#include "formats/dpkg_status.h"
 #include "formats/rootfs_tree.h"
 
 namespace kiln {
@@ -179,6 +181,33 @@ class Session {
     return replace_tree_file("etc/default/locale", "LANG=" + locale + "\n");
   }
 
+  // lvm2 and cryptsetup in the initramfs, with the files they read there:
+  // installed, configured, then the initramfs rebuilt with them.
+  Result<> install_storage_support(const StorageSupport& support) {
+    if (support.empty()) return {};
+    std::vector<std::string> missing;
+    std::string status = read_file(root_ / "var/lib/dpkg/status").value_or("");
+    std::vector<InstalledPackage> installed = installed_packages(status);
+    for (const std::string& package : support.packages)
+      if (std::none_of(installed.begin(), installed.end(),
+                       [&](const InstalledPackage& p) { return p.name == package; }))
+        missing.push_back(package);
+    if (!missing.empty()) KILN_TRY(apt_install(missing));
+    for (const auto& [path, content] : support.files) KILN_TRY(replace_tree_file(path.substr(1), content));
+    std::error_code ec;
+    bool has_kernel = false;
+    for (const auto& entry : fs::directory_iterator(root_ / "boot", ec))
+      if (entry.path().filename().string().starts_with("vmlinuz-")) has_kernel = true;
+    if (!has_kernel) return {};
+    if (!fs::exists(root_ / "usr/sbin/update-initramfs"))
+      return fail(ErrorKind::kBadInput,
+                  "storage.layout \"{}\"{} needs the image's initramfs rebuilt, but it has no update-initramfs: add "
+                  "\"initramfs-tools\" to bootstrap.packages",
+                  plan_.recipe->storage.layout.value, plan_.recipe->storage.encrypted() ? " (encrypted)" : "");
+    reporter_.note("update-initramfs");
+    return run({"update-initramfs", "-u", "-k", "all"}, "update-initramfs");
+  }
+
   Result<> run_command(const RunCommand& op, int index) {
     if (!op.command.empty()) {
       reporter_.note("run: " + op.command);
@@ -274,6 +303,7 @@ Result<> run_in_image_steps(const Plan& plan, const fs::path& source_archive, co
       return std::unexpected(std::move(error));
     }
   }
+  KILN_TRY(session.install_storage_support(plan.storage_support));
   KILN_TRY(policy.restore());
   KILN_TRY(resolver.restore());
   remove_run_leftovers(root, plan.reproducible);

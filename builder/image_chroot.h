@@ -17,8 +17,9 @@
 
 namespace kiln {
 
-// Applies plan.in_image_steps to the rootfs in `source_archive`, writing the
-// result to `out_tar`. `work_dir` (empty, on a filesystem with room for the
+// Applies plan.in_image_steps to the rootfs in `source_archive`, then
+// plan.storage_support (packages, their configuration, a rebuilt
+// initramfs), writing the result to `out_tar`. `work_dir` (empty, on a filesystem with room for the
 // unpacked tree) is where the tree lives meanwhile.
 Result<> run_in_image_steps(const Plan& plan, const std::filesystem::path& source_archive,
                             const std::filesystem::path& out_tar,

@@ -42,20 +42,24 @@ DomainSpec base_domain(const Plan& plan) {
   return spec;
 }
 
-// A Xen PV domain, as in the Xen era: the kernel from the host, the root
-// filesystem image as the guest's xvda1, the console on hvc0.
-Result<std::string> xen_config(const Plan& plan, const fs::path& final_dir) {
+// A Xen PV domain, as in the Xen era: the kernel from the host, the
+// partition images as the guest's xvda1 (root), xvda2..., the console on
+// hvc0. An encrypted root.img is unlocked by the initramfs, which then finds
+// the root filesystem by its own name.
+Result<std::string> xen_config(const Plan& plan, const AssembledImage& image, const fs::path& final_dir) {
   DomainSpec spec = base_domain(plan);
   spec.kernel = (final_dir / "vmlinuz").string();
   spec.ramdisk = (final_dir / "initrd.img").string();
-  spec.root = "/dev/xvda1 ro";
+  spec.root = (image.encryption ? image.root_device : std::string("/dev/xvda1")) + " ro";
   std::string rest = without_consoles(plan.recipe->image.kernel_cmdline.value);
   spec.extra = rest.empty() ? "console=hvc0" : "console=hvc0 " + rest;
-  DomainDisk disk;
-  disk.backend = DiskBackend::kFile;
-  disk.path = (final_dir / "root.img").string();
-  disk.frontend = "xvda1";
-  spec.disks.push_back(disk);
+  for (size_t i = 0; i < image.partition_images.size(); ++i) {
+    DomainDisk disk;
+    disk.backend = DiskBackend::kFile;
+    disk.path = (final_dir / image.partition_images[i].file).string();
+    disk.frontend = fmt::format("xvda{}", i + 1);
+    spec.disks.push_back(disk);
+  }
   DomainVif vif;
   vif.bridge = "xenbr0";
   spec.vifs.push_back(vif);
@@ -108,9 +112,55 @@ Result<std::vector<Artifact>> describe_all(const fs::path& dir, const std::vecto
   return out;
 }
 
+// The storage layout as built: volumes, LVM, encryption (never a key or a
+// passphrase, nor the files they came from).
+nlohmann::json storage_json(const Plan& plan, const AssembledImage& image) {
+  nlohmann::json volumes = nlohmann::json::array();
+  for (const PlacedVolume& volume : image.volumes)
+    volumes.push_back({{"name", volume.name},
+                       {"filesystem", volume.filesystem},
+                       {"mountpoint", volume.mountpoint},
+                       {"label", volume.label},
+                       {"uuid", volume.uuid.to_string()},
+                       {"offset", volume.offset},
+                       {"size", volume.size}});
+  nlohmann::json images = nlohmann::json::array();
+  for (const PartitionImage& partition : image.partition_images)
+    images.push_back({{"file", partition.file}, {"volume", partition.volume}});
+  nlohmann::json out = {{"layout", plan.recipe->storage.layout.value},
+                        {"root_device", image.root_device},
+                        {"volumes", volumes},
+                        {"partition_images", images}};
+  if (image.lvm)
+    out["lvm"] = {{"vg", image.lvm->vg},
+                  {"vg_uuid", image.lvm->vg_uuid},
+                  {"pv_uuid", image.lvm->pv_uuid},
+                  {"extent_size", image.lvm->extent_size},
+                  {"extent_count", image.lvm->extent_count},
+                  {"pe_start", image.lvm->pe_start}};
+  if (image.encryption) {
+    const EncryptionInfo& e = image.encryption.value();
+    const StorageSection& storage = plan.recipe->storage;
+    out["encryption"] = {{"type", e.type},
+                         {"cipher", e.cipher},
+                         {"key_bits", e.key_bits},
+                         {"sector_size", e.sector_size},
+                         {"data_offset", e.data_offset},
+                         {"keyslots", e.keyslots},
+                         {"encrypted_bytes", e.encrypted_bytes},
+                         {"method", e.method},
+                         {"name", storage.luks.present.value ? storage.luks.name.value : storage.dmcrypt.name.value}};
+    if (!e.uuid.empty()) out["encryption"]["uuid"] = e.uuid;
+  }
+  return out;
+}
+
 nlohmann::json manifest_json(const Plan& plan, const AssembledImage& image,
                              const std::vector<Artifact>& artifacts) {
   const Recipe& recipe = *plan.recipe;
+  PlacedVolume root;
+  for (const PlacedVolume& volume : image.volumes)
+    if (volume.is_root()) root = volume;
   nlohmann::json packages = nlohmann::json::array();
   for (const InstalledPackage& package : installed_packages(image.dpkg_status))
     packages.push_back({{"name", package.name}, {"version", package.version},
@@ -135,10 +185,10 @@ nlohmann::json manifest_json(const Plan& plan, const AssembledImage& image,
         {"description", recipe.image.description.value},
         {"layout", recipe.storage.layout.value},
         {"size", image.geometry.image_size},
-        {"root_filesystem", {{"type", recipe.storage.filesystem.value},
-                             {"uuid", plan.identity.root_filesystem.to_string()},
-                             {"size", image.geometry.root_size},
-                             {"label", recipe.storage.label.value}}},
+        {"root_filesystem", {{"type", root.filesystem},
+                             {"uuid", root.uuid.to_string()},
+                             {"size", root.size},
+                             {"label", root.label}}},
         {"partitions", partitions},
         {"kernel", image.kernel_version},
         {"kernel_cmdline", image.kernel_command_line}}},
@@ -150,6 +200,8 @@ nlohmann::json manifest_json(const Plan& plan, const AssembledImage& image,
   };
   if (image.geometry.esp)
     manifest["image"]["esp_volume_id"] = fat_volume_id_string(plan.identity.esp_volume_id);
+  manifest["image"]["root_device"] = image.root_device;
+  manifest["storage"] = storage_json(plan, image);
   return manifest;
 }
 
@@ -160,7 +212,7 @@ Result<FinalizedOutput> finalize_outputs(const Plan& plan, const AssembledImage&
   const Recipe& recipe = *plan.recipe;
   std::vector<std::string> names;
   if (!image.disk.empty()) names.push_back("disk.raw");
-  if (!image.root.empty()) names.push_back("root.img");
+  for (const PartitionImage& partition : image.partition_images) names.push_back(partition.file);
   if (recipe.wants_output("kernel") && !image.kernel.empty()) {
     names.push_back("vmlinuz");
     names.push_back("initrd.img");
@@ -176,7 +228,7 @@ Result<FinalizedOutput> finalize_outputs(const Plan& plan, const AssembledImage&
   }
   if (recipe.wants_output("xen")) {
     std::string name = recipe.image.name.value + ".xl.cfg";
-    KILN_ASSIGN(std::string text, xen_config(plan, final_dir));
+    KILN_ASSIGN(std::string text, xen_config(plan, image, final_dir));
     KILN_TRY(write_file_atomic(dir / name, text));
     names.push_back(name);
   }

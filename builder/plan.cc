@@ -77,18 +77,49 @@ Result<StagePlan> in_image_stage(const Plan& plan) {
       }
     }
   }
+  const StorageSupport& support = plan.storage_support;
+  hasher.field("storage");
+  hash_list(hasher, support.packages);
+  hasher.field(std::to_string(support.files.size()));
+  for (const auto& [path, content] : support.files) hasher.field(path).field(content);
   std::vector<std::string> parts;
   if (packages) parts.push_back(fmt::format("{} packages", packages));
   if (commands) parts.push_back(fmt::format("{} commands", commands));
-  std::string summary = parts.empty() ? "locale" : fmt::format("{}", fmt::join(parts, ", "));
+  if (!support.empty()) parts.push_back(fmt::format("initramfs for {}", fmt::join(support.packages, " and ")));
+  bool locale = std::any_of(plan.in_image_steps.begin(), plan.in_image_steps.end(),
+                            [](const CustomizeStep& step) { return std::holds_alternative<SetLocale>(step.operation); });
+  if (locale) parts.push_back("locale");
+  std::string summary = fmt::format("{}", fmt::join(parts, ", "));
   return StagePlan{"customize", hasher.hex_digest(), "in-image: " + summary};
+}
+
+// The settings the guest's boot configuration depends on (crypttab and the
+// initramfs), canonically.
+std::string storage_key(const Recipe& recipe) {
+  const StorageSection& s = recipe.storage;
+  Hasher hasher;
+  hasher.field(recipe.image.name.value).field(s.layout.value);
+  if (s.layout.value == "lvm") {
+    hasher.field(s.lvm.vg.value);
+    for (const LvmVolume& volume : s.lvm.volumes) hasher.field(volume.name.value).field(volume.mountpoint.value);
+  }
+  if (s.luks.present.value) hasher.field("luks").field(s.luks.version.value).field(s.luks.name.value);
+  if (s.dmcrypt.present.value)
+    hasher.field("dmcrypt").field(s.dmcrypt.cipher.value).field(std::to_string(s.dmcrypt.key_size.value))
+        .field(s.dmcrypt.hash.value).field(std::to_string(s.dmcrypt.sector_size.value)).field(s.dmcrypt.name.value);
+  return hasher.hex_digest();
 }
 
 ImageIdentity identity_of(const Recipe& recipe) {
   std::string base = recipe.image.name.value + "/" + recipe.hash + "/";
+  std::string storage = recipe.image.name.value + "/storage/" + storage_key(recipe) + "/";
   ImageIdentity id;
   id.root_filesystem = Uuid::from_name(base + "root-filesystem");
-  id.root_partition = Uuid::from_name(base + "root-partition");
+  id.root_partition = Uuid::from_name(storage + "root-partition");
+  id.luks = Uuid::from_name(storage + "luks");
+  for (const LvmVolume& volume : recipe.storage.lvm.volumes)
+    id.volumes[volume.name.value] = volume.mountpoint.value == "/" ? id.root_filesystem
+                                                                   : Uuid::from_name(base + "volume/" + volume.name.value);
   id.esp_partition = Uuid::from_name(base + "esp-partition");
   id.disk = Uuid::from_name(base + "disk");
   id.hash_seed = Uuid::from_name(base + "hash-seed");
@@ -125,10 +156,11 @@ Result<Plan> make_plan(const Recipe& recipe, const PlanInputs& inputs) {
   }
   for (const CustomizeStep& step : recipe.customize.steps)
     (runs_in_image(step) ? plan.in_image_steps : plan.offline_steps).push_back(step);
-  if (!plan.in_image_steps.empty()) {
+  plan.identity = identity_of(recipe);
+  plan.storage_support = storage_support(recipe, plan.identity);
+  if (!plan.in_image_steps.empty() || !plan.storage_support.empty()) {
     KILN_ASSIGN(plan.in_image, in_image_stage(plan));
   }
-  plan.identity = identity_of(recipe);
   return plan;
 }
 

@@ -9,11 +9,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "base/error.h"
+#include "builder/storage_setup.h"
 #include "crypto/uuid.h"
 #include "recipes/recipe.h"
 
@@ -27,11 +29,18 @@ struct StagePlan {
 
 struct ImageIdentity {
   Uuid root_filesystem;
+  // The root partition and the LUKS header are named in /etc/crypttab, which
+  // the in-image stage bakes into the initramfs: they follow from the
+  // storage settings alone, so other recipe edits keep that stage cached.
   Uuid root_partition;
+  Uuid luks;
   Uuid esp_partition;
   Uuid disk;
   Uuid hash_seed;
   uint32_t esp_volume_id = 0;
+  // Filesystem (or swap) UUID of each LVM volume by name; the root one's is
+  // root_filesystem.
+  std::map<std::string, Uuid> volumes;
 };
 
 struct PlanInputs {
@@ -49,6 +58,9 @@ struct Plan {
   // Runs programs inside the image; absent when no step needs to.
   std::optional<StagePlan> in_image;
   std::vector<CustomizeStep> in_image_steps;
+  // What the storage layout needs inside the image; installed by the
+  // in-image stage after the recipe's own steps.
+  StorageSupport storage_support;
   std::vector<CustomizeStep> offline_steps;
   ImageIdentity identity;
 };

@@ -1,5 +1,8 @@
 #include "builder/system_setup.h"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "builder/guest_agent.h"
 #include "builder/offline_customizer.h"
 #include "builder/systemd_units.h"
@@ -77,6 +80,20 @@ Result<> reset_ssh_host_keys(Ext4Image& fs, const Plan& plan) {
 std::string fstab_for(const FilesystemLayout& layout) {
   std::string text = "# /etc/fstab: written by kiln from the recipe's storage layout.\n";
   text += fmt::format("UUID={}\t/\t{}\terrors=remount-ro\t0\t1\n", layout.root_uuid, layout.root_type);
+  // Parents before children (/var before /var/log), then swap.
+  std::vector<MountEntry> volumes = layout.volumes;
+  std::stable_sort(volumes.begin(), volumes.end(), [](const MountEntry& a, const MountEntry& b) {
+    auto depth = [](const MountEntry& m) {
+      return m.mountpoint.empty() ? SIZE_MAX : static_cast<size_t>(std::count(m.mountpoint.begin(), m.mountpoint.end(), '/'));
+    };
+    return depth(a) < depth(b);
+  });
+  for (const MountEntry& volume : volumes) {
+    if (volume.type == "swap")
+      text += fmt::format("UUID={}\tnone\tswap\tsw\t0\t0\n", volume.uuid);
+    else
+      text += fmt::format("UUID={}\t{}\t{}\tdefaults\t0\t2\n", volume.uuid, volume.mountpoint, volume.type);
+  }
   if (layout.esp_volume) {
     // Mounted on first access, and optional: the same image also boots from
     // root.img alone (UML, direct kernel boot), where there is no ESP.
@@ -90,6 +107,7 @@ Result<std::vector<std::string>> apply_system_setup(Ext4Image& fs, const Plan& p
                                                     const FilesystemLayout& layout) {
   std::vector<std::string> notes;
   KILN_TRY(write(fs, "/etc/fstab", fstab_for(layout), 0644, plan.timestamp));
+  if (!layout.crypttab.empty()) KILN_TRY(write(fs, "/etc/crypttab", layout.crypttab, 0644, plan.timestamp));
   if (layout.esp_volume) {
     KILN_ASSIGN(bool has_efi_dir, exists(fs, "/boot/efi"));
     if (!has_efi_dir) {

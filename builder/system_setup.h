@@ -1,6 +1,6 @@
 // SystemSetup: what kiln does to every image after the recipe's own
 // customisation, so that it boots anywhere as a fresh machine:
-//  - /etc/fstab from the storage layout, by UUID;
+//  - /etc/fstab from the storage layout, by UUID, and /etc/crypttab;
 //  - DHCP on the first NIC through systemd-networkd;
 //  - an empty /etc/machine-id, so each instance gets its own at first boot;
 //  - no ssh host keys, and a unit that makes them at first boot, before sshd;
@@ -17,10 +17,19 @@
 
 namespace kiln {
 
+// A filesystem or swap area besides the root one (an LVM volume).
+struct MountEntry {
+  std::string uuid;
+  std::string mountpoint;  // "" for swap
+  std::string type;        // "ext4", ..., or "swap"
+};
+
 struct FilesystemLayout {
   std::string root_type;                  // "ext4"
   std::string root_uuid;                  // of the root filesystem
   std::optional<std::string> esp_volume;  // "XXXX-XXXX" when there is an ESP
+  std::vector<MountEntry> volumes;
+  std::string crypttab;  // /etc/crypttab; "" when nothing is encrypted
 };
 
 // Returns notes worth telling the user (e.g. "no systemd-networkd: no DHCP").

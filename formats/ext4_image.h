@@ -68,6 +68,10 @@ struct Ext4Usage {
 struct ImportOptions {
   // Called now and then with the archive position and size.
   std::function<void(uint64_t done, uint64_t total)> progress;
+  // Picks entries: false leaves one out. It may rewrite the entry's path
+  // (and a hardlink's target), e.g. to import one subtree of the archive as
+  // a whole filesystem of its own (a volume mounted at /srv).
+  std::function<bool(TarEntry& entry)> select;
 };
 
 struct ImportStats {

@@ -110,6 +110,7 @@ class Importer {
       KILN_TRY(check_interrupted());
       KILN_ASSIGN(bool more, reader_.next(entry));
       if (!more) break;
+      if (options_.select && !options_.select(entry)) continue;
       if (auto added = add(entry); !added)
         return std::unexpected(std::move(added).error().with_context(
             fmt::format("{}: importing {}", reader_.name(), display(entry.path))));

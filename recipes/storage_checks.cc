@@ -191,6 +191,48 @@ Result<> check_volume_sizes(const StorageSection& storage) {
                  recipe_size(round_up(needed, kMiB)));
 }
 
+// Whether `path` is `dir` or lies under it.
+bool within(std::string_view path, std::string_view dir) {
+  if (dir == "/") return true;
+  return path == dir || (path.starts_with(dir) && path.size() > dir.size() && path[dir.size()] == '/');
+}
+
+// Paths kiln's own setup reads or writes in the root filesystem after the
+// import (accounts, fstab, machine ids, the kernel for the ESP, the package
+// list): a volume of its own cannot be mounted on or above them. The
+// virtual filesystems are the system's, not a volume's.
+constexpr std::array<std::string_view, 14> kRootOnly = {
+    "/etc", "/boot", "/usr/bin", "/usr/sbin", "/usr/lib", "/var/lib/dpkg", "/var/lib/dbus",
+    "/bin", "/sbin", "/lib", "/lib64", "/proc", "/sys", "/dev"};
+
+// The path an offline customisation step writes, if any ("" for none).
+std::vector<std::string> offline_paths(const CustomizeStep& step) {
+  if (const auto* file = std::get_if<FileOperation>(&step.operation)) return {file->path};
+  if (const auto* user = std::get_if<AddUser>(&step.operation)) return {"/home/" + user->name};
+  return {};
+}
+
+// A volume other than the root one gets the files under its mountpoint from
+// the rootfs archive; kiln's customisation writes into the root filesystem
+// only, so it must not aim below another volume's mountpoint.
+Result<> check_volume_mountpoint(const Recipe& recipe, const LvmVolume& volume) {
+  const std::string& mountpoint = volume.mountpoint.value;
+  for (std::string_view needed : kRootOnly)
+    if (within(needed, mountpoint) || within(mountpoint, "/etc") || within(mountpoint, "/boot"))
+      return fail_at(volume.mountpoint.where,
+                     "storage.lvm.volumes: \"{}\" cannot be mounted at {}: kiln sets the system up through {} in the "
+                     "root filesystem; mount a volume at a data directory such as /srv, /home, /opt or /var/log",
+                     volume.name.value, mountpoint, within(mountpoint, "/etc") || within(mountpoint, "/boot") ? mountpoint : needed);
+  for (const CustomizeStep& step : recipe.customize.steps)
+    for (const std::string& path : offline_paths(step))
+      if (within(path, mountpoint))
+        return fail_at(step.where,
+                       "{} is on volume \"{}\" (mounted at {}, line {}), but kiln customises the root filesystem "
+                       "only; do this at first boot, or with customize.run, whose changes go to the right volume",
+                       path, volume.name.value, mountpoint, volume.mountpoint.where.line);
+  return {};
+}
+
 Result<> check_lvm(Recipe& recipe) {
   StorageSection& storage = recipe.storage;
   LvmSection& lvm = storage.lvm;
@@ -241,6 +283,7 @@ Result<> check_lvm(Recipe& recipe) {
       return fail_at(volume.where, "storage.lvm.volumes: \"{}\" ({}) needs a mountpoint, e.g. \"/srv\"",
                      volume.name.value, volume.filesystem.value);
     if (volume.mountpoint.value == "/") root = &volume;
+    else if (!swap) KILN_TRY(check_volume_mountpoint(recipe, volume));
   }
   if (!root)
     return fail_at(lvm.volumes.front().where, "storage.lvm.volumes: no volume is mounted at \"/\"; give the root "

@@ -6,6 +6,8 @@
 #include "formats/ext4_allocation.h"
 #include "formats/ext4_image.h"
 #include "formats/swap_area.h"
+#include "formats/tar_reader.h"
+#include "tests/formats/archive_builder.h"
 #include "tests/test_support.h"
 
 namespace kiln {
@@ -56,6 +58,43 @@ TEST(Ext4UsedRanges, CoverMetadataAndDataButNotFreeSpace) {
   uint64_t blocks = count("Block count:"), free_blocks = count("Free blocks:");
   EXPECT_EQ(used, (blocks - free_blocks) * 4096);
   EXPECT_GE(used, 3 * kMiB);
+}
+
+// One subtree of an archive as a filesystem of its own (a volume at /srv).
+TEST(Ext4Import, SelectTakesASubtreeAsTheWholeFilesystem) {
+  ScratchDir dir;
+  testing::ArchiveBuilder tar;
+  tar.directory("srv", {0750});
+  tar.file("srv/www/index.html", "hello\n");
+  tar.file("srv/data", "payload");
+  tar.hardlink("srv/again", "srv/data");
+  tar.file("etc/hostname", "elsewhere\n");
+  tar.write_to(dir / "rootfs.tar");
+  Ext4Options options;
+  options.size_bytes = 8 * kMiB;
+  options.uuid = Uuid::from_name("srv");
+  options.hash_seed = Uuid::from_name("seed");
+  options.timestamp = 1700000000;
+  auto fs = Ext4Image::format(dir / "srv.img", options);
+  ASSERT_TRUE(fs) << fs.error().to_string();
+  auto reader = TarReader::open(dir / "rootfs.tar");
+  ASSERT_TRUE(reader);
+  ImportOptions import;
+  import.select = [](TarEntry& entry) {
+    if (entry.path != "srv" && !entry.path.starts_with("srv/")) return false;
+    entry.path = entry.path == "srv" ? "" : entry.path.substr(4);
+    if (entry.type == EntryType::kHardlink) entry.link_target = entry.link_target.substr(4);
+    return true;
+  };
+  auto stats = fs->import(*reader, import);
+  ASSERT_TRUE(stats) << stats.error().to_string();
+  EXPECT_EQ(stats->entries, 4u);
+  EXPECT_EQ(*fs->read_file("/www/index.html"), "hello\n");
+  EXPECT_EQ((*fs->stat("/again"))->links, 2u);
+  EXPECT_EQ((*fs->stat("/"))->mode, 0750u);  // the mountpoint's own attributes
+  EXPECT_FALSE(*fs->stat("/etc"));
+  ASSERT_TRUE(fs->close());
+  EXPECT_EQ(run_program({"e2fsck", "-fn", (dir / "srv.img").string()}).exit_code, 0);
 }
 
 TEST(SwapArea, WritesAHeaderBlkidReads) {

@@ -151,6 +151,24 @@ TEST(StorageRecipe, VolumeRules) {
             "r.toml:10:15: storage.lvm.extent_size 3.0 MiB: expected a power of two of at least 1M");
 }
 
+TEST(StorageRecipe, OtherVolumesHoldDataDirectoriesOnly) {
+  std::string head = "[storage]\nlayout = \"lvm\"\n[[storage.lvm.volumes]]\nname = \"root\"\nsize = \"rest\"\n"
+                     "mountpoint = \"/\"\n[[storage.lvm.volumes]]\nname = \"data\"\nsize = \"64M\"\n";
+  EXPECT_TRUE(parse(head + "mountpoint = \"/var/log\"\n"));
+  EXPECT_TRUE(parse(head + "mountpoint = \"/usr/local\"\n"));
+  EXPECT_EQ(error_of(head + "mountpoint = \"/var\"\n"),
+            "r.toml:16:14: storage.lvm.volumes: \"data\" cannot be mounted at /var: kiln sets the system up through "
+            "/var/lib/dpkg in the root filesystem; mount a volume at a data directory such as /srv, /home, /opt or "
+            "/var/log");
+  EXPECT_THAT(error_of(head + "mountpoint = \"/etc/ssl\"\n"), HasSubstr("cannot be mounted at /etc/ssl"));
+  EXPECT_EQ(error_of(head + "mountpoint = \"/home\"\n[customize]\n[[customize.users]]\nname = \"alice\"\n"),
+            "r.toml:18:1: /home/alice is on volume \"data\" (mounted at /home, line 16), but kiln customises the "
+            "root filesystem only; do this at first boot, or with customize.run, whose changes go to the right volume");
+  EXPECT_THAT(error_of(head + "mountpoint = \"/srv\"\n[[customize.files]]\npath = \"/srv/index.html\"\n"
+                              "content = \"hi\"\n"),
+              HasSubstr("/srv/index.html is on volume \"data\""));
+}
+
 constexpr std::string_view kLuks = "[storage.luks]\npassphrase_file = \"test.passphrase\"\n";
 
 TEST(StorageRecipe, LuksDefaultsAreModernAndTheFileIsResolved) {

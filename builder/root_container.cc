@@ -1,0 +1,300 @@
+#include "builder/root_container.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "base/files.h"
+#include "base/interrupt.h"
+#include "base/size.h"
+#include "crypto/luks.h"
+#include "crypto/sector_cipher.h"
+#include "formats/ext4_allocation.h"
+#include "formats/swap_area.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kFilesystemBlock = 4096;
+// Encryption works through the data in pieces of this size, on a few threads.
+constexpr uint64_t kChunk = 4 * kMiB;
+constexpr unsigned kMaxThreads = 4;
+
+LuksSettings luks_settings(const Plan& plan) {
+  const LuksSection& luks = plan.recipe->storage.luks;
+  LuksSettings settings;
+  settings.version = luks.version.value;
+  settings.cipher = luks.cipher.value;
+  settings.key_bytes = static_cast<uint32_t>(luks.key_size.value / 8);
+  settings.sector_size = static_cast<uint32_t>(luks.sector_size.value);
+  settings.hash = luks.hash.value;
+  settings.pbkdf.type = luks.pbkdf.value;
+  settings.pbkdf.hash = luks.hash.value;
+  settings.pbkdf.time_ms = static_cast<uint32_t>(luks.pbkdf_time.value);
+  settings.pbkdf.iterations = static_cast<uint32_t>(luks.pbkdf_iterations.value);
+  settings.pbkdf.memory_kib = static_cast<uint32_t>(luks.pbkdf_memory.value / 1024);
+  settings.label = luks.label.value;
+  settings.uuid = plan.identity.luks.to_string();
+  return settings;
+}
+
+// The secrets of [storage.luks], keyslot 0 first. Errors name the recipe line.
+Result<std::vector<Secret>> luks_keys(const LuksSection& luks) {
+  std::vector<Secret> keys;
+  for (const auto& [file, whole] : {std::pair{&luks.passphrase_file, false}, std::pair{&luks.key_file, true}}) {
+    if (file->value.empty()) continue;
+    auto key = whole ? Secret::key_file(file->value) : Secret::passphrase_file(file->value);
+    if (!key) {
+      Error error = std::move(key).error();
+      error.where = file->where;
+      return std::unexpected(std::move(error));
+    }
+    keys.push_back(std::move(*key));
+  }
+  return keys;
+}
+
+void merge(std::vector<ByteRange>& ranges) {
+  std::sort(ranges.begin(), ranges.end(), [](const ByteRange& a, const ByteRange& b) { return a.offset < b.offset; });
+  std::vector<ByteRange> out;
+  for (const ByteRange& range : ranges) {
+    if (!out.empty() && range.offset <= out.back().offset + out.back().length) {
+      uint64_t end = std::max(out.back().offset + out.back().length, range.offset + range.length);
+      out.back().length = end - out.back().offset;
+    } else {
+      out.push_back(range);
+    }
+  }
+  ranges = std::move(out);
+}
+
+// Encrypts `ranges` of the plaintext file into `image` at `data_start`,
+// piece by piece on a few threads, each with its own cipher context.
+Result<uint64_t> encrypt_ranges(const std::vector<ByteRange>& ranges, const fs::path& plaintext, uint64_t from,
+                                const fs::path& image, uint64_t data_start, const std::string& cipher_spec,
+                                const Secret& key, uint32_t sector_size, Reporter& reporter) {
+  struct Piece {
+    uint64_t offset;
+    uint64_t length;
+  };
+  std::vector<Piece> pieces;
+  uint64_t total = 0;
+  for (const ByteRange& range : ranges) {
+    if (range.offset % sector_size != 0 || range.length % sector_size != 0)
+      return fail(ErrorKind::kFailed, "internal: {} bytes at {} are not whole {}-byte sectors", range.length,
+                  range.offset, sector_size);
+    for (uint64_t at = 0; at < range.length; at += kChunk)
+      pieces.push_back({range.offset + at, std::min(kChunk, range.length - at)});
+    total += range.length;
+  }
+  KILN_ASSIGN(UniqueFd source, open_file(plaintext, O_RDONLY | O_CLOEXEC));
+  KILN_ASSIGN(UniqueFd target, open_file(image, O_RDWR | O_CLOEXEC));
+  std::atomic<size_t> next{0};
+  std::atomic<uint64_t> done{0};
+  std::mutex mutex;
+  std::optional<Error> failure;
+  auto work = [&]() {
+    auto fail_with = [&](Error error) {
+      std::lock_guard lock(mutex);
+      if (!failure) failure = std::move(error);
+    };
+    auto cipher = SectorCipher::create(cipher_spec, key, sector_size);
+    if (!cipher) return fail_with(std::move(cipher).error());
+    std::vector<char> buffer(kChunk);
+    for (size_t i = next++; i < pieces.size(); i = next++) {
+      if (interrupted() || failure) return;
+      const Piece& piece = pieces[i];
+      size_t length = static_cast<size_t>(piece.length);
+      ssize_t n = ::pread(source.get(), buffer.data(), length, static_cast<off_t>(from + piece.offset));
+      if (n != static_cast<ssize_t>(length)) return fail_with(fail_errno("cannot read", plaintext.string(), n < 0 ? errno : EIO).error());
+      if (auto encrypted = cipher->encrypt(buffer.data(), length, piece.offset); !encrypted)
+        return fail_with(std::move(encrypted).error());
+      if (auto written = pwrite_all(target.get(), buffer.data(), length, data_start + piece.offset, image.string());
+          !written)
+        return fail_with(std::move(written).error());
+      reporter.progress(done += length, total);
+    }
+  };
+  unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxThreads);
+  std::vector<std::thread> workers;
+  for (unsigned t = 1; t < threads; ++t) workers.emplace_back(work);
+  work();
+  for (std::thread& worker : workers) worker.join();
+  if (failure) return std::unexpected(std::move(*failure));
+  KILN_TRY(check_interrupted());
+  return total;
+}
+
+}  // namespace
+
+Result<RootContainer> RootContainer::create(const Plan& plan, const fs::path& image, uint64_t offset, uint64_t size,
+                                            const fs::path& scratch, Reporter& reporter) {
+  RootContainer container(plan, image, offset, size);
+  const StorageSection& storage = plan.recipe->storage;
+  if (storage.luks.present.value) container.header_size_ = luks_header_size(luks_settings(plan));
+  if (storage.dmcrypt.present.value) container.header_size_ = 0;
+  if (container.encrypted()) {
+    if (container.header_size_ + kMiB > size)
+      return fail(ErrorKind::kNoSpace, "the root partition ({}) has no room behind its {} encryption header",
+                  format_size(size), format_size(container.header_size_));
+    container.staging_ = scratch / ".root-plaintext";
+    KILN_ASSIGN(UniqueFd staged, open_file(container.staging_, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (::ftruncate(staged.get(), static_cast<off_t>(size - container.header_size_)) != 0)
+      return fail_errno("cannot size", container.staging_.string(), errno);
+    container.plaintext_file_ = container.staging_;
+    container.plaintext_offset_ = 0;
+  } else {
+    container.plaintext_file_ = image;
+    container.plaintext_offset_ = offset;
+  }
+  KILN_TRY(container.place_volumes(reporter));
+  return container;
+}
+
+RootContainer::RootContainer(RootContainer&& other) noexcept
+    : plan_(other.plan_), image_(std::move(other.image_)), offset_(other.offset_), size_(other.size_),
+      header_size_(other.header_size_), plaintext_file_(std::move(other.plaintext_file_)),
+      plaintext_offset_(other.plaintext_offset_), staging_(std::exchange(other.staging_, {})),
+      volumes_(std::move(other.volumes_)), lvm_(std::move(other.lvm_)) {}
+
+RootContainer::~RootContainer() {
+  if (staging_.empty()) return;
+  std::error_code ignored;
+  fs::remove(staging_, ignored);
+}
+
+const PlacedVolume& RootContainer::root() const {
+  for (const PlacedVolume& volume : volumes_)
+    if (volume.is_root()) return volume;
+  return volumes_.front();
+}
+
+Result<> RootContainer::place_volumes(Reporter& reporter) {
+  const Plan& plan = *plan_;
+  const StorageSection& storage = plan.recipe->storage;
+  uint64_t area = size_ - (encrypted() ? header_size_ : 0);
+  if (storage.layout.value != "lvm") {
+    volumes_.push_back({"root", storage.filesystem.value, "/", storage.label.value, plan.identity.root_filesystem, 0,
+                        area / kFilesystemBlock * kFilesystemBlock});
+    return {};
+  }
+  reporter.note(fmt::format("LVM: volume group {} with {} volumes (lvm2 on a loop device)", storage.lvm.vg.value,
+                            storage.lvm.volumes.size()));
+  std::vector<LogicalVolumeRequest> requests;
+  for (const LvmVolume& volume : storage.lvm.volumes)
+    requests.push_back({volume.name.value, volume.rest ? 0 : volume.size.value});
+  auto layout = write_lvm_layout(plaintext_file_, plaintext_offset_, area, storage.lvm.vg.value,
+                                 storage.lvm.extent_size.value, requests);
+  if (!layout) {
+    Error error = std::move(layout).error();
+    if (error.where.empty()) error.where = storage.lvm.present.where;
+    return std::unexpected(std::move(error).with_context("storage.lvm"));
+  }
+  for (size_t i = 0; i < storage.lvm.volumes.size(); ++i) {
+    const LvmVolume& volume = storage.lvm.volumes[i];
+    const PlacedLogicalVolume& placed = layout->volumes[i];
+    volumes_.push_back({volume.name.value, volume.filesystem.value, volume.mountpoint.value, volume.label.value,
+                        plan.identity.volumes.at(volume.name.value), placed.offset, placed.size});
+  }
+  lvm_ = std::move(*layout);
+  return {};
+}
+
+Result<std::optional<EncryptionInfo>> RootContainer::seal(Reporter& reporter) {
+  if (!encrypted()) return std::nullopt;
+  const Plan& plan = *plan_;
+  const StorageSection& storage = plan.recipe->storage;
+
+  // What holds anything: the LVM label and metadata, each filesystem's
+  // blocks in use, each swap header.
+  std::vector<ByteRange> ranges;
+  if (lvm_) ranges.push_back({0, lvm_->pe_start});
+  for (const PlacedVolume& volume : volumes_) {
+    if (volume.filesystem == "swap") {
+      ranges.push_back({volume.offset, kSwapHeaderSize});
+      continue;
+    }
+    KILN_ASSIGN(std::vector<ByteRange> used, ext4_used_ranges(plaintext_file_, plaintext_offset_ + volume.offset));
+    for (const ByteRange& range : used) ranges.push_back({volume.offset + range.offset, range.length});
+  }
+  merge(ranges);
+
+  EncryptionInfo info;
+  Secret volume_key;
+  if (storage.luks.present.value) {
+    LuksSettings settings = luks_settings(plan);
+    KILN_ASSIGN(std::vector<Secret> keys, luks_keys(storage.luks));
+    KILN_ASSIGN(volume_key, Secret::random(settings.key_bytes));
+    reporter.note(fmt::format("{} header ({} key derivation)", settings.version, settings.pbkdf.type));
+    // libcryptsetup formats whole files: a sparse one of the partition's
+    // size, whose header part is then copied into place.
+    fs::path header = staging_.parent_path() / ".root-luks-header";
+    struct Remove {
+      fs::path path;
+      ~Remove() { std::error_code ignored; fs::remove(path, ignored); }
+    } remove_header{header};
+    {
+      KILN_ASSIGN(UniqueFd created, open_file(header, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (::ftruncate(created.get(), static_cast<off_t>(size_)) != 0) return fail_errno("cannot size", header.string(), errno);
+    }
+    std::vector<const Secret*> pointers;
+    for (const Secret& key : keys) pointers.push_back(&key);
+    KILN_ASSIGN(uint64_t data_offset, format_luks(header, settings, volume_key, pointers));
+    if (data_offset != header_size_)
+      return fail(ErrorKind::kFailed, "libcryptsetup placed the data at {} bytes, not at {} as planned", data_offset,
+                  header_size_);
+    {
+      KILN_ASSIGN(UniqueFd source, open_file(header, O_RDONLY | O_CLOEXEC));
+      KILN_ASSIGN(UniqueFd target, open_file(image_, O_RDWR | O_CLOEXEC));
+      KILN_TRY(copy_sparse(source.get(), 0, target.get(), offset_, data_offset, image_.string()));
+    }
+    info = {settings.version, settings.cipher, settings.key_bytes * 8, settings.sector_size, data_offset,
+            settings.uuid, static_cast<int>(keys.size()), 0, ""};
+  } else {
+    const DmcryptSection& dmcrypt = storage.dmcrypt;
+    auto passphrase = Secret::passphrase_file(dmcrypt.passphrase_file.value);
+    if (!passphrase) {
+      Error error = std::move(passphrase).error();
+      error.where = dmcrypt.passphrase_file.where;
+      return std::unexpected(std::move(error));
+    }
+    KILN_ASSIGN(volume_key, plain_dmcrypt_key(dmcrypt.cipher.value, static_cast<uint32_t>(dmcrypt.key_size.value / 8),
+                                              dmcrypt.hash.value, *passphrase));
+    info = {"plain", dmcrypt.cipher.value, static_cast<uint32_t>(dmcrypt.key_size.value),
+            static_cast<uint32_t>(dmcrypt.sector_size.value), 0, "", 0, 0, ""};
+  }
+
+  if (SectorCipher::supports(info.cipher)) {
+    reporter.note(fmt::format("encrypting {} in use with {}", format_size([&] {
+                                uint64_t sum = 0;
+                                for (const ByteRange& range : ranges) sum += range.length;
+                                return sum;
+                              }()),
+                              info.cipher));
+    KILN_ASSIGN(info.encrypted_bytes, encrypt_ranges(ranges, plaintext_file_, plaintext_offset_, image_,
+                                                     offset_ + info.data_offset, info.cipher, volume_key,
+                                                     info.sector_size, reporter));
+    info.method = "kiln";
+  } else {
+    // A cipher kiln does not implement (LUKS2 only, as the recipe checks):
+    // libcryptsetup encrypts the whole staging file, which then goes in.
+    reporter.note(fmt::format("encrypting with {} through libcryptsetup's reencryption", info.cipher));
+    KILN_TRY(encrypt_with_libcryptsetup(staging_, luks_settings(plan), volume_key,
+                                        [&reporter](uint64_t done, uint64_t total) { reporter.progress(done, total); }));
+    KILN_ASSIGN(UniqueFd source, open_file(staging_, O_RDONLY | O_CLOEXEC));
+    KILN_ASSIGN(UniqueFd target, open_file(image_, O_RDWR | O_CLOEXEC));
+    uint64_t length = size_ - info.data_offset;
+    KILN_TRY(copy_sparse(source.get(), 0, target.get(), offset_ + info.data_offset, length, image_.string()));
+    info.encrypted_bytes = length;
+    info.method = "libcryptsetup reencryption";
+  }
+  return info;
+}
+
+}  // namespace kiln
