@@ -67,8 +67,11 @@ bool enter_image(const ChrootPaths& p) {
   if (::mount("sysfs", p.sys.c_str(), "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, nullptr) != 0)
     return false;
   if (::mount("tmpfs", p.dev.c_str(), "tmpfs", MS_NOSUID, "mode=0755") != 0) return false;
+  // mknod applies the umask; apt's unprivileged _apt user must still be
+  // able to write /dev/null (apt-key's `command -v gpgv >/dev/null`).
   for (size_t i = 0; i < kDevices.size(); ++i)
-    if (::mknod(p.device_nodes[i].c_str(), S_IFCHR | 0666, makedev(kDevices[i].major, kDevices[i].minor)) != 0)
+    if (::mknod(p.device_nodes[i].c_str(), S_IFCHR | 0666, makedev(kDevices[i].major, kDevices[i].minor)) != 0 ||
+        ::chmod(p.device_nodes[i].c_str(), 0666) != 0)
       return false;
   for (const auto& [target, link] : p.dev_links)
     if (::symlink(target.c_str(), link.c_str()) != 0) return false;
