@@ -1,5 +1,7 @@
 #include "runtime/boot_source.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "base/files.h"
@@ -92,11 +94,15 @@ Result<BootSource> from_xen_config(const fs::path& file) {
   // The root device named by root= goes first; the others follow in order.
   std::string root_frontend = device_of(domain.root);
   std::vector<const DomainDisk*> ordered;
-  for (const DomainDisk& disk : domain.disks)
-    if (disk.frontend == root_frontend || split_partition(disk.frontend).first == split_partition(root_frontend).first)
-      ordered.insert(ordered.begin(), &disk);
-    else
-      ordered.push_back(&disk);
+  for (const DomainDisk& disk : domain.disks) ordered.push_back(&disk);
+  // root=/dev/sda1 names the disk "sda1", or partition 1 of the disk "sda".
+  auto root_disk = std::find_if(ordered.begin(), ordered.end(),
+                                [&](const DomainDisk* d) { return d->frontend == root_frontend; });
+  if (root_disk == ordered.end())
+    root_disk = std::find_if(ordered.begin(), ordered.end(), [&](const DomainDisk* d) {
+      return d->frontend == split_partition(root_frontend).first;
+    });
+  if (root_disk != ordered.end()) std::rotate(ordered.begin(), root_disk, root_disk + 1);
   for (const DomainDisk* disk : ordered) {
     fs::path path = resolve(base, disk->path);
     if (!fs::exists(path)) return fail_at(disk->where, "disk {}: no such file or device", path.string());
@@ -104,7 +110,7 @@ Result<BootSource> from_xen_config(const fs::path& file) {
   }
   // A frontend with a partition number ("sda1") exports a bare filesystem;
   // root= names a partition of a whole disk only when the frontend has none.
-  auto [root_disk, root_part] = split_partition(root_frontend);
+  int root_part = split_partition(root_frontend).second;
   bool bare = split_partition(ordered.front()->frontend).second != 0;
   source.root_partition = bare ? 0 : root_part;
   std::string rest = domain.root.substr(std::min(domain.root.size(), domain.root.find(' ') == std::string::npos

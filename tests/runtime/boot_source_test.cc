@@ -1,0 +1,106 @@
+// What `kiln boot` makes of its argument: a baked image directory, or a Xen
+// domain config in the Xen era's own words.
+#include "runtime/boot_source.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "runtime/hypervisor_command.h"
+#include "tests/test_support.h"
+
+namespace kiln {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::ScratchDir;
+using testing::write_text;
+
+TEST(BootSource, ImageDirectoryGivesKernelRootAndUuid) {
+  ScratchDir dir;
+  for (const char* file : {"vmlinuz", "initrd.img", "root.img", "disk.raw"}) write_text(dir / file, "x");
+  write_text(dir / "manifest.json",
+             R"({"image": {"name": "web", "root_filesystem": {"uuid": "1234"},
+                 "kernel_cmdline": "root=UUID=1234 ro console=tty0 console=ttyS0 quiet"}})");
+  auto source = read_boot_source(dir.path());
+  ASSERT_TRUE(source) << source.error().to_string();
+  EXPECT_EQ(source->name, "web");
+  EXPECT_EQ(source->kernel, dir / "vmlinuz");
+  ASSERT_EQ(source->disks.size(), 1u);
+  EXPECT_EQ(source->disks[0].base, dir / "root.img");
+  EXPECT_EQ(source->root_uuid, "1234");
+  EXPECT_EQ(source->firmware_disk, dir / "disk.raw");
+  EXPECT_EQ(source->kernel_args, "quiet");  // root, ro and consoles are kiln's to set per boot
+}
+
+TEST(BootSource, DirectoryWithoutManifestSaysWhatItWants) {
+  ScratchDir dir;
+  auto source = read_boot_source(dir.path());
+  ASSERT_FALSE(source);
+  EXPECT_THAT(source.error().message, HasSubstr("not a baked image (no manifest.json)"));
+}
+
+TEST(BootSource, XenEraConfigMapsToTheSameVm) {
+  ScratchDir dir;
+  write_text(dir / "vmlinuz-2.6.18-xen", "k");
+  write_text(dir / "initrd.img-2.6.18-xen", "i");
+  write_text(dir / "feisty.img", "root");
+  write_text(dir / "feisty-swap.img", "swap");
+  write_text(dir / "feisty.cfg", R"(# the book's example
+kernel  = "vmlinuz-2.6.18-xen"
+ramdisk = "initrd.img-2.6.18-xen"
+memory  = 128
+name    = "feisty"
+vcpus   = 2
+builder = 'linux'
+disk    = ['tap:aio:)" + (dir / "feisty.img").string() + R"(,sda1,w','tap:aio:)" +
+                                      (dir / "feisty-swap.img").string() + R"(,sda3,w']
+vif     = [ 'mac=00:16:3e:00:00:10, bridge=xenbr0' ]
+root    = "/dev/sda1 ro"
+extra   = "console=hvc0 xencons=tty"
+on_reboot = 'restart'
+on_crash  = 'preserve'
+)");
+  auto source = read_boot_source(dir / "feisty.cfg");
+  ASSERT_TRUE(source) << source.error().to_string();
+  EXPECT_EQ(source->name, "feisty");
+  EXPECT_EQ(source->kernel, dir / "vmlinuz-2.6.18-xen");
+  EXPECT_EQ(source->initrd, dir / "initrd.img-2.6.18-xen");
+  EXPECT_EQ(*source->memory_mib, 128u);
+  EXPECT_EQ(*source->vcpus, 2);
+  ASSERT_EQ(source->disks.size(), 2u);
+  EXPECT_EQ(source->disks[0].base, dir / "feisty.img");  // the one root= names comes first
+  EXPECT_EQ(source->root_partition, 0);                   // sda1 is a bare filesystem
+  EXPECT_EQ(*source->mac, "00:16:3e:00:00:10");
+  EXPECT_EQ(*source->bridge, "xenbr0");
+  EXPECT_EQ(*source->on_crash, LifecyclePolicy::kPreserve);
+  EXPECT_EQ(source->kernel_args, "xencons=tty");
+  ASSERT_EQ(source->warnings.size(), 1u);
+  EXPECT_THAT(source->warnings[0], HasSubstr("feisty.cfg:7: 'builder' is a Xen setting kiln does not act on"));
+  EXPECT_EQ(guest_device(BackendKind::kQemu, 0, source->root_partition), "/dev/vda");
+  EXPECT_EQ(guest_device(BackendKind::kUml, 1, 0), "/dev/ubdb");
+}
+
+TEST(BootSource, XenConfigErrorsNameTheLine) {
+  ScratchDir dir;
+  write_text(dir / "bad.cfg", "name = \"x\"\nkernel = \"/nonexistent/vmlinuz\"\ndisk = ['file:/x,xvda1,w']\n");
+  auto source = read_boot_source(dir / "bad.cfg");
+  ASSERT_FALSE(source);
+  EXPECT_EQ(source.error().to_string(), (dir / "bad.cfg").string() + ":2: kernel /nonexistent/vmlinuz: no such file");
+  EXPECT_FALSE(read_boot_source(dir / "missing"));
+}
+
+TEST(GuestCommandLine, CarriesRootConsoleAndIdentity) {
+  InstanceSpec spec;
+  spec.id = "abc";
+  spec.root = "UUID=1234";
+  spec.kernel_args = "quiet";
+  spec.personality.hostname = "web1";
+  spec.personality.machine_id = "0123";
+  EXPECT_EQ(guest_command_line(spec),
+            "root=UUID=1234 ro quiet console=ttyS0 kiln.instance=abc systemd.machine_id=0123 systemd.hostname=web1");
+  spec.backend = BackendKind::kUml;
+  EXPECT_THAT(guest_command_line(spec), HasSubstr("console=tty0 kiln.instance=abc kiln.net=slirp kiln.cad=poweroff"));
+}
+
+}  // namespace
+}  // namespace kiln
