@@ -15,6 +15,7 @@
 #include "builder/apt_sources.h"
 #include "builder/assembler.h"
 #include "builder/bootstrap.h"
+#include "builder/host_target.h"
 #include "builder/image_chroot.h"
 #include "builder/plan.h"
 #include "builder/stage_cache.h"
@@ -139,6 +140,10 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
   fs::path output = fs::absolute(options.output_dir).lexically_normal();
   if (output.filename().empty()) output = output.parent_path();
   KILN_TRY(check_output_dir(output));
+  std::optional<HostTarget> target;
+  if (!options.target.empty()) {
+    KILN_ASSIGN(target, check_host_target(options.target, recipe.storage.size.value));
+  }
 
   PlanInputs inputs;
   inputs.source_date_epoch = options.source_date_epoch;
@@ -182,6 +187,14 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
   stages.outcomes().push_back({"finalize", "", false, seconds_since(finalize_started)});
 
   BakeResult result;
+  if (target) {
+    auto target_started = Clock::now();
+    bool gpt = recipe.storage.layout.value != "plain";
+    reporter.step("target", target->spec);
+    KILN_ASSIGN(result.target, write_host_target(*target, output / (gpt ? "disk.raw" : "root.img"), gpt, reporter));
+    reporter.done();
+    stages.outcomes().push_back({"target", "", false, seconds_since(target_started)});
+  }
   result.output_dir = output;
   result.artifacts = std::move(finalized.artifacts);
   result.stages = std::move(stages.outcomes());

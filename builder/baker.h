@@ -23,6 +23,9 @@ struct BakeOptions {
   std::filesystem::path cache_dir;  // empty: StageCache::default_root()
   bool use_cache = true;
   std::optional<int64_t> source_date_epoch;
+  // A host block device that also receives the image (builder/host_target.h):
+  // "lvm:VG/LV" or "/dev/...". Checked before anything is baked.
+  std::string target;
 };
 
 struct StageOutcome {
@@ -36,6 +39,7 @@ struct BakeResult {
   std::filesystem::path output_dir;
   std::vector<Artifact> artifacts;
   std::vector<StageOutcome> stages;
+  std::filesystem::path target;  // the device written to, if any
   double seconds = 0;
 };
 

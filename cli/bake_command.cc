@@ -16,6 +16,7 @@ struct BakeFlags {
   std::string cache;
   bool no_cache = false;
   bool json = false;
+  std::string target;
 };
 
 void print_result(const BakeResult& result, const Recipe& recipe, Reporter& reporter) {
@@ -28,6 +29,7 @@ void print_result(const BakeResult& result, const Recipe& recipe, Reporter& repo
     for (const auto& artifact : result.artifacts)
       artifacts.push_back({{"file", artifact.file}, {"size", artifact.size}, {"sha256", artifact.sha256}});
     reporter.event("result", {{"output", result.output_dir.string()},
+                              {"target", result.target.string()},
                               {"seconds", result.seconds},
                               {"stages", stages},
                               {"artifacts", artifacts}});
@@ -38,6 +40,7 @@ void print_result(const BakeResult& result, const Recipe& recipe, Reporter& repo
   for (const auto& artifact : result.artifacts)
     fmt::print("  {:<28} {:>10}  sha256:{}\n", artifact.file, format_size(artifact.size),
                artifact.sha256.substr(0, 16));
+  if (!result.target.empty()) fmt::print("Wrote the image onto {}\n", result.target.string());
 }
 
 int run_bake(const BakeFlags& flags) {
@@ -50,6 +53,7 @@ int run_bake(const BakeFlags& flags) {
   options.cache_dir = flags.cache;
   options.use_cache = !flags.no_cache;
   options.source_date_epoch = *epoch;
+  options.target = flags.target;
   Reporter reporter(Reporter::detect(flags.json));
   auto result = bake(*recipe, options, reporter);
   return finish(result, [&](const BakeResult& done) { print_result(done, *recipe, reporter); });
@@ -69,6 +73,9 @@ void register_bake(CLI::App& root, Registry& registry) {
                   "Stage cache directory (default: $KILN_CACHE, else ~/.cache/kiln)");
   app->add_flag("--no-cache", flags->no_cache, "Neither use nor fill the stage cache");
   app->add_flag("--json", flags->json, "Progress and result as JSON lines on stdout");
+  app->add_option("--target", flags->target,
+                  "Also write the image onto a host block device: lvm:VG/LV (created from storage.size when "
+                  "missing; needs device-mapper) or /dev/... (refused when mounted, in use or too small)");
   app->footer(
       "Stages: bootstrap (cached), customize (in-image steps; cached), assemble (ext4, GPT, ESP),\n"
       "finalize (outputs, manifest.json). Set SOURCE_DATE_EPOCH for byte-identical rebakes.\n"
