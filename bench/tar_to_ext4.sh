@@ -2,7 +2,7 @@
 # Times turning a rootfs tarball into an ext4 image, in one run, three ways:
 #   kiln          build/kiln make-fs (libext2fs, no unpacked tree)
 #   tar+mke2fs    tar -x into a directory, then mke2fs -d of that directory
-#   virt-make-fs  libguestfs (skipped when not installed)
+#   virt-make-fs  libguestfs (skipped when not installed or when it fails)
 # and prints each time with its ratio to kiln's. Every image is checked with
 # e2fsck -fn afterwards (outside the timings). Temporaries are removed on exit,
 # Ctrl-C included.
@@ -73,9 +73,12 @@ tar_mke2fs_ms=$(( untar_ms + mke2fs_ms ))
 virt_ms=""
 if command -v virt-make-fs >/dev/null; then
   start=$(now_ms)
-  virt-make-fs --type=ext4 --format=raw --size="${size_mib}M" "$tarball" "$work/virt.img"
-  virt_ms=$(( $(now_ms) - start ))
-  check "$work/virt.img" virt-make-fs
+  if virt-make-fs --type=ext4 --format=raw --size="${size_mib}M" "$tarball" "$work/virt.img" 2>"$work/virt.log"; then
+    virt_ms=$(( $(now_ms) - start ))
+    check "$work/virt.img" virt-make-fs
+  else
+    echo "virt-make-fs: failed here ($(grep -m 1 -i error "$work/virt.log" || tail -n 1 "$work/virt.log"))"
+  fi
   rm -f -- "$work/virt.img"
 else
   echo "virt-make-fs: skipped (not installed; Debian package libguestfs-tools)"
