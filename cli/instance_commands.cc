@@ -28,6 +28,7 @@ nlohmann::json record_json(const InstanceRecord& r) {
                         {"backend", backend_name(r.spec.backend)},
                         {"kvm", r.spec.kvm},
                         {"started_at_ms", r.started_at_ms},
+                        {"hypervisor_pid", r.hypervisor_pid},
                         {"restarts", r.restarts},
                         {"hostname", r.spec.personality.hostname},
                         {"mac", r.spec.personality.mac},

@@ -1,0 +1,243 @@
+// `kiln boot` and xm's lifecycle on the default image, for real: UML and
+// qemu (TCG here, as KVM does not work on these hosts), readiness, list,
+// pause, save and restore, shutdown, several instances at once, Xen configs,
+// and what happens on bad input and when a hypervisor is killed.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/test_support.h"
+
+namespace kiln {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::ProcessResult;
+using testing::read_text;
+
+const std::filesystem::path kImage = std::filesystem::path(KILN_INTEGRATION_DIR) / "default";
+
+// Each test gets its own instance state and disk directories, and destroys
+// whatever it left running.
+class BootTest : public ::testing::Test {
+ protected:
+  std::vector<std::string> env() const {
+    return {"KILN_RUNTIME_DIR=" + (dir_ / "run").string(), "KILN_STATE_DIR=" + (dir_ / "state").string()};
+  }
+  ProcessResult kiln(std::vector<std::string> args) const { return testing::run_kiln(args, env()); }
+
+  ProcessResult boot(const std::string& name, std::vector<std::string> more) {
+    names_.push_back(name);
+    std::vector<std::string> args = {"boot", kImage.string(), "--name", name, "--detach", "--wait-ready=240", "--json"};
+    args.insert(args.end(), more.begin(), more.end());
+    return kiln(args);
+  }
+
+  nlohmann::json list() const {
+    auto result = kiln({"list", "--json"});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return nlohmann::json::parse(result.out);
+  }
+
+  nlohmann::json find(const std::string& name) const {
+    for (const auto& instance : list())
+      if (instance["name"] == name) return instance;
+    return nullptr;
+  }
+
+  std::string console(const std::string& name) const { return read_text(dir_ / "run" / name / "console.log"); }
+
+  bool gone(const std::string& name) const {
+    return !std::filesystem::exists(dir_ / "run" / name) && !std::filesystem::exists(dir_ / "state/instances" / name);
+  }
+
+  void TearDown() override {
+    for (const std::string& name : names_) kiln({"destroy", name});
+  }
+
+  testing::ScratchDir dir_;
+  std::vector<std::string> names_;
+};
+
+nlohmann::json parse_last_line(const std::string& out) {
+  auto start = out.rfind('{');
+  return start == std::string::npos ? nlohmann::json() : nlohmann::json::parse(out.substr(start), nullptr, false);
+}
+
+TEST_F(BootTest, UmlInstanceBootsToReadyIsListedAndShutsDownCleanly) {
+  auto result = boot("uml1", {"--backend", "uml", "--net", "none"});
+  ASSERT_EQ(result.exit_code, 0) << result.err << console("uml1");
+  auto booted = parse_last_line(result.out);
+  EXPECT_GT(booted["ready_seconds"].get<double>(), 0);
+  EXPECT_LT(booted["create_ms"].get<double>(), 5000);
+  auto listed = find("uml1");
+  ASSERT_FALSE(listed.is_null());
+  EXPECT_EQ(listed["state"], "running");
+  EXPECT_EQ(listed["state_letter"], "r");
+  EXPECT_EQ(listed["backend"], "uml");
+  EXPECT_EQ(listed["guest"]["hostname"], "uml1");
+  EXPECT_EQ(listed["guest"]["machine_id"], listed["machine_id"]);
+  auto shutdown = kiln({"shutdown", "uml1", "--wait=60"});
+  EXPECT_EQ(shutdown.exit_code, 0) << shutdown.err;
+  EXPECT_TRUE(list().empty());
+  EXPECT_TRUE(gone("uml1"));
+}
+
+TEST_F(BootTest, QemuInstancePausesSavesRestoresAndKeepsItsProcesses) {
+  testing::write_text(dir_ / "tick.sh",
+                      "#!/bin/sh\n( i=0; while :; do echo \"TICK $i\" > /dev/console; i=$((i+1)); sleep 1; done ) "
+                      ">/dev/null 2>&1 &\n");
+  std::filesystem::permissions(dir_ / "tick.sh", std::filesystem::perms::owner_all);
+  auto result = boot("qemu1", {"--backend", "qemu", "--firstboot", (dir_ / "tick.sh").string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err << console("qemu1");
+  EXPECT_THAT(result.err, HasSubstr("qemu with TCG: KVM does not work here"));
+  auto listed = find("qemu1");
+  EXPECT_EQ(listed["backend"], "qemu");
+  EXPECT_EQ(listed["guest"]["mac"], listed["mac"]);
+  EXPECT_THAT(listed["mac"].get<std::string>(), ::testing::StartsWith("00:16:3e:"));
+
+  ASSERT_EQ(kiln({"pause", "qemu1"}).exit_code, 0);
+  EXPECT_EQ(find("qemu1")["state_letter"], "p");
+  ASSERT_EQ(kiln({"unpause", "qemu1"}).exit_code, 0);
+  EXPECT_EQ(find("qemu1")["state_letter"], "r");
+
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  auto ticks = [](const std::string& text) {
+    std::vector<int> out;
+    for (size_t at = 0; (at = text.find("TICK ", at)) != std::string::npos; at += 5)
+      out.push_back(std::stoi(text.substr(at + 5)));
+    return out;
+  };
+  std::vector<int> before = ticks(console("qemu1"));
+  ASSERT_FALSE(before.empty()) << console("qemu1");
+  auto save = kiln({"save", "qemu1", (dir_ / "qemu1.save").string()});
+  ASSERT_EQ(save.exit_code, 0) << save.err;
+  EXPECT_TRUE(find("qemu1").is_null());
+  auto restore = kiln({"restore", (dir_ / "qemu1.save").string()});
+  ASSERT_EQ(restore.exit_code, 0) << restore.err;
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  // The loop started before the save goes on counting after the restore: a
+  // fresh process would start again from 0.
+  std::vector<int> after = ticks(console("qemu1"));
+  ASSERT_FALSE(after.empty()) << console("qemu1");
+  EXPECT_GE(after.front(), before.back());
+  EXPECT_TRUE(std::is_sorted(after.begin(), after.end()));
+  EXPECT_EQ(find("qemu1")["state"], "running");
+  auto shutdown = kiln({"shutdown", "qemu1", "--wait=120"});
+  EXPECT_EQ(shutdown.exit_code, 0) << shutdown.err;
+  EXPECT_TRUE(gone("qemu1"));
+}
+
+TEST_F(BootTest, FiveInstancesOfOneImageEachWithItsOwnIdentity) {
+  std::string bridge = "kilnt" + std::to_string(::getpid() % 100000);
+  ASSERT_EQ(testing::run_program({"ip", "link", "add", bridge, "type", "bridge"}).exit_code, 0);
+  std::vector<std::thread> boots;
+  std::vector<ProcessResult> results(5);
+  for (int i = 0; i < 5; ++i) names_.push_back("web" + std::to_string(i));
+  for (int i = 0; i < 5; ++i)
+    boots.emplace_back([&, i] {
+      results[i] = kiln({"boot", kImage.string(), "--name", names_[i], "--backend", "uml", "--net", "tap:" + bridge,
+                         "--detach", "--wait-ready=300", "--json"});
+    });
+  for (auto& thread : boots) thread.join();
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(results[i].exit_code, 0) << names_[i] << ": " << results[i].err;
+  auto instances = list();
+  ASSERT_EQ(instances.size(), 5u);
+  std::set<std::string> macs, machine_ids, hostnames;
+  for (const auto& instance : instances) {
+    EXPECT_EQ(instance["state"], "running");
+    EXPECT_EQ(instance["guest"]["hostname"], instance["name"]);
+    EXPECT_EQ(instance["guest"]["mac"], instance["mac"]);
+    EXPECT_EQ(instance["guest"]["machine_id"], instance["machine_id"]);
+    macs.insert(instance["guest"]["mac"]);
+    machine_ids.insert(instance["guest"]["machine_id"]);
+    hostnames.insert(instance["guest"]["hostname"]);
+  }
+  EXPECT_EQ(macs.size(), 5u);
+  EXPECT_EQ(machine_ids.size(), 5u);
+  EXPECT_EQ(hostnames.size(), 5u);
+  for (const auto& name : names_) EXPECT_EQ(kiln({"destroy", name}).exit_code, 0);
+  testing::run_program({"ip", "link", "del", bridge});
+  EXPECT_TRUE(list().empty());
+}
+
+TEST_F(BootTest, XenDomainConfigBootsTheSameImage) {
+  testing::write_text(dir_ / "web.cfg", "name = \"xenweb\"\nmemory = 384\nvcpus = 1\n"
+                                        "kernel = \"" + (kImage / "vmlinuz").string() + "\"\n"
+                                        "ramdisk = \"" + (kImage / "initrd.img").string() + "\"\n"
+                                        "disk = ['file:" + (kImage / "root.img").string() + ",xvda1,w']\n"
+                                        "vif = [ 'mac=00:16:3e:00:00:10' ]\n"
+                                        "root = \"/dev/xvda1 ro\"\nextra = \"console=hvc0\"\n"
+                                        "builder = 'linux'\non_crash = 'preserve'\n");
+  names_.push_back("xenweb");
+  auto result = kiln({"boot", (dir_ / "web.cfg").string(), "--backend", "uml", "--net", "none", "--detach",
+                      "--wait-ready=240"});
+  ASSERT_EQ(result.exit_code, 0) << result.err << console("xenweb");
+  EXPECT_THAT(result.err, HasSubstr("web.cfg:10: 'builder' is a Xen setting kiln does not act on"));
+  auto listed = find("xenweb");
+  EXPECT_EQ(listed["memory_mib"], 384);
+  EXPECT_EQ(listed["mac"], "00:16:3e:00:00:10");
+  EXPECT_EQ(listed["guest"]["hostname"], "xenweb");
+}
+
+TEST_F(BootTest, BadInputIsRefusedWithoutLeavingState) {
+  auto unknown = kiln({"boot", kImage.string(), "--backend", "xen"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_THAT(unknown.err, HasSubstr("--backend"));
+  auto memory = kiln({"boot", kImage.string(), "--name", "big", "--memory", "4T"});
+  EXPECT_EQ(memory.exit_code, 2);
+  EXPECT_THAT(memory.err, HasSubstr("more than this host has"));
+  testing::write_text(dir_ / "nokernel.cfg",
+                      "name = \"x\"\nkernel = \"/nowhere/vmlinuz\"\ndisk = ['file:/nowhere/root.img,xvda1,w']\n");
+  auto kernel = kiln({"boot", (dir_ / "nokernel.cfg").string()});
+  EXPECT_EQ(kernel.exit_code, 2);
+  EXPECT_THAT(kernel.err, HasSubstr("nokernel.cfg:2: kernel /nowhere/vmlinuz: no such file"));
+  auto console = kiln({"console", "nobody"});
+  EXPECT_EQ(console.exit_code, 2);
+  EXPECT_THAT(console.err, HasSubstr("no instance named nobody"));
+  EXPECT_TRUE(list().empty());
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "state/instances/big"));
+}
+
+TEST_F(BootTest, ANameInUseIsRefusedAndTheFirstInstanceGoesOn) {
+  ASSERT_EQ(boot("twice", {"--backend", "uml", "--net", "none"}).exit_code, 0);
+  auto again = kiln({"boot", kImage.string(), "--name", "twice", "--backend", "uml", "--detach"});
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_THAT(again.err, HasSubstr("an instance named twice is already running"));
+  EXPECT_EQ(find("twice")["state"], "running");
+}
+
+TEST_F(BootTest, AHypervisorKilledFromOutsideIsNoticedAndCleanedUp) {
+  ASSERT_EQ(boot("victim", {"--backend", "uml", "--net", "none", "--on-crash", "preserve"}).exit_code, 0);
+  int pid = find("victim")["hypervisor_pid"];
+  ASSERT_GT(pid, 0);
+  ::kill(-pid, SIGKILL);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  auto listed = find("victim");
+  EXPECT_EQ(listed["state_letter"], "c");
+  EXPECT_THAT(listed["last_event"].get<std::string>(), HasSubstr("killed by signal 9"));
+  auto console = kiln({"console", "victim"});
+  EXPECT_EQ(console.exit_code, 2);
+  EXPECT_THAT(console.err, HasSubstr("victim is not running (state: crashed)"));
+  EXPECT_EQ(kiln({"destroy", "victim"}).exit_code, 0);
+  EXPECT_TRUE(gone("victim"));
+}
+
+TEST_F(BootTest, SaveIsRefusedOnUmlWithAClearReason) {
+  ASSERT_EQ(boot("nosave", {"--backend", "uml", "--net", "none"}).exit_code, 0);
+  auto save = kiln({"save", "nosave", (dir_ / "x.save").string()});
+  EXPECT_NE(save.exit_code, 0);
+  EXPECT_THAT(save.err, HasSubstr("save is not supported by the uml backend"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "x.save"));
+  EXPECT_EQ(find("nosave")["state"], "running");
+}
+
+}  // namespace
+}  // namespace kiln
