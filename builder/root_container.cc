@@ -4,15 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <mutex>
-#include <thread>
 
 #include "base/files.h"
-#include "base/interrupt.h"
 #include "base/size.h"
 #include "crypto/luks.h"
 #include "crypto/sector_cipher.h"
+#include "crypto/volume_encryption.h"
 #include "formats/ext4_allocation.h"
 #include "formats/swap_area.h"
 
@@ -22,9 +19,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr uint64_t kFilesystemBlock = 4096;
-// Encryption works through the data in pieces of this size, on a few threads.
-constexpr uint64_t kChunk = 4 * kMiB;
-constexpr unsigned kMaxThreads = 4;
 
 LuksSettings luks_settings(const Plan& plan) {
   const LuksSection& luks = plan.recipe->storage.luks;
@@ -58,77 +52,6 @@ Result<std::vector<Secret>> luks_keys(const LuksSection& luks) {
     keys.push_back(std::move(*key));
   }
   return keys;
-}
-
-void merge(std::vector<ByteRange>& ranges) {
-  std::sort(ranges.begin(), ranges.end(), [](const ByteRange& a, const ByteRange& b) { return a.offset < b.offset; });
-  std::vector<ByteRange> out;
-  for (const ByteRange& range : ranges) {
-    if (!out.empty() && range.offset <= out.back().offset + out.back().length) {
-      uint64_t end = std::max(out.back().offset + out.back().length, range.offset + range.length);
-      out.back().length = end - out.back().offset;
-    } else {
-      out.push_back(range);
-    }
-  }
-  ranges = std::move(out);
-}
-
-// Encrypts `ranges` of the plaintext file into `image` at `data_start`,
-// piece by piece on a few threads, each with its own cipher context.
-Result<uint64_t> encrypt_ranges(const std::vector<ByteRange>& ranges, const fs::path& plaintext, uint64_t from,
-                                const fs::path& image, uint64_t data_start, const std::string& cipher_spec,
-                                const Secret& key, uint32_t sector_size, Reporter& reporter) {
-  struct Piece {
-    uint64_t offset;
-    uint64_t length;
-  };
-  std::vector<Piece> pieces;
-  uint64_t total = 0;
-  for (const ByteRange& range : ranges) {
-    if (range.offset % sector_size != 0 || range.length % sector_size != 0)
-      return fail(ErrorKind::kFailed, "internal: {} bytes at {} are not whole {}-byte sectors", range.length,
-                  range.offset, sector_size);
-    for (uint64_t at = 0; at < range.length; at += kChunk)
-      pieces.push_back({range.offset + at, std::min(kChunk, range.length - at)});
-    total += range.length;
-  }
-  KILN_ASSIGN(UniqueFd source, open_file(plaintext, O_RDONLY | O_CLOEXEC));
-  KILN_ASSIGN(UniqueFd target, open_file(image, O_RDWR | O_CLOEXEC));
-  std::atomic<size_t> next{0};
-  std::atomic<uint64_t> done{0};
-  std::mutex mutex;
-  std::optional<Error> failure;
-  auto work = [&]() {
-    auto fail_with = [&](Error error) {
-      std::lock_guard lock(mutex);
-      if (!failure) failure = std::move(error);
-    };
-    auto cipher = SectorCipher::create(cipher_spec, key, sector_size);
-    if (!cipher) return fail_with(std::move(cipher).error());
-    std::vector<char> buffer(kChunk);
-    for (size_t i = next++; i < pieces.size(); i = next++) {
-      if (interrupted() || failure) return;
-      const Piece& piece = pieces[i];
-      size_t length = static_cast<size_t>(piece.length);
-      ssize_t n = ::pread(source.get(), buffer.data(), length, static_cast<off_t>(from + piece.offset));
-      if (n != static_cast<ssize_t>(length)) return fail_with(fail_errno("cannot read", plaintext.string(), n < 0 ? errno : EIO).error());
-      if (auto encrypted = cipher->encrypt(buffer.data(), length, piece.offset); !encrypted)
-        return fail_with(std::move(encrypted).error());
-      if (auto written = pwrite_all(target.get(), buffer.data(), length, data_start + piece.offset, image.string());
-          !written)
-        return fail_with(std::move(written).error());
-      reporter.progress(done += length, total);
-    }
-  };
-  unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxThreads);
-  std::vector<std::thread> workers;
-  for (unsigned t = 1; t < threads; ++t) workers.emplace_back(work);
-  work();
-  for (std::thread& worker : workers) worker.join();
-  if (failure) return std::unexpected(std::move(*failure));
-  KILN_TRY(check_interrupted());
-  return total;
 }
 
 }  // namespace
@@ -223,7 +146,7 @@ Result<std::optional<EncryptionInfo>> RootContainer::seal(Reporter& reporter) {
     KILN_ASSIGN(std::vector<ByteRange> used, ext4_used_ranges(plaintext_file_, plaintext_offset_ + volume.offset));
     for (const ByteRange& range : used) ranges.push_back({volume.offset + range.offset, range.length});
   }
-  merge(ranges);
+  merge_ranges(ranges);
 
   EncryptionInfo info;
   Secret volume_key;
@@ -277,9 +200,10 @@ Result<std::optional<EncryptionInfo>> RootContainer::seal(Reporter& reporter) {
                                 return sum;
                               }()),
                               info.cipher));
-    KILN_ASSIGN(info.encrypted_bytes, encrypt_ranges(ranges, plaintext_file_, plaintext_offset_, image_,
-                                                     offset_ + info.data_offset, info.cipher, volume_key,
-                                                     info.sector_size, reporter));
+    EncryptionJob job{plaintext_file_, plaintext_offset_, image_, offset_ + info.data_offset, info.cipher,
+                      info.sector_size,
+                      [&reporter](uint64_t done, uint64_t total) { reporter.progress(done, total); }};
+    KILN_ASSIGN(info.encrypted_bytes, encrypt_ranges(job, ranges, volume_key));
     info.method = "kiln";
   } else {
     // A cipher kiln does not implement (LUKS2 only, as the recipe checks):

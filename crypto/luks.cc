@@ -124,7 +124,7 @@ Result<uint64_t> format(Context& context, const LuksSettings& settings, const Se
     params.hash = settings.hash.c_str();
     params.data_device = data_device;
     KILN_TRY(set_pbkdf(context, settings.pbkdf));
-    rc = crypt_format(context.cd.get(), CRYPT_LUKS1, spec.cipher.c_str(), mode.c_str(), settings.uuid.c_str(),
+    rc = crypt_format(context.cd.get(), CRYPT_LUKS1, spec.cipher.c_str(), mode.c_str(), settings.uuid.empty() ? nullptr : settings.uuid.c_str(),
                       volume_key.data(), volume_key.size(), &params);
   } else {
     crypt_params_luks2 params{};
@@ -132,7 +132,7 @@ Result<uint64_t> format(Context& context, const LuksSettings& settings, const Se
     params.data_device = data_device;
     params.sector_size = settings.sector_size;
     params.label = settings.label.empty() ? nullptr : settings.label.c_str();
-    rc = crypt_format(context.cd.get(), CRYPT_LUKS2, spec.cipher.c_str(), mode.c_str(), settings.uuid.c_str(),
+    rc = crypt_format(context.cd.get(), CRYPT_LUKS2, spec.cipher.c_str(), mode.c_str(), settings.uuid.empty() ? nullptr : settings.uuid.c_str(),
                       volume_key.data(), volume_key.size(), &params);
   }
   if (rc < 0) return context.failure(fmt::format("cannot format a {} header", settings.version), rc);

@@ -10,14 +10,10 @@
 #include <filesystem>
 #include <vector>
 
+#include "base/byte_range.h"
 #include "base/error.h"
 
 namespace kiln {
-
-struct ByteRange {
-  uint64_t offset = 0;
-  uint64_t length = 0;
-};
 
 // The used ranges of the filesystem at `offset` of `image`, relative to the
 // filesystem's start, sorted and merged.

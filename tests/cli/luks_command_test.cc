@@ -134,5 +134,33 @@ TEST_F(LuksCommandTest, UsageMistakes) {
   EXPECT_THAT(esp.err, HasSubstr("disk.raw partition 2 (root): LUKS"));
 }
 
+// A plain filesystem image into a LUKS volume: cryptsetup opens the header
+// with the passphrase, and the data decrypts to the same clean filesystem.
+TEST_F(LuksCommandTest, EncryptMakesAVolumeOfAPlainImage) {
+  testing::write_text(dir_ / "tree/etc/hostname", "plain\n");
+  ASSERT_EQ(run_program({"tar", "-C", (dir_ / "tree").string(), "-cf", file("tree.tar"), "."}).exit_code, 0);
+  auto made = run_kiln({"make-fs", file("tree.tar"), file("plain.img"), "--size", "32M"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  auto encrypted = luks({"encrypt", file("plain.img"), file("sealed.img"), "--passphrase-file", file("old.passphrase"),
+                         "--pbkdf", "pbkdf2", "--pbkdf-iterations", "1000"});
+  ASSERT_EQ(encrypted.exit_code, 0) << encrypted.err;
+  EXPECT_THAT(encrypted.out, HasSubstr("sealed.img: luks2 volume (aes-xts-plain64, 512-bit key, 4096-byte sectors)"));
+  EXPECT_EQ(std::filesystem::file_size(dir_ / "sealed.img"), 48 * kMiB);
+  write_text(dir_ / "typed", "old passphrase");
+  auto vk = run_program({"cryptsetup", "luksDump", "--dump-volume-key", "--volume-key-file", file("vk"), "-q",
+                         "--key-file", file("typed"), file("sealed.img")});
+  ASSERT_EQ(vk.exit_code, 0) << vk.err;
+  run_program({"dd", "if=" + file("sealed.img"), "of=" + file("data.img"), "bs=1M", "skip=16", "status=none"});
+  auto header = run_program({"cryptsetup", "luksFormat", "-q", "--header", file("detached"), "--volume-key-file",
+                             file("vk"), "--key-size", "512", "--sector-size", "4096", "--pbkdf", "pbkdf2",
+                             "--pbkdf-force-iterations", "1000", "--key-file", file("typed"), file("data.img")});
+  ASSERT_EQ(header.exit_code, 0) << header.err;
+  auto decrypted = run_program({"cryptsetup", "reencrypt", "--decrypt", "-q", "--force-offline-reencrypt", "--header",
+                                file("detached"), "--key-file", file("typed"), file("data.img")});
+  ASSERT_EQ(decrypted.exit_code, 0) << decrypted.err;
+  EXPECT_EQ(run_program({"e2fsck", "-fn", file("data.img")}).exit_code, 0);
+  EXPECT_EQ(run_program({"debugfs", "-R", "cat /etc/hostname", file("data.img")}).out, "plain\n");
+}
+
 }  // namespace
 }  // namespace kiln

@@ -1,0 +1,103 @@
+#include "crypto/volume_encryption.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "base/files.h"
+#include "base/interrupt.h"
+#include "crypto/sector_cipher.h"
+
+namespace kiln {
+namespace {
+
+constexpr uint64_t kChunk = 4 << 20;
+constexpr unsigned kMaxThreads = 4;
+
+struct Piece {
+  uint64_t offset;
+  uint64_t length;
+};
+
+}  // namespace
+
+void merge_ranges(std::vector<ByteRange>& ranges) {
+  std::sort(ranges.begin(), ranges.end(), [](const ByteRange& a, const ByteRange& b) { return a.offset < b.offset; });
+  std::vector<ByteRange> out;
+  for (const ByteRange& range : ranges) {
+    if (!out.empty() && range.offset <= out.back().offset + out.back().length) {
+      uint64_t end = std::max(out.back().offset + out.back().length, range.offset + range.length);
+      out.back().length = end - out.back().offset;
+    } else {
+      out.push_back(range);
+    }
+  }
+  ranges = std::move(out);
+}
+
+Result<uint64_t> encrypt_ranges(const EncryptionJob& job, std::span<const ByteRange> ranges, const Secret& key) {
+  std::vector<Piece> pieces;
+  uint64_t total = 0;
+  for (const ByteRange& range : ranges) {
+    if (range.offset % job.sector_size != 0 || range.length % job.sector_size != 0)
+      return fail(ErrorKind::kFailed, "internal: {} bytes at {} are not whole {}-byte sectors", range.length,
+                  range.offset, job.sector_size);
+    for (uint64_t at = 0; at < range.length; at += kChunk)
+      pieces.push_back({range.offset + at, std::min(kChunk, range.length - at)});
+    total += range.length;
+  }
+  KILN_ASSIGN(UniqueFd source, open_file(job.plaintext, O_RDONLY | O_CLOEXEC));
+  KILN_ASSIGN(UniqueFd target, open_file(job.target, O_RDWR | O_CLOEXEC));
+  std::atomic<size_t> next{0};
+  std::atomic<uint64_t> done{0};
+  std::mutex mutex;
+  std::optional<Error> failure;
+  auto work = [&]() {
+    auto fail_with = [&](Error error) {
+      std::lock_guard lock(mutex);
+      if (!failure) failure = std::move(error);
+    };
+    // Each thread its own cipher context: OpenSSL's are not shared.
+    auto cipher = SectorCipher::create(job.cipher, key, job.sector_size);
+    if (!cipher) return fail_with(std::move(cipher).error());
+    std::vector<char> buffer(kChunk);
+    for (size_t i = next++; i < pieces.size(); i = next++) {
+      if (interrupted()) return;
+      {
+        std::lock_guard lock(mutex);
+        if (failure) return;
+      }
+      const Piece& piece = pieces[i];
+      size_t length = static_cast<size_t>(piece.length);
+      ssize_t n = ::pread(source.get(), buffer.data(), length, static_cast<off_t>(job.plaintext_offset + piece.offset));
+      if (n != static_cast<ssize_t>(length))
+        return fail_with(fail_errno("cannot read", job.plaintext.string(), n < 0 ? errno : EIO).error());
+      if (auto encrypted = cipher->encrypt(buffer.data(), length, piece.offset); !encrypted)
+        return fail_with(std::move(encrypted).error());
+      if (auto written = pwrite_all(target.get(), buffer.data(), length, job.target_offset + piece.offset,
+                                    job.target.string());
+          !written)
+        return fail_with(std::move(written).error());
+      uint64_t so_far = done += length;
+      if (job.progress) {
+        std::lock_guard lock(mutex);
+        job.progress(so_far, total);
+      }
+    }
+  };
+  unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxThreads);
+  std::vector<std::thread> workers;
+  for (unsigned t = 1; t < threads; ++t) workers.emplace_back(work);
+  work();
+  for (std::thread& worker : workers) worker.join();
+  if (failure) return std::unexpected(std::move(*failure));
+  KILN_TRY(check_interrupted());
+  return total;
+}
+
+}  // namespace kiln

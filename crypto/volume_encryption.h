@@ -1,0 +1,37 @@
+// VolumeEncryption: the data of a dm-crypt volume (LUKS or plain) written
+// from a plaintext file in userspace: the given ranges only, each sector
+// with its IV, in pieces spread over a few threads. A range of the plaintext
+// that is a hole is encrypted as zeros, like any other data.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "base/byte_range.h"
+#include "base/error.h"
+#include "crypto/secret.h"
+
+namespace kiln {
+
+struct EncryptionJob {
+  std::filesystem::path plaintext;
+  uint64_t plaintext_offset = 0;  // where the volume's data starts in it
+  std::filesystem::path target;
+  uint64_t target_offset = 0;  // where the encrypted data starts in it (after any header)
+  std::string cipher;          // "aes-xts-plain64"
+  uint32_t sector_size = 512;
+  std::function<void(uint64_t done, uint64_t total)> progress;
+};
+
+// Encrypts `ranges` (offsets from the volume's start, whole sectors, sorted)
+// and returns the bytes encrypted.
+Result<uint64_t> encrypt_ranges(const EncryptionJob& job, std::span<const ByteRange> ranges, const Secret& key);
+
+// Sorts and merges overlapping or touching ranges.
+void merge_ranges(std::vector<ByteRange>& ranges);
+
+}  // namespace kiln
