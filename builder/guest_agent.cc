@@ -73,8 +73,12 @@ report_ready() {
     [ "$(cat "$nic/type" 2>/dev/null)" = 1 ] || continue  # Ethernet only
     mac=$(cat "$nic/address") && break
   done
-  printf '\nKILN-READY %s hostname=%s machine-id=%s mac=%s\n' "$id" "$(cat /proc/sys/kernel/hostname)" \
-    "$(cat /etc/machine-id)" "$mac" > /dev/console
+  line=$(printf 'KILN-READY %s hostname=%s machine-id=%s mac=%s' "$id" "$(cat /proc/sys/kernel/hostname)" \
+    "$(cat /etc/machine-id)" "$mac")
+  # Every active console: UML always adds console=tty0 after kiln's ttyS0.
+  for tty in $(cat /sys/class/tty/console/active); do
+    printf '\n%s\n' "$line" > "/dev/$tty"
+  done
 }
 
 case "${1:-}" in

@@ -83,6 +83,7 @@ Result<BootSource> from_xen_config(const fs::path& file) {
   if (domain.kernel.empty())
     return fail_at(domain.source.of("kernel"), "no kernel = \"...\": kiln boots Xen configs with a direct kernel");
   source.kernel = resolve(base, domain.kernel);
+  source.kernel_key = domain.source.of("kernel");
   if (!fs::exists(source.kernel))
     return fail_at(domain.source.of("kernel"), "kernel {}: no such file", source.kernel.string());
   if (!domain.ramdisk.empty()) {

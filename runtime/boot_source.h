@@ -34,6 +34,9 @@ struct BootSource {
   std::optional<std::string> bridge;
   std::optional<LifecyclePolicy> on_poweroff, on_reboot, on_crash;
   std::vector<std::string> warnings;  // one per Xen key kiln does not act on
+  // Where a Xen config set kernel= and ramdisk= (the uml backend boots its
+  // own kernel and says so).
+  std::optional<Location> kernel_key;
 };
 
 Result<BootSource> read_boot_source(const std::filesystem::path& argument);

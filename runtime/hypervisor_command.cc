@@ -21,7 +21,9 @@ std::string joined(const std::vector<std::string>& words) {
 
 std::string guest_command_line(const InstanceSpec& spec) {
   const Personality& p = spec.personality;
-  std::string console = spec.backend == BackendKind::kUml ? "console=tty0" : "console=ttyS0";
+  // Under UML too the console is the first serial line, so that systemd
+  // starts a serial getty on it.
+  std::string console = "console=ttyS0";
   bool slirp = spec.backend == BackendKind::kUml && spec.network.kind == NetworkKind::kUser;
   return joined({"root=" + spec.root, "ro", spec.kernel_args, console, "kiln.instance=" + spec.id,
                  slirp ? "kiln.net=slirp" : "", spec.backend == BackendKind::kUml ? "kiln.cad=poweroff" : "",
@@ -92,7 +94,7 @@ Result<std::vector<std::string>> uml_command(const InstanceSpec& spec, const Ins
     }
   }
   argv.push_back(fmt::format("ubd{}r={}", spec.disks.size(), paths.seed.string()));
-  argv.insert(argv.end(), {"con0=fd:0,fd:1", "con=null", "ssl=null"});
+  argv.insert(argv.end(), {"con=null", "ssl=null", "ssl0=fd:0,fd:1"});
   const NetworkSpec& net = spec.network;
   if (net.kind == NetworkKind::kUser) {
     KILN_ASSIGN(std::string slirp, find_program("slirp"));

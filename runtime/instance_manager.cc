@@ -320,6 +320,10 @@ Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest&
   for (const std::string& warning : source.warnings) reporter.warn(warning);
   KILN_ASSIGN(BackendChoice backend, choose_backend(store, request, source));
   KILN_ASSIGN(InstanceSpec spec, spec_for(request, source, backend));
+  if (spec.backend == BackendKind::kUml && source.kernel_key)
+    reporter.warn(fmt::format("{}: 'kernel' and 'ramdisk' are not used by the uml backend, which boots its own "
+                              "kernel (linux.uml); ignored",
+                              source.kernel_key->to_string()));
   if (spec.backend == BackendKind::kUml && spec.vcpus > 1) {
     reporter.warn(fmt::format("the uml backend runs one virtual CPU; --vcpus {} ignored", spec.vcpus));
     spec.vcpus = 1;

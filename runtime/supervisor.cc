@@ -432,7 +432,13 @@ class Supervisor {
         // And so no graceful reboot: sync and remount read-only, then reset.
         KILN_TRY(mconsole.command("sysrq s"));
         KILN_TRY(mconsole.command("sysrq u"));
-        KILN_TRY(mconsole.command("reboot"));
+        if (record_.spec.on_reboot == LifecyclePolicy::kRestart) {
+          KILN_TRY(mconsole.command("reboot"));
+        } else {
+          // The policy says the reboot ends the instance: end it here.
+          rebooting_ = true;
+          kill_child();
+        }
       }
       if (verb == "shutdown") return set_state(InstanceState::kShuttingDown);
       return {};

@@ -181,10 +181,45 @@ TEST_F(BootTest, XenDomainConfigBootsTheSameImage) {
                       "--wait-ready=240"});
   ASSERT_EQ(result.exit_code, 0) << result.err << console("xenweb");
   EXPECT_THAT(result.err, HasSubstr("web.cfg:10: 'builder' is a Xen setting kiln does not act on"));
+  EXPECT_THAT(result.err, HasSubstr("web.cfg:4: 'kernel' and 'ramdisk' are not used by the uml backend"));
   auto listed = find("xenweb");
   EXPECT_EQ(listed["memory_mib"], 384);
   EXPECT_EQ(listed["mac"], "00:16:3e:00:00:10");
   EXPECT_EQ(listed["guest"]["hostname"], "xenweb");
+}
+
+TEST_F(BootTest, ConsoleReachesTheGuestAndCtrlBracketDetaches) {
+  ASSERT_EQ(boot("talk", {"--backend", "uml", "--net", "none"}).exit_code, 0);
+  // Without a terminal, `kiln console` relays stdin as it is; 0x1d is Ctrl-].
+  auto session = testing::run_program({"sh", "-c", "(sleep 2; printf 'root\\n'; sleep 3; printf '\\035') | " +
+                                                       testing::kiln_binary() + " console talk"},
+                                      env());
+  EXPECT_EQ(session.exit_code, 0) << session.err;
+  EXPECT_THAT(session.out, HasSubstr("Password:"));
+  EXPECT_EQ(find("talk")["state"], "running");  // detaching leaves it running
+}
+
+TEST_F(BootTest, OnRebootDestroyEndsTheInstanceWhenTheGuestReboots) {
+  ASSERT_EQ(boot("once", {"--backend", "uml", "--net", "none", "--on-reboot", "destroy"}).exit_code, 0);
+  ASSERT_EQ(kiln({"reboot", "once"}).exit_code, 0);
+  for (int i = 0; i < 100 && !gone("once"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(gone("once"));
+}
+
+TEST_F(BootTest, OnCrashPreserveKeepsACrashedGuestForInspection) {
+  testing::write_text(dir_ / "panic.sh", "#!/bin/sh\necho c > /proc/sysrq-trigger\n");
+  std::filesystem::permissions(dir_ / "panic.sh", std::filesystem::perms::owner_all);
+  names_.push_back("crashy");
+  auto result = kiln({"boot", kImage.string(), "--name", "crashy", "--backend", "uml", "--net", "none",
+                      "--on-crash", "preserve", "--firstboot", (dir_ / "panic.sh").string(), "--detach",
+                      "--wait-ready=240"});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_THAT(result.err, HasSubstr("crashy stopped before it was ready"));
+  auto listed = find("crashy");
+  EXPECT_EQ(listed["state_letter"], "c");
+  EXPECT_THAT(console("crashy"), HasSubstr("Kernel panic"));
+  EXPECT_EQ(kiln({"destroy", "crashy"}).exit_code, 0);
+  EXPECT_TRUE(gone("crashy"));
 }
 
 TEST_F(BootTest, BadInputIsRefusedWithoutLeavingState) {

@@ -99,7 +99,7 @@ TEST(GuestCommandLine, CarriesRootConsoleAndIdentity) {
   EXPECT_EQ(guest_command_line(spec),
             "root=UUID=1234 ro quiet console=ttyS0 kiln.instance=abc systemd.machine_id=0123 systemd.hostname=web1");
   spec.backend = BackendKind::kUml;
-  EXPECT_THAT(guest_command_line(spec), HasSubstr("console=tty0 kiln.instance=abc kiln.net=slirp kiln.cad=poweroff"));
+  EXPECT_THAT(guest_command_line(spec), HasSubstr("console=ttyS0 kiln.instance=abc kiln.net=slirp kiln.cad=poweroff"));
 }
 
 }  // namespace
