@@ -33,6 +33,16 @@ GptType root_partition_type(const StorageSection& storage) {
   return GptType::kLinuxRootX86_64;
 }
 
+// The root partition takes the rest of the disk in whole MiB: dm-crypt
+// maps only whole encryption sectors (4096 bytes for LUKS2), and the rest
+// of the disk ends at an odd sector, before the backup table.
+uint64_t root_partition_size(const StorageSection& storage) {
+  constexpr uint64_t kBackupTable = 33 * 512;
+  uint64_t start = kMiB + round_up(storage.esp_size.value, kMiB);
+  uint64_t end = storage.size.value > kBackupTable ? storage.size.value - kBackupTable : 0;
+  return end > start + kMiB ? (end - start) / kMiB * kMiB : 0;  // 0: let plan_gpt say it does not fit
+}
+
 GptLayout gpt_layout(const Plan& plan) {
   const StorageSection& storage = plan.recipe->storage;
   GptLayout layout;
@@ -40,7 +50,7 @@ GptLayout gpt_layout(const Plan& plan) {
   layout.disk_guid = plan.identity.disk;
   layout.partitions = {
       {"esp", GptType::kEfiSystem, plan.identity.esp_partition, storage.esp_size.value},
-      {"root", root_partition_type(storage), plan.identity.root_partition, 0},
+      {"root", root_partition_type(storage), plan.identity.root_partition, root_partition_size(storage)},
   };
   return layout;
 }
@@ -338,8 +348,6 @@ Result<DiskGeometry> plan_geometry(const Plan& plan) {
       geometry.esp = partition;
     } else {
       geometry.root_offset = partition.offset;
-      // The rest-of-disk partition stops short of the backup GPT, at a
-      // sector boundary; what it holds ends at its last whole block.
       geometry.root_size = partition.size / kFilesystemBlock * kFilesystemBlock;
     }
   }

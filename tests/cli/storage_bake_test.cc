@@ -368,10 +368,11 @@ pbkdf_memory = "32M"
     EXPECT_EQ(fsck.exit_code, 0) << volume << fsck.out;
   }
   EXPECT_THAT(read_text(out_ / "store.xl.cfg"), HasSubstr("root = \"/dev/mapper/vg--kiln-root ro\""));
-  // As the guest's initramfs does: unlock, then activate the volume group.
-  std::string kernel = in_kernel({out_ / "root.img"}, "cryptsetup open --readonly --key-file " +
+  // As the guest's initramfs does: unlock the partition of disk.raw (which
+  // dm-crypt maps only in whole sectors), then activate the volume group.
+  std::string kernel = in_kernel({out_ / "disk.raw"}, "cryptsetup open --readonly --key-file " +
                                                           (dir_ / "typed").string() +
-                                                          " /dev/ubda cryptroot && lvm vgchange -ay vg-kiln && "
+                                                          " /dev/ubda2 cryptroot && lvm vgchange -ay vg-kiln && "
                                                           "e2fsck -fn /dev/mapper/vg--kiln-root >/dev/null && "
                                                           "echo KERNEL-CLEAN");
   if (kernel != "(no UML)") EXPECT_THAT(kernel, HasSubstr("KERNEL-CLEAN")) << kernel;
