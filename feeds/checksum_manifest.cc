@@ -29,6 +29,14 @@ bool is_hex(std::string_view text) {
   });
 }
 
+// coreutils escapes names with a backslash or newline; such names have no
+// business in an archive anyway.
+bool is_plain_name(std::string_view name) {
+  return !name.empty() && std::none_of(name.begin(), name.end(), [](char c) {
+    return c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+}
+
 std::string lower(std::string_view text) {
   std::string out(text);
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -55,9 +63,9 @@ const ManifestEntry* ChecksumManifest::find(std::string_view name) const {
 Result<std::string> write_checksum_manifest(const ChecksumManifest& manifest) {
   std::string out;
   for (const ManifestEntry& entry : manifest.entries) {
-    if (entry.name.empty() || entry.name.find_first_of("\n\r\\") != std::string::npos)
-      return fail(ErrorKind::kBadInput, "cannot list '{}' in a checksum manifest: empty, or has a newline or backslash",
-                  entry.name);
+    if (!is_plain_name(entry.name))
+      return fail(ErrorKind::kBadInput,
+                  "cannot list '{}' in a checksum manifest: empty, or has a backslash or control character", entry.name);
     if (entry.digest.size() != digest_length(manifest.algorithm) || !is_hex(entry.digest))
       return fail(ErrorKind::kFailed, "{}: '{}' is not a {} digest", entry.name, entry.digest,
                   algorithm_name(manifest.algorithm));
@@ -104,6 +112,8 @@ Result<ChecksumManifest> parse_checksum_manifest(std::string_view text, HashAlgo
     if (digest.size() != length || !is_hex(digest))
       return fail_at(where, "'{}' is not a {} digest ({} hex digits)", digest, algorithm_name(algorithm), length);
     if (name.empty()) return fail_at(where, "the file name is missing");
+    if (!is_plain_name(name))
+      return fail_at(where, "the file name has a backslash or a control character");
     if (manifest.find(name))
       return fail_at(where, "'{}' is listed twice", name);
     manifest.entries.push_back({std::string(name), lower(digest)});

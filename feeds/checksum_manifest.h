@@ -33,11 +33,11 @@ struct ChecksumManifest {
 std::string_view algorithm_name(HashAlgorithm algorithm);
 
 // Writes the entries in the given order. Names must be non-empty and free of
-// newlines and backslashes (which coreutils would escape).
+// control characters and backslashes (which coreutils would escape).
 Result<std::string> write_checksum_manifest(const ChecksumManifest& manifest);
 
-// Parses a manifest whose digests are all of `algorithm`. Errors carry
-// FILE:LINE and say what is wrong with the line.
+// Parses a manifest whose digests are all of `algorithm`, refusing the same
+// names the writer refuses. Errors carry FILE:LINE and say what is wrong.
 Result<ChecksumManifest> parse_checksum_manifest(std::string_view text, HashAlgorithm algorithm,
                                                  std::string_view file_name);
 

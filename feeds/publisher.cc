@@ -124,7 +124,10 @@ Result<VirtBuilderOutput> prepare_virt_builder(const BakedImage& image, const Pu
       if (const std::string* file = other.get("file"); file && *file == out.superseded) out.superseded.clear();
     if (!is_safe_member_name(out.superseded) || out.superseded.find('/') != std::string::npos) out.superseded.clear();
   }
-  KILN_ASSIGN(out.index, write_virt_builder_index(current));
+  auto index_text = write_virt_builder_index(current);
+  if (!index_text)
+    return std::unexpected(std::move(index_text).error().with_context("the virt-builder index (--no-virt-builder skips it)"));
+  out.index = std::move(*index_text);
   KILN_ASSIGN(out.index_asc, key.clearsign(out.index));
   return out;
 }

@@ -27,11 +27,19 @@ std::string text_of(const pugi::xml_node& node) {
   return out;
 }
 
+// An ASCII XML name (a prefix kiln can write elements with).
+bool is_xml_name(std::string_view name) {
+  auto letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  return !name.empty() && letter(name[0]) && std::all_of(name.begin(), name.end(), [&](char c) {
+    return letter(c) || (c >= '0' && c <= '9') || c == '-' || c == '.';
+  });
+}
+
 // The prefix ("kiln:") bound to kiln's namespace on <rss>, or "" if none is.
 std::string kiln_prefix(const pugi::xml_node& rss) {
   for (pugi::xml_attribute attribute : rss.attributes()) {
     std::string_view name = attribute.name();
-    if (name.starts_with("xmlns:") && attribute.value() == kKilnFeedNamespace)
+    if (name.starts_with("xmlns:") && attribute.value() == kKilnFeedNamespace && is_xml_name(name.substr(6)))
       return std::string(name.substr(6)) + ":";
   }
   return "";
@@ -49,6 +57,21 @@ void set_child_text(pugi::xml_node parent, const char* name, const std::string& 
   if (!child) child = before ? parent.insert_child_before(name, before) : parent.append_child(name);
   while (child.first_child()) child.remove_child(child.first_child());
   child.append_child(pugi::node_pcdata).set_value(value.c_str());
+}
+
+// Whether any element under `root` has a name with this prefix.
+bool prefix_in_use(pugi::xml_node root, const std::string& prefix) {
+  struct Finder : pugi::xml_tree_walker {
+    const std::string& prefix;
+    bool found = false;
+    explicit Finder(const std::string& p) : prefix(p) {}
+    bool for_each(pugi::xml_node& node) override {
+      found = node.type() == pugi::node_element && std::string_view(node.name()).starts_with(prefix);
+      return !found;
+    }
+  } finder(prefix);
+  root.traverse(finder);
+  return finder.found;
 }
 
 }  // namespace
@@ -172,9 +195,11 @@ void VmcastFeedDocument::upsert_item(const VmcastItem& item) {
   pugi::xml_node channel = rss.child("channel");
   std::string prefix = kiln_prefix(rss);
   if (prefix.empty()) {
-    // Bind kiln's namespace to the first free prefix.
+    // Bind kiln's namespace to the first prefix neither declared nor used:
+    // elements that already say "kiln:" without a binding are not kiln's.
     std::string candidate = "kiln";
-    for (int n = 1; rss.attribute(("xmlns:" + candidate).c_str()); ++n) candidate = "kiln" + std::to_string(n);
+    for (int n = 1; rss.attribute(("xmlns:" + candidate).c_str()) || prefix_in_use(rss, candidate + ":"); ++n)
+      candidate = "kiln" + std::to_string(n);
     rss.append_attribute(("xmlns:" + candidate).c_str()) = std::string(kKilnFeedNamespace).c_str();
     prefix = candidate + ":";
   }

@@ -124,6 +124,23 @@ TEST(VmcastFeed, KilnsElementsAreFoundUnderAnyPrefix) {
   EXPECT_EQ(feed->items[1].name(), "y") << "an unbound prefix is not kiln's";
 }
 
+TEST(VmcastFeed, AddingAnItemNeverAdoptsElementsThatMerelyLookLikeKilns) {
+  // "kiln:" used without binding kiln's namespace (or bound under a name no
+  // element can have) is someone else's: kiln binds a prefix of its own.
+  for (std::string rss : {std::string("<rss version=\"2.0\">"),
+                          std::string("<rss version=\"2.0\" xmlns:-x=\"urn:kiln:vmcast:1\">")}) {
+    auto doc = VmcastFeedDocument::parse(rss + "<channel><item><kiln:sha256>not hex</kiln:sha256></item></channel></rss>",
+                                         "f.rss");
+    ASSERT_TRUE(doc) << doc.error().to_string();
+    doc->upsert_item(item("1.0"));
+    auto feed = parse_vmcast_feed(doc->to_string(), "f.rss");
+    ASSERT_TRUE(feed) << feed.error().to_string() << "\n" << doc->to_string();
+    ASSERT_EQ(feed->items.size(), 2u);
+    EXPECT_EQ(feed->items[0].sha256, std::string(64, 'c'));
+    EXPECT_EQ(feed->items[1].sha256, "");
+  }
+}
+
 TEST(VmcastFeed, XmllintFindsTheFeedWellFormedWithTheRss2Elements) {
   testing::ScratchDir dir;
   auto doc = VmcastFeedDocument::create(channel());
