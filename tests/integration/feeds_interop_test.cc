@@ -3,9 +3,11 @@
 // image from the clearsigned index and builds a disk from it, and kiln pull
 // brings the image back byte for byte.
 //
-// Publishing 2 GiB takes a while, so the first test to need the site
+// Publishing 2 GiB takes minutes, so the first test to need the site
 // publishes it once into the integration directory, keyed by the bake's
-// manifest; the others reuse it.
+// manifest; the others (in this process or another) reuse it.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,8 +46,12 @@ const Published& published() {
     std::string key = sha256_hex(read_text(baked_image() / "manifest.json")).substr(0, 16);
     fs::path dir = fs::path(KILN_INTEGRATION_DIR) / ("feeds-" + key);
     Published out{dir / "site", dir / "trusted.gpg", ""};
+    // ctest may run these tests in parallel processes: one publishes, the
+    // others wait for it.
+    int lock = ::open((dir.string() + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock < 0 || ::flock(lock, LOCK_EX) != 0) throw std::runtime_error("cannot lock " + dir.string() + ".lock");
     if (!fs::exists(dir / "fingerprint")) {
-      fs::path building = dir.string() + ".building-" + std::to_string(::getpid());
+      fs::path building = dir.string() + ".building";
       fs::remove_all(building);
       fs::create_directories(building);
       testing::GpgTestHome publisher("Kiln Integration Publisher");
@@ -55,10 +61,9 @@ const Published& published() {
                            publisher.env());
       if (done.exit_code != 0) throw std::runtime_error("kiln publish failed: " + done.err);
       testing::write_text(building / "fingerprint", publisher.fingerprint());
-      std::error_code ec;
-      fs::rename(building, dir, ec);  // another test may have got there first
-      fs::remove_all(building);
+      fs::rename(building, dir);
     }
+    ::close(lock);
     out.fingerprint = read_text(dir / "fingerprint");
     return out;
   }();
