@@ -19,6 +19,9 @@ constexpr std::string_view kNetworkFile =
     "[Network]\n"
     "DHCP=yes\n";
 
+// Ed25519 and ECDSA keys take milliseconds to make, RSA keys seconds (more
+// under emulation): sshd starts with the quick ones, and the RSA key follows
+// once the system is up, without holding up the boot.
 constexpr std::string_view kSshKeygenUnit =
     "# Written by kiln: images ship without ssh host keys, so that no two\n"
     "# machines share them; this makes a machine's own keys at first boot.\n"
@@ -29,11 +32,29 @@ constexpr std::string_view kSshKeygenUnit =
     "\n"
     "[Service]\n"
     "Type=oneshot\n"
-    "ExecStart=/usr/bin/ssh-keygen -A\n"
+    "ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N \"\" -f /etc/ssh/ssh_host_ed25519_key\n"
+    "ExecStart=/usr/bin/ssh-keygen -q -t ecdsa -N \"\" -f /etc/ssh/ssh_host_ecdsa_key\n"
     "RemainAfterExit=yes\n"
     "\n"
     "[Install]\n"
     "WantedBy=ssh.service multi-user.target\n";
+
+constexpr std::string_view kSshKeygenRsaUnit =
+    "# Written by kiln: the slow RSA host key, after boot; sshd reloads to use it.\n"
+    "[Unit]\n"
+    "Description=Generate the SSH RSA host key\n"
+    "ConditionPathExists=!/etc/ssh/ssh_host_rsa_key\n"
+    "DefaultDependencies=no\n"
+    "After=multi-user.target kiln-ssh-keygen.service\n"
+    "\n"
+    "[Service]\n"
+    "Type=oneshot\n"
+    "Nice=10\n"
+    "ExecStart=/usr/bin/ssh-keygen -A\n"
+    "ExecStartPost=-/bin/systemctl try-reload-or-restart ssh.service\n"
+    "\n"
+    "[Install]\n"
+    "WantedBy=multi-user.target\n";
 
 Result<bool> exists(Ext4Image& fs, std::string_view path) {
   KILN_ASSIGN(auto st, fs.stat(path));
@@ -72,7 +93,8 @@ Result<> reset_ssh_host_keys(Ext4Image& fs, const Plan& plan) {
   KILN_ASSIGN(auto names, fs.list_directory("/etc/ssh"));
   for (const std::string& name : names)
     if (name.starts_with("ssh_host_")) KILN_TRY(fs.remove("/etc/ssh/" + name));
-  return install_unit(fs, "kiln-ssh-keygen.service", kSshKeygenUnit, plan.timestamp);
+  KILN_TRY(install_unit(fs, "kiln-ssh-keygen.service", kSshKeygenUnit, plan.timestamp));
+  return install_unit(fs, "kiln-ssh-keygen-rsa.service", kSshKeygenRsaUnit, plan.timestamp);
 }
 
 }  // namespace

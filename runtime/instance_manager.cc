@@ -20,6 +20,7 @@
 #include "base/interrupt.h"
 #include "base/size.h"
 #include "base/subprocess.h"
+#include "formats/qcow2_overlay.h"
 #include "runtime/boot_source.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/kvm_probe.h"
@@ -195,8 +196,11 @@ Result<> make_overlays(const InstanceSpec& spec, const InstancePaths& paths) {
     fs::remove(overlay, ec);
     // UML makes its COW file itself on first use.
     if (spec.backend == BackendKind::kUml) continue;
-    KILN_TRY(run({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
-                  fs::absolute(spec.disks[i].base).string(), overlay.string()}));
+    fs::path base = fs::absolute(spec.disks[i].base);
+    KILN_ASSIGN(UniqueFd fd, open_file(base, O_RDONLY));
+    off_t size = ::lseek(fd.get(), 0, SEEK_END);  // block devices too
+    if (size < 0) return fail_errno("cannot size", base.string(), errno);
+    KILN_TRY(create_qcow2_overlay(overlay, base, static_cast<uint64_t>(size)));
   }
   if (spec.firmware) {
     KILN_ASSIGN(std::string vars, read_file(kOvmfVars));
@@ -281,7 +285,7 @@ Result<BootOutcome> create_and_start(const InstanceStore& store, InstanceSpec sp
     }
   } cleanup{store, spec.name, spec.persistent || supervisor.restore_from.has_value()};
   KILN_TRY(make_overlays(spec, paths));
-  KILN_TRY(write_seed_disk(paths.seed, spec));
+  KILN_TRY(write_seed_disk(paths.seed, spec, store.state_root()));
   KILN_TRY(make_tap(spec));
   InstanceRecord record;
   record.spec = spec;

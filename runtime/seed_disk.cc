@@ -1,6 +1,8 @@
 #include "runtime/seed_disk.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <ctime>
 
@@ -40,19 +42,56 @@ uint64_t payload_size(const InstanceSpec& spec) {
   return total;
 }
 
-}  // namespace
+// The version in the name keeps an old template from a kiln that laid it
+// out differently from being used.
+constexpr std::string_view kTemplateName = "seed-template-1.img";
+constexpr uint64_t kTemplateSize = 4 * kMiB;
 
-Result<> write_seed_disk(const fs::path& image, const InstanceSpec& spec) {
-  const Personality& p = spec.personality;
-  int64_t now = static_cast<int64_t>(std::time(nullptr));
+Ext4Options seed_options(uint64_t size, int64_t now) {
   Ext4Options options;
-  options.size_bytes = round_up(4 * kMiB + 2 * payload_size(spec), kMiB);
+  options.size_bytes = size;
   options.label = std::string(kSeedLabel);
   options.uuid = Uuid::random();
   options.hash_seed = Uuid::random();
   options.timestamp = now;
+  return options;
+}
+
+Result<fs::path> seed_template(const fs::path& dir, int64_t now) {
+  fs::path path = dir / kTemplateName;
+  if (fs::exists(path)) return path;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  KILN_ASSIGN(AtomicFile file, AtomicFile::create(path, 0600));
+  KILN_ASSIGN(Ext4Image empty, Ext4Image::format(file.temp_path(), seed_options(kTemplateSize, now)));
+  KILN_TRY(empty.close());
+  KILN_TRY(file.commit());
+  return path;
+}
+
+// A seed filesystem at `target`: a copy of the template, or a fresh one
+// when the payload would not fit it.
+Result<Ext4Image> start_seed(const fs::path& target, const InstanceSpec& spec, const fs::path& template_dir,
+                             int64_t now) {
+  uint64_t payload = payload_size(spec);
+  if (payload * 2 + kMiB > kTemplateSize)
+    return Ext4Image::format(target, seed_options(round_up(4 * kMiB + 2 * payload, kMiB), now));
+  KILN_ASSIGN(fs::path source, seed_template(template_dir, now));
+  KILN_ASSIGN(UniqueFd in, open_file(source, O_RDONLY));
+  KILN_ASSIGN(UniqueFd out, open_file(target, O_RDWR | O_CREAT | O_TRUNC, 0600));
+  if (::ftruncate(out.get(), static_cast<off_t>(kTemplateSize)) != 0)
+    return fail_errno("cannot size", target.string(), errno);
+  KILN_TRY(copy_sparse(in.get(), 0, out.get(), 0, kTemplateSize, source.string()));
+  return Ext4Image::open(target, 0, true);
+}
+
+}  // namespace
+
+Result<> write_seed_disk(const fs::path& image, const InstanceSpec& spec, const fs::path& template_dir) {
+  const Personality& p = spec.personality;
+  int64_t now = static_cast<int64_t>(std::time(nullptr));
   KILN_ASSIGN(AtomicFile target, AtomicFile::create(image, 0600));
-  KILN_ASSIGN(Ext4Image seed, Ext4Image::format(target.temp_path(), options));
+  KILN_ASSIGN(Ext4Image seed, start_seed(target.temp_path(), spec, template_dir, now));
   KILN_TRY(put(seed, "/kiln/instance-id", spec.id + "\n", 0644, now));
   KILN_TRY(put(seed, "/kiln/hostname", p.hostname + "\n", 0644, now));
   KILN_TRY(put(seed, "/kiln/machine-id", p.machine_id + "\n", 0644, now));

@@ -20,6 +20,10 @@ namespace kiln {
 
 inline constexpr std::string_view kSeedLabel = "KILNSEED";
 
-Result<> write_seed_disk(const std::filesystem::path& image, const InstanceSpec& spec);
+// Writes the seed disk. When the personality is small, it starts from a
+// formatted empty filesystem kept in `template_dir` (made on first use), so
+// that an instance costs no mke2fs run.
+Result<> write_seed_disk(const std::filesystem::path& image, const InstanceSpec& spec,
+                         const std::filesystem::path& template_dir);
 
 }  // namespace kiln

@@ -214,7 +214,11 @@ TEST_F(OfflineCustomizerTest, SystemSetupMakesAFreshMachine) {
   EXPECT_FALSE(exists("/etc/ssh/ssh_host_ed25519_key"));
   EXPECT_FALSE(exists("/etc/ssh/ssh_host_ed25519_key.pub"));
   EXPECT_TRUE(exists("/etc/ssh/sshd_config"));
-  EXPECT_THAT(read("/etc/systemd/system/kiln-ssh-keygen.service"), HasSubstr("ExecStart=/usr/bin/ssh-keygen -A"));
+  EXPECT_THAT(read("/etc/systemd/system/kiln-ssh-keygen.service"),
+              HasSubstr("ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N \"\" -f /etc/ssh/ssh_host_ed25519_key"));
+  EXPECT_THAT(read("/etc/systemd/system/kiln-ssh-keygen-rsa.service"), HasSubstr("ExecStart=/usr/bin/ssh-keygen -A"));
+  EXPECT_EQ(stat("/etc/systemd/system/multi-user.target.wants/kiln-ssh-keygen-rsa.service").symlink_target,
+            "/etc/systemd/system/kiln-ssh-keygen-rsa.service");
   EXPECT_EQ(stat("/etc/systemd/system/ssh.service.wants/kiln-ssh-keygen.service").symlink_target,
             "/etc/systemd/system/kiln-ssh-keygen.service");
   expect_fsck_clean();

@@ -19,7 +19,7 @@ TEST(SeedDisk, HoldsThePersonalityForTheGuestAgent) {
   spec.personality = {"web1", "0123456789abcdef0123456789abcdef", "00:16:3e:01:02:03",
                       {"ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"},
                       {{dir / "motd", "/etc/motd"}}, dir / "first.sh"};
-  ASSERT_TRUE(write_seed_disk(dir / "seed.img", spec));
+  ASSERT_TRUE(write_seed_disk(dir / "seed.img", spec, dir / "templates"));
 
   auto fsck = testing::run_program({"e2fsck", "-fn", (dir / "seed.img").string()});
   EXPECT_EQ(fsck.exit_code, 0) << fsck.out;
@@ -34,6 +34,33 @@ TEST(SeedDisk, HoldsThePersonalityForTheGuestAgent) {
   EXPECT_EQ(*seed->read_file("/kiln/authorized_keys"), "ssh-ed25519 AAAA one\nssh-ed25519 BBBB two\n");
   EXPECT_EQ(*seed->read_file("/kiln/files/etc/motd"), "hello from the host\n");
   EXPECT_EQ((*seed->stat("/kiln/firstboot"))->mode, 0755u);
+}
+
+TEST(SeedDisk, LargePersonalitiesGetAFilesystemOfTheirOwnSize) {
+  testing::ScratchDir dir;
+  testing::write_text(dir / "big", std::string(6 << 20, 'x'));
+  InstanceSpec spec;
+  spec.id = "0123456789abcdef";
+  spec.personality.files = {{dir / "big", "/srv/big"}};
+  ASSERT_TRUE(write_seed_disk(dir / "seed.img", spec, dir / "templates"));
+  auto seed = Ext4Image::open(dir / "seed.img", 0, false);
+  ASSERT_TRUE(seed);
+  EXPECT_EQ(seed->read_file("/kiln/files/srv/big")->size(), 6u << 20);
+  EXPECT_EQ(testing::run_program({"e2fsck", "-fn", (dir / "seed.img").string()}).exit_code, 0);
+}
+
+TEST(SeedDisk, SeedsFromTheTemplateAreIndependent) {
+  testing::ScratchDir dir;
+  InstanceSpec a, b;
+  a.id = "aaaaaaaaaaaaaaaa";
+  a.personality.hostname = "first";
+  b.id = "bbbbbbbbbbbbbbbb";
+  b.personality.hostname = "second";
+  ASSERT_TRUE(write_seed_disk(dir / "a.img", a, dir / "templates"));
+  ASSERT_TRUE(write_seed_disk(dir / "b.img", b, dir / "templates"));
+  EXPECT_EQ(*Ext4Image::open(dir / "a.img", 0, false)->read_file("/kiln/hostname"), "first\n");
+  EXPECT_EQ(*Ext4Image::open(dir / "b.img", 0, false)->read_file("/kiln/hostname"), "second\n");
+  EXPECT_EQ(testing::run_program({"e2fsck", "-fn", (dir / "templates/seed-template-1.img").string()}).exit_code, 0);
 }
 
 }  // namespace

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Times kiln's runtime, in one run:
+#   1. instance creation (overlay, seed disk, record; not the guest's boot)
+#      against what a user would script without kiln: a qcow2 overlay made
+#      with qemu-img plus a cloud-init NoCloud seed made with cloud-localds;
+#   2. boot to ready of the default image, tuned for fast boot, against the
+#      same Debian rootfs with no boot tuning, under UML and under qemu TCG;
+#   3. which backend `--backend auto` picks here, and why.
+# Targets: creation <= 50 ms; ready <= 6 s under UML and <= 15 s under TCG.
+#
+# Usage: bench/boot.sh [TUNED-IMAGE-DIR [STOCK-IMAGE-DIR]]
+#   Without arguments both images are baked first (from the stage cache in
+#   $KILN_CACHE if it has them), into a scratch directory.
+# Environment: KILN=path/to/kiln (default build/kiln), RUNS (default 3),
+#   CREATES (default 20), TCG=0 to skip the qemu boots.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+kiln_source=${KILN:-$here/build/kiln}
+runs=${RUNS:-3}
+creates=${CREATES:-20}
+
+die() { echo "boot: $*" >&2; exit 2; }
+[[ -x $kiln_source ]] || die "$kiln_source: not built (run make)"
+command -v python3 >/dev/null || die "python3 not found (Debian package python3)"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-boot.XXXXXX")
+export KILN_RUNTIME_DIR=$work/run KILN_STATE_DIR=$work/state
+cleanup() {
+  for name in $("$kiln" list --json 2>/dev/null | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin)]' 2>/dev/null); do
+    "$kiln" destroy "$name" >/dev/null 2>&1 || true
+  done
+  rm -rf -- "$work"
+}
+trap cleanup EXIT
+trap 'echo; echo "boot: interrupted" >&2; exit 130' INT TERM
+# A private copy: a rebuild of build/kiln must not change the binary mid-run.
+kiln=$work/kiln
+cp -- "$kiln_source" "$kiln"
+
+field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+tuned=${1:-}
+stock=${2:-}
+recipe=$here/recipes/debian-12-minimal.toml
+if [[ -z $tuned ]]; then
+  tuned=$work/tuned
+  "$kiln" bake "$recipe" -o "$tuned" >/dev/null
+fi
+if [[ -z $stock ]]; then
+  # The same recipe without its boot tuning: no quiet, no masked units.
+  stock=$work/stock
+  "$kiln" bake "$recipe" -o "$stock" --set 'image.kernel_cmdline=console=tty0 console=ttyS0' \
+    --set 'customize.files=[{path="/etc/motd", content="Baked by kiln.\n"}]' >/dev/null
+fi
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+
+echo "== instance creation ($creates instances each)"
+: > "$work/kiln-create.txt"
+for i in $(seq 1 "$creates"); do
+  "$kiln" boot "$tuned" --name "c$i" --backend uml --net none --detach --json 2>/dev/null | field create_ms >> "$work/kiln-create.txt"
+  "$kiln" destroy "c$i" >/dev/null
+done
+kiln_create=$(median < "$work/kiln-create.txt")
+echo "kiln boot (overlay, seed disk, record): median ${kiln_create} ms"
+if command -v cloud-localds >/dev/null; then
+  : > "$work/manual-create.txt"
+  printf 'instance-id: i1\nlocal-hostname: web1\n' > "$work/meta-data"
+  printf '#cloud-config\nhostname: web1\n' > "$work/user-data"
+  for i in $(seq 1 "$creates"); do
+    start=$(now_ms)
+    qemu-img create -q -f qcow2 -F raw -b "$tuned/root.img" "$work/overlay$i.qcow2"
+    cloud-localds "$work/seed$i.iso" "$work/user-data" "$work/meta-data"
+    echo $(( $(now_ms) - start )) >> "$work/manual-create.txt"
+    rm -f "$work/overlay$i.qcow2" "$work/seed$i.iso"
+  done
+  manual=$(median < "$work/manual-create.txt")
+  echo "qemu-img overlay + cloud-localds seed: median ${manual} ms ($(ratio "$manual" "$kiln_create") kiln's time)"
+else
+  echo "qemu-img + cloud-localds: skipped (cloud-localds not installed; Debian package cloud-image-utils)"
+fi
+
+ready_runs() {  # BACKEND IMAGE LABEL
+  : > "$work/$3.txt"
+  for i in $(seq 1 "$runs"); do
+    "$kiln" boot "$2" --name "r-$3-$i" --backend "$1" --net none --detach --wait-ready=600 --json 2>/dev/null \
+      | field ready_seconds >> "$work/$3.txt"
+    "$kiln" destroy "r-$3-$i" >/dev/null
+  done
+  median < "$work/$3.txt"
+}
+
+echo "== boot to ready ($runs boots each, median; tuned and stock alternate per backend)"
+for backend in uml qemu; do
+  [[ $backend == qemu && ${TCG:-1} == 0 ]] && { echo "qemu: skipped (TCG=0)"; continue; }
+  t=$(ready_runs "$backend" "$tuned" "$backend-tuned")
+  s=$(ready_runs "$backend" "$stock" "$backend-stock")
+  target=$([[ $backend == uml ]] && echo 6 || echo 15)
+  echo "$backend: tuned ${t} s, stock ${s} s (stock/tuned $(ratio "$s" "$t")); target <= ${target} s"
+done
+
+echo "== --backend auto"
+"$kiln" boot "$tuned" --name auto --backend auto --net none --detach --json 2>"$work/auto.err" >/dev/null || true
+sed -n 's/^kiln: auto: /picked: /p' "$work/auto.err"
+"$kiln" destroy auto >/dev/null 2>&1 || true
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,20 @@
+// Qcow2Overlay: an empty qcow2 image whose reads fall through to a backing
+// file, the copy-on-write layer each instance writes instead of the shared
+// baked image. Written directly (four clusters of metadata), because
+// `qemu-img create` costs a process start per instance and kiln makes
+// instances in milliseconds.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+
+#include "base/error.h"
+
+namespace kiln {
+
+// Creates `overlay` (replacing it) over `backing` (absolute path, raw
+// format), `virtual_size` bytes, as qemu-img create -f qcow2 -F raw -b would.
+Result<> create_qcow2_overlay(const std::filesystem::path& overlay, const std::filesystem::path& backing,
+                              uint64_t virtual_size);
+
+}  // namespace kiln
