@@ -34,6 +34,10 @@ test-integration: build
 demo: deps
 	$(MAKE) build
 	$(BUILD)/kiln bake $(RECIPE) -o $(DEMO_OUT)
+	-@$(BUILD)/kiln destroy demo 2>/dev/null
+	$(BUILD)/kiln boot $(DEMO_OUT) --name demo --detach --wait-ready
+	$(BUILD)/kiln list
+	$(BUILD)/kiln shutdown demo --wait
 
 bench: build
 	./bench/run-all.sh
