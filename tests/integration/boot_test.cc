@@ -2,10 +2,13 @@
 // qemu (TCG here, as KVM does not work on these hosts), readiness, list,
 // pause, save and restore, shutdown, several instances at once, Xen configs,
 // and what happens on bad input and when a hypervisor is killed.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <thread>
 
@@ -220,6 +223,38 @@ TEST_F(BootTest, OnCrashPreserveKeepsACrashedGuestForInspection) {
   EXPECT_THAT(console("crashy"), HasSubstr("Kernel panic"));
   EXPECT_EQ(kiln({"destroy", "crashy"}).exit_code, 0);
   EXPECT_TRUE(gone("crashy"));
+}
+
+TEST_F(BootTest, QemuBootsTheDiskThroughUefiFirmware) {
+  auto result = boot("uefi", {"--backend", "qemu", "--firmware", "--net", "none"});
+  ASSERT_EQ(result.exit_code, 0) << result.err << console("uefi");
+  auto listed = find("uefi");
+  // No kernel command line to carry the identity: the agent applies it from the seed.
+  EXPECT_EQ(listed["guest"]["hostname"], "uefi");
+  EXPECT_THAT(console("uefi"), HasSubstr("KILN-READY"));
+}
+
+TEST_F(BootTest, ForegroundBootShowsTheConsoleAndCtrlCShutsTheGuestDown) {
+  names_.push_back("fg");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    for (const std::string& variable : env()) ::putenv(strdup(variable.c_str()));
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 1);
+    ::execl(testing::kiln_binary().c_str(), "kiln", "boot", kImage.c_str(), "--name", "fg", "--backend", "uml",
+            "--net", "none", "--wait-ready=240", nullptr);
+    _exit(127);
+  }
+  for (int i = 0; i < 1200 && (find("fg").is_null() || find("fg")["ready_seconds"].is_null()); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_FALSE(find("fg")["ready_seconds"].is_null()) << console("fg");
+  ::kill(pid, SIGINT);
+  int status = 0;
+  for (int i = 0; i < 600 && ::waitpid(pid, &status, WNOHANG) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(WIFEXITED(status)) << "kiln boot did not end after Ctrl-C";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(gone("fg"));
 }
 
 TEST_F(BootTest, BadInputIsRefusedWithoutLeavingState) {
