@@ -1,5 +1,7 @@
 #include "formats/ext4_fs.h"
 
+#include <sys/statvfs.h>
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -75,6 +77,15 @@ struct XattrHandleCloser {
 
 }  // namespace
 
+// `subject` is "IMAGE" or "IMAGE@OFFSET".
+static bool host_disk_full(std::string_view subject) {
+  std::filesystem::path image(subject.substr(0, subject.rfind('@') == std::string_view::npos ? subject.size()
+                                                                                                : subject.rfind('@')));
+  struct statvfs st;
+  std::filesystem::path dir = image.parent_path().empty() ? std::filesystem::path(".") : image.parent_path();
+  return ::statvfs(dir.c_str(), &st) == 0 && st.f_bavail * st.f_frsize < (1u << 20);
+}
+
 std::unexpected<Error> failure(errcode_t code, std::string_view subject, std::string_view what) {
   // libext2fs registers its message table only in e2fsprogs' programs.
   static std::once_flag messages;
@@ -88,6 +99,10 @@ std::unexpected<Error> failure(errcode_t code, std::string_view subject, std::st
                 subject, what);
   if (code == EXT2_ET_EA_NO_SPACE)
     return fail(ErrorKind::kBadInput, "{}: {}: the extended attributes do not fit in one block",
+                subject, what);
+  // A short write is how libext2fs reports the host's disk filling up.
+  if (code == EXT2_ET_SHORT_WRITE && host_disk_full(subject))
+    return fail(ErrorKind::kNoSpace, "{}: {}: No space left on device (the disk holding the image is full)",
                 subject, what);
   return fail(ErrorKind::kFailed, "{}: {}: {}", subject, what, text);
 }

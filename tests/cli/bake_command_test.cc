@@ -204,6 +204,24 @@ TEST_F(BakeCommandTest, FailureKeepsThePreviousOutputAndLeavesNothingBehind) {
   EXPECT_TRUE(testing::list_tree(dir_ / "cache/tmp").empty());
 }
 
+TEST_F(BakeCommandTest, AFullDiskIsANoSpaceErrorThatLeavesNothingBehind) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a small private tmpfs";
+  testing::ArchiveBuilder big;
+  big.file("data.bin", std::string(40 << 20, 'd'));
+  big.write_to(dir_ / "rootfs.tar");
+  std::string path = recipe("", "size = \"128M\"\nlayout = \"plain\"\n");
+  write_text(path, read_text(path) + "[output]\nformats = [\"partitions\"]\n");
+  // A 24 MiB filesystem, mounted in a private namespace only this shell sees.
+  std::string script = "mkdir -p " + (dir_ / "small").string() + " && mount -t tmpfs -o size=24m tmpfs " +
+                       (dir_ / "small").string() + " && " + testing::kiln_binary() + " bake " + path + " -o " +
+                       (dir_ / "small/out").string() + " --no-cache; code=$?; ls -A " + (dir_ / "small").string() +
+                       "; exit $code";
+  auto result = run_program({"unshare", "-m", "sh", "-c", script}, {"SOURCE_DATE_EPOCH=1700000000"});
+  EXPECT_EQ(result.exit_code, 4) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("No space left on device"));
+  EXPECT_EQ(result.out, "") << "left behind: " << result.out;
+}
+
 TEST_F(BakeCommandTest, RefusesToReplaceADirectoryThatIsNotAKilnOutput) {
   write_text(dir_ / "precious/notes.txt", "mine");
   auto result = bake(recipe(), (dir_ / "precious").string());
