@@ -166,7 +166,8 @@ std::vector<std::pair<uint64_t, uint64_t>> data_ranges(int fd, uint64_t size) {
 
 class TreePacker {
  public:
-  TreePacker(archive* out, fs::path root, int64_t clamp) : out_(out), root_(std::move(root)), clamp_(clamp) {}
+  TreePacker(archive* out, fs::path root, int64_t clamp, bool tar)
+      : out_(out), root_(std::move(root)), clamp_(clamp), tar_(tar) {}
 
   Result<> pack(const std::string& relative) {
     KILN_TRY(check_interrupted());
@@ -185,11 +186,21 @@ class TreePacker {
       nsec = 0;
     }
     archive_entry_set_mtime(entry.handle, mtime, nsec);
-    KILN_ASSIGN(auto xattrs, read_xattrs(path));
-    for (const auto& [name, value] : xattrs)
-      archive_entry_xattr_add_entry(entry.handle, name.c_str(), value.data(), value.size());
+    if (tar_) {
+      KILN_ASSIGN(auto xattrs, read_xattrs(path));
+      for (const auto& [name, value] : xattrs)
+        archive_entry_xattr_add_entry(entry.handle, name.c_str(), value.data(), value.size());
+    } else {
+      // cpio readers gather entries of one inode number with nlink > 1 as hard
+      // links: every entry gets its own number, and files are single links
+      // (links are copies here).
+      archive_entry_set_ino64(entry.handle, ++inodes_);
+      archive_entry_set_nlink(entry.handle, S_ISDIR(st.st_mode) ? st.st_nlink : 1);
+      // cpio headers always carry a size; a file's is set when its data is.
+      archive_entry_set_size(entry.handle, 0);
+    }
 
-    if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
+    if (tar_ && S_ISREG(st.st_mode) && st.st_nlink > 1) {
       auto [it, first] = links_.try_emplace({st.st_dev, st.st_ino}, relative);
       if (!first) {
         archive_entry_set_hardlink(entry.handle, ("./" + it->second).c_str());
@@ -218,7 +229,7 @@ class TreePacker {
  private:
   Result<> write_header(archive_entry* entry, const fs::path& path) {
     if (archive_write_header(out_, entry) != ARCHIVE_OK)
-      return fail(ErrorKind::kFailed, "{}: cannot write tar header: {}", path.string(),
+      return fail(ErrorKind::kFailed, "{}: cannot write the archive header: {}", path.string(),
                   archive_error_string(out_));
     return {};
   }
@@ -228,7 +239,7 @@ class TreePacker {
     uint64_t size = static_cast<uint64_t>(st.st_size);
     archive_entry_set_size(entry, static_cast<la_int64_t>(size));
     auto ranges = data_ranges(fd.get(), size);
-    bool sparse = static_cast<uint64_t>(st.st_blocks) * 512 < size;
+    bool sparse = tar_ && static_cast<uint64_t>(st.st_blocks) * 512 < size;
     if (sparse)
       for (const auto& [offset, length] : ranges) archive_entry_sparse_add_entry(entry, offset, length);
     else
@@ -241,7 +252,7 @@ class TreePacker {
         ssize_t n = ::pread(fd.get(), buffer_.data(), chunk, static_cast<off_t>(offset + done));
         if (n <= 0) return fail_errno("read", path.string(), n < 0 ? errno : EIO);
         if (archive_write_data(out_, buffer_.data(), static_cast<size_t>(n)) < 0)
-          return fail(ErrorKind::kFailed, "{}: cannot write tar data: {}", path.string(),
+          return fail(ErrorKind::kFailed, "{}: cannot write the archive data: {}", path.string(),
                       archive_error_string(out_));
         done += static_cast<uint64_t>(n);
       }
@@ -266,6 +277,8 @@ class TreePacker {
   archive* out_;
   fs::path root_;
   int64_t clamp_;
+  bool tar_;  // pax tar; otherwise cpio newc
+  int64_t inodes_ = 0;  // cpio inode numbers handed out
   std::map<std::pair<dev_t, ino_t>, std::string> links_;
   std::vector<char> buffer_ = std::vector<char>(1 << 20);
 };
@@ -273,17 +286,58 @@ class TreePacker {
 }  // namespace
 
 Result<> write_tree_as_tar(const fs::path& dir, const fs::path& out, int64_t clamp_mtime) {
+  return write_tree_as_archive(dir, out, {}, clamp_mtime);
+}
+
+Result<> write_tree_as_archive(const fs::path& dir, const fs::path& out, ArchiveForm form, int64_t clamp_mtime) {
   KILN_ASSIGN(AtomicFile file, AtomicFile::create(out));
   ArchiveWriter writer;
-  archive_write_set_format_pax_restricted(writer.handle);
+  bool tar = form.format == ArchiveFormat::kPaxTar;
+  if (tar) archive_write_set_format_pax_restricted(writer.handle);
+  else archive_write_set_format_cpio_newc(writer.handle);
+  switch (form.compression) {
+    case ArchiveCompression::kNone: break;
+    case ArchiveCompression::kGzip: archive_write_add_filter_gzip(writer.handle); break;
+    case ArchiveCompression::kXz: archive_write_add_filter_xz(writer.handle); break;
+    case ArchiveCompression::kZstd: archive_write_add_filter_zstd(writer.handle); break;
+  }
   archive_write_set_bytes_in_last_block(writer.handle, 1);
   if (archive_write_open_fd(writer.handle, file.fd()) != ARCHIVE_OK)
     return fail(ErrorKind::kFailed, "{}: {}", out.string(), archive_error_string(writer.handle));
-  TreePacker packer(writer.handle, dir, clamp_mtime);
+  TreePacker packer(writer.handle, dir, clamp_mtime, tar);
   KILN_TRY(packer.pack(""));
   if (archive_write_close(writer.handle) != ARCHIVE_OK)
     return fail(ErrorKind::kFailed, "{}: {}", out.string(), archive_error_string(writer.handle));
   return file.commit();
+}
+
+Result<ArchiveForm> archive_form_of(const fs::path& path) {
+  std::unique_ptr<archive, int (*)(archive*)> reader(archive_read_new(), archive_read_free);
+  archive_read_support_filter_all(reader.get());
+  archive_read_support_format_tar(reader.get());
+  archive_read_support_format_gnutar(reader.get());
+  archive_read_support_format_cpio(reader.get());
+  archive_entry* entry = nullptr;
+  if (archive_read_open_filename(reader.get(), path.c_str(), 1 << 16) != ARCHIVE_OK ||
+      archive_read_next_header(reader.get(), &entry) != ARCHIVE_OK)
+    return fail(ErrorKind::kBadInput, "{}: not a tar or cpio archive kiln can read ({})", path.string(),
+                archive_error_string(reader.get()));
+  ArchiveForm form;
+  int format = archive_format(reader.get()) & ARCHIVE_FORMAT_BASE_MASK;
+  if (format == ARCHIVE_FORMAT_CPIO) form.format = ArchiveFormat::kCpioNewc;
+  else if (format == ARCHIVE_FORMAT_TAR) form.format = ArchiveFormat::kPaxTar;
+  else return fail(ErrorKind::kBadInput, "{}: {} archives cannot be rewritten; kiln writes tar and cpio",
+                   path.string(), archive_format_name(reader.get()));
+  switch (archive_filter_code(reader.get(), 0)) {
+    case ARCHIVE_FILTER_NONE: break;
+    case ARCHIVE_FILTER_GZIP: form.compression = ArchiveCompression::kGzip; break;
+    case ARCHIVE_FILTER_XZ: form.compression = ArchiveCompression::kXz; break;
+    case ARCHIVE_FILTER_ZSTD: form.compression = ArchiveCompression::kZstd; break;
+    default:
+      return fail(ErrorKind::kBadInput, "{}: {} compression cannot be rewritten; kiln writes gzip, xz and zstd",
+                  path.string(), archive_filter_name(reader.get(), 0));
+  }
+  return form;
 }
 
 }  // namespace kiln
