@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "base/text_layout.h"
 #include "recipes/customize_ops.h"
 #include "recipes/recipe_schema.h"
 
@@ -31,25 +32,6 @@ std::string default_text(const SettingInfo& setting) {
   return fmt::format("default {}", setting.default_value);
 }
 
-// Wraps text at `width` columns, each line starting with `indent`.
-std::string wrap(std::string_view text, size_t indent, size_t width = 78) {
-  std::string out, line(indent, ' ');
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find(' ', start);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view word = text.substr(start, end - start);
-    if (line.size() > indent && line.size() + 1 + word.size() > width) {
-      out += line + "\n";
-      line = std::string(indent, ' ');
-    }
-    if (line.size() > indent) line += ' ';
-    line += word;
-    start = end + 1;
-  }
-  return out + line + "\n";
-}
-
 }  // namespace
 
 std::string recipe_reference_text() {
@@ -60,7 +42,7 @@ std::string recipe_reference_text() {
   for (const SectionInfo& info : recipe_sections()) {
     std::string_view section = info.name;
     out += info.array ? fmt::format("\n[[{}]]\n", section) : fmt::format("\n[{}]\n", section);
-    if (!info.doc.empty()) out += wrap(info.doc, 2);
+    if (!info.doc.empty()) out += wrap_text(info.doc, 2);
     if (section == "customize") {
       out += "  Operations, applied in this order (see `kiln help customize`):\n";
       for (const CustomizeOpInfo& op : customize_operations())
@@ -70,7 +52,7 @@ std::string recipe_reference_text() {
     for (const SettingInfo& setting : recipe_settings()) {
       if (setting.section != section) continue;
       out += fmt::format("  {} ({}; {})\n", setting.key, choices_or_kind(setting), default_text(setting));
-      out += wrap(setting.doc, 6);
+      out += wrap_text(setting.doc, 6);
     }
   }
   return out;
@@ -83,15 +65,8 @@ std::string customize_reference_text() {
   for (const CustomizeOpInfo& op : customize_operations()) {
     out += fmt::format("\n{} = {}{}\n", op.key, op.argument,
                        op.phase == CustomizePhase::kInImage ? "   (in image)" : "");
-    out += wrap(op.doc, 4);
-    out += "    Example:\n";
-    std::string_view example = op.example;
-    while (!example.empty()) {
-      auto newline = example.find('\n');
-      out += fmt::format("      {}\n", example.substr(0, newline));
-      if (newline == std::string_view::npos) break;
-      example.remove_prefix(newline + 1);
-    }
+    out += wrap_text(op.doc, 4);
+    out += "    Example:\n" + indent_lines(op.example, "      ");
   }
   out += "\n[[customize.users]] keys:\n";
   for (const UserKeyInfo& key : user_keys())
