@@ -41,6 +41,7 @@ void register_boot(CLI::App& root, Registry& registry);
 void register_instance_commands(CLI::App& root, Registry& registry);
 void register_feed_commands(CLI::App& root, Registry& registry);  // publish, pull
 void register_luks(CLI::App& root, Registry& registry);
+void register_container_commands(CLI::App& root, Registry& registry);  // container, diff, patch
 void register_help(CLI::App& root, Registry& registry);
 
 }  // namespace kiln::cli

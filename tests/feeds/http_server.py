@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""A small HTTP server for kiln's pull tests.
+"""A small HTTP server for kiln's pull and container tests.
 
 Serves DIR on 127.0.0.1 at a free port, which it prints on stdout as the
 first line. It honours "Range: bytes=N-" (206 Partial Content), so a broken
-download can resume, and logs "PATH RANGE" per request to LOG. A fault file
-FILE.truncate-at holding N makes it announce FILE's full length but send
-only its first N bytes and then close the connection: a truncated download.
+download can resume, and logs "METHOD PATH RANGE" per request to LOG. A
+fault file FILE.truncate-at holding N makes it announce FILE's full length
+but send only its first N bytes and then close the connection: a truncated
+download. PUT stores the request body as that file, creating its
+directories (201), as uploads by `kiln container` do.
 
 Usage: http_server.py DIR LOG
 """
@@ -15,13 +17,21 @@ import sys
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        root, log = self.server.root, self.server.log
+    # HTTP/1.1 answers the "Expect: 100-continue" of curl's large uploads.
+    protocol_version = "HTTP/1.1"
+
+    def target(self):
+        """The file a request names, logged; None outside DIR."""
+        root = self.server.root
         path = os.path.normpath(os.path.join(root, self.path.split("?")[0].lstrip("/")))
+        with open(self.server.log, "a") as out:
+            out.write(f"{self.command} {self.path} {self.headers.get('Range', '-')}\n")
+        return path if path.startswith(root + os.sep) else None
+
+    def do_GET(self):
+        path = self.target()
         range_header = self.headers.get("Range", "-")
-        with open(log, "a") as out:
-            out.write(f"{self.path} {range_header}\n")
-        if not path.startswith(root) or not os.path.isfile(path):
+        if path is None or not os.path.isfile(path):
             self.send_error(404, "Not Found")
             return
         with open(path, "rb") as f:
@@ -47,6 +57,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
 
+    def do_PUT(self):
+        path = self.target()
+        if path is None:
+            self.send_error(403, "Forbidden")
+            return
+        length = int(self.headers.get("Content-Length", "0"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(self.rfile.read(length))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, *args):
         pass
 
@@ -55,6 +78,7 @@ def main():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.root = os.path.realpath(sys.argv[1])
     server.log = sys.argv[2]
+    open(server.log, "a").close()
     print(server.server_address[1], flush=True)
     server.serve_forever()
 

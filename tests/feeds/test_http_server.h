@@ -1,6 +1,7 @@
 // TestHttpServer: runs tests/feeds/http_server.py in the background on a
-// free port of 127.0.0.1, serving a directory, for the duration of a test.
-// See the script for its Range support and its truncation fault.
+// free port of 127.0.0.1, serving a directory (GET) and receiving uploads
+// into it (PUT), for the duration of a test. The feeds and container tests
+// share it. See the script for its Range support and its truncation fault.
 #pragma once
 
 #include <signal.h>
@@ -49,7 +50,7 @@ class TestHttpServer {
   std::string url(const std::string& path = "") const {
     return "http://127.0.0.1:" + std::to_string(port_) + "/" + path;
   }
-  // One "PATH RANGE" line per request so far.
+  // One "METHOD PATH RANGE" line per request so far ("GET /a.xvm -").
   std::string requests() const { return read_text(log_); }
 
  private:
