@@ -52,6 +52,7 @@ inline std::filesystem::path write_fake_rootfs(const std::filesystem::path& path
   tar.file("usr/lib/systemd/system/systemd-networkd.socket",
            "[Unit]\nDescription=Network Service Netlink Socket\n\n[Socket]\nListenNetlink=route 1361\n\n"
            "[Install]\nWantedBy=sockets.target\n");
+  tar.file("usr/lib/systemd/system/multi-user.target", "[Unit]\nDescription=Multi-User System\n");
   tar.file("usr/share/zoneinfo/Europe/Paris", "TZif fake Paris\n");
   tar.file("usr/share/zoneinfo/Etc/UTC", "TZif fake UTC\n");
   tar.file("var/lib/dpkg/status",

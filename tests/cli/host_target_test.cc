@@ -74,7 +74,7 @@ TEST_F(HostTargetTest, WithoutDeviceMapperSaysSoAndWhatToDoInstead) {
 
 TEST_F(HostTargetTest, WhatIsNotABlockDeviceIsRefused) {
   auto file = bake((dir_ / "disk.img").string());
-  EXPECT_EQ(file.exit_code, 2);
+  EXPECT_EQ(file.exit_code, 2) << file.out << file.err;
   EXPECT_THAT(file.err, HasSubstr("expected lvm:VG/LV or a block device under /dev; to write an image file, use -o DIR"));
   auto character = bake("/dev/null");
   EXPECT_EQ(character.exit_code, 2);

@@ -48,7 +48,9 @@ TEST(BakeDebian, KernelAndInitrdAreThere) {
   EXPECT_GT(std::filesystem::file_size(kImage / "vmlinuz"), 4u << 20);
   EXPECT_GT(std::filesystem::file_size(kImage / "initrd.img"), 8u << 20);
   auto file = run_program({"file", "-b", (kImage / "vmlinuz").string()});
-  if (file.exit_code == 0) EXPECT_THAT(file.out, HasSubstr("Linux kernel"));
+  if (file.exit_code == 0) {
+    EXPECT_THAT(file.out, HasSubstr("Linux kernel"));
+  }
 }
 
 TEST(BakeDebian, ManifestListsInstalledPackages) {
