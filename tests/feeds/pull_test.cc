@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "feeds/gzip.h"
+#include "feeds/puller.h"
 #include "feeds/xvm_xml.h"
 #include "tests/feeds/published_site.h"
 #include "tests/feeds/test_http_server.h"
@@ -341,6 +341,20 @@ TEST_F(PullTest, AnImageThatDoesNotMatchItsBakeManifestIsRefused) {
   forge_package(xvm(), *description, payload, *publisher_);
   refeed();
   expect_refused(pull(feed_file()), kUntrusted, "'vmlinuz' unpacked to 49152 bytes with sha256");
+}
+
+}  // namespace
+}  // namespace kiln
+
+namespace kiln {
+namespace {
+
+TEST(ResolveUri, RelativeEnclosuresResolveAgainstTheFeed) {
+  EXPECT_EQ(resolve_uri("https://x.org/feeds/vmcast.rss", "a-1.0.xvm"), "https://x.org/feeds/a-1.0.xvm");
+  EXPECT_EQ(resolve_uri("https://x.org/feeds/vmcast.rss", "/images/a.xvm"), "https://x.org/images/a.xvm");
+  EXPECT_EQ(resolve_uri("file:///srv/site/vmcast.rss", "a.xvm"), "file:///srv/site/a.xvm");
+  EXPECT_EQ(resolve_uri("file:///srv/site/vmcast.rss", "/other/a.xvm"), "file:///other/a.xvm");
+  EXPECT_EQ(resolve_uri("https://x.org/vmcast.rss", "ftp://mirror/a.xvm"), "ftp://mirror/a.xvm");
 }
 
 }  // namespace
