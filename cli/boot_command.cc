@@ -131,6 +131,8 @@ void register_boot(CLI::App& root, Registry& registry) {
   app->add_option("--firstboot", flags->firstboot, "Script run once in the guest before it reports ready");
   app->add_flag("--persistent", r.persistent, "Keep the instance's disk overlays after destroy, and reuse them");
   app->add_flag("--firmware", r.firmware, "qemu: boot disk.raw through UEFI firmware (OVMF) instead of the kernel");
+  app->add_option("--luks-passphrase-file", r.luks_passphrase_file,
+                  "Answer an encrypted root's passphrase prompt with this file's first line (kept in memory only)");
   app->add_option("--on-poweroff", flags->on_poweroff, "destroy (default), restart or preserve");
   app->add_option("--on-reboot", flags->on_reboot, "restart (default), destroy or preserve");
   app->add_option("--on-crash", flags->on_crash, "destroy (default), restart or preserve");

@@ -48,6 +48,17 @@ Result<BootSource> from_image_directory(const fs::path& dir) {
   if (fs::exists(dir / "disk.raw")) source.firmware_disk = dir / "disk.raw";
   if (image.contains("root_filesystem")) source.root_uuid = image["root_filesystem"].value("uuid", "");
   source.kernel_args = extra_kernel_args(image.value("kernel_cmdline", ""));
+  const auto storage = manifest.value("storage", nlohmann::json::object());
+  if (storage.contains("encryption")) {
+    source.root_encryption = storage["encryption"].value("type", "encrypted");
+    source.root_needs_initramfs = "an encrypted root (" + source.root_encryption + ")";
+  }
+  if (storage.value("layout", "") == "lvm") {
+    // root.img is the root volume alone; the whole disk has the volume group.
+    source.root_needs_initramfs = source.root_encryption.empty() ? "a root on LVM" : "a root on LVM on LUKS";
+    source.disks = {{dir / "disk.raw", false, false}};
+    source.root_device = image.value("root_device", "");
+  }
   return source;
 }
 

@@ -28,6 +28,13 @@ struct BootSource {
   std::string root_uuid;  // when known: root=UUID= needs no device names
   std::filesystem::path firmware_disk;  // a bootable GPT disk (disk.raw), for --firmware
   std::string kernel_args;
+  // The encryption of the root ("luks2", "plain"...), empty when it has none.
+  std::string root_encryption;
+  // What only the image's own kernel and initramfs can open ("an encrypted
+  // root (luks2)", "a root on LVM"), empty when a bare kernel can mount the
+  // root: such an image boots on qemu, from root_device.
+  std::string root_needs_initramfs;
+  std::string root_device;  // root= as the bake wrote it, e.g. /dev/mapper/vg0-root
   std::optional<uint64_t> memory_mib;
   std::optional<int> vcpus;
   std::optional<std::string> mac;

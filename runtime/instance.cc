@@ -158,6 +158,7 @@ nlohmann::json to_json(const InstanceRecord& record) {
                          {"started_at_ms", record.started_at_ms},
                          {"restarts", record.restarts},
                          {"last_event", record.last_event},
+                         {"waiting_for", record.waiting_for},
                          {"guest",
                           {{"hostname", record.guest_hostname},
                            {"machine_id", record.guest_machine_id},
@@ -177,6 +178,7 @@ Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::s
     record.started_at_ms = json.at("started_at_ms");
     record.restarts = json.at("restarts");
     record.last_event = json.at("last_event");
+    record.waiting_for = json.value("waiting_for", "");
     if (json.contains("ready_seconds")) record.ready_seconds = json.at("ready_seconds").get<double>();
     const auto& guest = json.at("guest");
     record.guest_hostname = guest.at("hostname");

@@ -95,6 +95,9 @@ struct InstanceRecord {
   std::optional<double> ready_seconds;  // from start to the readiness signal
   int restarts = 0;
   std::string last_event;  // why it stopped, for list and errors
+  // What the guest waits for from a person (a passphrase prompt kiln did
+  // not or could not answer); empty while it gets on by itself.
+  std::string waiting_for;
   // What the guest agent reported with its readiness signal.
   std::string guest_hostname;
   std::string guest_machine_id;

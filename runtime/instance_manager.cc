@@ -57,9 +57,16 @@ struct BackendChoice {
 
 Result<BackendChoice> choose_backend(const InstanceStore& store, const BootRequest& request,
                                      const BootSource& source) {
-  bool uml_possible = find_program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware;
+  bool initramfs_only = !source.root_needs_initramfs.empty();
+  bool uml_possible =
+      find_program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware && !initramfs_only;
   if (request.backend == "uml") {
     if (request.firmware) return fail(ErrorKind::kBadInput, "--firmware needs the qemu backend: UML has no firmware");
+    if (initramfs_only)
+      return fail(ErrorKind::kBadInput,
+                  "{}: {} opens only with the image's own kernel and initramfs, and the uml backend boots "
+                  "neither: use --backend qemu",
+                  source.description, source.root_needs_initramfs);
     KILN_TRY(find_program(kUmlBinary));
     return BackendChoice{BackendKind::kUml, false, "uml, as asked"};
   }
@@ -74,6 +81,10 @@ Result<BackendChoice> choose_backend(const InstanceStore& store, const BootReque
   if (uml_possible)
     return BackendChoice{BackendKind::kUml, false,
                          "uml: KVM does not work here (" + kvm.reason + "), and UML is faster than qemu's TCG"};
+  if (initramfs_only)
+    return BackendChoice{BackendKind::kQemu, false,
+                         "qemu with TCG: KVM does not work here (" + kvm.reason + "), and " +
+                             source.root_needs_initramfs + " needs the image's initramfs, which UML does not boot"};
   return BackendChoice{BackendKind::kQemu, false, "qemu with TCG: KVM does not work here (" + kvm.reason + ")"};
 }
 
@@ -167,6 +178,12 @@ Result<InstanceSpec> spec_for(const BootRequest& request, const BootSource& sour
   // wants a device name.
   bool by_uuid = !source.root_uuid.empty() && !spec.initrd.empty();
   spec.root = by_uuid ? "UUID=" + source.root_uuid : guest_device(spec.backend, 0, source.root_partition);
+  if (!source.root_device.empty() && !request.firmware) {
+    if (spec.initrd.empty())
+      return fail(ErrorKind::kBadInput, "{}: {} needs the image's initrd.img, which is missing", source.description,
+                  source.root_needs_initramfs);
+    spec.root = source.root_device;
+  }
   spec.kernel_args = source.kernel_args;
   spec.memory_mib = request.memory_mib.value_or(source.memory_mib.value_or(512));
   spec.vcpus = request.vcpus.value_or(source.vcpus.value_or(1));
@@ -322,6 +339,17 @@ bool process_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno 
 Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest& request, Reporter& reporter) {
   KILN_ASSIGN(BootSource source, read_boot_source(request.source));
   for (const std::string& warning : source.warnings) reporter.warn(warning);
+  SupervisorOptions supervisor;
+  if (!request.luks_passphrase_file.empty()) {
+    if (source.root_encryption.empty())
+      return fail(ErrorKind::kBadInput, "--luks-passphrase-file: the root of {} is not encrypted; nothing to unlock",
+                  source.description);
+    auto passphrase = Secret::passphrase_file(request.luks_passphrase_file);
+    if (!passphrase)
+      return fail(ErrorKind::kBadInput, "--luks-passphrase-file: {}", passphrase.error().message);
+    supervisor.unlock_passphrase = std::make_shared<const Secret>(std::move(*passphrase));
+    supervisor.unlock_passphrase_origin = request.luks_passphrase_file.string();
+  }
   KILN_ASSIGN(BackendChoice backend, choose_backend(store, request, source));
   KILN_ASSIGN(InstanceSpec spec, spec_for(request, source, backend));
   if (spec.backend == BackendKind::kUml && source.kernel_key)
@@ -332,7 +360,7 @@ Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest&
     reporter.warn(fmt::format("the uml backend runs one virtual CPU; --vcpus {} ignored", spec.vcpus));
     spec.vcpus = 1;
   }
-  return create_and_start(store, std::move(spec), backend.why, {}, reporter);
+  return create_and_start(store, std::move(spec), backend.why, std::move(supervisor), reporter);
 }
 
 Result<InstanceRecord> wait_ready(const InstanceStore& store, const std::string& name,
@@ -344,6 +372,9 @@ Result<InstanceRecord> wait_ready(const InstanceStore& store, const std::string&
     auto record = store.load(name);
     if (!record) return fail(ErrorKind::kFailed, "{} stopped before it was ready", name);
     if (record->ready_seconds) return *record;
+    if (!record->waiting_for.empty())
+      return fail(ErrorKind::kFailed, "{} is waiting for {}; it is still running: `kiln console {}` to answer, or "
+                  "`kiln destroy {}`", name, record->waiting_for, name, name);
     if (record->state == InstanceState::kCrashed || record->state == InstanceState::kStopped)
       return std::unexpected(Error{ErrorKind::kFailed,
                                    fmt::format("{} stopped before it was ready: {}", name, record->last_event),

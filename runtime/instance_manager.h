@@ -32,6 +32,9 @@ struct BootRequest {
   std::filesystem::path firstboot;
   bool persistent = false;
   bool firmware = false;  // qemu: boot disk.raw through UEFI firmware
+  // Its first line answers the guest's passphrase prompt for an encrypted
+  // root; it is read here and kept only in the supervisor's memory.
+  std::filesystem::path luks_passphrase_file;
   std::optional<LifecyclePolicy> on_poweroff, on_reboot, on_crash;
 };
 

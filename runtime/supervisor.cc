@@ -29,6 +29,9 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kConsoleHistory = 64 * 1024;
+// cryptsetup-initramfs's askpass prompt, as the guest prints it: "Please
+// unlock disk cryptroot: " (no line end; it waits on that line).
+constexpr std::string_view kUnlockPrompt = "Please unlock disk ";
 constexpr uint64_t kConsoleLogLimit = 16 * 1024 * 1024;
 
 int64_t now_ms() {
@@ -147,6 +150,8 @@ class Supervisor {
     stop_reason_.clear();
     panicked_ = false;
     rebooting_ = false;
+    unlock_prompts_ = 0;
+    record_.waiting_for.clear();
     save_record();
     if (spec.backend == BackendKind::kQemu) {
       auto qmp = QmpClient::connect(paths_.qmp_events_socket, std::chrono::seconds(20));
@@ -317,13 +322,44 @@ class Supervisor {
       on_console_line(std::string_view(pending_line_).substr(0, newline));
       pending_line_.erase(0, newline + 1);
     }
+    if (auto prompt = pending_line_.find(kUnlockPrompt); prompt != std::string::npos) {
+      std::string_view rest = std::string_view(pending_line_).substr(prompt + kUnlockPrompt.size());
+      if (auto colon = rest.find(':'); colon != std::string_view::npos) {
+        std::string disk(rest.substr(0, colon));
+        pending_line_.clear();
+        on_unlock_prompt(disk);
+      }
+    }
     if (pending_line_.size() > 4096) pending_line_.clear();
+  }
+
+  // The passphrase is typed once per boot: a second prompt means it was
+  // wrong, and typing it again would only spend the guest's retries.
+  void on_unlock_prompt(const std::string& disk) {
+    const auto& passphrase = options_.unlock_passphrase;
+    if (passphrase && ++unlock_prompts_ == 1 && console_in_) {
+      bool typed = write_all(console_in_.get(), passphrase->data(), passphrase->size(), "console") &&
+                   write_all(console_in_.get(), "\n", 1, "console");
+      if (typed) {
+        log(fmt::format("typed the passphrase for {} from {}", disk, options_.unlock_passphrase_origin));
+        return;
+      }
+    }
+    record_.waiting_for =
+        passphrase ? fmt::format("the passphrase for {}: the one in {} did not unlock it", disk,
+                                 options_.unlock_passphrase_origin)
+                   : fmt::format("the passphrase for {} (give --luks-passphrase-file to kiln boot, or type it on the "
+                                 "console)",
+                                 disk);
+    log("waiting for " + record_.waiting_for);
+    save_record();
   }
 
   void on_console_line(std::string_view line) {
     auto marker = line.find("KILN-READY " + record_.spec.id);
     if (marker != std::string_view::npos && !record_.ready_seconds) {
       record_.ready_seconds = static_cast<double>(now_ms() - record_.started_at_ms) / 1000.0;
+      record_.waiting_for.clear();
       record_.guest_hostname = field(line, "hostname=");
       record_.guest_machine_id = field(line, "machine-id=");
       record_.guest_mac = field(line, "mac=");
@@ -533,6 +569,7 @@ class Supervisor {
   bool child_exited_ = false;
   bool panicked_ = false;
   bool rebooting_ = false;
+  int unlock_prompts_ = 0;  // passphrase prompts seen since the last (re)start
   Intent intent_ = Intent::kNone;
 };
 

@@ -9,9 +9,11 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "crypto/secret.h"
 #include "runtime/instance_store.h"
 
 namespace kiln {
@@ -22,6 +24,10 @@ struct SupervisorOptions {
   // Resume from a save file (qemu) instead of booting.
   std::optional<std::filesystem::path> restore_from;
   uint64_t restore_offset = 0;  // where the migration stream starts in it
+  // Typed at the guest's "Please unlock disk" prompt, once per boot; it
+  // reaches the supervisor through fork, never through a file or argv.
+  std::shared_ptr<const Secret> unlock_passphrase;
+  std::string unlock_passphrase_origin;  // the file it came from, for messages
 };
 
 // Runs until the instance is gone (or preserved); returns the exit code.

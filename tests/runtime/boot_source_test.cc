@@ -32,6 +32,33 @@ TEST(BootSource, ImageDirectoryGivesKernelRootAndUuid) {
   EXPECT_EQ(source->kernel_args, "quiet");  // root, ro and consoles are kiln's to set per boot
 }
 
+TEST(BootSource, AnEncryptedRootIsNamedByItsEncryption) {
+  ScratchDir dir;
+  write_text(dir / "root.img", "x");
+  write_text(dir / "manifest.json", R"({"image": {"name": "vault"}, "storage": {"encryption": {"type": "luks2"}}})");
+  auto source = read_boot_source(dir.path());
+  ASSERT_TRUE(source) << source.error().to_string();
+  EXPECT_EQ(source->root_encryption, "luks2");
+  EXPECT_EQ(source->root_needs_initramfs, "an encrypted root (luks2)");
+  write_text(dir / "manifest.json", R"({"image": {"name": "plain"}, "storage": {"layout": "gpt"}})");
+  EXPECT_EQ(read_boot_source(dir.path())->root_encryption, "");
+  EXPECT_EQ(read_boot_source(dir.path())->root_needs_initramfs, "");
+}
+
+TEST(BootSource, ARootOnLvmBootsFromTheWholeDiskWithTheBakesRootDevice) {
+  ScratchDir dir;
+  for (const char* file : {"vmlinuz", "initrd.img", "root.img", "disk.raw"}) write_text(dir / file, "x");
+  write_text(dir / "manifest.json", R"({"image": {"name": "lvm", "root_device": "/dev/mapper/vg0-root",
+                                         "root_filesystem": {"uuid": "1234"}},
+                                        "storage": {"layout": "lvm", "lvm": {"vg": "vg0"}}})");
+  auto source = read_boot_source(dir.path());
+  ASSERT_TRUE(source) << source.error().to_string();
+  ASSERT_EQ(source->disks.size(), 1u);
+  EXPECT_EQ(source->disks[0].base, dir / "disk.raw");  // root.img is the root volume alone
+  EXPECT_EQ(source->root_device, "/dev/mapper/vg0-root");
+  EXPECT_EQ(source->root_needs_initramfs, "a root on LVM");
+}
+
 TEST(BootSource, DirectoryWithoutManifestSaysWhatItWants) {
   ScratchDir dir;
   auto source = read_boot_source(dir.path());
