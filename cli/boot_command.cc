@@ -125,7 +125,7 @@ void register_boot(CLI::App& root, Registry& registry) {
   app->add_option("--vcpus", r.vcpus, "Virtual CPUs (default 1)");
   app->add_option("--net", r.network, "user (default), tap:BRIDGE or none");
   app->add_option("--ssh-port", r.ssh_port, "Forward 127.0.0.1:PORT to the guest's ssh (user networking)");
-  app->add_option("--hostname", r.hostname, "Guest hostname (default: the instance name)");
+  app->add_option("--hostname", r.hostname, "Guest hostname (default: the instance name; a Xen config's domain keeps its own)");
   app->add_option("--ssh-key", flags->ssh_keys, "Public key file for root's authorized_keys (repeatable)");
   app->add_option("--file", r.files, "SRC:/DEST file copied into the guest at boot (repeatable)");
   app->add_option("--firstboot", flags->firstboot, "Script run once in the guest before it reports ready");

@@ -88,6 +88,7 @@ Result<BootSource> from_xen_config(const fs::path& file) {
   BootSource source;
   source.description = file.string();
   source.name = domain.name;
+  source.own_hostname = true;
   for (const UnsupportedKey& key : domain.source.unsupported)
     source.warnings.push_back(fmt::format("{}: '{}' is a Xen setting kiln does not act on; ignored",
                                           key.where.to_string(), key.key));

@@ -40,6 +40,10 @@ struct BootSource {
   std::optional<std::string> mac;
   std::optional<std::string> bridge;
   std::optional<LifecyclePolicy> on_poweroff, on_reboot, on_crash;
+  // A Xen domain config boots a domain's own filesystem, prepared for it
+  // (by `kiln container`, say): its hostname is its own unless --hostname
+  // says otherwise. A baked image is canned: each instance is named for it.
+  bool own_hostname = false;
   std::vector<std::string> warnings;  // one per Xen key kiln does not act on
   // Where a Xen config set kernel= and ramdisk= (the uml backend boots its
   // own kernel and says so).

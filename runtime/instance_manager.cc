@@ -114,7 +114,8 @@ Result<NetworkSpec> network_for(const BootRequest& request, const BootSource& so
 
 Result<Personality> personality_for(const BootRequest& request, const BootSource& source, const std::string& name) {
   Personality p;
-  p.hostname = request.hostname.empty() ? name : request.hostname;
+  if (!request.hostname.empty()) p.hostname = request.hostname;
+  else if (!source.own_hostname) p.hostname = name;
   p.machine_id = random_hex(16);
   p.mac = source.mac.value_or(random_xen_mac());
   for (const fs::path& file : request.ssh_key_files) {

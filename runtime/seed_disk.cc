@@ -93,7 +93,7 @@ Result<> write_seed_disk(const fs::path& image, const InstanceSpec& spec, const 
   KILN_ASSIGN(AtomicFile target, AtomicFile::create(image, 0600));
   KILN_ASSIGN(Ext4Image seed, start_seed(target.temp_path(), spec, template_dir, now));
   KILN_TRY(put(seed, "/kiln/instance-id", spec.id + "\n", 0644, now));
-  KILN_TRY(put(seed, "/kiln/hostname", p.hostname + "\n", 0644, now));
+  if (!p.hostname.empty()) KILN_TRY(put(seed, "/kiln/hostname", p.hostname + "\n", 0644, now));
   KILN_TRY(put(seed, "/kiln/machine-id", p.machine_id + "\n", 0644, now));
   KILN_TRY(put(seed, "/kiln/mac", p.mac + "\n", 0644, now));
   std::string keys;

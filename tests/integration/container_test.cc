@@ -46,11 +46,12 @@ using testing::write_text;
 const fs::path kImage = fs::path(KILN_INTEGRATION_DIR) / "default";
 
 struct Domain {
-  std::string name;  // also its hostname
+  std::string name;
+  std::string hostname;  // from its /etc patch
   std::string user;
   uint32_t uid;
 };
-const Domain kDomains[] = {{"fido", "alice", 2001}, {"rex", "bob", 2002}};
+const Domain kDomains[] = {{"fido", "fido-web", "alice", 2001}, {"rex", "rex-db", "bob", 2002}};
 
 // Copies a tree out of an image, owners and modes (setuid included) kept.
 // Device nodes are left out: the guest's /dev is a devtmpfs.
@@ -180,7 +181,7 @@ class ContainerIntegration : public ::testing::Test {
     auto append = [&](const std::string& file, const std::string& line) {
       write_text(new_root / file, read_text(new_root / file) + line + "\n");
     };
-    write_text(new_root / "etc/hostname", domain.name + "\n");
+    write_text(new_root / "etc/hostname", domain.hostname + "\n");
     append("etc/passwd", domain.user + ":x:" + id + ":" + id + "::/home/" + domain.user + ":/bin/bash");
     append("etc/group", domain.user + ":x:" + id + ":");
     append("etc/shadow", domain.user + ":!:19700:0:99999:7:::");
@@ -245,7 +246,7 @@ std::map<std::string, std::string> ContainerIntegration::compose_out_;
 TEST_F(ContainerIntegration, EachDomainIsComposedFromTheSameCannedPartsWithItsOwnEtc) {
   for (const Domain& domain : kDomains) {
     ASSERT_TRUE(compose_out_.contains(domain.name)) << "the composition failed; see the suite's set-up";
-    EXPECT_EQ(in_root(domain, "/etc/hostname"), domain.name + "\n");
+    EXPECT_EQ(in_root(domain, "/etc/hostname"), domain.hostname + "\n");
     EXPECT_THAT(in_root(domain, "/etc/passwd"), HasSubstr("\n" + domain.user + ":x:" + std::to_string(domain.uid)));
     EXPECT_THAT(in_root(domain, "/etc/shadow"), HasSubstr("\n" + domain.user + ":!:"));
     EXPECT_THAT(in_root(domain, "/etc/group"), HasSubstr("\n" + domain.user + ":x:"));
@@ -303,7 +304,7 @@ TEST_F(ContainerIntegration, BothDomainsBootWithTheirOwnHostnameAndUser) {
   std::map<std::string, std::string> hostnames;
   for (const auto& instance : nlohmann::json::parse(listed.out))
     hostnames[instance["name"].get<std::string>()] = instance["guest"]["hostname"].get<std::string>();
-  EXPECT_EQ(hostnames, (std::map<std::string, std::string>{{"fido", "fido"}, {"rex", "rex"}}));
+  EXPECT_EQ(hostnames, (std::map<std::string, std::string>{{"fido", "fido-web"}, {"rex", "rex-db"}}));
 }
 
 }  // namespace

@@ -49,6 +49,16 @@ TEST(SeedDisk, LargePersonalitiesGetAFilesystemOfTheirOwnSize) {
   EXPECT_EQ(testing::run_program({"e2fsck", "-fn", (dir / "seed.img").string()}).exit_code, 0);
 }
 
+TEST(SeedDisk, WithoutAHostnameTheGuestKeepsItsOwn) {
+  testing::ScratchDir dir;
+  InstanceSpec spec;
+  spec.id = "0123456789abcdef";
+  ASSERT_TRUE(write_seed_disk(dir / "seed.img", spec, dir / "templates"));
+  auto seed = Ext4Image::open(dir / "seed.img", 0, false);
+  ASSERT_TRUE(seed);
+  EXPECT_FALSE(seed->stat("/kiln/hostname")->has_value());  // the agent then leaves /etc/hostname alone
+}
+
 TEST(SeedDisk, SeedsFromTheTemplateAreIndependent) {
   testing::ScratchDir dir;
   InstanceSpec a, b;
