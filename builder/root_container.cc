@@ -54,6 +54,33 @@ Result<std::vector<Secret>> luks_keys(const LuksSection& luks) {
   return keys;
 }
 
+// Encrypted in place, the blocks not in use may still hold plaintext that
+// was written and then freed (a file a customisation replaced): they become
+// holes, as they would be on a freshly formatted LUKS disk.
+Result<> clear_unused(const fs::path& image, uint64_t start, uint64_t length, const std::vector<ByteRange>& used) {
+  KILN_ASSIGN(UniqueFd fd, open_file(image, O_RDWR | O_CLOEXEC));
+  auto clear = [&](uint64_t from, uint64_t to) -> Result<> {
+    if (to <= from) return {};
+    if (::fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(start + from),
+                    static_cast<off_t>(to - from)) == 0)
+      return {};
+    static const std::string zeros(1 << 20, '\0');
+    for (uint64_t at = from; at < to; at += zeros.size())
+      KILN_TRY(pwrite_all(fd.get(), zeros.data(), std::min<uint64_t>(zeros.size(), to - at), start + at, image.string()));
+    return {};
+  };
+  uint64_t cursor = 0;
+  for (const ByteRange& range : used) {
+    KILN_TRY(clear(cursor, range.offset));
+    cursor = std::max(cursor, range.offset + range.length);
+  }
+  return clear(cursor, length);
+}
+
+std::string cipher_of(const StorageSection& storage) {
+  return storage.luks.present.value ? storage.luks.cipher.value : storage.dmcrypt.cipher.value;
+}
+
 }  // namespace
 
 Result<RootContainer> RootContainer::create(const Plan& plan, const fs::path& image, uint64_t offset, uint64_t size,
@@ -66,12 +93,18 @@ Result<RootContainer> RootContainer::create(const Plan& plan, const fs::path& im
     if (container.header_size_ + kMiB > size)
       return fail(ErrorKind::kNoSpace, "the root partition ({}) has no room behind its {} encryption header",
                   format_size(size), format_size(container.header_size_));
-    container.staging_ = scratch / ".root-plaintext";
-    KILN_ASSIGN(UniqueFd staged, open_file(container.staging_, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (::ftruncate(staged.get(), static_cast<off_t>(size - container.header_size_)) != 0)
-      return fail_errno("cannot size", container.staging_.string(), errno);
-    container.plaintext_file_ = container.staging_;
-    container.plaintext_offset_ = 0;
+    container.scratch_ = scratch;
+    if (SectorCipher::supports(cipher_of(storage))) {
+      container.plaintext_file_ = image;
+      container.plaintext_offset_ = offset + container.header_size_;
+    } else {
+      container.staging_ = scratch / ".root-plaintext";
+      KILN_ASSIGN(UniqueFd staged, open_file(container.staging_, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+      if (::ftruncate(staged.get(), static_cast<off_t>(size - container.header_size_)) != 0)
+        return fail_errno("cannot size", container.staging_.string(), errno);
+      container.plaintext_file_ = container.staging_;
+      container.plaintext_offset_ = 0;
+    }
   } else {
     container.plaintext_file_ = image;
     container.plaintext_offset_ = offset;
@@ -83,7 +116,8 @@ Result<RootContainer> RootContainer::create(const Plan& plan, const fs::path& im
 RootContainer::RootContainer(RootContainer&& other) noexcept
     : plan_(other.plan_), image_(std::move(other.image_)), offset_(other.offset_), size_(other.size_),
       header_size_(other.header_size_), plaintext_file_(std::move(other.plaintext_file_)),
-      plaintext_offset_(other.plaintext_offset_), staging_(std::exchange(other.staging_, {})),
+      plaintext_offset_(other.plaintext_offset_), scratch_(std::move(other.scratch_)),
+      staging_(std::exchange(other.staging_, {})),
       volumes_(std::move(other.volumes_)), lvm_(std::move(other.lvm_)) {}
 
 RootContainer::~RootContainer() {
@@ -157,7 +191,7 @@ Result<std::optional<EncryptionInfo>> RootContainer::seal(Reporter& reporter) {
     reporter.note(fmt::format("{} header ({} key derivation)", settings.version, settings.pbkdf.type));
     // libcryptsetup formats whole files: a sparse one of the partition's
     // size, whose header part is then copied into place.
-    fs::path header = staging_.parent_path() / ".root-luks-header";
+    fs::path header = scratch_ / ".root-luks-header";
     struct Remove {
       fs::path path;
       ~Remove() { std::error_code ignored; fs::remove(path, ignored); }
@@ -204,6 +238,7 @@ Result<std::optional<EncryptionInfo>> RootContainer::seal(Reporter& reporter) {
                       info.sector_size,
                       [&reporter](uint64_t done, uint64_t total) { reporter.progress(done, total); }};
     KILN_ASSIGN(info.encrypted_bytes, encrypt_ranges(job, ranges, volume_key));
+    if (plaintext_file_ == image_) KILN_TRY(clear_unused(image_, plaintext_offset_, size_ - header_size_, ranges));
     info.method = "kiln";
   } else {
     // A cipher kiln does not implement (LUKS2 only, as the recipe checks):

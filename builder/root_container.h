@@ -8,11 +8,14 @@
 //   [storage.luks] / [storage.dmcrypt]: the above, encrypted.
 //
 // Filesystems are written into the container's plaintext area. Unencrypted,
-// that is the partition itself. Encrypted, it is a sparse staging file
-// beside the output; seal() then encrypts exactly the blocks in use (per
-// each filesystem's block bitmap, the LVM metadata, swap headers) into the
-// partition behind the header, in userspace, no device-mapper involved.
-// Free blocks stay holes: they decrypt to noise, as on any fresh LUKS disk.
+// that is the partition itself. Encrypted, it is the partition behind the
+// header, where seal() then encrypts exactly the blocks in use (per each
+// filesystem's block bitmap, the LVM metadata, swap headers) in place, in
+// userspace, no device-mapper involved: the plaintext never leaves the
+// unfinished output, and no byte is copied twice. Free blocks stay holes:
+// they decrypt to noise, as on any fresh LUKS disk. A cipher only
+// libcryptsetup knows gets a sparse staging file instead, which its
+// reencryption encrypts whole.
 #pragma once
 
 #include <cstdint>
@@ -57,7 +60,7 @@ struct EncryptionInfo {
 class RootContainer {
  public:
   // [offset, offset + size) of `image` is the container. `scratch` is a
-  // directory on the output's filesystem for the staging file.
+  // directory on the output's filesystem for the header and staging files.
   static Result<RootContainer> create(const Plan& plan, const std::filesystem::path& image, uint64_t offset,
                                       uint64_t size, const std::filesystem::path& scratch, Reporter& reporter);
   RootContainer(RootContainer&& other) noexcept;
@@ -90,7 +93,8 @@ class RootContainer {
   uint64_t header_size_ = kNotEncrypted;
   std::filesystem::path plaintext_file_;
   uint64_t plaintext_offset_ = 0;
-  std::filesystem::path staging_;  // owned and removed when encrypted
+  std::filesystem::path scratch_;
+  std::filesystem::path staging_;  // owned and removed: libcryptsetup's plaintext
   std::vector<PlacedVolume> volumes_;
   std::optional<LvmLayout> lvm_;
 };

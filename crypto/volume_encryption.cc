@@ -57,8 +57,11 @@ Result<uint64_t> encrypt_ranges(const EncryptionJob& job, std::span<const ByteRa
   KILN_ASSIGN(UniqueFd source, open_file(job.plaintext, O_RDONLY | O_CLOEXEC));
   // Written around the page cache when everything is aligned for it: the
   // cost of writing an image is otherwise mostly the kernel filling fresh
-  // page-cache pages, which the encrypted data never needs again.
-  bool aligned = job.target_offset % kDirectAlignment == 0 &&
+  // page-cache pages, which the encrypted data never needs again. In place,
+  // the pages are there already, dirty with the plaintext: overwriting them
+  // is cheapest, and a direct write would first flush the plaintext out.
+  bool in_place = job.plaintext == job.target && job.plaintext_offset == job.target_offset;
+  bool aligned = !in_place && job.target_offset % kDirectAlignment == 0 &&
                  std::all_of(pieces.begin(), pieces.end(), [](const Piece& piece) {
                    return piece.offset % kDirectAlignment == 0 && piece.length % kDirectAlignment == 0;
                  });

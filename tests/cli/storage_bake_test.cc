@@ -263,6 +263,12 @@ label = "sealed-root"
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_THAT(result.out + result.err, Not(HasSubstr(kPassphrase)));
   expect_no_passphrase_in_outputs();
+  // Nothing of the filesystem reads without the key: neither a file in use
+  // nor one the bake deleted (the ssh host key), though kiln encrypts in place.
+  for (const char* plaintext : {"# skel profile", "Written by kiln from the recipe", "PRIVATE KEY"})
+    for (const char* file : {"disk.raw", "root.img"})
+      EXPECT_EQ(run_program({"grep", "-q", "-F", "-a", plaintext, (out_ / file).string()}).exit_code, 1)
+          << plaintext << " in " << file;
   auto m = manifest();
   const auto& encryption = m["storage"]["encryption"];
   EXPECT_EQ(encryption["type"], "luks2");
