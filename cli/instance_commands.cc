@@ -35,6 +35,7 @@ nlohmann::json record_json(const InstanceRecord& r) {
                         {"machine_id", r.spec.personality.machine_id},
                         {"source", r.spec.source},
                         {"last_event", r.last_event},
+                        {"waiting_for", r.waiting_for},
                         {"guest", {{"hostname", r.guest_hostname}, {"machine_id", r.guest_machine_id}, {"mac", r.guest_mac}}}};
   if (r.ready_seconds) out["ready_seconds"] = *r.ready_seconds;
   return out;
@@ -56,6 +57,7 @@ int run_list(bool json) {
     if (r.spec.backend == BackendKind::kQemu) backend += r.spec.kvm ? "+kvm" : "+tcg";
     std::string ready = r.ready_seconds ? fmt::format("{:.1f}s", *r.ready_seconds) : "-";
     if (r.state == InstanceState::kCrashed || r.state == InstanceState::kStopped) ready = r.last_event;
+    else if (!r.ready_seconds && !r.waiting_for.empty()) ready = "waiting for " + r.waiting_for;
     fmt::print("{:<20} {:<16} {:>6} {:>5} {:<5} {:>8} {:<8} {}\n", r.spec.name, r.spec.id, r.spec.memory_mib,
                r.spec.vcpus, std::string(1, state_letter(r.state)), uptime(r), backend, ready);
   }

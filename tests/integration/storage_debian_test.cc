@@ -150,6 +150,8 @@ TEST_F(StorageBootTest, WithoutAPassphraseTheBootSaysWhatTheGuestWaitsFor) {
   EXPECT_THAT(result.err, HasSubstr("asks is waiting for the passphrase for cryptroot (give --luks-passphrase-file"));
   EXPECT_THAT(result.err, HasSubstr("qemu with TCG"));  // auto: UML cannot unlock it
   EXPECT_THAT(console("asks"), HasSubstr("Please unlock disk cryptroot:"));
+  auto listed = run_kiln({"list"}, env());
+  EXPECT_THAT(listed.out, HasSubstr("waiting for the passphrase for cryptroot"));  // still running, and why
 }
 
 TEST_F(StorageBootTest, ThePassphraseFileUnlocksTheRootAndStaysInMemory) {
