@@ -26,29 +26,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 kiln=${KILN:-$here/build/kiln}
 
 die() { echo "publish: $*" >&2; exit 2; }
+bench=publish
+# shellcheck source=bench/feed_bench.sh
+source "$here/bench/feed_bench.sh"
 [[ -x $kiln ]] || die "$kiln: missing; build it with make"
 for tool in gzip pigz gpg tar sha1sum; do
   command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh installs it)"
 done
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-publish.XXXXXX")
-export GNUPGHOME=$work/gnupg
-cleanup() {
-  gpgconf --homedir "$GNUPGHOME" --kill all 2>/dev/null || true
-  rm -rf --one-file-system -- "$work"
-}
-trap cleanup EXIT
-trap 'echo; echo "publish: interrupted" >&2; exit 130' INT TERM
-
-image=${1:-}
-if [[ -z $image && -f $here/build/integration/default/manifest.json ]]; then image=$here/build/integration/default; fi
-if [[ -z $image ]]; then
-  echo "publish: baking recipes/debian-12-minimal.toml (untimed)"
-  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \
-    -o "$work/image" --cache "${BENCH_CACHE:-$work/cache}" >/dev/null
-  image=$work/image
-fi
-[[ -f $image/manifest.json ]] || die "$image: no manifest.json; give a kiln bake output directory"
+feed_bench_workdir
+feed_bench_image "${1:-}"
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 seconds() { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }
@@ -63,22 +50,8 @@ done
 bytes=0
 for f in "${images[@]}"; do bytes=$(( bytes + $(stat -c %s "$image/$f") )); done
 (( bytes >= 1 << 30 )) || die "$image: its images hold $(( bytes >> 20 )) MiB; the benchmark wants at least 1 GiB"
-# manifest.json as kiln writes it: two spaces per level.
-name=$(sed -n '/^  "image": {/,/^  }/s/^    "name": "\([^"]*\)".*/\1/p' "$image/manifest.json")
-version=$(sed -n '/^  "image": {/,/^  }/s/^    "version": "\([^"]*\)".*/\1/p' "$image/manifest.json")
 
-mkdir -m 700 "$GNUPGHOME"
-gpg --batch --quiet --pinentry-mode loopback --gen-key 2>/dev/null <<EOF
-%no-protection
-Key-Type: eddsa
-Key-Curve: ed25519
-Key-Usage: sign
-Name-Real: kiln benchmark
-Name-Email: bench@kiln.invalid
-Expire-Date: 0
-%commit
-EOF
-fpr=$(gpg --batch --with-colons --list-secret-keys | awk -F: '/^fpr/ { print $10; exit }')
+feed_bench_signing_key
 
 echo "load before: $(uptime)"
 echo "image: $image ($name $version; ${#images[@]} images, $(( bytes >> 20 )) MiB apparent, $(du -sm "$image" | cut -f1) MiB on disk), $(nproc) cores"

@@ -24,43 +24,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 kiln=${KILN:-$here/build/kiln}
 
 die() { echo "pull_verify: $*" >&2; exit 2; }
+bench=pull_verify
+# shellcheck source=bench/feed_bench.sh
+source "$here/bench/feed_bench.sh"
 [[ -x $kiln ]] || die "$kiln: missing; build it with make"
 command -v sha256sum >/dev/null || die "sha256sum not found (Debian package coreutils)"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-pull.XXXXXX")
-export GNUPGHOME=$work/gnupg
-cleanup() {
-  gpgconf --homedir "$GNUPGHOME" --kill all 2>/dev/null || true
-  rm -rf --one-file-system -- "$work"
-}
-trap cleanup EXIT
-trap 'echo; echo "pull_verify: interrupted" >&2; exit 130' INT TERM
+feed_bench_workdir
+feed_bench_image "${1:-}"
 
-image=${1:-}
-if [[ -z $image && -f $here/build/integration/default/manifest.json ]]; then image=$here/build/integration/default; fi
-if [[ -z $image ]]; then
-  echo "pull_verify: baking recipes/debian-12-minimal.toml (untimed)"
-  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \
-    -o "$work/image" --cache "${BENCH_CACHE:-$work/cache}" >/dev/null
-  image=$work/image
-fi
-[[ -f $image/manifest.json ]] || die "$image: no manifest.json; give a kiln bake output directory"
-# manifest.json as kiln writes it: two spaces per level.
-name=$(sed -n '/^  "image": {/,/^  }/s/^    "name": "\([^"]*\)".*/\1/p' "$image/manifest.json")
-version=$(sed -n '/^  "image": {/,/^  }/s/^    "version": "\([^"]*\)".*/\1/p' "$image/manifest.json")
-
-mkdir -m 700 "$GNUPGHOME"
-gpg --batch --quiet --pinentry-mode loopback --gen-key 2>/dev/null <<EOF
-%no-protection
-Key-Type: eddsa
-Key-Curve: ed25519
-Key-Usage: sign
-Name-Real: kiln benchmark
-Name-Email: bench@kiln.invalid
-Expire-Date: 0
-%commit
-EOF
-fpr=$(gpg --batch --with-colons --list-secret-keys | awk -F: '/^fpr/ { print $10; exit }')
+feed_bench_signing_key
 gpg --batch --export "$fpr" >"$work/trusted.gpg"
 
 echo "pull_verify: publishing $image (untimed)"
