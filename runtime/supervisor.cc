@@ -337,20 +337,22 @@ class Supervisor {
   // wrong, and typing it again would only spend the guest's retries.
   void on_unlock_prompt(const std::string& disk) {
     const auto& passphrase = options_.unlock_passphrase;
-    if (passphrase && ++unlock_prompts_ == 1 && console_in_) {
-      bool typed = write_all(console_in_.get(), passphrase->data(), passphrase->size(), "console") &&
-                   write_all(console_in_.get(), "\n", 1, "console");
+    const std::string& origin = options_.unlock_passphrase_origin;
+    if (!passphrase) {
+      record_.waiting_for = fmt::format(
+          "the passphrase for {} (give --luks-passphrase-file to kiln boot, or type it on the console)", disk);
+    } else if (++unlock_prompts_ > 1) {
+      record_.waiting_for = fmt::format("the passphrase for {}: the one in {} did not unlock it", disk, origin);
+    } else {
+      auto typed = write_all(console_in_.get(), passphrase->data(), passphrase->size(), "console");
+      if (typed) typed = write_all(console_in_.get(), "\n", 1, "console");
       if (typed) {
-        log(fmt::format("typed the passphrase for {} from {}", disk, options_.unlock_passphrase_origin));
+        log(fmt::format("typed the passphrase for {} from {}", disk, origin));
         return;
       }
+      record_.waiting_for =
+          fmt::format("the passphrase for {}: the one in {} could not be typed ({})", disk, origin, typed.error().message);
     }
-    record_.waiting_for =
-        passphrase ? fmt::format("the passphrase for {}: the one in {} did not unlock it", disk,
-                                 options_.unlock_passphrase_origin)
-                   : fmt::format("the passphrase for {} (give --luks-passphrase-file to kiln boot, or type it on the "
-                                 "console)",
-                                 disk);
     log("waiting for " + record_.waiting_for);
     save_record();
   }
