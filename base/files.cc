@@ -1,10 +1,14 @@
 #include "base/files.h"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <vector>
@@ -40,6 +44,59 @@ Result<> TempDir::commit(const fs::path& target) {
   return fsync_directory(target.parent_path().empty() ? "." : target.parent_path());
 }
 
+namespace {
+
+// In a child of a fork: closes every descriptor but `keep` (sorted).
+void close_all_but(const std::vector<int>& keep) {
+  unsigned from = 0;
+  for (int fd : keep) {
+    if (static_cast<unsigned>(fd) > from) ::syscall(SYS_close_range, from, static_cast<unsigned>(fd) - 1, 0);
+    from = static_cast<unsigned>(fd) + 1;
+  }
+  ::syscall(SYS_close_range, from, ~0U, 0);
+}
+
+// Removes a replaced output. Its disk images take a noticeable part of a
+// second to free (ext4 releases their extents when the last reference
+// goes), which the caller need not wait for: a detached child holds the big
+// files open while the tree is unlinked here, then drops them, so the blocks
+// are freed in the child. No name is left behind either way, and if the
+// child is killed the kernel closes its files and frees them just the same.
+void remove_replaced_tree(const fs::path& dir) {
+  constexpr uintmax_t kBig = 64 << 20;
+  std::vector<int> held;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::error_code ignored;
+    if (!it->is_regular_file(ignored) || it->file_size(ignored) < kBig || ignored) continue;
+    int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) held.push_back(fd);
+  }
+  int gate[2] = {-1, -1};
+  if (!held.empty() && ::pipe2(gate, O_CLOEXEC) == 0) {
+    pid_t child = ::fork();
+    if (child == 0) {
+      if (::fork() != 0) _exit(0);  // the grandchild is init's to reap
+      std::vector<int> keep = held;
+      keep.push_back(gate[0]);
+      std::sort(keep.begin(), keep.end());
+      close_all_but(keep);  // no lock or socket of the caller's outlives it here
+      char byte;
+      while (::read(gate[0], &byte, 1) < 0 && errno == EINTR) {
+      }
+      _exit(0);
+    }
+    if (child > 0) ::waitpid(child, nullptr, 0);
+    ::close(gate[0]);
+  }
+  fs::remove_all(dir, ec);
+  for (int fd : held) ::close(fd);
+  if (gate[1] >= 0) ::close(gate[1]);
+}
+
+}  // namespace
+
 Result<> install_directory(TempDir built, const fs::path& target) {
   mode_t mask = ::umask(0);
   ::umask(mask);
@@ -48,7 +105,8 @@ Result<> install_directory(TempDir built, const fs::path& target) {
   if (fs::exists(target, ec) && !fs::is_empty(target, ec)) {
     if (::renameat2(AT_FDCWD, built.path().c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) != 0)
       return fail_errno("cannot replace", target.string(), errno);
-    // `built` now holds the old contents and removes them.
+    // `built` now holds the old contents.
+    remove_replaced_tree(built.path());
     return fsync_directory(target.parent_path().empty() ? "." : target.parent_path());
   }
   return built.commit(target);

@@ -36,8 +36,10 @@ class TempDir {
 
 // Swaps a finished directory into place at `target`: renamed over a missing
 // or empty target, or exchanged atomically with an existing one, whose old
-// contents then go with `built` and are removed with it. The directory gets
-// the usual permissions (0755 less the umask); mkdtemp made it private.
+// contents are then removed: their names at once, the blocks of their big
+// files in a detached child, so that the caller does not wait for the
+// filesystem to free gigabytes. The directory gets the usual permissions
+// (0755 less the umask); mkdtemp made it private.
 Result<> install_directory(TempDir built, const fs::path& target);
 
 // A file written under a temporary name beside its target, then renamed over

@@ -2,6 +2,9 @@
 // whatever the target held before leaves with the temporary.
 #include <sys/stat.h>
 
+#include <chrono>
+#include <thread>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -41,6 +44,35 @@ TEST(InstallDirectory, ReplacesAnExistingDirectoryAndTheOldContentsGo) {
   ASSERT_TRUE(install_directory(std::move(*built), dir / "out"));
   EXPECT_THAT(list_tree(dir.path()), ElementsAre("out", "out/manifest.json"));
   EXPECT_EQ(read_text(dir / "out/manifest.json"), "new");
+}
+
+// Open descriptors, in any process, of files under `dir` that are gone.
+int deleted_files_held_under(const std::filesystem::path& dir) {
+  int held = 0;
+  std::error_code ec;
+  for (const auto& process : std::filesystem::directory_iterator("/proc", ec)) {
+    std::error_code fd_ec;
+    for (const auto& fd : std::filesystem::directory_iterator(process.path() / "fd", fd_ec)) {
+      std::error_code link_ec;
+      std::string target = std::filesystem::read_symlink(fd.path(), link_ec).string();
+      if (target.starts_with(dir.string() + "/") && target.ends_with(" (deleted)")) ++held;
+    }
+  }
+  return held;
+}
+
+TEST(InstallDirectory, ReplacedImagesAreFreedInTheBackgroundAndLeaveNoName) {
+  ScratchDir dir;
+  write_text(dir / "out/disk.raw", std::string(80 << 20, 'x'));
+  auto built = TempDir::create(dir.path(), "out.new");
+  ASSERT_TRUE(built);
+  write_text(built->path() / "manifest.json", "new");
+  ASSERT_TRUE(install_directory(std::move(*built), dir / "out"));
+  EXPECT_THAT(list_tree(dir.path()), ElementsAre("out", "out/manifest.json"));  // at once
+  int held = 0;
+  for (int i = 0; i < 100 && (held = deleted_files_held_under(dir.path())) > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(held, 0) << "the child that frees the old image must let it go";
 }
 
 }  // namespace
