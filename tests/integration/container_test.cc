@@ -10,8 +10,11 @@
 //   4. each has its own hostname and user: in its filesystem, in `kiln list`
 //      and seen from inside the guest.
 // UML boots without an initramfs, so it cannot mount a separate /usr before
-// init: each domain's root image gets the shared /usr archive expanded into
-// it rather than a read-only /usr disk of its own.
+// init: those domains' root images get the shared /usr archive expanded
+// into them. The paper's own layout, one read-only /usr image that every
+// domain mounts beside a small root of its own, boots under qemu with the
+// image's initramfs, which mounts /usr from the root's fstab: a third
+// domain checks that.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -121,6 +124,7 @@ class ContainerIntegration : public ::testing::Test {
 
   static void TearDownTestSuite() {
     for (const Domain& domain : kDomains) run_kiln({"destroy", domain.name}, env());
+    run_kiln({"destroy", "spot"}, env());
     delete server_;
     delete key_;
     delete dir_;
@@ -305,6 +309,44 @@ TEST_F(ContainerIntegration, BothDomainsBootWithTheirOwnHostnameAndUser) {
   for (const auto& instance : nlohmann::json::parse(listed.out))
     hostnames[instance["name"].get<std::string>()] = instance["guest"]["hostname"].get<std::string>();
   EXPECT_EQ(hostnames, (std::map<std::string, std::string>{{"fido", "fido-web"}, {"rex", "rex-db"}}));
+}
+
+TEST_F(ContainerIntegration, TheSharedReadOnlyUsrLayoutBootsUnderQemu) {
+  // Canned once: the root archive again, with /usr mounted from the shared
+  // image by label, and that image, filled from the /usr archive's tree.
+  write_text(*dir_ / "tree/etc/fstab", read_text(*dir_ / "tree/etc/fstab") + "LABEL=usr\t/usr\text4\tro\t0\t0\n");
+  write_text(*dir_ / "can-shared.domain",
+             "[create " + path("tree/") + " file://" + path("store/root-shared.cpio.gz") + "][end]\n"
+             "[create " + path("usr-part/usr/") + " file://" + path("store/usr-only.cpio.zst") + "][end]\n"
+             "[image " + path("store/usr.img") + " 1500M usr ext4][end]\n"
+             "[populate image " + path("store/usr.img") + " /usr/ file://" + path("store/usr-only.cpio.zst") +
+             "][end]\n");
+  auto canned = run_kiln({"container", path("can-shared.domain")});
+  ASSERT_EQ(canned.exit_code, 0) << canned.err;
+  // The domain: a small root of its own, fido's /etc patch, the shared /usr.
+  std::string root = path("domains/spot-root");
+  write_text(*dir_ / "spot.domain",
+             "name = \"spot\"\nkernel = \"" + (kImage / "vmlinuz").string() + "\"\nramdisk = \"" +
+                 (kImage / "initrd.img").string() + "\"\nmemory = 512\nroot = \"/dev/xvda1 ro\"\n"
+                 "disk = ['file:" + root + ",xvda1,w', 'file:" + path("store/usr.img") + ",xvda2,r']\n"
+                 "[image " + root + " 256MB root ext4] [end]\n"
+                 "[populate image " + root + " /mnt/ " + server_->url("root-shared.cpio.gz") + "][end]\n"
+                 "[patch file://" + root + " " + server_->url("fido-etc.patch") + "][end]\n");
+  auto started = std::chrono::steady_clock::now();
+  auto composed = run_kiln({"container", path("spot.domain"), "--stripped", path("spot.cfg"), "--dir", path("work")});
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_EQ(composed.exit_code, 0) << composed.err;
+  std::cout << "spot: composed in " << seconds << " s (kiln container, wall; shared /usr)\n";
+  write_text(*dir_ / "usr.sh", "#!/bin/sh\necho \"CHECK usr=$(findmnt -no SOURCE,OPTIONS /usr | cut -d, -f1)\" "
+                               "> /dev/ttyS0\n");
+  fs::permissions(*dir_ / "usr.sh", fs::perms::owner_all);
+  auto booted = run_kiln({"boot", path("spot.cfg"), "--backend", "qemu", "--net", "none", "--detach",
+                          "--wait-ready=300", "--firstboot", path("usr.sh")},
+                         env());
+  std::string console = read_text(*dir_ / "run/spot/console.log");
+  ASSERT_EQ(booted.exit_code, 0) << booted.err << console;
+  EXPECT_EQ(checked(console, "usr"), "/dev/vdb ro") << console;
+  EXPECT_EQ(run_program({"e2fsck", "-fn", path("store/usr.img")}).exit_code, 0) << "nobody wrote to the shared /usr";
 }
 
 }  // namespace
