@@ -100,10 +100,14 @@ int run_boot(BootFlags& flags) {
   const std::string& name = outcome->record.spec.name;
   // Say once which backend runs the guest, and why (a TCG fallback included).
   fmt::print(stderr, "kiln: {}: {}\n", name, outcome->backend_choice);
+  bool foreground = !flags.detach && !flags.console;
   if (flags.wait_ready > 0) {
     auto ready = wait_ready(store, name, std::chrono::seconds(flags.wait_ready));
-    if (!ready) return report_error(ready.error());
-    outcome->record = *ready;
+    // In the foreground, Ctrl-C while waiting means what it means later on:
+    // follow() sees it and shuts the guest down.
+    bool interrupted_here = !ready && ready.error().kind == ErrorKind::kInterrupted;
+    if (!ready && !(foreground && interrupted_here)) return report_error(ready.error());
+    if (ready) outcome->record = *ready;
   }
   print_outcome(*outcome, flags);
   if (flags.detach) return 0;
