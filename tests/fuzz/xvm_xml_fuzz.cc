@@ -3,20 +3,12 @@
 // safe member; and writing it gives a text that reads again, and that
 // writes out the same once more (a fixed point after one round).
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string_view>
 
 #include "feeds/xvm_xml.h"
+#include "tests/fuzz/fuzz_invariant.h"
 
-namespace {
-
-[[noreturn]] void broken(const char* what, const std::string& detail) {
-  std::fprintf(stderr, "%s\n%s\n", what, detail.c_str());
-  std::abort();
-}
-
-}  // namespace
+using kiln::fuzzing::broken;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
