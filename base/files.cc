@@ -228,35 +228,43 @@ Result<> fsync_directory(const fs::path& dir) {
   return {};
 }
 
+Result<> for_each_run(int fd, uint64_t offset, uint64_t length, std::string_view what,
+                      const std::function<Result<>(uint64_t at, uint64_t size)>& data,
+                      const std::function<void(uint64_t size)>& hole) {
+  const uint64_t end = offset + length;
+  uint64_t pos = offset;
+  while (pos < end) {
+    off_t found = ::lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
+    if (found < 0 && errno != ENXIO) return fail_errno("seek", what, errno);
+    uint64_t data_start = found < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(found), end);
+    if (data_start > pos) hole(data_start - pos);
+    if (data_start >= end) break;
+    off_t found_hole = ::lseek(fd, found, SEEK_HOLE);
+    if (found_hole < 0) return fail_errno("seek", what, errno);
+    uint64_t data_end = std::min<uint64_t>(static_cast<uint64_t>(found_hole), end);
+    KILN_TRY(data(data_start, data_end - data_start));
+    pos = data_end;
+  }
+  return {};
+}
+
 Result<> copy_sparse(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_offset,
                      uint64_t length, std::string_view what) {
-  uint64_t end = src_offset + length;
-  uint64_t pos = src_offset;
-  while (pos < end) {
-    off_t data = ::lseek(src_fd, pos, SEEK_DATA);
-    if (data < 0) {
-      if (errno == ENXIO) break;  // only a hole remains
-      return fail_errno("seek", what, errno);
-    }
-    if (static_cast<uint64_t>(data) >= end) break;
-    off_t hole = ::lseek(src_fd, data, SEEK_HOLE);
-    if (hole < 0) return fail_errno("seek", what, errno);
-    uint64_t chunk_end = std::min<uint64_t>(hole, end);
-    loff_t in = data;
-    loff_t out = dst_offset + (data - src_offset);
-    uint64_t left = chunk_end - data;
-    while (left > 0) {
-      ssize_t n = ::copy_file_range(src_fd, &in, dst_fd, &out, left, 0);
+  auto copy = [&](uint64_t at, uint64_t size) -> Result<> {
+    loff_t in = static_cast<loff_t>(at);
+    loff_t out = static_cast<loff_t>(dst_offset + (at - src_offset));
+    while (size > 0) {
+      ssize_t n = ::copy_file_range(src_fd, &in, dst_fd, &out, size, 0);
       if (n < 0) {
         if (errno == EINTR) continue;
         return fail_errno("copy", what, errno);
       }
       if (n == 0) return fail(ErrorKind::kFailed, "{}: unexpected end of file while copying", what);
-      left -= n;
+      size -= static_cast<uint64_t>(n);
     }
-    pos = chunk_end;
-  }
-  return {};
+    return {};
+  };
+  return for_each_run(src_fd, src_offset, length, what, copy, [](uint64_t) {});
 }
 
 Result<> remove_tree(const fs::path& path) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -89,6 +90,14 @@ Result<> write_all(int fd, const void* data, size_t size, std::string_view what)
 Result<> pwrite_all(int fd, const void* data, size_t size, uint64_t offset,
                     std::string_view what);
 Result<> fsync_directory(const fs::path& dir);
+
+// Walks [offset, offset + length) of `fd` in order as runs of data and of
+// holes (SEEK_DATA/SEEK_HOLE), so that callers pay only for the data: `data`
+// gets each data run's offset and size, `hole` each hole's size, the one at
+// the end included.
+Result<> for_each_run(int fd, uint64_t offset, uint64_t length, std::string_view what,
+                      const std::function<Result<>(uint64_t at, uint64_t size)>& data,
+                      const std::function<void(uint64_t size)>& hole);
 
 // Copies `length` bytes of src from src_offset to dst at dst_offset, skipping
 // holes so sparse images stay sparse and the copy costs only the data. The

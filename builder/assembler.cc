@@ -5,12 +5,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
+#include <future>
 
 #include "base/files.h"
 #include "base/size.h"
 #include "builder/offline_customizer.h"
 #include "builder/storage_setup.h"
 #include "builder/system_setup.h"
+#include "crypto/hash.h"
 #include "formats/ext4_image.h"
 #include "formats/fat_image.h"
 #include "formats/swap_area.h"
@@ -296,35 +299,54 @@ Result<> write_volume(const Plan& plan, const fs::path& archive, const RootConta
   return {};
 }
 
-// Copies [offset, offset + size) of the disk into a file of its own.
-Result<> extract_region(const fs::path& disk, uint64_t offset, uint64_t size, const fs::path& out) {
+// Copies [offset, offset + size) of the disk into a file of its own and
+// returns the copy's sha256.
+Result<std::string> extract_region(const fs::path& disk, uint64_t offset, uint64_t size, const fs::path& out) {
   KILN_ASSIGN(UniqueFd source, open_file(disk, O_RDONLY));
   KILN_ASSIGN(UniqueFd target, open_file(out, O_RDWR | O_CREAT | O_TRUNC, 0644));
   if (::ftruncate(target.get(), static_cast<off_t>(size)) != 0) return fail_errno("cannot size", out.string(), errno);
-  return copy_sparse(source.get(), offset, target.get(), 0, size, disk.string());
+  return copy_sparse_digest(source.get(), offset, target.get(), size, disk.string());
 }
 
 // The "partitions" output: root.img, and for an unencrypted lvm layout one
-// file per other volume, as a Xen domain's disks.
-Result<> write_partition_images(const Plan& plan, const RootContainer& container, AssembledImage& out,
-                                const fs::path& dir) {
-  const DiskGeometry& geometry = out.geometry;
+// file per other volume, as a Xen domain's disks. Reads only the volumes'
+// part of the disk, so it may run while the rest of the disk is written.
+Result<std::vector<PartitionImage>> write_partition_images(const Plan& plan, const RootContainer& container,
+                                                           const DiskGeometry& geometry, const fs::path& disk,
+                                                           const fs::path& dir) {
   bool per_volume = plan.recipe->storage.layout.value == "lvm" && !container.encrypted();
   if (!per_volume) {
-    out.root = dir / "root.img";
-    out.partition_images.push_back({"root.img", container.encrypted() ? "" : container.root().name});
-    return extract_region(out.disk, geometry.root_offset, geometry.root_size, out.root);
+    PartitionImage root{"root.img", container.encrypted() ? "" : container.root().name, ""};
+    KILN_ASSIGN(root.sha256, extract_region(disk, geometry.root_offset, geometry.root_size, dir / root.file));
+    return std::vector<PartitionImage>{root};
   }
   std::vector<const PlacedVolume*> order = {&container.root()};
   for (const PlacedVolume& volume : container.volumes())
     if (!volume.is_root()) order.push_back(&volume);
+  std::vector<PartitionImage> images;
   for (const PlacedVolume* volume : order) {
-    std::string file = volume->is_root() ? "root.img" : volume->name + ".img";
-    KILN_TRY(extract_region(out.disk, geometry.root_offset + volume->offset, volume->size, dir / file));
-    out.partition_images.push_back({file, volume->name});
+    PartitionImage image{volume->is_root() ? "root.img" : volume->name + ".img", volume->name, ""};
+    KILN_ASSIGN(image.sha256,
+                extract_region(disk, geometry.root_offset + volume->offset, volume->size, dir / image.file));
+    images.push_back(std::move(image));
   }
-  out.root = dir / "root.img";
-  return {};
+  return images;
+}
+
+// Writes the EFI system partition: systemd-boot, the kernel and the initrd.
+Result<> write_esp(const Plan& plan, const AssembledImage& image) {
+  const Recipe& recipe = *plan.recipe;
+  BootEntry entry{recipe.image.name.value,
+                  recipe.image.description.value.empty() ? recipe.image.name.value : recipe.image.description.value,
+                  image.kernel, image.initrd, image.kernel_command_line};
+  KILN_ASSIGN(auto files, systemd_boot_files(entry));
+  FatOptions fat;
+  fat.offset_bytes = image.geometry.esp->offset;
+  fat.size_bytes = image.geometry.esp->size;
+  fat.label = "ESP";
+  fat.volume_id = plan.identity.esp_volume_id;
+  fat.timestamp = plan.timestamp;
+  return write_fat_image(image.disk, fat, files);
 }
 
 }  // namespace
@@ -383,22 +405,25 @@ Result<AssembledImage> assemble(const Plan& plan, const fs::path& rootfs_archive
   out.kernel_command_line = kernel_command_line(plan);
 
   if (gpt) {
+    // The partition images are copied out of the finished volumes and hashed
+    // in the same pass on one core, while the ESP is written and disk.raw is
+    // hashed on the other: on a warm bake, hashing is most of the time left.
+    std::future<Result<std::vector<PartitionImage>>> partitions;
+    if (recipe.wants_output("partitions"))
+      partitions = std::async(std::launch::async, write_partition_images, std::cref(plan), std::cref(container),
+                              std::cref(geometry), out.disk, dir);
     reporter.note("EFI system partition: systemd-boot, kernel " + out.kernel_version);
-    BootEntry entry{recipe.image.name.value, recipe.image.description.value.empty() ? recipe.image.name.value
-                                                                                     : recipe.image.description.value,
-                    out.kernel, out.initrd, out.kernel_command_line};
-    KILN_ASSIGN(auto files, systemd_boot_files(entry));
-    FatOptions fat;
-    fat.offset_bytes = geometry.esp->offset;
-    fat.size_bytes = geometry.esp->size;
-    fat.label = "ESP";
-    fat.volume_id = plan.identity.esp_volume_id;
-    fat.timestamp = plan.timestamp;
-    KILN_TRY(write_fat_image(out.disk, fat, files));
-    if (recipe.wants_output("partitions")) KILN_TRY(write_partition_images(plan, container, out, dir));
+    Result<> esp = write_esp(plan, out);
+    Result<std::string> disk_digest =
+        esp ? file_digest_hex(out.disk) : Result<std::string>(std::unexpected(std::move(esp).error()));
+    if (partitions.valid()) {
+      KILN_ASSIGN(out.partition_images, partitions.get());
+      out.root = dir / "root.img";
+    }
+    KILN_ASSIGN(out.disk_sha256, std::move(disk_digest));
   } else {
     out.root = image_file;
-    out.partition_images.push_back({"root.img", container.encrypted() ? "" : container.root().name});
+    out.partition_images.push_back({"root.img", container.encrypted() ? "" : container.root().name, ""});
   }
   return out;
 }

@@ -39,11 +39,13 @@ Result<DiskGeometry> plan_geometry(const Plan& plan);
 struct PartitionImage {
   std::string file;    // "root.img", "swap.img"
   std::string volume;  // the volume it holds; "" for an encrypted container
+  std::string sha256;  // taken as it was written; "" when not yet known
 };
 
 struct AssembledImage {
   DiskGeometry geometry;
   std::filesystem::path disk;  // disk.raw, or "" for the plain layout
+  std::string disk_sha256;     // of disk.raw, once it is complete
   std::filesystem::path root;  // root.img, or "" when not asked for
   // root.img first; more for the lvm layout (one per volume) unencrypted.
   std::vector<PartitionImage> partition_images;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <future>
+#include <map>
 
 #include "base/files.h"
 #include "crypto/hash.h"
@@ -90,19 +91,27 @@ Result<std::string> libvirt_domain(const Plan& plan, const AssembledImage& image
   return write_libvirt_xml(spec, options);
 }
 
-Result<Artifact> describe(const fs::path& dir, const std::string& name) {
+// `digest` is the file's sha256 when the assembly took it as it wrote the
+// file, or "" to hash it here.
+Result<Artifact> describe(const fs::path& dir, const std::string& name, std::string digest) {
   fs::path path = dir / name;
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return fail_errno("stat", path.string(), errno);
-  KILN_ASSIGN(std::string digest, file_digest_hex(path));
+  if (digest.empty()) {
+    KILN_ASSIGN(digest, file_digest_hex(path));
+  }
   return Artifact{name, static_cast<uint64_t>(st.st_size), digest};
 }
 
-// Hashes the artifacts on all cores: the disk images dominate a warm bake.
-Result<std::vector<Artifact>> describe_all(const fs::path& dir, const std::vector<std::string>& names) {
+// Hashes the artifacts not hashed yet, on all cores.
+Result<std::vector<Artifact>> describe_all(const fs::path& dir, const std::vector<std::string>& names,
+                                           const std::map<std::string, std::string>& known) {
   std::vector<std::future<Result<Artifact>>> jobs;
-  for (const std::string& name : names)
-    jobs.push_back(std::async(std::launch::async, describe, dir, name));
+  for (const std::string& name : names) {
+    auto digest = known.find(name);
+    jobs.push_back(std::async(std::launch::async, describe, dir, name,
+                              digest == known.end() ? std::string() : digest->second));
+  }
   std::vector<Artifact> out;
   for (auto& job : jobs) {
     auto artifact = job.get();
@@ -240,7 +249,11 @@ Result<FinalizedOutput> finalize_outputs(const Plan& plan, const AssembledImage&
   }
   reporter.note(fmt::format("sha256 of {} files", names.size()));
   FinalizedOutput out;
-  KILN_ASSIGN(out.artifacts, describe_all(dir, names));
+  std::map<std::string, std::string> known;
+  if (!image.disk_sha256.empty()) known["disk.raw"] = image.disk_sha256;
+  for (const PartitionImage& partition : image.partition_images)
+    if (!partition.sha256.empty()) known[partition.file] = partition.sha256;
+  KILN_ASSIGN(out.artifacts, describe_all(dir, names, known));
   out.manifest = manifest_json(plan, image, out.artifacts);
   KILN_TRY(write_file_atomic(dir / "manifest.json", out.manifest.dump(2) + "\n"));
   return out;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 
 #include <openssl/evp.h>
 
@@ -65,43 +66,69 @@ std::string sha256_hex(std::string_view data) { return Hasher().update(data).hex
 // Holes are hashed from a buffer of zeros instead of being read: reading a
 // hole makes the kernel clear pages, which costs more than hashing them, and
 // disk images are mostly holes.
+namespace {
+
+constexpr size_t kChunk = 1 << 20;
+
+// Hashes `length` zero bytes: a hole reads as zeros, and SHA has no shortcut
+// for them, but they need no read.
+void hash_zeros(Hasher& hasher, uint64_t length) {
+  static const std::string zeros(kChunk, '\0');
+  while (length > 0) {
+    uint64_t chunk = std::min<uint64_t>(length, zeros.size());
+    hasher.update(zeros.data(), chunk);
+    length -= chunk;
+  }
+}
+
+// Reads [at, at + size) of fd in chunks, handing each to `use`.
+Result<> read_run(int fd, uint64_t at, uint64_t size, std::string& buffer, std::string_view what,
+                  const std::function<Result<>(const char* data, size_t size, uint64_t at)>& use) {
+  for (uint64_t end = at + size; at < end;) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buffer.size(), end - at));
+    ssize_t n = ::pread(fd, buffer.data(), want, static_cast<off_t>(at));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("cannot read", what, errno);
+    }
+    if (n == 0) return fail(ErrorKind::kFailed, "{}: changed while being read", what);
+    KILN_TRY(use(buffer.data(), static_cast<size_t>(n), at));
+    at += static_cast<uint64_t>(n);
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<std::string> file_digest_hex(const std::filesystem::path& path, HashAlgorithm algorithm) {
   KILN_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY));
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return fail_errno("stat", path.string(), errno);
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  static const std::string zeros(1 << 20, '\0');
-  std::string buffer(1 << 20, '\0');
+  std::string buffer(kChunk, '\0');
   Hasher hasher(algorithm);
-  auto hash_zeros = [&](uint64_t length) {
-    for (; length > 0;) {
-      uint64_t chunk = std::min<uint64_t>(length, zeros.size());
-      hasher.update(zeros.data(), chunk);
-      length -= chunk;
-    }
+  auto hash = [&](const char* data, size_t size, uint64_t) -> Result<> {
+    hasher.update(data, size);
+    return {};
   };
-  uint64_t pos = 0;
-  while (pos < size) {
-    off_t data = ::lseek(fd.get(), static_cast<off_t>(pos), SEEK_DATA);
-    if (data < 0 && errno != ENXIO) return fail_errno("seek", path.string(), errno);
-    uint64_t data_start = data < 0 ? size : static_cast<uint64_t>(data);
-    hash_zeros(data_start - pos);
-    if (data_start >= size) break;
-    off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
-    uint64_t data_end = hole < 0 ? size : std::min<uint64_t>(static_cast<uint64_t>(hole), size);
-    for (uint64_t at = data_start; at < data_end;) {
-      size_t want = static_cast<size_t>(std::min<uint64_t>(buffer.size(), data_end - at));
-      ssize_t n = ::pread(fd.get(), buffer.data(), want, static_cast<off_t>(at));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return fail_errno("cannot read", path.string(), errno);
-      }
-      if (n == 0) return fail(ErrorKind::kFailed, "{}: changed while being hashed", path.string());
-      hasher.update(buffer.data(), static_cast<size_t>(n));
-      at += static_cast<uint64_t>(n);
-    }
-    pos = data_end;
-  }
+  KILN_TRY(for_each_run(
+      fd.get(), 0, static_cast<uint64_t>(st.st_size), path.string(),
+      [&](uint64_t at, uint64_t size) { return read_run(fd.get(), at, size, buffer, path.string(), hash); },
+      [&](uint64_t size) { hash_zeros(hasher, size); }));
+  return hasher.hex_digest();
+}
+
+Result<std::string> copy_sparse_digest(int src_fd, uint64_t src_offset, int dst_fd, uint64_t length,
+                                       std::string_view what) {
+  std::string buffer(kChunk, '\0');
+  Hasher hasher;
+  auto copy = [&](const char* data, size_t size, uint64_t at) -> Result<> {
+    hasher.update(data, size);
+    return pwrite_all(dst_fd, data, size, at - src_offset, what);
+  };
+  KILN_TRY(for_each_run(
+      src_fd, src_offset, length, what,
+      [&](uint64_t at, uint64_t size) { return read_run(src_fd, at, size, buffer, what, copy); },
+      [&](uint64_t size) { hash_zeros(hasher, size); }));
   return hasher.hex_digest();
 }
 

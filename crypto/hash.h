@@ -37,6 +37,12 @@ std::string sha256_hex(std::string_view data);
 Result<std::string> file_digest_hex(const std::filesystem::path& path,
                                     HashAlgorithm algorithm = HashAlgorithm::kSha256);
 
+// Copies [src_offset, src_offset + length) of src to the start of dst (which
+// must read as zeros there: a fresh file) and returns the copy's sha256, in
+// one pass: holes stay holes and are hashed without being read.
+Result<std::string> copy_sparse_digest(int src_fd, uint64_t src_offset, int dst_fd, uint64_t length,
+                                       std::string_view what);
+
 std::string to_hex(std::string_view bytes);
 
 }  // namespace kiln

@@ -76,5 +76,33 @@ TEST(CopySparse, CopiesDataAndKeepsHoles) {
   EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, kSize / 4);
 }
 
+TEST(ForEachRun, ReportsDataAndHolesInOrderCoveringTheRangeExactly) {
+  ScratchDir dir;
+  auto file = open_file(dir / "sparse", O_RDWR | O_CREAT);
+  ASSERT_TRUE(file);
+  constexpr uint64_t kMiB = 1 << 20;
+  ASSERT_EQ(::ftruncate(file->get(), 8 * kMiB), 0);
+  ASSERT_TRUE(pwrite_all(file->get(), "a", 1, 2 * kMiB, "sparse"));
+  ASSERT_TRUE(pwrite_all(file->get(), "b", 1, 5 * kMiB, "sparse"));
+  std::vector<std::string> runs;
+  uint64_t covered = 0;
+  auto result = for_each_run(
+      file->get(), kMiB, 6 * kMiB, "sparse",
+      [&](uint64_t at, uint64_t size) -> Result<> {
+        runs.push_back("data@" + std::to_string(at / 4096));
+        covered += size;
+        return {};
+      },
+      [&](uint64_t size) {
+        runs.push_back("hole");
+        covered += size;
+      });
+  ASSERT_TRUE(result) << result.error().message;
+  // [1, 7) MiB: a hole, the block holding "a", a hole, the block holding "b",
+  // and the hole up to the end of the range.
+  EXPECT_EQ(runs, (std::vector<std::string>{"hole", "data@512", "hole", "data@1280", "hole"}));
+  EXPECT_EQ(covered, 6 * kMiB);
+}
+
 }  // namespace
 }  // namespace kiln
