@@ -51,9 +51,10 @@ if [[ -z $tuned ]]; then
   "$kiln" bake "$recipe" -o "$tuned" >/dev/null
 fi
 if [[ -z $stock ]]; then
-  # The same recipe without its boot tuning: no quiet, no masked units.
+  # The same recipe without its boot tuning: no quiet, no masked units, one
+  # virtual CPU.
   stock=$work/stock
-  "$kiln" bake "$recipe" -o "$stock" --set 'image.kernel_cmdline=console=tty0 console=ttyS0' \
+  "$kiln" bake "$recipe" -o "$stock" --set 'image.kernel_cmdline=console=tty0 console=ttyS0' --set output.vcpus=1 \
     --set 'customize.files=[{path="/etc/motd", content="Baked by kiln.\n"}]' >/dev/null
 fi
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"

@@ -97,6 +97,24 @@ Result<> reset_ssh_host_keys(Ext4Image& fs, const Plan& plan) {
   return install_unit(fs, "kiln-ssh-keygen-rsa.service", kSshKeygenRsaUnit, plan.timestamp);
 }
 
+// systemd's first-boot update units (ldconfig, sysusers, hwdb, the journal
+// catalog: ConditionNeedsUpdate=) run when /usr is newer than the stamps in
+// /etc and /var. The package manager did their work at bake time, so the
+// stamps say so; a package installed later makes /usr newer and they run
+// again. In UML or TCG they cost a second or more of every first boot.
+Result<> stamp_updates_done(Ext4Image& fs) {
+  KILN_ASSIGN(auto usr, fs.stat("/usr"));
+  if (!usr || usr->type != EntryType::kDirectory) return {};
+  std::string stamp = fmt::format(
+      "# Written by kiln: the image was set up when /usr last changed.\nTIMESTAMP_NSEC={}\n",
+      usr->mtime * 1'000'000'000);
+  for (const char* dir : {"/etc", "/var"}) {
+    KILN_ASSIGN(auto found, fs.stat(dir));
+    if (found) KILN_TRY(write(fs, std::string(dir) + "/.updated", stamp, 0644, usr->mtime));
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string fstab_for(const FilesystemLayout& layout) {
@@ -145,6 +163,7 @@ Result<std::vector<std::string>> apply_system_setup(Ext4Image& fs, const Plan& p
     notes.push_back("the image has no systemd: kiln's guest agent (personality, readiness) is not installed");
   } else {
     KILN_TRY(install_guest_agent(fs, plan.timestamp));
+    KILN_TRY(stamp_updates_done(fs));
   }
   return notes;
 }

@@ -125,8 +125,8 @@ void register_boot(CLI::App& root, Registry& registry) {
   app->add_option("--name", r.name, "Instance name (default: the image's or the config's name)");
   app->add_option("--backend", r.backend, "auto (the fastest that works here), qemu or uml")
       ->check(CLI::IsMember({"auto", "qemu", "uml"}));
-  app->add_option("--memory", flags->memory, "Memory, e.g. 512M (default: the config's, else 512M)");
-  app->add_option("--vcpus", r.vcpus, "Virtual CPUs (default 1)");
+  app->add_option("--memory", flags->memory, "Memory, e.g. 512M (default: the image's or the config's, else 512M)");
+  app->add_option("--vcpus", r.vcpus, "Virtual CPUs (default: the image's or the config's, else 1)");
   app->add_option("--net", r.network, "user (default), tap:BRIDGE or none");
   app->add_option("--ssh-port", r.ssh_port, "Forward 127.0.0.1:PORT to the guest's ssh (user networking)");
   app->add_option("--hostname", r.hostname, "Guest hostname (default: the instance name; a Xen config's domain keeps its own)");

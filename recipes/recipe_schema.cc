@@ -198,10 +198,12 @@ const std::array kSettings = {
              "(NAME.libvirt.xml)."},
             ListField{FIELD(output.formats)}},
     Setting{{"output", "memory", ValueKind::kSize, "\"1G\"", "",
-             "Memory of the VM described by NAME.xl.cfg and NAME.libvirt.xml."},
+             "Memory of the VM: in NAME.xl.cfg and NAME.libvirt.xml, and what `kiln boot` gives an instance "
+             "unless --memory says otherwise."},
             SizeField{FIELD(output.memory)}},
     Setting{{"output", "vcpus", ValueKind::kInteger, "1", "",
-             "Virtual CPUs of the VM described by NAME.xl.cfg and NAME.libvirt.xml."},
+             "Virtual CPUs of the VM: in NAME.xl.cfg and NAME.libvirt.xml, and what `kiln boot` gives an "
+             "instance unless --vcpus says otherwise (the uml backend runs one)."},
             IntegerField{FIELD(output.vcpus)}},
 };
 

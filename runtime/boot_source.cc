@@ -48,6 +48,11 @@ Result<BootSource> from_image_directory(const fs::path& dir) {
   if (fs::exists(dir / "disk.raw")) source.firmware_disk = dir / "disk.raw";
   if (image.contains("root_filesystem")) source.root_uuid = image["root_filesystem"].value("uuid", "");
   source.kernel_args = extra_kernel_args(image.value("kernel_cmdline", ""));
+  // The recipe's [output] memory and vcpus (images baked before kiln wrote
+  // them have neither, and get kiln boot's defaults).
+  if (image.contains("memory_mib") && image["memory_mib"].is_number_unsigned())
+    source.memory_mib = image["memory_mib"].get<uint64_t>();
+  if (image.contains("vcpus") && image["vcpus"].is_number_integer()) source.vcpus = image["vcpus"].get<int>();
   const auto storage = manifest.value("storage", nlohmann::json::object());
   if (storage.contains("encryption")) {
     source.root_encryption = storage["encryption"].value("type", "encrypted");

@@ -358,7 +358,8 @@ Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest&
                               "kernel (linux.uml); ignored",
                               source.kernel_key->to_string()));
   if (spec.backend == BackendKind::kUml && spec.vcpus > 1) {
-    reporter.warn(fmt::format("the uml backend runs one virtual CPU; --vcpus {} ignored", spec.vcpus));
+    if (request.vcpus)
+      reporter.warn(fmt::format("the uml backend runs one virtual CPU; --vcpus {} ignored", spec.vcpus));
     spec.vcpus = 1;
   }
   return create_and_start(store, std::move(spec), backend.why, std::move(supervisor), reporter);

@@ -221,6 +221,12 @@ TEST_F(OfflineCustomizerTest, SystemSetupMakesAFreshMachine) {
             "/etc/systemd/system/kiln-ssh-keygen-rsa.service");
   EXPECT_EQ(stat("/etc/systemd/system/ssh.service.wants/kiln-ssh-keygen.service").symlink_target,
             "/etc/systemd/system/kiln-ssh-keygen.service");
+  // the package manager's first-boot work is done: ConditionNeedsUpdate= is
+  // false until /usr changes (same second, and the stamp's nanoseconds)
+  for (const char* stamp : {"/etc/.updated", "/var/.updated"}) {
+    EXPECT_EQ(stat(stamp).mtime, stat("/usr").mtime) << stamp;
+    EXPECT_THAT(read(stamp), HasSubstr(fmt::format("\nTIMESTAMP_NSEC={}000000000\n", stat("/usr").mtime))) << stamp;
+  }
   expect_fsck_clean();
 }
 

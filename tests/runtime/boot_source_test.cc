@@ -20,7 +20,8 @@ TEST(BootSource, ImageDirectoryGivesKernelRootAndUuid) {
   for (const char* file : {"vmlinuz", "initrd.img", "root.img", "disk.raw"}) write_text(dir / file, "x");
   write_text(dir / "manifest.json",
              R"({"image": {"name": "web", "root_filesystem": {"uuid": "1234"},
-                 "kernel_cmdline": "root=UUID=1234 ro console=tty0 console=ttyS0 quiet"}})");
+                 "kernel_cmdline": "root=UUID=1234 ro console=tty0 console=ttyS0 quiet",
+                 "memory_mib": 1024, "vcpus": 2}})");
   auto source = read_boot_source(dir.path());
   ASSERT_TRUE(source) << source.error().to_string();
   EXPECT_EQ(source->name, "web");
@@ -30,6 +31,8 @@ TEST(BootSource, ImageDirectoryGivesKernelRootAndUuid) {
   EXPECT_EQ(source->root_uuid, "1234");
   EXPECT_EQ(source->firmware_disk, dir / "disk.raw");
   EXPECT_EQ(source->kernel_args, "quiet");  // root, ro and consoles are kiln's to set per boot
+  EXPECT_EQ(source->memory_mib, 1024u);       // the recipe's [output], unless kiln boot is told otherwise
+  EXPECT_EQ(source->vcpus, 2);
 }
 
 TEST(BootSource, AnEncryptedRootIsNamedByItsEncryption) {
@@ -43,6 +46,7 @@ TEST(BootSource, AnEncryptedRootIsNamedByItsEncryption) {
   write_text(dir / "manifest.json", R"({"image": {"name": "plain"}, "storage": {"layout": "gpt"}})");
   EXPECT_EQ(read_boot_source(dir.path())->root_encryption, "");
   EXPECT_EQ(read_boot_source(dir.path())->root_needs_initramfs, "");
+  EXPECT_FALSE(read_boot_source(dir.path())->vcpus) << "an image baked before kiln recorded them";
 }
 
 TEST(BootSource, ARootOnLvmBootsFromTheWholeDiskWithTheBakesRootDevice) {
@@ -116,17 +120,22 @@ TEST(BootSource, XenConfigErrorsNameTheLine) {
   EXPECT_FALSE(read_boot_source(dir / "missing"));
 }
 
-TEST(GuestCommandLine, CarriesRootConsoleAndIdentity) {
+TEST(GuestCommandLine, CarriesRootConsoleIdentityAndTheSeedDevice) {
   InstanceSpec spec;
   spec.id = "abc";
   spec.root = "UUID=1234";
   spec.kernel_args = "quiet";
   spec.personality.hostname = "web1";
   spec.personality.machine_id = "0123";
+  spec.disks.resize(1);
   EXPECT_EQ(guest_command_line(spec),
-            "root=UUID=1234 ro quiet console=ttyS0 kiln.instance=abc systemd.machine_id=0123 systemd.hostname=web1");
+            "root=UUID=1234 ro quiet console=ttyS0 kiln.instance=abc kiln.seed=/dev/vdb systemd.machine_id=0123 "
+            "systemd.hostname=web1");
   spec.backend = BackendKind::kUml;
-  EXPECT_THAT(guest_command_line(spec), HasSubstr("console=ttyS0 kiln.instance=abc kiln.net=slirp kiln.cad=poweroff"));
+  spec.disks.resize(2);
+  EXPECT_THAT(guest_command_line(spec),
+              HasSubstr("console=ttyS0 kiln.instance=abc kiln.seed=/dev/ubdc kiln.net=slirp kiln.cad=poweroff "
+                        "pty.legacy_count=0"));
 }
 
 }  // namespace
