@@ -60,6 +60,9 @@ apply_personality() {
       grep -qxF "$key" /root/.ssh/authorized_keys || echo "$key" >> /root/.ssh/authorized_keys
     done < "$k/authorized_keys"
   fi
+  # Host keys kiln made for this instance, unless the machine has its own:
+  # sshd then starts without waiting for ssh-keygen.
+  [ -d "$k/ssh" ] && [ -x /usr/sbin/sshd ] && [ ! -e /etc/ssh/ssh_host_ed25519_key ] && cp -p "$k/ssh/"* /etc/ssh/
   [ -d "$k/files" ] && cp -a "$k/files/." /
   # UML's user networking is SLIP through slirp: no Ethernet, fixed addresses.
   case " $cmdline " in
@@ -140,8 +143,10 @@ WantedBy=multi-user.target
 // management console, powers off instead of rebooting.
 constexpr std::string_view kCadGenerator = R"(#!/bin/sh
 # kiln: Ctrl-Alt-Del powers off where the host asked for it at boot.
-grep -q 'kiln.cad=poweroff' /proc/cmdline || exit 0
-ln -sf /usr/lib/systemd/system/poweroff.target "$1/ctrl-alt-del.target"
+read -r cmdline < /proc/cmdline
+case " $cmdline " in
+  *" kiln.cad=poweroff "*) ln -sf /usr/lib/systemd/system/poweroff.target "$1/ctrl-alt-del.target" ;;
+esac
 )";
 
 Result<> write_file(Ext4Image& fs, const std::string& path, std::string_view text, uint32_t mode, int64_t mtime) {

@@ -1,12 +1,11 @@
 #include "formats/tree_patch.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <charconv>
 #include <map>
 #include <set>
 
+#include "crypto/base64.h"
 #include "crypto/hash.h"
 
 namespace kiln {
@@ -169,30 +168,6 @@ Result<NodeState> read_state(LineReader& reader) {
   KILN_TRY(read_owner(reader, state));
   KILN_TRY(reader.expect_end());
   return state;
-}
-
-// --- base64 through OpenSSL -------------------------------------------------
-
-std::string base64_encode(std::string_view data) {
-  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view text, size_t size) {
-  if (text.size() % 4 != 0 || text.size() != 4 * ((size + 2) / 3)) return std::nullopt;
-  std::string out(text.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  if (n < 0) return std::nullopt;
-  // EVP_DecodeBlock counts the padding as zero bytes: the '=' say how many
-  // of the last group are real, and that must be the size the patch states.
-  size_t padding = text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
-  if (static_cast<size_t>(n) - padding != size) return std::nullopt;
-  out.resize(size);
-  return out;
 }
 
 // --- Reading ----------------------------------------------------------------
@@ -362,7 +337,8 @@ class PatchParser {
       text += piece;
       ++i;
     }
-    auto content = base64_decode(text, size);
+    auto content = text.size() == 4 * ((size + 2) / 3) ? base64_decode(text) : std::nullopt;
+    if (content && content->size() != size) content.reset();
     if (!content) return fail_at(at(start + 1), "expected valid base64 for {} bytes", size);
     entry.new_content = std::move(*content);
     return {};

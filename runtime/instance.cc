@@ -47,6 +47,9 @@ nlohmann::json spec_json(const InstanceSpec& spec) {
   nlohmann::json files = nlohmann::json::array();
   for (const PersonalityFile& file : spec.personality.files)
     files.push_back({{"source", file.source.string()}, {"destination", file.destination}});
+  nlohmann::json host_keys = nlohmann::json::array();
+  for (const SshHostKey& key : spec.personality.ssh_host_keys)
+    host_keys.push_back({{"file", key.file_name}, {"public_key", key.public_key}, {"fingerprint", key.fingerprint}});
   return {
       {"name", spec.name},
       {"id", spec.id},
@@ -70,7 +73,8 @@ nlohmann::json spec_json(const InstanceSpec& spec) {
         {"mac", spec.personality.mac},
         {"ssh_keys", spec.personality.ssh_keys},
         {"files", files},
-        {"firstboot", spec.personality.firstboot.string()}}},
+        {"firstboot", spec.personality.firstboot.string()},
+        {"ssh_host_keys", host_keys}}},
       {"persistent", spec.persistent},
       {"on_poweroff", policy_name(spec.on_poweroff)},
       {"on_reboot", policy_name(spec.on_reboot)},
@@ -114,6 +118,8 @@ InstanceSpec spec_from(const nlohmann::json& json) {
   for (const auto& file : personality.at("files"))
     spec.personality.files.push_back({file.at("source").get<std::string>(), file.at("destination")});
   spec.personality.firstboot = personality.at("firstboot").get<std::string>();
+  for (const auto& key : personality.value("ssh_host_keys", nlohmann::json::array()))
+    spec.personality.ssh_host_keys.push_back({key.at("file"), "", key.at("public_key"), key.at("fingerprint")});
   spec.persistent = json.at("persistent");
   spec.on_poweroff = enum_field(json, "on_poweroff", kPolicies);
   spec.on_reboot = enum_field(json, "on_reboot", kPolicies);

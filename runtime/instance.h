@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "crypto/ssh_host_key.h"
 
 namespace kiln {
 
@@ -49,6 +50,9 @@ struct Personality {
   std::vector<std::string> ssh_keys;
   std::vector<PersonalityFile> files;
   std::filesystem::path firstboot;  // host script run once in the guest
+  // Host keys made for this instance. Their private halves go to the seed
+  // disk only, never into the instance's record.
+  std::vector<SshHostKey> ssh_host_keys;
 };
 
 struct DiskSpec {

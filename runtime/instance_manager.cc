@@ -118,6 +118,11 @@ Result<Personality> personality_for(const BootRequest& request, const BootSource
   else if (!source.own_hostname) p.hostname = name;
   p.machine_id = random_hex(16);
   p.mac = source.mac.value_or(random_xen_mac());
+  std::string comment = "root@" + (p.hostname.empty() ? name : p.hostname);
+  for (SshKeyType type : {SshKeyType::kEd25519, SshKeyType::kEcdsaP256}) {
+    KILN_ASSIGN(SshHostKey key, generate_ssh_host_key(type, comment));
+    p.ssh_host_keys.push_back(std::move(key));
+  }
   for (const fs::path& file : request.ssh_key_files) {
     auto text = read_file(file);
     if (!text) return fail(ErrorKind::kBadInput, "--ssh-key {}: {}", file.string(), text.error().message);

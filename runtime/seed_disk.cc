@@ -99,6 +99,10 @@ Result<> write_seed_disk(const fs::path& image, const InstanceSpec& spec, const 
   std::string keys;
   for (const std::string& key : p.ssh_keys) keys += key + "\n";
   if (!keys.empty()) KILN_TRY(put(seed, "/kiln/authorized_keys", keys, 0600, now));
+  for (const SshHostKey& key : p.ssh_host_keys) {
+    KILN_TRY(put(seed, "/kiln/ssh/" + key.file_name, key.private_key, 0600, now));
+    KILN_TRY(put(seed, "/kiln/ssh/" + key.file_name + ".pub", key.public_key, 0644, now));
+  }
   if (!p.firstboot.empty()) {
     KILN_ASSIGN(std::string script, read_file(p.firstboot));
     KILN_TRY(put(seed, "/kiln/firstboot", script, 0755, now));

@@ -15,7 +15,7 @@ run_packages=(
   qemu-system-x86 qemu-utils ovmf user-mode-linux
   lvm2 cryptsetup-bin gnupg xz-utils zstd libxml2-utils libvirt-clients pigz
   arch-test uidmap ca-certificates busybox-static slirp iproute2 cloud-image-utils libguestfs-tools
-  xen-tools
+  xen-tools openssh-client
 )
 
 wanted=("${build_packages[@]}" "${run_packages[@]}")

@@ -2,9 +2,12 @@
 // qemu (TCG here, as KVM does not work on these hosts), readiness, list,
 // pause, save and restore, shutdown, several instances at once, Xen configs,
 // and what happens on bad input and when a hypervisor is killed.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,9 +73,24 @@ class BootTest : public ::testing::Test {
   std::vector<std::string> names_;
 };
 
+// A TCP port on the loopback that nothing listens on right now.
+int unused_tcp_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), size), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size), 0);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
 nlohmann::json parse_last_line(const std::string& out) {
-  auto start = out.rfind('{');
-  return start == std::string::npos ? nlohmann::json() : nlohmann::json::parse(out.substr(start), nullptr, false);
+  std::string_view text = out;
+  while (text.ends_with('\n')) text.remove_suffix(1);
+  auto start = text.rfind('\n');
+  return nlohmann::json::parse(start == std::string_view::npos ? text : text.substr(start + 1), nullptr, false);
 }
 
 TEST_F(BootTest, UmlInstanceBootsToReadyIsListedAndShutsDownCleanly) {
@@ -99,9 +117,18 @@ TEST_F(BootTest, QemuInstancePausesSavesRestoresAndKeepsItsProcesses) {
                       "#!/bin/sh\n( i=0; while :; do echo \"TICK $i\" > /dev/console; i=$((i+1)); sleep 1; done ) "
                       ">/dev/null 2>&1 &\n");
   std::filesystem::permissions(dir_ / "tick.sh", std::filesystem::perms::owner_all);
-  auto result = boot("qemu1", {"--backend", "qemu", "--firstboot", (dir_ / "tick.sh").string()});
+  std::string port = std::to_string(unused_tcp_port());
+  auto result =
+      boot("qemu1", {"--backend", "qemu", "--ssh-port", port, "--firstboot", (dir_ / "tick.sh").string()});
   ASSERT_EQ(result.exit_code, 0) << result.err << console("qemu1");
   EXPECT_THAT(result.err, HasSubstr("qemu with TCG: KVM does not work here"));
+  // sshd is up at ready, with the host key kiln made and showed: the guest
+  // made none of its own.
+  auto booted = parse_last_line(result.out);
+  ASSERT_EQ(booted["ssh_host_keys"].size(), 2u) << result.out;
+  std::string shown = booted["ssh_host_keys"][0]["public_key"];
+  auto scanned = testing::run_program({"ssh-keyscan", "-t", "ed25519", "-p", port, "127.0.0.1"});
+  EXPECT_THAT(scanned.out, HasSubstr(shown.substr(0, shown.rfind(' ')))) << scanned.err;
   auto listed = find("qemu1");
   EXPECT_EQ(listed["backend"], "qemu");
   EXPECT_EQ(listed["guest"]["mac"], listed["mac"]);

@@ -18,7 +18,8 @@ TEST(SeedDisk, HoldsThePersonalityForTheGuestAgent) {
   spec.id = "0123456789abcdef";
   spec.personality = {"web1", "0123456789abcdef0123456789abcdef", "00:16:3e:01:02:03",
                       {"ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"},
-                      {{dir / "motd", "/etc/motd"}}, dir / "first.sh"};
+                      {{dir / "motd", "/etc/motd"}}, dir / "first.sh",
+                      {{"ssh_host_ed25519_key", "PRIVATE\n", "ssh-ed25519 AAAA root@web1\n", "SHA256:x"}}};
   ASSERT_TRUE(write_seed_disk(dir / "seed.img", spec, dir / "templates"));
 
   auto fsck = testing::run_program({"e2fsck", "-fn", (dir / "seed.img").string()});
@@ -34,6 +35,11 @@ TEST(SeedDisk, HoldsThePersonalityForTheGuestAgent) {
   EXPECT_EQ(*seed->read_file("/kiln/authorized_keys"), "ssh-ed25519 AAAA one\nssh-ed25519 BBBB two\n");
   EXPECT_EQ(*seed->read_file("/kiln/files/etc/motd"), "hello from the host\n");
   EXPECT_EQ((*seed->stat("/kiln/firstboot"))->mode, 0755u);
+  // host keys as sshd wants them in /etc/ssh: the private one for root only
+  EXPECT_EQ(*seed->read_file("/kiln/ssh/ssh_host_ed25519_key"), "PRIVATE\n");
+  EXPECT_EQ((*seed->stat("/kiln/ssh/ssh_host_ed25519_key"))->mode, 0600u);
+  EXPECT_EQ(*seed->read_file("/kiln/ssh/ssh_host_ed25519_key.pub"), "ssh-ed25519 AAAA root@web1\n");
+  EXPECT_EQ((*seed->stat("/kiln/ssh/ssh_host_ed25519_key.pub"))->mode, 0644u);
 }
 
 TEST(SeedDisk, LargePersonalitiesGetAFilesystemOfTheirOwnSize) {

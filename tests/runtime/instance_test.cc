@@ -1,0 +1,45 @@
+// An instance's record (instance.json) is what list, console and the
+// lifecycle commands read back.
+#include "runtime/instance.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace kiln {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(InstanceRecord, KeepsTheHostKeysPublicHalvesAndNeverThePrivateOnes) {
+  InstanceRecord record;
+  record.spec.name = "web1";
+  record.spec.id = "0123456789abcdef";
+  auto key = generate_ssh_host_key(SshKeyType::kEd25519, "root@web1");
+  ASSERT_TRUE(key) << key.error().message;
+  record.spec.personality.ssh_host_keys.push_back(*key);
+
+  std::string text = to_json(record).dump();
+  EXPECT_THAT(text, Not(HasSubstr("PRIVATE KEY")));
+  auto back = record_from_json(nlohmann::json::parse(text), "instance.json");
+  ASSERT_TRUE(back) << back.error().message;
+  ASSERT_EQ(back->spec.personality.ssh_host_keys.size(), 1u);
+  const SshHostKey& read = back->spec.personality.ssh_host_keys[0];
+  EXPECT_EQ(read.file_name, "ssh_host_ed25519_key");
+  EXPECT_EQ(read.public_key, key->public_key);
+  EXPECT_EQ(read.fingerprint, key->fingerprint);
+  EXPECT_EQ(read.private_key, "");
+}
+
+TEST(InstanceRecord, ARecordWithoutHostKeysStillReads) {
+  InstanceRecord record;
+  record.spec.name = "old";
+  nlohmann::json json = to_json(record);
+  json["spec"]["personality"].erase("ssh_host_keys");
+  auto back = record_from_json(json, "instance.json");
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_TRUE(back->spec.personality.ssh_host_keys.empty());
+}
+
+}  // namespace
+}  // namespace kiln
