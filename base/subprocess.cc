@@ -231,6 +231,7 @@ Result<Spawned> spawn(const Command& command) {
     ::dup2(out_pipe.write_end(), 1);
     ::dup2(out_pipe.write_end(), 2);
     if (!command.cwd.empty() && ::chdir(command.cwd.c_str()) != 0) _exit(126);
+    if (command.in_child && !command.in_child()) _exit(126);
     ::execve(program.c_str(), argv.data(), envp.data());
     _exit(127);
   }

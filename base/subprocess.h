@@ -58,7 +58,8 @@ Result<Completed> run(const Command& command);
 
 // A program left running, its stdin and merged stdout+stderr on pipes: a
 // hypervisor whose console the caller relays. It runs in its own process
-// group; the caller waits for it.
+// group; the caller waits for it. Of the command, spawn uses argv, env,
+// clear_env, cwd and in_child.
 struct Spawned {
   pid_t pid = -1;
   int in = -1;   // the child's stdin (write end), owned by the caller

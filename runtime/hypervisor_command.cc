@@ -1,5 +1,6 @@
 #include "runtime/hypervisor_command.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include "base/subprocess.h"
@@ -116,5 +117,22 @@ Result<std::vector<std::string>> uml_command(const InstanceSpec& spec, const Ins
 }
 
 std::string tap_name(const InstanceSpec& spec) { return "kiln-" + spec.id.substr(0, 10); }
+
+int uml_host_cpu(const std::vector<int>& allowed, std::string_view instance_id) {
+  if (allowed.empty()) return 0;
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a: the same choice in every kiln
+  for (unsigned char c : instance_id) hash = (hash ^ c) * 1099511628211ull;
+  return allowed[hash % allowed.size()];
+}
+
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  return cpus;
+}
 
 }  // namespace kiln

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -137,6 +138,17 @@ class Supervisor {
     ::unlink(paths_.qmp_events_socket.c_str());
     Command command;
     command.argv = argv;
+    if (spec.backend == BackendKind::kUml) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(uml_host_cpu(allowed_cpus(), spec.id), &one);
+      // UML's helper processes inherit it. Should the kernel refuse, UML
+      // still runs, only slower.
+      command.in_child = [one] {
+        ::sched_setaffinity(0, sizeof one, &one);
+        return true;
+      };
+    }
     KILN_ASSIGN(Spawned spawned, spawn(command));
     child_ = spawned.pid;
     console_in_ = UniqueFd(spawned.in);

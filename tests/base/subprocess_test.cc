@@ -1,5 +1,9 @@
 #include "base/subprocess.h"
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 namespace kiln {
@@ -47,6 +51,34 @@ TEST(Run, PassesExtraEnvironment) {
   auto done = run(command);
   ASSERT_TRUE(done);
   EXPECT_EQ(done->out, "42\n");
+}
+
+// Reads a spawned program's output to the end and waits for it.
+std::pair<std::string, int> finish(const Spawned& spawned) {
+  ::close(spawned.in);
+  std::string out;
+  char buffer[256];
+  for (ssize_t n; (n = ::read(spawned.out, buffer, sizeof buffer)) > 0;) out.append(buffer, static_cast<size_t>(n));
+  ::close(spawned.out);
+  int status = 0;
+  ::waitpid(spawned.pid, &status, 0);
+  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+TEST(Spawn, RunsInChildBetweenForkAndExec) {
+  Command command;
+  command.argv = {"sh", "-c", "umask"};
+  command.in_child = [] {
+    ::umask(027);
+    return true;
+  };
+  auto spawned = spawn(command);
+  ASSERT_TRUE(spawned) << spawned.error().message;
+  EXPECT_EQ(finish(*spawned), std::make_pair(std::string("0027\n"), 0));
+  command.in_child = [] { return false; };  // refused: the program never runs
+  spawned = spawn(command);
+  ASSERT_TRUE(spawned) << spawned.error().message;
+  EXPECT_EQ(finish(*spawned), std::make_pair(std::string(), 126));
 }
 
 TEST(FindProgram, MissingProgramNamesTheDebianPackage) {

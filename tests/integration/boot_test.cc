@@ -106,6 +106,11 @@ TEST_F(BootTest, UmlInstanceBootsToReadyIsListedAndShutsDownCleanly) {
   EXPECT_EQ(listed["backend"], "uml");
   EXPECT_EQ(listed["guest"]["hostname"], "uml1");
   EXPECT_EQ(listed["guest"]["machine_id"], listed["machine_id"]);
+  // UML runs on one host CPU, where its ptrace round trips are cheapest.
+  std::string status = read_text("/proc/" + std::to_string(listed["hypervisor_pid"].get<int>()) + "/status");
+  auto cpus = status.substr(status.find("Cpus_allowed_list:"));
+  cpus = cpus.substr(0, cpus.find('\n'));
+  EXPECT_THAT(cpus, ::testing::MatchesRegex("Cpus_allowed_list:\\s+[0-9]+")) << status;
   auto shutdown = kiln({"shutdown", "uml1", "--wait=60"});
   EXPECT_EQ(shutdown.exit_code, 0) << shutdown.err;
   EXPECT_TRUE(list().empty());

@@ -2,6 +2,8 @@
 // domain config in the Xen era's own words.
 #include "runtime/boot_source.h"
 
+#include <set>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -136,6 +138,20 @@ TEST(GuestCommandLine, CarriesRootConsoleIdentityAndTheSeedDevice) {
   EXPECT_THAT(guest_command_line(spec),
               HasSubstr("console=ttyS0 kiln.instance=abc kiln.seed=/dev/ubdc kiln.net=slirp kiln.cad=poweroff "
                         "pty.legacy_count=0"));
+}
+
+TEST(UmlHostCpu, IsOneOfTheAllowedCpusTheSameForAnInstanceAndSpreadsInstances) {
+  std::vector<int> allowed = {2, 5, 7};
+  std::set<int> used;
+  for (int i = 0; i < 30; ++i) {
+    std::string id = random_hex(8);
+    int cpu = uml_host_cpu(allowed, id);
+    EXPECT_TRUE(cpu == 2 || cpu == 5 || cpu == 7) << cpu;
+    EXPECT_EQ(uml_host_cpu(allowed, id), cpu);
+    used.insert(cpu);
+  }
+  EXPECT_EQ(used.size(), 3u) << "30 instances all on the same CPUs";
+  EXPECT_FALSE(allowed_cpus().empty());
 }
 
 }  // namespace
