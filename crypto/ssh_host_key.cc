@@ -30,7 +30,8 @@ class WireWriter {
   WireWriter& mpint(std::string_view magnitude) {
     size_t first = magnitude.find_first_not_of('\0');
     magnitude = first == std::string_view::npos ? std::string_view() : magnitude.substr(first);
-    if (!magnitude.empty() && (static_cast<uint8_t>(magnitude[0]) & 0x80)) return string("\0" + std::string(magnitude));
+    if (!magnitude.empty() && (static_cast<uint8_t>(magnitude[0]) & 0x80))
+      return string(std::string(1, '\0').append(magnitude));
     return string(magnitude);
   }
   WireWriter& raw(std::string_view bytes) {
