@@ -92,10 +92,22 @@ report_ready() {
   read -r host < /proc/sys/kernel/hostname
   machine_id=
   read -r machine_id < /etc/machine-id
+  # Whose ssh host keys sshd has: kiln's (their fingerprints are the ones
+  # kiln showed), the machine's own, or none.
+  keys=none
+  if [ -s /etc/ssh/ssh_host_ed25519_key.pub ]; then
+    keys=own
+    if [ -s "$seed/kiln/ssh/ssh_host_ed25519_key.pub" ]; then
+      read -r ours < "$seed/kiln/ssh/ssh_host_ed25519_key.pub"
+      read -r installed < /etc/ssh/ssh_host_ed25519_key.pub
+      [ "$ours" = "$installed" ] && keys=kiln
+    fi
+  fi
   read -r consoles < /sys/class/tty/console/active
   # Every active console: UML always adds console=tty0 after kiln's ttyS0.
   for tty in $consoles; do
-    printf '\nKILN-READY %s hostname=%s machine-id=%s mac=%s\n' "$id" "$host" "$machine_id" "$mac" > "/dev/$tty"
+    printf '\nKILN-READY %s hostname=%s machine-id=%s mac=%s ssh-host-keys=%s\n' "$id" "$host" "$machine_id" "$mac" \
+      "$keys" > "/dev/$tty"
   done
 }
 

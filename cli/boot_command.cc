@@ -59,8 +59,7 @@ void print_outcome(const BootOutcome& outcome, const BootFlags& flags) {
                           {"hostname", r.spec.personality.hostname},
                           {"machine_id", r.spec.personality.machine_id},
                           {"mac", r.spec.personality.mac}};
-    for (const SshHostKey& key : r.spec.personality.ssh_host_keys)
-      out["ssh_host_keys"].push_back({{"public_key", key.public_key}, {"fingerprint", key.fingerprint}});
+    for (const SshHostKey& key : r.confirmed_ssh_host_keys()) out["ssh_host_keys"].push_back(public_json(key));
     if (r.ready_seconds) out["ready_seconds"] = *r.ready_seconds;
     fmt::print("{}\n", out.dump());
     return;
@@ -68,9 +67,9 @@ void print_outcome(const BootOutcome& outcome, const BootFlags& flags) {
   fmt::print("{} started (id {}, {}{}), instance made in {:.1f} ms\n", r.spec.name, r.spec.id,
              backend_name(r.spec.backend), r.spec.backend == BackendKind::kQemu ? (r.spec.kvm ? "+kvm" : "+tcg") : "",
              outcome.create_ms);
-  for (const SshHostKey& key : r.spec.personality.ssh_host_keys)
-    fmt::print("  ssh host key {} {}\n", key.public_key.substr(0, key.public_key.find(' ')), key.fingerprint);
   if (r.ready_seconds) fmt::print("{} ready in {:.1f} s\n", r.spec.name, *r.ready_seconds);
+  for (const SshHostKey& key : r.confirmed_ssh_host_keys())
+    fmt::print("  ssh host key {} {}\n", key.public_key.substr(0, key.public_key.find(' ')), key.fingerprint);
 }
 
 // Foreground: show the console until the instance stops. The first Ctrl-C

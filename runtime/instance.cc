@@ -48,8 +48,7 @@ nlohmann::json spec_json(const InstanceSpec& spec) {
   for (const PersonalityFile& file : spec.personality.files)
     files.push_back({{"source", file.source.string()}, {"destination", file.destination}});
   nlohmann::json host_keys = nlohmann::json::array();
-  for (const SshHostKey& key : spec.personality.ssh_host_keys)
-    host_keys.push_back({{"file", key.file_name}, {"public_key", key.public_key}, {"fingerprint", key.fingerprint}});
+  for (const SshHostKey& key : spec.personality.ssh_host_keys) host_keys.push_back(public_json(key));
   return {
       {"name", spec.name},
       {"id", spec.id},
@@ -168,7 +167,8 @@ nlohmann::json to_json(const InstanceRecord& record) {
                          {"guest",
                           {{"hostname", record.guest_hostname},
                            {"machine_id", record.guest_machine_id},
-                           {"mac", record.guest_mac}}}};
+                           {"mac", record.guest_mac},
+                           {"ssh_host_keys", record.guest_ssh_host_keys}}}};
   if (record.ready_seconds) json["ready_seconds"] = *record.ready_seconds;
   return json;
 }
@@ -190,10 +190,20 @@ Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::s
     record.guest_hostname = guest.at("hostname");
     record.guest_machine_id = guest.at("machine_id");
     record.guest_mac = guest.at("mac");
+    record.guest_ssh_host_keys = guest.value("ssh_host_keys", "");
     return record;
   } catch (const std::exception& error) {
     return fail(ErrorKind::kBadInput, "{}: not an instance record kiln can read: {}", origin, error.what());
   }
+}
+
+nlohmann::json public_json(const SshHostKey& key) {
+  return {{"file", key.file_name}, {"public_key", key.public_key}, {"fingerprint", key.fingerprint}};
+}
+
+std::vector<SshHostKey> InstanceRecord::confirmed_ssh_host_keys() const {
+  if (guest_ssh_host_keys != "kiln") return {};
+  return spec.personality.ssh_host_keys;
 }
 
 std::string random_hex(size_t bytes) {

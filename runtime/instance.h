@@ -106,9 +106,16 @@ struct InstanceRecord {
   std::string guest_hostname;
   std::string guest_machine_id;
   std::string guest_mac;
+  // Whose ssh host keys the guest's sshd has: "kiln" (the instance's own,
+  // made by kiln), "own" (the machine's), "none"; "" when not reported.
+  std::string guest_ssh_host_keys;
+  // The instance's ssh host keys, once the guest said sshd has them.
+  std::vector<SshHostKey> confirmed_ssh_host_keys() const;
 };
 
 nlohmann::json to_json(const InstanceRecord& record);
+// An ssh host key's public half: file, public_key, fingerprint.
+nlohmann::json public_json(const SshHostKey& key);
 Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::string& origin);
 
 // A random hex string of `bytes` bytes (ids, machine ids).

@@ -31,6 +31,22 @@ TEST(InstanceRecord, KeepsTheHostKeysPublicHalvesAndNeverThePrivateOnes) {
   EXPECT_EQ(read.private_key, "");
 }
 
+TEST(InstanceRecord, HostKeysCountAsTheGuestsOnlyOnceItSaidSo) {
+  InstanceRecord record;
+  auto key = generate_ssh_host_key(SshKeyType::kEd25519, "root@web1");
+  ASSERT_TRUE(key) << key.error().message;
+  record.spec.personality.ssh_host_keys.push_back(*key);
+  EXPECT_TRUE(record.confirmed_ssh_host_keys().empty()) << "not ready yet";
+  record.guest_ssh_host_keys = "own";
+  EXPECT_TRUE(record.confirmed_ssh_host_keys().empty()) << "the machine kept its own keys";
+  record.guest_ssh_host_keys = "kiln";
+  auto back = record_from_json(to_json(record), "instance.json");
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->guest_ssh_host_keys, "kiln");
+  ASSERT_EQ(back->confirmed_ssh_host_keys().size(), 1u);
+  EXPECT_EQ(back->confirmed_ssh_host_keys()[0].fingerprint, key->fingerprint);
+}
+
 TEST(InstanceRecord, ARecordWithoutHostKeysStillReads) {
   InstanceRecord record;
   record.spec.name = "old";
