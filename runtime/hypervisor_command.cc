@@ -67,9 +67,13 @@ Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const In
     argv.insert(argv.end(), {"-kernel", spec.kernel.string(), "-append", guest_command_line(spec)});
     if (!spec.initrd.empty()) argv.insert(argv.end(), {"-initrd", spec.initrd.string()});
   }
+  // A UML instance of the same image holds a POSIX read lock on the whole
+  // baked file, which qemu's image locking takes for a writer that shares
+  // nothing, and qemu then refuses to start. kiln never writes a baked image
+  // (a re-bake puts new files in place), so the backing file goes unlocked.
   for (size_t i = 0; i < spec.disks.size(); ++i) {
     argv.insert(argv.end(),
-                {"-drive", fmt::format("file={},if=none,id=disk{},format=qcow2,discard=unmap{}",
+                {"-drive", fmt::format("file={},if=none,id=disk{},format=qcow2,discard=unmap,backing.file.locking=off{}",
                                        paths.overlay(i, BackendKind::kQemu).string(), i,
                                        spec.disks[i].read_only ? ",readonly=on" : ""),
                  "-device", fmt::format("virtio-blk-pci,drive=disk{}", i)});

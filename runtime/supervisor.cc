@@ -158,13 +158,15 @@ class Supervisor {
     record_.started_at_ms = now_ms();
     // A restored guest is as ready as it was when saved.
     if (!incoming) record_.ready_seconds.reset();
-    record_.state = InstanceState::kRunning;
+    record_.state = InstanceState::kStarting;
     stop_reason_.clear();
     panicked_ = false;
     rebooting_ = false;
     unlock_prompts_ = 0;
     record_.waiting_for.clear();
     save_record();
+    // qemu counts as running once it answers on QMP, so that one that exits
+    // at once (an image it cannot open, say) fails `kiln boot` itself.
     if (spec.backend == BackendKind::kQemu) {
       auto qmp = QmpClient::connect(paths_.qmp_events_socket, std::chrono::seconds(20));
       if (!qmp) {
@@ -173,8 +175,10 @@ class Supervisor {
                                      key_lines(history_)});
       }
       qmp_.emplace(std::move(*qmp));
-      if (incoming) KILN_TRY(receive_migration());
     }
+    record_.state = InstanceState::kRunning;
+    save_record();
+    if (incoming) KILN_TRY(receive_migration());
     return {};
   }
 
@@ -377,6 +381,7 @@ class Supervisor {
       record_.guest_hostname = field(line, "hostname=");
       record_.guest_machine_id = field(line, "machine-id=");
       record_.guest_mac = field(line, "mac=");
+      record_.guest_ssh_host_keys = field(line, "ssh-host-keys=");
       save_record();
       return;
     }

@@ -106,6 +106,14 @@ TEST_F(BootTest, UmlInstanceBootsToReadyIsListedAndShutsDownCleanly) {
   EXPECT_EQ(listed["backend"], "uml");
   EXPECT_EQ(listed["guest"]["hostname"], "uml1");
   EXPECT_EQ(listed["guest"]["machine_id"], listed["machine_id"]);
+  EXPECT_EQ(listed["guest"]["ssh_host_keys"], "kiln");
+  EXPECT_EQ(listed["ssh_host_keys"].size(), 2u);
+  // A qemu instance of the same image starts beside it: UML's lock on the
+  // image does not stop it.
+  names_.push_back("beside");
+  auto beside = kiln({"boot", kImage.string(), "--name", "beside", "--backend", "qemu", "--net", "none", "--detach"});
+  EXPECT_EQ(beside.exit_code, 0) << beside.err;
+  EXPECT_EQ(kiln({"destroy", "beside"}).exit_code, 0);
   // UML runs on one host CPU, where its ptrace round trips are cheapest.
   std::string status = read_text("/proc/" + std::to_string(listed["hypervisor_pid"].get<int>()) + "/status");
   auto cpus = status.substr(status.find("Cpus_allowed_list:"));
@@ -131,6 +139,7 @@ TEST_F(BootTest, QemuInstancePausesSavesRestoresAndKeepsItsProcesses) {
   // made none of its own.
   auto booted = parse_last_line(result.out);
   ASSERT_EQ(booted["ssh_host_keys"].size(), 2u) << result.out;
+  EXPECT_EQ(find("qemu1")["guest"]["ssh_host_keys"], "kiln");
   std::string shown = booted["ssh_host_keys"][0]["public_key"];
   auto scanned = testing::run_program({"ssh-keyscan", "-t", "ed25519", "-p", port, "127.0.0.1"});
   EXPECT_THAT(scanned.out, HasSubstr(shown.substr(0, shown.rfind(' ')))) << scanned.err;
