@@ -181,6 +181,8 @@ std::string key_lines(std::string_view output, size_t max_lines) {
     auto newline = output.find('\n');
     std::string_view line = output.substr(0, newline);
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    // A line quoted again further on, indented as a detail, is the same line.
+    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
     if (!line.empty()) lines.push_back(line);
     if (newline == std::string_view::npos) break;
     output.remove_prefix(newline + 1);

@@ -101,7 +101,7 @@ Result<> reset_ssh_host_keys(Ext4Image& fs, const Plan& plan) {
 // catalog: ConditionNeedsUpdate=) run when /usr is newer than the stamps in
 // /etc and /var. The package manager did their work at bake time, so the
 // stamps say so; a package installed later makes /usr newer and they run
-// again. In UML or TCG they cost a second or more of every first boot.
+// again. Under UML, systemd-sysusers alone took 0.5-1 s of a first boot.
 Result<> stamp_updates_done(Ext4Image& fs) {
   KILN_ASSIGN(auto usr, fs.stat("/usr"));
   if (!usr || usr->type != EntryType::kDirectory) return {};

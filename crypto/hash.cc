@@ -63,15 +63,13 @@ std::string to_hex(std::string_view bytes) {
 
 std::string sha256_hex(std::string_view data) { return Hasher().update(data).hex_digest(); }
 
-// Holes are hashed from a buffer of zeros instead of being read: reading a
-// hole makes the kernel clear pages, which costs more than hashing them, and
-// disk images are mostly holes.
 namespace {
 
 constexpr size_t kChunk = 1 << 20;
 
-// Hashes `length` zero bytes: a hole reads as zeros, and SHA has no shortcut
-// for them, but they need no read.
+// Hashes `length` zero bytes, for a hole: SHA has no shortcut for zeros, but
+// reading a hole makes the kernel clear pages, which costs more than hashing
+// them, and disk images are mostly holes.
 void hash_zeros(Hasher& hasher, uint64_t length) {
   static const std::string zeros(kChunk, '\0');
   while (length > 0) {

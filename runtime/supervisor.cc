@@ -100,7 +100,8 @@ class Supervisor {
  private:
   int fatal(const Error& error) {
     log("supervisor error: " + error.to_string());
-    record_.last_event = error.to_string();
+    // One line, for kiln list; the detail is in the console log above.
+    record_.last_event = error.message;
     if (child_ > 0) kill_child();
     record_.state = InstanceState::kCrashed;
     record_.hypervisor_pid = 0;

@@ -88,6 +88,12 @@ TEST(FindProgram, MissingProgramNamesTheDebianPackage) {
   EXPECT_EQ(found.error().kind, ErrorKind::kMissingTool);
 }
 
+TEST(KeyLines, ALineQuotedAgainAsAnIndentedDetailComesOnce) {
+  std::string output = "qemu: could not load kernel\n[kiln] supervisor error: qemu did not start\n"
+                       "  qemu: could not load kernel\n";
+  EXPECT_EQ(key_lines(output), "[kiln] supervisor error: qemu did not start\nqemu: could not load kernel");
+}
+
 TEST(KeyLines, KeepsErrorsAndTheTail) {
   std::string output = "I: a\nI: b\nE: broken thing\nI: c\nI: d\nI: e\nI: f\n";
   std::string lines = key_lines(output);

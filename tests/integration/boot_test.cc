@@ -389,6 +389,15 @@ TEST_F(BootTest, BadInputIsRefusedWithoutLeavingState) {
   auto kernel = kiln({"boot", (dir_ / "nokernel.cfg").string()});
   EXPECT_EQ(kernel.exit_code, 2);
   EXPECT_THAT(kernel.err, HasSubstr("nokernel.cfg:2: kernel /nowhere/vmlinuz: no such file"));
+  // A kernel qemu cannot load: qemu exits at once, and kiln boot says why
+  // instead of reporting a start.
+  testing::write_text(dir_ / "garbage-vmlinuz", std::string(4096, 'x'));
+  testing::write_text(dir_ / "badkernel.cfg", "name = \"badkernel\"\nkernel = \"" + (dir_ / "garbage-vmlinuz").string() +
+                                                 "\"\ndisk = ['file:" + (kImage / "root.img").string() + ",xvda1,w']\n");
+  auto garbage = kiln({"boot", (dir_ / "badkernel.cfg").string(), "--backend", "qemu", "--net", "none", "--detach"});
+  EXPECT_EQ(garbage.exit_code, 1);
+  EXPECT_THAT(garbage.err, HasSubstr("badkernel did not start: qemu did not start"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "state/instances/badkernel"));
   auto console = kiln({"console", "nobody"});
   EXPECT_EQ(console.exit_code, 2);
   EXPECT_THAT(console.err, HasSubstr("no instance named nobody"));
