@@ -36,11 +36,7 @@ nlohmann::json record_json(const InstanceRecord& r) {
                         {"source", r.spec.source},
                         {"last_event", r.last_event},
                         {"waiting_for", r.waiting_for},
-                        {"guest",
-                         {{"hostname", r.guest_hostname},
-                          {"machine_id", r.guest_machine_id},
-                          {"mac", r.guest_mac},
-                          {"ssh_host_keys", r.guest_ssh_host_keys}}}};
+                        {"guest", guest_json(r)}};
   if (r.ready_seconds) out["ready_seconds"] = *r.ready_seconds;
   for (const SshHostKey& key : r.confirmed_ssh_host_keys()) out["ssh_host_keys"].push_back(public_json(key));
   return out;

@@ -164,11 +164,7 @@ nlohmann::json to_json(const InstanceRecord& record) {
                          {"restarts", record.restarts},
                          {"last_event", record.last_event},
                          {"waiting_for", record.waiting_for},
-                         {"guest",
-                          {{"hostname", record.guest_hostname},
-                           {"machine_id", record.guest_machine_id},
-                           {"mac", record.guest_mac},
-                           {"ssh_host_keys", record.guest_ssh_host_keys}}}};
+                         {"guest", guest_json(record)}};
   if (record.ready_seconds) json["ready_seconds"] = *record.ready_seconds;
   return json;
 }
@@ -195,6 +191,13 @@ Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::s
   } catch (const std::exception& error) {
     return fail(ErrorKind::kBadInput, "{}: not an instance record kiln can read: {}", origin, error.what());
   }
+}
+
+nlohmann::json guest_json(const InstanceRecord& record) {
+  return {{"hostname", record.guest_hostname},
+          {"machine_id", record.guest_machine_id},
+          {"mac", record.guest_mac},
+          {"ssh_host_keys", record.guest_ssh_host_keys}};
 }
 
 nlohmann::json public_json(const SshHostKey& key) {

@@ -114,6 +114,8 @@ struct InstanceRecord {
 };
 
 nlohmann::json to_json(const InstanceRecord& record);
+// What the guest agent reported with its readiness signal.
+nlohmann::json guest_json(const InstanceRecord& record);
 // An ssh host key's public half: file, public_key, fingerprint.
 nlohmann::json public_json(const SshHostKey& key);
 Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::string& origin);
