@@ -1,8 +1,10 @@
 #include "base/files.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/close_range.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -172,13 +174,17 @@ Result<UniqueFd> open_file(const fs::path& path, int flags, int mode) {
 
 Result<std::string> read_file(const fs::path& path) {
   KILN_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY));
+  return read_fd(fd.get(), path.string());
+}
+
+Result<std::string> read_fd(int fd, std::string_view what) {
   std::string out;
   char buffer[65536];
   while (true) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return fail_errno("cannot read", path.string(), errno);
+      return fail_errno("cannot read", what, errno);
     }
     if (n == 0) break;
     out.append(buffer, n);
@@ -265,6 +271,20 @@ Result<> copy_sparse(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_o
     return {};
   };
   return for_each_run(src_fd, src_offset, length, what, copy, [](uint64_t) {});
+}
+
+Result<> change_on_copy(const fs::path& file, const fs::path& output,
+                        const std::function<Result<>(const fs::path& copy)>& change) {
+  KILN_ASSIGN(UniqueFd in, open_file(file, O_RDONLY));
+  struct stat st;
+  if (::fstat(in.get(), &st) != 0) return fail_errno("stat", file.string(), errno);
+  KILN_ASSIGN(AtomicFile copy, AtomicFile::create(output, static_cast<int>(st.st_mode & 07777)));
+  if (::ioctl(copy.fd(), FICLONE, in.get()) != 0) {
+    KILN_TRY(copy_sparse(in.get(), 0, copy.fd(), 0, static_cast<uint64_t>(st.st_size), file.string()));
+    if (::ftruncate(copy.fd(), st.st_size) != 0) return fail_errno("truncate", copy.temp_path().string(), errno);
+  }
+  KILN_TRY(change(copy.temp_path()));
+  return copy.commit();
 }
 
 Result<> remove_tree(const fs::path& path) {

@@ -85,6 +85,8 @@ class UniqueFd {
 
 Result<UniqueFd> open_file(const fs::path& path, int flags, int mode = 0644);
 Result<std::string> read_file(const fs::path& path);
+// Reads what is left of an open file; `what` names it in errors.
+Result<std::string> read_fd(int fd, std::string_view what);
 Result<> write_file_atomic(const fs::path& path, std::string_view content, int mode = 0644);
 Result<> write_all(int fd, const void* data, size_t size, std::string_view what);
 Result<> pwrite_all(int fd, const void* data, size_t size, uint64_t offset,
@@ -104,6 +106,13 @@ Result<> for_each_run(int fd, uint64_t offset, uint64_t length, std::string_view
 // destination range must already read as zeros (a fresh or truncated file).
 Result<> copy_sparse(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_offset,
                      uint64_t length, std::string_view what);
+
+// Changes a file all or nothing: `change` works on a copy of `file` made
+// beside `output` (a reflink where the filesystem shares blocks, else a
+// sparse copy), which becomes `output` only when `change` succeeded.
+// `output` may be `file` itself. The copy keeps the file's mode.
+Result<> change_on_copy(const fs::path& file, const fs::path& output,
+                        const std::function<Result<>(const fs::path& copy)>& change);
 
 // Removes a tree, ignoring a missing one; errors name the path.
 Result<> remove_tree(const fs::path& path);

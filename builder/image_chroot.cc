@@ -13,6 +13,7 @@
 
 #include "base/files.h"
 #include "base/subprocess.h"
+#include "base/tree_root.h"
 #include "builder/bootstrap.h"
 #include "formats/dpkg_status.h"
 #include "formats/rootfs_tree.h"
@@ -86,52 +87,48 @@ bool enter_image(const ChrootPaths& p) {
 
 // A file of the tree that kiln replaces for the duration of the stage (the
 // resolver configuration, the "do not start services" policy) and puts back.
+// The tree came from outside: the file and its directories are reached
+// through TreeRoot, so a symlink there never leads a write to the host.
 class TemporaryFile {
  public:
-  static Result<TemporaryFile> install(const fs::path& path, std::string_view content, int mode) {
-    TemporaryFile file(path);
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0) {
-      if (S_ISLNK(st.st_mode)) {
-        file.symlink_target_ = fs::read_symlink(path);
-      } else if (S_ISREG(st.st_mode)) {
-        KILN_ASSIGN(file.content_, read_file(path));
-        file.mode_ = st.st_mode & 07777;
-      }
-      // Never write through a link: it may point outside the tree.
-      std::error_code ec;
-      fs::remove(path, ec);
+  static Result<TemporaryFile> install(const TreeRoot& tree, std::string path, std::string_view content, int mode) {
+    TemporaryFile file(tree, std::move(path));
+    KILN_ASSIGN(std::optional<struct stat> st, tree.lstat(file.path_));
+    if (st && S_ISLNK(st->st_mode)) {
+      KILN_ASSIGN(file.symlink_target_, tree.read_link(file.path_));
+    } else if (st && S_ISREG(st->st_mode)) {
+      KILN_ASSIGN(file.content_, tree.read_file(file.path_));
+      file.mode_ = st->st_mode & 07777;
     }
-    KILN_ASSIGN(UniqueFd fd, open_file(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode));
-    KILN_TRY(write_all(fd.get(), content.data(), content.size(), path.string()));
+    KILN_TRY(tree.replace_file(file.path_, content, mode));
     return file;
   }
 
   Result<> restore() {
-    std::error_code ec;
-    fs::remove(path_, ec);
+    KILN_TRY(tree_.remove_all(path_));
     if (symlink_target_) {
-      fs::create_symlink(*symlink_target_, path_, ec);
-      if (ec) return fail_errno("cannot restore", path_.string(), ec.value());
+      KILN_ASSIGN(TreeRoot::Location at, tree_.locate(path_));
+      if (::symlinkat(symlink_target_->c_str(), at.dir.get(), at.name.c_str()) != 0)
+        return fail_errno("cannot restore", tree_.host_path(path_), errno);
     } else if (content_) {
-      KILN_ASSIGN(UniqueFd fd, open_file(path_, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode_));
-      KILN_TRY(write_all(fd.get(), content_->data(), content_->size(), path_.string()));
+      KILN_TRY(tree_.replace_file(path_, *content_, mode_));
     }
     return {};
   }
 
  private:
-  explicit TemporaryFile(fs::path path) : path_(std::move(path)) {}
-  fs::path path_;
-  std::optional<fs::path> symlink_target_;
+  TemporaryFile(const TreeRoot& tree, std::string path) : tree_(tree), path_(std::move(path)) {}
+  const TreeRoot& tree_;
+  std::string path_;
+  std::optional<std::string> symlink_target_;
   std::optional<std::string> content_;
   int mode_ = 0644;
 };
 
 class Session {
  public:
-  Session(const Plan& plan, fs::path root, Reporter& reporter)
-      : plan_(plan), root_(std::move(root)), paths_(paths_for(root_)), reporter_(reporter) {}
+  Session(const Plan& plan, const TreeRoot& tree, Reporter& reporter)
+      : plan_(plan), tree_(tree), paths_(paths_for(tree.path())), reporter_(reporter) {}
 
   Result<> run(std::vector<std::string> argv, std::string_view what) {
     Command command;
@@ -166,14 +163,13 @@ class Session {
   }
 
   Result<> set_locale(const SetLocale& op) {
-    if (!fs::exists(root_ / "usr/sbin/locale-gen")) KILN_TRY(apt_install({"locales"}));
+    KILN_ASSIGN(bool has_locale_gen, exists("usr/sbin/locale-gen"));
+    if (!has_locale_gen) KILN_TRY(apt_install({"locales"}));
     std::string locale = op.locale;
     auto dot = locale.find('.');
     std::string charset = dot == std::string::npos ? "ISO-8859-1" : locale.substr(dot + 1);
     std::string line = locale + " " + charset;
-    fs::path locale_gen = root_ / "etc/locale.gen";
-    std::string text;
-    if (auto existing = read_file(locale_gen)) text = *existing;
+    std::string text = tree_.read_file("etc/locale.gen").value_or("");
     if (text.find("\n" + line + "\n") == std::string::npos && !text.starts_with(line + "\n")) {
       if (!text.empty() && text.back() != '\n') text += '\n';
       text += line + "\n";
@@ -189,20 +185,19 @@ class Session {
   Result<> install_storage_support(const StorageSupport& support) {
     if (support.empty()) return {};
     std::vector<std::string> missing;
-    std::string status = read_file(root_ / "var/lib/dpkg/status").value_or("");
+    std::string status = tree_.read_file("var/lib/dpkg/status").value_or("");
     std::vector<InstalledPackage> installed = installed_packages(status);
     for (const std::string& package : support.packages)
       if (std::none_of(installed.begin(), installed.end(),
                        [&](const InstalledPackage& p) { return p.name == package; }))
         missing.push_back(package);
     if (!missing.empty()) KILN_TRY(apt_install(missing));
-    for (const auto& [path, content] : support.files) KILN_TRY(replace_tree_file(path.substr(1), content));
-    std::error_code ec;
-    bool has_kernel = false;
-    for (const auto& entry : fs::directory_iterator(root_ / "boot", ec))
-      if (entry.path().filename().string().starts_with("vmlinuz-")) has_kernel = true;
-    if (!has_kernel) return {};
-    if (!fs::exists(root_ / "usr/sbin/update-initramfs"))
+    for (const auto& [path, content] : support.files) KILN_TRY(replace_tree_file(path, content));
+    std::vector<std::string> boot = tree_.list_directory("boot").value_or(std::vector<std::string>{});
+    if (std::none_of(boot.begin(), boot.end(), [](const std::string& name) { return name.starts_with("vmlinuz-"); }))
+      return {};
+    KILN_ASSIGN(bool has_update_initramfs, exists("usr/sbin/update-initramfs"));
+    if (!has_update_initramfs)
       return fail(ErrorKind::kBadInput,
                   "storage.layout \"{}\"{} needs the image's initramfs rebuilt, but it has no update-initramfs: add "
                   "\"initramfs-tools\" to bootstrap.packages",
@@ -218,28 +213,26 @@ class Session {
     }
     std::string inside = fmt::format("/tmp/kiln-script-{}", index);
     KILN_ASSIGN(std::string script, read_file(op.script_file));
-    KILN_TRY(replace_tree_file(inside.substr(1), script, 0755));
+    KILN_TRY(replace_tree_file(inside, script, 0755));
     reporter_.note("run script " + op.script_file.string());
     auto done = run({inside}, fmt::format("customize.run: script {}", op.script_file.string()));
-    std::error_code ec;
-    fs::remove(root_ / inside.substr(1), ec);
+    KILN_TRY(tree_.remove_all(inside));
     return done;
   }
 
   // Writes a file of the tree, replacing a symlink rather than following it.
-  Result<> replace_tree_file(const std::string& relative, std::string_view content, int mode = 0644) {
-    fs::path path = root_ / relative;
-    std::error_code ec;
-    fs::create_directories(path.parent_path(), ec);
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0) fs::remove(path, ec);
-    KILN_ASSIGN(UniqueFd fd, open_file(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode));
-    return write_all(fd.get(), content.data(), content.size(), path.string());
+  Result<> replace_tree_file(const std::string& path, std::string_view content, int mode = 0644) {
+    return tree_.replace_file(path, content, mode);
+  }
+
+  Result<bool> exists(const std::string& path) {
+    KILN_ASSIGN(std::optional<struct stat> st, tree_.lstat(path));
+    return st.has_value();
   }
 
  private:
   const Plan& plan_;
-  fs::path root_;
+  const TreeRoot& tree_;
   ChrootPaths paths_;
   Reporter& reporter_;
   bool apt_updated_ = false;
@@ -247,23 +240,41 @@ class Session {
 
 // What a package manager run leaves behind that makes two bakes differ:
 // caches, logs with times in them, backup copies.
-void remove_run_leftovers(const fs::path& root, bool reproducible) {
-  std::error_code ec;
-  for (const char* dir : {"var/lib/apt/lists", "var/cache/apt/archives"}) {
-    for (const auto& entry : fs::directory_iterator(root / dir, ec))
-      if (entry.is_regular_file(ec)) fs::remove(entry.path(), ec);
+Result<> remove_run_leftovers(const TreeRoot& tree, bool reproducible) {
+  auto names_in = [&](const std::string& dir) {
+    return tree.list_directory(dir).value_or(std::vector<std::string>{});
+  };
+  for (const std::string dir : {"var/lib/apt/lists", "var/cache/apt/archives"}) {
+    for (const std::string& name : names_in(dir)) {
+      KILN_ASSIGN(std::optional<struct stat> st, tree.lstat(dir + "/" + name));
+      if (st && S_ISREG(st->st_mode)) KILN_TRY(tree.remove_all(dir + "/" + name));
+    }
   }
   for (const char* file : {"var/cache/apt/pkgcache.bin", "var/cache/apt/srcpkgcache.bin",
                            "var/cache/ldconfig/aux-cache", "var/log/apt/eipp.log.xz"})
-    fs::remove(root / file, ec);
-  for (const char* dir : {"var/cache/debconf", "var/lib/dpkg"}) {
-    for (const auto& entry : fs::directory_iterator(root / dir, ec))
-      if (entry.path().filename().string().ends_with("-old")) fs::remove(entry.path(), ec);
-  }
-  if (!reproducible) return;
+    KILN_TRY(tree.remove_all(file));
+  for (const std::string dir : {"var/cache/debconf", "var/lib/dpkg"})
+    for (const std::string& name : names_in(dir))
+      if (name.ends_with("-old")) KILN_TRY(tree.remove_all(dir + "/" + name));
+  if (!reproducible) return {};
   for (const char* file : {"var/log/dpkg.log", "var/log/alternatives.log", "var/log/apt/history.log",
                            "var/log/apt/term.log"})
-    fs::remove(root / file, ec);
+    KILN_TRY(tree.remove_all(file));
+  return {};
+}
+
+// /proc, /sys, /dev and /tmp are mounted on by path in the child, where
+// the host's resolution applies: each must be a real directory of the tree,
+// never a symlink the rootfs made.
+Result<> prepare_mount_points(const TreeRoot& tree) {
+  for (const char* dir : {"proc", "sys", "dev", "tmp"}) {
+    KILN_ASSIGN(std::optional<struct stat> st, tree.lstat(dir));
+    if (!st) KILN_TRY(tree.make_directories(dir));
+    else if (!S_ISDIR(st->st_mode))
+      return fail(ErrorKind::kBadInput,
+                  "the rootfs has /{} as something other than a directory; the in-image steps mount there", dir);
+  }
+  return {};
 }
 
 }  // namespace
@@ -281,14 +292,15 @@ Result<> run_in_image_steps(const Plan& plan, const fs::path& source_archive, co
   if (ec) return fail_errno("cannot create", root.string(), ec.value());
   reporter.note("unpacking the rootfs");
   KILN_TRY(extract_to_tree(source_archive, root));
-  for (const char* dir : {"proc", "sys", "dev", "tmp"}) fs::create_directories(root / dir, ec);
+  KILN_ASSIGN(TreeRoot tree, TreeRoot::open(root));
+  KILN_TRY(prepare_mount_points(tree));
 
   std::string host_resolver = read_file("/etc/resolv.conf").value_or("");
-  KILN_ASSIGN(auto resolver, TemporaryFile::install(root / "etc/resolv.conf", host_resolver, 0644));
-  KILN_ASSIGN(auto policy, TemporaryFile::install(root / "usr/sbin/policy-rc.d",
+  KILN_ASSIGN(auto resolver, TemporaryFile::install(tree, "etc/resolv.conf", host_resolver, 0644));
+  KILN_ASSIGN(auto policy, TemporaryFile::install(tree, "usr/sbin/policy-rc.d",
                                                   "#!/bin/sh\n# kiln: no services start at bake time\nexit 101\n",
                                                   0755));
-  Session session(plan, root, reporter);
+  Session session(plan, tree, reporter);
   int index = 0;
   for (const CustomizeStep& step : plan.in_image_steps) {
     Result<> done = std::visit(
@@ -309,7 +321,7 @@ Result<> run_in_image_steps(const Plan& plan, const fs::path& source_archive, co
   KILN_TRY(session.install_storage_support(plan.storage_support));
   KILN_TRY(policy.restore());
   KILN_TRY(resolver.restore());
-  remove_run_leftovers(root, plan.reproducible);
+  KILN_TRY(remove_run_leftovers(tree, plan.reproducible));
   reporter.note("packing the rootfs");
   return write_tree_as_tar(root, out_tar, plan.reproducible ? plan.timestamp : 0);
 }

@@ -5,30 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <deque>
-
 #include "base/files.h"
+#include "base/tree_root.h"
 
 namespace kiln {
 namespace {
 
 namespace fs = std::filesystem;
-
-// How many symlinks one lookup may pass through (Linux's limit).
-constexpr int kMaxSymlinkHops = 40;
-
-std::deque<std::string> components(std::string_view path) {
-  std::deque<std::string> out;
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    if (end > start) out.emplace_back(path.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
 
 EntryType type_of(mode_t mode) {
   if (S_ISDIR(mode)) return EntryType::kDirectory;
@@ -40,177 +23,143 @@ EntryType type_of(mode_t mode) {
   return EntryType::kFile;
 }
 
-Result<std::string> read_link(const fs::path& path) {
-  std::string target(4096, '\0');
-  ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
-  if (n < 0) return fail_errno("readlink", path.string(), errno);
-  target.resize(static_cast<size_t>(n));
-  return target;
-}
-
-Result<> set_times(const fs::path& path, int64_t mtime) {
-  struct timespec times[2] = {{mtime, 0}, {mtime, 0}};
-  if (::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
-    return fail_errno("set times", path.string(), errno);
+Result<> check_absolute(std::string_view path) {
+  if (!path.starts_with('/'))
+    return fail(ErrorKind::kBadInput, "{}: paths inside a tree must be absolute (\"/etc/...\")", path);
   return {};
 }
 
+// Every path goes through TreeRoot, which resolves it inside the directory
+// as a chroot would; the final name is acted on itself.
 class DirectoryTree final : public FileTree {
  public:
-  explicit DirectoryTree(fs::path root) : root_(std::move(root)) {}
+  explicit DirectoryTree(TreeRoot root) : root_(std::move(root)) {}
 
-  std::string describe() const override { return "the directory " + root_.string(); }
+  std::string describe() const override { return "the directory " + root_.path().string(); }
 
   Result<std::optional<TreeNode>> stat(std::string_view path) override {
-    KILN_ASSIGN(fs::path host, resolve(path, false));
-    struct stat st;
-    if (::lstat(host.c_str(), &st) != 0) {
-      if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
-      return fail_errno("stat", host.string(), errno);
-    }
-    TreeNode node{type_of(st.st_mode), static_cast<uint32_t>(st.st_mode & 07777), st.st_uid, st.st_gid,
-                  static_cast<uint64_t>(st.st_size), {}};
+    KILN_TRY(check_absolute(path));
+    KILN_ASSIGN(std::optional<struct stat> st, root_.lstat(path));
+    if (!st) return std::nullopt;
+    TreeNode node{type_of(st->st_mode), static_cast<uint32_t>(st->st_mode & 07777), st->st_uid, st->st_gid,
+                  static_cast<uint64_t>(st->st_size), {}, st->st_mtim.tv_sec};
     if (node.type == EntryType::kSymlink) {
-      KILN_ASSIGN(node.link_target, read_link(host));
+      KILN_ASSIGN(node.link_target, root_.read_link(path));
     }
     return node;
   }
 
   Result<std::string> read_file(std::string_view path) override {
-    KILN_ASSIGN(fs::path host, resolve(path, true));
-    KILN_ASSIGN(UniqueFd fd, open_file(host, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    struct stat st;
-    if (::fstat(fd.get(), &st) != 0) return fail_errno("stat", host.string(), errno);
-    if (!S_ISREG(st.st_mode)) return fail(ErrorKind::kBadInput, "{}: not a regular file in {}", path, describe());
-    return kiln::read_file(host);
+    KILN_TRY(check_absolute(path));
+    return root_.read_file(path);
   }
 
   Result<std::vector<std::string>> list_directory(std::string_view path) override {
-    KILN_ASSIGN(fs::path host, resolve(path, true));
-    std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(host.c_str()), ::closedir);
-    if (!dir) return fail_errno("cannot open directory", host.string(), errno);
-    std::vector<std::string> names;
-    while (dirent* item = ::readdir(dir.get())) {
-      std::string_view name = item->d_name;
-      if (name != "." && name != "..") names.emplace_back(name);
-    }
-    std::sort(names.begin(), names.end());
-    return names;
+    KILN_TRY(check_absolute(path));
+    return root_.list_directory(path);
   }
 
   Result<> write_file(std::string_view path, std::string_view content, const TreeAttributes& attributes) override {
-    KILN_ASSIGN(fs::path host, resolve(path, false));
+    KILN_ASSIGN(TreeRoot::Location at, locate(path));
+    std::string host = root_.host_path(path);
     struct stat st;
-    bool exists = ::lstat(host.c_str(), &st) == 0;
+    bool exists = ::fstatat(at.dir.get(), at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (exists && S_ISDIR(st.st_mode)) return fail(ErrorKind::kBadInput, "{}: is a directory in {}", path, describe());
     if (exists && !S_ISREG(st.st_mode)) {
-      if (::unlink(host.c_str()) != 0) return fail_errno("cannot replace", host.string(), errno);
+      if (::unlinkat(at.dir.get(), at.name.c_str(), 0) != 0) return fail_errno("cannot replace", host, errno);
       exists = false;
     }
-    if (exists) {
-      KILN_ASSIGN(UniqueFd fd, open_file(host, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC));
-      KILN_TRY(write_all(fd.get(), content.data(), content.size(), host.string()));
-      return set_times(host, attributes.mtime);
+    int flags = exists ? O_WRONLY | O_TRUNC : O_WRONLY | O_CREAT | O_EXCL;
+    int fd = ::openat(at.dir.get(), at.name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return fail_errno("cannot open", host, errno);
+    UniqueFd file(fd);
+    KILN_TRY(write_all(fd, content.data(), content.size(), host));
+    if (!exists) {
+      if (::fchown(fd, attributes.uid, attributes.gid) != 0) return fail_errno("chown", host, errno);
+      if (::fchmod(fd, attributes.mode & 07777) != 0) return fail_errno("chmod", host, errno);
     }
-    KILN_ASSIGN(UniqueFd fd, open_file(host, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    KILN_TRY(write_all(fd.get(), content.data(), content.size(), host.string()));
-    if (::fchown(fd.get(), attributes.uid, attributes.gid) != 0) return fail_errno("chown", host.string(), errno);
-    if (::fchmod(fd.get(), attributes.mode & 07777) != 0) return fail_errno("chmod", host.string(), errno);
-    return set_times(host, attributes.mtime);
+    return set_times(at, attributes.mtime, host);
   }
 
   Result<> make_directory(std::string_view path, const TreeAttributes& attributes) override {
-    KILN_ASSIGN(fs::path host, resolve(path, false));
-    if (::mkdir(host.c_str(), 0700) != 0 && errno != EEXIST) return fail_errno("mkdir", host.string(), errno);
+    KILN_ASSIGN(TreeRoot::Location at, locate(path));
+    std::string host = root_.host_path(path);
+    const char* name = at.name.empty() ? "." : at.name.c_str();
+    if (::mkdirat(at.dir.get(), name, 0700) != 0 && errno != EEXIST) return fail_errno("mkdir", host, errno);
     struct stat st;
-    if (::lstat(host.c_str(), &st) != 0) return fail_errno("stat", host.string(), errno);
+    if (::fstatat(at.dir.get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0) return fail_errno("stat", host, errno);
     if (!S_ISDIR(st.st_mode))
       return fail(ErrorKind::kBadInput, "{}: exists in {} and is not a directory", path, describe());
-    if (::lchown(host.c_str(), attributes.uid, attributes.gid) != 0) return fail_errno("chown", host.string(), errno);
-    if (::chmod(host.c_str(), attributes.mode & 07777) != 0) return fail_errno("chmod", host.string(), errno);
-    return set_times(host, attributes.mtime);
+    if (::fchownat(at.dir.get(), name, attributes.uid, attributes.gid, AT_SYMLINK_NOFOLLOW) != 0)
+      return fail_errno("chown", host, errno);
+    if (::fchmodat(at.dir.get(), name, attributes.mode & 07777, AT_SYMLINK_NOFOLLOW) != 0)
+      return fail_errno("chmod", host, errno);
+    return set_times(at, attributes.mtime, host);
   }
 
   Result<> make_symlink(std::string_view path, std::string_view target, const TreeAttributes& attributes) override {
-    KILN_ASSIGN(fs::path host, resolve(path, false));
+    KILN_ASSIGN(TreeRoot::Location at, locate(path));
+    std::string host = root_.host_path(path);
     struct stat st;
-    if (::lstat(host.c_str(), &st) == 0) {
+    if (::fstatat(at.dir.get(), at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       if (S_ISDIR(st.st_mode)) return fail(ErrorKind::kBadInput, "{}: is a directory in {}", path, describe());
-      if (::unlink(host.c_str()) != 0) return fail_errno("cannot replace", host.string(), errno);
+      if (::unlinkat(at.dir.get(), at.name.c_str(), 0) != 0) return fail_errno("cannot replace", host, errno);
     }
-    if (::symlink(std::string(target).c_str(), host.c_str()) != 0) return fail_errno("symlink", host.string(), errno);
-    if (::lchown(host.c_str(), attributes.uid, attributes.gid) != 0) return fail_errno("chown", host.string(), errno);
-    return set_times(host, attributes.mtime);
+    if (::symlinkat(std::string(target).c_str(), at.dir.get(), at.name.c_str()) != 0)
+      return fail_errno("symlink", host, errno);
+    if (::fchownat(at.dir.get(), at.name.c_str(), attributes.uid, attributes.gid, AT_SYMLINK_NOFOLLOW) != 0)
+      return fail_errno("chown", host, errno);
+    return set_times(at, attributes.mtime, host);
   }
 
   Result<> remove(std::string_view path) override {
-    KILN_ASSIGN(fs::path host, resolve(path, false));
+    KILN_ASSIGN(TreeRoot::Location at, locate(path));
     struct stat st;
-    if (::lstat(host.c_str(), &st) != 0) return fail_errno("cannot remove", host.string(), errno);
-    if (S_ISDIR(st.st_mode) ? ::rmdir(host.c_str()) != 0 : ::unlink(host.c_str()) != 0)
-      return fail_errno("cannot remove", host.string(), errno);
+    if (::fstatat(at.dir.get(), at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        ::unlinkat(at.dir.get(), at.name.c_str(), S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0)
+      return fail_errno("cannot remove", root_.host_path(path), errno);
     return {};
   }
 
   Result<> set_mode(std::string_view path, uint32_t mode) override {
-    KILN_ASSIGN(fs::path host, resolve(path, false));
+    KILN_ASSIGN(TreeRoot::Location at, locate(path));
+    const char* name = at.name.empty() ? "." : at.name.c_str();
     struct stat st;
-    if (::lstat(host.c_str(), &st) != 0) return fail_errno("stat", host.string(), errno);
+    if (::fstatat(at.dir.get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+      return fail_errno("stat", root_.host_path(path), errno);
     if (S_ISLNK(st.st_mode))
       return fail(ErrorKind::kBadInput, "{}: is a symlink in {}; symlinks have no mode", path, describe());
-    if (::chmod(host.c_str(), mode & 07777) != 0) return fail_errno("chmod", host.string(), errno);
+    if (::fchmodat(at.dir.get(), name, mode & 07777, AT_SYMLINK_NOFOLLOW) != 0)
+      return fail_errno("chmod", root_.host_path(path), errno);
     return {};
   }
 
   Result<> set_owner(std::string_view path, uint32_t uid, uint32_t gid) override {
-    KILN_ASSIGN(fs::path host, resolve(path, false));
-    if (::lchown(host.c_str(), uid, gid) != 0) return fail_errno("chown", host.string(), errno);
+    KILN_ASSIGN(TreeRoot::Location at, locate(path));
+    const char* name = at.name.empty() ? "." : at.name.c_str();
+    if (::fchownat(at.dir.get(), name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
+      return fail_errno("chown", root_.host_path(path), errno);
     return {};
   }
 
  private:
-  // The host path of `path`, with every symlink on the way (and the last
-  // one when `follow_final`) resolved inside the root.
-  Result<fs::path> resolve(std::string_view path, bool follow_final) const {
-    if (!path.starts_with('/'))
-      return fail(ErrorKind::kBadInput, "{}: paths inside a tree must be absolute (\"/etc/...\")", path);
-    std::deque<std::string> pending = components(path);
-    std::vector<std::string> done;
-    int hops = 0;
-    auto host_of = [&](const std::vector<std::string>& parts) {
-      fs::path out = root_;
-      for (const std::string& part : parts) out /= part;
-      return out;
-    };
-    while (!pending.empty()) {
-      std::string name = std::move(pending.front());
-      pending.pop_front();
-      if (name == ".") continue;
-      if (name == "..") {
-        if (!done.empty()) done.pop_back();
-        continue;
-      }
-      done.push_back(name);
-      if (pending.empty() && !follow_final) break;
-      fs::path host = host_of(done);
-      struct stat st;
-      if (::lstat(host.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) continue;
-      if (++hops > kMaxSymlinkHops)
-        return fail(ErrorKind::kBadInput, "{}: too many levels of symbolic links in {}", path, describe());
-      KILN_ASSIGN(std::string target, read_link(host));
-      done.pop_back();
-      if (target.starts_with('/')) done.clear();
-      std::deque<std::string> more = components(target);
-      pending.insert(pending.begin(), more.begin(), more.end());
-    }
-    return host_of(done);
+  Result<TreeRoot::Location> locate(std::string_view path) const {
+    KILN_TRY(check_absolute(path));
+    return root_.locate(path);
   }
 
-  fs::path root_;
+  static Result<> set_times(const TreeRoot::Location& at, int64_t mtime, const std::string& host) {
+    struct timespec times[2] = {{mtime, 0}, {mtime, 0}};
+    if (::utimensat(at.dir.get(), at.name.empty() ? "." : at.name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
+      return fail_errno("set times", host, errno);
+    return {};
+  }
+
+  TreeRoot root_;
 };
 
 TreeNode node_of(const Ext4Stat& st) {
-  return {st.type, st.mode, st.uid, st.gid, st.size, st.symlink_target};
+  return {st.type, st.mode, st.uid, st.gid, st.size, st.symlink_target, st.mtime};
 }
 
 Ext4Attributes ext4_attributes(const TreeAttributes& a) { return {a.mode, a.uid, a.gid, a.mtime}; }
@@ -255,7 +204,8 @@ class Ext4Tree final : public FileTree {
 Result<std::unique_ptr<FileTree>> open_directory_tree(const fs::path& root) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) return fail(ErrorKind::kBadInput, "{}: no such directory", root.string());
-  return std::make_unique<DirectoryTree>(fs::absolute(root));
+  KILN_ASSIGN(TreeRoot opened, TreeRoot::open(fs::absolute(root)));
+  return std::make_unique<DirectoryTree>(std::move(opened));
 }
 
 std::unique_ptr<FileTree> ext4_tree(Ext4Image& image, std::string name) {

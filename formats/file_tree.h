@@ -30,6 +30,7 @@ struct TreeNode {
   uint32_t gid = 0;
   uint64_t size = 0;
   std::string link_target;  // for a symlink
+  int64_t mtime = 0;
 };
 
 struct TreeAttributes {

@@ -17,6 +17,7 @@
 
 #include "base/files.h"
 #include "base/interrupt.h"
+#include "base/tree_root.h"
 #include "formats/tar_reader.h"
 
 namespace kiln {
@@ -24,94 +25,131 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Result<> apply_metadata(const fs::path& path, const TarEntry& entry) {
-  if (::lchown(path.c_str(), entry.uid, entry.gid) != 0) return fail_errno("chown", path.string(), errno);
-  if (entry.type != EntryType::kSymlink && ::chmod(path.c_str(), entry.mode) != 0)
-    return fail_errno("chmod", path.string(), errno);
-  for (const auto& [name, value] : entry.xattrs)
-    if (::lsetxattr(path.c_str(), name.c_str(), value.data(), value.size(), 0) != 0)
-      return fail_errno("set xattr " + name, path.string(), errno);
-  struct timespec times[2] = {{entry.mtime, static_cast<long>(entry.mtime_nsec)},
-                              {entry.mtime, static_cast<long>(entry.mtime_nsec)}};
-  if (::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
-    return fail_errno("set times", path.string(), errno);
-  return {};
-}
+// What an entry becomes on the host: every call goes through the entry's
+// directory, resolved inside the tree, and never follows the entry's own
+// name, so no symlink the archive made can take a write out of the tree.
+class TreeExtractor {
+ public:
+  TreeExtractor(TarReader& reader, const TreeRoot& root) : reader_(reader), root_(root) {}
 
-// Removes whatever an earlier entry put at `path`, as tar does on extraction.
-void clear_path(const fs::path& path, EntryType incoming) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) return;
-  if (S_ISDIR(st.st_mode) && incoming == EntryType::kDirectory) return;
-  std::error_code ignored;
-  fs::remove_all(path, ignored);
-}
-
-Result<> write_file_data(TarReader& reader, const fs::path& path, const TarEntry& entry) {
-  KILN_ASSIGN(UniqueFd fd, open_file(path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
-  DataChunk chunk;
-  while (true) {
-    KILN_ASSIGN(bool more, reader.read_data(chunk));
-    if (!more) break;
-    KILN_TRY(pwrite_all(fd.get(), chunk.data, chunk.size, chunk.offset, path.string()));
+  Result<> run() {
+    // Directory metadata goes last: creating children changes their times.
+    std::vector<TarEntry> directories;
+    TarEntry entry;
+    while (true) {
+      KILN_TRY(check_interrupted());
+      KILN_ASSIGN(bool more, reader_.next(entry));
+      if (!more) break;
+      if (entry.path.empty()) {
+        if (entry.type != EntryType::kDirectory)
+          return fail(ErrorKind::kBadInput, "{}: the root entry is not a directory", reader_.name());
+        directories.push_back(entry);
+        continue;
+      }
+      KILN_ASSIGN(TreeRoot::Location at, root_.locate_creating(entry.path));
+      KILN_TRY(create(at, entry));
+      if (entry.type == EntryType::kDirectory) directories.push_back(entry);
+      else if (entry.type != EntryType::kHardlink) KILN_TRY(apply_metadata(at, entry));
+    }
+    for (auto it = directories.rbegin(); it != directories.rend(); ++it) {
+      KILN_ASSIGN(TreeRoot::Location at, root_.locate(it->path));
+      KILN_TRY(apply_metadata(at, *it));
+    }
+    return {};
   }
-  if (::ftruncate(fd.get(), static_cast<off_t>(entry.size)) != 0)
-    return fail_errno("truncate", path.string(), errno);
-  return {};
-}
+
+ private:
+  Result<> create(const TreeRoot::Location& at, const TarEntry& entry) {
+    int dir = at.dir.get();
+    const char* name = at.name.c_str();
+    std::string host = root_.host_path(entry.path);
+    KILN_TRY(clear(at, entry.type, host));
+    int rc = 0;
+    switch (entry.type) {
+      case EntryType::kDirectory:
+        rc = ::mkdirat(dir, name, 0700);
+        if (rc != 0 && errno == EEXIST) rc = 0;
+        break;
+      case EntryType::kFile: return write_data(at, entry, host);
+      case EntryType::kSymlink: rc = ::symlinkat(entry.link_target.c_str(), dir, name); break;
+      case EntryType::kHardlink: {
+        // The source is found the same way: inside the tree, its own name
+        // not followed, so a link never reaches a host file.
+        KILN_ASSIGN(TreeRoot::Location source, root_.locate(entry.link_target));
+        rc = ::linkat(source.dir.get(), source.name.c_str(), dir, name, 0);
+        break;
+      }
+      case EntryType::kCharDevice:
+      case EntryType::kBlockDevice:
+      case EntryType::kFifo:
+      case EntryType::kSocket:
+        rc = ::mknodat(dir, name, node_type(entry.type) | 0600, makedev(entry.rdev_major, entry.rdev_minor));
+        break;
+    }
+    if (rc != 0) return fail_errno("cannot create", host, errno);
+    return {};
+  }
+
+  static mode_t node_type(EntryType type) {
+    switch (type) {
+      case EntryType::kCharDevice: return S_IFCHR;
+      case EntryType::kBlockDevice: return S_IFBLK;
+      case EntryType::kFifo: return S_IFIFO;
+      default: return S_IFSOCK;
+    }
+  }
+
+  // Removes whatever an earlier entry put at the name, as tar does; a
+  // directory stays for a directory.
+  static Result<> clear(const TreeRoot::Location& at, EntryType incoming, const std::string& host) {
+    struct stat st;
+    if (::fstatat(at.dir.get(), at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return {};
+    if (S_ISDIR(st.st_mode) && incoming == EntryType::kDirectory) return {};
+    return remove_all_at(at.dir.get(), at.name, host);
+  }
+
+  Result<> write_data(const TreeRoot::Location& at, const TarEntry& entry, const std::string& host) {
+    int fd = ::openat(at.dir.get(), at.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return fail_errno("cannot create", host, errno);
+    UniqueFd file(fd);
+    DataChunk chunk;
+    while (true) {
+      KILN_ASSIGN(bool more, reader_.read_data(chunk));
+      if (!more) break;
+      KILN_TRY(pwrite_all(fd, chunk.data, chunk.size, chunk.offset, host));
+    }
+    if (::ftruncate(fd, static_cast<off_t>(entry.size)) != 0) return fail_errno("truncate", host, errno);
+    return {};
+  }
+
+  Result<> apply_metadata(const TreeRoot::Location& at, const TarEntry& entry) {
+    int dir = at.dir.get();
+    // The root's own entry names no child: "." is the directory itself.
+    const std::string name = at.name.empty() ? "." : at.name;
+    std::string host = root_.host_path(entry.path);
+    if (::fchownat(dir, name.c_str(), entry.uid, entry.gid, AT_SYMLINK_NOFOLLOW) != 0)
+      return fail_errno("chown", host, errno);
+    // glibc's fchmodat(AT_SYMLINK_NOFOLLOW) acts on the name itself and
+    // refuses only symlinks, which have no mode.
+    if (entry.type != EntryType::kSymlink && ::fchmodat(dir, name.c_str(), entry.mode, AT_SYMLINK_NOFOLLOW) != 0)
+      return fail_errno("chmod", host, errno);
+    for (const auto& [attribute, value] : entry.xattrs) KILN_TRY(set_xattr_at(dir, name, attribute, value, host));
+    struct timespec times[2] = {{entry.mtime, static_cast<long>(entry.mtime_nsec)},
+                                {entry.mtime, static_cast<long>(entry.mtime_nsec)}};
+    if (::utimensat(dir, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) return fail_errno("set times", host, errno);
+    return {};
+  }
+
+  TarReader& reader_;
+  const TreeRoot& root_;
+};
 
 }  // namespace
 
 Result<> extract_to_tree(const fs::path& archive, const fs::path& dir) {
   KILN_ASSIGN(TarReader reader, TarReader::open(archive));
-  // Directory times are set last: creating children changes them.
-  std::vector<std::pair<fs::path, TarEntry>> directories;
-  TarEntry entry;
-  while (true) {
-    KILN_TRY(check_interrupted());
-    KILN_ASSIGN(bool more, reader.next(entry));
-    if (!more) break;
-    fs::path path = entry.path.empty() ? dir : dir / entry.path;
-    if (!entry.path.empty()) {
-      std::error_code ec;
-      fs::create_directories(path.parent_path(), ec);
-      clear_path(path, entry.type);
-    }
-    int rc = 0;
-    switch (entry.type) {
-      case EntryType::kDirectory:
-        rc = ::mkdir(path.c_str(), 0700);
-        if (rc != 0 && errno == EEXIST) rc = 0;
-        directories.emplace_back(path, entry);
-        break;
-      case EntryType::kFile:
-        KILN_TRY(write_file_data(reader, path, entry));
-        break;
-      case EntryType::kSymlink:
-        rc = ::symlink(entry.link_target.c_str(), path.c_str());
-        break;
-      case EntryType::kHardlink:
-        rc = ::link((dir / entry.link_target).c_str(), path.c_str());
-        break;
-      case EntryType::kCharDevice:
-      case EntryType::kBlockDevice:
-      case EntryType::kFifo:
-      case EntryType::kSocket: {
-        mode_t type = entry.type == EntryType::kCharDevice    ? S_IFCHR
-                      : entry.type == EntryType::kBlockDevice ? S_IFBLK
-                      : entry.type == EntryType::kFifo        ? S_IFIFO
-                                                              : S_IFSOCK;
-        rc = ::mknod(path.c_str(), type | 0600, makedev(entry.rdev_major, entry.rdev_minor));
-        break;
-      }
-    }
-    if (rc != 0) return fail_errno("cannot create", path.string(), errno);
-    if (entry.type != EntryType::kHardlink && entry.type != EntryType::kDirectory)
-      KILN_TRY(apply_metadata(path, entry));
-  }
-  std::reverse(directories.begin(), directories.end());
-  for (const auto& [path, directory] : directories) KILN_TRY(apply_metadata(path, directory));
-  return {};
+  KILN_ASSIGN(TreeRoot root, TreeRoot::open(dir));
+  return TreeExtractor(reader, root).run();
 }
 
 namespace {

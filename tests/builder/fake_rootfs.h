@@ -6,6 +6,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "tests/formats/archive_builder.h"
@@ -15,7 +16,9 @@ namespace kiln::testing {
 
 inline constexpr const char* kFakeKernelVersion = "6.1.0-99-amd64";
 
-inline std::filesystem::path write_fake_rootfs(const std::filesystem::path& path) {
+// `extra` adds entries after the usual ones (hostile ones, say).
+inline std::filesystem::path write_fake_rootfs(const std::filesystem::path& path,
+                                               const std::function<void(ArchiveBuilder&)>& extra = {}) {
   ArchiveBuilder tar;
   EntryMeta secret{0640, 0, 42};
   for (const char* dir : {"bin", "boot", "dev", "etc", "etc/skel", "etc/ssh", "etc/systemd",
@@ -64,6 +67,7 @@ inline std::filesystem::path write_fake_rootfs(const std::filesystem::path& path
   tar.file("bin/busybox", read_text("/usr/bin/busybox"), {0755});
   for (const char* tool : {"sh", "echo", "cat", "mkdir", "rm", "ls", "chmod", "true", "false"})
     tar.symlink(std::string("bin/") + tool, "busybox");
+  if (extra) extra(tar);
   return tar.write_to(path);
 }
 
