@@ -345,12 +345,17 @@ class Run {
       source = next_work_path("packed", base_name(archive->uri) + ".tar");
       KILN_TRY(write_tree_as_archive(*archive->tree, source, {}, 0));
     }
-    KILN_ASSIGN(TarReader reader, TarReader::open(source));
-    KILN_ASSIGN(Ext4Image target, Ext4Image::open(image));
-    ImportOptions import;
-    import.progress = [&](uint64_t done, uint64_t total) { reporter_.progress(done, total); };
-    KILN_ASSIGN(ImportStats stats, target.import(reader, import));
-    KILN_TRY(target.close());
+    ImportStats stats;
+    // On a copy: an archive that fails half-way (a bad entry, a full image)
+    // leaves the image as [image] made it.
+    KILN_TRY(change_on_copy(image, image, [&](const fs::path& copy) -> Result<> {
+      KILN_ASSIGN(TarReader reader, TarReader::open(source));
+      KILN_ASSIGN(Ext4Image target, Ext4Image::open(copy));
+      ImportOptions import;
+      import.progress = [&](uint64_t done, uint64_t total) { reporter_.progress(done, total); };
+      KILN_ASSIGN(stats, target.import(reader, import));
+      return target.close();
+    }));
     return fmt::format("expanded {} into {}: {} entries, {} (mount point {} not used: nothing is mounted)",
                        archive->uri, image.string(), stats.entries, format_size(stats.data_bytes), e.mount_point);
   }

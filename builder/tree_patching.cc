@@ -38,6 +38,9 @@ PatchOutcome outcome_of(TargetKind kind, const PatchPlan& plan) {
   return {kind, plan.created, plan.changed, plan.removed};
 }
 
+// The image is changed on a copy that replaces it (or becomes the fork)
+// only once the whole patch is in, so a failure half-way, a full disk or a
+// kill leaves the image as it was.
 Result<PatchOutcome> patch_image(const TreePatch& patch, std::string_view patch_name, const PatchRequest& request) {
   PatchPlan plan;
   {
@@ -47,28 +50,13 @@ Result<PatchOutcome> patch_image(const TreePatch& patch, std::string_view patch_
     KILN_TRY(check_space(image, plan, request.target));
     KILN_TRY(image.close());
   }
-  if (request.output.empty()) {
-    KILN_ASSIGN(Ext4Image image, Ext4Image::open(request.target, 0, true));
-    auto tree = ext4_tree(image, request.target.string());
+  const fs::path& output = request.output.empty() ? request.target : request.output;
+  KILN_TRY(change_on_copy(request.target, output, [&](const fs::path& copy) -> Result<> {
+    KILN_ASSIGN(Ext4Image image, Ext4Image::open(copy, 0, true));
+    auto tree = ext4_tree(image, output.string());
     KILN_TRY(apply_patch_plan(*tree, plan, request.mtime));
-    KILN_TRY(image.close());
-    return outcome_of(TargetKind::kImage, plan);
-  }
-  KILN_ASSIGN(AtomicFile out, AtomicFile::create(request.output));
-  {
-    KILN_ASSIGN(UniqueFd in, open_file(request.target, O_RDONLY | O_CLOEXEC));
-    struct stat st;
-    if (::fstat(in.get(), &st) != 0) return fail_errno("stat", request.target.string(), errno);
-    KILN_TRY(copy_sparse(in.get(), 0, out.fd(), 0, static_cast<uint64_t>(st.st_size), request.target.string()));
-    if (::ftruncate(out.fd(), st.st_size) != 0) return fail_errno("truncate", out.temp_path().string(), errno);
-  }
-  {
-    KILN_ASSIGN(Ext4Image image, Ext4Image::open(out.temp_path(), 0, true));
-    auto tree = ext4_tree(image, request.output.string());
-    KILN_TRY(apply_patch_plan(*tree, plan, request.mtime));
-    KILN_TRY(image.close());
-  }
-  KILN_TRY(out.commit());
+    return image.close();
+  }));
   return outcome_of(TargetKind::kImage, plan);
 }
 

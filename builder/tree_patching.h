@@ -6,11 +6,12 @@
 //
 // Applying is all or nothing. The patch is checked against the target
 // first (an image opened read-only, so not even its "clean" flag changes);
-// a rejection leaves the target exactly as it was. An image patched in
-// place is then changed through libext2fs after a space check; a fork is a
-// sparse copy patched beside its final name and renamed into place. An
-// archive is expanded into scratch space, patched there and written back
-// (or to the fork) in its own format and compression.
+// a rejection leaves the target exactly as it was. An image, in place or
+// forked, is then patched through libext2fs on a copy (a reflink where the
+// filesystem has them) beside its final name, renamed into place only when
+// every step is in. A directory is patched in place, each step undone if a
+// later one fails. An archive is expanded into scratch space, patched there
+// and written back (or to the fork) in its own format and compression.
 #pragma once
 
 #include <filesystem>

@@ -7,6 +7,7 @@
 
 #include "crypto/base64.h"
 #include "crypto/hash.h"
+#include "formats/tree_path.h"
 
 namespace kiln {
 namespace {
@@ -535,21 +536,94 @@ std::string shown(std::string_view line) {
   return c_quoted(text) + (newline ? "" : " (no newline at the end)");
 }
 
-std::string parent_of(const std::string& absolute) {
-  size_t slash = absolute.rfind('/');
-  return slash == 0 ? "/" : absolute.substr(0, slash);
-}
+// The tree as it will be once the entries checked so far are applied:
+// the tree itself, with planned states laid over it. Paths here are
+// canonical (formats/tree_path.h), so one node has one key however the
+// patch names it.
+class PlannedTree {
+ public:
+  explicit PlannedTree(FileTree& tree) : tree_(tree) {}
+
+  FileTree& tree() { return tree_; }
+
+  Result<std::string> resolve(std::string_view path, bool follow_final) {
+    return resolve_tree_path(
+        path, follow_final,
+        [this](const std::string& canonical) -> Result<std::optional<std::string>> {
+          bool special = false;
+          KILN_ASSIGN(NodeState state, state_at(canonical, special));
+          if (state.kind != NodeKind::kSymlink) return std::nullopt;
+          return state.target;
+        },
+        tree_.describe());
+  }
+
+  // The node at a canonical path; `special` when the tree has a device,
+  // fifo or socket there.
+  Result<NodeState> state_at(const std::string& canonical, bool& special) {
+    special = false;
+    if (auto it = planned_.find(canonical); it != planned_.end()) return it->second.state;
+    if (!tree_visible(canonical)) return NodeState{};
+    KILN_ASSIGN(std::optional<TreeNode> node, tree_.stat(canonical));
+    if (!node) return NodeState{};
+    special = is_special(*node);
+    return state_of(*node);
+  }
+
+  void plan(const std::string& canonical, const NodeState& old_state, const NodeState& new_state) {
+    bool was_tree_directory = old_state.kind == NodeKind::kDirectory;
+    if (auto it = planned_.find(canonical); it != planned_.end()) was_tree_directory = it->second.shows_tree;
+    planned_[canonical] = {new_state, was_tree_directory && new_state.kind == NodeKind::kDirectory};
+  }
+
+  // The names a directory will hold once the planned entries are applied.
+  Result<std::vector<std::string>> children(const std::string& canonical) {
+    std::set<std::string> names;
+    auto it = planned_.find(canonical);
+    if (it == planned_.end() ? tree_visible(canonical) : it->second.shows_tree) {
+      KILN_ASSIGN(auto listed, tree_.list_directory(canonical));
+      for (const std::string& name : listed) names.insert(canonical == "/" ? "/" + name : canonical + "/" + name);
+    }
+    std::string prefix = canonical == "/" ? "/" : canonical + "/";
+    for (auto p = planned_.lower_bound(prefix); p != planned_.end() && p->first.starts_with(prefix); ++p) {
+      if (p->first.find('/', prefix.size()) != std::string::npos) continue;
+      if (p->second.state.kind == NodeKind::kNone) names.erase(p->first);
+      else names.insert(p->first);
+    }
+    return std::vector<std::string>(names.begin(), names.end());
+  }
+
+ private:
+  struct Planned {
+    NodeState state;
+    // Whether the tree's own children still show below it: it was a
+    // directory in the tree and stays one.
+    bool shows_tree = false;
+  };
+
+  // Whether the tree's node at `canonical` is still what a reader would
+  // find: no planned ancestor replaced or removed the directory it is in.
+  bool tree_visible(const std::string& canonical) const {
+    for (std::string dir = parent_path_of(canonical);; dir = parent_path_of(dir)) {
+      if (auto it = planned_.find(dir); it != planned_.end()) return it->second.shows_tree;
+      if (dir == "/") return true;
+    }
+  }
+
+  FileTree& tree_;
+  std::map<std::string, Planned> planned_;
+};
 
 class PatchChecker {
  public:
-  PatchChecker(FileTree& tree, std::string_view patch_name) : tree_(tree), patch_name_(patch_name) {}
+  PatchChecker(FileTree& tree, std::string_view patch_name) : planned_(tree), patch_name_(patch_name) {}
 
   Result<PatchPlan> check(const TreePatch& patch) {
     PatchPlan plan;
     for (const PatchEntry& entry : patch.entries) {
       KILN_ASSIGN(std::optional<PatchPlan::Step> step, check_entry(entry));
       if (!step) continue;
-      planned_[step->path] = step->new_state;
+      planned_.plan(step->path, step->old_state, step->new_state);
       if (step->content) plan.bytes_written += step->content->size();
       if (entry.old_state.kind == NodeKind::kNone) ++plan.created;
       else if (entry.new_state.kind == NodeKind::kNone) ++plan.removed;
@@ -558,7 +632,7 @@ class PatchChecker {
     }
     if (rejections_.empty()) return plan;
     Error error{ErrorKind::kBadInput,
-                fmt::format("{} does not apply to {}: {} {}; nothing was changed", patch_name_, tree_.describe(),
+                fmt::format("{} does not apply to {}: {} {}; nothing was changed", patch_name_, tree().describe(),
                             rejections_.size(), rejections_.size() == 1 ? "rejection" : "rejections"),
                 {}, {}};
     for (const Rejection& r : rejections_) {
@@ -570,61 +644,43 @@ class PatchChecker {
   }
 
  private:
+  FileTree& tree() { return planned_.tree(); }
+
   void reject(const PatchEntry& entry, std::string reason, int patch_line = 0) {
     rejections_.push_back({entry.path, patch_line > 0 ? patch_line : entry.line, std::move(reason)});
   }
 
-  Result<NodeState> current(const std::string& absolute, bool& special) {
-    special = false;
-    if (auto it = planned_.find(absolute); it != planned_.end()) return it->second;
-    KILN_ASSIGN(std::optional<TreeNode> node, tree_.stat(absolute));
-    if (!node) return NodeState{};
-    special = is_special(*node);
-    return state_of(*node);
-  }
-
-  // The names a directory will hold once the earlier entries are applied.
-  Result<std::vector<std::string>> children_after(const std::string& absolute, bool in_tree) {
-    std::set<std::string> names;
-    if (in_tree) {
-      KILN_ASSIGN(auto listed, tree_.list_directory(absolute));
-      for (const std::string& name : listed) names.insert(absolute == "/" ? "/" + name : absolute + "/" + name);
-    }
-    std::string prefix = absolute == "/" ? "/" : absolute + "/";
-    for (auto it = planned_.lower_bound(prefix); it != planned_.end() && it->first.starts_with(prefix); ++it) {
-      if (it->first.find('/', prefix.size()) != std::string::npos) continue;
-      if (it->second.kind == NodeKind::kNone) names.erase(it->first);
-      else names.insert(it->first);
-    }
-    return std::vector<std::string>(names.begin(), names.end());
+  // "/lib (which leads to /usr/lib)", when a symlink on the way moved it.
+  static std::string named(const std::string& as_written, const std::string& canonical) {
+    return as_written == canonical ? as_written : fmt::format("{} (which leads to {})", as_written, canonical);
   }
 
   Result<std::optional<PatchPlan::Step>> check_entry(const PatchEntry& entry) {
-    std::string absolute = entry.path == "." ? "/" : "/" + entry.path;
+    std::string written = entry.path == "." ? "/" : "/" + entry.path;
+    KILN_ASSIGN(std::string absolute, planned_.resolve(written, false));
     bool special = false;
-    bool planned_before = planned_.contains(absolute);
-    KILN_ASSIGN(NodeState now, current(absolute, special));
+    KILN_ASSIGN(NodeState now, planned_.state_at(absolute, special));
     if (special) {
       reject(entry, fmt::format("is a device node, fifo or socket in {}; kiln patches do not change those",
-                                tree_.describe()));
+                                tree().describe()));
       return std::nullopt;
     }
     if (now != entry.old_state) {
       reject(entry, fmt::format("the patch expects '{}' here, {} has '{}'", entry.old_state.to_string(),
-                                tree_.describe(), now.to_string()));
+                                tree().describe(), now.to_string()));
       return std::nullopt;
     }
     PatchPlan::Step step{absolute, entry.old_state, entry.new_state, std::nullopt};
-    if (entry.old_state.kind == NodeKind::kNone) {
-      bool ignored = false;
-      KILN_ASSIGN(NodeState parent, current(parent_of(absolute), ignored));
-      if (parent.kind != NodeKind::kDirectory && parent.kind != NodeKind::kSymlink) {
-        reject(entry, fmt::format("its directory {} is not in {}", parent_of(absolute), tree_.describe()));
+    if (absolute != "/") {
+      KILN_ASSIGN(NodeState parent, planned_.state_at(parent_path_of(absolute), special));
+      if (parent.kind != NodeKind::kDirectory) {
+        reject(entry, fmt::format("its directory {} is not {}", named(parent_path_of(written), parent_path_of(absolute)),
+                                  parent.kind == NodeKind::kNone ? "in " + tree().describe() : "a directory"));
         return std::nullopt;
       }
     }
     if (entry.old_state.kind == NodeKind::kDirectory && entry.new_state.kind != NodeKind::kDirectory) {
-      KILN_ASSIGN(auto left, children_after(absolute, !planned_before));
+      KILN_ASSIGN(auto left, planned_.children(absolute));
       if (!left.empty()) {
         reject(entry, fmt::format("the directory is to go but still holds {}{}", left.front(),
                                   left.size() > 1 ? fmt::format(" and {} more", left.size() - 1) : ""));
@@ -634,12 +690,12 @@ class PatchChecker {
     const bool old_file = entry.old_state.kind == NodeKind::kFile;
     std::string base;
     if (old_file && (entry.old_sha256 || !entry.hunks.empty())) {
-      KILN_ASSIGN(base, tree_.read_file(absolute));
+      KILN_ASSIGN(base, tree().read_file(absolute));
     }
     if (entry.old_sha256 && sha256_hex(base) != *entry.old_sha256) {
       reject(entry, fmt::format("the content in {} is not the one the patch was made from (sha256 {}, the patch "
                                 "expects {})",
-                                tree_.describe(), sha256_hex(base).substr(0, 16), entry.old_sha256->substr(0, 16)));
+                                tree().describe(), sha256_hex(base).substr(0, 16), entry.old_sha256->substr(0, 16)));
       return std::nullopt;
     }
     if (!entry.hunks.empty()) {
@@ -661,11 +717,40 @@ class PatchChecker {
     return step;
   }
 
-  FileTree& tree_;
+  PlannedTree planned_;
   std::string_view patch_name_;
-  std::map<std::string, NodeState> planned_;
   std::vector<Rejection> rejections_;
 };
+
+// One step carried out. A node's old state goes back by the same path.
+Result<> apply_step(FileTree& tree, const std::string& path, const NodeState& from, const NodeState& to,
+                    const std::optional<std::string>& content, int64_t mtime) {
+  TreeAttributes attributes{to.mode, to.uid, to.gid, mtime};
+  if (from.kind != NodeKind::kNone && from.kind != to.kind) KILN_TRY(tree.remove(path));
+  switch (to.kind) {
+    case NodeKind::kNone: break;
+    case NodeKind::kFile:
+      if (content) KILN_TRY(tree.write_file(path, *content, attributes));
+      if (from.kind == NodeKind::kFile && from.mode != to.mode) KILN_TRY(tree.set_mode(path, to.mode));
+      if (from.kind == NodeKind::kFile && (from.uid != to.uid || from.gid != to.gid))
+        KILN_TRY(tree.set_owner(path, to.uid, to.gid));
+      break;
+    case NodeKind::kDirectory: KILN_TRY(tree.make_directory(path, attributes)); break;
+    case NodeKind::kSymlink: KILN_TRY(tree.make_symlink(path, to.target, attributes)); break;
+  }
+  return {};
+}
+
+// Puts a node back as a snapshot saw it, whatever a failed step left there.
+Result<> restore_node(FileTree& tree, const std::string& path, const NodeSnapshot& before) {
+  KILN_ASSIGN(std::optional<TreeNode> now, tree.stat(path));
+  bool keep_directory = now && now->type == EntryType::kDirectory && before.state.kind == NodeKind::kDirectory;
+  if (now && !keep_directory) KILN_TRY(tree.remove(path));
+  std::optional<std::string> content;
+  if (before.state.kind == NodeKind::kFile) content = before.content;
+  NodeState from = keep_directory ? before.state : NodeState{};
+  return apply_step(tree, path, from, before.state, content, before.mtime);
+}
 
 }  // namespace
 
@@ -719,6 +804,7 @@ Result<NodeSnapshot> snapshot_node(FileTree& tree, std::string_view path) {
     return fail(ErrorKind::kBadInput, "{}: a device node, fifo or socket in {}; kiln patches do not carry those",
                 display_path(path), tree.describe());
   out.state = state_of(*node);
+  out.mtime = node->mtime;
   if (out.state.kind == NodeKind::kFile) {
     KILN_ASSIGN(out.content, tree.read_file(path));
   }
@@ -757,22 +843,27 @@ Result<PatchPlan> check_tree_patch(FileTree& tree, const TreePatch& patch, std::
 }
 
 Result<> apply_patch_plan(FileTree& tree, const PatchPlan& plan, int64_t mtime) {
+  // What each step changed, to undo it if a later one fails (a full disk,
+  // a read-only file): a patch is applied whole or not at all.
+  std::vector<NodeSnapshot> undo;
+  undo.reserve(plan.steps.size());
   for (const PatchPlan::Step& step : plan.steps) {
-    const NodeState& from = step.old_state;
-    const NodeState& to = step.new_state;
-    TreeAttributes attributes{to.mode, to.uid, to.gid, mtime};
-    if (from.kind != NodeKind::kNone && from.kind != to.kind) KILN_TRY(tree.remove(step.path));
-    switch (to.kind) {
-      case NodeKind::kNone: break;
-      case NodeKind::kFile:
-        if (step.content) KILN_TRY(tree.write_file(step.path, *step.content, attributes));
-        if (from.kind == NodeKind::kFile && from.mode != to.mode) KILN_TRY(tree.set_mode(step.path, to.mode));
-        if (from.kind == NodeKind::kFile && (from.uid != to.uid || from.gid != to.gid))
-          KILN_TRY(tree.set_owner(step.path, to.uid, to.gid));
-        break;
-      case NodeKind::kDirectory: KILN_TRY(tree.make_directory(step.path, attributes)); break;
-      case NodeKind::kSymlink: KILN_TRY(tree.make_symlink(step.path, to.target, attributes)); break;
+    auto before = snapshot_node(tree, step.path);
+    auto done = before ? apply_step(tree, step.path, step.old_state, step.new_state, step.content, mtime)
+                       : Result<>(std::unexpected(before.error()));
+    if (before) undo.push_back(std::move(*before));
+    if (done) continue;
+    Error error = std::move(done).error();
+    for (size_t i = undo.size(); i-- > 0;) {
+      if (auto restored = restore_node(tree, plan.steps[i].path, undo[i]); !restored) {
+        error.detail += (error.detail.empty() ? "" : "\n") +
+                        fmt::format("and undoing the patch failed at {}, which is left changed: {}",
+                                    plan.steps[i].path, restored.error().message);
+        return std::unexpected(std::move(error));
+      }
     }
+    error.message += "; the steps already applied were undone";
+    return std::unexpected(std::move(error));
   }
   return {};
 }

@@ -90,6 +90,7 @@ std::string write_tree_patch(const TreePatch& patch);
 struct NodeSnapshot {
   NodeState state;
   std::string content;
+  int64_t mtime = 0;  // not compared by diffs; kept to put a node back as it was
 };
 // The node at `path` (absolute in the tree); devices, fifos and sockets are
 // refused, as patches do not carry them.
@@ -136,7 +137,9 @@ struct PatchPlan {
 // ("PATCH:LINE: etc/passwd: hunk 2 @@ -20,6 +20,7 @@ does not apply: line 22
 // reads ... where the patch expects ...").
 Result<PatchPlan> check_tree_patch(FileTree& tree, const TreePatch& patch, std::string_view patch_name);
-// Carries out a checked plan; files written get `mtime`.
+// Carries out a checked plan; files written get `mtime`. A step that fails
+// (a full disk, say) undoes the steps before it, so the tree is left as it
+// was.
 Result<> apply_patch_plan(FileTree& tree, const PatchPlan& plan, int64_t mtime);
 
 }  // namespace kiln

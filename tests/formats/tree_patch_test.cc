@@ -305,6 +305,108 @@ TEST_F(TreePatchTest, SymlinksOnTheWayStayInsideTheTree) {
   EXPECT_TRUE(fs::exists(old_dir() / "escaped"));
 }
 
+TEST_F(TreePatchTest, AParentThatIsADanglingSymlinkIsRejectedBeforeAnythingChanges) {
+  fs::create_directories(new_dir() / "etc");
+  file(new_dir() / "etc/a", "a\n");
+  file(new_dir() / "etc/b", "b\n");
+  TreePatch patch = diff();
+  patch.entries.erase(patch.entries.begin());  // "etc" itself: the target has it, as a symlink
+  fs::path target = dir_ / "target";
+  fs::create_directories(target);
+  file(target / "kept", "kept\n");
+  fs::create_symlink("/nowhere", target / "etc");
+  fs::path pristine = dir_ / "pristine";
+  fs::create_directories(pristine);
+  file(pristine / "kept", "kept\n");
+  fs::create_symlink("/nowhere", pristine / "etc");
+  std::string error = apply(target, patch);
+  EXPECT_THAT(error, HasSubstr("etc/a: its directory /etc (which leads to /nowhere) is not in the directory"));
+  EXPECT_THAT(error, HasSubstr("2 rejections; nothing was changed"));
+  EXPECT_TRUE(same(target, pristine));
+}
+
+TEST_F(TreePatchTest, TwoNamesForOneNodeAreCheckedAsOne) {
+  // lib -> usr/lib: a patch that creates usr/lib/x and then lib/x creates
+  // one file twice, which the check sees (the second finds the first).
+  fs::path target = dir_ / "target";
+  fs::create_directories(target / "usr/lib");
+  fs::create_symlink("usr/lib", target / "lib");
+  TreePatch patch;
+  for (const char* path : {"usr/lib/x", "lib/x"}) {
+    PatchEntry entry;
+    entry.path = path;
+    entry.new_state = {NodeKind::kFile, 0644, 0, 0, {}};
+    entry.new_content = "x\n";
+    patch.entries.push_back(entry);
+  }
+  EXPECT_THAT(apply(target, patch), HasSubstr("lib/x: the patch expects 'none' here, the directory"));
+  EXPECT_FALSE(fs::exists(target / "usr/lib/x"));
+}
+
+// A tree whose writes start failing after a number of them: a full disk
+// half-way through a patch.
+class FailingTree final : public FileTree {
+ public:
+  FailingTree(FileTree& tree, int writes_allowed) : tree_(tree), left_(writes_allowed) {}
+  std::string describe() const override { return tree_.describe(); }
+  Result<std::optional<TreeNode>> stat(std::string_view p) override { return tree_.stat(p); }
+  Result<std::string> read_file(std::string_view p) override { return tree_.read_file(p); }
+  Result<std::vector<std::string>> list_directory(std::string_view p) override { return tree_.list_directory(p); }
+  Result<> write_file(std::string_view p, std::string_view c, const TreeAttributes& a) override {
+    KILN_TRY(spend(p));
+    return tree_.write_file(p, c, a);
+  }
+  Result<> make_directory(std::string_view p, const TreeAttributes& a) override {
+    KILN_TRY(spend(p));
+    return tree_.make_directory(p, a);
+  }
+  Result<> make_symlink(std::string_view p, std::string_view t, const TreeAttributes& a) override {
+    KILN_TRY(spend(p));
+    return tree_.make_symlink(p, t, a);
+  }
+  Result<> remove(std::string_view p) override {
+    KILN_TRY(spend(p));
+    return tree_.remove(p);
+  }
+  Result<> set_mode(std::string_view p, uint32_t m) override { return tree_.set_mode(p, m); }
+  Result<> set_owner(std::string_view p, uint32_t u, uint32_t g) override { return tree_.set_owner(p, u, g); }
+  // Undoing is allowed to write again.
+  void heal() { left_ = 1 << 30; }
+
+ private:
+  Result<> spend(std::string_view path) {
+    if (left_-- > 0) return {};
+    heal();
+    return fail(ErrorKind::kNoSpace, "{}: No space left on device", path);
+  }
+  FileTree& tree_;
+  int left_;
+};
+
+TEST_F(TreePatchTest, AStepThatFailsUndoesTheStepsBeforeIt) {
+  file(old_dir() / "etc/hostname", "debian\n");
+  file(old_dir() / "etc/gone", "to be removed\n");
+  fs::create_directories(old_dir() / "var");
+  file(new_dir() / "etc/hostname", "fido\n");
+  fs::create_directories(new_dir() / "srv/www");
+  file(new_dir() / "srv/www/index.html", "<p>hi</p>\n");
+  fs::create_symlink("/srv/www", new_dir() / "www");
+  TreePatch patch = diff();
+  ASSERT_GE(patch.entries.size(), 5u);
+  for (int allowed = 0; allowed < static_cast<int>(patch.entries.size()); ++allowed) {
+    fs::path target = dir_ / ("target" + std::to_string(allowed));
+    fs::copy(old_dir(), target, fs::copy_options::recursive);
+    auto real = tree(target);
+    FailingTree failing(*real, allowed);
+    auto plan = check_tree_patch(failing, patch, "test.patch");
+    ASSERT_TRUE(plan) << plan.error().to_string();
+    auto applied = apply_patch_plan(failing, *plan, 1700000000);
+    ASSERT_FALSE(applied) << "after " << allowed << " writes";
+    EXPECT_THAT(applied.error().message, HasSubstr("the steps already applied were undone"));
+    EXPECT_TRUE(same(target, old_dir())) << "after " << allowed << " writes";
+  }
+}
+
 // --- Reading errors ---------------------------------------------------------
 
 std::string parse_error(std::string_view text) {
