@@ -10,18 +10,58 @@ std::string Location::to_string() const {
   return fmt::format("{}:{}:{}", file, line, column);
 }
 
-std::string Error::to_string() const {
-  std::string out = where.empty() ? message : where.to_string() + ": " + message;
-  if (!detail.empty()) {
-    std::string_view rest = detail;
-    while (!rest.empty()) {
-      auto newline = rest.find('\n');
-      out += "\n  ";
-      out += rest.substr(0, newline);
-      if (newline == std::string_view::npos) break;
-      rest.remove_prefix(newline + 1);
-    }
+namespace {
+
+// A line of a message longer than this is cut: no message needs more, and
+// one that has it echoes some input whole.
+constexpr size_t kMaxLine = 2000;
+
+void append_escaped(std::string& out, std::string_view text) {
+  for (unsigned char c : text) {
+    if (c == '\t') out += '\t';
+    else if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
+    else out += static_cast<char>(c);
   }
+}
+
+std::string safe_line(std::string_view line) {
+  std::string out;
+  append_escaped(out, line.substr(0, kMaxLine));
+  if (line.size() > kMaxLine) out += fmt::format("... ({} more bytes)", line.size() - kMaxLine);
+  return out;
+}
+
+// Each line made safe, joined by `separator`.
+std::string safe_lines(std::string_view text, std::string_view separator) {
+  std::string out;
+  while (true) {
+    auto newline = text.find('\n');
+    out += safe_line(text.substr(0, newline));
+    if (newline == std::string_view::npos) break;
+    out += separator;
+    text.remove_prefix(newline + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string shown_value(std::string_view value, size_t max) {
+  std::string out = "\"";
+  std::string_view head = value.substr(0, max);
+  for (unsigned char c : head) {
+    if (c == '"' || c == '\\') out += fmt::format("\\{}", static_cast<char>(c));
+    else if (c == '\n') out += "\\n";
+    else append_escaped(out, std::string_view(reinterpret_cast<const char*>(&c), 1));
+  }
+  out += '"';
+  if (value.size() > max) out += fmt::format(" (cut; {} bytes in all)", value.size());
+  return out;
+}
+
+std::string Error::to_string() const {
+  std::string out = safe_lines(where.empty() ? message : where.to_string() + ": " + message, "\n");
+  if (!detail.empty()) out += "\n  " + safe_lines(detail, "\n  ");
   return out;
 }
 

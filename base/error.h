@@ -39,6 +39,8 @@ struct Error {
   std::string detail;
 
   // "FILE:LINE:COL: message" (or "FILE: message"), then the indented detail.
+  // Control characters are escaped and very long lines cut, whatever the
+  // message was built from.
   std::string to_string() const;
   int exit_code() const { return static_cast<int>(kind); }
 
@@ -66,6 +68,12 @@ std::unexpected<Error> fail_at(Location where, fmt::format_string<Args...> forma
                                fmt::format(format, std::forward<Args>(args)...),
                                std::move(where), {}});
 }
+
+// An outside value (a recipe string, an archive entry's name) as a message
+// shows it: in double quotes, control characters escaped ("\x1b") so that
+// none reaches a terminal raw, and cut after `max` bytes with a note of how
+// much more there was, so a 10 MB value does not flood the screen.
+std::string shown_value(std::string_view value, size_t max = 80);
 
 // errno-based failure on a named path: "PATH: what: strerror".
 std::unexpected<Error> fail_errno(std::string_view what, std::string_view path,

@@ -22,7 +22,7 @@ Result<std::string> checked_string(const toml::node& node, const TomlReader& rea
                                    std::string_view what, std::string (*check)(std::string_view)) {
   KILN_ASSIGN(auto value, reader.string(node, what));
   std::string problem = check(value.value);
-  if (!problem.empty()) return fail_at(value.where, "{}: \"{}\": {}", what, value.value, problem);
+  if (!problem.empty()) return fail_at(value.where, "{}: {}: {}", what, shown_value(value.value), problem);
   return value.value;
 }
 
@@ -31,7 +31,7 @@ Result<> parse_packages(const toml::node& node, const TomlReader& reader, Steps&
   for (const auto& name : list.value) {
     std::string problem = check_package(name);
     if (!problem.empty())
-      return fail_at(list.where, "customize.packages: \"{}\": {}", name, problem);
+      return fail_at(list.where, "customize.packages: {}: {}", shown_value(name), problem);
   }
   if (!list.value.empty()) steps.push_back({InstallPackages{list.value}, list.where});
   return {};
@@ -118,7 +118,7 @@ Result<AddUser> parse_user(const toml::table& table, const TomlReader& reader) {
     for (const auto& group : value.value) {
       std::string problem = check_user_name(group);
       if (!problem.empty())
-        return fail_at(value.where, "customize.users.groups: \"{}\": {}", group, problem);
+        return fail_at(value.where, "customize.users.groups: {}: {}", shown_value(group), problem);
     }
     user.groups = value.value;
   }
@@ -222,6 +222,9 @@ Result<FileOperation> parse_file(const toml::table& table, const TomlReader& rea
       return fail_at(text.where, "{}: one line, without a newline", what);
     if (op.action == FileOperation::Action::kSymlink && op.content.empty())
       return fail_at(text.where, "{}: empty link target", what);
+    if (std::string problem = check_text_line(op.content);
+        op.action == FileOperation::Action::kSymlink && !problem.empty())
+      return fail_at(text.where, "{}: {}: {}", what, shown_value(op.content), problem);
   } else if (action_key == "copy") {
     KILN_ASSIGN(op.source, reader.existing_file(*action_node, what));
     op.action = FileOperation::Action::kCopy;

@@ -39,12 +39,12 @@ const std::array kSettings = {
             StringField{FIELD(image.name)}, check_image_name},
     Setting{{"image", "version", ValueKind::kString, "\"1.0\"", "",
              "Image version, recorded in manifest.json and published feeds."},
-            StringField{FIELD(image.version)}},
+            StringField{FIELD(image.version)}, check_version},
     Setting{{"image", "description", ValueKind::kString, "\"\"", "", "One line about the image."},
             StringField{FIELD(image.description)}},
     Setting{{"image", "kernel_cmdline", ValueKind::kString, "\"console=tty0 console=ttyS0\"", "",
              "Kernel arguments after root=UUID=... ro, for every boot path."},
-            StringField{FIELD(image.kernel_cmdline)}},
+            StringField{FIELD(image.kernel_cmdline)}, check_text_line},
     // [bootstrap]
     Setting{{"bootstrap", "tool", ValueKind::kString, "\"mmdebstrap\"", "mmdebstrap|debootstrap",
              "The program that bootstraps the root filesystem."},
@@ -71,7 +71,7 @@ const std::array kSettings = {
     Setting{{"bootstrap", "from", ValueKind::kPath, "\"\"", "",
              "Import this rootfs archive (.tar, .tar.gz, .tar.xz, .tar.zst, .cpio, .cpio.gz; a "
              "path or a file://, http:// or https:// URI) instead of bootstrapping."},
-            StringField{FIELD(bootstrap.from)}},
+            StringField{FIELD(bootstrap.from)}, check_text_line},
     Setting{{"bootstrap", "arch", ValueKind::kString, "\"amd64\"", "amd64",
              "Debian architecture of the image."},
             StringField{FIELD(bootstrap.arch)}},
@@ -157,12 +157,12 @@ const std::array kSettings = {
     Setting{{"storage.luks", "passphrase_file", ValueKind::kPath, "\"\"", "",
              "File whose first line is a passphrase for keyslot 0: what the guest asks for at "
              "boot. Never copied into the image, the manifest or a log."},
-            StringField{FIELD(storage.luks.passphrase_file)}},
+            StringField{FIELD(storage.luks.passphrase_file)}, check_text_line},
     Setting{{"storage.luks", "key_file", ValueKind::kPath, "\"\"", "",
              "File whose whole content is a key for the next keyslot (for scripts; "
              "`kiln luks` takes it with --key-file). At least one of passphrase_file and key_file "
              "is needed."},
-            StringField{FIELD(storage.luks.key_file)}},
+            StringField{FIELD(storage.luks.key_file)}, check_text_line},
     Setting{{"storage.luks", "label", ValueKind::kString, "\"\"", "",
              "LUKS2 header label (luks1 has none)."},
             StringField{FIELD(storage.luks.label)}, check_fs_label},
@@ -185,7 +185,7 @@ const std::array kSettings = {
             StringField{FIELD(storage.dmcrypt.hash)}},
     Setting{{"storage.dmcrypt", "passphrase_file", ValueKind::kPath, "", "",
              "File whose first line is the passphrase the guest asks for at boot.", true},
-            StringField{FIELD(storage.dmcrypt.passphrase_file)}},
+            StringField{FIELD(storage.dmcrypt.passphrase_file)}, check_text_line},
     Setting{{"storage.dmcrypt", "name", ValueKind::kString, "\"cryptroot\"", "",
              "Mapping name in the guest's /etc/crypttab: /dev/mapper/NAME."},
             StringField{FIELD(storage.dmcrypt.name)}, check_mapping_name},
@@ -287,12 +287,12 @@ std::string choices_text(std::string_view choices) {
 Result<> check_value(const Setting& setting, std::string_view value, const Location& where) {
   const SettingInfo& info = setting.info;
   if (!info.choices.empty() && !in_choices(info.choices, value))
-    return fail_at(where, "{}.{}: unknown value \"{}\": expected {}", info.section, info.key, value,
+    return fail_at(where, "{}.{}: unknown value {}: expected {}", info.section, info.key, shown_value(value),
                    choices_text(info.choices));
   if (setting.check && !value.empty()) {
     std::string problem = setting.check(value);
     if (!problem.empty())
-      return fail_at(where, "{}.{}: \"{}\": {}", info.section, info.key, value, problem);
+      return fail_at(where, "{}.{}: {}: {}", info.section, info.key, shown_value(value), problem);
   }
   return {};
 }

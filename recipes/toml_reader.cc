@@ -1,5 +1,7 @@
 #include "recipes/toml_reader.h"
 
+#include "recipes/value_checks.h"
+
 #include <algorithm>
 #include <charconv>
 
@@ -133,6 +135,8 @@ Result<std::filesystem::path> TomlReader::existing_file(const toml::node& node,
                                                         std::string_view what) const {
   KILN_ASSIGN(auto text, string(node, what));
   if (text.value.empty()) return fail_at(at(node), "{}: empty path", what);
+  if (std::string problem = check_text_line(text.value); !problem.empty())
+    return fail_at(at(node), "{}: {}: {}", what, shown_value(text.value), problem);
   std::filesystem::path path = text.value;
   if (path.is_relative()) path = base_dir_ / path;
   std::error_code ec;

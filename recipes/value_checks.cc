@@ -14,6 +14,21 @@ bool matches(std::string_view value, const char* pattern) {
 
 }  // namespace
 
+std::string check_text_line(std::string_view value) {
+  for (unsigned char c : value)
+    if (c < 0x20 || c == 0x7f)
+      return c == 0 ? "a NUL character here would cut the value short" : "control characters are not allowed here";
+  return {};
+}
+
+std::string check_version(std::string_view value) {
+  if (std::string problem = check_text_line(value); !problem.empty()) return problem;
+  if (value.find("..") != std::string_view::npos) return "'..' is not allowed (the version names published files)";
+  if (matches(value, "[A-Za-z0-9][A-Za-z0-9.+~_:-]{0,63}")) return {};
+  return "expected 1 to 64 letters, digits, '.', '+', '~', '_', ':' or '-', starting with a letter or digit "
+         "(no '/': the version names published files)";
+}
+
 std::string check_image_name(std::string_view value) {
   if (matches(value, "[a-z0-9][a-z0-9._-]{0,62}")) return {};
   return "expected 1 to 63 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit";
@@ -65,6 +80,7 @@ std::string check_user_name(std::string_view value) {
 }
 
 std::string check_image_path(std::string_view value) {
+  if (std::string problem = check_text_line(value); !problem.empty()) return problem;
   if (!value.starts_with('/')) return "expected an absolute path inside the image";
   if (value == "/") return "cannot operate on the image's root directory itself";
   if (value.find("//") != std::string_view::npos || value.ends_with('/'))
