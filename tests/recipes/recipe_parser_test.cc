@@ -254,6 +254,36 @@ TEST(CustomizeParser, HostnameAndLocaleAreValidated) {
               HasSubstr("expected a locale such as"));
 }
 
+TEST(RecipeParser, PathsAreExactAndControlCharactersAreRefusedWhereTheyStand) {
+  // "\u0000" would make a C string of "/etc/x" and write the wrong file.
+  EXPECT_EQ(error_of(std::string(kMinimal) + "[[customize.files]]\npath = \"/etc/x\\u0000y\"\ncontent = \"a\"\n"),
+            "r.toml:7:8: customize.files.path: \"/etc/x\\x00y\": a NUL character here would cut the value short");
+  EXPECT_THAT(error_of(std::string(kMinimal) + "[[customize.files]]\npath = \"/etc/x\\u001b[2J\"\ndelete = true\n"),
+              HasSubstr("\"/etc/x\\x1b[2J\": control characters are not allowed here"));
+  EXPECT_THAT(error_of(std::string(kMinimal) + "[[customize.files]]\npath = \"/x\"\nsymlink = \"/a\\nb\"\n"),
+              HasSubstr("customize.files.symlink: \"/a\\nb\": control characters"));
+  EXPECT_THAT(error_of("[image]\nname = \"web\"\n[bootstrap]\nfrom = \"root\\u0000.tar\"\n"),
+              StartsWith("r.toml:4:8: bootstrap.from: \"root\\x00.tar\": a NUL character"));
+}
+
+TEST(RecipeParser, TheVersionIsCheckedWhereItIsWritten) {
+  for (const char* bad : {"1.0/../../x", "..", "1\\n2", "a b", "-rc"})
+    EXPECT_THAT(error_of("[image]\nname = \"web\"\nversion = \"" + std::string(bad) +
+                         "\"\n[bootstrap]\nsuite = \"bookworm\"\n"),
+                StartsWith("r.toml:3:11: image.version: "))
+        << bad;
+  EXPECT_EQ(error_of("[image]\nname = \"web\"\nversion = \"2024.1+deb12~rc1\"\n[bootstrap]\nsuite = \"bookworm\"\n"),
+            "(parsed fine)");
+}
+
+TEST(RecipeParser, AHugeValueIsShownCutAndEscaped) {
+  std::string huge(10 << 20, 'A');
+  std::string error = error_of(std::string(kMinimal) + "[customize]\nhostname = \"" + huge + "\\u0007\"\n");
+  EXPECT_LT(error.size(), 400u);
+  EXPECT_THAT(error, HasSubstr("(cut; 10485761 bytes in all)"));
+  EXPECT_EQ(error.find('\a'), std::string::npos);
+}
+
 TEST(RecipeSchema, EveryKeyIsDocumented) {
   for (const SettingInfo& setting : recipe_settings()) {
     EXPECT_FALSE(setting.doc.empty()) << setting.section << "." << setting.key;
