@@ -122,11 +122,16 @@ Result<> TreeRoot::make_directories(std::string_view relative, mode_t mode) cons
   // A name that exists but does not open as a directory is a file, or a
   // symlink that leads nowhere inside the tree.
   fd_or_error = open_beneath(fd(), inside, O_PATH | O_DIRECTORY, 0);
-  if (fd_or_error < 0)
-    return fail(ErrorKind::kBadInput, "{}: cannot be made a directory: something else is there ({})",
-                host_path(inside), std::strerror(-fd_or_error));
-  ::close(fd_or_error);
-  return {};
+  if (fd_or_error >= 0) {
+    ::close(fd_or_error);
+    return {};
+  }
+  auto link = read_link(inside);
+  if (link)
+    return fail(ErrorKind::kBadInput,
+                "/{} is a symlink to {}, which is no directory inside the tree {} (kiln never follows a link out of it)",
+                inside, shown_value(*link), path_.string());
+  return fail(ErrorKind::kBadInput, "/{} is not a directory in the tree {}", inside, path_.string());
 }
 
 Result<UniqueFd> TreeRoot::open_at(std::string_view relative, int flags, bool follow_final, mode_t mode) const {

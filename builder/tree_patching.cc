@@ -121,9 +121,8 @@ Result<OpenedTree> OpenedTree::open(const fs::path& path, const fs::path& scratc
     }
     case TargetKind::kArchive: {
       KILN_ASSIGN(TempDir dir, TempDir::create(scratch, "kiln-tree"));
-      if (auto expanded = extract_to_tree(path, dir.path()); !expanded)
-        return std::unexpected(std::move(expanded).error().with_context(
-            path.string() + ": not a directory, ext2/3/4 image or readable archive"));
+      // The reader's errors name the archive and the entry.
+      KILN_TRY(extract_to_tree(path, dir.path()));
       state->scratch.emplace(std::move(dir));
       KILN_ASSIGN(state->tree, open_directory_tree(state->scratch->path()));
       break;

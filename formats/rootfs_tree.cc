@@ -46,10 +46,10 @@ class TreeExtractor {
         directories.push_back(entry);
         continue;
       }
-      KILN_ASSIGN(TreeRoot::Location at, root_.locate_creating(entry.path));
-      KILN_TRY(create(at, entry));
+      if (auto made = place(entry); !made)
+        return std::unexpected(std::move(made).error().with_context(
+            fmt::format("{}: entry {}", reader_.name(), shown_value(entry.path))));
       if (entry.type == EntryType::kDirectory) directories.push_back(entry);
-      else if (entry.type != EntryType::kHardlink) KILN_TRY(apply_metadata(at, entry));
     }
     for (auto it = directories.rbegin(); it != directories.rend(); ++it) {
       KILN_ASSIGN(TreeRoot::Location at, root_.locate(it->path));
@@ -59,6 +59,13 @@ class TreeExtractor {
   }
 
  private:
+  Result<> place(const TarEntry& entry) {
+    KILN_ASSIGN(TreeRoot::Location at, root_.locate_creating(entry.path));
+    KILN_TRY(create(at, entry));
+    if (entry.type == EntryType::kDirectory || entry.type == EntryType::kHardlink) return {};
+    return apply_metadata(at, entry);
+  }
+
   Result<> create(const TreeRoot::Location& at, const TarEntry& entry) {
     int dir = at.dir.get();
     const char* name = at.name.c_str();
