@@ -75,7 +75,9 @@ std::unexpected<Error> fail_errno(std::string_view what, std::string_view path,
   ErrorKind kind = (err == ENOSPC || err == EDQUOT) ? ErrorKind::kNoSpace
                    : err == EINTR                   ? ErrorKind::kInterrupted
                                                     : ErrorKind::kFailed;
-  return fail(kind, "{}: {}: {}", path, what, std::strerror(err));
+  auto error = fail(kind, "{}: {}: {}", path, what, std::strerror(err));
+  error.error().host_disk_full = kind == ErrorKind::kNoSpace;
+  return error;
 }
 
 }  // namespace kiln

@@ -37,6 +37,9 @@ struct Error {
   Location where;
   // Key lines from an external tool's output, shown under the message.
   std::string detail;
+  // A kNoSpace error from the host's own disk (a write to a host file),
+  // not from a filesystem kiln is filling: the remedies differ.
+  bool host_disk_full = false;
 
   // "FILE:LINE:COL: message" (or "FILE: message"), then the indented detail.
   // Control characters are escaped and very long lines cut, whatever the

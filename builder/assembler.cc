@@ -218,6 +218,13 @@ Result<> populate(const Plan& plan, Ext4Image& fs, TarReader& reader, const File
 Error explain_no_space(const Plan& plan, const fs::path& archive, const PlacedVolume& volume,
                        const RootContainer& container, Error error) {
   if (error.kind != ErrorKind::kNoSpace) return error;
+  if (error.host_disk_full) {
+    error.message = fmt::format("the host's disk filled up while writing the image ({}); the content fits "
+                                "storage.size, so a larger size would not help: free space there or bake "
+                                "with -o on another disk",
+                                error.message);
+    return error;
+  }
   const auto& size = plan.recipe->storage.size;
   if (!volume.is_root() || plan.recipe->storage.layout.value == "lvm") {
     Location where = size.where;

@@ -219,6 +219,9 @@ TEST_F(BakeCommandTest, AFullDiskIsANoSpaceErrorThatLeavesNothingBehind) {
   auto result = run_program({"unshare", "-m", "sh", "-c", script}, {"SOURCE_DATE_EPOCH=1700000000"});
   EXPECT_EQ(result.exit_code, 4) << result.err;
   EXPECT_THAT(result.err, HasSubstr("No space left on device"));
+  // The host's disk, not storage.size: no bigger size is suggested.
+  EXPECT_THAT(result.err, HasSubstr("the host's disk filled up while writing the image"));
+  EXPECT_THAT(result.err, ::testing::Not(HasSubstr("set storage.size")));
   EXPECT_EQ(result.out, "") << "left behind: " << result.out;
 }
 
