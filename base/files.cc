@@ -27,7 +27,9 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ignored);
 }
 
-Result<TempDir> TempDir::create(const fs::path& parent, std::string_view prefix) {
+Result<TempDir> TempDir::create(const fs::path& given_parent, std::string_view prefix) {
+  // "d.luks".parent_path() is empty: the current directory.
+  const fs::path parent = given_parent.empty() ? fs::path(".") : given_parent;
   std::error_code ec;
   fs::create_directories(parent, ec);
   if (ec) return fail_errno("cannot create directory", parent.string(), ec.value());

@@ -35,7 +35,7 @@ Result<EncryptionInfo> encrypt_image(const std::filesystem::path& plain, const s
   } else {
     return std::unexpected(std::move(used).error());
   }
-  merge_ranges(ranges);
+  merge_ranges(ranges, settings.sector_size);
 
   uint64_t header = luks_header_size(settings);
   KILN_ASSIGN(AtomicFile target, AtomicFile::create(out, 0600));

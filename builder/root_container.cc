@@ -180,7 +180,6 @@ Result<std::optional<EncryptionInfo>> RootContainer::seal(Reporter& reporter) {
     KILN_ASSIGN(std::vector<ByteRange> used, ext4_used_ranges(plaintext_file_, plaintext_offset_ + volume.offset));
     for (const ByteRange& range : used) ranges.push_back({volume.offset + range.offset, range.length});
   }
-  merge_ranges(ranges);
 
   EncryptionInfo info;
   Secret volume_key;
@@ -227,6 +226,7 @@ Result<std::optional<EncryptionInfo>> RootContainer::seal(Reporter& reporter) {
             static_cast<uint32_t>(dmcrypt.sector_size.value), 0, "", 0, 0, ""};
   }
 
+  merge_ranges(ranges, info.sector_size);
   if (SectorCipher::supports(info.cipher)) {
     reporter.note(fmt::format("encrypting {} in use with {}", format_size([&] {
                                 uint64_t sum = 0;

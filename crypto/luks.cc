@@ -198,9 +198,11 @@ class HeaderCopy {
     return {};
   }
 
+  // The private copy libcryptsetup works on.
+  fs::path file() const { return dir_.path() / "header"; }
+
  private:
   HeaderCopy(const LuksRegion& region, TempDir dir) : region_(region), dir_(std::move(dir)) {}
-  fs::path file() const { return dir_.path() / "header"; }
 
   static Result<> pread_all(int fd, char* data, size_t size, uint64_t offset, const std::string& what) {
     size_t done = 0;
@@ -374,7 +376,12 @@ Result<std::string> luks_dump(const LuksRegion& region) {
   KILN_ASSIGN(HeaderCopy header, HeaderCopy::open(region));
   header.context().messages->text.clear();
   if (int rc = crypt_dump(header.cd()); rc < 0) return header.context().failure("cannot dump the header", rc);
-  return header.context().messages->text;
+  // libcryptsetup names the file it read: the private copy, not the image.
+  std::string text = header.context().messages->text;
+  const std::string copy = header.file().string();
+  for (size_t at = text.find(copy); at != std::string::npos; at = text.find(copy, at + region.description.size()))
+    text.replace(at, copy.size(), region.description);
+  return text;
 }
 
 Result<std::vector<KeyslotState>> luks_keyslots(const LuksRegion& region) {

@@ -29,7 +29,12 @@ struct Piece {
 
 }  // namespace
 
-void merge_ranges(std::vector<ByteRange>& ranges) {
+void merge_ranges(std::vector<ByteRange>& ranges, uint64_t sector) {
+  for (ByteRange& range : ranges) {
+    uint64_t end = (range.offset + range.length + sector - 1) / sector * sector;
+    range.offset = range.offset / sector * sector;
+    range.length = end - range.offset;
+  }
   std::sort(ranges.begin(), ranges.end(), [](const ByteRange& a, const ByteRange& b) { return a.offset < b.offset; });
   std::vector<ByteRange> out;
   for (const ByteRange& range : ranges) {

@@ -33,7 +33,9 @@ struct EncryptionJob {
 // and returns the bytes encrypted.
 Result<uint64_t> encrypt_ranges(const EncryptionJob& job, std::span<const ByteRange> ranges, const Secret& key);
 
-// Sorts and merges overlapping or touching ranges.
-void merge_ranges(std::vector<ByteRange>& ranges);
+// Widens each range to whole `sector`-byte sectors (a filesystem's blocks
+// may be smaller than the volume's sectors), then sorts and merges
+// overlapping or touching ranges.
+void merge_ranges(std::vector<ByteRange>& ranges, uint64_t sector = 1);
 
 }  // namespace kiln

@@ -61,6 +61,25 @@ class LuksCommandTest : public ::testing::Test {
   std::string file(const std::string& name) { return (dir_ / name).string(); }
   std::string sha256() { return run_program({"sha256sum", disk_.string()}).out.substr(0, 64); }
 
+  // Decrypts a volume kiln wrote with cryptsetup's own code, into data.img.
+  void expect_decrypts_to_a_clean_filesystem(const std::string& sealed, int header_mib) {
+    write_text(dir_ / "typed", "old passphrase");
+    auto vk = run_program({"cryptsetup", "luksDump", "--dump-volume-key", "--volume-key-file", file("vk"), "-q",
+                           "--key-file", file("typed"), file(sealed)});
+    ASSERT_EQ(vk.exit_code, 0) << vk.err;
+    run_program({"dd", "if=" + file(sealed), "of=" + file("data.img"), "bs=1M", "skip=" + std::to_string(header_mib),
+                 "status=none"});
+    auto header = run_program({"cryptsetup", "luksFormat", "-q", "--header", file("detached"), "--volume-key-file",
+                               file("vk"), "--key-size", "512", "--sector-size", "4096", "--pbkdf", "pbkdf2",
+                               "--pbkdf-force-iterations", "1000", "--key-file", file("typed"), file("data.img")});
+    ASSERT_EQ(header.exit_code, 0) << header.err;
+    auto decrypted = run_program({"cryptsetup", "reencrypt", "--decrypt", "-q", "--force-offline-reencrypt",
+                                  "--header", file("detached"), "--key-file", file("typed"), file("data.img")});
+    ASSERT_EQ(decrypted.exit_code, 0) << decrypted.err;
+    auto check = run_program({"e2fsck", "-fn", file("data.img")});
+    EXPECT_EQ(check.exit_code, 0) << check.out;
+  }
+
   ScratchDir dir_;
   std::filesystem::path disk_ = dir_ / "disk.raw";
 };
@@ -146,20 +165,26 @@ TEST_F(LuksCommandTest, EncryptMakesAVolumeOfAPlainImage) {
   ASSERT_EQ(encrypted.exit_code, 0) << encrypted.err;
   EXPECT_THAT(encrypted.out, HasSubstr("sealed.img: luks2 volume (aes-xts-plain64, 512-bit key, 4096-byte sectors)"));
   EXPECT_EQ(std::filesystem::file_size(dir_ / "sealed.img"), 48 * kMiB);
-  write_text(dir_ / "typed", "old passphrase");
-  auto vk = run_program({"cryptsetup", "luksDump", "--dump-volume-key", "--volume-key-file", file("vk"), "-q",
-                         "--key-file", file("typed"), file("sealed.img")});
-  ASSERT_EQ(vk.exit_code, 0) << vk.err;
-  run_program({"dd", "if=" + file("sealed.img"), "of=" + file("data.img"), "bs=1M", "skip=16", "status=none"});
-  auto header = run_program({"cryptsetup", "luksFormat", "-q", "--header", file("detached"), "--volume-key-file",
-                             file("vk"), "--key-size", "512", "--sector-size", "4096", "--pbkdf", "pbkdf2",
-                             "--pbkdf-force-iterations", "1000", "--key-file", file("typed"), file("data.img")});
-  ASSERT_EQ(header.exit_code, 0) << header.err;
-  auto decrypted = run_program({"cryptsetup", "reencrypt", "--decrypt", "-q", "--force-offline-reencrypt", "--header",
-                                file("detached"), "--key-file", file("typed"), file("data.img")});
-  ASSERT_EQ(decrypted.exit_code, 0) << decrypted.err;
-  EXPECT_EQ(run_program({"e2fsck", "-fn", file("data.img")}).exit_code, 0);
+  expect_decrypts_to_a_clean_filesystem("sealed.img", 16);
   EXPECT_EQ(run_program({"debugfs", "-R", "cat /etc/hostname", file("data.img")}).out, "plain\n");
+}
+
+TEST_F(LuksCommandTest, EncryptTakesFilesystemBlocksSmallerThanItsSectors) {
+  // mke2fs gives a 16 MiB filesystem 1 KiB blocks; the volume's sectors are 4 KiB.
+  ASSERT_EQ(run_program({"truncate", "-s", "16M", file("small.img")}).exit_code, 0);
+  ASSERT_EQ(run_program({"mke2fs", "-q", "-t", "ext4", "-b", "1024", file("small.img")}).exit_code, 0);
+  auto encrypted = luks({"encrypt", file("small.img"), file("sealed.img"), "--passphrase-file", file("old.passphrase"),
+                         "--pbkdf", "pbkdf2", "--pbkdf-iterations", "1000"});
+  ASSERT_EQ(encrypted.exit_code, 0) << encrypted.err;
+  expect_decrypts_to_a_clean_filesystem("sealed.img", 16);
+}
+
+TEST_F(LuksCommandTest, DumpTakesABareFileNameAndShowsItsOwnName) {
+  ASSERT_EQ(run_program({"cp", disk_.string(), file("d.luks")}).exit_code, 0);
+  auto dump = run_program({"sh", "-c", "cd " + dir_.path().string() + " && " + testing::kiln_binary() + " luks dump d.luks"});
+  ASSERT_EQ(dump.exit_code, 0) << dump.err;
+  EXPECT_THAT(dump.out, HasSubstr("LUKS header information"));
+  EXPECT_THAT(dump.out, Not(HasSubstr(".kiln-luks")));
 }
 
 }  // namespace
