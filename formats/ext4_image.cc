@@ -76,12 +76,13 @@ ext4::Geometry geometry_for(std::string_view fs_type) {
 
 Result<> check_options(const Ext4Options& options, bool need_size) {
   KILN_TRY(features_for(options.fs_type));
-  if (need_size && (options.size_bytes < kMinimumSize || options.size_bytes % kBlockSize != 0))
+  const uint64_t minimum = ext4_minimum_size(options.fs_type);
+  if (need_size && (options.size_bytes < minimum || options.size_bytes % kBlockSize != 0))
     return fail(ErrorKind::kBadInput,
-                "an ext4 filesystem of {} bytes: the size must be a multiple of {} and at least "
-                "{}; for example {}",
-                options.size_bytes, kBlockSize, format_size(kMinimumSize),
-                recipe_size(std::max(options.size_bytes, kMinimumSize)));
+                "an {} filesystem of {} bytes: the size must be a multiple of {} and at least {}{}; for example {}",
+                options.fs_type, options.size_bytes, kBlockSize, format_size(minimum),
+                options.fs_type == "ext2" ? "" : " (its journal needs it)",
+                recipe_size(round_up(std::max(options.size_bytes, minimum), kBlockSize)));
   if (options.label.size() > kMaxLabelLength)
     return fail(ErrorKind::kBadInput, "filesystem label '{}' is longer than {} bytes",
                 options.label, kMaxLabelLength);
@@ -320,6 +321,10 @@ Ext4Image::Ext4Image(Ext4Image&&) noexcept = default;
 Ext4Image& Ext4Image::operator=(Ext4Image&&) noexcept = default;
 Ext4Image::~Ext4Image() = default;
 
+uint64_t ext4_minimum_size(std::string_view fs_type) {
+  return fs_type == "ext2" ? kMinimumSize : 2048 * kBlockSize;
+}
+
 Result<Ext4Image> Ext4Image::format(const std::filesystem::path& image, const Ext4Options& options) {
   KILN_TRY(check_options(options, true));
   KILN_ASSIGN(bool zeroed, prepare_image(image, options));
@@ -350,7 +355,7 @@ Result<uint64_t> Ext4Image::minimum_size(const std::filesystem::path& archive,
   std::filesystem::path probe = scratch.path() / "probe.img";
   Ext4Options trial = options;
   trial.offset_bytes = 0;
-  trial.size_bytes = std::max(kMinimumSize, round_up(needs.blocks * kBlockSize, kMiB));
+  trial.size_bytes = std::max(ext4_minimum_size(options.fs_type), round_up(needs.blocks * kBlockSize, kMiB));
   for (int round = 0; round < kMaxSizingRounds; ++round) {
     std::error_code ignored;
     std::filesystem::remove(probe, ignored);

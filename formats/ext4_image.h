@@ -79,6 +79,10 @@ struct ImportStats {
   uint64_t data_bytes = 0;
 };
 
+// The smallest filesystem of a type: mke2fs leaves the journal out below
+// 2048 blocks, so an ext3 or ext4 that small would silently be an ext2.
+uint64_t ext4_minimum_size(std::string_view fs_type);
+
 class Ext4Image {
  public:
   // Creates (or extends, sparse) `image` and formats a filesystem at

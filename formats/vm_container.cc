@@ -8,13 +8,13 @@
 
 #include "base/size.h"
 #include "base/uri_fetch.h"
+#include "formats/ext4_image.h"
 #include "formats/xen_config.h"
 
 namespace kiln {
 namespace {
 
 constexpr size_t kMaxLabelLength = 16;
-constexpr uint64_t kMinJournaledImage = 8 * kMiB;
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
 
@@ -77,13 +77,10 @@ Result<ExpressionBody> parse_image(const RawExpression& raw) {
   auto size = parse_size(size_field.text);
   if (!size) return fail_at(size_field.where, "expected the image size: {}", size.error().message);
   image.size_bytes = *size;
-  // mke2fs leaves the journal out of a filesystem under 2048 blocks: an
-  // "ext3" that small would silently be ext2.
-  if (image.fs_type == "ext2" && image.size_bytes < kMiB)
-    return fail_at(size_field.where, "expected an image size of at least 1M for ext2, found {}", size_field.text);
-  if (image.fs_type != "ext2" && image.size_bytes < kMinJournaledImage)
-    return fail_at(size_field.where, "expected an image size of at least 8M for ext3 and ext4 (their journal needs "
-                   "8 MiB; ext2 has none), found {}", size_field.text);
+  if (uint64_t minimum = ext4_minimum_size(image.fs_type); image.size_bytes < minimum)
+    return fail_at(size_field.where, "expected an image size of at least {} for {}{}, found {}", recipe_size(minimum),
+                   image.fs_type, image.fs_type == "ext2" ? "" : " (its journal needs it; ext2 has none)",
+                   size_field.text);
   image.label = raw.fields[2].text;
   if (image.label.size() > kMaxLabelLength)
     return fail_at(raw.fields[2].where, "expected a filesystem label of at most {} bytes, found '{}'", kMaxLabelLength,
