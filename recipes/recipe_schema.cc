@@ -38,7 +38,8 @@ const std::array kSettings = {
              "Image name: names the output files (NAME.xl.cfg) and the VM.", true},
             StringField{FIELD(image.name)}, check_image_name},
     Setting{{"image", "version", ValueKind::kString, "\"1.0\"", "",
-             "Image version, recorded in manifest.json and published feeds."},
+             "Image version, recorded in manifest.json and published feeds, where it names files: "
+             "letters, digits, '.', '+', '~', '_', ':' and '-', no '/' and no '..'."},
             StringField{FIELD(image.version)}, check_version},
     Setting{{"image", "description", ValueKind::kString, "\"\"", "", "One line about the image."},
             StringField{FIELD(image.description)}},
@@ -70,7 +71,7 @@ const std::array kSettings = {
             StringField{FIELD(bootstrap.mirror)}, check_mirror},
     Setting{{"bootstrap", "from", ValueKind::kPath, "\"\"", "",
              "Import this rootfs archive (.tar, .tar.gz, .tar.xz, .tar.zst, .cpio, .cpio.gz; a "
-             "path or a file://, http:// or https:// URI) instead of bootstrapping."},
+             "path or a file://, http://, https:// or ftp:// URI) instead of bootstrapping."},
             StringField{FIELD(bootstrap.from)}, check_text_line},
     Setting{{"bootstrap", "arch", ValueKind::kString, "\"amd64\"", "amd64",
              "Debian architecture of the image."},
