@@ -25,43 +25,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr uint64_t kFilesystemBlock = 4096;
-
-GptType root_partition_type(const StorageSection& storage) {
-  if (storage.luks.present.value) return GptType::kLinuxLuks;
-  if (storage.layout.value == "lvm") return GptType::kLinuxLvm;
-  // Plain dm-crypt has no type of its own; the root type would invite
-  // systemd's auto-mounting of a partition it cannot read.
-  if (storage.dmcrypt.present.value) return GptType::kLinuxFilesystem;
-  return GptType::kLinuxRootX86_64;
-}
-
-// The root partition takes the rest of the disk in whole MiB: dm-crypt
-// maps only whole encryption sectors (4096 bytes for LUKS2), and the rest
-// of the disk ends at an odd sector, before the backup table.
-uint64_t root_partition_size(const StorageSection& storage) {
-  constexpr uint64_t kBackupTable = 33 * 512;
-  uint64_t start = kMiB + round_up(storage.esp_size.value, kMiB);
-  uint64_t end = storage.size.value > kBackupTable ? storage.size.value - kBackupTable : 0;
-  return end > start + kMiB ? (end - start) / kMiB * kMiB : 0;  // 0: let plan_gpt say it does not fit
-}
-
-GptLayout gpt_layout(const Plan& plan) {
-  const StorageSection& storage = plan.recipe->storage;
-  GptLayout layout;
-  layout.disk_size = storage.size.value;
-  layout.disk_guid = plan.identity.disk;
-  layout.partitions = {
-      {"esp", GptType::kEfiSystem, plan.identity.esp_partition, storage.esp_size.value},
-      {"root", root_partition_type(storage), plan.identity.root_partition, root_partition_size(storage)},
-  };
-  return layout;
-}
-
 // The options of one volume's filesystem in the container's plaintext area.
 Ext4Options ext4_options(const Plan& plan, const PlacedVolume& volume, const RootContainer& container) {
   Ext4Options options;
-  options.size_bytes = volume.size / kFilesystemBlock * kFilesystemBlock;
+  options.size_bytes = whole_blocks(volume.size);
   options.offset_bytes = container.plaintext_offset() + volume.offset;
   options.fs_type = volume.filesystem;
   options.label = volume.label;
@@ -246,13 +213,14 @@ Error explain_no_space(const Plan& plan, const fs::path& archive, const PlacedVo
 
 // Creates the image file at its full size (sparse): disk.raw with its GPT,
 // or root.img.
-Result<> create_image(const Plan& plan, const fs::path& file, uint64_t size) {
-  if (plan.recipe->storage.layout.value != "plain") {
-    KILN_TRY(write_gpt(file, gpt_layout(plan)));
+Result<> create_image(const DiskLayout& layout, const fs::path& file) {
+  if (!layout.table.partitions.empty()) {
+    KILN_TRY(write_gpt(file, layout.table));
     return {};
   }
   KILN_ASSIGN(UniqueFd fd, open_file(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return fail_errno("cannot size", file.string(), errno);
+  if (::ftruncate(fd.get(), static_cast<off_t>(layout.image_size)) != 0)
+    return fail_errno("cannot size", file.string(), errno);
   return {};
 }
 
@@ -319,7 +287,7 @@ Result<std::string> extract_region(const fs::path& disk, uint64_t offset, uint64
 // file per other volume, as a Xen domain's disks. Reads only the volumes'
 // part of the disk, so it may run while the rest of the disk is written.
 Result<std::vector<PartitionImage>> write_partition_images(const Plan& plan, const RootContainer& container,
-                                                           const DiskGeometry& geometry, const fs::path& disk,
+                                                           const DiskLayout& geometry, const fs::path& disk,
                                                            const fs::path& dir) {
   bool per_volume = plan.recipe->storage.layout.value == "lvm" && !container.encrypted();
   if (!per_volume) {
@@ -358,41 +326,16 @@ Result<> write_esp(const Plan& plan, const AssembledImage& image) {
 
 }  // namespace
 
-Result<DiskGeometry> plan_geometry(const Plan& plan) {
-  DiskGeometry geometry;
-  geometry.image_size = plan.recipe->storage.size.value;
-  if (plan.recipe->storage.layout.value == "plain") {
-    geometry.root_size = geometry.image_size;
-    return geometry;
-  }
-  auto placed = plan_gpt(gpt_layout(plan));
-  if (!placed) {
-    Error error = std::move(placed).error();
-    error.where = plan.recipe->storage.size.where;
-    return std::unexpected(std::move(error));
-  }
-  geometry.partitions = *placed;
-  for (const PlacedPartition& partition : geometry.partitions) {
-    if (partition.partition.type == GptType::kEfiSystem) {
-      geometry.esp = partition;
-    } else {
-      geometry.root_offset = partition.offset;
-      geometry.root_size = partition.size / kFilesystemBlock * kFilesystemBlock;
-    }
-  }
-  return geometry;
-}
-
 Result<AssembledImage> assemble(const Plan& plan, const fs::path& rootfs_archive, const fs::path& dir,
                                 Reporter& reporter) {
   const Recipe& recipe = *plan.recipe;
   AssembledImage out;
-  KILN_ASSIGN(out.geometry, plan_geometry(plan));
-  const DiskGeometry& geometry = out.geometry;
+  out.geometry = plan.disk;
+  const DiskLayout& geometry = out.geometry;
 
   bool gpt = recipe.storage.layout.value != "plain";
   fs::path image_file = gpt ? dir / "disk.raw" : dir / "root.img";
-  KILN_TRY(create_image(plan, image_file, geometry.image_size));
+  KILN_TRY(create_image(geometry, image_file));
   if (gpt) out.disk = image_file;
   KILN_ASSIGN(RootContainer container,
               RootContainer::create(plan, image_file, geometry.root_offset, geometry.root_size, dir, reporter));

@@ -22,18 +22,6 @@
 
 namespace kiln {
 
-// Where things go inside disk.raw (gpt and lvm layouts) or root.img (plain
-// layout).
-struct DiskGeometry {
-  uint64_t image_size = 0;  // disk.raw, or root.img for plain
-  uint64_t root_offset = 0;  // the root partition (all of root.img for plain)
-  uint64_t root_size = 0;
-  std::optional<PlacedPartition> esp;
-  std::vector<PlacedPartition> partitions;
-};
-
-Result<DiskGeometry> plan_geometry(const Plan& plan);
-
 // A file of the "partitions" output: one filesystem, swap area or
 // encrypted container on its own, as a Xen domain's xvda1, xvda2...
 struct PartitionImage {
@@ -43,7 +31,7 @@ struct PartitionImage {
 };
 
 struct AssembledImage {
-  DiskGeometry geometry;
+  DiskLayout geometry;  // as the plan laid it out
   std::filesystem::path disk;  // disk.raw, or "" for the plain layout
   std::string disk_sha256;     // of disk.raw, once it is complete
   std::filesystem::path root;  // root.img, or "" when not asked for

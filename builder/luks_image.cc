@@ -37,7 +37,7 @@ Result<EncryptionInfo> encrypt_image(const std::filesystem::path& plain, const s
   }
   merge_ranges(ranges, settings.sector_size);
 
-  uint64_t header = luks_header_size(settings);
+  uint64_t header = luks_header_size(settings.version);
   KILN_ASSIGN(AtomicFile target, AtomicFile::create(out, 0600));
   if (::ftruncate(target.fd(), static_cast<off_t>(header + size)) != 0)
     return fail_errno("cannot size", target.temp_path().string(), errno);

@@ -157,6 +157,7 @@ Result<Plan> make_plan(const Recipe& recipe, const PlanInputs& inputs) {
   for (const CustomizeStep& step : recipe.customize.steps)
     (runs_in_image(step) ? plan.in_image_steps : plan.offline_steps).push_back(step);
   plan.identity = identity_of(recipe);
+  KILN_ASSIGN(plan.disk, plan_disk_layout(recipe, plan.identity));
   plan.storage_support = storage_support(recipe, plan.identity);
   if (!plan.in_image_steps.empty() || !plan.storage_support.empty()) {
     KILN_ASSIGN(plan.in_image, in_image_stage(plan));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "builder/disk_layout.h"
 #include "builder/storage_setup.h"
 #include "crypto/uuid.h"
 #include "recipes/recipe.h"
@@ -63,6 +64,7 @@ struct Plan {
   StorageSupport storage_support;
   std::vector<CustomizeStep> offline_steps;
   ImageIdentity identity;
+  DiskLayout disk;
 };
 
 // Builds the plan. Hashing reads the files a stage depends on (scripts, an

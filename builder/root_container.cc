@@ -18,8 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr uint64_t kFilesystemBlock = 4096;
-
 LuksSettings luks_settings(const Plan& plan) {
   const LuksSection& luks = plan.recipe->storage.luks;
   LuksSettings settings;
@@ -87,12 +85,8 @@ Result<RootContainer> RootContainer::create(const Plan& plan, const fs::path& im
                                             const fs::path& scratch, Reporter& reporter) {
   RootContainer container(plan, image, offset, size);
   const StorageSection& storage = plan.recipe->storage;
-  if (storage.luks.present.value) container.header_size_ = luks_header_size(luks_settings(plan));
-  if (storage.dmcrypt.present.value) container.header_size_ = 0;
+  if (storage.luks.present.value || storage.dmcrypt.present.value) container.header_size_ = plan.disk.header_size;
   if (container.encrypted()) {
-    if (container.header_size_ + kMiB > size)
-      return fail(ErrorKind::kNoSpace, "the root partition ({}) has no room behind its {} encryption header",
-                  format_size(size), format_size(container.header_size_));
     container.scratch_ = scratch;
     if (SectorCipher::supports(cipher_of(storage))) {
       container.plaintext_file_ = image;
@@ -135,10 +129,10 @@ const PlacedVolume& RootContainer::root() const {
 Result<> RootContainer::place_volumes(Reporter& reporter) {
   const Plan& plan = *plan_;
   const StorageSection& storage = plan.recipe->storage;
-  uint64_t area = size_ - (encrypted() ? header_size_ : 0);
+  const uint64_t area = plan.disk.plaintext_size;
   if (storage.layout.value != "lvm") {
     volumes_.push_back({"root", storage.filesystem.value, "/", storage.label.value, plan.identity.root_filesystem, 0,
-                        area / kFilesystemBlock * kFilesystemBlock});
+                        area});
     return {};
   }
   reporter.note(fmt::format("LVM: volume group {} with {} volumes (lvm2 on a loop device)", storage.lvm.vg.value,

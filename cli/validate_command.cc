@@ -1,6 +1,7 @@
 // kiln validate RECIPE: checks a recipe without building anything.
 #include <nlohmann/json.hpp>
 
+#include "builder/plan.h"
 #include "cli/command.h"
 #include "recipes/recipe_parser.h"
 
@@ -28,6 +29,13 @@ void print_summary(const Recipe& recipe) {
   fmt::print("  outputs    {}\n", fmt::join(recipe.output.formats.value, ", "));
 }
 
+// The recipe, and its disk layout: whether everything fits storage.size.
+Result<Recipe> validated(const ValidateFlags& flags) {
+  KILN_ASSIGN(Recipe recipe, load_recipe(flags.recipe, flags.sets));
+  KILN_TRY(plan_disk_layout(recipe, ImageIdentity{}));
+  return recipe;
+}
+
 }  // namespace
 
 void register_validate(CLI::App& root, Registry& registry) {
@@ -37,7 +45,7 @@ void register_validate(CLI::App& root, Registry& registry) {
   app->add_option("--set", flags->sets, "Override a recipe key: SECTION.KEY=VALUE (repeatable)");
   app->add_flag("--json", flags->json, "Print the result as JSON");
   registry.push_back({app, [flags] {
-                        auto recipe = load_recipe(flags->recipe, flags->sets);
+                        auto recipe = validated(*flags);
                         if (flags->json) {
                           nlohmann::json out = {{"recipe", flags->recipe}, {"valid", recipe.has_value()}};
                           if (recipe) out["sha256"] = recipe->hash;

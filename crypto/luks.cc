@@ -268,8 +268,8 @@ int active_keyslots(crypt_device* cd) {
 
 }  // namespace
 
-uint64_t luks_header_size(const LuksSettings& settings) {
-  return settings.version == "luks1" ? kLuks1HeaderSize : kLuks2HeaderSize;
+uint64_t luks_header_size(std::string_view version) {
+  return version == "luks1" ? kLuks1HeaderSize : kLuks2HeaderSize;
 }
 
 Result<uint64_t> format_luks(const fs::path& device, const LuksSettings& settings, const Secret& volume_key,
@@ -292,7 +292,7 @@ Result<> encrypt_with_libcryptsetup(const fs::path& data, const LuksSettings& se
   fs::path header = dir.path() / "header";
   {
     KILN_ASSIGN(UniqueFd created, open_file(header, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (::ftruncate(created.get(), static_cast<off_t>(luks_header_size(settings))) != 0)
+    if (::ftruncate(created.get(), static_cast<off_t>(luks_header_size(settings.version))) != 0)
       return fail_errno("cannot size", header.string(), errno);
   }
   LuksSettings throwaway = settings;

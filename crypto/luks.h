@@ -41,9 +41,9 @@ struct LuksSettings {
   std::string uuid;
 };
 
-// The bytes in front of the encrypted data that a header of these settings
-// takes (16 MiB for LUKS2, 2 MiB for LUKS1), without formatting anything.
-uint64_t luks_header_size(const LuksSettings& settings);
+// The bytes in front of the encrypted data that a header of this version
+// ("luks2", "luks1") takes (16 MiB, 2 MiB), without formatting anything.
+uint64_t luks_header_size(std::string_view version);
 
 // Formats a LUKS header at the start of `device`, a file as large as the
 // whole LUKS volume, for `volume_key`, with one keyslot per key in order

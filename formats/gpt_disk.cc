@@ -17,10 +17,6 @@ namespace kiln {
 namespace {
 
 constexpr uint64_t kSectorSize = 512;
-constexpr uint64_t kAlignment = kMiB;
-// The backup partition entries (128 entries of 128 bytes = 32 sectors) and
-// the backup header fill the last 33 sectors of the disk.
-constexpr uint64_t kBackupTableBytes = 33 * kSectorSize;
 constexpr size_t kMaxPartitions = 128;
 // GPT names are 36 UTF-16 code units.
 constexpr size_t kMaxNameCharacters = 36;
@@ -160,9 +156,9 @@ std::string_view gpt_type_guid(GptType type) {
 
 Result<std::vector<PlacedPartition>> plan_gpt(const GptLayout& layout) {
   KILN_TRY(check_layout(layout));
-  uint64_t usable_end = layout.disk_size > kBackupTableBytes ? layout.disk_size - kBackupTableBytes : 0;
+  uint64_t usable_end = layout.disk_size > kGptBackupTableBytes ? layout.disk_size - kGptBackupTableBytes : 0;
   std::vector<PlacedPartition> placed;
-  uint64_t offset = kAlignment;  // the primary table lives below the first MiB
+  uint64_t offset = kGptAlignment;  // the primary table lives below the first MiB
   bool takes_rest = false;
   for (size_t i = 0; i < layout.partitions.size(); ++i) {
     const GptPartition& partition = layout.partitions[i];
@@ -172,15 +168,15 @@ Result<std::vector<PlacedPartition>> plan_gpt(const GptLayout& layout) {
       place.size = usable_end > offset ? usable_end - offset : 0;
     } else {
       // Whole MiB, so every following partition starts aligned too.
-      place.size = round_up(partition.size_bytes, kAlignment);
+      place.size = round_up(partition.size_bytes, kGptAlignment);
     }
     offset += takes_rest ? 0 : place.size;
     placed.push_back(std::move(place));
   }
   // A rest-of-disk partition needs at least one aligned MiB of its own.
-  uint64_t required = offset + (takes_rest ? kAlignment : 0) + kBackupTableBytes;
+  uint64_t required = offset + (takes_rest ? kGptAlignment : 0) + kGptBackupTableBytes;
   if (required > layout.disk_size) {
-    uint64_t needed = round_up(required, kAlignment);
+    uint64_t needed = round_up(required, kGptAlignment);
     return fail(ErrorKind::kNoSpace,
                 "the partitions do not fit on a {} disk ({} bytes): they need {} ({} bytes) "
                 "with the GPT; make the disk at least {}",
@@ -201,7 +197,7 @@ Result<std::vector<PlacedPartition>> write_gpt(const std::filesystem::path& disk
   fdisk_set_ask(context.get(), collect_messages, &messages);
   // Fixed geometry: the table must not depend on what the host reports.
   fdisk_save_user_sector_size(context.get(), kSectorSize, kSectorSize);
-  fdisk_save_user_grain(context.get(), kAlignment);
+  fdisk_save_user_grain(context.get(), kGptAlignment);
 
   int rc = fdisk_assign_device_by_fd(context.get(), fd.get(), disk.c_str(), 0);
   if (rc != 0) return fdisk_failure(disk, "cannot open for partitioning", rc, messages);

@@ -14,6 +14,12 @@
 
 namespace kiln {
 
+// Partitions start on 1 MiB boundaries; the primary table lives below the
+// first one. The backup partition entries (128 of 128 bytes) and the backup
+// header fill the disk's last 33 sectors.
+inline constexpr uint64_t kGptAlignment = 1 << 20;
+inline constexpr uint64_t kGptBackupTableBytes = 33 * 512;
+
 enum class GptType { kEfiSystem, kLinuxRootX86_64, kLinuxFilesystem, kLinuxSwap, kLinuxLvm, kLinuxLuks };
 
 // The type GUID of a partition type, upper-case as sfdisk prints it.

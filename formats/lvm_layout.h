@@ -21,6 +21,11 @@
 
 namespace kiln {
 
+// What lvm2's pvcreate puts before the first extent by default (its 1 MiB
+// data alignment): an estimate for sizing; write_lvm_layout reports the
+// real pe_start.
+inline constexpr uint64_t kLvmDefaultMetadata = 1 << 20;
+
 struct LogicalVolumeRequest {
   std::string name;
   uint64_t size = 0;  // bytes, rounded up to extents; 0: what the others leave

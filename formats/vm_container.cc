@@ -78,9 +78,9 @@ Result<ExpressionBody> parse_image(const RawExpression& raw) {
   if (!size) return fail_at(size_field.where, "expected the image size: {}", size.error().message);
   image.size_bytes = *size;
   if (uint64_t minimum = ext4_minimum_size(image.fs_type); image.size_bytes < minimum)
-    return fail_at(size_field.where, "expected an image size of at least {} for {}{}, found {}", recipe_size(minimum),
-                   image.fs_type, image.fs_type == "ext2" ? "" : " (its journal needs it; ext2 has none)",
-                   size_field.text);
+    return fail_at(size_field.where,
+                   "expected an image size of at least {}, found {} (ext3 and ext4 need 8M for their journal, ext2 1M)",
+                   recipe_size(minimum), size_field.text);
   image.label = raw.fields[2].text;
   if (image.label.size() > kMaxLabelLength)
     return fail_at(raw.fields[2].where, "expected a filesystem label of at most {} bytes, found '{}'", kMaxLabelLength,

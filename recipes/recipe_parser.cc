@@ -125,11 +125,6 @@ Result<> check_consistency(const Recipe& recipe) {
                        "\"plain\"{}: use layout \"gpt\" or drop \"{}\" from output.formats",
                        format, origin_of(s.layout), format);
   }
-  if (s.layout.value != "plain" && s.esp_size.value + 4 * (1ull << 20) >= s.size.value)
-    return fail_at(blame(s.size, s.esp_size),
-                   "storage.size leaves no room for the root partition next to the {} MiB EFI "
-                   "system partition (storage.esp_size{})",
-                   s.esp_size.value >> 20, origin_of(s.esp_size));
   // NAME.xl.cfg boots root.img with the kernel beside it, as Xen PV does.
   if (recipe.wants_output("xen"))
     for (std::string_view needed : {"partitions", "kernel"})

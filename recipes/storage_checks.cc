@@ -1,6 +1,7 @@
 // The rules of [storage] that involve more than one key: layouts and their
-// sections, LVM volumes against the size of the disk, and which LUKS and
-// dm-crypt settings go together. Defaults that depend on other keys (the
+// sections, LVM volumes among themselves, and which LUKS and dm-crypt
+// settings go together. Whether everything fits storage.size is the disk
+// layout's to say (builder/disk_layout.h), where the sizes are computed. Defaults that depend on other keys (the
 // key size of a cbc cipher, luks1's pbkdf and sector size, the default root
 // volume) are filled in here, so the rest of kiln sees final values.
 #include <algorithm>
@@ -12,17 +13,6 @@
 
 namespace kiln::recipes {
 namespace {
-
-// The disk around the volume group, as formats/gpt_disk.cc and lvm2 lay it
-// out: 1 MiB before the first partition, 33 sectors of backup table at the
-// end, the LUKS header in front of the physical volume, and lvm2's default
-// 1 MiB of metadata before the first extent. The bake checks the real
-// numbers again; this is so that `kiln validate` already says it.
-constexpr uint64_t kGptFront = kMiB;
-constexpr uint64_t kGptBack = 33 * 512;
-constexpr uint64_t kLvmMetadata = kMiB;
-constexpr uint64_t kLuks2Header = 16 * kMiB;
-constexpr uint64_t kLuks1Header = 2 * kMiB;
 
 // Ciphers kiln encrypts itself (crypto/sector_cipher.cc); tests keep the two
 // lists equal.
@@ -152,45 +142,6 @@ Result<> check_dmcrypt(Recipe& recipe) {
   return resolve_file(recipe, "storage.dmcrypt.passphrase_file", dmcrypt.passphrase_file);
 }
 
-// The bytes the volume group gets: the root partition less the encryption
-// header and lvm2's metadata, in whole extents.
-uint64_t volume_group_capacity(const StorageSection& storage) {
-  uint64_t reserved = kGptFront + round_up(storage.esp_size.value, kMiB) + kGptBack + kLvmMetadata;
-  if (storage.luks.present.value)
-    reserved += storage.luks.version.value == "luks1" ? kLuks1Header : kLuks2Header;
-  if (storage.size.value <= reserved) return 0;
-  uint64_t extent = storage.lvm.extent_size.value;
-  return (storage.size.value - reserved) / extent * extent;
-}
-
-Result<> check_volume_sizes(const StorageSection& storage) {
-  const LvmSection& lvm = storage.lvm;
-  uint64_t extent = lvm.extent_size.value;
-  uint64_t capacity = volume_group_capacity(storage);
-  uint64_t total = 0;
-  std::vector<std::string> parts;
-  const LvmVolume* first_over = nullptr;
-  const LvmVolume* rest = nullptr;
-  for (const LvmVolume& volume : lvm.volumes) {
-    // A "rest" volume needs at least one extent of its own.
-    uint64_t bytes = volume.rest ? extent : round_up(volume.size.value, extent);
-    if (volume.rest) rest = &volume;
-    total += bytes;
-    parts.push_back(fmt::format("{} {}", volume.name.value, volume.rest ? "rest" : recipe_size(bytes)));
-    if (total > capacity && !first_over) first_over = &volume;
-  }
-  if (!first_over) return {};
-  std::string header = storage.luks.present.value ? ", the LUKS header" : "";
-  uint64_t needed = storage.size.value + (total - capacity);
-  return fail_at(first_over->rest ? first_over->where : first_over->size.where,
-                 "storage.lvm.volumes need {} ({}{}), but the volume group holds {} (storage.size {} less the "
-                 "{} EFI system partition{} and the LVM metadata); set storage.size = \"{}\" or make the volumes "
-                 "smaller",
-                 format_size(total), fmt::join(parts, ", "), rest ? ", at least one extent for the rest" : "",
-                 format_size(capacity), recipe_size(storage.size.value), format_size(storage.esp_size.value), header,
-                 recipe_size(round_up(needed, kMiB)));
-}
-
 // Whether `path` is `dir` or lies under it.
 bool within(std::string_view path, std::string_view dir) {
   if (dir == "/") return true;
@@ -288,7 +239,7 @@ Result<> check_lvm(Recipe& recipe) {
   if (!root)
     return fail_at(lvm.volumes.front().where, "storage.lvm.volumes: no volume is mounted at \"/\"; give the root "
                                               "filesystem's volume mountpoint = \"/\"");
-  return check_volume_sizes(storage);
+  return {};
 }
 
 }  // namespace

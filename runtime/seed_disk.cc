@@ -44,12 +44,14 @@ uint64_t payload_size(const InstanceSpec& spec) {
 
 // The version in the name keeps an old template from a kiln that laid it
 // out differently from being used.
-constexpr std::string_view kTemplateName = "seed-template-1.img";
+constexpr std::string_view kTemplateName = "seed-template-2.img";
 constexpr uint64_t kTemplateSize = 4 * kMiB;
 
 Ext4Options seed_options(uint64_t size, int64_t now) {
   Ext4Options options;
   options.size_bytes = size;
+  // Read-only in the guest, a few KiB: no journal to carry.
+  options.fs_type = "ext2";
   options.label = std::string(kSeedLabel);
   options.uuid = Uuid::random();
   options.hash_seed = Uuid::random();

@@ -1,6 +1,6 @@
 // SeedDisk: the small disk that carries an instance's personality to the
 // guest without touching the shared base image, the way the Xen-era tools
-// kept a domain's identity out of its canned filesystem. It is an ext4
+// kept a domain's identity out of its canned filesystem. It is an ext2
 // filesystem labelled KILNSEED, written with libext2fs in a few
 // milliseconds; kiln's guest agent (builder/guest_agent.cc) reads it early
 // in boot:

@@ -251,7 +251,7 @@ class ContainerSignatureTest : public ContainerRunnerTest {
   }
 
   void make_target() {
-    auto image = Ext4Image::format(dir_ / "images/fido-etc", {4 << 20, 0, "ext4", "fido_etc", Uuid::from_name("a"),
+    auto image = Ext4Image::format(dir_ / "images/fido-etc", {8 << 20, 0, "ext4", "fido_etc", Uuid::from_name("a"),
                                                              Uuid::from_name("b"), 1700000000});
     ASSERT_TRUE(image);
     ASSERT_TRUE(image->close());

@@ -111,10 +111,10 @@ TEST_F(TreePatchingTest, ARejectedPatchLeavesTheImageByteForByte) {
 TEST_F(TreePatchingTest, AnImageTooFullForThePatchIsRefusedBeforeAnyChange) {
   write_text(dir_ / "big/etc/hostname", "debian\n");
   write_text(dir_ / "big/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n");
-  write_text(dir_ / "big/usr/bin/tool", std::string(3 << 20, 'x'));
+  write_text(dir_ / "big/usr/bin/tool", std::string(12 << 20, 'x'));
   auto big = diff_paths(dir_ / "base", dir_ / "big", dir_.path());
   ASSERT_TRUE(big);
-  fs::path image = make_image("small.img", 2 << 20);
+  fs::path image = make_image("small.img", 8 << 20);
   std::string before = hash(image);
   auto outcome = apply_patch_to(*big, "big.patch", {image, {}, dir_.path(), 1});
   ASSERT_FALSE(outcome);

@@ -74,7 +74,7 @@ TEST_F(LuksTest, FormatsAHeaderThatCryptsetupReads) {
   auto offset = format_luks(device, settings, volume_key_, keys);
   ASSERT_TRUE(offset) << offset.error().to_string();
   EXPECT_EQ(*offset, 16 * kMiB);
-  EXPECT_EQ(*offset, luks_header_size(settings));
+  EXPECT_EQ(*offset, luks_header_size(settings.version));
   auto dump = run_program({"cryptsetup", "luksDump", device.string()});
   ASSERT_EQ(dump.exit_code, 0) << dump.err;
   EXPECT_THAT(dump.out, HasSubstr("Version:       \t2"));
@@ -106,7 +106,7 @@ TEST_F(LuksTest, Luks1AndArgon2TakeTheirSettings) {
   const Secret* keys[] = {&passphrase_};
   auto offset = format_luks(device, luks1, key, keys);
   ASSERT_TRUE(offset) << offset.error().to_string();
-  EXPECT_EQ(*offset, luks_header_size(luks1));
+  EXPECT_EQ(*offset, luks_header_size(luks1.version));
   auto dump = run_program({"cryptsetup", "luksDump", device.string()});
   EXPECT_THAT(dump.out, HasSubstr("Version:       \t1"));
   EXPECT_THAT(dump.out, HasSubstr("Cipher name:   \taes"));

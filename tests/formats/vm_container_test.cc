@@ -227,13 +227,14 @@ TEST(VmContainer, BadFieldValuesAreErrorsAtTheField) {
   EXPECT_THAT(parse_error("[image /i fifty l][end]\n"), HasSubstr("bad.domain:1:11: expected the image size"));
   // A size in two words is a size and a label: the size is then too small.
   EXPECT_EQ(parse_error("[image /i 50 MB l][end]\n"),
-            "bad.domain:1:11: expected an image size of at least 8M for ext4 (its journal needs it; ext2 has none), "
-            "found 50");
+            "bad.domain:1:11: expected an image size of at least 8M, found 50 (ext3 and ext4 need 8M for their journal, "
+            "ext2 1M)");
   EXPECT_EQ(parse_error("[image /i 4M l ext4][end]\n"),
-            "bad.domain:1:11: expected an image size of at least 8M for ext4 (its journal needs it; ext2 has none), "
-            "found 4M");
+            "bad.domain:1:11: expected an image size of at least 8M, found 4M (ext3 and ext4 need 8M for their journal, "
+            "ext2 1M)");
   EXPECT_EQ(parse_error("[image /i 512K l ext2][end]\n"),
-            "bad.domain:1:11: expected an image size of at least 1M for ext2, found 512K");
+            "bad.domain:1:11: expected an image size of at least 1M, found 512K (ext3 and ext4 need 8M for their journal, "
+            "ext2 1M)");
   EXPECT_EQ(parse_error("[image /i 1G l xfs][end]\n"),
             "bad.domain:1:16: expected the filesystem type ext4, ext3 or ext2, found 'xfs'");
   EXPECT_EQ(parse_error("[image /i 1G a_label_far_too_long][end]\n"),

@@ -125,12 +125,6 @@ TEST(RecipeParser, PlainLayoutCannotMakeADisk) {
               StartsWith("r.toml:7:10: output format \"disk\" needs a partitioned disk, but storage.layout is \"plain\" (line 7)"));
 }
 
-TEST(RecipeParser, EspMustLeaveRoomForRoot) {
-  EXPECT_THAT(error_of(std::string(kMinimal) + "[storage]\nsize = \"130M\"\n"),
-              StartsWith("r.toml:7:8: storage.size leaves no room for the root partition next to the 128 MiB "
-                         "EFI system partition (storage.esp_size (the default))"));
-}
-
 TEST(RecipeParser, SetOverridesAnyKeyAndIsValidatedLikeTheFile) {
   auto recipe = parse(kMinimal, {"customize.hostname=web1", "storage.size=3G",
                                  "bootstrap.packages=[\"vim\", \"curl\"]"});

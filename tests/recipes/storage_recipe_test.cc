@@ -107,21 +107,6 @@ TEST(StorageRecipe, InvalidLvNameIsRefused) {
               StartsWith("r.toml:10:6: storage.lvm.vg: \"snapshots\": names starting with \"snapshot\""));
 }
 
-TEST(StorageRecipe, VolumesLargerThanTheVolumeGroupNameTheSizeThatFits) {
-  // 400M less the ESP and the metadata leaves 268 MiB in 4 MiB extents:
-  // enough for 256M of swap and a root, until the LUKS header takes 16 MiB.
-  EXPECT_TRUE(parse(kLvm, {"storage.size=400M"}));
-  std::string message = error_of(std::string(kLvm) + "[storage.luks]\npassphrase_file = \"test.passphrase\"\n",
-                                 {"storage.size=400M"});
-  EXPECT_THAT(message, StartsWith("r.toml:21:8: storage.lvm.volumes need 260 MiB (root rest, swap 256M, at least "
-                                  "one extent for the rest), but the volume group holds 252 MiB (storage.size 400M "
-                                  "less the 128 MiB EFI system partition, the LUKS header and the LVM metadata); set "
-                                  "storage.size = \"408M\""));
-  auto fits = parse(std::string(kLvm) + "[storage.luks]\npassphrase_file = \"test.passphrase\"\n",
-                    {"storage.size=408M"});
-  EXPECT_TRUE(fits) << fits.error().to_string();
-}
-
 TEST(StorageRecipe, VolumeRules) {
   std::string head = "[storage]\nlayout = \"lvm\"\n";
   EXPECT_EQ(error_of(head + "[[storage.lvm.volumes]]\nname = \"a\"\nsize = \"rest\"\nmountpoint = \"/\"\n"

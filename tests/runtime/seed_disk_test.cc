@@ -1,4 +1,4 @@
-// The seed disk carries an instance's personality as an ext4 filesystem the
+// The seed disk carries an instance's personality as an ext2 filesystem the
 // guest agent reads.
 #include "runtime/seed_disk.h"
 
@@ -76,7 +76,7 @@ TEST(SeedDisk, SeedsFromTheTemplateAreIndependent) {
   ASSERT_TRUE(write_seed_disk(dir / "b.img", b, dir / "templates"));
   EXPECT_EQ(*Ext4Image::open(dir / "a.img", 0, false)->read_file("/kiln/hostname"), "first\n");
   EXPECT_EQ(*Ext4Image::open(dir / "b.img", 0, false)->read_file("/kiln/hostname"), "second\n");
-  EXPECT_EQ(testing::run_program({"e2fsck", "-fn", (dir / "templates/seed-template-1.img").string()}).exit_code, 0);
+  EXPECT_EQ(testing::run_program({"e2fsck", "-fn", (dir / "templates/seed-template-2.img").string()}).exit_code, 0);
 }
 
 }  // namespace
