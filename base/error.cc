@@ -1,6 +1,7 @@
 #include "base/error.h"
 
 #include <cstring>
+#include <fstream>
 
 namespace kiln {
 
@@ -56,6 +57,40 @@ std::string shown_value(std::string_view value, size_t max) {
   }
   out += '"';
   if (value.size() > max) out += fmt::format(" (cut; {} bytes in all)", value.size());
+  return out;
+}
+
+namespace {
+
+// How much of a long source line the excerpt shows around the column.
+constexpr size_t kExcerptWidth = 100;
+
+// "   7 | size = \"2Q\"\n     |        ^": the line `where` points at, read
+// back from its file; "" when the file or line cannot be read.
+std::string source_excerpt(const Location& where) {
+  if (where.line <= 0 || where.file.empty()) return {};
+  std::ifstream in(where.file);
+  std::string line;
+  for (int n = 0; n < where.line; ++n)
+    if (!std::getline(in, line)) return {};
+  size_t column = where.column > 0 ? static_cast<size_t>(where.column - 1) : 0;
+  size_t start = column > kExcerptWidth / 2 ? column - kExcerptWidth / 2 : 0;
+  std::string_view shown = std::string_view(line).substr(std::min(start, line.size()), kExcerptWidth);
+  std::string number = std::to_string(where.line);
+  std::string out = fmt::format("\n {} | {}{}", number, start > 0 ? "..." : "", safe_line(shown));
+  if (where.column <= 0) return out;
+  std::string pad(start > 0 ? 3 : 0, ' ');
+  // Tabs stay tabs under the line, so the caret lines up however they show.
+  for (size_t i = start; i < column && i < line.size(); ++i) pad += line[i] == '\t' ? '\t' : ' ';
+  return out + fmt::format("\n {} | {}^", std::string(number.size(), ' '), pad);
+}
+
+}  // namespace
+
+std::string Error::display() const {
+  std::string out = safe_lines(where.empty() ? message : where.to_string() + ": " + message, "\n");
+  out += source_excerpt(where);
+  if (!detail.empty()) out += "\n  " + safe_lines(detail, "\n  ");
   return out;
 }
 

@@ -45,6 +45,9 @@ struct Error {
   // Control characters are escaped and very long lines cut, whatever the
   // message was built from.
   std::string to_string() const;
+  // to_string() with, for an error at a line of a file, that line of the
+  // file and a caret under the column, as compilers show it: for people.
+  std::string display() const;
   int exit_code() const { return static_cast<int>(kind); }
 
   // Prefixes context ("baking web1: ...") while keeping kind and location.

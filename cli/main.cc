@@ -7,7 +7,7 @@
 namespace kiln::cli {
 
 int report_error(const Error& error) {
-  fmt::print(stderr, "kiln: error: {}\n", error.to_string());
+  fmt::print(stderr, "kiln: error: {}\n", error.display());
   return error.exit_code();
 }
 

@@ -65,7 +65,9 @@ TEST_F(ContainerCommandTest, ASyntaxErrorExitsTwoWithFileLineAndColumn) {
   auto result = run_kiln({"container", path("fido.domain"), "--stripped", path("fido.cfg")});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_EQ(result.err, "kiln: error: " + path("fido.domain") + ":3:6: expected 3 or 4 fields for [image PATH SIZE "
-                                                                "LABEL [FSTYPE]], found 2\n");
+                                                                "LABEL [FSTYPE]], found 2\n"
+                                                                " 3 |  50MB] [end]\n"
+                                                                "   |      ^\n");
   EXPECT_FALSE(fs::exists(dir_ / "fido.cfg"));
 }
 
