@@ -6,7 +6,10 @@ first line. It honours "Range: bytes=N-" (206 Partial Content), so a broken
 download can resume, and logs "METHOD PATH RANGE" per request to LOG. A
 fault file FILE.truncate-at holding N makes it announce FILE's full length
 but send only its first N bytes and then close the connection: a truncated
-download. PUT stores the request body as that file, creating its
+download. FILE.endless makes it answer FILE with no Content-Length and
+then zeros without end, and FILE.trickle with FILE's length and then two
+bytes a second: a server that would fill the disk, and one that would keep
+a client waiting for ever. PUT stores the request body as that file, creating its
 directories (201), as uploads by `kiln container` do.
 
 Usage: http_server.py DIR LOG
@@ -14,6 +17,7 @@ Usage: http_server.py DIR LOG
 import http.server
 import os
 import sys
+import time
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -34,6 +38,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path is None or not os.path.isfile(path):
             self.send_error(404, "Not Found")
             return
+        if os.path.exists(path + ".endless"):
+            self.send_endless()
+            return
         with open(path, "rb") as f:
             data = f.read()
         start = 0
@@ -52,10 +59,37 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data) - start))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if os.path.exists(path + ".trickle"):
+            self.send_slowly(data[start:])
+            return
         self.wfile.write(data[start:max(start, cut)])
         if cut < len(data):
             self.wfile.flush()
             self.close_connection = True
+
+    def send_endless(self):
+        """A body without a length that never ends, until the client goes."""
+        self.send_response(200)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        block = bytes(64 * 1024)
+        try:
+            while True:
+                self.wfile.write(block)
+        except OSError:
+            pass
+
+    def send_slowly(self, data):
+        """Two bytes a second, until the client goes."""
+        self.close_connection = True
+        try:
+            for at in range(0, len(data), 2):
+                self.wfile.write(data[at:at + 2])
+                self.wfile.flush()
+                time.sleep(1)
+        except OSError:
+            pass
 
     def do_PUT(self):
         path = self.target()
