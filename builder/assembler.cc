@@ -30,7 +30,7 @@ Ext4Options ext4_options(const Plan& plan, const PlacedVolume& volume, const Roo
   Ext4Options options;
   options.size_bytes = whole_blocks(volume.size);
   options.offset_bytes = container.plaintext_offset() + volume.offset;
-  options.fs_type = volume.filesystem;
+  options.fs_type = name_of(volume.filesystem);
   options.label = volume.label;
   options.uuid = volume.uuid;
   options.hash_seed = volume.is_root() ? plan.identity.hash_seed : Uuid::from_name("hash-seed/" + volume.uuid.to_string());
@@ -161,7 +161,7 @@ Result<> populate(const Plan& plan, Ext4Image& fs, TarReader& reader, const File
     KILN_ASSIGN(out.dpkg_status, fs.read_file("/var/lib/dpkg/status"));
   }
   KILN_ASSIGN(auto kernel, find_kernel(fs));
-  bool needs_kernel = plan.recipe->storage.layout.value != "plain" || plan.recipe->wants_output("kernel");
+  bool needs_kernel = plan.recipe->storage.layout.value != StorageLayout::kPlain || plan.recipe->wants_output("kernel");
   if (!kernel && needs_kernel) {
     const auto& packages = plan.recipe->bootstrap.packages;
     return std::unexpected(Error{
@@ -193,7 +193,7 @@ Error explain_no_space(const Plan& plan, const fs::path& archive, const PlacedVo
     return error;
   }
   const auto& size = plan.recipe->storage.size;
-  if (!volume.is_root() || plan.recipe->storage.layout.value == "lvm") {
+  if (!volume.is_root() || plan.recipe->storage.layout.value == StorageLayout::kLvm) {
     Location where = size.where;
     for (const LvmVolume& declared : plan.recipe->storage.lvm.volumes)
       if (declared.name.value == volume.name) where = declared.size.set ? declared.size.where : declared.where;
@@ -228,7 +228,7 @@ FilesystemLayout filesystem_layout(const Plan& plan, const RootContainer& contai
   FilesystemLayout layout;
   layout.root_type = container.root().filesystem;
   layout.root_uuid = container.root().uuid.to_string();
-  if (plan.recipe->storage.layout.value != "plain") layout.esp_volume = fat_volume_id_string(plan.identity.esp_volume_id);
+  if (plan.recipe->storage.layout.value != StorageLayout::kPlain) layout.esp_volume = fat_volume_id_string(plan.identity.esp_volume_id);
   for (const PlacedVolume& volume : container.volumes())
     if (!volume.is_root()) layout.volumes.push_back({volume.uuid.to_string(), volume.mountpoint, volume.filesystem});
   layout.crypttab = crypttab_for(*plan.recipe, plan.identity);
@@ -240,7 +240,7 @@ FilesystemLayout filesystem_layout(const Plan& plan, const RootContainer& contai
 Result<> write_root(const Plan& plan, const fs::path& archive, const RootContainer& container,
                     const VolumeRouting& routing, AssembledImage& out, const fs::path& dir, Reporter& reporter) {
   const PlacedVolume& root = container.root();
-  reporter.note(fmt::format("{} of {}, from {}", root.filesystem, format_size(root.size), archive.filename().string()));
+  reporter.note(fmt::format("{} of {}, from {}", name_of(root.filesystem), format_size(root.size), archive.filename().string()));
   KILN_ASSIGN(Ext4Image fs, Ext4Image::format(container.plaintext_file(), ext4_options(plan, root, container)));
   KILN_ASSIGN(TarReader reader, TarReader::open(archive));
   ImportOptions options;
@@ -257,11 +257,11 @@ Result<> write_root(const Plan& plan, const fs::path& archive, const RootContain
 Result<> write_volume(const Plan& plan, const fs::path& archive, const RootContainer& container,
                       const VolumeRouting& routing, const PlacedVolume& volume, Reporter& reporter) {
   uint64_t at = container.plaintext_offset() + volume.offset;
-  if (volume.filesystem == "swap") {
+  if (volume.filesystem == FilesystemType::kSwap) {
     reporter.note(fmt::format("{}: swap, {}", volume.name, format_size(volume.size)));
     return write_swap_area(container.plaintext_file(), at, volume.size, volume.uuid, volume.label);
   }
-  reporter.note(fmt::format("{}: {} of {} at {}", volume.name, volume.filesystem, format_size(volume.size),
+  reporter.note(fmt::format("{}: {} of {} at {}", volume.name, name_of(volume.filesystem), format_size(volume.size),
                             volume.mountpoint));
   KILN_ASSIGN(Ext4Image fs, Ext4Image::format(container.plaintext_file(), ext4_options(plan, volume, container)));
   KILN_ASSIGN(TarReader reader, TarReader::open(archive));
@@ -289,7 +289,7 @@ Result<std::string> extract_region(const fs::path& disk, uint64_t offset, uint64
 Result<std::vector<PartitionImage>> write_partition_images(const Plan& plan, const RootContainer& container,
                                                            const DiskLayout& geometry, const fs::path& disk,
                                                            const fs::path& dir) {
-  bool per_volume = plan.recipe->storage.layout.value == "lvm" && !container.encrypted();
+  bool per_volume = plan.recipe->storage.layout.value == StorageLayout::kLvm && !container.encrypted();
   if (!per_volume) {
     PartitionImage root{"root.img", container.encrypted() ? "" : container.root().name, ""};
     KILN_ASSIGN(root.sha256, extract_region(disk, geometry.root_offset, geometry.root_size, dir / root.file));
@@ -333,7 +333,7 @@ Result<AssembledImage> assemble(const Plan& plan, const fs::path& rootfs_archive
   out.geometry = plan.disk;
   const DiskLayout& geometry = out.geometry;
 
-  bool gpt = recipe.storage.layout.value != "plain";
+  bool gpt = recipe.storage.layout.value != StorageLayout::kPlain;
   fs::path image_file = gpt ? dir / "disk.raw" : dir / "root.img";
   KILN_TRY(create_image(geometry, image_file));
   if (gpt) out.disk = image_file;

@@ -172,7 +172,7 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
 
   auto assemble_started = Clock::now();
   KILN_ASSIGN(TempDir staged, TempDir::create(output.parent_path(), output.filename().string() + ".new"));
-  reporter.step("assemble", fmt::format("{} layout, {}", recipe.storage.layout.value,
+  reporter.step("assemble", fmt::format("{} layout, {}", name_of(recipe.storage.layout.value),
                                         format_size(recipe.storage.size.value)));
   KILN_ASSIGN(AssembledImage image, assemble(plan, archive, staged.path(), reporter));
   for (const std::string& note : image.notes) reporter.warn(note);
@@ -189,7 +189,7 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
   BakeResult result;
   if (target) {
     auto target_started = Clock::now();
-    bool gpt = recipe.storage.layout.value != "plain";
+    bool gpt = recipe.storage.layout.value != StorageLayout::kPlain;
     reporter.step("target", target->spec);
     KILN_ASSIGN(result.target, write_host_target(*target, output / (gpt ? "disk.raw" : "root.img"), gpt, reporter));
     reporter.done();

@@ -12,7 +12,7 @@ constexpr uint64_t kGptAlignment = kMiB;
 
 GptType root_partition_type(const StorageSection& storage) {
   if (storage.luks.present.value) return GptType::kLinuxLuks;
-  if (storage.layout.value == "lvm") return GptType::kLinuxLvm;
+  if (storage.layout.value == StorageLayout::kLvm) return GptType::kLinuxLvm;
   // Plain dm-crypt has no type of its own; the root type would invite
   // systemd's auto-mounting of a partition it cannot read.
   if (storage.dmcrypt.present.value) return GptType::kLinuxFilesystem;
@@ -98,7 +98,7 @@ Result<DiskLayout> plan_disk_layout(const Recipe& recipe, const ImageIdentity& i
   const StorageSection& storage = recipe.storage;
   DiskLayout layout;
   layout.image_size = storage.size.value;
-  if (storage.layout.value == "plain") {
+  if (storage.layout.value == StorageLayout::kPlain) {
     layout.root_size = whole_blocks(storage.size.value);
   } else {
     KILN_TRY(place_partitions(recipe, identity, layout));
@@ -112,7 +112,7 @@ Result<DiskLayout> plan_disk_layout(const Recipe& recipe, const ImageIdentity& i
                    recipe_size(storage.size.value), format_size(layout.root_size), format_size(layout.header_size),
                    recipe_size(round_up(storage.size.value + layout.header_size + 64 * kMiB, 64 * kMiB)));
   layout.plaintext_size = whole_blocks(layout.root_size - layout.header_size);
-  if (storage.layout.value == "lvm") {
+  if (storage.layout.value == StorageLayout::kLvm) {
     uint64_t extent = storage.lvm.extent_size.value;
     uint64_t area = layout.plaintext_size > kLvmDefaultMetadata ? layout.plaintext_size - kLvmDefaultMetadata : 0;
     layout.volume_group_size = area / extent * extent;

@@ -201,7 +201,7 @@ class Session {
       return fail(ErrorKind::kBadInput,
                   "storage.layout \"{}\"{} needs the image's initramfs rebuilt, but it has no update-initramfs: add "
                   "\"initramfs-tools\" to bootstrap.packages",
-                  plan_.recipe->storage.layout.value, plan_.recipe->storage.encrypted() ? " (encrypted)" : "");
+                  name_of(plan_.recipe->storage.layout.value), plan_.recipe->storage.encrypted() ? " (encrypted)" : "");
     reporter_.note("update-initramfs");
     return run({"update-initramfs", "-u", "-k", "all"}, "update-initramfs");
   }

@@ -127,7 +127,7 @@ nlohmann::json storage_json(const Plan& plan, const AssembledImage& image) {
   nlohmann::json volumes = nlohmann::json::array();
   for (const PlacedVolume& volume : image.volumes)
     volumes.push_back({{"name", volume.name},
-                       {"filesystem", volume.filesystem},
+                       {"filesystem", name_of(volume.filesystem)},
                        {"mountpoint", volume.mountpoint},
                        {"label", volume.label},
                        {"uuid", volume.uuid.to_string()},
@@ -136,7 +136,7 @@ nlohmann::json storage_json(const Plan& plan, const AssembledImage& image) {
   nlohmann::json images = nlohmann::json::array();
   for (const PartitionImage& partition : image.partition_images)
     images.push_back({{"file", partition.file}, {"volume", partition.volume}});
-  nlohmann::json out = {{"layout", plan.recipe->storage.layout.value},
+  nlohmann::json out = {{"layout", name_of(plan.recipe->storage.layout.value)},
                         {"root_device", image.root_device},
                         {"volumes", volumes},
                         {"partition_images", images}};
@@ -192,9 +192,9 @@ nlohmann::json manifest_json(const Plan& plan, const AssembledImage& image,
        {{"name", recipe.image.name.value},
         {"version", recipe.image.version.value},
         {"description", recipe.image.description.value},
-        {"layout", recipe.storage.layout.value},
+        {"layout", name_of(recipe.storage.layout.value)},
         {"size", image.geometry.image_size},
-        {"root_filesystem", {{"type", root.filesystem},
+        {"root_filesystem", {{"type", name_of(root.filesystem)},
                              {"uuid", root.uuid.to_string()},
                              {"size", root.size},
                              {"label", root.label}}},

@@ -98,8 +98,8 @@ Result<StagePlan> in_image_stage(const Plan& plan) {
 std::string storage_key(const Recipe& recipe) {
   const StorageSection& s = recipe.storage;
   Hasher hasher;
-  hasher.field(recipe.image.name.value).field(s.layout.value);
-  if (s.layout.value == "lvm") {
+  hasher.field(recipe.image.name.value).field(std::string(name_of(s.layout.value)));
+  if (s.layout.value == StorageLayout::kLvm) {
     hasher.field(s.lvm.vg.value);
     for (const LvmVolume& volume : s.lvm.volumes) hasher.field(volume.name.value).field(volume.mountpoint.value);
   }

@@ -130,7 +130,7 @@ Result<> RootContainer::place_volumes(Reporter& reporter) {
   const Plan& plan = *plan_;
   const StorageSection& storage = plan.recipe->storage;
   const uint64_t area = plan.disk.plaintext_size;
-  if (storage.layout.value != "lvm") {
+  if (storage.layout.value != StorageLayout::kLvm) {
     volumes_.push_back({"root", storage.filesystem.value, "/", storage.label.value, plan.identity.root_filesystem, 0,
                         area});
     return {};
@@ -167,7 +167,7 @@ Result<std::optional<EncryptionInfo>> RootContainer::seal(Reporter& reporter) {
   std::vector<ByteRange> ranges;
   if (lvm_) ranges.push_back({0, lvm_->pe_start});
   for (const PlacedVolume& volume : volumes_) {
-    if (volume.filesystem == "swap") {
+    if (volume.filesystem == FilesystemType::kSwap) {
       ranges.push_back({volume.offset, kSwapHeaderSize});
       continue;
     }

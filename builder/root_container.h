@@ -35,7 +35,7 @@ namespace kiln {
 // One filesystem or swap area of the image.
 struct PlacedVolume {
   std::string name;        // "root", or the logical volume's name
-  std::string filesystem;  // "ext4", "ext3", "ext2" or "swap"
+  FilesystemType filesystem = FilesystemType::kExt4;
   std::string mountpoint;  // "" for swap
   std::string label;
   Uuid uuid;

@@ -40,7 +40,7 @@ std::string lvm_mapper_path(std::string_view vg, std::string_view lv) {
 
 std::string root_device(const Recipe& recipe, const ImageIdentity& identity) {
   const StorageSection& storage = recipe.storage;
-  if (storage.layout.value == "lvm") return lvm_mapper_path(storage.lvm.vg.value, root_volume(storage).name.value);
+  if (storage.layout.value == StorageLayout::kLvm) return lvm_mapper_path(storage.lvm.vg.value, root_volume(storage).name.value);
   return "UUID=" + identity.root_filesystem.to_string();
 }
 
@@ -65,7 +65,7 @@ std::string crypttab_for(const Recipe& recipe, const ImageIdentity& identity) {
 StorageSupport storage_support(const Recipe& recipe, const ImageIdentity& identity) {
   StorageSupport support;
   const StorageSection& storage = recipe.storage;
-  if (storage.layout.value == "lvm") support.packages.push_back("lvm2");
+  if (storage.layout.value == StorageLayout::kLvm) support.packages.push_back("lvm2");
   if (storage.encrypted()) {
     support.packages.push_back("cryptsetup-initramfs");
     support.files.emplace_back("/etc/crypttab", crypttab_for(recipe, identity));

@@ -119,7 +119,7 @@ Result<> stamp_updates_done(Ext4Image& fs) {
 
 std::string fstab_for(const FilesystemLayout& layout) {
   std::string text = "# /etc/fstab: written by kiln from the recipe's storage layout.\n";
-  text += fmt::format("UUID={}\t/\t{}\terrors=remount-ro\t0\t1\n", layout.root_uuid, layout.root_type);
+  text += fmt::format("UUID={}\t/\t{}\terrors=remount-ro\t0\t1\n", layout.root_uuid, name_of(layout.root_type));
   // Parents before children (/var before /var/log), then swap.
   std::vector<MountEntry> volumes = layout.volumes;
   std::stable_sort(volumes.begin(), volumes.end(), [](const MountEntry& a, const MountEntry& b) {
@@ -129,10 +129,10 @@ std::string fstab_for(const FilesystemLayout& layout) {
     return depth(a) < depth(b);
   });
   for (const MountEntry& volume : volumes) {
-    if (volume.type == "swap")
+    if (volume.type == FilesystemType::kSwap)
       text += fmt::format("UUID={}\tnone\tswap\tsw\t0\t0\n", volume.uuid);
     else
-      text += fmt::format("UUID={}\t{}\t{}\tdefaults\t0\t2\n", volume.uuid, volume.mountpoint, volume.type);
+      text += fmt::format("UUID={}\t{}\t{}\tdefaults\t0\t2\n", volume.uuid, volume.mountpoint, name_of(volume.type));
   }
   if (layout.esp_volume) {
     // Mounted on first access, and optional: the same image also boots from

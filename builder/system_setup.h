@@ -21,11 +21,11 @@ namespace kiln {
 struct MountEntry {
   std::string uuid;
   std::string mountpoint;  // "" for swap
-  std::string type;        // "ext4", ..., or "swap"
+  FilesystemType type = FilesystemType::kExt4;
 };
 
 struct FilesystemLayout {
-  std::string root_type;                  // "ext4"
+  FilesystemType root_type = FilesystemType::kExt4;
   std::string root_uuid;                  // of the root filesystem
   std::optional<std::string> esp_volume;  // "XXXX-XXXX" when there is an ESP
   std::vector<MountEntry> volumes;

@@ -24,8 +24,8 @@ void print_summary(const Recipe& recipe) {
   fmt::print("  image      {} {}\n", recipe.image.name.value, recipe.image.version.value);
   fmt::print("  bootstrap  {}\n", source);
   fmt::print("  customize  {} steps\n", recipe.customize.steps.size());
-  fmt::print("  storage    {} layout, {} {} bytes\n", recipe.storage.layout.value,
-             recipe.storage.filesystem.value, recipe.storage.size.value);
+  fmt::print("  storage    {} layout, {} {} bytes\n", name_of(recipe.storage.layout.value),
+             name_of(recipe.storage.filesystem.value), recipe.storage.size.value);
   fmt::print("  outputs    {}\n", fmt::join(recipe.output.formats.value, ", "));
 }
 

@@ -17,6 +17,15 @@
 
 namespace kiln {
 
+// Values that select among fixed choices are enums, resolved once by the
+// parser; their order is that of the setting's choices in
+// recipes/recipe_schema.cc, which also gives their names.
+enum class StorageLayout { kGpt, kLvm, kPlain };
+enum class FilesystemType { kExt4, kExt3, kExt2, kSwap };
+// "gpt", "ext4": as recipes, manifests and messages write them.
+std::string_view name_of(StorageLayout layout);
+std::string_view name_of(FilesystemType type);
+
 template <class T>
 struct Located {
   T value{};
@@ -48,7 +57,7 @@ struct LvmVolume {
   Located<std::string> name;
   Located<uint64_t> size;  // bytes; 0 when `rest`
   bool rest = false;       // size = "rest": what the other volumes leave
-  Located<std::string> filesystem;  // "ext4" | "ext3" | "ext2" | "swap"
+  Located<FilesystemType> filesystem;
   Located<std::string> mountpoint;  // "" for swap
   Located<std::string> label;
   Location where;  // the [[storage.lvm.volumes]] header
@@ -95,8 +104,8 @@ struct DmcryptSection {
 
 struct StorageSection {
   Located<uint64_t> size;
-  Located<std::string> layout;      // "gpt" | "lvm" | "plain"
-  Located<std::string> filesystem;  // "ext4" | "ext3" | "ext2"
+  Located<StorageLayout> layout;
+  Located<FilesystemType> filesystem;  // not swap
   Located<std::string> label;
   Located<uint64_t> esp_size;
   LvmSection lvm;

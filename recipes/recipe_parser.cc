@@ -117,7 +117,7 @@ Result<> check_consistency(const Recipe& recipe) {
                      "bootstrap.variant \"{}\" is not a variant of {}", b.variant.value, b.tool.value);
   }
   const StorageSection& s = recipe.storage;
-  if (s.layout.value == "plain") {
+  if (s.layout.value == StorageLayout::kPlain) {
     for (std::string_view format : {"disk", "qcow2"})
       if (recipe.wants_output(format))
         return fail_at(blame(recipe.output.formats, s.layout),

@@ -17,8 +17,12 @@ using IntegerField = Located<int64_t>& (*)(Recipe&);
 // The keys of a [[storage.lvm.volumes]] entry bind to that entry.
 using VolumeStringField = Located<std::string>& (*)(LvmVolume&);
 using VolumeSizeField = Located<uint64_t>& (*)(LvmVolume&);
+// A choice, stored as its enum (the value's place among the choices).
+using LayoutField = Located<StorageLayout>& (*)(Recipe&);
+using FilesystemField = Located<FilesystemType>& (*)(Recipe&);
+using VolumeFilesystemField = Located<FilesystemType>& (*)(LvmVolume&);
 using Field = std::variant<StringField, ListField, SizeField, IntegerField, VolumeStringField,
-                           VolumeSizeField>;
+                           VolumeSizeField, LayoutField, FilesystemField, VolumeFilesystemField>;
 // Returns what is wrong with one string value, or "" when it is fine.
 using Check = std::string (*)(std::string_view value);
 
@@ -84,10 +88,10 @@ const std::array kSettings = {
              "gpt: a GPT disk with an EFI system partition and the root partition; lvm: the same "
              "disk with an LVM physical volume in place of the root partition, holding the "
              "[[storage.lvm.volumes]]; plain: the root filesystem alone."},
-            StringField{FIELD(storage.layout)}},
+            LayoutField{FIELD(storage.layout)}},
     Setting{{"storage", "filesystem", ValueKind::kString, "\"ext4\"", "ext4|ext3|ext2",
              "Root filesystem type (with layout \"lvm\": of the default root volume)."},
-            StringField{FIELD(storage.filesystem)}},
+            FilesystemField{FIELD(storage.filesystem)}},
     Setting{{"storage", "label", ValueKind::kString, "\"root\"", "",
              "Root filesystem label (with layout \"lvm\": of the default root volume)."},
             StringField{FIELD(storage.label)}, check_fs_label},
@@ -113,7 +117,7 @@ const std::array kSettings = {
             VolumeSizeField{VOLUME(size)}},
     Setting{{"storage.lvm.volumes", "filesystem", ValueKind::kString, "\"ext4\"",
              "ext4|ext3|ext2|swap", "What the volume holds."},
-            VolumeStringField{VOLUME(filesystem)}},
+            VolumeFilesystemField{VOLUME(filesystem)}},
     Setting{{"storage.lvm.volumes", "mountpoint", ValueKind::kString, "\"\"", "",
              "Where the guest mounts it (by UUID in /etc/fstab); exactly one volume has \"/\". "
              "The files under it go into this volume. Not for swap."},
@@ -263,15 +267,28 @@ bool is_child(std::string_view child, std::string_view parent) {
          child.substr(parent.size() + 1).find('.') == std::string_view::npos;
 }
 
-bool in_choices(std::string_view choices, std::string_view value) {
-  while (!choices.empty()) {
+// The value's place among "a|b|c"; npos when it is none of them.
+size_t choice_index(std::string_view choices, std::string_view value) {
+  for (size_t index = 0; !choices.empty(); ++index) {
     auto bar = choices.find('|');
-    if (choices.substr(0, bar) == value) return true;
+    if (choices.substr(0, bar) == value) return index;
     if (bar == std::string_view::npos) break;
     choices.remove_prefix(bar + 1);
   }
-  return false;
+  return std::string_view::npos;
 }
+
+bool in_choices(std::string_view choices, std::string_view value) {
+  return choice_index(choices, value) != std::string_view::npos;
+}
+
+std::string_view choice_at(std::string_view choices, size_t index) {
+  for (; index > 0; --index) choices.remove_prefix(choices.find('|') + 1);
+  return choices.substr(0, choices.find('|'));
+}
+
+template <class F, class Target>
+using FieldValue = std::remove_cvref_t<decltype(std::declval<std::invoke_result_t<F, Target&>>().value)>;
 
 std::string choices_text(std::string_view choices) {
   std::string out;
@@ -337,6 +354,12 @@ Result<> assign(const Setting& setting, const toml::node& node, const recipes::T
             return fail_at(value.where, "{}: must be {}", what,
                            setting.min_integer == 0 ? "zero or a positive integer" : "a positive integer");
           return finish(field(target), std::move(value));
+        } else if constexpr (std::is_enum_v<FieldValue<F, Target>>) {
+          KILN_ASSIGN(auto text, reader.string(node, what));
+          KILN_TRY(check_value(setting, text.value, text.where));
+          using Enum = FieldValue<F, Target>;
+          auto index = choice_index(setting.info.choices, text.value);
+          return finish(field(target), Located<Enum>{static_cast<Enum>(index), text.where, text.set});
         } else {
           KILN_ASSIGN(auto value, reader.string(node, what));
           KILN_TRY(check_value(setting, value.value, value.where));
@@ -431,7 +454,22 @@ Result<const toml::table*> find_table(const toml::table& root, std::string_view 
   return table;
 }
 
+// The names of a choice setting's values, from its row of the table.
+std::string_view choice_name(std::string_view section, std::string_view key, size_t index) {
+  for (const Setting& setting : kSettings)
+    if (setting.info.section == section && setting.info.key == key) return choice_at(setting.info.choices, index);
+  return {};
+}
+
 }  // namespace
+
+std::string_view name_of(StorageLayout layout) {
+  return choice_name("storage", "layout", static_cast<size_t>(layout));
+}
+
+std::string_view name_of(FilesystemType type) {
+  return choice_name("storage.lvm.volumes", "filesystem", static_cast<size_t>(type));
+}
 
 std::span<const SettingInfo> recipe_settings() {
   static const auto infos = [] {

@@ -131,7 +131,7 @@ Result<> check_luks(Recipe& recipe) {
 
 Result<> check_dmcrypt(Recipe& recipe) {
   DmcryptSection& dmcrypt = recipe.storage.dmcrypt;
-  if (recipe.storage.layout.value == "plain")
+  if (recipe.storage.layout.value == StorageLayout::kPlain)
     return fail_at(dmcrypt.present.where,
                    "[storage.dmcrypt] needs a partition the guest can find by its PARTUUID (plain dm-crypt "
                    "has no header to find it by), but storage.layout is \"plain\"{}: use layout \"gpt\" or "
@@ -201,9 +201,10 @@ Result<> check_lvm(Recipe& recipe) {
     root.where = lvm.present.where;
     lvm.volumes.push_back(std::move(root));
   } else {
-    for (const Located<std::string>* key : {&storage.filesystem, &storage.label})
-      if (key->set)
-        return fail_at(key->where,
+    for (const Location* set : {storage.filesystem.set ? &storage.filesystem.where : nullptr,
+                                storage.label.set ? &storage.label.where : nullptr})
+      if (set)
+        return fail_at(*set,
                        "with [[storage.lvm.volumes]], each volume names its own filesystem and label: move this "
                        "to the volume mounted at \"/\"");
   }
@@ -226,13 +227,13 @@ Result<> check_lvm(Recipe& recipe) {
                        rest->name.value, rest->size.where.line);
       rest = &volume;
     }
-    bool swap = volume.filesystem.value == "swap";
+    bool swap = volume.filesystem.value == FilesystemType::kSwap;
     if (swap && !volume.mountpoint.value.empty())
       return fail_at(volume.mountpoint.where, "storage.lvm.volumes: \"{}\" is swap, which has no mountpoint",
                      volume.name.value);
     if (!swap && volume.mountpoint.value.empty())
       return fail_at(volume.where, "storage.lvm.volumes: \"{}\" ({}) needs a mountpoint, e.g. \"/srv\"",
-                     volume.name.value, volume.filesystem.value);
+                     volume.name.value, name_of(volume.filesystem.value));
     if (volume.mountpoint.value == "/") root = &volume;
     else if (!swap) KILN_TRY(check_volume_mountpoint(recipe, volume));
   }
@@ -250,14 +251,14 @@ Result<> check_storage(Recipe& recipe) {
     return fail_at(storage.dmcrypt.present.where,
                    "[storage.dmcrypt] and [storage.luks] (line {}) both encrypt the root partition; keep one",
                    storage.luks.present.where.line);
-  if (storage.lvm.present.value && storage.layout.value != "lvm")
+  if (storage.lvm.present.value && storage.layout.value != StorageLayout::kLvm)
     return fail_at(storage.lvm.present.where,
                    "[storage.lvm] describes the volumes of storage.layout = \"lvm\", but the layout is \"{}\"{}: "
                    "set layout = \"lvm\" or remove [storage.lvm]",
-                   storage.layout.value, origin_of(storage.layout));
+                   name_of(storage.layout.value), origin_of(storage.layout));
   if (storage.luks.present.value) KILN_TRY(check_luks(recipe));
   if (storage.dmcrypt.present.value) KILN_TRY(check_dmcrypt(recipe));
-  if (storage.layout.value == "lvm") {
+  if (storage.layout.value == StorageLayout::kLvm) {
     if (!storage.lvm.present.value) storage.lvm.present.where = storage.layout.where;
     KILN_TRY(check_lvm(recipe));
   }

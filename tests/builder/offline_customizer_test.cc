@@ -193,7 +193,7 @@ TEST_F(OfflineCustomizerTest, ChangingAttributesOfAMissingPathIsAnError) {
 
 TEST_F(OfflineCustomizerTest, SystemSetupMakesAFreshMachine) {
   ASSERT_TRUE(customize(""));
-  FilesystemLayout layout{"ext4", "11111111-2222-5333-8444-555555555555", "ABCD-1234"};
+  FilesystemLayout layout{FilesystemType::kExt4, "11111111-2222-5333-8444-555555555555", "ABCD-1234"};
   auto notes = apply_system_setup(*fs_, plan_, layout);
   ASSERT_TRUE(notes) << notes.error().to_string();
   EXPECT_TRUE(notes->empty());

@@ -43,7 +43,7 @@ TEST(RecipeParser, MinimalRecipeGetsDocumentedDefaults) {
   EXPECT_EQ(recipe->bootstrap.variant.value, "minbase");
   EXPECT_EQ(recipe->bootstrap.components.value, std::vector<std::string>{"main"});
   EXPECT_EQ(recipe->storage.size.value, 2ull << 30);
-  EXPECT_EQ(recipe->storage.layout.value, "gpt");
+  EXPECT_EQ(recipe->storage.layout.value, StorageLayout::kGpt);
   EXPECT_FALSE(recipe->storage.size.set);
   EXPECT_TRUE(recipe->wants_output("disk"));
   EXPECT_FALSE(recipe->wants_output("qcow2"));
@@ -276,6 +276,21 @@ TEST(RecipeParser, AHugeValueIsShownCutAndEscaped) {
   EXPECT_LT(error.size(), 400u);
   EXPECT_THAT(error, HasSubstr("(cut; 10485761 bytes in all)"));
   EXPECT_EQ(error.find('\a'), std::string::npos);
+}
+
+TEST(RecipeSchema, ChoicesResolveToEnumsNamedByTheTable) {
+  EXPECT_EQ(name_of(StorageLayout::kGpt), "gpt");
+  EXPECT_EQ(name_of(StorageLayout::kLvm), "lvm");
+  EXPECT_EQ(name_of(StorageLayout::kPlain), "plain");
+  for (auto [type, name] : {std::pair{FilesystemType::kExt4, "ext4"}, std::pair{FilesystemType::kExt3, "ext3"},
+                            std::pair{FilesystemType::kExt2, "ext2"}, std::pair{FilesystemType::kSwap, "swap"}})
+    EXPECT_EQ(name_of(type), name);
+  auto plain = parse(std::string(kMinimal) + "[storage]\nlayout = \"plain\"\nfilesystem = \"ext2\"\n[output]\n"
+                                             "formats = [\"partitions\"]\n");
+  ASSERT_TRUE(plain) << plain.error().to_string();
+  EXPECT_EQ(plain->storage.layout.value, StorageLayout::kPlain);
+  EXPECT_EQ(plain->storage.filesystem.value, FilesystemType::kExt2);
+  EXPECT_EQ(plain->storage.layout.where.line, 7);
 }
 
 TEST(RecipeSchema, EveryKeyIsDocumented) {

@@ -60,10 +60,10 @@ TEST(StorageRecipe, LvmVolumesAreReadInOrder) {
   ASSERT_EQ(lvm.volumes.size(), 2u);
   EXPECT_EQ(lvm.volumes[0].name.value, "root");
   EXPECT_TRUE(lvm.volumes[0].rest);
-  EXPECT_EQ(lvm.volumes[0].filesystem.value, "ext4");
+  EXPECT_EQ(lvm.volumes[0].filesystem.value, FilesystemType::kExt4);
   EXPECT_EQ(lvm.volumes[1].size.value, 256u << 20);
   EXPECT_FALSE(lvm.volumes[1].rest);
-  EXPECT_EQ(lvm.volumes[1].filesystem.value, "swap");
+  EXPECT_EQ(lvm.volumes[1].filesystem.value, FilesystemType::kSwap);
   EXPECT_EQ(lvm.volumes[1].where.to_string(), "r.toml:19:1");
   EXPECT_FALSE(recipe->storage.encrypted());
 }
@@ -76,7 +76,7 @@ TEST(StorageRecipe, LvmLayoutWithoutVolumesGetsOneRootVolume) {
   EXPECT_EQ(root.name.value, "root");
   EXPECT_TRUE(root.rest);
   EXPECT_EQ(root.mountpoint.value, "/");
-  EXPECT_EQ(root.filesystem.value, "ext3");
+  EXPECT_EQ(root.filesystem.value, FilesystemType::kExt3);
   EXPECT_EQ(root.label.value, "sys");
   EXPECT_EQ(recipe->storage.lvm.vg.value, "vg0");
 }
