@@ -101,9 +101,12 @@ std::unexpected<Error> failure(errcode_t code, std::string_view subject, std::st
     return fail(ErrorKind::kBadInput, "{}: {}: the extended attributes do not fit in one block",
                 subject, what);
   // A short write is how libext2fs reports the host's disk filling up.
-  if (code == EXT2_ET_SHORT_WRITE && host_disk_full(subject))
-    return fail(ErrorKind::kNoSpace, "{}: {}: No space left on device (the disk holding the image is full)",
-                subject, what);
+  if (code == EXT2_ET_SHORT_WRITE && host_disk_full(subject)) {
+    auto error = fail(ErrorKind::kNoSpace, "{}: {}: No space left on device (the disk holding the image is full)",
+                      subject, what);
+    error.error().host_disk_full = true;
+    return error;
+  }
   return fail(ErrorKind::kFailed, "{}: {}: {}", subject, what, text);
 }
 
@@ -397,8 +400,31 @@ Result<> Filesystem::write_blocks(blk64_t logical, const char* data, blk64_t cou
   return {};
 }
 
-ContentWriter::ContentWriter(Filesystem& fs, std::string_view path)
-    : fs_(fs), path_(path), block_size_(fs.block_size()), partial_(block_size_) {}
+ContentWriter::ContentWriter(Filesystem& fs, std::string_view path, bool zero_blocks_as_holes)
+    : fs_(fs),
+      path_(path),
+      block_size_(fs.block_size()),
+      partial_(block_size_),
+      zero_blocks_as_holes_(zero_blocks_as_holes) {}
+
+bool ContentWriter::is_hole(const char* block) const {
+  // All bytes equal the first, and the first is zero.
+  return zero_blocks_as_holes_ && block[0] == 0 && std::memcmp(block, block + 1, block_size_ - 1) == 0;
+}
+
+Result<> ContentWriter::write_whole_blocks(blk64_t block, const char* data, blk64_t count) {
+  blk64_t run = 0;  // blocks of data before `block` not yet written
+  for (blk64_t i = 0; i < count; ++i) {
+    if (!is_hole(data + i * block_size_)) {
+      ++run;
+      continue;
+    }
+    if (run > 0) KILN_TRY(fs_.write_blocks(block + i - run, data + (i - run) * block_size_, run, extents_, path_));
+    run = 0;
+  }
+  if (run == 0) return {};
+  return fs_.write_blocks(block + count - run, data + (count - run) * block_size_, run, extents_, path_);
+}
 
 Result<> ContentWriter::write(uint64_t offset, const char* data, size_t size) {
   if (offset < end_)
@@ -411,7 +437,7 @@ Result<> ContentWriter::write(uint64_t offset, const char* data, size_t size) {
     if (has_partial_ && block != partial_block_) KILN_TRY(flush_partial());
     if (!has_partial_ && within == 0 && size >= block_size_) {
       blk64_t count = size / block_size_;
-      KILN_TRY(fs_.write_blocks(block, data, count, extents_, path_));
+      KILN_TRY(write_whole_blocks(block, data, count));
       size_t done = count * block_size_;
       data += done;
       offset += done;
@@ -434,7 +460,7 @@ Result<> ContentWriter::write(uint64_t offset, const char* data, size_t size) {
 
 Result<> ContentWriter::flush_partial() {
   has_partial_ = false;
-  return fs_.write_blocks(partial_block_, partial_.data(), 1, extents_, path_);
+  return write_whole_blocks(partial_block_, partial_.data(), 1);
 }
 
 Result<std::vector<Extent>> ContentWriter::finish() {

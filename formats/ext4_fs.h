@@ -138,13 +138,18 @@ class Filesystem {
 // blocks are assembled first; gaps of whole blocks stay holes.
 class ContentWriter {
  public:
-  ContentWriter(Filesystem& fs, std::string_view path);
+  // With `zero_blocks_as_holes`, a block of zeros is left unallocated, a
+  // hole, as `mke2fs -d` does for the files it copies in.
+  ContentWriter(Filesystem& fs, std::string_view path, bool zero_blocks_as_holes = false);
   // Offsets must not go backwards.
   Result<> write(uint64_t offset, const char* data, size_t size);
   Result<std::vector<Extent>> finish();
 
  private:
   Result<> flush_partial();
+  // Writes whole blocks, skipping those of zeros when asked to.
+  Result<> write_whole_blocks(blk64_t block, const char* data, blk64_t count);
+  bool is_hole(const char* block) const;
 
   Filesystem& fs_;
   std::string_view path_;
@@ -154,6 +159,7 @@ class ContentWriter {
   bool has_partial_ = false;
   uint64_t end_ = 0;
   std::vector<Extent> extents_;
+  bool zero_blocks_as_holes_;
 };
 
 // A directory entry as kiln writes it.

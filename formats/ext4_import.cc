@@ -64,7 +64,8 @@ std::pair<std::string_view, std::string_view> split_path(std::string_view path) 
   return {path.substr(0, slash), path.substr(slash + 1)};
 }
 
-std::string display(std::string_view path) { return fmt::format("/{}", path); }
+// A path from the archive as messages show it (escaped, cut if long).
+std::string display(std::string_view path) { return fmt::format("/{}", printable_name(path)); }
 
 const char* type_name(EntryType type) {
   switch (type) {
@@ -155,8 +156,8 @@ class Importer {
     }
     auto [parent_path, name] = split_path(entry.path);
     if (name.size() > kMaxNameLength)
-      return fail(ErrorKind::kBadInput, "the name '{}' is longer than {} bytes", name,
-                  kMaxNameLength);
+      return fail(ErrorKind::kBadInput, "the name '{}' is longer than {} bytes",
+                  printable_name(name), kMaxNameLength);
     KILN_ASSIGN(Directory * parent, walk(parent_path));
     switch (entry.type) {
       case EntryType::kDirectory: return add_directory(*parent, name, entry);
@@ -361,7 +362,7 @@ class Importer {
 
   Result<> write_content(ext2_ino_t ino, Inode& inode, const TarEntry& entry) {
     std::string path = display(entry.path);
-    ContentWriter writer(fs_, path);
+    ContentWriter writer(fs_, path, /*zero_blocks_as_holes=*/true);
     DataChunk chunk;
     for (;;) {
       KILN_ASSIGN(bool more, reader_.read_data(chunk));

@@ -1,20 +1,48 @@
 // TarReader: reads a rootfs archive entry by entry through libarchive, so
-// nothing is ever unpacked to disk. Handles tar (plain, gzip, xz, zstd; GNU,
-// ustar and pax, with pax xattrs and sparse maps) and cpio (newc, odc; plain
-// or gzip). Entry paths are normalised and checked: an absolute path or a
-// ".." component is an error, never a write outside the image.
+// nothing is ever unpacked to disk. Handles tar (GNU, ustar and pax, with pax
+// xattrs, POSIX ACLs and sparse maps) and cpio (newc, odc, binary), plain or
+// compressed with gzip, xz, zstd, bzip2, lzma, lz4, lzip, compress (.Z) or
+// lzop (through the lzop program, which must be installed). Entry paths are
+// normalised and checked: an absolute path, a ".." component or an empty
+// name is an error, never a write outside the image.
+//
+// Hostile archives get bounded work. libarchive reads an entry's name, a
+// symlink's target and tar's special headers whole into memory, sized by a
+// header field. The decompressed stream therefore reaches libarchive's
+// format reader through kiln's own read callback, which checks every cpio
+// header (newc and odc carry sizes wide enough to ask for gigabytes) before
+// libarchive sees it:
+//   - an entry name is at most kMaxNameBytes bytes;
+//   - a symlink's target is at most kMaxLinkTargetBytes bytes;
+//   - tar's pax, GNU long-name and long-link headers stop at libarchive's own
+//     limit of 1 MiB each, and the name and link target they give must then
+//     still fit the two limits above;
+//   - tar's Mac OS metadata entries ("._NAME", read whole by libarchive) are
+//     not interpreted: such an entry is an ordinary file of a Linux rootfs.
+// Names in error messages go through printable_name().
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "base/error.h"
 
 namespace kiln {
+
+// Linux's PATH_MAX: a name or symlink target longer than this cannot be
+// used on the system the image boots (the target excludes its NUL).
+inline constexpr size_t kMaxNameBytes = 4096;
+inline constexpr size_t kMaxLinkTargetBytes = 4095;
+
+// An entry name as error messages show it: control characters, invalid
+// UTF-8 and C1 controls as \xHH (so ESC or BEL never reach a terminal raw),
+// a backslash as \\, and a name longer than a line cut in its middle.
+std::string printable_name(std::string_view name);
 
 enum class EntryType { kFile, kDirectory, kSymlink, kHardlink, kCharDevice, kBlockDevice, kFifo, kSocket };
 
@@ -28,7 +56,9 @@ struct TarEntry {
   // Relative, without "./", a leading "/" or a trailing "/"; "" is the root.
   std::string path;
   EntryType type = EntryType::kFile;
-  uint32_t mode = 0;  // permission bits with setuid, setgid and sticky (07777)
+  // Permission bits with setuid, setgid and sticky (07777). With an ACL
+  // that has a mask, the group bits are the mask's, as stat() shows them.
+  uint32_t mode = 0;
   uint32_t uid = 0;
   uint32_t gid = 0;
   int64_t mtime = 0;
@@ -39,7 +69,10 @@ struct TarEntry {
   std::string link_target;
   uint32_t rdev_major = 0;
   uint32_t rdev_minor = 0;
-  std::vector<std::pair<std::string, std::string>> xattrs;  // name, value, names unique
+  // name, value, names unique. POSIX ACLs (GNU tar --acls, star, Solaris
+  // tar) come as system.posix_acl_access and system.posix_acl_default in the
+  // Linux xattr format; NFSv4 ACLs have no Linux form and are refused.
+  std::vector<std::pair<std::string, std::string>> xattrs;
   // A sparse file's map, known from the header alone (so sizing reads no
   // data): its data regions in order; everything between them is a hole.
   // For a file stored whole, sparse is false and the map is empty.

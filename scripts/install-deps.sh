@@ -16,6 +16,7 @@ run_packages=(
   lvm2 cryptsetup-bin gnupg xz-utils zstd libxml2-utils libvirt-clients pigz
   arch-test uidmap ca-certificates busybox-static slirp iproute2 cloud-image-utils libguestfs-tools
   xen-tools openssh-client
+  lzop lzip ncompress acl
 )
 
 wanted=("${build_packages[@]}" "${run_packages[@]}")

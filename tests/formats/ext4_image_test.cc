@@ -6,12 +6,14 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <regex>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "base/interrupt.h"
+#include "base/subprocess.h"
 #include "base/size.h"
 #include "crypto/hash.h"
 #include "tests/formats/archive_builder.h"
@@ -378,8 +380,8 @@ TEST(Ext4Image, RefusesToReplaceADirectoryThatHasEntries) {
 TEST(Ext4Image, RunningOutOfSpaceIsANoSpaceError) {
   ScratchDir dir;
   ArchiveBuilder builder;
-  builder.file("big.bin", pattern(8 * kMiB, 'b'));
-  auto image = Ext4Image::format(dir / "small.img", options_for(4 * kMiB));
+  builder.file("big.bin", pattern(16 * kMiB, 'b'));
+  auto image = Ext4Image::format(dir / "small.img", options_for(8 * kMiB));
   ASSERT_TRUE(image);
   auto reader = TarReader::open_memory(builder.bytes(), "big.tar");
   ASSERT_TRUE(reader);
@@ -393,8 +395,8 @@ TEST(Ext4Image, RunningOutOfSpaceIsANoSpaceError) {
 TEST(Ext4Image, RunningOutOfInodesIsANoSpaceError) {
   ScratchDir dir;
   ArchiveBuilder builder;
-  for (int i = 0; i < 200; ++i) builder.file(fmt::format("f{}", i), "");
-  auto image = Ext4Image::format(dir / "small.img", options_for(2 * kMiB));  // 128 inodes
+  for (int i = 0; i < 3000; ++i) builder.file(fmt::format("f{}", i), "");
+  auto image = Ext4Image::format(dir / "small.img", options_for(8 * kMiB));  // fewer inodes than files
   ASSERT_TRUE(image);
   auto reader = TarReader::open_memory(builder.bytes(), "many.tar");
   ASSERT_TRUE(reader);
@@ -682,6 +684,107 @@ void expect_removed_bytes_are_gone(uint64_t offset) {
 TEST(Ext4Image, RemovedContentIsClearedFromTheImage) { expect_removed_bytes_are_gone(0); }
 
 TEST(Ext4Image, RemovedContentIsClearedInsideALargerFile) { expect_removed_bytes_are_gone(kMiB); }
+
+// The reference for what an archive's tree should become: `mke2fs -d` of
+// the same tree.
+void mke2fs_from_tree(const fs::path& tree, const fs::path& image) {
+  // kiln's block and inode sizes, which mke2fs.conf would pick otherwise
+  // for so small a filesystem.
+  auto made = testing::run_program({"mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-d",
+                                    tree.string(), image.string(), "16M"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+}
+
+void import_file(const fs::path& archive, const fs::path& image) {
+  auto ext4 = Ext4Image::format(image, options_for(16 * kMiB));
+  ASSERT_TRUE(ext4) << ext4.error().to_string();
+  auto reader = TarReader::open(archive);
+  ASSERT_TRUE(reader) << reader.error().to_string();
+  auto imported = ext4->import(*reader);
+  ASSERT_TRUE(imported) << imported.error().to_string();
+  ASSERT_TRUE(ext4->close());
+}
+
+std::optional<std::string> xattr_of(const fs::path& image, const std::string& path, const std::string& name) {
+  auto ext4 = Ext4Image::open(image, 0, false);
+  EXPECT_TRUE(ext4) << ext4.error().to_string();
+  if (!ext4) return std::nullopt;
+  auto value = ext4->get_xattr(path, name);
+  EXPECT_TRUE(value) << value.error().to_string();
+  return value ? *value : std::nullopt;
+}
+
+// GNU tar --acls stores POSIX ACLs as pax SCHILY.acl records; they must
+// land as the same system.posix_acl_* attributes, and the same mode (its
+// group bits are the ACL mask), as mke2fs -d gives the tree itself.
+TEST(Ext4Image, KeepsPosixAclsFromTarAsMke2fsDoes) {
+  for (const char* program : {"setfacl", "tar", "mke2fs"})
+    if (!find_program(program)) GTEST_SKIP() << program << " is not installed";
+  ScratchDir dir;
+  fs::path tree = dir / "tree";
+  fs::create_directories(tree / "shared");
+  testing::write_text(tree / "shared" / "notes", "acl\n");
+  fs::permissions(tree / "shared" / "notes", fs::perms(0640));
+  auto access = testing::run_program({"setfacl", "-m", "u:1234:rwx,g:55:r-x", (tree / "shared" / "notes").string()});
+  if (access.exit_code != 0) GTEST_SKIP() << "the scratch filesystem takes no ACLs: " << access.err;
+  ASSERT_EQ(testing::run_program({"setfacl", "-d", "-m", "u:1234:rx,g::r-x", (tree / "shared").string()}).exit_code, 0);
+  auto packed = testing::run_program({"tar", "--format=posix", "--acls", "--numeric-owner", "-cf",
+                                      (dir / "acl.tar").string(), "-C", tree.string(), "."});
+  ASSERT_EQ(packed.exit_code, 0) << packed.err;
+
+  import_file(dir / "acl.tar", dir / "ours.img");
+  mke2fs_from_tree(tree, dir / "reference.img");
+  expect_clean(dir / "ours.img");
+
+  auto ours = Ext4Image::open(dir / "ours.img", 0, false);
+  auto reference = Ext4Image::open(dir / "reference.img", 0, false);
+  ASSERT_TRUE(ours && reference);
+  auto our_stat = ours->stat("/shared/notes");
+  auto reference_stat = reference->stat("/shared/notes");
+  ASSERT_TRUE(our_stat && *our_stat && reference_stat && *reference_stat);
+  EXPECT_EQ((*our_stat)->mode, 0670u);  // the mask rwx in the group bits
+  EXPECT_EQ((*our_stat)->mode, (*reference_stat)->mode);
+
+  auto access_acl = xattr_of(dir / "ours.img", "/shared/notes", "system.posix_acl_access");
+  ASSERT_TRUE(access_acl.has_value()) << "no access ACL";
+  EXPECT_EQ(access_acl, xattr_of(dir / "reference.img", "/shared/notes", "system.posix_acl_access"));
+  auto default_acl = xattr_of(dir / "ours.img", "/shared", "system.posix_acl_default");
+  ASSERT_TRUE(default_acl.has_value()) << "no default ACL";
+  EXPECT_EQ(default_acl, xattr_of(dir / "reference.img", "/shared", "system.posix_acl_default"));
+  // debugfs shows the ACL as libext2fs stored it, decoded.
+  EXPECT_THAT(debugfs(dir / "ours.img", "ea_list /shared/notes"), HasSubstr("system.posix_acl_access"));
+}
+
+// A file stored whole in the archive may still hold blocks of zeros;
+// mke2fs -d leaves them unallocated, and so does the import.
+TEST(Ext4Image, BlocksOfZerosBecomeHolesAsMke2fsMakesThem) {
+  if (!find_program("mke2fs")) GTEST_SKIP() << "mke2fs is not installed";
+  ScratchDir dir;
+  const std::string zeros(64 * 1024, '\0');
+  const std::string mixed = pattern(4096, 'a') + std::string(8192, '\0') + pattern(4096, 'b') +
+                            std::string(5000, '\0') + "end" + std::string(100, '\0');
+  fs::create_directories(dir / "tree");
+  testing::write_text(dir / "tree" / "zeros", zeros);
+  testing::write_text(dir / "tree" / "mixed", mixed);
+  ArchiveBuilder builder;
+  builder.file("zeros", zeros).file("mixed", mixed);
+  builder.write_to(dir / "zeros.tar");
+
+  import_file(dir / "zeros.tar", dir / "ours.img");
+  mke2fs_from_tree(dir / "tree", dir / "reference.img");
+  expect_clean(dir / "ours.img");
+  for (const std::string name : {"/zeros", "/mixed"}) {
+    uint64_t ours = number_after(debugfs(dir / "ours.img", "stat " + name), "Blockcount:");
+    uint64_t reference = number_after(debugfs(dir / "reference.img", "stat " + name), "Blockcount:");
+    EXPECT_EQ(ours, reference) << name;
+  }
+  EXPECT_EQ(number_after(debugfs(dir / "ours.img", "stat /zeros"), "Blockcount:"), 0u);
+  EXPECT_EQ(number_after(debugfs(dir / "ours.img", "stat /mixed"), "Blockcount:"), 3u * 8u);
+  auto ours = Ext4Image::open(dir / "ours.img", 0, false);
+  ASSERT_TRUE(ours);
+  EXPECT_EQ(ours->read_file("/mixed").value_or(""), mixed);
+  EXPECT_EQ(ours->read_file("/zeros").value_or("missing"), zeros);
+}
 
 }  // namespace
 }  // namespace kiln

@@ -3,6 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
+#include "base/subprocess.h"
+#include "formats/cpio_header_check.h"
 #include "tests/formats/archive_builder.h"
 #include "tests/test_support.h"
 
@@ -273,6 +277,217 @@ TEST(TarReader, ReportsATruncatedArchive) {
   ASSERT_FALSE(more);
   EXPECT_EQ(more.error().kind, ErrorKind::kBadInput);
   EXPECT_THAT(more.error().message, HasSubstr("cut.tar"));
+}
+
+// A cpio newc entry written by hand, so that its sizes can lie.
+std::string newc_entry(const std::string& name, uint32_t mode, const std::string& data,
+                       uint64_t namesize, uint64_t filesize) {
+  std::string header = fmt::format("070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+                                   1, mode, 0, 0, 1, 1600000000, filesize, 0, 0, 0, 0, namesize, 0);
+  std::string out = header + name + '\0';
+  out.append((4 - out.size() % 4) % 4, '\0');
+  out += data;
+  out.append((4 - out.size() % 4) % 4, '\0');
+  return out;
+}
+
+std::string newc_entry(const std::string& name, uint32_t mode, const std::string& data) {
+  return newc_entry(name, mode, data, name.size() + 1, data.size());
+}
+
+std::string newc_trailer() { return newc_entry("TRAILER!!!", 0, ""); }
+
+// Found by fuzzing TarReader::next: a 1.5 KiB cpio whose second header
+// declares a 3 GiB name made libarchive allocate 3 GiB to read it whole.
+std::string cpio_with_huge_name() {
+  std::string cpio = newc_entry("etc", 040755, "") + newc_entry("etc/motd", 0100644, std::string(1200, 'm'));
+  cpio += newc_entry("x", 0100644, "", 0xC0000000ull, 0);
+  return cpio;
+}
+
+TEST(TarReader, RefusesACpioNameSizeBeforeLibarchiveAllocatesIt) {
+  std::string cpio = cpio_with_huge_name();
+  ASSERT_LT(cpio.size(), 1600u);
+  auto reader = TarReader::open_memory(cpio, "huge-name.cpio");
+  ASSERT_TRUE(reader) << reader.error().to_string();
+  TarEntry entry;
+  Result<bool> more = true;
+  int entries = 0;
+  while (more && *more) {
+    more = reader->next(entry);
+    if (more && *more) ++entries;
+  }
+  ASSERT_FALSE(more);
+  EXPECT_EQ(entries, 2);
+  EXPECT_EQ(more.error().kind, ErrorKind::kBadInput);
+  EXPECT_THAT(more.error().message,
+              HasSubstr("huge-name.cpio: the cpio header at byte 1436 of the uncompressed archive "
+                        "declares a name of 3221225471 bytes; kiln reads names of at most 4096"));
+}
+
+TEST(TarReader, RefusesAHugeCpioNameInsideCompression) {
+  testing::ScratchDir dir;
+  std::filesystem::path plain = dir / "huge.cpio";
+  testing::write_text(plain, cpio_with_huge_name());
+  auto gzip = testing::run_program({"gzip", "-k", plain.string()});
+  ASSERT_EQ(gzip.exit_code, 0) << gzip.err;
+  auto reader = TarReader::open(dir / "huge.cpio.gz");
+  ASSERT_TRUE(reader) << reader.error().to_string();
+  TarEntry entry;
+  Result<bool> more = true;
+  while (more && *more) more = reader->next(entry);
+  ASSERT_FALSE(more);
+  EXPECT_THAT(more.error().message, HasSubstr("declares a name of 3221225471 bytes"));
+}
+
+TEST(TarReader, RefusesACpioSymlinkTargetOverTheLimit) {
+  std::string cpio = newc_entry("link", 0120777, "", 5, 2u << 20) + std::string(64, 'x');
+  auto reader = TarReader::open_memory(cpio, "long-link.cpio");
+  ASSERT_TRUE(reader);
+  TarEntry entry;
+  auto more = reader->next(entry);
+  ASSERT_FALSE(more);
+  EXPECT_THAT(more.error().message, HasSubstr("declares a symlink target of 2097152 bytes; kiln "
+                                              "reads targets of at most 4095"));
+}
+
+// libarchive finds a cpio header past junk, so a header anywhere counts,
+// also one split between two pieces of the stream.
+TEST(CpioHeaderCheck, ChecksHeadersSplitAcrossPiecesAndAfterJunk) {
+  std::string stream = newc_entry("a", 0100644, "a") + "junk" +
+                       newc_entry("b", 0100644, "", 1u << 20, 0);
+  for (size_t piece : {size_t{1}, size_t{7}, size_t{64}, stream.size()}) {
+    CpioHeaderCheck check;
+    Result<> result;
+    for (size_t at = 0; result && at < stream.size(); at += piece)
+      result = check.check("junk.cpio", stream.data() + at, std::min(piece, stream.size() - at));
+    ASSERT_FALSE(result) << "pieces of " << piece;
+    EXPECT_THAT(result.error().message, HasSubstr("at byte 120 of"));
+  }
+  CpioHeaderCheck tar;
+  std::string not_cpio = "ustar " + newc_entry("b", 0100644, "", 1u << 20, 0);
+  EXPECT_TRUE(tar.check("a.tar", not_cpio.data(), not_cpio.size()));
+}
+
+TEST(TarReader, ReadsMacOsNamedEntriesAsFiles) {
+  ArchiveBuilder builder;
+  builder.file("._notes", "kept").file("notes", "text");
+  auto reader = TarReader::open_memory(builder.bytes(), "dot-underscore.tar");
+  ASSERT_TRUE(reader);
+  std::vector<TarEntry> entries = read_all(*reader);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].path, "._notes");
+}
+
+TEST(TarReader, RefusesAnEmptyNameButTakesDotForTheRoot) {
+  std::string cpio = newc_entry(".", 040755, "") + newc_entry("./", 040700, "") +
+                     newc_entry("", 0100644, "root?") + newc_trailer();
+  auto reader = TarReader::open_memory(cpio, "empty-name.cpio");
+  ASSERT_TRUE(reader);
+  TarEntry entry;
+  ASSERT_TRUE(reader->next(entry).value_or(false));
+  EXPECT_EQ(entry.path, "");
+  ASSERT_TRUE(reader->next(entry).value_or(false));
+  EXPECT_EQ(entry.path, "");
+  EXPECT_EQ(entry.mode, 0700u);
+  auto empty = reader->next(entry);
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().kind, ErrorKind::kBadInput);
+  EXPECT_THAT(empty.error().message, HasSubstr("empty-name.cpio: an entry has an empty path"));
+}
+
+TEST(TarReader, RefusesOverlongNamesAndTargets) {
+  ArchiveBuilder names;
+  names.file(std::string(4097, 'n'), "x");
+  Error error = first_error(names, "long.tar");
+  EXPECT_THAT(error.message, HasSubstr("has a path of 4097 bytes; kiln reads at most 4096"));
+  ArchiveBuilder targets;
+  targets.symlink("link", std::string(4096, 't'));
+  EXPECT_THAT(first_error(targets, "long.tar").message,
+              HasSubstr("symlink 'link' has a target of 4096 bytes; kiln reads at most 4095"));
+}
+
+TEST(PrintableName, EscapesControlsAndCutsLongNames) {
+  EXPECT_EQ(printable_name("usr/bin/ls"), "usr/bin/ls");
+  EXPECT_EQ(printable_name("caf\xc3\xa9"), "caf\xc3\xa9");
+  EXPECT_EQ(printable_name("a\x1b[2Jb\x07"), "a\\x1b[2Jb\\x07");
+  EXPECT_EQ(printable_name("c1\xc2\x9b" "31m"), "c1\\xc2\\x9b31m");  // U+009B is CSI
+  EXPECT_EQ(printable_name("bad\xff\\"), "bad\\xff\\\\");
+  std::string shown = printable_name(std::string(300, 'a') + "\x1b" + "tail.conf");
+  EXPECT_LE(shown.size(), 120u);
+  EXPECT_THAT(shown, HasSubstr("(310 bytes)"));
+  EXPECT_THAT(shown, ::testing::EndsWith("\\x1btail.conf"));
+  EXPECT_EQ(shown.find('\x1b'), std::string::npos);
+}
+
+TEST(TarReader, EscapesNamesInErrors) {
+  ArchiveBuilder builder;
+  builder.file("\x1b]0;owned\x07/../../etc/passwd", "x");
+  Error error = first_error(builder, "title.tar");
+  EXPECT_THAT(error.message, HasSubstr("'\\x1b]0;owned\\x07/../../etc/passwd'"));
+  EXPECT_EQ(error.message.find('\x1b'), std::string::npos);
+  EXPECT_EQ(error.message.find('\x07'), std::string::npos);
+}
+
+// Compressions libarchive reads with a program of its own or through
+// liblzma; each archive is made by the real tool.
+struct Compressor {
+  const char* suffix;
+  std::vector<std::string> argv;  // compresses the file named last, to FILE.SUFFIX
+};
+
+class TarReaderCompressions : public ::testing::TestWithParam<Compressor> {};
+
+TEST_P(TarReaderCompressions, ReadsArchivesMadeByTheTool) {
+  const Compressor& compressor = GetParam();
+  if (!find_program(compressor.argv.front()))
+    GTEST_SKIP() << compressor.argv.front() << " is not installed (scripts/install-deps.sh installs it)";
+  testing::ScratchDir dir;
+  ArchiveBuilder builder;
+  builder.directory("etc").file("etc/hostname", "kiln\n");
+  std::filesystem::path tar = builder.write_to(dir / "root.tar");
+  std::vector<std::string> argv = compressor.argv;
+  argv.push_back(tar.string());
+  auto made = testing::run_program(argv);
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  auto reader = TarReader::open(dir / (std::string("root.tar.") + compressor.suffix));
+  ASSERT_TRUE(reader) << reader.error().to_string();
+  std::vector<TarEntry> entries = read_all(*reader);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[1].path, "etc/hostname");
+}
+
+INSTANTIATE_TEST_SUITE_P(ExternalTools, TarReaderCompressions,
+                         ::testing::Values(Compressor{"Z", {"compress", "-f"}},
+                                           Compressor{"lzo", {"lzop"}},
+                                           Compressor{"lz", {"lzip", "-k"}}),
+                         [](const auto& info) { return std::string(info.param.suffix); });
+
+TEST(TarReader, NamesTheCompressionWhoseProgramIsMissing) {
+  if (!find_program("lzop")) GTEST_SKIP() << "lzop is not installed, so no archive can be made";
+  testing::ScratchDir dir;
+  ArchiveBuilder builder;
+  builder.file("a", "a");
+  std::filesystem::path tar = builder.write_to(dir / "root.tar");
+  ASSERT_EQ(testing::run_program({"lzop", tar.string()}).exit_code, 0);
+  std::filesystem::create_directory(dir / "empty");
+  std::string saved = std::getenv("PATH");
+  ::setenv("PATH", (dir / "empty").c_str(), 1);
+  auto reader = TarReader::open(dir / "root.tar.lzo");
+  ::setenv("PATH", saved.c_str(), 1);
+  ASSERT_FALSE(reader);
+  EXPECT_EQ(reader.error().kind, ErrorKind::kMissingTool);
+  EXPECT_THAT(reader.error().message, HasSubstr("root.tar.lzo: the archive is compressed with lzop, "
+                                                "which is read through the program lzop"));
+}
+
+TEST(TarReader, NamesWhatAnArchiveIsWhenItIsNoTar) {
+  auto reader = TarReader::open_memory(std::string("LRZI\x00\x06", 6) + std::string(600, 'x'), "root.tar.lrz");
+  ASSERT_TRUE(reader) << reader.error().to_string();
+  TarEntry entry;
+  auto next = reader->next(entry);
+  ASSERT_FALSE(next);
+  EXPECT_THAT(next.error().message, HasSubstr("root.tar.lrz: the archive is a lrzip file, which kiln does not read"));
 }
 
 }  // namespace
