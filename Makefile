@@ -42,8 +42,12 @@ demo: deps
 bench: build
 	./bench/run-all.sh
 
-fuzz:
-	./tests/fuzz/run-fuzzers.sh
+# `make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS="tar_reader_fuzz"`: libFuzzer
+# with ASan and UBSan, each target in turn (tests/fuzz/run-fuzzers.sh).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./tests/fuzz/run-fuzzers.sh $(FUZZ_TARGETS)
 
 install: build
 	cmake --install $(BUILD)

@@ -1,6 +1,7 @@
-// Replays every file of a corpus directory through LLVMFuzzerTestOneInput,
-// so that fuzz targets run as ordinary regression tests under a plain g++
-// build. A crash or sanitizer report fails the test.
+// Replays every file of a corpus directory through LLVMFuzzerTestOneInput
+// (after LLVMFuzzerInitialize, when the target has one), so that fuzz
+// targets run as ordinary regression tests under a plain g++ build. A crash
+// or sanitizer report fails the test.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -9,8 +10,11 @@
 #include <string>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+// Optional, as for libFuzzer: targets that set up a sandbox define it.
+extern "C" __attribute__((weak)) int LLVMFuzzerInitialize(int* argc, char*** argv);
 
 int main(int argc, char** argv) {
+  if (LLVMFuzzerInitialize != nullptr) LLVMFuzzerInitialize(&argc, &argv);
   int replayed = 0;
   for (int i = 1; i < argc; ++i) {
     std::filesystem::path root(argv[i]);
