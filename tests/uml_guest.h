@@ -26,8 +26,9 @@ inline std::string uml_kernel_version() {
 }
 
 struct UmlRun {
-  bool ran = false;
-  std::string console;  // everything the guest printed
+  bool available = false;  // user-mode-linux (with dm-crypt) is installed
+  bool finished = false;   // the script ran to its end
+  std::string console;     // everything the guest printed
 };
 
 // Runs `script` (sh) in the guest with `disks` attached; `scratch` holds the
@@ -35,7 +36,7 @@ struct UmlRun {
 inline UmlRun run_in_uml(const std::filesystem::path& scratch, const std::vector<std::filesystem::path>& disks,
                          const std::string& script) {
   std::string version = uml_kernel_version();
-  if (version.empty()) return {};
+  if (version.empty()) return {};  // not available
   // modprobe wants DIR/lib/modules/VERSION.
   auto modules = scratch / "uml-modules/lib/modules";
   std::filesystem::create_directories(modules);
@@ -55,7 +56,7 @@ inline UmlRun run_in_uml(const std::filesystem::path& scratch, const std::vector
   argv.insert(argv.end(), {"root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro", "init=" + init.string(),
                            "mem=512M", "con0=fd:0,fd:1", "con=null"});
   ProcessResult result = run_program(argv);
-  return {result.out.find("UML-END") != std::string::npos, result.out + result.err};
+  return {true, result.out.find("UML-END") != std::string::npos, result.out + result.err};
 }
 
 }  // namespace kiln::testing

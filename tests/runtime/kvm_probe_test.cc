@@ -18,7 +18,6 @@ TEST(KvmProbe, TheProbeGuestRunsUnderEmulation) {
   KvmVerdict tcg = probe_accelerator(dir.path(), "qemu-system-x86_64", "tcg");
   EXPECT_TRUE(tcg.works) << tcg.reason;
   EXPECT_EQ(tcg.reason, "a probe guest ran under tcg");
-  EXPECT_LT(tcg.seconds, 4.0);
 }
 
 TEST(KvmProbe, GivesAVerdictWithAReasonAndRemembersIt) {
@@ -26,7 +25,6 @@ TEST(KvmProbe, GivesAVerdictWithAReasonAndRemembersIt) {
   KvmVerdict first = probe_kvm(dir.path(), "qemu-system-x86_64");
   EXPECT_FALSE(first.cached);
   EXPECT_FALSE(first.reason.empty());
-  EXPECT_LT(first.seconds, 6.0);
   KvmVerdict second = probe_kvm(dir.path(), "qemu-system-x86_64");
   EXPECT_TRUE(second.cached);
   EXPECT_EQ(second.works, first.works);
