@@ -490,8 +490,12 @@ struct TarReader::State {
       return fail(ErrorKind::kBadInput, "{}: cannot read the archive: {}", name(),
                   archive_message(decompressor));
     KILN_ASSIGN(archive, new_format_reader(name()));
-    if (archive_read_open(archive.get(), stream.get(), nullptr, read_stream, nullptr) != ARCHIVE_OK)
-      return std::unexpected(failure("cannot read the archive"));
+    // libarchive picks the format here, from the first block it reads.
+    if (archive_read_open(archive.get(), stream.get(), nullptr, read_stream, nullptr) != ARCHIVE_OK) {
+      if (stream->error) return std::unexpected(*stream->error);
+      return fail(ErrorKind::kBadInput, "{}",
+                  not_an_archive(name(), head, compression_of(decompressor), archive_message(archive.get())));
+    }
     return {};
   }
   // The error of a failed libarchive call on the tar/cpio reader.

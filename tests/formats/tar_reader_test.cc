@@ -297,6 +297,20 @@ std::string newc_entry(const std::string& name, uint32_t mode, const std::string
 
 std::string newc_trailer() { return newc_entry("TRAILER!!!", 0, ""); }
 
+// The error reading `reader` ends in: opening reads the first block, so a
+// refusal may come from open() or from a later next().
+Error reading_error(Result<TarReader> reader) {
+  if (!reader) return reader.error();
+  TarEntry entry;
+  for (;;) {
+    auto more = reader->next(entry);
+    if (!more) return more.error();
+    if (!*more) break;
+  }
+  ADD_FAILURE() << "the archive was read without an error";
+  return {};
+}
+
 // Found by fuzzing TarReader::next: a 1.5 KiB cpio whose second header
 // declares a 3 GiB name made libarchive allocate 3 GiB to read it whole.
 std::string cpio_with_huge_name() {
@@ -308,19 +322,9 @@ std::string cpio_with_huge_name() {
 TEST(TarReader, RefusesACpioNameSizeBeforeLibarchiveAllocatesIt) {
   std::string cpio = cpio_with_huge_name();
   ASSERT_LT(cpio.size(), 1600u);
-  auto reader = TarReader::open_memory(cpio, "huge-name.cpio");
-  ASSERT_TRUE(reader) << reader.error().to_string();
-  TarEntry entry;
-  Result<bool> more = true;
-  int entries = 0;
-  while (more && *more) {
-    more = reader->next(entry);
-    if (more && *more) ++entries;
-  }
-  ASSERT_FALSE(more);
-  EXPECT_EQ(entries, 2);
-  EXPECT_EQ(more.error().kind, ErrorKind::kBadInput);
-  EXPECT_THAT(more.error().message,
+  Error error = reading_error(TarReader::open_memory(cpio, "huge-name.cpio"));
+  EXPECT_EQ(error.kind, ErrorKind::kBadInput);
+  EXPECT_THAT(error.message,
               HasSubstr("huge-name.cpio: the cpio header at byte 1436 of the uncompressed archive "
                         "declares a name of 3221225471 bytes; kiln reads names of at most 4096"));
 }
@@ -331,24 +335,14 @@ TEST(TarReader, RefusesAHugeCpioNameInsideCompression) {
   testing::write_text(plain, cpio_with_huge_name());
   auto gzip = testing::run_program({"gzip", "-k", plain.string()});
   ASSERT_EQ(gzip.exit_code, 0) << gzip.err;
-  auto reader = TarReader::open(dir / "huge.cpio.gz");
-  ASSERT_TRUE(reader) << reader.error().to_string();
-  TarEntry entry;
-  Result<bool> more = true;
-  while (more && *more) more = reader->next(entry);
-  ASSERT_FALSE(more);
-  EXPECT_THAT(more.error().message, HasSubstr("declares a name of 3221225471 bytes"));
+  EXPECT_THAT(reading_error(TarReader::open(dir / "huge.cpio.gz")).message,
+              HasSubstr("declares a name of 3221225471 bytes"));
 }
 
 TEST(TarReader, RefusesACpioSymlinkTargetOverTheLimit) {
   std::string cpio = newc_entry("link", 0120777, "", 5, 2u << 20) + std::string(64, 'x');
-  auto reader = TarReader::open_memory(cpio, "long-link.cpio");
-  ASSERT_TRUE(reader);
-  TarEntry entry;
-  auto more = reader->next(entry);
-  ASSERT_FALSE(more);
-  EXPECT_THAT(more.error().message, HasSubstr("declares a symlink target of 2097152 bytes; kiln "
-                                              "reads targets of at most 4095"));
+  EXPECT_THAT(reading_error(TarReader::open_memory(cpio, "long-link.cpio")).message,
+              HasSubstr("declares a symlink target of 2097152 bytes; kiln reads targets of at most 4095"));
 }
 
 // libarchive finds a cpio header past junk, so a header anywhere counts,
@@ -482,12 +476,9 @@ TEST(TarReader, NamesTheCompressionWhoseProgramIsMissing) {
 }
 
 TEST(TarReader, NamesWhatAnArchiveIsWhenItIsNoTar) {
-  auto reader = TarReader::open_memory(std::string("LRZI\x00\x06", 6) + std::string(600, 'x'), "root.tar.lrz");
-  ASSERT_TRUE(reader) << reader.error().to_string();
-  TarEntry entry;
-  auto next = reader->next(entry);
-  ASSERT_FALSE(next);
-  EXPECT_THAT(next.error().message, HasSubstr("root.tar.lrz: the archive is a lrzip file, which kiln does not read"));
+  Error error = reading_error(
+      TarReader::open_memory(std::string("LRZI\x00\x06", 6) + std::string(600, 'x'), "root.tar.lrz"));
+  EXPECT_THAT(error.message, HasSubstr("root.tar.lrz: the archive is a lrzip file, which kiln does not read"));
 }
 
 }  // namespace
