@@ -6,7 +6,7 @@ RECIPE ?= recipes/debian-12-minimal.toml
 DEMO_OUT ?= out/debian-12-minimal
 PREFIX ?= /usr/local
 
-.PHONY: all deps configure build test test-unit test-integration demo bench fuzz install clean
+.PHONY: all deps configure build test test-unit test-tool test-integration demo bench fuzz install clean
 
 all: build
 
@@ -27,6 +27,9 @@ test: deps
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+test-tool: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L tool
 
 test-integration: build
 	cd $(BUILD) && ctest --output-on-failure -L integration
