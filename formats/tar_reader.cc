@@ -340,6 +340,7 @@ struct Stream {
   // Why the stream stopped; libarchive may answer a failed read with a
   // message of its own ("truncated archive") that would hide it.
   std::optional<Error> error;
+  uint64_t delivered = 0;  // plain bytes handed to the tar/cpio reader
 };
 
 la_ssize_t read_stream(archive* reader, void* client, const void** buffer) {
@@ -364,6 +365,7 @@ la_ssize_t read_stream(archive* reader, void* client, const void** buffer) {
       return -1;
     }
     *buffer = block;
+    stream->delivered += size;
     return static_cast<la_ssize_t>(size);
   }
 }
@@ -598,7 +600,11 @@ Result<bool> TarReader::read_data(DataChunk& chunk) {
 }
 
 uint64_t TarReader::position() const {
-  la_int64_t done = archive_filter_bytes(state_->stream->decompressor.get(), -1);
+  // A plain file's bytes count when the raw reader moves past them, one
+  // block late; what went on to the tar reader is the position then.
+  archive* decompressor = state_->stream->decompressor.get();
+  if (archive_filter_count(decompressor) <= 1) return std::min(state_->stream->delivered, state_->total);
+  la_int64_t done = archive_filter_bytes(decompressor, -1);
   return done > 0 ? static_cast<uint64_t>(done) : 0;
 }
 
