@@ -57,7 +57,7 @@ fs::path make_template_image(const fs::path& dir) {
   fs::path tar = dir / "template.tar";
   fs::path image = dir / "template.img";
   kiln::Ext4Options options;
-  options.size_bytes = 4 << 20;
+  options.size_bytes = 8 << 20;
   options.uuid = kiln::Uuid::from_name("fuzz/template");
   options.hash_seed = kiln::Uuid::from_name("fuzz/template/hash-seed");
   options.timestamp = kMtime;
