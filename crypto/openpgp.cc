@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "base/files.h"
+#include "base/stale_temps.h"
 #include "crypto/password.h"
 
 namespace kiln {
@@ -203,8 +204,9 @@ Result<TrustedKeys> TrustedKeys::load(const fs::path& keyring) {
 }
 
 Result<TrustedKeys> TrustedKeys::from_memory(std::string_view keys, std::string name) {
-  // A short path: gpg puts sockets in its home when it needs any.
-  KILN_ASSIGN(TempDir home, TempDir::create(fs::temp_directory_path(), "kiln-gnupg"));
+  // A short path: gpg puts sockets in its home when it needs any. Tagged
+  // with this process, so that a later run can remove it if this one is killed.
+  KILN_ASSIGN(TempDir home, create_tagged_temp_dir(fs::temp_directory_path(), "kiln-gnupg"));
   // Importing and verifying need no secret key, so no gpg-agent: none is
   // started, and none is left running after the home is gone.
   KILN_TRY(write_file_atomic(home.path() / "gpg.conf", "no-autostart\n", 0600));
