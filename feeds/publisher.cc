@@ -7,6 +7,7 @@
 
 #include "base/files.h"
 #include "base/size.h"
+#include "base/stale_temps.h"
 #include "feeds/baked_image.h"
 #include "feeds/virt_builder_index.h"
 #include "feeds/vmcast_feed.h"
@@ -180,7 +181,9 @@ Result<PublishResult> publish(const PublishOptions& options, Reporter& reporter)
   }
   reporter.done(fmt::format("{} {}, signing key {}", image.name, image.version, key.fingerprint()));
 
-  KILN_ASSIGN(TempDir staging, TempDir::create(site, "publish"));
+  if (size_t removed = remove_stale_temp_dirs(site, "publish"))
+    reporter.note(fmt::format("removed {} staging director{} of killed publishes", removed, removed == 1 ? "y" : "ies"));
+  KILN_ASSIGN(TempDir staging, create_tagged_temp_dir(site, "publish"));
   std::string stem = image.name + "-" + image.version;
   std::string xvm_name = stem + ".xvm";
   std::string xvm_url = join_url(options.base_url, xvm_name);
@@ -228,6 +231,8 @@ Result<PublishResult> publish(const PublishOptions& options, Reporter& reporter)
   item.image_version = image.version;
   item.sha256 = xvm.sha256;
   feed->upsert_item(item);
+  std::string valid_until = rfc822_date(static_cast<int64_t>(std::time(nullptr)) + options.valid_for.count());
+  feed->set_valid_until(valid_until);
   std::string feed_out = feed->to_string();
   KILN_ASSIGN(std::string feed_signature, key.sign_detached(feed_out));
 
@@ -254,6 +259,7 @@ Result<PublishResult> publish(const PublishOptions& options, Reporter& reporter)
   result.feed = feed_path;
   if (builder) result.index = index_path;
   result.signer = key.fingerprint();
+  result.valid_until = valid_until;
   result.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   return result;
 }

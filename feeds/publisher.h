@@ -6,9 +6,15 @@
 // Every file lands atomically, and in an order that never lets a reader see
 // a feed or index that points at a file not yet there: the archive, then the
 // virt-builder image and index, then the feed. A failure leaves the site as
-// it was, without temporaries.
+// it was, without temporaries; the staging directory of a publish that was
+// killed outright is removed by the next publish into the same site.
+//
+// The feed says until when it may be trusted (kiln:valid-until, inside the
+// signed text): a publisher re-publishes before then, and `kiln pull`
+// refuses the feed after it, so that nobody can keep serving an old one.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -42,6 +48,9 @@ struct PublishOptions {
   unsigned threads = 0;  // 0: one per core
   // The items' pubDate; empty: now.
   std::optional<int64_t> date;
+  // How long the feed is valid from now (not from `date`, which may be a
+  // reproducible build's old SOURCE_DATE_EPOCH).
+  std::chrono::seconds valid_for{30 * 86400};
 };
 
 struct PublishResult {
@@ -54,6 +63,7 @@ struct PublishResult {
   std::filesystem::path feed;
   std::filesystem::path index;  // empty without virt-builder output
   std::string signer;           // the signing key's fingerprint
+  std::string valid_until;      // the feed's, RFC 822
   double seconds = 0;
 };
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <ctime>
 #include <sstream>
 
 #include <pugixml.hpp>
@@ -74,18 +73,19 @@ bool prefix_in_use(pugi::xml_node root, const std::string& prefix) {
   return finder.found;
 }
 
-}  // namespace
-
-std::string rfc822_date(int64_t seconds) {
-  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  std::time_t t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  return fmt::format("{}, {:02d} {} {} {:02d}:{:02d}:{:02d} +0000", kDays[tm.tm_wday], tm.tm_mday,
-                     kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+// The prefix of kiln's namespace on <rss>, bound first if it is not: to the
+// first prefix neither declared nor used, since elements that already say
+// "kiln:" without a binding are not kiln's.
+std::string bind_kiln_prefix(pugi::xml_node rss) {
+  if (std::string prefix = kiln_prefix(rss); !prefix.empty()) return prefix;
+  std::string candidate = "kiln";
+  for (int n = 1; rss.attribute(("xmlns:" + candidate).c_str()) || prefix_in_use(rss, candidate + ":"); ++n)
+    candidate = "kiln" + std::to_string(n);
+  rss.append_attribute(("xmlns:" + candidate).c_str()) = std::string(kKilnFeedNamespace).c_str();
+  return candidate + ":";
 }
+
+}  // namespace
 
 Result<VmcastFeed> parse_vmcast_feed(std::string_view text, std::string_view file_name) {
   pugi::xml_document doc;
@@ -101,14 +101,19 @@ Result<VmcastFeed> parse_vmcast_feed(std::string_view text, std::string_view fil
   pugi::xml_node channel = rss.child("channel");
   if (!channel) return fail_at(where(rss.offset_debug()), "<rss> has no <channel>");
   std::string prefix = kiln_prefix(rss);
-  auto kiln = [&](const pugi::xml_node& item, const char* name) -> std::string {
+  auto kiln = [&](const pugi::xml_node& parent, const char* name) -> std::string {
     if (prefix.empty()) return "";
-    return text_of(item.child((prefix + name).c_str()));
+    return text_of(parent.child((prefix + name).c_str()));
   };
 
   VmcastFeed feed;
   feed.channel = {text_of(channel.child("title")), text_of(channel.child("link")),
-                  text_of(channel.child("description")), text_of(channel.child("language"))};
+                  text_of(channel.child("description")), text_of(channel.child("language")),
+                  text_of(channel.child("pubDate")), text_of(channel.child("lastBuildDate")),
+                  kiln(channel, "valid-until")};
+  if (!feed.channel.valid_until.empty() && !parse_rfc822_date(feed.channel.valid_until))
+    return fail_at(where(channel.offset_debug()), "the channel's valid-until {} is not an RFC 822 date",
+                   shown_value(feed.channel.valid_until));
   for (pugi::xml_node node : channel.children("item")) {
     VmcastItem item;
     item.line = line_of(text, node.offset_debug());
@@ -122,13 +127,14 @@ Result<VmcastFeed> parse_vmcast_feed(std::string_view text, std::string_view fil
       VmcastEnclosure out;
       out.url = enclosure.attribute("url").value();
       out.type = enclosure.attribute("type").value();
-      if (out.url.empty()) return fail_at(at, "item '{}': the enclosure has no url", item.title);
+      if (out.url.empty()) return fail_at(at, "item {}: the enclosure has no url", shown_value(item.title));
       if (pugi::xml_attribute length = enclosure.attribute("length")) {
         std::string_view digits = length.value();
         uint64_t value = 0;
         auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
         if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size())
-          return fail_at(at, "item '{}': enclosure length '{}' is not a number of bytes", item.title, digits);
+          return fail_at(at, "item {}: enclosure length {} is not a number of bytes", shown_value(item.title),
+                         shown_value(digits));
         out.length = value;
       }
       item.enclosure = std::move(out);
@@ -138,8 +144,8 @@ Result<VmcastFeed> parse_vmcast_feed(std::string_view text, std::string_view fil
     item.sha256 = kiln(node, "sha256");
     if (!item.sha256.empty()) {
       if (!is_hex64(item.sha256))
-        return fail_at(where(node.offset_debug()), "item '{}': sha256 '{}' is not 64 hex digits", item.title,
-                       item.sha256);
+        return fail_at(where(node.offset_debug()), "item {}: sha256 {} is not 64 hex digits", shown_value(item.title),
+                       shown_value(item.sha256));
       std::transform(item.sha256.begin(), item.sha256.end(), item.sha256.begin(),
                      [](unsigned char c) { return std::tolower(c); });
     }
@@ -190,19 +196,16 @@ void VmcastFeedDocument::update_channel(const VmcastChannel& channel, const std:
   set_child_text(node, "lastBuildDate", build_date, first_item);
 }
 
+void VmcastFeedDocument::set_valid_until(const std::string& date) {
+  pugi::xml_node rss = state_->doc.child("rss");
+  pugi::xml_node channel = rss.child("channel");
+  set_child_text(channel, (bind_kiln_prefix(rss) + "valid-until").c_str(), date, channel.child("item"));
+}
+
 void VmcastFeedDocument::upsert_item(const VmcastItem& item) {
   pugi::xml_node rss = state_->doc.child("rss");
   pugi::xml_node channel = rss.child("channel");
-  std::string prefix = kiln_prefix(rss);
-  if (prefix.empty()) {
-    // Bind kiln's namespace to the first prefix neither declared nor used:
-    // elements that already say "kiln:" without a binding are not kiln's.
-    std::string candidate = "kiln";
-    for (int n = 1; rss.attribute(("xmlns:" + candidate).c_str()) || prefix_in_use(rss, candidate + ":"); ++n)
-      candidate = "kiln" + std::to_string(n);
-    rss.append_attribute(("xmlns:" + candidate).c_str()) = std::string(kKilnFeedNamespace).c_str();
-    prefix = candidate + ":";
-  }
+  std::string prefix = bind_kiln_prefix(rss);
   pugi::xml_node old;
   for (pugi::xml_node node : channel.children("item"))
     if (!item.guid.empty() && text_of(node.child("guid")) == item.guid) {

@@ -3,8 +3,10 @@
 //
 // kiln writes the real byte length (the 2007 sample's length="1" is a known
 // wart) and adds, in its own XML namespace, the image's name and version and
-// the archive's sha256, so that a signed feed pins the exact archive. Readers
-// that do not know the namespace skip those elements.
+// the archive's sha256, so that a signed feed pins the exact archive, and in
+// the channel a valid-until date, so that a signed feed cannot be served
+// again for ever (a freeze attack). Readers that do not know the namespace
+// skip those elements.
 //
 // VmcastFeedDocument edits a feed file in place: it replaces or adds one
 // item and leaves everything else as written, older items included.
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "feeds/rfc822_date.h"
 
 namespace kiln {
 
@@ -29,6 +32,10 @@ struct VmcastChannel {
   std::string link;
   std::string description;
   std::string language;
+  // Read from a feed, as written (RFC 822); update_channel ignores them.
+  std::string pub_date;
+  std::string last_build_date;
+  std::string valid_until;  // kiln's element; empty in feeds made by others
 };
 
 struct VmcastEnclosure {
@@ -61,11 +68,9 @@ struct VmcastFeed {
 
 // Reads a feed. Errors carry FILE:LINE: malformed XML, a root other than
 // <rss version="2.0">, no <channel>, an enclosure without url or with a
-// length that is not a number, a sha256 that is not 64 hex digits.
+// length that is not a number, a sha256 that is not 64 hex digits, a
+// valid-until that is not an RFC 822 date.
 Result<VmcastFeed> parse_vmcast_feed(std::string_view text, std::string_view file_name);
-
-// RFC 822 date as RSS wants it, in UTC: "Fri, 16 Feb 2007 22:43:18 +0000".
-std::string rfc822_date(int64_t seconds_since_epoch);
 
 class VmcastFeedDocument {
  public:
@@ -78,6 +83,8 @@ class VmcastFeedDocument {
 
   // Sets the channel's non-empty fields (and lastBuildDate, generator).
   void update_channel(const VmcastChannel& channel, const std::string& build_date);
+  // Sets the channel's kiln:valid-until (an RFC 822 date).
+  void set_valid_until(const std::string& date);
   // Replaces the item with the same guid where it stands, or puts the new
   // item first (newest first, as feeds are read).
   void upsert_item(const VmcastItem& item);

@@ -181,7 +181,7 @@ TEST(VmcastFeed, ErrorsNameTheLine) {
                                   "<enclosure url=\"u\" length=\"big\"/></item></channel></rss>",
                                   "f.rss");
   ASSERT_FALSE(length);
-  EXPECT_THAT(length.error().to_string(), HasSubstr("f.rss:3: item 't': enclosure length 'big' is not a number"));
+  EXPECT_THAT(length.error().to_string(), HasSubstr("f.rss:3: item \"t\": enclosure length \"big\" is not a number"));
   auto no_url = parse_vmcast_feed("<rss version=\"2.0\"><channel><item><enclosure length=\"1\"/></item></channel></rss>",
                                   "f.rss");
   ASSERT_FALSE(no_url);
@@ -191,6 +191,43 @@ TEST(VmcastFeed, ErrorsNameTheLine) {
 TEST(VmcastFeed, Rfc822DatesAreUtcWithEnglishNames) {
   EXPECT_EQ(rfc822_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
   EXPECT_EQ(rfc822_date(1171665798), "Fri, 16 Feb 2007 22:43:18 +0000");
+}
+
+TEST(VmcastFeed, Rfc822DatesReadAsRssWritersWriteThem) {
+  EXPECT_EQ(parse_rfc822_date("Fri, 16 Feb 2007 22:43:18 +0000"), 1171665798);
+  EXPECT_EQ(parse_rfc822_date("Fri, 16 Feb 2007 14:43:18 -0800"), 1171665798) << "the sample's zone";
+  EXPECT_EQ(parse_rfc822_date("16 Feb 2007 22:43:18 GMT"), 1171665798);
+  EXPECT_EQ(parse_rfc822_date("Fri, 16 Feb 2007 22:43 UT"), 1171665780);
+  EXPECT_EQ(parse_rfc822_date(rfc822_date(1700086400)), 1700086400);
+  for (const char* bad : {"", "yesterday", "Fri, 16 Feb 2007", "Fri, 16 Feb 2007 22:43:18 +0000 and more",
+                          "Fri, 16 Feb 2007 22:43:18 +0000                                  "})
+    EXPECT_FALSE(parse_rfc822_date(bad)) << bad;
+}
+
+TEST(VmcastFeed, TheChannelsValidUntilIsWrittenInKilnsNamespaceAndReadBack) {
+  auto doc = VmcastFeedDocument::parse(kSample, "test.rss");
+  ASSERT_TRUE(doc);
+  doc->update_channel({}, rfc822_date(1700000000));
+  doc->set_valid_until(rfc822_date(1702592000));
+  doc->set_valid_until(rfc822_date(1702592000));  // replaced, not added twice
+  std::string text = doc->to_string();
+  EXPECT_THAT(text, HasSubstr("xmlns:kiln=\"urn:kiln:vmcast:1\""));
+  EXPECT_EQ(text.find("<kiln:valid-until>"), text.rfind("<kiln:valid-until>"));
+  EXPECT_LT(text.find("<kiln:valid-until>"), text.find("<item>")) << "in the channel, before the items";
+  auto feed = parse_vmcast_feed(text, "test.rss");
+  ASSERT_TRUE(feed) << feed.error().to_string();
+  EXPECT_EQ(feed->channel.valid_until, "Thu, 14 Dec 2023 22:13:20 +0000");
+  EXPECT_EQ(feed->channel.last_build_date, "Tue, 14 Nov 2023 22:13:20 +0000");
+}
+
+TEST(VmcastFeed, AValidUntilThatIsNoDateIsAnErrorAtItsLine) {
+  auto feed = parse_vmcast_feed("<rss version=\"2.0\" xmlns:k=\"urn:kiln:vmcast:1\">\n<channel>\n"
+                                "<k:valid-until>\x1b[2Jsoon</k:valid-until></channel></rss>",
+                                "f.rss");
+  ASSERT_FALSE(feed);
+  EXPECT_EQ(feed.error().kind, ErrorKind::kBadInput);
+  EXPECT_THAT(feed.error().to_string(),
+              HasSubstr("f.rss:2: the channel's valid-until \"\\x1b[2Jsoon\" is not an RFC 822 date"));
 }
 
 }  // namespace
