@@ -249,7 +249,32 @@ Result<TarWritten> build_xvm(const BakedImage& image, const SigningKey& key, con
                            [&](uint64_t done, uint64_t total) { reporter.progress(done, total); });
 }
 
+namespace {
+
+// An archive with neither of the package's texts is not a damaged package
+// but another kind of archive (a XenServer .xva, a plain tarball): input
+// kiln does not read, which says what it expected.
+Result<> check_layout(const XvmArchive& archive) {
+  if (archive.find(kXvmXml) || archive.find(kManifestTxt)) return {};
+  std::vector<std::string> names;
+  for (const XvmMember& member : archive.members()) {
+    if (names.size() == 4) {
+      names.push_back(fmt::format("and {} more", archive.members().size() - 4));
+      break;
+    }
+    names.push_back(shown_value(member.name, 40));
+  }
+  return fail(ErrorKind::kBadInput,
+              "{}: not a vmcast package as kiln publishes them: it holds {}; kiln reads .xvm archives with {} and {}, "
+              "their signatures and the gzip'd images they list (docs/feeds.md)",
+              archive.name(), names.empty() ? "nothing" : fmt::format("{}", fmt::join(names, ", ")), kXvmXml,
+              kManifestTxt);
+}
+
+}  // namespace
+
 Result<VerifiedXvm> verify_xvm(const XvmArchive& archive, const TrustedKeys* keys, const VerifyOptions& options) {
+  KILN_TRY(check_layout(archive));
   auto small = [&](std::string_view name, bool required) -> Result<std::optional<std::string>> {
     const XvmMember* member = archive.find(name);
     if (!member) {
