@@ -6,6 +6,7 @@
 //     signed vmcast feed, verified, into a directory `kiln boot` runs.
 #include <nlohmann/json.hpp>
 
+#include "base/duration.h"
 #include "base/size.h"
 #include "builder/baker.h"
 #include "builder/stage_cache.h"
@@ -33,6 +34,7 @@ struct PublishFlags {
   int gzip_level = 6;
   int xz_level = 1;
   unsigned threads = 0;
+  std::string valid_for = "30d";
   bool json = false;
 };
 
@@ -47,13 +49,14 @@ void print_result(const PublishResult& result, Reporter& reporter) {
                               {"feed", result.feed.string()},
                               {"index", result.index.string()},
                               {"fingerprint", result.signer},
+                              {"valid_until", result.valid_until},
                               {"seconds", result.seconds}});
     return;
   }
   fmt::print("Published {} {} in {:.1f} s, signed by {}\n", result.name, result.version, result.seconds,
              result.signer);
   fmt::print("  {}  {}  sha256:{}\n", result.xvm.string(), format_size(result.xvm_size), result.xvm_sha256);
-  fmt::print("  {} (+ .asc)\n", result.feed.string());
+  fmt::print("  {} (+ .asc), valid until {}\n", result.feed.string(), result.valid_until);
   if (!result.index.empty()) fmt::print("  {} (+ index.asc)\n", result.index.string());
   std::string feed_url = join_url(result.enclosure_url.substr(0, result.enclosure_url.rfind('/')), "vmcast.rss");
   fmt::print("Pull it with:   kiln pull {} --keyring PUBLIC-KEY-FILE --item {}\n", feed_url, result.name);
@@ -66,6 +69,10 @@ void print_result(const PublishResult& result, Reporter& reporter) {
 int run_publish(const PublishFlags& flags) {
   auto epoch = source_date_epoch_from_env();
   if (!epoch) return report_error(epoch.error());
+  auto valid_for = parse_duration(flags.valid_for, "--valid-for");
+  if (valid_for && valid_for->count() == 0)
+    valid_for = fail(ErrorKind::kBadInput, "--valid-for 0: a feed valid for no time is expired when published");
+  if (!valid_for) return report_error(valid_for.error());
   PublishOptions options;
   options.image_dir = flags.image_dir;
   options.site_dir = flags.site;
@@ -81,6 +88,7 @@ int run_publish(const PublishFlags& flags) {
   options.xz_level = flags.xz_level;
   options.threads = flags.threads;
   options.date = *epoch;
+  options.valid_for = *valid_for;
   Reporter reporter(Reporter::detect(flags.json));
   auto result = publish(options, reporter);
   return finish(result, [&](const PublishResult& done) { print_result(done, reporter); });
@@ -112,12 +120,17 @@ void register_publish(CLI::App& root, Registry& registry) {
       ->check(CLI::Range(0, 9))
       ->capture_default_str();
   app->add_option("--threads", flags->threads, "Compression threads (default: one per core)");
+  app->add_option("--valid-for", flags->valid_for,
+                  "How long the feed stays valid, e.g. 30d, 12h; publish again before then (it is signed as the feed's "
+                  "kiln:valid-until, and kiln pull refuses the feed after it)")
+      ->capture_default_str();
   app->add_flag("--json", flags->json, "Progress and result as JSON lines on stdout");
   app->footer(
       "Writes SITE/NAME-VERSION.xvm (xvm.xml, manifest.txt, manifest.sha256, their detached signatures and the\n"
       "gzip-compressed images), adds or updates the item in SITE/vmcast.rss (older items are kept) and signs it as\n"
       "vmcast.rss.asc, and writes SITE/index, SITE/index.asc (clearsigned) and the xz image for virt-builder.\n"
-      "SOURCE_DATE_EPOCH, when set, is the items' pubDate.");
+      "SOURCE_DATE_EPOCH, when set, is the items' pubDate. The staging directory a killed publish left in SITE is\n"
+      "removed by the next one.");
   registry.push_back({app, [flags] { return run_publish(*flags); }});
 }
 
@@ -130,7 +143,10 @@ struct PullFlags {
   std::string download_dir;
   bool list = false;
   bool allow_downgrade = false;
+  bool allow_expired = false;
   bool no_verify = false;
+  std::string max_download;
+  std::string download_timeout;
   unsigned threads = 0;
   bool json = false;
 };
@@ -140,9 +156,33 @@ std::filesystem::path download_dir(const PullFlags& flags) {
   return flags.download_dir;
 }
 
+// The feed and its checks as the flags ask, with the download limits of the
+// environment overridden by --max-download and --download-timeout.
+Result<FeedSource> feed_source(const PullFlags& flags) {
+  FeedSource source{flags.feed, flags.keyring, flags.no_verify, flags.allow_expired, flags.allow_downgrade};
+  KILN_ASSIGN(source.limits, download_limits_from_env());
+  if (!flags.max_download.empty()) {
+    auto size = parse_size(flags.max_download);
+    if (!size) return std::unexpected(std::move(size).error().with_context("--max-download"));
+    source.limits->max_bytes = *size;
+  }
+  if (!flags.download_timeout.empty()) {
+    KILN_ASSIGN(source.limits->deadline, parse_duration(flags.download_timeout, "--download-timeout"));
+  }
+  if (source.limits->max_bytes == 0 || source.limits->deadline.count() == 0)
+    return fail(ErrorKind::kBadInput, "--max-download and --download-timeout must be more than 0");
+  return source;
+}
+
+Result<FetchedFeed> list_feed(const PullFlags& flags, Reporter& reporter) {
+  KILN_ASSIGN(FeedSource source, feed_source(flags));
+  KILN_ASSIGN(std::optional<TrustedKeys> keys, trusted_keys(source, reporter));
+  return fetch_feed(source, keys ? &*keys : nullptr, download_dir(flags), reporter);
+}
+
 int run_list(const PullFlags& flags) {
   Reporter reporter(Reporter::detect(flags.json));
-  auto fetched = fetch_feed({flags.feed, flags.keyring, flags.no_verify}, download_dir(flags), reporter);
+  auto fetched = list_feed(flags, reporter);
   if (!fetched) return report_error(fetched.error());
   std::vector<const VmcastItem*> items = pullable_items(fetched->feed);
   if (reporter.mode() == Reporter::Mode::kJson) {
@@ -172,12 +212,13 @@ int run_list(const PullFlags& flags) {
 
 int run_pull(const PullFlags& flags) {
   if (flags.list) return run_list(flags);
+  auto source = feed_source(flags);
+  if (!source) return report_error(source.error());
   PullOptions options;
-  options.source = {flags.feed, flags.keyring, flags.no_verify};
+  options.source = std::move(*source);
   options.item = flags.item;
   options.output_dir = flags.output;
   options.download_dir = download_dir(flags);
-  options.allow_downgrade = flags.allow_downgrade;
   options.threads = flags.threads;
   Reporter reporter(Reporter::detect(flags.json));
   auto result = pull(options, reporter);
@@ -212,7 +253,14 @@ void register_pull(CLI::App& root, Registry& registry) {
   app->add_option("-o,--output", flags->output, "Output directory (default: out/NAME); replaced only on success");
   app->add_flag("--list", flags->list, "List the feed's images instead of pulling one");
   app->add_flag("--allow-downgrade", flags->allow_downgrade,
-                "Replace an image in the output directory with an older version");
+                "Accept an older version than the output directory holds or than was pulled from this feed before, "
+                "and a feed older than one accepted before (a rollback), with a warning");
+  app->add_flag("--allow-expired", flags->allow_expired, "Accept a feed past its valid-until, with a warning");
+  app->add_option("--max-download", flags->max_download,
+                  "The most to download when the feed gives no enclosure length, e.g. 8G (default: KILN_MAX_DOWNLOAD, "
+                  "else 32G)");
+  app->add_option("--download-timeout", flags->download_timeout,
+                  "The deadline of each download, e.g. 2h, 90s (default: KILN_DOWNLOAD_TIMEOUT, else 6h)");
   app->add_flag("--no-verify", flags->no_verify, "Accept an unsigned or untrusted feed and archive (checksums only)");
   app->add_option("--download-dir", flags->download_dir,
                   "Where partial downloads wait to be resumed (default: the kiln cache's downloads/)");
@@ -222,7 +270,9 @@ void register_pull(CLI::App& root, Registry& registry) {
       "Checks, in order: the feed's signature (FEED.asc) against --keyring, the item's enclosure length and sha256,\n"
       "the archive's signatures (signature.asc, mf-signature.asc, manifest.sha256.asc), every manifest sum; then\n"
       "expands the images (each held to its declared size) beside DIR and swaps DIR in. Exit code 5 when anything\n"
-      "does not verify; DIR is then left as it was.");
+      "does not verify; DIR is then left as it was. An expired feed, or one older than a feed or image already\n"
+      "accepted from the same URI and key (kept in $XDG_STATE_HOME/kiln/pulled-feeds.json), does not verify.\n"
+      "Downloads stop under 1 KiB/s for KILN_DOWNLOAD_STALL (default 60s).");
   registry.push_back({app, [flags] { return run_pull(*flags); }});
 }
 

@@ -1,24 +1,23 @@
 #include "feeds/puller.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
 #include <ctime>
-#include <set>
-#include <sstream>
 
-#include <pugixml.hpp>
+#include <nlohmann/json.hpp>
 
 #include "base/files.h"
 #include "base/size.h"
+#include "base/stale_temps.h"
 #include "base/uri_fetch.h"
 #include "crypto/hash.h"
 #include "feeds/baked_image.h"
+#include "feeds/enclosure_download.h"
+#include "feeds/feed_freshness.h"
+#include "feeds/pulled_configs.h"
 #include "feeds/version_order.h"
 #include "feeds/xvm_archive.h"
 #include "feeds/xvm_package.h"
-#include "formats/xen_config.h"
 
 namespace kiln {
 namespace {
@@ -26,60 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr uint64_t kFeedLimit = 16 << 20;
-constexpr uint64_t kSignatureLimit = 1 << 20;
-
-// "site/vmcast.rss" and "/abs/vmcast.rss" become file:// URIs, so that a
-// relative enclosure resolves against them like against any other URI.
-std::string normalise_uri(const std::string& uri) {
-  if (uri.find("://") != std::string::npos) return uri;
-  return "file://" + fs::absolute(uri).lexically_normal().string();
-}
-
 std::string without_scheme_slashes(std::string_view uri) { return std::string(uri.substr(uri.find("://") + 3)); }
-
-const std::string kNoVerifyWarning =
-    "--no-verify: signatures are NOT checked; anyone who could change the feed or the archive on its way "
-    "to you could have. Only checksums are checked.";
-
-// Fetches a small file whole.
-Result<std::string> fetch_text(const std::string& uri, const fs::path& scratch, const std::string& name,
-                               uint64_t limit) {
-  fs::path target = scratch / name;
-  FetchOptions options;
-  options.max_bytes = limit;
-  KILN_TRY(fetch_uri(uri, target, options));
-  return read_file(target);
-}
-
-Result<FetchedFeed> fetch_and_check_feed(const std::string& uri, const TrustedKeys* keys, const fs::path& scratch,
-                                         Reporter& reporter) {
-  reporter.step("feed", uri);
-  auto text = fetch_text(uri, scratch, "feed", kFeedLimit);
-  if (!text) return std::unexpected(std::move(text).error().with_context("fetching the feed"));
-  FetchedFeed out;
-  if (keys) {
-    std::string signature_uri = uri + ".asc";
-    auto signature = fetch_text(signature_uri, scratch, "feed.asc", kSignatureLimit);
-    if (!signature)
-      return fail(ErrorKind::kUntrusted,
-                  "the feed is unsigned: cannot get its signature {} ({}); kiln refuses unsigned feeds "
-                  "(--no-verify accepts one, without any trust)",
-                  signature_uri, signature.error().message);
-    KILN_ASSIGN(out.signer, keys->verify_detached(*text, *signature, uri, signature_uri));
-  }
-  KILN_ASSIGN(out.feed, parse_vmcast_feed(*text, uri));
-  reporter.done(out.signer ? "signed by " + out.signer->describe() : "NOT verified");
-  return out;
-}
-
-Result<TrustedKeys> load_keys(const FeedSource& source) {
-  if (source.keyring.empty())
-    return fail(ErrorKind::kBadInput,
-                "no trusted keys: give --keyring FILE with the publisher's public key (`gpg --export KEYID > FILE`), "
-                "or --no-verify to accept the feed without checking who made it");
-  return TrustedKeys::load(source.keyring);
-}
 
 // The pullable items in the order to show them: images in the order the
 // feed first names them, each image's versions newest first.
@@ -101,28 +47,32 @@ std::vector<const VmcastItem*> ordered_items(const VmcastFeed& feed) {
   return out;
 }
 
+// The images on offer, for a message: the first few, each quoted and cut.
 std::string list_names(const std::vector<const VmcastItem*>& items) {
+  constexpr size_t kShown = 8;
   std::vector<std::string> names;
   for (const VmcastItem* item : items)
     if (std::find(names.begin(), names.end(), item->name()) == names.end()) names.push_back(item->name());
   std::string out;
-  for (const std::string& name : names) out += (out.empty() ? "" : ", ") + name;
+  for (size_t i = 0; i < std::min(names.size(), kShown); ++i) out += (i ? ", " : "") + shown_value(names[i], 60);
+  if (names.size() > kShown) out += fmt::format(" and {} more", names.size() - kShown);
   return out;
 }
 
 Result<const VmcastItem*> choose_item(const VmcastFeed& feed, const std::string& wanted, const std::string& uri) {
   std::vector<const VmcastItem*> items = ordered_items(feed);
-  if (items.empty()) return fail(ErrorKind::kBadInput, "{}: the feed has no item with an enclosure", uri);
+  if (items.empty()) return fail(ErrorKind::kBadInput, "{}: the feed has no item with an enclosure", shown_uri(uri));
   if (wanted.empty()) {
     for (const VmcastItem* item : items)
       if (item->name() != items.front()->name())
-        return fail(ErrorKind::kBadInput, "{}: the feed offers several images ({}); choose one with --item NAME", uri,
+        return fail(ErrorKind::kBadInput, "{}: the feed offers several images ({}); choose one with --item NAME", shown_uri(uri),
                     list_names(items));
     return items.front();
   }
   for (const VmcastItem* item : items)
     if (item->name() == wanted || item->title == wanted || item->guid == wanted) return item;
-  return fail(ErrorKind::kBadInput, "{}: no item '{}' in the feed; it offers: {}", uri, wanted, list_names(items));
+  return fail(ErrorKind::kBadInput, "{}: no item {} in the feed; it offers: {}", shown_uri(uri), shown_value(wanted),
+              list_names(items));
 }
 
 // What DIR holds now: nothing, or a kiln output of some image and version.
@@ -152,68 +102,35 @@ Result<> check_downgrade(const std::optional<ExistingOutput>& existing, const st
   if (!existing || existing->name != name || version.empty() || allowed) return {};
   if (compare_versions(existing->version, version) > 0)
     return fail(ErrorKind::kBadInput,
-                "{}: holds {} {}, newer than the {} on offer; refusing a downgrade (--allow-downgrade allows it)",
-                dir.string(), name, existing->version, version);
+                "{}: holds {}, newer than the {} on offer; refusing a downgrade (--allow-downgrade allows it)",
+                dir.string(), shown_value(name + " " + existing->version), shown_value(version));
   return {};
 }
 
-// Points a pulled domain config at DIR instead of the publisher's output
-// directory: every path whose file is one of the image's own files.
-Result<std::string> relocate_xen_config(const std::string& text, const std::string& name, const fs::path& dir,
-                                        const std::set<std::string>& files) {
-  KILN_ASSIGN(DomainSpec spec, parse_xen_config(text, name));
-  auto move = [&](std::string& path) {
-    std::string file = fs::path(path).filename().string();
-    if (!path.empty() && files.count(file)) path = (dir / file).string();
-  };
-  move(spec.kernel);
-  move(spec.ramdisk);
-  for (DomainDisk& disk : spec.disks) move(disk.path);
-  return write_xen_config(spec);
+// A feed from the network may only send kiln to the network: a file://
+// enclosure would make kiln read a file of this host chosen by whoever
+// controls the feed. Checked before anything is fetched.
+Result<> check_enclosure_is_remote(const std::string& feed_uri, const std::string& url) {
+  if (!is_remote_uri(feed_uri) || is_remote_uri(url)) return {};
+  return fail(ErrorKind::kUntrusted,
+              "{}: the feed points at {}, which is not on the network as the feed is; refusing it before reading it",
+              shown_uri(feed_uri), shown_uri(url));
 }
 
-Result<std::string> relocate_libvirt_xml(const std::string& text, const std::string& name, const fs::path& dir,
-                                         const std::set<std::string>& files) {
-  pugi::xml_document doc;
-  if (!doc.load_buffer(text.data(), text.size(), pugi::parse_default | pugi::parse_declaration | pugi::parse_comments))
-    return fail(ErrorKind::kUntrusted, "{}: not well-formed XML", name);
-  auto move = [&](std::string_view path) -> std::optional<std::string> {
-    std::string file = fs::path(path).filename().string();
-    if (path.empty() || !files.count(file)) return std::nullopt;
-    return (dir / file).string();
-  };
-  for (pugi::xpath_node found : doc.select_nodes("/domain/devices/disk/source[@file]")) {
-    pugi::xml_attribute file = found.node().attribute("file");
-    if (auto moved = move(file.value())) file.set_value(moved->c_str());
-  }
-  for (pugi::xpath_node found : doc.select_nodes("/domain/os/kernel | /domain/os/initrd")) {
-    pugi::xml_node node = found.node();
-    if (auto moved = move(node.text().get())) node.text().set(moved->c_str());
-  }
-  std::ostringstream out;
-  doc.save(out, "  ", pugi::format_default | pugi::format_no_declaration);
-  return out.str();
+// The image the archive itself names: its manifest.json's, else xvm.xml's label.
+std::string archive_image_name(const VerifiedXvm& verified) {
+  if (!verified.bake_manifest.empty())
+    if (auto image = parse_bake_manifest(verified.bake_manifest, "manifest.json")) return image->name;
+  return verified.description.names.label;
 }
 
-// Rewrites the configs among the unpacked files for DIR and returns the
-// updated list.
-Result<std::vector<UnpackedFile>> relocate_configs(std::vector<UnpackedFile> files, const fs::path& staging,
-                                                   const fs::path& final_dir) {
-  std::set<std::string> names;
-  for (const UnpackedFile& file : files) names.insert(file.file);
-  for (UnpackedFile& file : files) {
-    bool xen = file.file.ends_with(".xl.cfg");
-    bool libvirt = file.file.ends_with(".libvirt.xml");
-    if (!xen && !libvirt) continue;
-    fs::path path = staging / file.file;
-    KILN_ASSIGN(std::string text, read_file(path));
-    KILN_ASSIGN(std::string moved, xen ? relocate_xen_config(text, file.file, final_dir, names)
-                                       : relocate_libvirt_xml(text, file.file, final_dir, names));
-    KILN_TRY(write_file_atomic(path, moved));
-    file.size = moved.size();
-    file.sha256 = sha256_hex(moved);
-  }
-  return files;
+// The signed feed and the signed archive must name the same image: else a
+// publisher's key (or a mix-up) passes one image off as another.
+Result<> check_archive_holds_item(const VerifiedXvm& verified, const VmcastItem& item, const std::string& url) {
+  std::string held = archive_image_name(verified);
+  if (held == item.name()) return {};
+  return fail(ErrorKind::kUntrusted, "{}: the feed's item {} carries an archive of the image {}; refusing it",
+              shown_uri(url), shown_value(item.name()), shown_value(held));
 }
 
 // The bake's manifest.json, its artifacts as they now are, plus where the
@@ -237,7 +154,8 @@ std::string pulled_manifest(const std::string& original, const std::vector<Unpac
                         {"signed_by", signer ? nlohmann::json(signer->fingerprint) : nlohmann::json(nullptr)},
                         {"signer", signer ? nlohmann::json(signer->user_id) : nlohmann::json(nullptr)},
                         {"time", static_cast<int64_t>(std::time(nullptr))}};
-  return manifest.dump(2) + "\n";
+  // The feed's texts need not be UTF-8; JSON must be.
+  return manifest.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 // Removes a finished download when the pull is over, however it ends: a
@@ -249,6 +167,18 @@ struct DownloadCleanup {
     if (!path.empty()) fs::remove(path, ignored);
   }
 };
+
+// The enclosure's file name, for messages and its download's name.
+std::string enclosure_file_name(const std::string& url) {
+  std::string file_name = fs::path(without_scheme_slashes(url)).filename().string();
+  return is_safe_member_name(file_name) ? file_name : "enclosure.xvm";
+}
+
+fs::path output_dir_of(const PullOptions& options, const VmcastItem& item) {
+  fs::path output =
+      fs::absolute(options.output_dir.empty() ? fs::path("out") / item.name() : options.output_dir).lexically_normal();
+  return output.filename().empty() ? output.parent_path() : output;
+}
 
 }  // namespace
 
@@ -268,96 +198,72 @@ std::string resolve_uri(std::string_view base, std::string_view reference) {
 
 std::vector<const VmcastItem*> pullable_items(const VmcastFeed& feed) { return ordered_items(feed); }
 
-Result<FetchedFeed> fetch_feed(const FeedSource& source, const fs::path& scratch, Reporter& reporter) {
-  std::optional<TrustedKeys> keys;
-  if (source.no_verify) {
-    reporter.warn(kNoVerifyWarning);
-  } else {
-    KILN_ASSIGN(keys, load_keys(source));
-  }
-  KILN_ASSIGN(TempDir work, TempDir::create(scratch, "feed"));
-  return fetch_and_check_feed(normalise_uri(source.uri), keys ? &*keys : nullptr, work.path(), reporter);
-}
-
 Result<PullResult> pull(const PullOptions& options, Reporter& reporter) {
   auto started = Clock::now();
-  std::optional<TrustedKeys> keys;
-  if (options.source.no_verify) {
-    reporter.warn(kNoVerifyWarning);
-  } else {
-    KILN_ASSIGN(keys, load_keys(options.source));
-  }
+  const FeedSource& source = options.source;
+  KILN_ASSIGN(DownloadLimits limits, limits_of(source));
+  KILN_ASSIGN(std::optional<TrustedKeys> keys, trusted_keys(source, reporter));
   const TrustedKeys* trusted = keys ? &*keys : nullptr;
   std::error_code ec;
   fs::create_directories(options.download_dir, ec);
   if (ec) return fail_errno("cannot create", options.download_dir.string(), ec.value());
 
-  // 1. The feed and its signature.
-  std::string feed_uri = normalise_uri(options.source.uri);
-  KILN_ASSIGN(TempDir scratch, TempDir::create(options.download_dir, "feed"));
-  KILN_ASSIGN(FetchedFeed fetched, fetch_and_check_feed(feed_uri, trusted, scratch.path(), reporter));
+  // 1. The feed: its signature and freshness.
+  KILN_ASSIGN(FetchedFeed fetched, fetch_feed(source, trusted, options.download_dir, reporter));
 
-  // 2. The item, and whether it may replace what DIR holds.
-  KILN_ASSIGN(const VmcastItem* item, choose_item(fetched.feed, options.item, feed_uri));
-  fs::path output = fs::absolute(options.output_dir.empty() ? fs::path("out") / item->name() : options.output_dir)
-                        .lexically_normal();
-  if (output.filename().empty()) output = output.parent_path();
+  // 2. The item, and whether it may replace what DIR holds and what was pulled before.
+  KILN_ASSIGN(const VmcastItem* item, choose_item(fetched.feed, options.item, fetched.uri));
+  fs::path output = output_dir_of(options, *item);
   KILN_ASSIGN(std::optional<ExistingOutput> existing, existing_output(output));
-  KILN_TRY(check_downgrade(existing, item->name(), item->image_version, output, options.allow_downgrade));
+  auto refuse_older = [&](const std::string& version) -> Result<> {
+    KILN_TRY(check_downgrade(existing, item->name(), version, output, source.allow_downgrade));
+    return check_item_not_older(fetched.accepted, item->name(), version, fetched.uri, source.allow_downgrade,
+                                reporter);
+  };
+  if (!item->image_version.empty()) KILN_TRY(refuse_older(item->image_version));
 
   // 3. The enclosure, held to the length and sha256 the signed feed gives.
-  const VmcastEnclosure& enclosure = *item->enclosure;
-  std::string url = resolve_uri(feed_uri, enclosure.url);
-  std::string file_name = fs::path(without_scheme_slashes(url)).filename().string();
-  if (!is_safe_member_name(file_name)) file_name = "enclosure.xvm";
+  std::string url = resolve_uri(fetched.uri, item->enclosure->url);
+  KILN_TRY(check_enclosure_is_remote(fetched.uri, url));
+  std::string file_name = enclosure_file_name(url);
   fs::path download = options.download_dir / (sha256_hex(url).substr(0, 16) + "-" + file_name);
   fs::remove(download, ec);  // a complete download is never kept between pulls
-  reporter.step("fetch", url);
-  FetchOptions fetch;
-  if (enclosure.length && *enclosure.length > 0) fetch.max_bytes = *enclosure.length;
-  fetch.progress = [&](uint64_t done, uint64_t total) { reporter.progress(done, total); };
-  auto fetched_xvm = fetch_uri(url, download, fetch);
-  if (!fetched_xvm) {
-    Error error = std::move(fetched_xvm).error();
-    std::string context = fmt::format("downloading the enclosure of '{}'", item->title);
-    if (enclosure.length && error.message.find("larger than") != std::string::npos)
-      context += fmt::format(" (the feed's enclosure length is {} bytes)", *enclosure.length);
-    return std::unexpected(std::move(error).with_context(context));
-  }
+  reporter.step("fetch", shown_uri(url));
+  KILN_ASSIGN(DownloadedEnclosure got, download_enclosure(*item, url, download, limits, reporter));
   DownloadCleanup cleanup{download};
-  if (enclosure.length && fetched_xvm->bytes != *enclosure.length)
-    return fail(ErrorKind::kUntrusted, "{}: downloaded {} bytes, but the feed's enclosure length says {}; refusing it",
-                url, fetched_xvm->bytes, *enclosure.length);
-  KILN_ASSIGN(std::string xvm_sha256, file_digest_hex(download));
-  if (!item->sha256.empty() && xvm_sha256 != item->sha256)
-    return fail(ErrorKind::kUntrusted, "{}: its sha256 is {}, but the feed says {}; refusing it", url, xvm_sha256,
-                item->sha256);
-  reporter.done(fmt::format("{}{}", format_size(fetched_xvm->bytes), fetched_xvm->resumed ? " (resumed)" : ""));
+  reporter.done(fmt::format("{}{}", format_size(got.bytes), got.resumed ? " (resumed)" : ""));
 
-  // 4. The signatures inside, then every sum.
+  // 4. The signatures inside, then every sum, then that it is the item's image.
   reporter.step("verify", file_name);
   KILN_ASSIGN(XvmArchive archive, XvmArchive::open(download, file_name));
   VerifyOptions verify;
   verify.threads = options.threads;
   verify.progress = [&](uint64_t done, uint64_t total) { reporter.progress(done, total); };
   KILN_ASSIGN(VerifiedXvm verified, verify_xvm(archive, trusted, verify));
+  KILN_TRY(check_archive_holds_item(verified, *item, url));
   const std::string& version = verified.description.version;
   if (!item->image_version.empty() && version != item->image_version)
-    return fail(ErrorKind::kUntrusted, "{}: the feed offers version {}, but its xvm.xml says {}", url,
-                item->image_version, version);
-  KILN_TRY(check_downgrade(existing, item->name(), version, output, options.allow_downgrade));
+    return fail(ErrorKind::kUntrusted, "{}: the feed offers version {}, but its xvm.xml says {}", shown_uri(url),
+                shown_value(item->image_version), shown_value(version));
+  if (item->image_version.empty()) KILN_TRY(refuse_older(version));
   reporter.done(verified.signer ? "signed by " + verified.signer->describe() : "checksums only (NOT verified)");
 
   // 5. Only now: the image, beside DIR, swapped in when complete.
   reporter.step("unpack", output.string());
   fs::create_directories(output.parent_path(), ec);
   if (ec) return fail_errno("cannot create", output.parent_path().string(), ec.value());
-  KILN_ASSIGN(TempDir staging, TempDir::create(output.parent_path(), output.filename().string() + ".pull"));
+  std::string staging_prefix = output.filename().string() + ".pull";
+  remove_stale_temp_dirs(output.parent_path(), staging_prefix);
+  KILN_ASSIGN(TempDir staging, create_tagged_temp_dir(output.parent_path(), staging_prefix));
   KILN_ASSIGN(std::vector<UnpackedFile> files, unpack_xvm(archive, verified, staging.path(), verify));
   KILN_ASSIGN(files, relocate_configs(std::move(files), staging.path(), output));
   KILN_TRY(write_file_atomic(staging.path() / "manifest.json",
-                             pulled_manifest(verified.bake_manifest, files, feed_uri, *item, url, xvm_sha256,
+                             pulled_manifest(verified.bake_manifest, files, fetched.uri, *item, url, got.sha256,
                                              verified.signer)));
+  // Recorded before DIR changes: a pull that cannot be remembered does not happen.
+  if (fetched.signer)
+    KILN_TRY(record_accepted(state_file_of(source), fetched.uri, fetched.signer->fingerprint, fetched.date.value_or(0),
+                             item->name(), version));
   KILN_TRY(install_directory(std::move(staging), output));
   reporter.done();
 
@@ -366,8 +272,8 @@ Result<PullResult> pull(const PullOptions& options, Reporter& reporter) {
   result.version = version;
   result.output_dir = output;
   result.enclosure_url = url;
-  result.downloaded = fetched_xvm->bytes;
-  result.resumed = fetched_xvm->resumed;
+  result.downloaded = got.bytes;
+  result.resumed = got.resumed;
   result.signer = verified.signer;
   for (const UnpackedFile& file : files) result.files.push_back(file.file);
   result.seconds = std::chrono::duration<double>(Clock::now() - started).count();

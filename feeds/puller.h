@@ -3,12 +3,17 @@
 // so that `kiln boot DIR` runs it.
 //
 // Nothing is trusted that a trusted key did not sign, and the checks come in
-// this order: the feed's signature (FEED.asc), the chosen item (its
-// enclosure's length and sha256, both in the signed feed), the signatures
-// inside the xvm, every manifest sum. Only then are the images expanded,
-// into a directory beside DIR that replaces DIR once complete: a failure at
-// any point leaves DIR as it was. A download that breaks off stays in the
-// download directory and the next pull resumes it.
+// this order: the feed's signature (FEED.asc) and freshness (not expired, not
+// older than one accepted before), the chosen item (not older than one
+// pulled before; its enclosure's length and sha256, both in the signed
+// feed; an enclosure on this host is refused when the feed is not), the
+// signatures inside the xvm, every manifest sum, and that the archive holds
+// the image the item names. Only then are the images expanded, into a
+// directory beside DIR that replaces DIR once complete: a failure at any
+// point leaves DIR as it was. A download that breaks off stays in the
+// download directory and the next pull resumes it; the staging directory of
+// a pull that was killed outright is removed by the next pull into the same
+// place.
 #pragma once
 
 #include <cstdint>
@@ -20,31 +25,16 @@
 #include "base/error.h"
 #include "base/reporter.h"
 #include "crypto/openpgp.h"
+#include "feeds/feed_fetch.h"
 #include "feeds/vmcast_feed.h"
 
 namespace kiln {
-
-struct FeedSource {
-  std::string uri;
-  std::filesystem::path keyring;  // required unless no_verify
-  bool no_verify = false;
-};
-
-struct FetchedFeed {
-  VmcastFeed feed;
-  std::optional<SignatureInfo> signer;  // empty when not verified
-};
-
-// Fetches and (unless no_verify) verifies a feed; `scratch` holds the
-// downloads while they are checked.
-Result<FetchedFeed> fetch_feed(const FeedSource& source, const std::filesystem::path& scratch, Reporter& reporter);
 
 struct PullOptions {
   FeedSource source;
   std::string item;                      // image name (or item title); empty: the feed's only image
   std::filesystem::path output_dir;      // empty: out/NAME
   std::filesystem::path download_dir;    // where partial downloads wait to be resumed
-  bool allow_downgrade = false;
   unsigned threads = 0;
 };
 

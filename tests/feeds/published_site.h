@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,23 +56,36 @@ class PublishedSiteTest : public ::testing::Test {
   std::string file_url() const { return "file://" + site().string() + "/"; }
 
   ProcessResult publish(const std::filesystem::path& bake_dir, const std::string& base_url,
-                        std::vector<std::string> more = {"--no-virt-builder"}) {
+                        std::vector<std::string> more = {"--no-virt-builder"}, std::vector<std::string> env = {}) {
     std::vector<std::string> args = {"publish", bake_dir.string(), "--feed", site().string(), "--base-url", base_url,
                                      "--sign-key", publisher_->fingerprint()};
     args.insert(args.end(), more.begin(), more.end());
-    auto done = run_kiln(args, publisher_->env());
+    for (const std::string& entry : publisher_->env()) env.push_back(entry);
+    auto done = run_kiln(args, env);
     EXPECT_EQ(done.exit_code, 0) << done.err;
     return done;
   }
 
+  // What pull remembers of the feeds it accepted: private to each test.
+  std::filesystem::path state_home() const { return dir_ / "state"; }
+  std::vector<std::string> pull_env() const {
+    std::vector<std::string> env = publisher_->env();
+    env.push_back("XDG_STATE_HOME=" + state_home().string());
+    return env;
+  }
+
   ProcessResult pull(const std::string& feed, std::vector<std::string> more = {}) {
-    std::vector<std::string> args = {"pull", feed, "-o", out().string(), "--download-dir", (dir_ / "dl").string()};
+    return pull_into(out(), feed, std::move(more));
+  }
+  ProcessResult pull_into(const std::filesystem::path& output, const std::string& feed,
+                          std::vector<std::string> more = {}) {
+    std::vector<std::string> args = {"pull", feed, "-o", output.string(), "--download-dir", (dir_ / "dl").string()};
     bool keyring_given = false;
     for (const std::string& arg : more) keyring_given = keyring_given || arg == "--keyring" || arg == "--no-verify";
     if (!keyring_given) args.insert(args.end(), {"--keyring", keyring().string()});
     args.insert(args.end(), more.begin(), more.end());
     // GNUPGHOME points at a home holding the publisher's key: pull must not use it.
-    return run_kiln(args, publisher_->env());
+    return run_kiln(args, pull_env());
   }
 
   std::string feed_file() const { return (site() / "vmcast.rss").string(); }
@@ -109,17 +123,25 @@ class PublishedSiteTest : public ::testing::Test {
   // it again with the publisher's key: the feed then vouches for the
   // tampered archive, and only the checks inside it are left to catch it.
   void refeed(const std::string& stem = "fake-1.0") {
+    edit_feed([&](VmcastItem& item) {
+      if (item.image_name + "-" + item.image_version != stem) return;
+      item.enclosure->length = std::filesystem::file_size(xvm(stem));
+      item.sha256 = *file_digest_hex(xvm(stem));
+    });
+  }
+  // Passes every item of the site's feed through `edit`, sets the channel's
+  // valid-until when one is given, and signs the feed with the publisher's key.
+  void edit_feed(const std::function<void(VmcastItem&)>& edit, const std::string& valid_until = "") {
     auto text = read_text(site() / "vmcast.rss");
     auto feed = parse_vmcast_feed(text, "vmcast.rss");
     ASSERT_TRUE(feed) << feed.error().to_string();
     auto doc = VmcastFeedDocument::parse(text, "vmcast.rss");
     ASSERT_TRUE(doc);
     for (VmcastItem item : feed->items) {
-      if (item.image_name + "-" + item.image_version != stem) continue;
-      item.enclosure->length = std::filesystem::file_size(xvm(stem));
-      item.sha256 = *file_digest_hex(xvm(stem));
+      edit(item);
       doc->upsert_item(item);
     }
+    if (!valid_until.empty()) doc->set_valid_until(valid_until);
     write_text(site() / "vmcast.rss", doc->to_string());
     sign_feed(*publisher_);
   }

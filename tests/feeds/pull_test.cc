@@ -94,7 +94,7 @@ TEST_F(PullTest, OverHttpTheFeedListsAndPulls) {
   EXPECT_THAT(listed.out, HasSubstr("fake"));
   EXPECT_THAT(listed.out, HasSubstr("other"));
   auto several = pull(server.url("site/vmcast.rss"));
-  expect_refused(several, kBadInput, "the feed offers several images (other, fake); choose one with --item NAME");
+  expect_refused(several, kBadInput, "the feed offers several images (\"other\", \"fake\"); choose one with --item NAME");
   auto done = pull(server.url("site/vmcast.rss"), {"--item", "other"});
   ASSERT_EQ(done.exit_code, 0) << done.err;
   EXPECT_EQ(nlohmann::json::parse(read_text(out() / "manifest.json"))["image"]["name"], "other");
@@ -109,7 +109,7 @@ TEST_F(PullTest, ANewerVersionReplacesTheOutputAndAnOlderOneIsRefused) {
   std::string before = read_text(out() / "manifest.json");
   auto older = pull(feed_file(), {"--item", "fake 1.0"});
   EXPECT_EQ(older.exit_code, kBadInput) << older.err;
-  EXPECT_THAT(older.err, HasSubstr("holds fake 2.0, newer than the 1.0 on offer; refusing a downgrade"));
+  EXPECT_THAT(older.err, HasSubstr("holds \"fake 2.0\", newer than the \"1.0\" on offer; refusing a downgrade"));
   EXPECT_EQ(read_text(out() / "manifest.json"), before);
   auto allowed = pull(feed_file(), {"--item", "fake 1.0", "--allow-downgrade"});
   ASSERT_EQ(allowed.exit_code, 0) << allowed.err;
@@ -125,7 +125,7 @@ TEST_F(PullTest, ABrokenDownloadResumesWhereItStopped) {
   publish(bake(), server.url("site/"));
   write_text(site() / "fake-1.0.xvm.truncate-at", "100000");
   auto broken = pull(server.url("site/vmcast.rss"));
-  expect_refused(broken, kFailed, "downloading the enclosure of 'fake 1.0'");
+  expect_refused(broken, kFailed, "downloading the enclosure of \"fake 1.0\"");
   EXPECT_THAT(broken.err, HasSubstr(server.url("site/fake-1.0.xvm")));
   auto parts = testing::list_tree(dir_ / "dl");
   ASSERT_EQ(parts.size(), 1u);
