@@ -2,11 +2,13 @@
 # The caller sets `bench` (its name, for messages and the scratch directory),
 # `here` (the source tree) and `kiln`, and defines die().
 
-# A scratch directory with a private GnuPG home, removed on exit (its
-# gpg-agent stopped), Ctrl-C included. Sets `work` and GNUPGHOME.
+# A scratch directory with a private GnuPG home and pull state (what pull
+# remembers of the feeds it accepted), removed on exit (its gpg-agent
+# stopped), Ctrl-C included. Sets `work`, GNUPGHOME and XDG_STATE_HOME.
 feed_bench_workdir() {
   work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-$bench.XXXXXX")
   export GNUPGHOME=$work/gnupg
+  export XDG_STATE_HOME=$work/state
   trap 'gpgconf --homedir "$GNUPGHOME" --kill all 2>/dev/null || true; rm -rf --one-file-system -- "$work"' EXIT
   trap 'echo; echo "$bench: interrupted" >&2; exit 130' INT TERM
 }
