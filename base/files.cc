@@ -289,6 +289,13 @@ Result<> change_on_copy(const fs::path& file, const fs::path& output,
   return copy.commit();
 }
 
+bool is_plain_file_name(std::string_view name) {
+  if (name.empty() || name == "." || name == "..") return false;
+  return std::none_of(name.begin(), name.end(), [](char c) {
+    return c == '/' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+}
+
 Result<> remove_tree(const fs::path& path) {
   std::error_code ec;
   fs::remove_all(path, ec);

@@ -114,6 +114,10 @@ Result<> copy_sparse(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_o
 Result<> change_on_copy(const fs::path& file, const fs::path& output,
                         const std::function<Result<>(const fs::path& copy)>& change);
 
+// A name of one file in a directory, safe to join to it: not empty, not "."
+// or "..", no '/', no '\\' and no control characters.
+bool is_plain_file_name(std::string_view name);
+
 // Removes a tree, ignoring a missing one; errors name the path.
 Result<> remove_tree(const fs::path& path);
 

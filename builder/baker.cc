@@ -196,7 +196,7 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
     stages.outcomes().push_back({"target", "", false, seconds_since(target_started)});
   }
   result.output_dir = output;
-  result.artifacts = std::move(finalized.artifacts);
+  result.artifacts = std::move(finalized.manifest.artifacts);
   result.stages = std::move(stages.outcomes());
   result.seconds = seconds_since(started);
   return result;

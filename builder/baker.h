@@ -37,7 +37,7 @@ struct StageOutcome {
 
 struct BakeResult {
   std::filesystem::path output_dir;
-  std::vector<Artifact> artifacts;
+  std::vector<ManifestArtifact> artifacts;
   std::vector<StageOutcome> stages;
   std::filesystem::path target;  // the device written to, if any
   double seconds = 0;

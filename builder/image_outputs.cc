@@ -93,26 +93,26 @@ Result<std::string> libvirt_domain(const Plan& plan, const AssembledImage& image
 
 // `digest` is the file's sha256 when the assembly took it as it wrote the
 // file, or "" to hash it here.
-Result<Artifact> describe(const fs::path& dir, const std::string& name, std::string digest) {
+Result<ManifestArtifact> describe(const fs::path& dir, const std::string& name, std::string digest) {
   fs::path path = dir / name;
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return fail_errno("stat", path.string(), errno);
   if (digest.empty()) {
     KILN_ASSIGN(digest, file_digest_hex(path));
   }
-  return Artifact{name, static_cast<uint64_t>(st.st_size), digest};
+  return ManifestArtifact{name, static_cast<uint64_t>(st.st_size), digest};
 }
 
 // Hashes the artifacts not hashed yet, on all cores.
-Result<std::vector<Artifact>> describe_all(const fs::path& dir, const std::vector<std::string>& names,
+Result<std::vector<ManifestArtifact>> describe_all(const fs::path& dir, const std::vector<std::string>& names,
                                            const std::map<std::string, std::string>& known) {
-  std::vector<std::future<Result<Artifact>>> jobs;
+  std::vector<std::future<Result<ManifestArtifact>>> jobs;
   for (const std::string& name : names) {
     auto digest = known.find(name);
     jobs.push_back(std::async(std::launch::async, describe, dir, name,
                               digest == known.end() ? std::string() : digest->second));
   }
-  std::vector<Artifact> out;
+  std::vector<ManifestArtifact> out;
   for (auto& job : jobs) {
     auto artifact = job.get();
     if (!artifact) return std::unexpected(std::move(artifact).error());
@@ -123,97 +123,60 @@ Result<std::vector<Artifact>> describe_all(const fs::path& dir, const std::vecto
 
 // The storage layout as built: volumes, LVM, encryption (never a key or a
 // passphrase, nor the files they came from).
-nlohmann::json storage_json(const Plan& plan, const AssembledImage& image) {
-  nlohmann::json volumes = nlohmann::json::array();
+void describe_storage(const Plan& plan, const AssembledImage& image, ImageManifest& m) {
   for (const PlacedVolume& volume : image.volumes)
-    volumes.push_back({{"name", volume.name},
-                       {"filesystem", name_of(volume.filesystem)},
-                       {"mountpoint", volume.mountpoint},
-                       {"label", volume.label},
-                       {"uuid", volume.uuid.to_string()},
-                       {"offset", volume.offset},
-                       {"size", volume.size}});
-  nlohmann::json images = nlohmann::json::array();
+    m.volumes.push_back({volume.name, std::string(name_of(volume.filesystem)), volume.mountpoint, volume.label,
+                         volume.uuid.to_string(), volume.offset, volume.size});
   for (const PartitionImage& partition : image.partition_images)
-    images.push_back({{"file", partition.file}, {"volume", partition.volume}});
-  nlohmann::json out = {{"layout", name_of(plan.recipe->storage.layout.value)},
-                        {"root_device", image.root_device},
-                        {"volumes", volumes},
-                        {"partition_images", images}};
+    m.partition_images.push_back({partition.file, partition.volume});
   if (image.lvm)
-    out["lvm"] = {{"vg", image.lvm->vg},
-                  {"vg_uuid", image.lvm->vg_uuid},
-                  {"pv_uuid", image.lvm->pv_uuid},
-                  {"extent_size", image.lvm->extent_size},
-                  {"extent_count", image.lvm->extent_count},
-                  {"pe_start", image.lvm->pe_start}};
+    m.lvm = ManifestLvm{image.lvm->vg,          image.lvm->vg_uuid,      image.lvm->pv_uuid,
+                        image.lvm->extent_size, image.lvm->extent_count, image.lvm->pe_start};
   if (image.encryption) {
-    const EncryptionInfo& e = image.encryption.value();
+    const EncryptionInfo& e = *image.encryption;
     const StorageSection& storage = plan.recipe->storage;
-    out["encryption"] = {{"type", e.type},
-                         {"cipher", e.cipher},
-                         {"key_bits", e.key_bits},
-                         {"sector_size", e.sector_size},
-                         {"data_offset", e.data_offset},
-                         {"keyslots", e.keyslots},
-                         {"encrypted_bytes", e.encrypted_bytes},
-                         {"method", e.method},
-                         {"name", storage.luks.present.value ? storage.luks.name.value : storage.dmcrypt.name.value}};
-    if (!e.uuid.empty()) out["encryption"]["uuid"] = e.uuid;
+    m.encryption = ManifestEncryption{
+        e.type,   e.cipher, e.key_bits, e.sector_size, e.data_offset, e.keyslots, e.encrypted_bytes,
+        e.method, storage.luks.present.value ? storage.luks.name.value : storage.dmcrypt.name.value, e.uuid};
   }
-  return out;
 }
 
-nlohmann::json manifest_json(const Plan& plan, const AssembledImage& image,
-                             const std::vector<Artifact>& artifacts) {
+ImageManifest manifest_of(const Plan& plan, const AssembledImage& image, std::vector<ManifestArtifact> artifacts) {
   const Recipe& recipe = *plan.recipe;
   PlacedVolume root;
   for (const PlacedVolume& volume : image.volumes)
     if (volume.is_root()) root = volume;
-  nlohmann::json packages = nlohmann::json::array();
+  ImageManifest m;
+  m.kiln_version = KILN_VERSION;
+  m.recipe_file = recipe.file.filename().string();
+  m.recipe_sha256 = recipe.hash;
+  m.name = recipe.image.name.value;
+  m.version = recipe.image.version.value;
+  m.description = recipe.image.description.value;
+  m.layout = name_of(recipe.storage.layout.value);
+  m.size = image.geometry.image_size;
+  m.root_filesystem_type = name_of(root.filesystem);
+  m.root_filesystem_uuid = root.uuid.to_string();
+  m.root_filesystem_size = root.size;
+  m.root_filesystem_label = root.label;
+  for (const PlacedPartition& p : image.geometry.partitions)
+    m.partitions.push_back({p.number, p.partition.name, std::string(gpt_type_guid(p.partition.type)),
+                            p.partition.uuid.to_string(), p.offset, p.size});
+  m.kernel = image.kernel_version;
+  m.kernel_cmdline = image.kernel_command_line;
+  m.memory_mib = recipe.output.memory.value / (1024 * 1024);
+  m.vcpus = static_cast<int>(recipe.output.vcpus.value);
+  if (image.geometry.esp) m.esp_volume_id = fat_volume_id_string(plan.identity.esp_volume_id);
+  m.root_device = image.root_device;
+  m.build_timestamp = plan.timestamp;
+  m.reproducible = plan.reproducible;
+  m.bootstrap_key = plan.source.key;
+  m.customize_key = plan.in_image ? plan.in_image->key : "";
   for (const InstalledPackage& package : installed_packages(image.dpkg_status))
-    packages.push_back({{"name", package.name}, {"version", package.version},
-                        {"architecture", package.architecture}});
-  nlohmann::json files = nlohmann::json::array();
-  for (const Artifact& artifact : artifacts)
-    files.push_back({{"file", artifact.file}, {"size", artifact.size}, {"sha256", artifact.sha256}});
-  nlohmann::json partitions = nlohmann::json::array();
-  for (const PlacedPartition& partition : image.geometry.partitions)
-    partitions.push_back({{"number", partition.number},
-                          {"name", partition.partition.name},
-                          {"type", gpt_type_guid(partition.partition.type)},
-                          {"uuid", partition.partition.uuid.to_string()},
-                          {"offset", partition.offset},
-                          {"size", partition.size}});
-  nlohmann::json manifest = {
-      {"kiln_version", KILN_VERSION},
-      {"recipe", {{"file", recipe.file.filename().string()}, {"sha256", recipe.hash}}},
-      {"image",
-       {{"name", recipe.image.name.value},
-        {"version", recipe.image.version.value},
-        {"description", recipe.image.description.value},
-        {"layout", name_of(recipe.storage.layout.value)},
-        {"size", image.geometry.image_size},
-        {"root_filesystem", {{"type", name_of(root.filesystem)},
-                             {"uuid", root.uuid.to_string()},
-                             {"size", root.size},
-                             {"label", root.label}}},
-        {"partitions", partitions},
-        {"kernel", image.kernel_version},
-        {"kernel_cmdline", image.kernel_command_line},
-        {"memory_mib", recipe.output.memory.value / (1024 * 1024)},
-        {"vcpus", recipe.output.vcpus.value}}},
-      {"build", {{"timestamp", plan.timestamp}, {"reproducible", plan.reproducible},
-                 {"bootstrap_key", plan.source.key},
-                 {"customize_key", plan.in_image ? plan.in_image->key : ""}}},
-      {"packages", packages},
-      {"artifacts", files},
-  };
-  if (image.geometry.esp)
-    manifest["image"]["esp_volume_id"] = fat_volume_id_string(plan.identity.esp_volume_id);
-  manifest["image"]["root_device"] = image.root_device;
-  manifest["storage"] = storage_json(plan, image);
-  return manifest;
+    m.packages.push_back({package.name, package.version, package.architecture});
+  m.artifacts = std::move(artifacts);
+  describe_storage(plan, image, m);
+  return m;
 }
 
 }  // namespace
@@ -255,9 +218,9 @@ Result<FinalizedOutput> finalize_outputs(const Plan& plan, const AssembledImage&
   if (!image.disk_sha256.empty()) known["disk.raw"] = image.disk_sha256;
   for (const PartitionImage& partition : image.partition_images)
     if (!partition.sha256.empty()) known[partition.file] = partition.sha256;
-  KILN_ASSIGN(out.artifacts, describe_all(dir, names, known));
-  out.manifest = manifest_json(plan, image, out.artifacts);
-  KILN_TRY(write_file_atomic(dir / "manifest.json", out.manifest.dump(2) + "\n"));
+  KILN_ASSIGN(std::vector<ManifestArtifact> artifacts, describe_all(dir, names, known));
+  out.manifest = manifest_of(plan, image, std::move(artifacts));
+  KILN_TRY(write_file_atomic(dir / "manifest.json", write_image_manifest(out.manifest)));
   return out;
 }
 

@@ -10,24 +10,16 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "base/error.h"
 #include "base/reporter.h"
 #include "builder/assembler.h"
 #include "builder/plan.h"
+#include "formats/image_manifest.h"
 
 namespace kiln {
 
-struct Artifact {
-  std::string file;  // name inside the output directory
-  uint64_t size = 0;
-  std::string sha256;
-};
-
 struct FinalizedOutput {
-  std::vector<Artifact> artifacts;
-  nlohmann::json manifest;
+  ImageManifest manifest;  // what manifest.json says, its artifacts included
 };
 
 // `dir` is where everything is being built; `final_dir` is where the output

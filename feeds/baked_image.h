@@ -10,34 +10,29 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "base/error.h"
+#include "formats/image_manifest.h"
 
 namespace kiln {
 
-struct BakedArtifact {
-  std::string file;
-  uint64_t size = 0;
-  std::string sha256;
-};
+using BakedArtifact = ManifestArtifact;
 
+// The manifest, and what the feeds describe an image by, taken from it.
 struct BakedImage {
   std::filesystem::path dir;
-  nlohmann::json manifest;
+  ImageManifest manifest;
   std::string name;
   std::string version;
   std::string description;
   std::string layout;  // "gpt", "plain", "lvm"
   std::string kernel;
   int64_t build_timestamp = 0;
-  std::vector<BakedArtifact> artifacts;
   std::optional<int> root_partition;  // the GPT partition named "root"
   std::string dpkg_architecture;      // "amd64", from the installed packages
   std::string base_files_version;     // Debian's release shows in it
   size_t package_count = 0;
 
-  const BakedArtifact* find(std::string_view file) const;
+  const BakedArtifact* find(std::string_view file) const { return manifest.find(file); }
 };
 
 // Reads DIR/manifest.json. Checks that every artifact it lists is a plain

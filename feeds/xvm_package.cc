@@ -80,7 +80,7 @@ Result<PackageMember> member_from_file(std::string name, const fs::path& source)
 
 // The guest memory the bake's Xen config gives, else the recipe default.
 std::string memory_of(const BakedImage& image) {
-  for (const BakedArtifact& artifact : image.artifacts) {
+  for (const BakedArtifact& artifact : image.manifest.artifacts) {
     if (!artifact.file.ends_with(".xl.cfg")) continue;
     auto text = read_file(image.dir / artifact.file);
     if (!text) continue;
@@ -109,7 +109,7 @@ XvmDescription describe(const BakedImage& image) {
   vm.name = image.name;
   vm.names = {image.name, image.name, out.names.longdesc, detail};
   vm.memory_static_min = memory_of(image);
-  for (const BakedArtifact& artifact : image.artifacts) {
+  for (const BakedArtifact& artifact : image.manifest.artifacts) {
     if (is_config_artifact(artifact.file)) continue;
     XvmVdi vdi;
     vdi.name = artifact.file;
@@ -228,7 +228,7 @@ Result<TarWritten> build_xvm(const BakedImage& image, const SigningKey& key, con
   KILN_ASSIGN(PackageMember manifest, member_from_file(std::string(kBakeManifest), image.dir / kBakeManifest));
   payload.push_back(std::move(manifest));
   std::vector<const BakedArtifact*> images;
-  for (const BakedArtifact& artifact : image.artifacts) {
+  for (const BakedArtifact& artifact : image.manifest.artifacts) {
     if (is_config_artifact(artifact.file)) {
       KILN_ASSIGN(PackageMember config, member_from_file(artifact.file, image.dir / artifact.file));
       payload.push_back(std::move(config));
@@ -400,7 +400,7 @@ Result<std::vector<UnpackedFile>> unpack_xvm(const XvmArchive& archive, const Ve
   };
   std::vector<Task> tasks;
   std::set<std::string> used_vdis;
-  for (const BakedArtifact& artifact : image->artifacts) {
+  for (const BakedArtifact& artifact : image->manifest.artifacts) {
     const XvmVdi* vdi = nullptr;
     for (const XvmVdi& candidate : verified.description.vdis)
       if ((candidate.file.empty() ? candidate.member : candidate.file) == artifact.file) vdi = &candidate;

@@ -7,6 +7,8 @@
 
 #include <pugixml.hpp>
 
+#include "base/files.h"
+
 namespace kiln {
 namespace {
 
@@ -85,16 +87,11 @@ void put_names(pugi::xml_node parent, const XvmNames& names, bool full) {
 }  // namespace
 
 bool is_safe_member_name(std::string_view name) {
-  if (name.empty() || name.starts_with('/')) return false;
-  if (std::any_of(name.begin(), name.end(),
-                  [](char c) { return c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
-    return false;
   size_t start = 0;
   while (start <= name.size()) {
     size_t slash = name.find('/', start);
     if (slash == std::string_view::npos) slash = name.size();
-    std::string_view part = name.substr(start, slash - start);
-    if (part.empty() || part == "." || part == "..") return false;
+    if (!is_plain_file_name(name.substr(start, slash - start))) return false;
     start = slash + 1;
   }
   return true;

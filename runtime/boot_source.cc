@@ -2,9 +2,8 @@
 
 #include <algorithm>
 
-#include <nlohmann/json.hpp>
-
 #include "base/files.h"
+#include "formats/image_manifest.h"
 #include "formats/xen_config.h"
 
 namespace kiln {
@@ -35,34 +34,29 @@ Result<BootSource> from_image_directory(const fs::path& dir) {
     return fail(ErrorKind::kBadInput, "{}: not a baked image (no manifest.json); give an image directory from "
                                       "`kiln bake` or a Xen domain config file",
                 dir.string());
-  auto manifest = nlohmann::json::parse(*text, nullptr, false);
-  if (manifest.is_discarded() || !manifest.contains("image"))
-    return fail(ErrorKind::kBadInput, "{}: damaged manifest.json", (dir / "manifest.json").string());
-  const auto& image = manifest["image"];
+  KILN_ASSIGN(ImageManifest image, read_image_manifest(*text, (dir / "manifest.json").string()));
   BootSource source;
-  source.name = image.value("name", dir.filename().string());
+  source.name = image.name;
   source.description = dir.string();
   source.kernel = dir / "vmlinuz";
   source.initrd = dir / "initrd.img";
   if (fs::exists(dir / "root.img")) source.disks.push_back({dir / "root.img", false, false});
   if (fs::exists(dir / "disk.raw")) source.firmware_disk = dir / "disk.raw";
-  if (image.contains("root_filesystem")) source.root_uuid = image["root_filesystem"].value("uuid", "");
-  source.kernel_args = extra_kernel_args(image.value("kernel_cmdline", ""));
+  source.root_uuid = image.root_filesystem_uuid;
+  source.kernel_args = extra_kernel_args(image.kernel_cmdline);
   // The recipe's [output] memory and vcpus (images baked before kiln wrote
   // them have neither, and get kiln boot's defaults).
-  if (image.contains("memory_mib") && image["memory_mib"].is_number_unsigned())
-    source.memory_mib = image["memory_mib"].get<uint64_t>();
-  if (image.contains("vcpus") && image["vcpus"].is_number_integer()) source.vcpus = image["vcpus"].get<int>();
-  const auto storage = manifest.value("storage", nlohmann::json::object());
-  if (storage.contains("encryption")) {
-    source.root_encryption = storage["encryption"].value("type", "encrypted");
+  if (image.memory_mib > 0) source.memory_mib = image.memory_mib;
+  if (image.vcpus > 0) source.vcpus = image.vcpus;
+  if (image.encryption) {
+    source.root_encryption = image.encryption->type.empty() ? "encrypted" : image.encryption->type;
     source.root_needs_initramfs = "an encrypted root (" + source.root_encryption + ")";
   }
-  if (storage.value("layout", "") == "lvm") {
+  if (image.layout == "lvm") {
     // root.img is the root volume alone; the whole disk has the volume group.
     source.root_needs_initramfs = source.root_encryption.empty() ? "a root on LVM" : "a root on LVM on LUKS";
     source.disks = {{dir / "disk.raw", false, false}};
-    source.root_device = image.value("root_device", "");
+    source.root_device = image.root_device;
   }
   return source;
 }

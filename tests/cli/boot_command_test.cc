@@ -1,9 +1,12 @@
 // `kiln boot` refuses what cannot work before it makes anything: an
 // encrypted root on a backend that cannot unlock it, a passphrase for a root
 // that has no encryption, a passphrase file that is not there.
+#include <functional>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "formats/image_manifest.h"
 #include "tests/test_support.h"
 
 namespace kiln {
@@ -18,9 +21,16 @@ class BootCommandTest : public ::testing::Test {
   void SetUp() override {
     for (const char* file : {"vmlinuz", "initrd.img", "root.img"}) write_text(dir_ / "image" / file, "x");
   }
-  void image(const std::string& storage) {
-    write_text(dir_ / "image/manifest.json", R"({"image": {"name": "vault"}, "storage": )" + storage + "}");
+  // An image whose manifest says what `shape` sets.
+  void image(const std::function<void(ImageManifest&)>& shape) {
+    ImageManifest manifest;
+    manifest.name = "vault";
+    manifest.version = "1";
+    manifest.layout = "gpt";
+    shape(manifest);
+    write_text(dir_ / "image/manifest.json", write_image_manifest(manifest));
   }
+  static void encrypted(ImageManifest& m) { m.encryption = ManifestEncryption{.type = "luks2"}; }
   testing::ProcessResult boot(std::vector<std::string> more) {
     std::vector<std::string> args = {"boot", (dir_ / "image").string(), "--detach"};
     args.insert(args.end(), more.begin(), more.end());
@@ -33,7 +43,7 @@ class BootCommandTest : public ::testing::Test {
 };
 
 TEST_F(BootCommandTest, AnEncryptedRootDoesNotBootUnderUml) {
-  image(R"({"encryption": {"type": "luks2"}})");
+  image(encrypted);
   auto result = boot({"--backend", "uml"});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_THAT(result.err, HasSubstr("an encrypted root (luks2) opens only with the image's own kernel and "
@@ -42,7 +52,7 @@ TEST_F(BootCommandTest, AnEncryptedRootDoesNotBootUnderUml) {
 }
 
 TEST_F(BootCommandTest, APassphraseForAPlainRootIsAMistake) {
-  image(R"({"layout": "gpt"})");
+  image([](ImageManifest&) {});
   write_text(dir_ / "pass", "secret\n");
   auto result = boot({"--luks-passphrase-file", (dir_ / "pass").string()});
   EXPECT_EQ(result.exit_code, 2);
@@ -52,7 +62,7 @@ TEST_F(BootCommandTest, APassphraseForAPlainRootIsAMistake) {
 }
 
 TEST_F(BootCommandTest, AMissingPassphraseFileIsNamed) {
-  image(R"({"encryption": {"type": "luks2"}})");
+  image(encrypted);
   auto result = boot({"--luks-passphrase-file", (dir_ / "nope").string()});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_THAT(result.err, HasSubstr("--luks-passphrase-file: "));

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "formats/image_manifest.h"
 #include "runtime/hypervisor_command.h"
 #include "tests/test_support.h"
 
@@ -17,13 +18,28 @@ using ::testing::HasSubstr;
 using testing::ScratchDir;
 using testing::write_text;
 
+// A manifest as the bake writes it, of an image named `name`.
+ImageManifest manifest_named(const std::string& name) {
+  ImageManifest manifest;
+  manifest.name = name;
+  manifest.version = "1.0";
+  manifest.layout = "gpt";
+  return manifest;
+}
+
+void write_manifest(const ScratchDir& dir, const ImageManifest& manifest) {
+  write_text(dir / "manifest.json", write_image_manifest(manifest));
+}
+
 TEST(BootSource, ImageDirectoryGivesKernelRootAndUuid) {
   ScratchDir dir;
   for (const char* file : {"vmlinuz", "initrd.img", "root.img", "disk.raw"}) write_text(dir / file, "x");
-  write_text(dir / "manifest.json",
-             R"({"image": {"name": "web", "root_filesystem": {"uuid": "1234"},
-                 "kernel_cmdline": "root=UUID=1234 ro console=tty0 console=ttyS0 quiet",
-                 "memory_mib": 1024, "vcpus": 2}})");
+  ImageManifest manifest = manifest_named("web");
+  manifest.root_filesystem_uuid = "1234";
+  manifest.kernel_cmdline = "root=UUID=1234 ro console=tty0 console=ttyS0 quiet";
+  manifest.memory_mib = 1024;
+  manifest.vcpus = 2;
+  write_manifest(dir, manifest);
   auto source = read_boot_source(dir.path());
   ASSERT_TRUE(source) << source.error().to_string();
   EXPECT_EQ(source->name, "web");
@@ -40,12 +56,14 @@ TEST(BootSource, ImageDirectoryGivesKernelRootAndUuid) {
 TEST(BootSource, AnEncryptedRootIsNamedByItsEncryption) {
   ScratchDir dir;
   write_text(dir / "root.img", "x");
-  write_text(dir / "manifest.json", R"({"image": {"name": "vault"}, "storage": {"encryption": {"type": "luks2"}}})");
+  ImageManifest vault = manifest_named("vault");
+  vault.encryption = ManifestEncryption{.type = "luks2"};
+  write_manifest(dir, vault);
   auto source = read_boot_source(dir.path());
   ASSERT_TRUE(source) << source.error().to_string();
   EXPECT_EQ(source->root_encryption, "luks2");
   EXPECT_EQ(source->root_needs_initramfs, "an encrypted root (luks2)");
-  write_text(dir / "manifest.json", R"({"image": {"name": "plain"}, "storage": {"layout": "gpt"}})");
+  write_manifest(dir, manifest_named("plain"));
   EXPECT_EQ(read_boot_source(dir.path())->root_encryption, "");
   EXPECT_EQ(read_boot_source(dir.path())->root_needs_initramfs, "");
   EXPECT_FALSE(read_boot_source(dir.path())->vcpus) << "an image baked before kiln recorded them";
@@ -54,9 +72,12 @@ TEST(BootSource, AnEncryptedRootIsNamedByItsEncryption) {
 TEST(BootSource, ARootOnLvmBootsFromTheWholeDiskWithTheBakesRootDevice) {
   ScratchDir dir;
   for (const char* file : {"vmlinuz", "initrd.img", "root.img", "disk.raw"}) write_text(dir / file, "x");
-  write_text(dir / "manifest.json", R"({"image": {"name": "lvm", "root_device": "/dev/mapper/vg0-root",
-                                         "root_filesystem": {"uuid": "1234"}},
-                                        "storage": {"layout": "lvm", "lvm": {"vg": "vg0"}}})");
+  ImageManifest lvm = manifest_named("lvm");
+  lvm.layout = "lvm";
+  lvm.root_device = "/dev/mapper/vg0-root";
+  lvm.root_filesystem_uuid = "1234";
+  lvm.lvm = ManifestLvm{.vg = "vg0"};
+  write_manifest(dir, lvm);
   auto source = read_boot_source(dir.path());
   ASSERT_TRUE(source) << source.error().to_string();
   ASSERT_EQ(source->disks.size(), 1u);
