@@ -74,7 +74,11 @@ apply_personality() {
   exit 0
 }
 
-report_ready() {
+# The instance's first-boot script, once. It runs before the serial getty
+# starts (kiln-firstboot.service), as rc.local does: a getty starting hangs
+# up its line, and every write of a script that still holds the console
+# open from then on fails (seen: the lines after the getty's start lost).
+run_firstboot() {
   [ -s "$seed/kiln/instance-id" ] || exit 0
   read -r id < "$seed/kiln/instance-id"
   if [ -x "$seed/kiln/firstboot" ] && [ ! -e "$state/firstboot-$id" ]; then
@@ -82,6 +86,24 @@ report_ready() {
     "$seed/kiln/firstboot" > "$state/firstboot-$id.log" 2>&1
     echo "$?" > "$state/firstboot-$id"
   fi
+  exit 0
+}
+
+# Writes a line of its own to a console, opening it afresh for each try: a
+# getty starting meanwhile hangs the line up, failing a write on an open
+# made before (a lost readiness line would leave kiln waiting).
+say() {
+  tries=50
+  until printf '\n%s\n' "$2" > "/dev/$1"; do
+    tries=$((tries - 1))
+    [ "$tries" -gt 0 ] || return 1
+    sleep 0.1
+  done
+}
+
+report_ready() {
+  [ -s "$seed/kiln/instance-id" ] || exit 0
+  read -r id < "$seed/kiln/instance-id"
   mac=none
   for nic in /sys/class/net/*; do
     type=0
@@ -106,15 +128,15 @@ report_ready() {
   read -r consoles < /sys/class/tty/console/active
   # Every active console: UML always adds console=tty0 after kiln's ttyS0.
   for tty in $consoles; do
-    printf '\nKILN-READY %s hostname=%s machine-id=%s mac=%s ssh-host-keys=%s\n' "$id" "$host" "$machine_id" "$mac" \
-      "$keys" > "/dev/$tty"
+    say "$tty" "KILN-READY $id hostname=$host machine-id=$machine_id mac=$mac ssh-host-keys=$keys"
   done
 }
 
 case "${1:-}" in
   personality) apply_personality ;;
+  firstboot) run_firstboot ;;
   ready) report_ready ;;
-  *) echo "usage: kiln-agent personality|ready" >&2; exit 2 ;;
+  *) echo "usage: kiln-agent personality|firstboot|ready" >&2; exit 2 ;;
 esac
 )AGENT";
 
@@ -134,12 +156,31 @@ ExecStart=/usr/lib/kiln/kiln-agent personality
 WantedBy=sysinit.target
 )";
 
+// Before getty-pre.target: systemd's place for a unit that uses the console
+// just before the gettys start (they are ordered after it, and after
+// rc-local.service for the same reason). multi-user.target, and so the
+// readiness signal, comes after the gettys, hence after this.
+constexpr std::string_view kFirstbootUnit = R"([Unit]
+Description=kiln first-boot script
+After=kiln-personality.service network.target
+Before=getty-pre.target
+Wants=getty-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/lib/kiln/kiln-agent firstboot
+
+[Install]
+WantedBy=multi-user.target
+)";
+
 // DefaultDependencies=no keeps multi-user.target from ordering itself after
 // this unit, which would be a cycle: this one runs once the target is up.
 constexpr std::string_view kReadyUnit = R"([Unit]
 Description=kiln readiness signal
 DefaultDependencies=no
-After=multi-user.target kiln-personality.service
+After=multi-user.target kiln-personality.service kiln-firstboot.service
 
 [Service]
 Type=oneshot
@@ -171,6 +212,7 @@ Result<> write_file(Ext4Image& fs, const std::string& path, std::string_view tex
 Result<> install_guest_agent(Ext4Image& fs, int64_t mtime) {
   KILN_TRY(write_file(fs, "/usr/lib/kiln/kiln-agent", kAgentScript, 0755, mtime));
   KILN_TRY(install_unit(fs, "kiln-personality.service", kPersonalityUnit, mtime));
+  KILN_TRY(install_unit(fs, "kiln-firstboot.service", kFirstbootUnit, mtime));
   KILN_TRY(write_file(fs, "/usr/lib/systemd/system-generators/kiln-cad-generator", kCadGenerator, 0755, mtime));
   return install_unit(fs, "kiln-ready.service", kReadyUnit, mtime);
 }

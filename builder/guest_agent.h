@@ -1,9 +1,10 @@
 // GuestAgent: the small agent kiln bakes into every image. At boot it
 // applies the instance's personality from the seed disk that `kiln boot`
-// attaches (runtime/seed_disk.h) and, once multi-user is reached, prints
-// "KILN-READY <id> ..." on the console, which is how `kiln boot
-// --wait-ready` knows the guest is up. It does nothing on a boot without a
-// seed disk.
+// attaches (runtime/seed_disk.h), runs the instance's first-boot script
+// once, before the login prompt (as rc.local runs), and, once multi-user is
+// reached, prints "KILN-READY <id> ..." on the console, which is how `kiln
+// boot --wait-ready` knows the guest is up. It does nothing on a boot
+// without a seed disk.
 #pragma once
 
 #include "base/error.h"

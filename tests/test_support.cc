@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
+#include <thread>
 
 #include "base/subprocess.h"
 
@@ -63,9 +64,60 @@ std::vector<std::string> list_tree(const fs::path& dir) {
   std::vector<std::string> names;
   if (!fs::exists(dir)) return names;
   for (const auto& entry : fs::recursive_directory_iterator(dir))
-    names.push_back(fs::relative(entry.path(), dir).string());
+    names.push_back(entry.path().lexically_relative(dir).string());  // symlinks named, not followed
   std::sort(names.begin(), names.end());
   return names;
+}
+
+::testing::AssertionResult wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+                                    const std::function<std::string()>& seen) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return ::testing::AssertionFailure() << "not so after " << timeout.count() / 1000.0 << " s; last seen:\n"
+                                           << seen();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return ::testing::AssertionSuccess();
+}
+
+namespace {
+
+bool mentions(const std::string& text, const std::vector<std::string>& needles) {
+  return std::any_of(needles.begin(), needles.end(),
+                     [&](const std::string& needle) { return text.find(needle) != std::string::npos; });
+}
+
+// Whether one of the process's open files lies under one of `needles`.
+bool holds_file(const fs::path& process, const std::vector<std::string>& needles) {
+  std::error_code ec;
+  for (const auto& fd : fs::directory_iterator(process / "fd", ec)) {
+    std::string target = fs::read_symlink(fd.path(), ec).string();
+    if (!ec && mentions(target, needles)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::string> processes_naming(const std::vector<std::string>& needles) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    std::string pid = entry.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string stat = read_text(entry.path() / "stat");
+    auto state_at = stat.rfind(") ");
+    if (stat.empty() || state_at == std::string::npos || stat[state_at + 2] == 'Z') continue;
+    std::string command = read_text(entry.path() / "cmdline");
+    std::replace(command.begin(), command.end(), '\0', ' ');
+    if (mentions(command, needles) || holds_file(entry.path(), needles)) out.push_back(pid + ": " + command);
+  }
+  return out;
+}
+
+std::string tail(const std::string& text, size_t max) {
+  return text.size() > max ? "..." + text.substr(text.size() - max) : text;
 }
 
 }  // namespace kiln::testing

@@ -1,10 +1,15 @@
 // Shared helpers for kiln's tests: scratch directories, paths into the source
-// tree, and running the built `kiln` binary the way a user would.
+// tree, running the built `kiln` binary the way a user would, and waiting
+// for what an event brings.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 namespace kiln::testing {
 
@@ -45,5 +50,22 @@ void write_text(const fs::path& path, const std::string& text);
 
 // Names every file under `dir`, relative, sorted: for "nothing left behind".
 std::vector<std::string> list_tree(const fs::path& dir);
+
+// Polls `condition` until it holds, for at most `timeout`. For anything that
+// arrives after an event (a console line, a state in a record, processes
+// gone): no fixed sleep guarantees it, on a loaded machine least of all,
+// and neither does an earlier sign such as "ready". The timeout is a bound
+// for a broken run, not a pace. On failure the message shows what `seen`
+// returned last, so that the log says what was there instead.
+::testing::AssertionResult wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+                                    const std::function<std::string()>& seen);
+
+// The live processes (zombies have ended) whose command line or open files
+// mention one of `needles`, as "PID: command line": for "nothing of it is
+// left running", seen from outside kiln.
+std::vector<std::string> processes_naming(const std::vector<std::string>& needles);
+
+// The last `max` characters of `text`: for failure messages.
+std::string tail(const std::string& text, size_t max = 3000);
 
 }  // namespace kiln::testing

@@ -103,7 +103,7 @@ TEST(BakeDebian, BootsToALoginPromptWithDirectKernelBoot) {
                                "-serial", "file:" + log.string()},
                               log);
   double seconds = guest.wait_for("debian login:", std::chrono::seconds(240));
-  EXPECT_GT(seconds, 0) << guest.output().substr(guest.output().size() > 3000 ? guest.output().size() - 3000 : 0);
+  EXPECT_GT(seconds, 0) << testing::tail(guest.output());
   RecordProperty("seconds_to_login", std::to_string(seconds));
 }
 
@@ -121,7 +121,7 @@ TEST(BakeDebian, DiskBootsUnderOvmfFirmware) {
        "file:" + log.string()},
       log);
   double seconds = guest.wait_for("debian login:", std::chrono::seconds(300));
-  EXPECT_GT(seconds, 0) << guest.output().substr(guest.output().size() > 3000 ? guest.output().size() - 3000 : 0);
+  EXPECT_GT(seconds, 0) << testing::tail(guest.output());
 }
 
 }  // namespace

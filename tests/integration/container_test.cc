@@ -91,11 +91,13 @@ void copy_with_attributes(const fs::path& from, const fs::path& to) {
   ASSERT_EQ(run_program({"cp", "-a", from.string(), to.string()}).exit_code, 0) << from;
 }
 
+constexpr const char* kNotPrinted = "(not printed)";
+
 // The value the check script printed as "CHECK NAME=VALUE" on the console.
 std::string checked(const std::string& console, const std::string& name) {
   std::string key = "CHECK " + name + "=";
   size_t at = console.find(key);
-  if (at == std::string::npos) return "(not printed)";
+  if (at == std::string::npos) return kNotPrinted;
   at += key.size();
   return console.substr(at, console.find_first_of("\r\n", at) - at);
 }
@@ -298,10 +300,14 @@ TEST_F(ContainerIntegration, BothDomainsBootWithTheirOwnHostnameAndUser) {
     });
   for (auto& boot : boots) boot.join();
   for (const Domain& domain : kDomains) {
-    std::string console = read_text(*dir_ / "run" / domain.name / "console.log");
-    EXPECT_EQ(results[domain.name].exit_code, 0) << results[domain.name].err << console;
-    EXPECT_EQ(checked(console, "users"), domain.user + ",") << console;
-    EXPECT_EQ(checked(console, "home"), domain.user) << console;
+    auto console = [&] { return read_text(*dir_ / "run" / domain.name / "console.log"); };
+    EXPECT_EQ(results[domain.name].exit_code, 0) << results[domain.name].err << console();
+    // Both lines, whatever else the console carried meanwhile.
+    EXPECT_TRUE(testing::wait_for(
+        [&] { return checked(console(), "users") != kNotPrinted && checked(console(), "home") != kNotPrinted; },
+        std::chrono::seconds(60), console));
+    EXPECT_EQ(checked(console(), "users"), domain.user + ",") << console();
+    EXPECT_EQ(checked(console(), "home"), domain.user) << console();
   }
   auto listed = run_kiln({"list", "--json"}, env());
   ASSERT_EQ(listed.exit_code, 0) << listed.err;
@@ -343,9 +349,11 @@ TEST_F(ContainerIntegration, TheSharedReadOnlyUsrLayoutBootsUnderQemu) {
   auto booted = run_kiln({"boot", path("spot.cfg"), "--backend", "qemu", "--net", "none", "--detach",
                           "--wait-ready=300", "--firstboot", path("usr.sh")},
                          env());
-  std::string console = read_text(*dir_ / "run/spot/console.log");
-  ASSERT_EQ(booted.exit_code, 0) << booted.err << console;
-  EXPECT_EQ(checked(console, "usr"), "/dev/vdb ro") << console;
+  auto console = [&] { return read_text(*dir_ / "run/spot/console.log"); };
+  ASSERT_EQ(booted.exit_code, 0) << booted.err << console();
+  EXPECT_TRUE(testing::wait_for([&] { return checked(console(), "usr") != kNotPrinted; }, std::chrono::seconds(60),
+                                console));
+  EXPECT_EQ(checked(console(), "usr"), "/dev/vdb ro") << console();
   EXPECT_EQ(run_program({"e2fsck", "-fn", path("store/usr.img")}).exit_code, 0) << "nobody wrote to the shared /usr";
 }
 

@@ -10,7 +10,6 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "tests/test_support.h"
@@ -43,22 +42,27 @@ class GuestConsole {
   // Seconds until `text` showed on the console, or -1 on timeout or exit.
   double wait_for(const std::string& text, std::chrono::seconds timeout) {
     auto start = std::chrono::steady_clock::now();
-    while (std::chrono::steady_clock::now() - start < timeout) {
-      if (read_text(log_).find(text) != std::string::npos)
-        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      int status;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    return -1;
+    bool shown = false;
+    bool ended = testing::wait_for(
+        [&] {
+          shown = read_text(log_).find(text) != std::string::npos;
+          return shown || exited();
+        },
+        timeout, [] { return std::string(); });
+    if (!ended || !shown) return -1;
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   std::string output() const { return read_text(log_); }
 
  private:
+  bool exited() {
+    int status;
+    if (pid_ <= 0 || ::waitpid(pid_, &status, WNOHANG) != pid_) return pid_ <= 0;
+    pid_ = -1;
+    return true;
+  }
+
   std::filesystem::path log_;
   pid_t pid_ = -1;
 };

@@ -21,6 +21,7 @@ using ::testing::HasSubstr;
 using testing::read_text;
 using testing::run_kiln;
 using testing::run_program;
+using testing::tail;
 using testing::write_text;
 
 const std::filesystem::path kDir = KILN_INTEGRATION_DIR;
@@ -90,8 +91,6 @@ std::filesystem::path decrypt(const std::filesystem::path& container, const nloh
   std::filesystem::remove(vk);
   return data;
 }
-
-std::string tail(const std::string& text) { return text.substr(text.size() > 3000 ? text.size() - 3000 : 0); }
 
 TEST(StorageDebian, LuksHeaderAndDecryptedFilesystem) {
   auto image = baked("luks");
@@ -214,6 +213,8 @@ TEST_F(StorageBootTest, TheLvmImageBootsWithItsRootOnLvm) {
   std::filesystem::permissions(dir_ / "root.sh", std::filesystem::perms::owner_all);
   auto result = boot("lvm", "onlvm", {"--firstboot", (dir_ / "root.sh").string()});
   ASSERT_EQ(result.exit_code, 0) << result.err << tail(console("onlvm"));
+  EXPECT_TRUE(testing::wait_for([&] { return console("onlvm").find("ROOT-IS ") != std::string::npos; },
+                                std::chrono::seconds(60), [&] { return tail(console("onlvm")); }));
   EXPECT_THAT(console("onlvm"), HasSubstr("ROOT-IS /dev/mapper/vg0-root"));
 }
 
