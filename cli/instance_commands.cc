@@ -35,6 +35,7 @@ nlohmann::json record_json(const InstanceRecord& r) {
                         {"machine_id", r.spec.personality.machine_id},
                         {"source", r.spec.source},
                         {"last_event", r.last_event},
+                        {"saved_to", r.saved_to},
                         {"waiting_for", r.waiting_for},
                         {"guest", guest_json(r)}};
   if (r.ready_seconds) out["ready_seconds"] = *r.ready_seconds;
@@ -57,7 +58,8 @@ int run_list(bool json) {
     std::string backend = std::string(backend_name(r.spec.backend));
     if (r.spec.backend == BackendKind::kQemu) backend += r.spec.kvm ? "+kvm" : "+tcg";
     std::string ready = r.ready_seconds ? fmt::format("{:.1f}s", *r.ready_seconds) : "-";
-    if (r.state == InstanceState::kCrashed || r.state == InstanceState::kStopped) ready = r.last_event;
+    if (r.state == InstanceState::kCrashed || r.state == InstanceState::kStopped || r.state == InstanceState::kSaved)
+      ready = r.last_event;
     else if (!r.ready_seconds && !r.waiting_for.empty()) ready = "waiting for " + r.waiting_for;
     fmt::print("{:<20} {:<16} {:>6} {:>5} {:<5} {:>8} {:<8} {}\n", r.spec.name, r.spec.id, r.spec.memory_mib,
                r.spec.vcpus, std::string(1, state_letter(r.state)), uptime(r), backend, ready);
@@ -103,7 +105,8 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
 
   auto destroy_name = std::make_shared<std::string>();
   CLI::App* destroy = root.add_subcommand("destroy", "Stop an instance at once and remove it (and its overlays "
-                                                      "unless it is --persistent)");
+                                                      "unless it is --persistent); a saved one's save file "
+                                                      "cannot be restored after");
   destroy->add_option("name", *destroy_name, "Instance name")->required();
   registry.push_back({destroy, [destroy_name] {
                         return finish(destroy_instance(InstanceStore::open(), *destroy_name), [] {});
@@ -120,7 +123,8 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
                       }});
 
   auto restore_file = std::make_shared<std::string>();
-  CLI::App* restore = root.add_subcommand("restore", "Start an instance again from a save file");
+  CLI::App* restore = root.add_subcommand("restore", "Start an instance again from a save file (once: it then "
+                                                      "runs on from the saved disks)");
   restore->add_option("file", *restore_file, "Save file from `kiln save`")->required();
   registry.push_back({restore, [restore_file] {
                         Reporter reporter(Reporter::detect(false));

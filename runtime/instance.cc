@@ -163,6 +163,8 @@ nlohmann::json to_json(const InstanceRecord& record) {
                          {"started_at_ms", record.started_at_ms},
                          {"restarts", record.restarts},
                          {"last_event", record.last_event},
+                         {"saved_to", record.saved_to},
+                         {"save_id", record.save_id},
                          {"waiting_for", record.waiting_for},
                          {"guest", guest_json(record)}};
   if (record.ready_seconds) json["ready_seconds"] = *record.ready_seconds;
@@ -181,6 +183,8 @@ Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::s
     record.restarts = json.at("restarts");
     record.last_event = json.at("last_event");
     record.waiting_for = json.value("waiting_for", "");
+    record.saved_to = json.value("saved_to", "");
+    record.save_id = json.value("save_id", "");
     if (json.contains("ready_seconds")) record.ready_seconds = json.at("ready_seconds").get<double>();
     const auto& guest = json.at("guest");
     record.guest_hostname = guest.at("hostname");

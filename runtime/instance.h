@@ -99,6 +99,10 @@ struct InstanceRecord {
   std::optional<double> ready_seconds;  // from start to the readiness signal
   int restarts = 0;
   std::string last_event;  // why it stopped, for list and errors
+  // State kSaved: the save file `kiln restore` takes it back from, and the
+  // id of that one save, which the file's header carries too.
+  std::string saved_to;
+  std::string save_id;
   // What the guest waits for from a person (a passphrase prompt kiln did
   // not or could not answer); empty while it gets on by itself.
   std::string waiting_for;

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -23,6 +22,7 @@
 #include "formats/qcow2_overlay.h"
 #include "runtime/boot_source.h"
 #include "runtime/hypervisor_command.h"
+#include "runtime/instance_processes.h"
 #include "runtime/kvm_probe.h"
 #include "runtime/save_file.h"
 #include "runtime/seed_disk.h"
@@ -296,6 +296,11 @@ Result<BootOutcome> create_and_start(const InstanceStore& store, InstanceSpec sp
     return fail(ErrorKind::kBadInput, "an instance named {} exists ({}): `kiln destroy {}` first", spec.name,
                 old ? std::string(state_name(old->state)) : "damaged", spec.name);
   }
+  if (!supervisor.restore_from) {
+    if (auto saved = store.load_saved(spec.name))
+      return fail(ErrorKind::kBadInput, "an instance named {} is saved in {}: `kiln restore {}` to go on with it, or "
+                  "`kiln destroy {}` to drop its disks", spec.name, saved->saved_to, saved->saved_to, spec.name);
+  }
   KILN_ASSIGN(InstanceLock lock, InstanceLock::acquire(paths, spec.name));
   // From here on, a failure removes what was made.
   struct Cleanup {
@@ -338,7 +343,16 @@ Result<int> connect_unix(const fs::path& path) {
   return fd;
 }
 
-bool process_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+// The CLI's side of ending an instance's processes, for when its
+// supervisor is gone: they are init's children then, and init reaps them.
+constexpr std::chrono::seconds kEndProcessesTimeout{20};
+
+// Ends what is left of an instance's processes; the error names it.
+Result<> end_processes(const InstanceRecord& record) {
+  auto ended = end_instance_processes(record.spec.id, kEndProcessesTimeout);
+  if (!ended) return std::unexpected(std::move(ended.error()).with_context(record.spec.name));
+  return {};
+}
 
 }  // namespace
 
@@ -406,11 +420,14 @@ std::vector<InstanceRecord> list_instances(const InstanceStore& store) {
     bool settled = record->state == InstanceState::kCrashed || record->state == InstanceState::kStopped ||
                    record->state == InstanceState::kSaved;
     if (!settled && !InstanceLock::is_held(paths)) {
-      // The supervisor died (killed from outside): say so once, then clean up.
-      if (process_alive(record->hypervisor_pid)) ::kill(-record->hypervisor_pid, SIGKILL);
+      // The supervisor died (killed from outside): say so once, then clean
+      // up, unless some process of it would not end: then the record stays
+      // for `kiln destroy` to try again.
+      auto ended = end_processes(*record);
       record->state = InstanceState::kCrashed;
       record->last_event = "its supervisor process died";
-      (void)store.remove(name, record->spec.persistent);
+      if (ended) (void)store.remove(name, record->spec.persistent);
+      else record->last_event += "; " + ended.error().message;
     }
     out.push_back(std::move(*record));
   }
@@ -452,10 +469,15 @@ Result<> destroy_instance(const InstanceStore& store, const std::string& name) {
   KILN_ASSIGN(InstanceRecord record, store.load(name));
   if (InstanceLock::is_held(paths)) {
     KILN_TRY(request(store, name, "destroy"));
-    return wait_gone(store, name, std::chrono::seconds(30));
+    KILN_TRY(wait_gone(store, name, std::chrono::seconds(30)));
+    // The supervisor ended them; this is for one that died meanwhile.
+    return end_processes(record);
   }
-  if (process_alive(record.hypervisor_pid)) ::kill(-record.hypervisor_pid, SIGKILL);
+  KILN_TRY(end_processes(record));
   if (record.spec.network.kind == NetworkKind::kTap) (void)run({"ip", "link", "del", tap_name(record.spec)});
+  // A saved instance's overlays go too: its save file cannot be restored
+  // without them.
+  KILN_TRY(store.forget_saved(name));
   return store.remove(name, record.spec.persistent);
 }
 
@@ -515,6 +537,13 @@ Result<BootOutcome> restore_instance(const InstanceStore& store, const fs::path&
   KILN_ASSIGN(SaveHeader header, read_save_header(file));
   InstanceSpec spec = header.record.spec;
   InstancePaths paths = store.paths(spec.name);
+  // The memory in the file goes only with the disks as they were when it
+  // was saved: not once a restore ran on from them, nor a new instance.
+  auto saved = store.load_saved(spec.name);
+  if (!saved || saved->save_id != header.record.save_id)
+    return fail(ErrorKind::kBadInput, "{}: {} cannot be restored from it, as its disks are no longer the ones saved "
+                "with it ({})", file.string(), spec.name,
+                saved ? fmt::format("they go with {}, saved since", saved->saved_to) : saved.error().message);
   for (size_t i = 0; i < spec.disks.size(); ++i)
     if (!fs::exists(paths.overlay(i, spec.backend)))
       return fail(ErrorKind::kBadInput, "{}: the instance's disk {} is gone; it cannot be restored",

@@ -6,11 +6,19 @@
 
 #include <algorithm>
 #include <regex>
+#include <set>
 
 namespace kiln {
 namespace {
 
 namespace fs = std::filesystem;
+
+Result<InstanceRecord> read_record(const fs::path& path) {
+  KILN_ASSIGN(std::string text, read_file(path));
+  auto json = nlohmann::json::parse(text, nullptr, false);
+  if (json.is_discarded()) return fail(ErrorKind::kFailed, "{}: damaged instance record", path.string());
+  return record_from_json(json, path.string());
+}
 
 fs::path env_path(const char* name) {
   const char* value = std::getenv(name);
@@ -53,16 +61,16 @@ InstancePaths InstanceStore::paths(const std::string& name) const {
   p.uml_dir = p.state_dir / "uml";
   p.seed = p.state_dir / "seed.img";
   p.disk_dir = disk_root_ / name;
+  p.saved_record = p.disk_dir / "saved.json";
   return p;
 }
 
 Result<InstanceRecord> InstanceStore::load(const std::string& name) const {
   InstancePaths p = paths(name);
-  auto text = read_file(p.record);
-  if (!text) return fail(ErrorKind::kBadInput, "no instance named {} (see `kiln list`)", name);
-  auto json = nlohmann::json::parse(*text, nullptr, false);
-  if (json.is_discarded()) return fail(ErrorKind::kFailed, "{}: damaged instance record", p.record.string());
-  return record_from_json(json, p.record.string());
+  auto record = read_record(p.record);
+  if (record || fs::exists(p.record)) return record;
+  if (fs::exists(p.saved_record)) return load_saved(name);
+  return fail(ErrorKind::kBadInput, "no instance named {} (see `kiln list`)", name);
 }
 
 Result<> InstanceStore::save(const InstanceRecord& record) const {
@@ -70,19 +78,39 @@ Result<> InstanceStore::save(const InstanceRecord& record) const {
 }
 
 std::vector<std::string> InstanceStore::names() const {
-  std::vector<std::string> out;
+  std::set<std::string> out;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(state_root_, ec))
     if (entry.is_directory(ec) && fs::exists(entry.path() / "instance.json", ec))
-      out.push_back(entry.path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
+      out.insert(entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(disk_root_, ec))
+    if (entry.is_directory(ec) && fs::exists(entry.path() / "saved.json", ec))
+      out.insert(entry.path().filename().string());
+  return {out.begin(), out.end()};
 }
 
 Result<> InstanceStore::remove(const std::string& name, bool keep_disks) const {
   InstancePaths p = paths(name);
-  if (!keep_disks) KILN_TRY(remove_tree(p.disk_dir));
+  if (!keep_disks && !fs::exists(p.saved_record)) KILN_TRY(remove_tree(p.disk_dir));
   return remove_tree(p.state_dir);
+}
+
+Result<InstanceRecord> InstanceStore::load_saved(const std::string& name) const {
+  InstancePaths p = paths(name);
+  if (!fs::exists(p.saved_record))
+    return fail(ErrorKind::kBadInput, "no saved instance named {}: its disks were restored or destroyed since", name);
+  return read_record(p.saved_record);
+}
+
+Result<> InstanceStore::mark_saved(const InstanceRecord& record) const {
+  return write_file_atomic(paths(record.spec.name).saved_record, to_json(record).dump(2) + "\n");
+}
+
+Result<> InstanceStore::forget_saved(const std::string& name) const {
+  std::error_code ec;
+  fs::path marker = paths(name).saved_record;
+  if (!fs::remove(marker, ec) && ec) return fail_errno("cannot remove", marker.string(), ec.value());
+  return {};
 }
 
 Result<InstanceLock> InstanceLock::acquire(const InstancePaths& paths, const std::string& name) {

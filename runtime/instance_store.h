@@ -4,7 +4,10 @@
 // does. Writable disks (overlays) go under /var/lib/kiln/instances, or
 // $XDG_STATE_HOME/kiln/instances, because they are large and --persistent
 // ones must outlive a reboot. KILN_RUNTIME_DIR and KILN_STATE_DIR override
-// both (tests).
+// both (tests). A saved instance (`kiln save`) keeps its record beside its
+// overlays, which it needs as much as its save file does and which, like
+// that file, outlive a host reboot: until `kiln restore` takes them back,
+// or `kiln destroy` removes them, it is listed, and its name is taken.
 #pragma once
 
 #include <filesystem>
@@ -28,6 +31,7 @@ struct InstancePaths {
   std::filesystem::path uml_dir;            // UML's umid directory parent
   std::filesystem::path seed;               // the personality disk
   std::filesystem::path disk_dir;
+  std::filesystem::path saved_record;       // in disk_dir, while saved
   std::filesystem::path overlay(size_t index, BackendKind backend) const;
 };
 
@@ -40,12 +44,23 @@ class InstanceStore {
   const std::filesystem::path& state_root() const { return state_root_; }
   InstancePaths paths(const std::string& name) const;
 
+  // The instance's record: the live one, else the saved one.
   Result<InstanceRecord> load(const std::string& name) const;
   Result<> save(const InstanceRecord& record) const;
-  // Names of every instance with a state directory, sorted.
+  // Names of every instance, live or saved, sorted.
   std::vector<std::string> names() const;
-  // Removes the state directory, and the disks unless `keep_disks`.
+  // Removes the state directory, and the disks unless `keep_disks` or they
+  // are saved.
   Result<> remove(const std::string& name, bool keep_disks) const;
+
+  // A saved instance's record, or why there is none.
+  Result<InstanceRecord> load_saved(const std::string& name) const;
+  // Records that the instance's overlays belong to the save file named in
+  // `record.saved_to`.
+  Result<> mark_saved(const InstanceRecord& record) const;
+  // The overlays belong to the instance again (restored) or to no one
+  // (destroyed).
+  Result<> forget_saved(const std::string& name) const;
 
  private:
   std::filesystem::path state_root_;

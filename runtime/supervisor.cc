@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -19,6 +20,7 @@
 #include "base/files.h"
 #include "base/subprocess.h"
 #include "runtime/hypervisor_command.h"
+#include "runtime/instance_processes.h"
 #include "runtime/mconsole_client.h"
 #include "runtime/qmp_client.h"
 #include "runtime/save_file.h"
@@ -34,6 +36,9 @@ constexpr size_t kConsoleHistory = 64 * 1024;
 // unlock disk cryptroot: " (no line end; it waits on that line).
 constexpr std::string_view kUnlockPrompt = "Please unlock disk ";
 constexpr uint64_t kConsoleLogLimit = 16 * 1024 * 1024;
+// How long SIGKILLed hypervisor processes get to go (one in the middle of
+// disk I/O ends only when that I/O does).
+constexpr std::chrono::seconds kEndProcessesTimeout{20};
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -102,7 +107,10 @@ class Supervisor {
     log("supervisor error: " + error.to_string());
     // One line, for kiln list; the detail is in the console log above.
     record_.last_event = error.message;
-    if (child_ > 0) kill_child();
+    if (child_ > 0) {
+      kill_child();
+      reap_children(Clock::now() + kEndProcessesTimeout);
+    }
     record_.state = InstanceState::kCrashed;
     record_.hypervisor_pid = 0;
     save_record();
@@ -121,6 +129,9 @@ class Supervisor {
     ::sigprocmask(SIG_BLOCK, &signals, nullptr);
     signal_fd_ = UniqueFd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!signal_fd_) return fail_errno("signalfd", paths_.state_dir.string(), errno);
+    // The hypervisor's helpers outlive a killed main process; as their
+    // reaper the supervisor gets them back, to end and reap, instead of init.
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return fail_errno("prctl", "PR_SET_CHILD_SUBREAPER", errno);
     KILN_ASSIGN(UniqueFd log, open_file(paths_.console_log, O_WRONLY | O_CREAT | O_APPEND, 0600));
     console_log_ = std::move(log);
     KILN_ASSIGN(console_listener_, listen_unix(paths_.console_socket));
@@ -139,6 +150,7 @@ class Supervisor {
     ::unlink(paths_.qmp_events_socket.c_str());
     Command command;
     command.argv = argv;
+    command.env = {instance_marker(spec.id)};
     if (spec.backend == BackendKind::kUml) {
       cpu_set_t one;
       CPU_ZERO(&one);
@@ -201,8 +213,12 @@ class Supervisor {
     }
     KILN_TRY(qmp_->execute("cont"));
     record_.state = InstanceState::kRunning;
+    record_.saved_to.clear();
+    record_.save_id.clear();
+    record_.last_event.clear();
     save_record();
-    return {};
+    // Running again from the save, the instance owns its overlays again.
+    return store_.forget_saved(record_.spec.name);
   }
 
   // Serves the running instance until its hypervisor exits.
@@ -232,6 +248,7 @@ class Supervisor {
 
   StopCause stop_cause() {
     drain_console();
+    end_leftovers();
     qmp_.reset();
     console_in_ = UniqueFd();
     console_out_ = UniqueFd();
@@ -529,6 +546,10 @@ class Supervisor {
     KILN_ASSIGN(AtomicFile file, AtomicFile::create(path, 0600));
     InstanceRecord saved = record_;
     saved.state = InstanceState::kSaved;
+    saved.hypervisor_pid = 0;
+    saved.saved_to = path;
+    saved.save_id = random_hex(8);
+    saved.last_event = "saved to " + path;
     KILN_TRY(write_save_header(file.fd(), saved, path));
     intent_ = Intent::kSave;
     KILN_TRY(qmp_execute("stop"));
@@ -547,16 +568,55 @@ class Supervisor {
       }
       ::usleep(20 * 1000);
     }
-    KILN_TRY(file.commit());
-    // The overlays now belong to the save file: `list` must not clean up.
-    record_.state = InstanceState::kSaved;
+    KILN_TRY(hand_over_to(file, std::move(saved)));
     save_record();
     (void)qmp_execute("quit");
     return {};
   }
 
+  // The overlays now belong to the save file, and a record beside them says
+  // so: to `kiln list`, to `kiln restore`, which takes them back, and to
+  // `kiln destroy`, which removes them. Either both the record and the file
+  // are made, or neither is and the guest runs on.
+  Result<> hand_over_to(AtomicFile& file, InstanceRecord saved) {
+    Result<> done = store_.mark_saved(saved);
+    if (done) done = file.commit();
+    if (!done) {
+      (void)store_.forget_saved(record_.spec.name);
+      intent_ = Intent::kNone;
+      (void)qmp_execute("cont");
+      return done;
+    }
+    record_ = std::move(saved);
+    return {};
+  }
+
+  // Ends the hypervisor, every process of it.
   void kill_child() {
-    if (child_ > 0) ::kill(-child_, SIGKILL);
+    if (child_ <= 0) return;
+    if (auto ended = end_instance_processes(record_.spec.id, kEndProcessesTimeout); !ended)
+      log(ended.error().message);
+  }
+
+  // Once the hypervisor's main process has exited: ends and reaps what it
+  // left running (UML's helpers, when it was killed from outside).
+  void end_leftovers() {
+    auto ended = end_instance_processes(record_.spec.id, kEndProcessesTimeout);
+    if (!ended) log(ended.error().message);
+    else if (*ended > 0) log(fmt::format("ended {} processes the hypervisor left running", *ended));
+    reap_children(Clock::now() + kEndProcessesTimeout);
+  }
+
+  // Waits for every child (the hypervisor's processes, made ours by
+  // PR_SET_CHILD_SUBREAPER) to end, and reaps it, so that none is left a
+  // zombie for an init that may never reap.
+  void reap_children(Clock::time_point deadline) {
+    while (Clock::now() < deadline) {
+      int status;
+      pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid < 0 && errno != EINTR) return;  // ECHILD: none left
+      if (pid == 0) ::usleep(5 * 1000);
+    }
   }
 
   void save_record() { (void)store_.save(record_); }
@@ -570,7 +630,7 @@ class Supervisor {
   }
 
   int finish_saved() {
-    log("saved");
+    log(record_.last_event);
     (void)store_.remove(record_.spec.name, /*keep_disks=*/true);
     return 0;
   }

@@ -61,6 +61,28 @@ class BootTest : public ::testing::Test {
 
   std::string console(const std::string& name) const { return read_text(dir_ / "run" / name / "console.log"); }
 
+  // Waits for `name` to be listed in `state` (or, with "", no longer listed).
+  ::testing::AssertionResult listed_as(const std::string& name, const std::string& state) const {
+    return testing::wait_for(
+        [&] {
+          auto instance = find(name);
+          return state.empty() ? instance.is_null() : !instance.is_null() && instance["state"] == state;
+        },
+        std::chrono::seconds(120), [&] { return kiln({"list", "--json"}).out; });
+  }
+
+  // The live host processes of instance `name`, one line each: every one
+  // whose command line or open files name its state or disk directory, as
+  // the hypervisor's (and all of UML's helpers') do.
+  std::vector<std::string> processes_of(const std::string& name) const {
+    return testing::processes_naming({(dir_ / "run" / name).string() + "/", (dir_ / "state/instances" / name).string() + "/"});
+  }
+  std::string processes_text(const std::string& name) const {
+    std::string out;
+    for (const std::string& line : processes_of(name)) out += line + "\n";
+    return out;
+  }
+
   bool gone(const std::string& name) const {
     return !std::filesystem::exists(dir_ / "run" / name) && !std::filesystem::exists(dir_ / "state/instances" / name);
   }
@@ -153,31 +175,69 @@ TEST_F(BootTest, QemuInstancePausesSavesRestoresAndKeepsItsProcesses) {
   ASSERT_EQ(kiln({"unpause", "qemu1"}).exit_code, 0);
   EXPECT_EQ(find("qemu1")["state_letter"], "r");
 
-  std::this_thread::sleep_for(std::chrono::seconds(3));
   auto ticks = [](const std::string& text) {
     std::vector<int> out;
     for (size_t at = 0; (at = text.find("TICK ", at)) != std::string::npos; at += 5)
       out.push_back(std::stoi(text.substr(at + 5)));
     return out;
   };
+  ASSERT_TRUE(testing::wait_for([&] { return ticks(console("qemu1")).size() >= 3; }, std::chrono::seconds(120),
+                                [&] { return testing::tail(console("qemu1")); }));
   std::vector<int> before = ticks(console("qemu1"));
-  ASSERT_FALSE(before.empty()) << console("qemu1");
   auto save = kiln({"save", "qemu1", (dir_ / "qemu1.save").string()});
   ASSERT_EQ(save.exit_code, 0) << save.err;
-  EXPECT_TRUE(find("qemu1").is_null());
+  // Saved, it is listed as such, and its disks wait for the restore.
+  auto saved = find("qemu1");
+  ASSERT_FALSE(saved.is_null());
+  EXPECT_EQ(saved["state"], "saved");
+  EXPECT_EQ(saved["saved_to"], (dir_ / "qemu1.save").string());
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "state/instances/qemu1/disk0.qcow2"));
   auto restore = kiln({"restore", (dir_ / "qemu1.save").string()});
   ASSERT_EQ(restore.exit_code, 0) << restore.err;
-  std::this_thread::sleep_for(std::chrono::seconds(5));
   // The loop started before the save goes on counting after the restore: a
   // fresh process would start again from 0.
-  std::vector<int> after = ticks(console("qemu1"));
-  ASSERT_FALSE(after.empty()) << console("qemu1");
+  std::vector<int> after;
+  ASSERT_TRUE(testing::wait_for(
+      [&] {
+        after = ticks(console("qemu1"));
+        return !after.empty() && after.back() > before.back();
+      },
+      std::chrono::seconds(120), [&] { return testing::tail(console("qemu1")); }));
   EXPECT_GE(after.front(), before.back());
   EXPECT_TRUE(std::is_sorted(after.begin(), after.end()));
+  // Once running on from the save, the disks are no longer the saved ones.
+  auto again = kiln({"restore", (dir_ / "qemu1.save").string()});
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_THAT(again.err, HasSubstr("its disks are no longer the ones saved with it"));
   EXPECT_EQ(find("qemu1")["state"], "running");
   auto shutdown = kiln({"shutdown", "qemu1", "--wait=120"});
   EXPECT_EQ(shutdown.exit_code, 0) << shutdown.err;
   EXPECT_TRUE(gone("qemu1"));
+}
+
+// What `kiln save` leaves, the overlays its save file needs, is owned:
+// listed, its name taken, removed by `kiln destroy`, after which the save
+// file is refused rather than restored over missing or other disks.
+TEST_F(BootTest, ASavedInstanceKeepsItsNameAndDisksUntilDestroyed) {
+  names_.push_back("kept");
+  auto started = kiln({"boot", kImage.string(), "--name", "kept", "--backend", "qemu", "--net", "none", "--detach"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  auto save = kiln({"save", "kept", (dir_ / "kept.save").string()});
+  ASSERT_EQ(save.exit_code, 0) << save.err;
+  EXPECT_EQ(find("kept")["state"], "saved");
+  auto table = kiln({"list"});
+  EXPECT_THAT(table.out, HasSubstr("saved to " + (dir_ / "kept.save").string()));
+  auto reused = kiln({"boot", kImage.string(), "--name", "kept", "--backend", "qemu", "--net", "none", "--detach"});
+  EXPECT_EQ(reused.exit_code, 2);
+  EXPECT_THAT(reused.err, HasSubstr("an instance named kept is saved in " + (dir_ / "kept.save").string()));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "state/instances/kept/disk0.qcow2"));
+  EXPECT_EQ(kiln({"destroy", "kept"}).exit_code, 0);
+  EXPECT_TRUE(gone("kept"));
+  EXPECT_TRUE(list().empty());
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "kept.save"));  // the user's file stays
+  auto restore = kiln({"restore", (dir_ / "kept.save").string()});
+  EXPECT_EQ(restore.exit_code, 2);
+  EXPECT_THAT(restore.err, HasSubstr("kept cannot be restored from it, as its disks are no longer the ones saved"));
 }
 
 TEST_F(BootTest, FiveInstancesOfOneImageEachWithItsOwnIdentity) {
@@ -325,8 +385,8 @@ TEST_F(BootTest, ConsoleReachesTheGuestAndCtrlBracketDetaches) {
 TEST_F(BootTest, OnRebootDestroyEndsTheInstanceWhenTheGuestReboots) {
   ASSERT_EQ(boot("once", {"--backend", "uml", "--net", "none", "--on-reboot", "destroy"}).exit_code, 0);
   ASSERT_EQ(kiln({"reboot", "once"}).exit_code, 0);
-  for (int i = 0; i < 100 && !gone("once"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_TRUE(gone("once"));
+  EXPECT_TRUE(testing::wait_for([&] { return gone("once"); }, std::chrono::seconds(120),
+                                [&] { return testing::tail(console("once")); }));
 }
 
 TEST_F(BootTest, OnCrashPreserveKeepsACrashedGuestForInspection) {
@@ -365,14 +425,13 @@ TEST_F(BootTest, ForegroundBootShowsTheConsoleAndCtrlCShutsTheGuestDown) {
             "--net", "none", "--wait-ready=240", nullptr);
     _exit(127);
   }
-  for (int i = 0; i < 1200 && (find("fg").is_null() || find("fg")["ready_seconds"].is_null()); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  ASSERT_FALSE(find("fg")["ready_seconds"].is_null()) << console("fg");
+  ASSERT_TRUE(testing::wait_for([&] { return !find("fg")["ready_seconds"].is_null(); }, std::chrono::seconds(240),
+                                [&] { return testing::tail(console("fg")); }));
   ::kill(pid, SIGINT);
   int status = 0;
-  for (int i = 0; i < 600 && ::waitpid(pid, &status, WNOHANG) == 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ASSERT_TRUE(WIFEXITED(status)) << "kiln boot did not end after Ctrl-C";
+  ASSERT_TRUE(testing::wait_for([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(120),
+                                [&] { return "kiln boot still runs after Ctrl-C\n" + testing::tail(console("fg")); }));
+  ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_TRUE(gone("fg"));
 }
@@ -413,20 +472,69 @@ TEST_F(BootTest, ANameInUseIsRefusedAndTheFirstInstanceGoesOn) {
   EXPECT_EQ(find("twice")["state"], "running");
 }
 
+// `kill -9` of a UML instance's main process leaves its helpers running
+// (each guest address space is a host process, and so are the I/O and SIGIO
+// threads and slirp), reparented to init, one spinning. The supervisor
+// notices the death and ends them all; with on_crash=preserve the instance
+// stays, crashed, until destroyed.
 TEST_F(BootTest, AHypervisorKilledFromOutsideIsNoticedAndCleanedUp) {
-  ASSERT_EQ(boot("victim", {"--backend", "uml", "--net", "none", "--on-crash", "preserve"}).exit_code, 0);
+  ASSERT_EQ(boot("victim", {"--backend", "uml", "--net", "user", "--on-crash", "preserve"}).exit_code, 0)
+      << console("victim");
   int pid = find("victim")["hypervisor_pid"];
   ASSERT_GT(pid, 0);
-  ::kill(-pid, SIGKILL);
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  ASSERT_GE(processes_of("victim").size(), 4u) << "UML's helpers and slirp, besides its main process:\n"
+                                               << processes_text("victim");
+  ::kill(pid, SIGKILL);
+  ASSERT_TRUE(listed_as("victim", "crashed"));
   auto listed = find("victim");
   EXPECT_EQ(listed["state_letter"], "c");
   EXPECT_THAT(listed["last_event"].get<std::string>(), HasSubstr("killed by signal 9"));
+  EXPECT_THAT(console("victim"), ::testing::ContainsRegex("ended [0-9]+ processes the hypervisor left running"));
+  EXPECT_TRUE(testing::wait_for([&] { return processes_of("victim").empty(); }, std::chrono::seconds(60),
+                                [&] { return processes_text("victim"); }));
   auto console = kiln({"console", "victim"});
   EXPECT_EQ(console.exit_code, 2);
   EXPECT_THAT(console.err, HasSubstr("victim is not running (state: crashed)"));
   EXPECT_EQ(kiln({"destroy", "victim"}).exit_code, 0);
   EXPECT_TRUE(gone("victim"));
+}
+
+// The same without anyone to notice: the supervisor is killed too, and
+// `kiln list` finds the instance dead, says so once, and ends what is left.
+TEST_F(BootTest, ListEndsTheProcessesOfAnInstanceWhoseSupervisorDied) {
+  ASSERT_EQ(boot("headless", {"--backend", "uml", "--net", "none"}).exit_code, 0) << console("headless");
+  auto record = nlohmann::json::parse(read_text(dir_ / "run/headless/instance.json"));
+  ASSERT_GE(processes_of("headless").size(), 3u) << processes_text("headless");
+  int supervisor = record["supervisor_pid"];
+  ::kill(supervisor, SIGKILL);
+  ::kill(record["hypervisor_pid"].get<int>(), SIGKILL);
+  // Dead, even if left a zombie: its parent is init, which may not reap.
+  std::string stat = "/proc/" + std::to_string(supervisor) + "/stat";
+  ASSERT_TRUE(testing::wait_for([&] { return read_text(stat).find(") Z") != std::string::npos || !std::filesystem::exists(stat); },
+                                std::chrono::seconds(30), [&] { return read_text(stat); }));
+  auto listed = find("headless");
+  ASSERT_FALSE(listed.is_null());
+  EXPECT_EQ(listed["state"], "crashed");
+  EXPECT_EQ(listed["last_event"], "its supervisor process died");
+  EXPECT_TRUE(testing::wait_for([&] { return processes_of("headless").empty(); }, std::chrono::seconds(60),
+                                [&] { return processes_text("headless"); }));
+  EXPECT_TRUE(list().empty());
+  EXPECT_TRUE(gone("headless"));
+}
+
+// qemu is one process, but the supervisor's clean-up is the same.
+TEST_F(BootTest, AKilledQemuLeavesNoProcessBehind) {
+  names_.push_back("q9");
+  auto started = kiln({"boot", kImage.string(), "--name", "q9", "--backend", "qemu", "--net", "none", "--detach"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  int pid = find("q9")["hypervisor_pid"];
+  ASSERT_GT(pid, 0);
+  ASSERT_FALSE(processes_of("q9").empty());
+  ::kill(pid, SIGKILL);
+  EXPECT_TRUE(listed_as("q9", ""));  // on_crash=destroy
+  EXPECT_TRUE(testing::wait_for([&] { return processes_of("q9").empty(); }, std::chrono::seconds(60),
+                                [&] { return processes_text("q9"); }));
+  EXPECT_TRUE(gone("q9"));
 }
 
 TEST_F(BootTest, SaveIsRefusedOnUmlWithAClearReason) {
