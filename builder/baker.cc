@@ -11,6 +11,7 @@
 
 #include "base/files.h"
 #include "base/size.h"
+#include "base/stale_temps.h"
 #include "base/uri_fetch.h"
 #include "builder/apt_sources.h"
 #include "builder/assembler.h"
@@ -160,7 +161,15 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
   std::error_code ec;
   fs::create_directories(output.parent_path(), ec);
   if (ec) return fail_errno("cannot create", output.parent_path().string(), ec.value());
-  KILN_ASSIGN(TempDir building, TempDir::create(output.parent_path(), output.filename().string() + ".kiln"));
+  // What a killed bake of this output left (its work and staged output
+  // directories) goes now; a live bake's stays, as its tag names it.
+  const std::string building_prefix = output.filename().string() + ".kiln";
+  const std::string staged_prefix = output.filename().string() + ".new";
+  for (const std::string& prefix : {building_prefix, staged_prefix})
+    if (size_t removed = remove_stale_temp_dirs(output.parent_path(), prefix))
+      reporter.note(fmt::format("removed {} leftover {} of a bake that was killed", removed,
+                                removed == 1 ? "directory" : "directories"));
+  KILN_ASSIGN(TempDir building, create_tagged_temp_dir(output.parent_path(), building_prefix));
   StageRunner stages(options, std::move(cache), building.path(), reporter);
 
   KILN_ASSIGN(fs::path archive, source_archive(plan, stages, reporter));
@@ -171,7 +180,7 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
   }
 
   auto assemble_started = Clock::now();
-  KILN_ASSIGN(TempDir staged, TempDir::create(output.parent_path(), output.filename().string() + ".new"));
+  KILN_ASSIGN(TempDir staged, create_tagged_temp_dir(output.parent_path(), staged_prefix));
   reporter.step("assemble", fmt::format("{} layout, {}", name_of(recipe.storage.layout.value),
                                         format_size(recipe.storage.size.value)));
   KILN_ASSIGN(AssembledImage image, assemble(plan, archive, staged.path(), reporter));

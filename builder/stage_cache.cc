@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/interrupt.h"
+#include "base/stale_temps.h"
 
 namespace kiln {
 namespace {
@@ -71,7 +72,11 @@ std::optional<CacheEntry> StageCache::lookup(const std::string& key) const {
   return entry;
 }
 
-Result<TempDir> StageCache::begin() const { return TempDir::create(root_ / "tmp", "stage"); }
+Result<TempDir> StageCache::begin() const {
+  // A killed bake's scratch would stay forever: the next stage takes it away.
+  remove_stale_temp_dirs(root_ / "tmp", "stage");
+  return create_tagged_temp_dir(root_ / "tmp", "stage");
+}
 
 Result<CacheEntry> StageCache::commit(TempDir scratch, const std::string& key,
                                       const std::string& stage,

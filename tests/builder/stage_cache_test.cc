@@ -4,9 +4,12 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include "base/stale_temps.h"
 #include "tests/test_support.h"
 
 namespace kiln {
@@ -83,6 +86,23 @@ TEST(StageCache, PruneRemovesUnusedEntriesAndLeftovers) {
   EXPECT_TRUE(cache.lookup("fresh"));
   EXPECT_FALSE(cache.lookup("stale"));
   EXPECT_TRUE(testing::list_tree(dir.path() / "tmp").empty());
+}
+
+TEST(StageCache, BeginRemovesTheScratchOfAKilledBakeOnly) {
+  ScratchDir dir;
+  StageCache cache(dir.path());
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  std::string dead = ".stage-" + std::to_string(child) + ".1-Zq3xYw";
+  std::string live = ".stage-" + process_tag() + "-Ab12Cd";
+  testing::write_text(dir / "tmp" / dead / "rootfs.tar", "killed bake");
+  testing::write_text(dir / "tmp" / live / "rootfs.tar", "running bake");
+  auto scratch = cache.begin();
+  ASSERT_TRUE(scratch) << scratch.error().to_string();
+  EXPECT_FALSE(std::filesystem::exists(dir / "tmp" / dead));
+  EXPECT_TRUE(std::filesystem::exists(dir / "tmp" / live));
+  EXPECT_EQ(scratch->path().parent_path(), dir / "tmp");
 }
 
 TEST(StageCache, PruneToASizeKeepsTheMostRecent) {

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "base/stale_temps.h"
 #include "tests/builder/fake_rootfs.h"
 #include "tests/test_support.h"
 
@@ -262,6 +263,43 @@ TEST_F(BakeCommandTest, InterruptLeavesNoHalfWrittenOutput) {
   EXPECT_FALSE(std::filesystem::exists(dir_ / "out"));
   for (const auto& entry : std::filesystem::directory_iterator(dir_.path()))
     EXPECT_FALSE(entry.path().filename().string().starts_with(".")) << entry.path();
+}
+
+// SIGKILL runs no clean-up: the next bake of the same output removes what
+// the killed one left (its work and staged directories, its cache scratch),
+// and leaves a running bake's alone.
+TEST_F(BakeCommandTest, WhatAKilledBakeLeftIsRemovedByTheNextBake) {
+  testing::ArchiveBuilder big;
+  for (int i = 0; i < 40; ++i) big.file("data/file" + std::to_string(i), std::string(8 << 20, 'a' + i % 26));
+  big.write_to(dir_ / "rootfs.tar");
+  std::string path = recipe("", "size = \"1G\"\n");
+  auto leftovers = [&] {
+    std::vector<std::string> out;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path()))
+      if (entry.path().filename().string().starts_with(".")) out.push_back(entry.path().filename().string());
+    for (const std::string& name : testing::list_tree(dir_ / "cache/tmp")) out.push_back("cache/tmp/" + name);
+    return out;
+  };
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::string cache = (dir_ / "cache").string(), out = (dir_ / "out").string();
+    execl(testing::kiln_binary().c_str(), "kiln", "bake", path.c_str(), "-o", out.c_str(), "--cache", cache.c_str(),
+          nullptr);
+    _exit(127);
+  }
+  bool started = testing::wait_for([&] { return !leftovers().empty(); }, std::chrono::seconds(60),
+                                   [] { return std::string("no work directory yet"); });
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  ASSERT_TRUE(started);
+  ASSERT_FALSE(leftovers().empty());
+  std::string live = ".out.kiln-" + process_tag() + "-Ab12Cd";  // as a bake running now would have it
+  std::filesystem::create_directories(dir_ / live);
+
+  testing::write_fake_rootfs(dir_ / "rootfs.tar");
+  auto again = bake(recipe(), (dir_ / "out").string());
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(leftovers(), ElementsAre(live));
 }
 
 TEST_F(BakeCommandTest, BadRecipeExitsWithTwoAndNamesTheSpot) {
