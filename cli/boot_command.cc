@@ -9,6 +9,7 @@
 
 #include "base/interrupt.h"
 #include "base/size.h"
+#include "base/vm_shape.h"
 #include "cli/command.h"
 #include "runtime/instance_manager.h"
 
@@ -29,9 +30,15 @@ struct BootFlags {
 
 Result<> apply_flags(BootFlags& flags) {
   if (!flags.memory.empty()) {
-    KILN_ASSIGN(uint64_t bytes, parse_size(flags.memory));
-    if (bytes < 64 * kMiB) return fail(ErrorKind::kBadInput, "--memory {}: at least 64M", flags.memory);
-    flags.request.memory_mib = bytes / kMiB;
+    auto bytes = parse_size(flags.memory);
+    if (!bytes) return fail(ErrorKind::kBadInput, "--memory {}: {}", flags.memory, bytes.error().message);
+    if (std::string problem = vm_memory_problem(*bytes); !problem.empty())
+      return fail(ErrorKind::kBadInput, "--memory {}: {}", flags.memory, problem);
+    flags.request.memory_mib = *bytes / kMiB;
+  }
+  if (flags.request.vcpus) {
+    if (std::string problem = vm_vcpus_problem(*flags.request.vcpus); !problem.empty())
+      return fail(ErrorKind::kBadInput, "--vcpus {}: {}", *flags.request.vcpus, problem);
   }
   for (const std::string& key : flags.ssh_keys) flags.request.ssh_key_files.emplace_back(key);
   if (!flags.firstboot.empty()) flags.request.firstboot = flags.firstboot;
@@ -128,8 +135,8 @@ void register_boot(CLI::App& root, Registry& registry) {
   app->add_option("--name", r.name, "Instance name (default: the image's or the config's name)");
   app->add_option("--backend", r.backend, "auto (the fastest that works here), qemu or uml")
       ->check(CLI::IsMember({"auto", "qemu", "uml"}));
-  app->add_option("--memory", flags->memory, "Memory, e.g. 512M (default: the image's or the config's, else 512M)");
-  app->add_option("--vcpus", r.vcpus, "Virtual CPUs (default: the image's or the config's, else 1)");
+  app->add_option("--memory", flags->memory, "Memory, 64M to 16T, e.g. 512M (default: the image's or the config's, else 512M)");
+  app->add_option("--vcpus", r.vcpus, "Virtual CPUs, 1 to 255 (default: the image's or the config's, else 1)");
   app->add_option("--net", r.network, "user (default), tap:BRIDGE or none");
   app->add_option("--ssh-port", r.ssh_port, "Forward 127.0.0.1:PORT to the guest's ssh (user networking)");
   app->add_option("--hostname", r.hostname, "Guest hostname (default: the instance name; a Xen config's domain keeps its own)");

@@ -3,6 +3,8 @@
 #include <cctype>
 #include <tuple>
 
+#include "base/vm_shape.h"
+
 namespace kiln {
 
 namespace {
@@ -133,12 +135,13 @@ bool is_mac_address(std::string_view text) {
 }
 
 Result<> check_domain(const DomainSpec& spec) {
-  if (spec.vcpus <= 0 || spec.vcpus > kMaxVcpus)
-    return fail_at(spec.source.of("vcpus"), "vcpus must be from 1 to {}, not {}", kMaxVcpus,
-                   spec.vcpus);
-  if (spec.memory_mib > kMaxMemoryMiB)
-    return fail_at(spec.source.of("memory"), "memory {} MiB is more than the {} MiB kiln accepts",
-                   spec.memory_mib, kMaxMemoryMiB);
+  if (std::string problem = vm_vcpus_problem(spec.vcpus); !problem.empty())
+    return fail_at(spec.source.of("vcpus"), "vcpus: {}", problem);
+  // 0 is "not given": the toolstack's default applies.
+  if (spec.memory_mib != 0) {
+    if (std::string problem = vm_memory_mib_problem(spec.memory_mib); !problem.empty())
+      return fail_at(spec.source.of("memory"), "memory: {}", problem);
+  }
   KILN_TRY(check_disks(spec.disks));
   for (const DomainVif& vif : spec.vifs) KILN_TRY(check_vif(vif));
   for (auto [key, action] : {std::pair{"on_poweroff", spec.on_poweroff},

@@ -88,10 +88,6 @@ struct DomainSource {
   Location of(std::string_view key) const;
 };
 
-// Bounds that keep every number writable and readable back.
-constexpr uint64_t kMaxMemoryMiB = uint64_t{1} << 24;  // 16 TiB
-constexpr int kMaxVcpus = 4096;
-
 struct DomainSpec {
   std::string name;
   uint64_t memory_mib = 0;  // 0: not given (the toolstack's default applies)

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/files.h"
+#include "base/vm_shape.h"
 
 namespace kiln {
 namespace {
@@ -154,6 +155,14 @@ Result<> read_image(const Reader& r, const Json& image, ImageManifest& m) {
   if (!is_plain_file_name(m.name)) return r.bad(fmt::format("image.name {} is not a plain name", shown_value(m.name)));
   if (!is_plain_file_name(m.version))
     return r.bad(fmt::format("image.version {} is not a plain version", shown_value(m.version)));
+  // 0 is "not recorded", as in images baked before kiln recorded it.
+  if (m.memory_mib != 0) {
+    if (std::string problem = vm_memory_mib_problem(m.memory_mib); !problem.empty())
+      return r.bad("image.memory_mib: " + problem);
+  }
+  if (m.vcpus != 0) {
+    if (std::string problem = vm_vcpus_problem(m.vcpus); !problem.empty()) return r.bad("image.vcpus: " + problem);
+  }
   return {};
 }
 

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/vm_shape.h"
+
 namespace kiln {
 
 namespace {
@@ -425,16 +427,17 @@ Result<> read_memory(Settings& settings, std::string_view, const Value& value, c
   auto number = integer_of(value);
   if (!number || *number <= 0)
     return fail_at(where, "memory must be a positive integer (MB), e.g. memory = 512");
-  if (static_cast<uint64_t>(*number) > kMaxMemoryMiB)
-    return fail_at(where, "memory {} MB is more than any host has (at most {})", *number, kMaxMemoryMiB);
+  if (std::string problem = vm_memory_mib_problem(*number); !problem.empty())
+    return fail_at(where, "memory = {}: {}", *number, problem);
   settings.spec.memory_mib = static_cast<uint64_t>(*number);
   return {};
 }
 
 Result<> read_vcpus(Settings& settings, std::string_view, const Value& value, const Location& where) {
   auto number = integer_of(value);
-  if (!number || *number <= 0 || *number > kMaxVcpus)
-    return fail_at(where, "vcpus must be an integer from 1 to {}, e.g. vcpus = 2", kMaxVcpus);
+  if (!number) return fail_at(where, "vcpus must be an integer, e.g. vcpus = 2");
+  if (std::string problem = vm_vcpus_problem(*number); !problem.empty())
+    return fail_at(where, "vcpus = {}: {}", *number, problem);
   settings.spec.vcpus = static_cast<int>(*number);
   return {};
 }

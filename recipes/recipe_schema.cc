@@ -4,6 +4,7 @@
 #include <array>
 #include <variant>
 
+#include "base/vm_shape.h"
 #include "recipes/section_parsers.h"
 #include "recipes/value_checks.h"
 
@@ -25,13 +26,18 @@ using Field = std::variant<StringField, ListField, SizeField, IntegerField, Volu
                            VolumeSizeField, LayoutField, FilesystemField, VolumeFilesystemField>;
 // Returns what is wrong with one string value, or "" when it is fine.
 using Check = std::string (*)(std::string_view value);
+// The same for a size (bytes) or an integer.
+using NumberCheck = std::string (*)(int64_t value);
 
 struct Setting {
   SettingInfo info;
   Field field;
   Check check = nullptr;
   int64_t min_integer = 1;  // integers below are refused
+  NumberCheck number_check = nullptr;
 };
+
+std::string check_vm_memory(int64_t bytes) { return vm_memory_problem(static_cast<uint64_t>(bytes)); }
 
 #define FIELD(member) [](Recipe& recipe) -> auto& { return recipe.member; }
 #define VOLUME(member) [](LvmVolume& volume) -> auto& { return volume.member; }
@@ -203,13 +209,13 @@ const std::array kSettings = {
              "(NAME.libvirt.xml)."},
             ListField{FIELD(output.formats)}},
     Setting{{"output", "memory", ValueKind::kSize, "\"1G\"", "",
-             "Memory of the VM: in NAME.xl.cfg and NAME.libvirt.xml, and what `kiln boot` gives an instance "
-             "unless --memory says otherwise."},
-            SizeField{FIELD(output.memory)}},
+             "Memory of the VM, 64M to 16T: in NAME.xl.cfg and NAME.libvirt.xml, and what `kiln boot` gives an "
+             "instance unless --memory says otherwise."},
+            SizeField{FIELD(output.memory)}, nullptr, 1, check_vm_memory},
     Setting{{"output", "vcpus", ValueKind::kInteger, "1", "",
-             "Virtual CPUs of the VM: in NAME.xl.cfg and NAME.libvirt.xml, and what `kiln boot` gives an "
+             "Virtual CPUs of the VM, 1 to 255: in NAME.xl.cfg and NAME.libvirt.xml, and what `kiln boot` gives an "
              "instance unless --vcpus says otherwise (the uml backend runs one)."},
-            IntegerField{FIELD(output.vcpus)}},
+            IntegerField{FIELD(output.vcpus)}, nullptr, 1, vm_vcpus_problem},
 };
 
 #undef FIELD
@@ -315,6 +321,13 @@ Result<> check_value(const Setting& setting, std::string_view value, const Locat
   return {};
 }
 
+Result<> check_number(const Setting& setting, int64_t value, const Location& where) {
+  if (!setting.number_check) return {};
+  std::string problem = setting.number_check(value);
+  if (problem.empty()) return {};
+  return fail_at(where, "{}.{}: {}", setting.info.section, setting.info.key, problem);
+}
+
 // Binds one value to its field in `target` (the Recipe, or one volume).
 template <class Target>
 Result<> assign(const Setting& setting, const toml::node& node, const recipes::TomlReader& reader,
@@ -340,6 +353,7 @@ Result<> assign(const Setting& setting, const toml::node& node, const recipes::T
           return finish(field(target), std::move(value));
         } else if constexpr (std::is_same_v<F, SizeField>) {
           KILN_ASSIGN(auto value, reader.size(node, what));
+          KILN_TRY(check_number(setting, static_cast<int64_t>(value.value), value.where));
           return finish(field(target), std::move(value));
         } else if constexpr (std::is_same_v<F, VolumeSizeField>) {
           // A size, or "rest": recorded as size 0, which no size can be.
@@ -353,6 +367,7 @@ Result<> assign(const Setting& setting, const toml::node& node, const recipes::T
           if (value.value < setting.min_integer)
             return fail_at(value.where, "{}: must be {}", what,
                            setting.min_integer == 0 ? "zero or a positive integer" : "a positive integer");
+          KILN_TRY(check_number(setting, value.value, value.where));
           return finish(field(target), std::move(value));
         } else if constexpr (std::is_enum_v<FieldValue<F, Target>>) {
           KILN_ASSIGN(auto text, reader.string(node, what));

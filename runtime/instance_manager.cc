@@ -193,11 +193,12 @@ Result<InstanceSpec> spec_for(const BootRequest& request, const BootSource& sour
   spec.kernel_args = source.kernel_args;
   spec.memory_mib = request.memory_mib.value_or(source.memory_mib.value_or(512));
   spec.vcpus = request.vcpus.value_or(source.vcpus.value_or(1));
+  // Each door (flags, manifest, config) checked its value (base/vm_shape);
+  // what is left is whether this host can give it, blaming where it came from.
   uint64_t host = host_memory_bytes();
   if (host && spec.memory_mib * kMiB > host)
-    return fail(ErrorKind::kBadInput, "{} MiB of memory is more than this host has ({})", spec.memory_mib,
-                format_size(host));
-  if (spec.vcpus < 1 || spec.vcpus > 64) return fail(ErrorKind::kBadInput, "--vcpus {}: expected 1 to 64", spec.vcpus);
+    return fail(ErrorKind::kBadInput, "{} MiB of memory ({}) is more than this host has ({})", spec.memory_mib,
+                request.memory_mib ? "--memory" : "from " + source.description, format_size(host));
   KILN_ASSIGN(spec.network, network_for(request, source));
   KILN_ASSIGN(spec.personality, personality_for(request, source, spec.name));
   spec.persistent = request.persistent;

@@ -70,5 +70,17 @@ TEST_F(BootCommandTest, AMissingPassphraseFileIsNamed) {
   EXPECT_TRUE(nothing_made());
 }
 
+// The flags go by the same rule as a recipe's [output] (base/vm_shape.h).
+TEST_F(BootCommandTest, MemoryAndVcpusFlagsGoByTheRuleForEveryDoor) {
+  image([](ImageManifest&) {});
+  auto little = boot({"--memory", "32M"});
+  EXPECT_EQ(little.exit_code, 2);
+  EXPECT_THAT(little.err, HasSubstr("--memory 32M: 32 MiB is less than the 64 MiB a Debian guest needs to boot"));
+  auto many = boot({"--vcpus", "0"});
+  EXPECT_EQ(many.exit_code, 2);
+  EXPECT_THAT(many.err, HasSubstr("--vcpus 0: 0 virtual CPUs: expected 1 to 255"));
+  EXPECT_TRUE(nothing_made());
+}
+
 }  // namespace
 }  // namespace kiln
