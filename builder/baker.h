@@ -45,8 +45,4 @@ struct BakeResult {
 
 Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Reporter& reporter);
 
-// SOURCE_DATE_EPOCH from the environment; an error when it is set but not a
-// non-negative integer.
-Result<std::optional<int64_t>> source_date_epoch_from_env();
-
 }  // namespace kiln

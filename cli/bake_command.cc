@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/size.h"
+#include "base/source_date_epoch.h"
 #include "builder/baker.h"
 #include "cli/command.h"
 #include "recipes/recipe_parser.h"

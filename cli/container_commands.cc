@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "base/files.h"
+#include "base/source_date_epoch.h"
 #include "base/uri_fetch.h"
-#include "builder/baker.h"
 #include "builder/container_runner.h"
 #include "builder/tree_patching.h"
 #include "cli/command.h"

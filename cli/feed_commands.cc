@@ -8,7 +8,7 @@
 
 #include "base/duration.h"
 #include "base/size.h"
-#include "builder/baker.h"
+#include "base/source_date_epoch.h"
 #include "builder/stage_cache.h"
 #include "cli/command.h"
 #include "feeds/publisher.h"
