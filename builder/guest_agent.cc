@@ -1,7 +1,10 @@
 #include "builder/guest_agent.h"
 
+#include <utility>
+
 #include "builder/offline_customizer.h"
 #include "builder/systemd_units.h"
+#include "formats/guest_protocol.h"
 
 namespace kiln {
 namespace {
@@ -11,26 +14,27 @@ namespace {
 // on the kernel command line it looks for the seed once and does nothing
 // if there is none. It runs on the boot's critical path, where every process
 // costs (tens of milliseconds each under UML or TCG), so it reads files with
-// the shell's own `read` rather than cat and grep.
-constexpr std::string_view kAgentScript = R"AGENT(#!/bin/sh
-# kiln's guest agent: applies the instance's personality from the KILNSEED
+// the shell's own `read` rather than cat and grep. Each @NAME@ is a word of
+// the guest protocol, put in by with_protocol_words.
+constexpr std::string_view kAgentTemplate = R"AGENT(#!/bin/sh
+# kiln's guest agent: applies the instance's personality from the @SEED_LABEL@
 # disk and tells the host when the system is up. Installed by kiln.
 set -u
 seed=/run/kiln-seed
 state=/var/lib/kiln
 read -r cmdline < /proc/cmdline
 
-# The device kiln names with kiln.seed= (its kernel made the node before
-# init ran), or else the disk labelled KILNSEED, waited for while udev
+# The device kiln names with @SEED_ARGUMENT@ (its kernel made the node before
+# init ran), or else the disk labelled @SEED_LABEL@, waited for while udev
 # brings up the disks if kiln started this machine.
 find_seed() {
   for word in $cmdline; do
-    case "$word" in kiln.seed=/dev/*) dev=${word#kiln.seed=}; [ -b "$dev" ] && return 0 ;; esac
+    case "$word" in @SEED_ARGUMENT@/dev/*) dev=${word#@SEED_ARGUMENT@}; [ -b "$dev" ] && return 0 ;; esac
   done
   tries=1
-  case " $cmdline " in *" kiln.instance="*) tries=100 ;; esac
+  case " $cmdline " in *" @INSTANCE_ARGUMENT@"*) tries=100 ;; esac
   while [ "$tries" -gt 0 ]; do
-    dev=$(blkid -L KILNSEED 2>/dev/null) && [ -n "$dev" ] && return 0
+    dev=$(blkid -L @SEED_LABEL@ 2>/dev/null) && [ -n "$dev" ] && return 0
     tries=$((tries - 1))
     [ "$tries" -gt 0 ] && sleep 0.1
   done
@@ -45,28 +49,28 @@ mounted() {
 apply_personality() {
   find_seed || exit 0
   mounted "$seed" || { mkdir -p "$seed" && mount -o ro "$dev" "$seed"; } || exit 1
-  k="$seed/kiln"
-  if [ -s "$k/hostname" ]; then
-    read -r name < "$k/hostname"
+  if [ -s "$seed@SEED_HOSTNAME@" ]; then
+    read -r name < "$seed@SEED_HOSTNAME@"
     echo "$name" > /etc/hostname
     echo "$name" > /proc/sys/kernel/hostname
     sed -i '/^127\.0\.1\.1[[:space:]]/d' /etc/hosts
     printf '127.0.1.1\t%s\n' "$name" >> /etc/hosts
   fi
-  if [ -s "$k/authorized_keys" ]; then
+  if [ -s "$seed@SEED_AUTHORIZED_KEYS@" ]; then
     mkdir -p /root/.ssh && chmod 700 /root/.ssh
     touch /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys
     while IFS= read -r key; do
       grep -qxF "$key" /root/.ssh/authorized_keys || echo "$key" >> /root/.ssh/authorized_keys
-    done < "$k/authorized_keys"
+    done < "$seed@SEED_AUTHORIZED_KEYS@"
   fi
   # Host keys kiln made for this instance, unless the machine has its own:
   # sshd then starts without waiting for ssh-keygen.
-  [ -d "$k/ssh" ] && [ -x /usr/sbin/sshd ] && [ ! -e /etc/ssh/ssh_host_ed25519_key ] && cp -p "$k/ssh/"* /etc/ssh/
-  [ -d "$k/files" ] && cp -a "$k/files/." /
+  [ -d "$seed@SEED_SSH_HOST_KEYS@" ] && [ -x /usr/sbin/sshd ] && [ ! -e /etc/ssh/ssh_host_ed25519_key ] &&
+    cp -p "$seed@SEED_SSH_HOST_KEYS@/"* /etc/ssh/
+  [ -d "$seed@SEED_FILES@" ] && cp -a "$seed@SEED_FILES@/." /
   # UML's user networking is SLIP through slirp: no Ethernet, fixed addresses.
   case " $cmdline " in
-    *" kiln.net=slirp "*)
+    *" @SLIRP_ARGUMENT@ "*)
       mkdir -p /run/systemd/network
       printf '[Match]\nName=eth0\n\n[Network]\nGateway=10.0.2.2\nDNS=10.0.2.3\n\n[Address]\nAddress=10.0.2.15/32\nPeer=10.0.2.2/32\n' \
         > /run/systemd/network/10-kiln-slirp.network ;;
@@ -79,11 +83,11 @@ apply_personality() {
 # up its line, and every write of a script that still holds the console
 # open from then on fails (seen: the lines after the getty's start lost).
 run_firstboot() {
-  [ -s "$seed/kiln/instance-id" ] || exit 0
-  read -r id < "$seed/kiln/instance-id"
-  if [ -x "$seed/kiln/firstboot" ] && [ ! -e "$state/firstboot-$id" ]; then
+  [ -s "$seed@SEED_INSTANCE_ID@" ] || exit 0
+  read -r id < "$seed@SEED_INSTANCE_ID@"
+  if [ -x "$seed@SEED_FIRSTBOOT@" ] && [ ! -e "$state/firstboot-$id" ]; then
     mkdir -p "$state"
-    "$seed/kiln/firstboot" > "$state/firstboot-$id.log" 2>&1
+    "$seed@SEED_FIRSTBOOT@" > "$state/firstboot-$id.log" 2>&1
     echo "$?" > "$state/firstboot-$id"
   fi
   exit 0
@@ -102,8 +106,8 @@ say() {
 }
 
 report_ready() {
-  [ -s "$seed/kiln/instance-id" ] || exit 0
-  read -r id < "$seed/kiln/instance-id"
+  [ -s "$seed@SEED_INSTANCE_ID@" ] || exit 0
+  read -r id < "$seed@SEED_INSTANCE_ID@"
   mac=none
   for nic in /sys/class/net/*; do
     type=0
@@ -116,19 +120,19 @@ report_ready() {
   read -r machine_id < /etc/machine-id
   # Whose ssh host keys sshd has: kiln's (their fingerprints are the ones
   # kiln showed), the machine's own, or none.
-  keys=none
+  keys=@HOST_KEYS_NONE@
   if [ -s /etc/ssh/ssh_host_ed25519_key.pub ]; then
-    keys=own
-    if [ -s "$seed/kiln/ssh/ssh_host_ed25519_key.pub" ]; then
-      read -r ours < "$seed/kiln/ssh/ssh_host_ed25519_key.pub"
+    keys=@HOST_KEYS_OWN@
+    if [ -s "$seed@SEED_SSH_HOST_KEYS@/ssh_host_ed25519_key.pub" ]; then
+      read -r ours < "$seed@SEED_SSH_HOST_KEYS@/ssh_host_ed25519_key.pub"
       read -r installed < /etc/ssh/ssh_host_ed25519_key.pub
-      [ "$ours" = "$installed" ] && keys=kiln
+      [ "$ours" = "$installed" ] && keys=@HOST_KEYS_KILN@
     fi
   fi
   read -r consoles < /sys/class/tty/console/active
   # Every active console: UML always adds console=tty0 after kiln's ttyS0.
   for tty in $consoles; do
-    say "$tty" "KILN-READY $id hostname=$host machine-id=$machine_id mac=$mac ssh-host-keys=$keys"
+    say "$tty" "@READY_LINE@"
   done
 }
 
@@ -194,13 +198,42 @@ WantedBy=multi-user.target
 // UML has no ACPI power button: on a UML instance kiln boots (kiln.cad=poweroff
 // on the command line) Ctrl-Alt-Del, which the host can send through the
 // management console, powers off instead of rebooting.
-constexpr std::string_view kCadGenerator = R"(#!/bin/sh
+constexpr std::string_view kCadGeneratorTemplate = R"(#!/bin/sh
 # kiln: Ctrl-Alt-Del powers off where the host asked for it at boot.
 read -r cmdline < /proc/cmdline
 case " $cmdline " in
-  *" kiln.cad=poweroff "*) ln -sf /usr/lib/systemd/system/poweroff.target "$1/ctrl-alt-del.target" ;;
+  *" @POWER_OFF_ARGUMENT@ "*) ln -sf /usr/lib/systemd/system/poweroff.target "$1/ctrl-alt-del.target" ;;
 esac
 )";
+
+// `text` with each @NAME@ marker replaced by the protocol word it names.
+std::string with_protocol_words(std::string_view text) {
+  // The report as report_ready prints it: its values are in these shell
+  // variables.
+  const std::string ready_line = format_ready_line({"$id", "$host", "$machine_id", "$mac", "$keys"});
+  const std::pair<std::string_view, std::string_view> words[] = {
+      {"@INSTANCE_ARGUMENT@", kInstanceArgument},
+      {"@SEED_ARGUMENT@", kSeedArgument},
+      {"@SLIRP_ARGUMENT@", kSlirpArgument},
+      {"@POWER_OFF_ARGUMENT@", kPowerOffArgument},
+      {"@SEED_LABEL@", kSeedLabel},
+      {"@SEED_INSTANCE_ID@", kSeedInstanceId},
+      {"@SEED_HOSTNAME@", kSeedHostname},
+      {"@SEED_AUTHORIZED_KEYS@", kSeedAuthorizedKeys},
+      {"@SEED_SSH_HOST_KEYS@", kSeedSshHostKeys},
+      {"@SEED_FIRSTBOOT@", kSeedFirstboot},
+      {"@SEED_FILES@", kSeedFiles},
+      {"@HOST_KEYS_KILN@", kHostKeysFromKiln},
+      {"@HOST_KEYS_OWN@", kHostKeysOwn},
+      {"@HOST_KEYS_NONE@", kHostKeysNone},
+      {"@READY_LINE@", ready_line},
+  };
+  std::string out(text);
+  for (const auto& [marker, word] : words)
+    for (size_t at = out.find(marker); at != std::string::npos; at = out.find(marker, at + word.size()))
+      out.replace(at, marker.size(), word);
+  return out;
+}
 
 Result<> write_file(Ext4Image& fs, const std::string& path, std::string_view text, uint32_t mode, int64_t mtime) {
   KILN_TRY(make_parents(fs, path, mtime));
@@ -209,11 +242,14 @@ Result<> write_file(Ext4Image& fs, const std::string& path, std::string_view tex
 
 }  // namespace
 
+std::string guest_agent_script() { return with_protocol_words(kAgentTemplate); }
+
 Result<> install_guest_agent(Ext4Image& fs, int64_t mtime) {
-  KILN_TRY(write_file(fs, "/usr/lib/kiln/kiln-agent", kAgentScript, 0755, mtime));
+  KILN_TRY(write_file(fs, "/usr/lib/kiln/kiln-agent", guest_agent_script(), 0755, mtime));
   KILN_TRY(install_unit(fs, "kiln-personality.service", kPersonalityUnit, mtime));
   KILN_TRY(install_unit(fs, "kiln-firstboot.service", kFirstbootUnit, mtime));
-  KILN_TRY(write_file(fs, "/usr/lib/systemd/system-generators/kiln-cad-generator", kCadGenerator, 0755, mtime));
+  KILN_TRY(write_file(fs, "/usr/lib/systemd/system-generators/kiln-cad-generator",
+                      with_protocol_words(kCadGeneratorTemplate), 0755, mtime));
   return install_unit(fs, "kiln-ready.service", kReadyUnit, mtime);
 }
 

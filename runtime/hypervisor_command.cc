@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "base/subprocess.h"
+#include "formats/guest_protocol.h"
 #include "runtime/boot_source.h"
 
 namespace kiln {
@@ -30,12 +31,13 @@ std::string guest_command_line(const InstanceSpec& spec) {
   bool slirp = uml && spec.network.kind == NetworkKind::kUser;
   // The seed disk comes after the instance's disks; naming it spares the
   // guest agent a wait for udev to find it by label.
-  std::string seed = "kiln.seed=" + guest_device(spec.backend, spec.disks.size(), 0);
+  std::string seed = std::string(kSeedArgument) + guest_device(spec.backend, spec.disks.size(), 0);
   // Debian's UML kernel makes 256 legacy BSD pty pairs. No one uses them,
   // but udev's coldplug processes all 512 devices: measured, 7 s of a 20 s
   // boot to ready.
-  return joined({"root=" + spec.root, "ro", spec.kernel_args, console, "kiln.instance=" + spec.id, seed,
-                 slirp ? "kiln.net=slirp" : "", uml ? "kiln.cad=poweroff" : "", uml ? "pty.legacy_count=0" : "",
+  return joined({"root=" + spec.root, "ro", spec.kernel_args, console, std::string(kInstanceArgument) + spec.id, seed,
+                 slirp ? std::string(kSlirpArgument) : "", uml ? std::string(kPowerOffArgument) : "",
+                 uml ? "pty.legacy_count=0" : "",
                  p.machine_id.empty() ? "" : "systemd.machine_id=" + p.machine_id,
                  p.hostname.empty() ? "" : "systemd.hostname=" + p.hostname});
 }

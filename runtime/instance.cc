@@ -5,6 +5,7 @@
 #include <array>
 
 #include "crypto/hash.h"
+#include "formats/guest_protocol.h"
 
 namespace kiln {
 namespace {
@@ -209,7 +210,7 @@ nlohmann::json public_json(const SshHostKey& key) {
 }
 
 std::vector<SshHostKey> InstanceRecord::confirmed_ssh_host_keys() const {
-  if (guest_ssh_host_keys != "kiln") return {};
+  if (guest_ssh_host_keys != kHostKeysFromKiln) return {};
   return spec.personality.ssh_host_keys;
 }
 

@@ -19,6 +19,7 @@
 #include "base/interrupt.h"
 #include "base/size.h"
 #include "base/subprocess.h"
+#include "formats/guest_protocol.h"
 #include "formats/qcow2_overlay.h"
 #include "runtime/boot_source.h"
 #include "runtime/hypervisor_command.h"
@@ -404,9 +405,10 @@ Result<InstanceRecord> wait_ready(const InstanceStore& store, const std::string&
     if (Clock::now() > deadline)
       return std::unexpected(
           Error{ErrorKind::kFailed,
-                fmt::format("{} was not ready within {} s (no KILN-READY from the guest agent); it is still "
-                            "running: see `kiln console {}`; the console ended with",
-                            name, std::chrono::duration_cast<std::chrono::seconds>(timeout).count(), name),
+                fmt::format("{} was not ready within {} s (no {} from the guest agent); it is still running: see "
+                            "`kiln console {}`; the console ended with",
+                            name, std::chrono::duration_cast<std::chrono::seconds>(timeout).count(), kReadyKeyword,
+                            name),
                 {}, key_lines(read_file(paths.console_log).value_or(""), 6)});
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

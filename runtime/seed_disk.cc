@@ -10,6 +10,7 @@
 #include "base/size.h"
 #include "crypto/uuid.h"
 #include "formats/ext4_image.h"
+#include "formats/guest_protocol.h"
 
 namespace kiln {
 namespace {
@@ -29,9 +30,10 @@ Result<> write_parents(Ext4Image& seed, const std::string& path, int64_t now) {
   }
 }
 
-Result<> put(Ext4Image& seed, const std::string& path, std::string_view content, uint32_t mode, int64_t now) {
-  KILN_TRY(write_parents(seed, path, now));
-  return seed.write_file(path, content, {mode, 0, 0, now});
+Result<> put(Ext4Image& seed, std::string_view path, std::string_view content, uint32_t mode, int64_t now) {
+  std::string where(path);
+  KILN_TRY(write_parents(seed, where, now));
+  return seed.write_file(where, content, {mode, 0, 0, now});
 }
 
 uint64_t payload_size(const InstanceSpec& spec) {
@@ -94,26 +96,27 @@ Result<> write_seed_disk(const fs::path& image, const InstanceSpec& spec, const 
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   KILN_ASSIGN(AtomicFile target, AtomicFile::create(image, 0600));
   KILN_ASSIGN(Ext4Image seed, start_seed(target.temp_path(), spec, template_dir, now));
-  KILN_TRY(put(seed, "/kiln/instance-id", spec.id + "\n", 0644, now));
-  if (!p.hostname.empty()) KILN_TRY(put(seed, "/kiln/hostname", p.hostname + "\n", 0644, now));
-  KILN_TRY(put(seed, "/kiln/machine-id", p.machine_id + "\n", 0644, now));
-  KILN_TRY(put(seed, "/kiln/mac", p.mac + "\n", 0644, now));
+  KILN_TRY(put(seed, kSeedInstanceId, spec.id + "\n", 0644, now));
+  if (!p.hostname.empty()) KILN_TRY(put(seed, kSeedHostname, p.hostname + "\n", 0644, now));
+  KILN_TRY(put(seed, kSeedMachineId, p.machine_id + "\n", 0644, now));
+  KILN_TRY(put(seed, kSeedMac, p.mac + "\n", 0644, now));
   std::string keys;
   for (const std::string& key : p.ssh_keys) keys += key + "\n";
-  if (!keys.empty()) KILN_TRY(put(seed, "/kiln/authorized_keys", keys, 0600, now));
+  if (!keys.empty()) KILN_TRY(put(seed, kSeedAuthorizedKeys, keys, 0600, now));
   for (const SshHostKey& key : p.ssh_host_keys) {
-    KILN_TRY(put(seed, "/kiln/ssh/" + key.file_name, key.private_key, 0600, now));
-    KILN_TRY(put(seed, "/kiln/ssh/" + key.file_name + ".pub", key.public_key, 0644, now));
+    std::string path = fmt::format("{}/{}", kSeedSshHostKeys, key.file_name);
+    KILN_TRY(put(seed, path, key.private_key, 0600, now));
+    KILN_TRY(put(seed, path + ".pub", key.public_key, 0644, now));
   }
   if (!p.firstboot.empty()) {
     KILN_ASSIGN(std::string script, read_file(p.firstboot));
-    KILN_TRY(put(seed, "/kiln/firstboot", script, 0755, now));
+    KILN_TRY(put(seed, kSeedFirstboot, script, 0755, now));
   }
   for (const PersonalityFile& file : p.files) {
     KILN_ASSIGN(std::string content, read_file(file.source));
     struct stat st;
     uint32_t mode = ::stat(file.source.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0644;
-    KILN_TRY(put(seed, "/kiln/files" + file.destination, content, mode, now));
+    KILN_TRY(put(seed, std::string(kSeedFiles) + file.destination, content, mode, now));
   }
   KILN_TRY(seed.close());
   return target.commit();

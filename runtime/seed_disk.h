@@ -1,14 +1,9 @@
 // SeedDisk: the small disk that carries an instance's personality to the
 // guest without touching the shared base image, the way the Xen-era tools
 // kept a domain's identity out of its canned filesystem. It is an ext2
-// filesystem labelled KILNSEED, written with libext2fs in a few
-// milliseconds; kiln's guest agent (builder/guest_agent.cc) reads it early
-// in boot:
-//   kiln/instance-id     the id echoed in the readiness signal
-//   kiln/hostname        kiln/machine-id     kiln/mac
-//   kiln/authorized_keys root's extra ssh keys
-//   kiln/firstboot       run once, before readiness is signalled
-//   kiln/files/PATH      copied to /PATH, modes kept
+// filesystem written with libext2fs in a few milliseconds; kiln's guest
+// agent (builder/guest_agent.cc) reads it early in boot. Its label and the
+// files it holds are part of the guest protocol (formats/guest_protocol.h).
 #pragma once
 
 #include <filesystem>
@@ -17,8 +12,6 @@
 #include "runtime/instance.h"
 
 namespace kiln {
-
-inline constexpr std::string_view kSeedLabel = "KILNSEED";
 
 // Writes the seed disk. When the personality is small, it starts from a
 // formatted empty filesystem kept in `template_dir` (made on first use), so

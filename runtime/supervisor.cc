@@ -19,6 +19,7 @@
 
 #include "base/files.h"
 #include "base/subprocess.h"
+#include "formats/guest_protocol.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_processes.h"
 #include "runtime/mconsole_client.h"
@@ -392,14 +393,14 @@ class Supervisor {
   }
 
   void on_console_line(std::string_view line) {
-    auto marker = line.find("KILN-READY " + record_.spec.id);
-    if (marker != std::string_view::npos && !record_.ready_seconds) {
+    auto ready = parse_ready_line(line);
+    if (ready && ready->id == record_.spec.id && !record_.ready_seconds) {
       record_.ready_seconds = static_cast<double>(now_ms() - record_.started_at_ms) / 1000.0;
       record_.waiting_for.clear();
-      record_.guest_hostname = field(line, "hostname=");
-      record_.guest_machine_id = field(line, "machine-id=");
-      record_.guest_mac = field(line, "mac=");
-      record_.guest_ssh_host_keys = field(line, "ssh-host-keys=");
+      record_.guest_hostname = ready->hostname;
+      record_.guest_machine_id = ready->machine_id;
+      record_.guest_mac = ready->mac;
+      record_.guest_ssh_host_keys = ready->ssh_host_keys;
       save_record();
       return;
     }
@@ -423,13 +424,6 @@ class Supervisor {
         save_record();
       }
     }
-  }
-
-  static std::string field(std::string_view line, std::string_view key) {
-    auto at = line.find(key);
-    if (at == std::string_view::npos) return {};
-    std::string_view rest = line.substr(at + key.size());
-    return std::string(rest.substr(0, rest.find_first_of(" \r")));
   }
 
   void read_events() {
