@@ -4,8 +4,8 @@
 
 #include "base/files.h"
 #include "base/size.h"
-#include "crypto/hash.h"
-#include "crypto/uuid.h"
+#include "base/hash.h"
+#include "base/uuid.h"
 #include "formats/ext4_image.h"
 #include "formats/tar_reader.h"
 

@@ -13,7 +13,7 @@
 #include "builder/offline_customizer.h"
 #include "builder/storage_setup.h"
 #include "builder/system_setup.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "formats/ext4_image.h"
 #include "formats/fat_image.h"
 #include "formats/swap_area.h"

@@ -16,7 +16,7 @@
 #include "base/uri_fetch.h"
 #include "builder/tree_patching.h"
 #include "crypto/openpgp.h"
-#include "crypto/uuid.h"
+#include "base/uuid.h"
 #include "formats/ext4_image.h"
 #include "formats/file_tree.h"
 #include "formats/rootfs_tree.h"

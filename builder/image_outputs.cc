@@ -7,7 +7,7 @@
 #include <map>
 
 #include "base/files.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "formats/domain_spec.h"
 #include "formats/dpkg_status.h"
 #include "formats/fat_image.h"

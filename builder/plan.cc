@@ -4,7 +4,7 @@
 
 #include "base/uri_fetch.h"
 #include "builder/bootstrap.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 
 namespace kiln {
 namespace {

@@ -17,7 +17,7 @@
 #include "base/error.h"
 #include "builder/disk_layout.h"
 #include "builder/storage_setup.h"
-#include "crypto/uuid.h"
+#include "base/uuid.h"
 #include "recipes/recipe.h"
 
 namespace kiln {

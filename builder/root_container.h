@@ -27,7 +27,7 @@
 #include "base/error.h"
 #include "base/reporter.h"
 #include "builder/plan.h"
-#include "crypto/uuid.h"
+#include "base/uuid.h"
 #include "formats/lvm_layout.h"
 
 namespace kiln {

@@ -10,7 +10,7 @@
 #include "builder/luks_image.h"
 #include "cli/command.h"
 #include "crypto/luks.h"
-#include "crypto/uuid.h"
+#include "base/uuid.h"
 #include "formats/luks_volume.h"
 
 namespace kiln::cli {

@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "base/files.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 
 namespace kiln {
 

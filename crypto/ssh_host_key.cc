@@ -7,8 +7,8 @@
 
 #include <memory>
 
-#include "crypto/base64.h"
-#include "crypto/hash.h"
+#include "base/base64.h"
+#include "base/hash.h"
 
 namespace kiln {
 namespace {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 
 namespace kiln {
 

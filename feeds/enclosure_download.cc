@@ -1,7 +1,7 @@
 #include "feeds/enclosure_download.h"
 
 #include "base/uri_fetch.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 
 namespace kiln {
 namespace {

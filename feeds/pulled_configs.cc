@@ -7,7 +7,7 @@
 #include <pugixml.hpp>
 
 #include "base/files.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "formats/xen_config.h"
 
 namespace kiln {

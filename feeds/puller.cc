@@ -10,7 +10,7 @@
 #include "base/size.h"
 #include "base/stale_temps.h"
 #include "base/uri_fetch.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "feeds/baked_image.h"
 #include "feeds/enclosure_download.h"
 #include "feeds/feed_freshness.h"

@@ -13,7 +13,7 @@
 
 #include "base/files.h"
 #include "base/interrupt.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "feeds/xvm_xml.h"
 
 namespace kiln {

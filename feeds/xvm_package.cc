@@ -14,7 +14,7 @@
 
 #include "base/files.h"
 #include "base/size.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "feeds/gzip.h"
 #include "formats/xen_config.h"
 

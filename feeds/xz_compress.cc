@@ -14,7 +14,7 @@
 
 #include "base/files.h"
 #include "base/interrupt.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 
 namespace kiln {
 namespace {

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "crypto/uuid.h"
+#include "base/uuid.h"
 #include "formats/tar_reader.h"
 
 namespace kiln {

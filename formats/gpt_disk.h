@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "crypto/uuid.h"
+#include "base/uuid.h"
 
 namespace kiln {
 

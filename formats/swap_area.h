@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "base/error.h"
-#include "crypto/uuid.h"
+#include "base/uuid.h"
 
 namespace kiln {
 

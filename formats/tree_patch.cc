@@ -5,8 +5,8 @@
 #include <map>
 #include <set>
 
-#include "crypto/base64.h"
-#include "crypto/hash.h"
+#include "base/base64.h"
+#include "base/hash.h"
 #include "formats/tree_path.h"
 
 namespace kiln {

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "base/files.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "recipes/section_parsers.h"
 
 namespace kiln {

@@ -4,7 +4,7 @@
 
 #include <array>
 
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "formats/guest_protocol.h"
 
 namespace kiln {

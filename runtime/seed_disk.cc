@@ -8,7 +8,7 @@
 
 #include "base/files.h"
 #include "base/size.h"
-#include "crypto/uuid.h"
+#include "base/uuid.h"
 #include "formats/ext4_image.h"
 #include "formats/guest_protocol.h"
 

@@ -11,7 +11,7 @@
 #include <algorithm>
 
 #include "builder/tree_patching.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "formats/ext4_image.h"
 #include "formats/rootfs_tree.h"
 #include "formats/tree_patch.h"

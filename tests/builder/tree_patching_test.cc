@@ -6,7 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "formats/ext4_image.h"
 #include "formats/rootfs_tree.h"
 #include "tests/test_support.h"

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "tests/test_support.h"
 
 namespace kiln::testing {

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "crypto/openpgp.h"
 #include "feeds/vmcast_feed.h"
 #include "feeds/xvm_archive.h"

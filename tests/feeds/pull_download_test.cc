@@ -7,7 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "tests/feeds/published_site.h"
 #include "tests/feeds/test_http_server.h"
 

@@ -15,7 +15,7 @@
 #include "base/interrupt.h"
 #include "base/subprocess.h"
 #include "base/size.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "tests/formats/archive_builder.h"
 #include "tests/test_support.h"
 

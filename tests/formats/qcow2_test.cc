@@ -8,7 +8,7 @@
 
 #include "base/files.h"
 #include "base/size.h"
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "tests/test_support.h"
 
 namespace kiln {

@@ -8,7 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "tests/test_support.h"
 
 namespace kiln {

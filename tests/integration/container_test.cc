@@ -28,7 +28,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "formats/ext4_image.h"
 #include "formats/file_tree.h"
 #include "tests/crypto/gpg_test_home.h"

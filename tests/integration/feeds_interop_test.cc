@@ -17,7 +17,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "crypto/hash.h"
+#include "base/hash.h"
 #include "tests/crypto/gpg_test_home.h"
 #include "tests/test_support.h"
 

@@ -1,4 +1,4 @@
-#include "crypto/uuid.h"
+#include "base/uuid.h"
 
 #include <algorithm>
 
@@ -6,7 +6,7 @@
 
 #include <openssl/rand.h>
 
-#include "crypto/hash.h"
+#include "base/hash.h"
 
 namespace kiln {
 namespace {

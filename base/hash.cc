@@ -1,4 +1,4 @@
-#include "crypto/hash.h"
+#include "base/hash.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
