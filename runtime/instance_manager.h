@@ -14,29 +14,10 @@
 #include "base/error.h"
 #include "base/reporter.h"
 #include "runtime/instance.h"
+#include "runtime/instance_plan.h"
 #include "runtime/instance_store.h"
 
 namespace kiln {
-
-struct BootRequest {
-  std::string source;  // image directory or Xen domain config
-  std::string name;    // default: the image's or domain's name
-  std::string backend = "auto";  // auto | qemu | uml
-  std::optional<uint64_t> memory_mib;
-  std::optional<int> vcpus;
-  std::string network;  // "" (the source's or user), user, tap:BRIDGE, none
-  uint16_t ssh_port = 0;
-  std::string hostname;
-  std::vector<std::filesystem::path> ssh_key_files;
-  std::vector<std::string> files;  // SRC:DEST
-  std::filesystem::path firstboot;
-  bool persistent = false;
-  bool firmware = false;  // qemu: boot disk.raw through UEFI firmware
-  // Its first line answers the guest's passphrase prompt for an encrypted
-  // root; it is read here and kept only in the supervisor's memory.
-  std::filesystem::path luks_passphrase_file;
-  std::optional<LifecyclePolicy> on_poweroff, on_reboot, on_crash;
-};
 
 struct BootOutcome {
   InstanceRecord record;

@@ -1,0 +1,201 @@
+#include "runtime/instance_plan.h"
+
+#include <unistd.h>
+
+#include <fstream>
+
+#include "base/files.h"
+#include "base/size.h"
+#include "base/subprocess.h"
+#include "crypto/ssh_host_key.h"
+#include "runtime/hypervisor_command.h"
+#include "runtime/instance_store.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+class RealHost : public HostFacts {
+ public:
+  explicit RealHost(fs::path state_root) : state_root_(std::move(state_root)) {}
+  Result<std::string> program(std::string_view name) const override { return find_program(name); }
+  KvmVerdict kvm(const std::string& qemu) const override { return probe_kvm(state_root_, qemu); }
+  uint64_t memory_bytes() const override {
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key;
+    uint64_t kib = 0;
+    while (meminfo >> key >> kib) {
+      if (key == "MemTotal:") return kib * 1024;
+      meminfo.ignore(256, '\n');
+    }
+    return 0;
+  }
+  bool has_bridge(const std::string& name) const override {
+    std::error_code ec;
+    return fs::exists("/sys/class/net/" + name + "/bridge", ec);
+  }
+  bool is_root() const override { return ::geteuid() == 0; }
+
+ private:
+  fs::path state_root_;
+};
+
+Result<NetworkSpec> network_for(const BootRequest& request, const BootSource& source, const HostFacts& host) {
+  NetworkSpec net;
+  std::string text = request.network;
+  if (text.empty()) text = source.bridge ? "tap:" + *source.bridge : "user";
+  if (text == "user") {
+    net.kind = NetworkKind::kUser;
+  } else if (text == "none") {
+    net.kind = NetworkKind::kNone;
+  } else if (text.starts_with("tap:") && text.size() > 4) {
+    net.kind = NetworkKind::kTap;
+    net.bridge = text.substr(4);
+    if (!host.has_bridge(net.bridge))
+      return fail(ErrorKind::kBadInput, "--net {}: the host has no bridge named {}", text, net.bridge);
+    if (!host.is_root())
+      return fail(ErrorKind::kMissingTool, "--net {}: making a tap device on {} needs root", text, net.bridge);
+  } else {
+    return fail(ErrorKind::kBadInput, "--net {}: expected user, tap:BRIDGE or none", text);
+  }
+  if (request.ssh_port && net.kind != NetworkKind::kUser)
+    return fail(ErrorKind::kBadInput, "--ssh-port forwards through user networking; it does not go with --net {}", text);
+  net.ssh_port = request.ssh_port;
+  return net;
+}
+
+Result<Personality> personality_for(const BootRequest& request, const BootSource& source, const std::string& name) {
+  Personality p;
+  if (!request.hostname.empty()) p.hostname = request.hostname;
+  else if (!source.own_hostname) p.hostname = name;
+  p.machine_id = random_hex(16);
+  p.mac = source.mac.value_or(random_xen_mac());
+  std::string comment = "root@" + (p.hostname.empty() ? name : p.hostname);
+  for (SshKeyType type : {SshKeyType::kEd25519, SshKeyType::kEcdsaP256}) {
+    KILN_ASSIGN(SshHostKey key, generate_ssh_host_key(type, comment));
+    p.ssh_host_keys.push_back(std::move(key));
+  }
+  for (const fs::path& file : request.ssh_key_files) {
+    auto text = read_file(file);
+    if (!text) return fail(ErrorKind::kBadInput, "--ssh-key {}: {}", file.string(), text.error().message);
+    size_t start = 0;
+    while (start < text->size()) {
+      size_t end = text->find('\n', start);
+      if (end == std::string::npos) end = text->size();
+      std::string line = text->substr(start, end - start);
+      if (!line.empty() && !line.starts_with('#')) p.ssh_keys.push_back(line);
+      start = end + 1;
+    }
+  }
+  for (const std::string& spec : request.files) {
+    auto colon = spec.rfind(':');
+    if (colon == std::string::npos || colon == 0 || spec.size() == colon + 1 || spec[colon + 1] != '/')
+      return fail(ErrorKind::kBadInput, "--file {}: expected SRC:/ABSOLUTE/DEST", spec);
+    fs::path source_file = spec.substr(0, colon);
+    if (!fs::is_regular_file(source_file))
+      return fail(ErrorKind::kBadInput, "--file {}: {} is not a file", spec, source_file.string());
+    p.files.push_back({fs::absolute(source_file), spec.substr(colon + 1)});
+  }
+  if (!request.firstboot.empty()) {
+    if (!fs::is_regular_file(request.firstboot))
+      return fail(ErrorKind::kBadInput, "--firstboot {}: no such file", request.firstboot.string());
+    p.firstboot = fs::absolute(request.firstboot);
+  }
+  return p;
+}
+
+}  // namespace
+
+std::unique_ptr<HostFacts> real_host(const fs::path& state_root) { return std::make_unique<RealHost>(state_root); }
+
+Result<BackendChoice> choose_backend(const BootRequest& request, const BootSource& source, const HostFacts& host) {
+  bool initramfs_only = !source.root_needs_initramfs.empty();
+  bool uml_possible =
+      host.program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware && !initramfs_only;
+  if (request.backend == "uml") {
+    if (request.firmware) return fail(ErrorKind::kBadInput, "--firmware needs the qemu backend: UML has no firmware");
+    if (initramfs_only)
+      return fail(ErrorKind::kBadInput,
+                  "{}: {} opens only with the image's own kernel and initramfs, and the uml backend boots "
+                  "neither: use --backend qemu",
+                  source.description, source.root_needs_initramfs);
+    KILN_TRY(host.program(kUmlBinary));
+    return BackendChoice{BackendKind::kUml, false, "uml, as asked"};
+  }
+  if (request.backend != "qemu" && request.backend != "auto")
+    return fail(ErrorKind::kBadInput, "unknown backend \"{}\": expected auto, qemu or uml", request.backend);
+  KILN_ASSIGN(std::string qemu, host.program(kQemuBinary));
+  KvmVerdict kvm = host.kvm(qemu);
+  if (request.backend == "qemu")
+    return BackendChoice{BackendKind::kQemu, kvm.works,
+                         kvm.works ? "qemu with KVM, as asked" : "qemu with TCG: KVM does not work here (" + kvm.reason + ")"};
+  if (kvm.works) return BackendChoice{BackendKind::kQemu, true, "qemu with KVM: " + kvm.reason};
+  if (uml_possible)
+    return BackendChoice{BackendKind::kUml, false,
+                         "uml: KVM does not work here (" + kvm.reason + "), and UML is faster than qemu's TCG"};
+  if (initramfs_only)
+    return BackendChoice{BackendKind::kQemu, false,
+                         "qemu with TCG: KVM does not work here (" + kvm.reason + "), and " +
+                             source.root_needs_initramfs + " needs the image's initramfs, which UML does not boot"};
+  return BackendChoice{BackendKind::kQemu, false, "qemu with TCG: KVM does not work here (" + kvm.reason + ")"};
+}
+
+Result<InstanceSpec> plan_instance(const BootRequest& request, const BootSource& source,
+                                   const BackendChoice& backend, const HostFacts& host) {
+  InstanceSpec spec;
+  spec.name = request.name.empty() ? source.name : request.name;
+  KILN_TRY(check_instance_name(spec.name));
+  spec.id = random_hex(8);
+  spec.backend = backend.kind;
+  spec.kvm = backend.kvm;
+  spec.firmware = request.firmware;
+  spec.source = fs::absolute(source.description).string();
+  if (request.firmware) {
+    if (source.firmware_disk.empty())
+      return fail(ErrorKind::kBadInput, "{}: --firmware boots disk.raw, and this image has none", source.description);
+    spec.disks.push_back({source.firmware_disk, true, false});
+  } else {
+    if (source.disks.empty())
+      return fail(ErrorKind::kBadInput, "{}: no root.img to boot (bake with output format \"partitions\")",
+                  source.description);
+    spec.disks = source.disks;
+    if (backend.kind == BackendKind::kQemu) {
+      if (!fs::exists(source.kernel))
+        return fail(ErrorKind::kBadInput, "{}: kernel {} is missing", source.description, source.kernel.string());
+      spec.kernel = source.kernel;
+      if (!source.initrd.empty() && fs::exists(source.initrd)) spec.initrd = source.initrd;
+    }
+  }
+  for (const DiskSpec& disk : spec.disks)
+    if (!fs::exists(disk.base))
+      return fail(ErrorKind::kBadInput, "{}: image {} is missing", source.description, disk.base.string());
+  // UUID= needs an initramfs to find the disk; without one the kernel
+  // wants a device name.
+  bool by_uuid = !source.root_uuid.empty() && !spec.initrd.empty();
+  spec.root = by_uuid ? "UUID=" + source.root_uuid : guest_device(spec.backend, 0, source.root_partition);
+  if (!source.root_device.empty() && !request.firmware) {
+    if (spec.initrd.empty())
+      return fail(ErrorKind::kBadInput, "{}: {} needs the image's initrd.img, which is missing", source.description,
+                  source.root_needs_initramfs);
+    spec.root = source.root_device;
+  }
+  spec.kernel_args = source.kernel_args;
+  spec.memory_mib = request.memory_mib.value_or(source.memory_mib.value_or(512));
+  spec.vcpus = request.vcpus.value_or(source.vcpus.value_or(1));
+  // Each door (flags, manifest, config) checked its value (base/vm_shape);
+  // what is left is whether this host can give it, blaming where it came from.
+  uint64_t memory = host.memory_bytes();
+  if (memory && spec.memory_mib * kMiB > memory)
+    return fail(ErrorKind::kBadInput, "{} MiB of memory ({}) is more than this host has ({})", spec.memory_mib,
+                request.memory_mib ? "--memory" : "from " + source.description, format_size(memory));
+  KILN_ASSIGN(spec.network, network_for(request, source, host));
+  KILN_ASSIGN(spec.personality, personality_for(request, source, spec.name));
+  spec.persistent = request.persistent;
+  spec.on_poweroff = request.on_poweroff.value_or(source.on_poweroff.value_or(LifecyclePolicy::kDestroy));
+  spec.on_reboot = request.on_reboot.value_or(source.on_reboot.value_or(LifecyclePolicy::kRestart));
+  spec.on_crash = request.on_crash.value_or(source.on_crash.value_or(LifecyclePolicy::kDestroy));
+  return spec;
+}
+
+}  // namespace kiln

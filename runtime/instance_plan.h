@@ -1,0 +1,72 @@
+// InstancePlan: the decisions `kiln boot` makes before it makes anything:
+// which backend runs the guest, and why, and the instance's spec from the
+// request, the image (or Xen config) and kiln's defaults. What they need to
+// know about the host they ask HostFacts, a seam: the real host probes KVM
+// and looks up programs and bridges; tests answer with plain data and check
+// the decisions without qemu, UML or root.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+#include "runtime/boot_source.h"
+#include "runtime/instance.h"
+#include "runtime/kvm_probe.h"
+
+namespace kiln {
+
+struct BootRequest {
+  std::string source;  // image directory or Xen domain config
+  std::string name;    // default: the image's or domain's name
+  std::string backend = "auto";  // auto | qemu | uml
+  std::optional<uint64_t> memory_mib;
+  std::optional<int> vcpus;
+  std::string network;  // "" (the source's or user), user, tap:BRIDGE, none
+  uint16_t ssh_port = 0;
+  std::string hostname;
+  std::vector<std::filesystem::path> ssh_key_files;
+  std::vector<std::string> files;  // SRC:DEST
+  std::filesystem::path firstboot;
+  bool persistent = false;
+  bool firmware = false;  // qemu: boot disk.raw through UEFI firmware
+  // Its first line answers the guest's passphrase prompt for an encrypted
+  // root; it is read here and kept only in the supervisor's memory.
+  std::filesystem::path luks_passphrase_file;
+  std::optional<LifecyclePolicy> on_poweroff, on_reboot, on_crash;
+};
+
+class HostFacts {
+ public:
+  virtual ~HostFacts() = default;
+  // The program's path, or the error that names its Debian package.
+  virtual Result<std::string> program(std::string_view name) const = 0;
+  // Asked only when the choice depends on it: the real probe boots a guest.
+  virtual KvmVerdict kvm(const std::string& qemu) const = 0;
+  virtual uint64_t memory_bytes() const = 0;  // 0: unknown
+  virtual bool has_bridge(const std::string& name) const = 0;
+  virtual bool is_root() const = 0;
+};
+
+// This machine; the KVM verdict is cached under `state_root`.
+std::unique_ptr<HostFacts> real_host(const std::filesystem::path& state_root);
+
+struct BackendChoice {
+  BackendKind kind = BackendKind::kQemu;
+  bool kvm = false;
+  std::string why;  // for the user: "uml: KVM does not work here (...)"
+};
+
+Result<BackendChoice> choose_backend(const BootRequest& request, const BootSource& source, const HostFacts& host);
+
+// The spec of a new instance (a fresh id, personality and SSH host keys);
+// checks what the request and the image ask of each other and of the host.
+Result<InstanceSpec> plan_instance(const BootRequest& request, const BootSource& source,
+                                   const BackendChoice& backend, const HostFacts& host);
+
+}  // namespace kiln
