@@ -11,7 +11,7 @@
 #include "base/files.h"
 #include "base/size.h"
 #include "base/stale_temps.h"
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 #include "builder/apt_sources.h"
 #include "builder/assembler.h"
 #include "builder/bootstrap.h"

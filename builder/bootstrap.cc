@@ -6,7 +6,7 @@
 
 #include "base/files.h"
 #include "base/subprocess.h"
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 #include "formats/rootfs_tree.h"
 
 namespace kiln {

@@ -13,7 +13,7 @@
 #include "base/files.h"
 #include "base/interrupt.h"
 #include "base/size.h"
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 #include "builder/tree_patching.h"
 #include "crypto/openpgp.h"
 #include "base/uuid.h"

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 #include "builder/bootstrap.h"
 #include "base/hash.h"
 

@@ -12,7 +12,7 @@
 
 #include "base/files.h"
 #include "base/source_date_epoch.h"
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 #include "builder/container_runner.h"
 #include "builder/tree_patching.h"
 #include "cli/command.h"

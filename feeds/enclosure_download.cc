@@ -1,6 +1,6 @@
 #include "feeds/enclosure_download.h"
 
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 #include "base/hash.h"
 
 namespace kiln {

@@ -5,7 +5,7 @@
 
 #include "base/files.h"
 #include "base/stale_temps.h"
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 #include "feeds/feed_freshness.h"
 
 namespace kiln {

@@ -13,7 +13,7 @@
 #include <optional>
 #include <string>
 
-#include "base/download_limits.h"
+#include "fetch/download_limits.h"
 #include "base/error.h"
 #include "base/reporter.h"
 #include "crypto/openpgp.h"

@@ -1,6 +1,6 @@
 #include "feeds/feed_freshness.h"
 
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 #include "feeds/version_order.h"
 
 namespace kiln {

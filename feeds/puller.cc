@@ -9,7 +9,7 @@
 #include "base/files.h"
 #include "base/size.h"
 #include "base/stale_temps.h"
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 #include "base/hash.h"
 #include "feeds/baked_image.h"
 #include "feeds/enclosure_download.h"

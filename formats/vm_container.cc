@@ -7,7 +7,7 @@
 #include <set>
 
 #include "base/size.h"
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 #include "formats/ext4_image.h"
 #include "formats/xen_config.h"
 

@@ -5,14 +5,14 @@
 // then the download starts again from zero. HTTP errors, unreachable hosts
 // and short transfers are errors naming the URI.
 //
-// Every transfer is bounded (base/download_limits.h): a size cap, enforced
+// Every transfer is bounded (fetch/download_limits.h): a size cap, enforced
 // both on the announced length and on the bytes as they arrive (a server
 // may omit Content-Length or lie about it), a low-speed limit and an
 // overall deadline. A body over its cap is discarded, not kept to resume.
 //
-// It lives in base/ rather than feeds/ because the bake (bootstrap.from), the
-// feeds and the container runner all fetch by URI, and base/ is the one layer
-// they all may use.
+// It is a library of its own (fetch/, the one folder that links libcurl),
+// below formats/, builder/ and feeds/, because the bake (bootstrap.from), the
+// feeds and the domain-container tool all fetch by URI.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +21,7 @@
 #include <optional>
 #include <string>
 
-#include "base/download_limits.h"
+#include "fetch/download_limits.h"
 #include "base/error.h"
 
 namespace kiln {

@@ -1,4 +1,4 @@
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
 // tests/feeds/http_server.py): one that streams without end, one that
 // trickles, one that cannot resume. Each must end quickly, with its cause
 // named and nothing left to be resumed.
-#include "base/uri_fetch.h"
+#include "fetch/uri_fetch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

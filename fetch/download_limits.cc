@@ -1,4 +1,4 @@
-#include "base/download_limits.h"
+#include "fetch/download_limits.h"
 
 #include <cstdlib>
 #include <string>
