@@ -6,8 +6,8 @@
 #include "base/size.h"
 #include "base/hash.h"
 #include "base/uuid.h"
-#include "formats/ext4_image.h"
-#include "formats/tar_reader.h"
+#include "formats/ext4/ext4_image.h"
+#include "formats/tree/tar_reader.h"
 
 namespace kiln {
 namespace {

@@ -14,22 +14,22 @@
 #include "builder/storage_setup.h"
 #include "builder/system_setup.h"
 #include "base/hash.h"
-#include "formats/ext4_image.h"
-#include "formats/fat_image.h"
-#include "formats/swap_area.h"
-#include "formats/systemd_boot.h"
-#include "formats/tar_reader.h"
+#include "formats/ext4/ext4_image.h"
+#include "formats/disk/fat_image.h"
+#include "formats/disk/swap_area.h"
+#include "formats/disk/systemd_boot.h"
+#include "formats/tree/tar_reader.h"
 
 namespace kiln {
 namespace {
 
 namespace fs = std::filesystem;
 
-// The options of one volume's filesystem in the container's plaintext area.
-Ext4Options ext4_options(const Plan& plan, const PlacedVolume& volume, const RootContainer& container) {
+// The options of one volume's filesystem in the stack's plaintext area.
+Ext4Options ext4_options(const Plan& plan, const PlacedVolume& volume, const RootStack& stack) {
   Ext4Options options;
   options.size_bytes = whole_blocks(volume.size);
-  options.offset_bytes = container.plaintext_offset() + volume.offset;
+  options.offset_bytes = stack.plaintext_offset() + volume.offset;
   options.fs_type = name_of(volume.filesystem);
   options.label = volume.label;
   options.uuid = volume.uuid;
@@ -90,8 +90,8 @@ std::string suggested_size(const Plan& plan, uint64_t root_bytes, uint64_t root_
   return recipe_size(round_up(total + root_bytes / 10, 64 * kMiB));
 }
 
-Result<> check_fits(const Plan& plan, const fs::path& archive, const PlacedVolume& root, const RootContainer& container) {
-  Ext4Options options = ext4_options(plan, root, container);
+Result<> check_fits(const Plan& plan, const fs::path& archive, const PlacedVolume& root, const RootStack& stack) {
+  Ext4Options options = ext4_options(plan, root, stack);
   KILN_ASSIGN(uint64_t needed, Ext4Image::minimum_size(archive, options));
   if (needed <= options.size_bytes) return {};
   const auto& size = plan.recipe->storage.size;
@@ -183,7 +183,7 @@ Result<> populate(const Plan& plan, Ext4Image& fs, TarReader& reader, const File
 // The image's content does not fit after all (the estimate is a bound, and
 // offline steps add files): say so the same way the early check does.
 Error explain_no_space(const Plan& plan, const fs::path& archive, const PlacedVolume& volume,
-                       const RootContainer& container, Error error) {
+                       const RootStack& stack, Error error) {
   if (error.kind != ErrorKind::kNoSpace) return error;
   if (error.host_disk_full) {
     error.message = fmt::format("the host's disk filled up while writing the image ({}); the content fits "
@@ -202,7 +202,7 @@ Error explain_no_space(const Plan& plan, const fs::path& archive, const PlacedVo
                              volume.name, format_size(volume.size), volume.mountpoint, error.message),
                  where, {}};
   }
-  auto fits = check_fits(plan, archive, volume, container);
+  auto fits = check_fits(plan, archive, volume, stack);
   if (!fits) return std::move(fits).error();
   return Error{ErrorKind::kNoSpace,
                fmt::format("the image does not fit in storage.size = \"{}\" ({}); set storage.size = \"{}\"",
@@ -224,12 +224,12 @@ Result<> create_image(const DiskLayout& layout, const fs::path& file) {
   return {};
 }
 
-FilesystemLayout filesystem_layout(const Plan& plan, const RootContainer& container) {
+FilesystemLayout filesystem_layout(const Plan& plan, const RootStack& stack) {
   FilesystemLayout layout;
-  layout.root_type = container.root().filesystem;
-  layout.root_uuid = container.root().uuid.to_string();
+  layout.root_type = stack.root().filesystem;
+  layout.root_uuid = stack.root().uuid.to_string();
   if (plan.recipe->storage.layout.value != StorageLayout::kPlain) layout.esp_volume = fat_volume_id_string(plan.identity.esp_volume_id);
-  for (const PlacedVolume& volume : container.volumes())
+  for (const PlacedVolume& volume : stack.volumes())
     if (!volume.is_root()) layout.volumes.push_back({volume.uuid.to_string(), volume.mountpoint, volume.filesystem});
   layout.crypttab = crypttab_for(*plan.recipe, plan.identity);
   return layout;
@@ -237,40 +237,40 @@ FilesystemLayout filesystem_layout(const Plan& plan, const RootContainer& contai
 
 // Writes the root filesystem: the archive (less what other volumes hold),
 // the offline customisation and kiln's system setup; extracts the kernel.
-Result<> write_root(const Plan& plan, const fs::path& archive, const RootContainer& container,
+Result<> write_root(const Plan& plan, const fs::path& archive, const RootStack& stack,
                     const VolumeRouting& routing, AssembledImage& out, const fs::path& dir, Reporter& reporter) {
-  const PlacedVolume& root = container.root();
+  const PlacedVolume& root = stack.root();
   reporter.note(fmt::format("{} of {}, from {}", name_of(root.filesystem), format_size(root.size), archive.filename().string()));
-  KILN_ASSIGN(Ext4Image fs, Ext4Image::format(container.plaintext_file(), ext4_options(plan, root, container)));
+  KILN_ASSIGN(Ext4Image fs, Ext4Image::format(stack.plaintext_file(), ext4_options(plan, root, stack)));
   KILN_ASSIGN(TarReader reader, TarReader::open(archive));
   ImportOptions options;
   options.progress = [&reporter](uint64_t done, uint64_t total) { reporter.progress(done, total); };
   if (routing.split()) options.select = routing.select(root);
-  auto populated = populate(plan, fs, reader, filesystem_layout(plan, container), options, out, dir, reporter);
-  if (!populated) return std::unexpected(explain_no_space(plan, archive, root, container, std::move(populated).error()));
+  auto populated = populate(plan, fs, reader, filesystem_layout(plan, stack), options, out, dir, reporter);
+  if (!populated) return std::unexpected(explain_no_space(plan, archive, root, stack, std::move(populated).error()));
   auto closed = fs.close();
-  if (!closed) return std::unexpected(explain_no_space(plan, archive, root, container, std::move(closed).error()));
+  if (!closed) return std::unexpected(explain_no_space(plan, archive, root, stack, std::move(closed).error()));
   return {};
 }
 
 // A volume besides the root one: its part of the archive, or a swap area.
-Result<> write_volume(const Plan& plan, const fs::path& archive, const RootContainer& container,
+Result<> write_volume(const Plan& plan, const fs::path& archive, const RootStack& stack,
                       const VolumeRouting& routing, const PlacedVolume& volume, Reporter& reporter) {
-  uint64_t at = container.plaintext_offset() + volume.offset;
+  uint64_t at = stack.plaintext_offset() + volume.offset;
   if (volume.filesystem == FilesystemType::kSwap) {
     reporter.note(fmt::format("{}: swap, {}", volume.name, format_size(volume.size)));
-    return write_swap_area(container.plaintext_file(), at, volume.size, volume.uuid, volume.label);
+    return write_swap_area(stack.plaintext_file(), at, volume.size, volume.uuid, volume.label);
   }
   reporter.note(fmt::format("{}: {} of {} at {}", volume.name, name_of(volume.filesystem), format_size(volume.size),
                             volume.mountpoint));
-  KILN_ASSIGN(Ext4Image fs, Ext4Image::format(container.plaintext_file(), ext4_options(plan, volume, container)));
+  KILN_ASSIGN(Ext4Image fs, Ext4Image::format(stack.plaintext_file(), ext4_options(plan, volume, stack)));
   KILN_ASSIGN(TarReader reader, TarReader::open(archive));
   ImportOptions options;
   options.select = routing.select(volume);
   if (auto imported = fs.import(reader, options); !imported)
-    return std::unexpected(explain_no_space(plan, archive, volume, container, std::move(imported).error()));
+    return std::unexpected(explain_no_space(plan, archive, volume, stack, std::move(imported).error()));
   if (auto closed = fs.close(); !closed)
-    return std::unexpected(explain_no_space(plan, archive, volume, container, std::move(closed).error()));
+    return std::unexpected(explain_no_space(plan, archive, volume, stack, std::move(closed).error()));
   return {};
 }
 
@@ -286,17 +286,17 @@ Result<std::string> extract_region(const fs::path& disk, uint64_t offset, uint64
 // The "partitions" output: root.img, and for an unencrypted lvm layout one
 // file per other volume, as a Xen domain's disks. Reads only the volumes'
 // part of the disk, so it may run while the rest of the disk is written.
-Result<std::vector<PartitionImage>> write_partition_images(const Plan& plan, const RootContainer& container,
+Result<std::vector<PartitionImage>> write_partition_images(const Plan& plan, const RootStack& stack,
                                                            const DiskLayout& geometry, const fs::path& disk,
                                                            const fs::path& dir) {
-  bool per_volume = plan.recipe->storage.layout.value == StorageLayout::kLvm && !container.encrypted();
+  bool per_volume = plan.recipe->storage.layout.value == StorageLayout::kLvm && !stack.encrypted();
   if (!per_volume) {
-    PartitionImage root{"root.img", container.encrypted() ? "" : container.root().name, ""};
+    PartitionImage root{"root.img", stack.encrypted() ? "" : stack.root().name, ""};
     KILN_ASSIGN(root.sha256, extract_region(disk, geometry.root_offset, geometry.root_size, dir / root.file));
     return std::vector<PartitionImage>{root};
   }
-  std::vector<const PlacedVolume*> order = {&container.root()};
-  for (const PlacedVolume& volume : container.volumes())
+  std::vector<const PlacedVolume*> order = {&stack.root()};
+  for (const PlacedVolume& volume : stack.volumes())
     if (!volume.is_root()) order.push_back(&volume);
   std::vector<PartitionImage> images;
   for (const PlacedVolume* volume : order) {
@@ -337,20 +337,20 @@ Result<AssembledImage> assemble(const Plan& plan, const fs::path& rootfs_archive
   fs::path image_file = gpt ? dir / "disk.raw" : dir / "root.img";
   KILN_TRY(create_image(geometry, image_file));
   if (gpt) out.disk = image_file;
-  KILN_ASSIGN(RootContainer container,
-              RootContainer::create(plan, image_file, geometry.root_offset, geometry.root_size, dir, reporter));
-  VolumeRouting routing(container.volumes());
+  KILN_ASSIGN(RootStack stack,
+              RootStack::create(plan, image_file, geometry.root_offset, geometry.root_size, dir, reporter));
+  VolumeRouting routing(stack.volumes());
   // With other volumes taking their share, the archive as a whole is no
   // measure of the root filesystem; running out of room is then reported
   // per volume.
-  if (!routing.split()) KILN_TRY(check_fits(plan, rootfs_archive, container.root(), container));
+  if (!routing.split()) KILN_TRY(check_fits(plan, rootfs_archive, stack.root(), stack));
 
-  KILN_TRY(write_root(plan, rootfs_archive, container, routing, out, dir, reporter));
-  for (const PlacedVolume& volume : container.volumes())
-    if (!volume.is_root()) KILN_TRY(write_volume(plan, rootfs_archive, container, routing, volume, reporter));
-  KILN_ASSIGN(out.encryption, container.seal(reporter));
-  out.volumes = container.volumes();
-  out.lvm = container.lvm();
+  KILN_TRY(write_root(plan, rootfs_archive, stack, routing, out, dir, reporter));
+  for (const PlacedVolume& volume : stack.volumes())
+    if (!volume.is_root()) KILN_TRY(write_volume(plan, rootfs_archive, stack, routing, volume, reporter));
+  KILN_ASSIGN(out.encryption, stack.seal(reporter));
+  out.volumes = stack.volumes();
+  out.lvm = stack.lvm();
   out.root_device = root_device(recipe, plan.identity);
   out.kernel_command_line = kernel_command_line(plan);
 
@@ -360,7 +360,7 @@ Result<AssembledImage> assemble(const Plan& plan, const fs::path& rootfs_archive
     // hashed on the other: on a warm bake, hashing is most of the time left.
     std::future<Result<std::vector<PartitionImage>>> partitions;
     if (recipe.wants_output("partitions"))
-      partitions = std::async(std::launch::async, write_partition_images, std::cref(plan), std::cref(container),
+      partitions = std::async(std::launch::async, write_partition_images, std::cref(plan), std::cref(stack),
                               std::cref(geometry), out.disk, dir);
     reporter.note("EFI system partition: systemd-boot, kernel " + out.kernel_version);
     Result<> esp = write_esp(plan, out);
@@ -373,7 +373,7 @@ Result<AssembledImage> assemble(const Plan& plan, const fs::path& rootfs_archive
     KILN_ASSIGN(out.disk_sha256, std::move(disk_digest));
   } else {
     out.root = image_file;
-    out.partition_images.push_back({"root.img", container.encrypted() ? "" : container.root().name, ""});
+    out.partition_images.push_back({"root.img", stack.encrypted() ? "" : stack.root().name, ""});
   }
   return out;
 }

@@ -3,7 +3,7 @@
 // system setup to it, and lays out the disk: a GPT with an EFI system
 // partition (systemd-boot, kernel, initrd) and the root partition, written in
 // place with no mount and no unpacked tree. The root partition is what the
-// storage layout makes it (builder/root_container.h): one filesystem, or an
+// storage layout makes it (builder/root_stack.h): one filesystem, or an
 // LVM physical volume whose volumes each get their part of the archive,
 // either of them possibly encrypted. lvm2's tools on a loop device are the
 // only use of the kernel, and only for the lvm layout.
@@ -17,16 +17,16 @@
 #include "base/error.h"
 #include "base/reporter.h"
 #include "builder/plan.h"
-#include "builder/root_container.h"
-#include "formats/gpt_disk.h"
+#include "builder/root_stack.h"
+#include "formats/disk/gpt_disk.h"
 
 namespace kiln {
 
 // A file of the "partitions" output: one filesystem, swap area or
-// encrypted container on its own, as a Xen domain's xvda1, xvda2...
+// encrypted volume on its own, as a Xen domain's xvda1, xvda2...
 struct PartitionImage {
   std::string file;    // "root.img", "swap.img"
-  std::string volume;  // the volume it holds; "" for an encrypted container
+  std::string volume;  // the volume it holds; "" for an encrypted volume
   std::string sha256;  // taken as it was written; "" when not yet known
 };
 

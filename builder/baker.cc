@@ -19,7 +19,7 @@
 #include "builder/image_chroot.h"
 #include "builder/plan.h"
 #include "builder/stage_cache.h"
-#include "formats/tar_reader.h"
+#include "formats/tree/tar_reader.h"
 
 namespace kiln {
 namespace {

@@ -7,7 +7,7 @@
 #include "base/files.h"
 #include "base/subprocess.h"
 #include "fetch/uri_fetch.h"
-#include "formats/rootfs_tree.h"
+#include "formats/tree/rootfs_tree.h"
 
 namespace kiln {
 namespace {

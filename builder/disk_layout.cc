@@ -3,7 +3,7 @@
 #include "base/size.h"
 #include "builder/plan.h"
 #include "crypto/luks.h"
-#include "formats/lvm_layout.h"
+#include "formats/disk/lvm_layout.h"
 
 namespace kiln {
 namespace {

@@ -4,7 +4,7 @@
 // metadata and the volume group's whole extents. make_plan and `kiln
 // validate` call it, so a storage.size too small for what the recipe asks
 // is an error at its file:line:col before anything is built; the assembler
-// and the root container then lay the disk out exactly as it says.
+// and the root stack then lay the disk out exactly as it says.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "formats/gpt_disk.h"
+#include "formats/disk/gpt_disk.h"
 #include "recipes/recipe.h"
 
 namespace kiln {

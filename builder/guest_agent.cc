@@ -4,7 +4,7 @@
 
 #include "builder/offline_customizer.h"
 #include "builder/systemd_units.h"
-#include "formats/guest_protocol.h"
+#include "formats/image/guest_protocol.h"
 
 namespace kiln {
 namespace {

@@ -5,13 +5,13 @@
 // reached, prints "KILN-READY <id> ..." on the console, which is how `kiln
 // boot --wait-ready` knows the guest is up. It does nothing on a boot
 // without a seed disk. What it and the host say to each other is defined in
-// formats/guest_protocol.h.
+// formats/image/guest_protocol.h.
 #pragma once
 
 #include <string>
 
 #include "base/error.h"
-#include "formats/ext4_image.h"
+#include "formats/ext4/ext4_image.h"
 
 namespace kiln {
 

@@ -15,8 +15,8 @@
 #include "base/subprocess.h"
 #include "base/tree_root.h"
 #include "builder/bootstrap.h"
-#include "formats/dpkg_status.h"
-#include "formats/rootfs_tree.h"
+#include "formats/tree/dpkg_status.h"
+#include "formats/tree/rootfs_tree.h"
 
 namespace kiln {
 namespace {

@@ -8,12 +8,12 @@
 
 #include "base/files.h"
 #include "base/hash.h"
-#include "formats/domain_spec.h"
-#include "formats/dpkg_status.h"
-#include "formats/fat_image.h"
-#include "formats/libvirt_xml.h"
-#include "formats/qcow2.h"
-#include "formats/xen_config.h"
+#include "formats/domain/domain_spec.h"
+#include "formats/tree/dpkg_status.h"
+#include "formats/disk/fat_image.h"
+#include "formats/domain/libvirt_xml.h"
+#include "formats/disk/qcow2.h"
+#include "formats/domain/xen_config.h"
 
 namespace kiln {
 namespace {

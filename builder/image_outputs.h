@@ -14,7 +14,7 @@
 #include "base/reporter.h"
 #include "builder/assembler.h"
 #include "builder/plan.h"
-#include "formats/image_manifest.h"
+#include "formats/image/image_manifest.h"
 
 namespace kiln {
 

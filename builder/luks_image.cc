@@ -7,7 +7,7 @@
 #include "base/size.h"
 #include "crypto/sector_cipher.h"
 #include "crypto/volume_encryption.h"
-#include "formats/ext4_allocation.h"
+#include "formats/ext4/ext4_allocation.h"
 
 namespace kiln {
 

@@ -10,7 +10,7 @@
 
 #include "base/error.h"
 #include "base/reporter.h"
-#include "builder/root_container.h"
+#include "builder/root_stack.h"
 #include "crypto/luks.h"
 
 namespace kiln {

@@ -8,7 +8,7 @@
 
 #include "base/error.h"
 #include "builder/plan.h"
-#include "formats/ext4_image.h"
+#include "formats/ext4/ext4_image.h"
 
 namespace kiln {
 

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "base/error.h"
-#include "formats/ext4_image.h"
+#include "formats/ext4/ext4_image.h"
 
 namespace kiln {
 

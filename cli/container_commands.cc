@@ -13,8 +13,8 @@
 #include "base/files.h"
 #include "base/source_date_epoch.h"
 #include "fetch/uri_fetch.h"
-#include "builder/container_runner.h"
-#include "builder/tree_patching.h"
+#include "container/container_runner.h"
+#include "container/tree_patching.h"
 #include "cli/command.h"
 #include "crypto/openpgp.h"
 

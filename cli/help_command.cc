@@ -1,6 +1,6 @@
 // kiln help recipe|customize|container: the reference, generated from the tables.
 #include "cli/command.h"
-#include "formats/vm_container.h"
+#include "container/vm_container.h"
 #include "recipes/recipe_docs.h"
 
 namespace kiln::cli {

@@ -11,7 +11,7 @@
 #include "cli/command.h"
 #include "crypto/luks.h"
 #include "base/uuid.h"
-#include "formats/luks_volume.h"
+#include "formats/disk/luks_volume.h"
 
 namespace kiln::cli {
 namespace {

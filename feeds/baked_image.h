@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "formats/image_manifest.h"
+#include "formats/image/image_manifest.h"
 
 namespace kiln {
 

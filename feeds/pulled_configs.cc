@@ -8,7 +8,7 @@
 
 #include "base/files.h"
 #include "base/hash.h"
-#include "formats/xen_config.h"
+#include "formats/domain/xen_config.h"
 
 namespace kiln {
 namespace {

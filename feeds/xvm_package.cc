@@ -16,7 +16,7 @@
 #include "base/size.h"
 #include "base/hash.h"
 #include "feeds/gzip.h"
-#include "formats/xen_config.h"
+#include "formats/domain/xen_config.h"
 
 namespace kiln {
 namespace {

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "base/files.h"
-#include "formats/image_manifest.h"
-#include "formats/xen_config.h"
+#include "formats/image/image_manifest.h"
+#include "formats/domain/xen_config.h"
 
 namespace kiln {
 namespace {

@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "base/subprocess.h"
-#include "formats/guest_protocol.h"
+#include "formats/image/guest_protocol.h"
 #include "runtime/boot_source.h"
 
 namespace kiln {

@@ -5,7 +5,7 @@
 #include <array>
 
 #include "base/hash.h"
-#include "formats/guest_protocol.h"
+#include "formats/image/guest_protocol.h"
 
 namespace kiln {
 namespace {

@@ -9,8 +9,8 @@
 #include "base/files.h"
 #include "base/size.h"
 #include "base/uuid.h"
-#include "formats/ext4_image.h"
-#include "formats/guest_protocol.h"
+#include "formats/ext4/ext4_image.h"
+#include "formats/image/guest_protocol.h"
 
 namespace kiln {
 namespace {

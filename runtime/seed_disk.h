@@ -3,7 +3,7 @@
 // kept a domain's identity out of its canned filesystem. It is an ext2
 // filesystem written with libext2fs in a few milliseconds; kiln's guest
 // agent (builder/guest_agent.cc) reads it early in boot. Its label and the
-// files it holds are part of the guest protocol (formats/guest_protocol.h).
+// files it holds are part of the guest protocol (formats/image/guest_protocol.h).
 #pragma once
 
 #include <filesystem>

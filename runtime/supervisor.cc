@@ -19,7 +19,7 @@
 
 #include "base/files.h"
 #include "base/subprocess.h"
-#include "formats/guest_protocol.h"
+#include "formats/image/guest_protocol.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_processes.h"
 #include "runtime/mconsole_client.h"

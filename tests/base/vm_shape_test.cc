@@ -9,8 +9,8 @@
 #include <gtest/gtest.h>
 
 #include "base/size.h"
-#include "formats/image_manifest.h"
-#include "formats/xen_config.h"
+#include "formats/image/image_manifest.h"
+#include "formats/domain/xen_config.h"
 #include "recipes/recipe_parser.h"
 
 namespace kiln {

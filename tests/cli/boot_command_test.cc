@@ -6,7 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "formats/image_manifest.h"
+#include "formats/image/image_manifest.h"
 #include "tests/test_support.h"
 
 namespace kiln {

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "crypto/luks.h"
-#include "formats/gpt_disk.h"
+#include "formats/disk/gpt_disk.h"
 #include "tests/test_support.h"
 
 namespace kiln {

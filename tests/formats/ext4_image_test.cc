@@ -1,4 +1,4 @@
-#include "formats/ext4_image.h"
+#include "formats/ext4/ext4_image.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "formats/fat_image.h"
+#include "formats/disk/fat_image.h"
 
 #include <fcntl.h>
 #include <unistd.h>

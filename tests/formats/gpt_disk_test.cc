@@ -1,4 +1,4 @@
-#include "formats/gpt_disk.h"
+#include "formats/disk/gpt_disk.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

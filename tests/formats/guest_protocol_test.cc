@@ -1,7 +1,7 @@
 // The guest protocol: the readiness report as the host reads it from the
 // console (whole lines, as the supervisor hands them over), and the guest
 // agent's script speaking the same words the host listens for.
-#include "formats/guest_protocol.h"
+#include "formats/image/guest_protocol.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

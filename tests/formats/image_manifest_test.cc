@@ -1,7 +1,7 @@
 // manifest.json as one type: what the bake writes reads back equal, older
 // manifests still read, a newer format is refused by name, and damage is
 // named.
-#include "formats/image_manifest.h"
+#include "formats/image/image_manifest.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

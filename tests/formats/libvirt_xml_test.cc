@@ -1,11 +1,11 @@
-#include "formats/libvirt_xml.h"
+#include "formats/domain/libvirt_xml.h"
 
 #include <gtest/gtest.h>
 #include <pugixml.hpp>
 
 #include <string>
 
-#include "formats/xen_config.h"
+#include "formats/domain/xen_config.h"
 #include "tests/test_support.h"
 
 namespace kiln {

@@ -2,7 +2,7 @@
 // lvm2 (pvs, vgs, lvs on a loop device): the volume group and volumes the
 // caller asked for, where kiln says they are, and the host's LVM state
 // untouched.
-#include "formats/lvm_layout.h"
+#include "formats/disk/lvm_layout.h"
 
 #include <unistd.h>
 

@@ -1,5 +1,5 @@
 // An overlay kiln writes itself must be what qemu-img would have made.
-#include "formats/qcow2_overlay.h"
+#include "formats/disk/qcow2_overlay.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "formats/qcow2.h"
+#include "formats/disk/qcow2.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -2,14 +2,14 @@
 // symlinks the archive made are followed only inside the tree, as a chroot
 // would see them, so no entry, hostile or not, writes, links or removes
 // anything outside it.
-#include "formats/rootfs_tree.h"
+#include "formats/tree/rootfs_tree.h"
 
 #include <sys/stat.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "formats/file_tree.h"
+#include "formats/tree/file_tree.h"
 #include "tests/formats/hostile_archives.h"
 
 namespace kiln {

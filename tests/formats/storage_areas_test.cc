@@ -3,10 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "formats/ext4_allocation.h"
-#include "formats/ext4_image.h"
-#include "formats/swap_area.h"
-#include "formats/tar_reader.h"
+#include "formats/ext4/ext4_allocation.h"
+#include "formats/ext4/ext4_image.h"
+#include "formats/disk/swap_area.h"
+#include "formats/tree/tar_reader.h"
 #include "tests/formats/archive_builder.h"
 #include "tests/test_support.h"
 

@@ -1,4 +1,4 @@
-#include "formats/systemd_boot.h"
+#include "formats/disk/systemd_boot.h"
 
 #include <map>
 

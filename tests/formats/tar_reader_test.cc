@@ -1,4 +1,4 @@
-#include "formats/tar_reader.h"
+#include "formats/tree/tar_reader.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <cstdlib>
 
 #include "base/subprocess.h"
-#include "formats/cpio_header_check.h"
+#include "formats/tree/cpio_header_check.h"
 #include "tests/formats/archive_builder.h"
 #include "tests/test_support.h"
 

@@ -1,6 +1,6 @@
 // kiln's patch format: line diffs, the text form (docs/patch-format.md),
 // diffs between trees, and applying them all or nothing.
-#include "formats/tree_patch.h"
+#include "formats/tree/tree_patch.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

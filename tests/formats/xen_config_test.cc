@@ -1,4 +1,4 @@
-#include "formats/xen_config.h"
+#include "formats/domain/xen_config.h"
 
 #include <gtest/gtest.h>
 

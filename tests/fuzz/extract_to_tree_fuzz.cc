@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "formats/rootfs_tree.h"
+#include "formats/tree/rootfs_tree.h"
 #include "tests/fuzz/fuzz_files.h"
 #include "tests/fuzz/fuzz_invariant.h"
 #include "tests/fuzz/fuzz_sandbox.h"

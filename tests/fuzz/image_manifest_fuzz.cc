@@ -1,11 +1,11 @@
-// Fuzzes the manifest.json reader (formats/image_manifest.h), which boot,
+// Fuzzes the manifest.json reader (formats/image/image_manifest.h), which boot,
 // publish and pull run on manifests from anywhere (a pulled .xvm carries
 // one). Properties: no crash, and what reads writes back to a text that
 // reads to the same manifest.
 #include <cstdint>
 #include <string>
 
-#include "formats/image_manifest.h"
+#include "formats/image/image_manifest.h"
 #include "tests/fuzz/fuzz_invariant.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "formats/tar_reader.h"
+#include "formats/tree/tar_reader.h"
 #include "tests/fuzz/fuzz_invariant.h"
 
 namespace {

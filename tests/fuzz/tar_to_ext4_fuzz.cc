@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <string>
 
-#include "formats/ext4_image.h"
-#include "formats/tar_reader.h"
+#include "formats/ext4/ext4_image.h"
+#include "formats/tree/tar_reader.h"
 #include "tests/fuzz/fuzz_files.h"
 #include "tests/fuzz/fuzz_invariant.h"
 #include "tests/fuzz/fuzz_sandbox.h"

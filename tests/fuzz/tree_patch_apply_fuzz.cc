@@ -12,10 +12,10 @@
 #include <type_traits>
 #include <utility>
 
-#include "builder/tree_patching.h"
-#include "formats/ext4_image.h"
-#include "formats/rootfs_tree.h"
-#include "formats/tree_patch.h"
+#include "container/tree_patching.h"
+#include "formats/ext4/ext4_image.h"
+#include "formats/tree/rootfs_tree.h"
+#include "formats/tree/tree_patch.h"
 #include "tests/fuzz/fuzz_files.h"
 #include "tests/fuzz/fuzz_invariant.h"
 #include "tests/fuzz/fuzz_sandbox.h"

@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "formats/vm_container.h"
-#include "formats/xen_config.h"
+#include "container/vm_container.h"
+#include "formats/domain/xen_config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);

@@ -29,8 +29,8 @@
 #include <nlohmann/json.hpp>
 
 #include "base/hash.h"
-#include "formats/ext4_image.h"
-#include "formats/file_tree.h"
+#include "formats/ext4/ext4_image.h"
+#include "formats/tree/file_tree.h"
 #include "tests/crypto/gpg_test_home.h"
 #include "tests/feeds/test_http_server.h"
 #include "tests/test_support.h"

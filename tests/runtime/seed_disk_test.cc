@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "formats/ext4_image.h"
+#include "formats/ext4/ext4_image.h"
 #include "tests/test_support.h"
 
 namespace kiln {

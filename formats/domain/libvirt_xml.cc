@@ -1,0 +1,166 @@
+#include "formats/domain/libvirt_xml.h"
+
+#include <cstdint>
+#include <sstream>
+#include <string_view>
+
+#include <pugixml.hpp>
+
+namespace kiln {
+
+namespace {
+
+// True when XML 1.0 can carry `text` as is: valid UTF-8 without control
+// characters, surrogates or the non-characters U+FFFE and U+FFFF.
+bool is_xml_text(std::string_view text) {
+  static constexpr uint32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
+  size_t i = 0;
+  while (i < text.size()) {
+    auto lead = static_cast<unsigned char>(text[i]);
+    if (lead < 0x80) {
+      if (lead < 0x20 || lead == 0x7f) return false;
+      ++i;
+      continue;
+    }
+    size_t length = (lead & 0xe0) == 0xc0 ? 2 : (lead & 0xf0) == 0xe0 ? 3 : (lead & 0xf8) == 0xf0 ? 4 : 0;
+    if (length == 0 || i + length > text.size()) return false;
+    uint32_t code = lead & (0x7f >> length);
+    for (size_t k = 1; k < length; ++k) {
+      auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xc0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3f);
+    }
+    if (code < kSmallest[length] || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff) ||
+        code == 0xfffe || code == 0xffff)
+      return false;
+    i += length;
+  }
+  return true;
+}
+
+Result<> check_text(std::string_view what, std::string_view text, const Location& where) {
+  if (is_xml_text(text)) return {};
+  return fail_at(where, "{} {:?} holds a control character or invalid UTF-8, which libvirt XML "
+                 "cannot carry", what, text);
+}
+
+Result<> check_libvirt_domain(const DomainSpec& spec, const LibvirtOptions& options) {
+  KILN_TRY(check_domain(spec));
+  const DomainSource& source = spec.source;
+  if (spec.name.empty() || spec.name.find('/') != std::string::npos)
+    return fail_at(source.of("name"), "a libvirt domain needs a name without '/'; set name = \"...\"");
+  if (spec.memory_mib == 0)
+    return fail_at(source.of("memory"), "a libvirt domain needs its memory size; set memory = MB");
+  KILN_TRY(check_text("name", spec.name, source.of("name")));
+  KILN_TRY(check_text("kernel", spec.kernel, source.of("kernel")));
+  KILN_TRY(check_text("ramdisk", spec.ramdisk, source.of("ramdisk")));
+  KILN_TRY(check_text("root", spec.root, source.of("root")));
+  KILN_TRY(check_text("extra", spec.extra, source.of("extra")));
+  KILN_TRY(check_text("UEFI loader", options.uefi_loader, {}));
+  for (const DomainDisk& disk : spec.disks) KILN_TRY(check_text("disk path", disk.path, disk.where));
+  for (const DomainVif& vif : spec.vifs) KILN_TRY(check_text("bridge", vif.bridge, vif.where));
+  return {};
+}
+
+// vda, vdb, ... vdz, vdaa: the names Linux gives virtio disks.
+std::string virtio_disk_name(size_t index) {
+  std::string letters;
+  for (size_t n = index + 1; n > 0; n = (n - 1) / 26)
+    letters.insert(letters.begin(), static_cast<char>('a' + (n - 1) % 26));
+  return "vd" + letters;
+}
+
+void add_text(pugi::xml_node parent, const char* name, std::string_view text) {
+  parent.append_child(name).text().set(std::string(text).c_str());
+}
+
+void add_os(pugi::xml_node domain, const DomainSpec& spec, const LibvirtOptions& options) {
+  pugi::xml_node os = domain.append_child("os");
+  if (options.uefi && options.uefi_loader.empty()) os.append_attribute("firmware") = "efi";
+  pugi::xml_node type = os.append_child("type");
+  type.append_attribute("arch") = "x86_64";
+  type.append_attribute("machine") = "q35";
+  type.text().set("hvm");
+  if (options.uefi && !options.uefi_loader.empty()) {
+    pugi::xml_node loader = os.append_child("loader");
+    loader.append_attribute("readonly") = "yes";
+    loader.append_attribute("type") = "pflash";
+    loader.text().set(options.uefi_loader.c_str());
+  }
+  if (spec.kernel.empty()) {
+    os.append_child("boot").append_attribute("dev") = "hd";
+    return;
+  }
+  add_text(os, "kernel", spec.kernel);
+  if (!spec.ramdisk.empty()) add_text(os, "initrd", spec.ramdisk);
+  if (std::string command_line = spec.kernel_command_line(); !command_line.empty())
+    add_text(os, "cmdline", command_line);
+}
+
+void add_disk(pugi::xml_node devices, const DomainDisk& disk, size_t index) {
+  bool block = disk.backend == DiskBackend::kPhy;
+  pugi::xml_node node = devices.append_child("disk");
+  node.append_attribute("type") = block ? "block" : "file";
+  node.append_attribute("device") = "disk";
+  pugi::xml_node driver = node.append_child("driver");
+  driver.append_attribute("name") = "qemu";
+  driver.append_attribute("type") = disk.format == DiskFormat::kQcow2 ? "qcow2" : "raw";
+  node.append_child("source").append_attribute(block ? "dev" : "file") = disk.path.c_str();
+  pugi::xml_node target = node.append_child("target");
+  target.append_attribute("dev") = virtio_disk_name(index).c_str();
+  target.append_attribute("bus") = "virtio";
+  if (disk.read_only) node.append_child("readonly");
+}
+
+void add_interface(pugi::xml_node devices, const DomainVif& vif) {
+  bool bridged = !vif.bridge.empty();
+  pugi::xml_node node = devices.append_child("interface");
+  node.append_attribute("type") = bridged ? "bridge" : "user";
+  if (!vif.mac.empty()) node.append_child("mac").append_attribute("address") = vif.mac.c_str();
+  if (bridged) node.append_child("source").append_attribute("bridge") = vif.bridge.c_str();
+  node.append_child("model").append_attribute("type") = "virtio";
+}
+
+void add_serial_console(pugi::xml_node devices) {
+  pugi::xml_node serial = devices.append_child("serial");
+  serial.append_attribute("type") = "pty";
+  serial.append_child("target").append_attribute("port") = "0";
+  pugi::xml_node console = devices.append_child("console");
+  console.append_attribute("type") = "pty";
+  pugi::xml_node target = console.append_child("target");
+  target.append_attribute("type") = "serial";
+  target.append_attribute("port") = "0";
+}
+
+}  // namespace
+
+Result<std::string> write_libvirt_xml(const DomainSpec& spec, const LibvirtOptions& options) {
+  KILN_TRY(check_libvirt_domain(spec, options));
+  pugi::xml_document document;
+  pugi::xml_node domain = document.append_child("domain");
+  domain.append_attribute("type") = options.type == LibvirtDomainType::kKvm ? "kvm" : "qemu";
+  add_text(domain, "name", spec.name);
+  pugi::xml_node memory = domain.append_child("memory");
+  memory.append_attribute("unit") = "MiB";
+  memory.text().set(static_cast<unsigned long long>(spec.memory_mib));
+  domain.append_child("vcpu").text().set(spec.vcpus);
+  add_os(domain, spec, options);
+  // ACPI lets `virsh shutdown` power the guest off cleanly.
+  pugi::xml_node features = domain.append_child("features");
+  features.append_child("acpi");
+  features.append_child("apic");
+  add_text(domain, "on_poweroff", action_name(spec.on_poweroff));
+  add_text(domain, "on_reboot", action_name(spec.on_reboot));
+  add_text(domain, "on_crash", action_name(spec.on_crash));
+  pugi::xml_node devices = domain.append_child("devices");
+  for (size_t i = 0; i < spec.disks.size(); ++i) add_disk(devices, spec.disks[i], i);
+  for (const DomainVif& vif : spec.vifs) add_interface(devices, vif);
+  add_serial_console(devices);
+
+  std::ostringstream out;
+  document.save(out, "  ", pugi::format_indent | pugi::format_no_declaration |
+                               pugi::format_attribute_single_quote);
+  return out.str();
+}
+
+}  // namespace kiln

@@ -1,0 +1,42 @@
+// libvirt domain XML: the `NAME.libvirt.xml` kiln writes beside an image so
+// that `virsh define` (or virt-manager) can run it under KVM or plain QEMU.
+//
+// The domain is an x86_64 q35 machine with ACPI, virtio disks (vda, vdb...
+// in the order of DomainSpec::disks, whatever their Xen frontend was),
+// virtio network interfaces, and a serial console on a pty. It boots either
+// the spec's kernel directly (kernel, initrd, and the command line
+// "root=ROOT EXTRA") or, without a kernel, from the first disk; with
+// LibvirtOptions::uefi through UEFI firmware. Xen-only details have no
+// libvirt counterpart and are left out: vif keys other than mac and bridge,
+// and the Xen frontend names themselves (so a root= naming /dev/xvda1 does
+// not match the guest's /dev/vda; prefer root=UUID=...).
+#pragma once
+
+#include <string>
+
+#include "base/error.h"
+#include "formats/domain/domain_spec.h"
+
+namespace kiln {
+
+enum class LibvirtDomainType {
+  kKvm,   // hardware virtualisation, needs /dev/kvm
+  kQemu,  // TCG emulation, runs anywhere, slowly
+};
+
+struct LibvirtOptions {
+  LibvirtDomainType type = LibvirtDomainType::kKvm;
+  // Boot through UEFI firmware instead of SeaBIOS.
+  bool uefi = false;
+  // The firmware code image (e.g. /usr/share/OVMF/OVMF_CODE_4M.fd); empty:
+  // libvirt picks one (<os firmware='efi'>).
+  std::string uefi_loader;
+};
+
+// The <domain> document. Fails when the spec has no name or memory, when a
+// name holds '/' or a line break, or when some text cannot be carried by XML
+// (control characters, invalid UTF-8), as well as on anything check_domain()
+// rejects.
+Result<std::string> write_libvirt_xml(const DomainSpec& spec, const LibvirtOptions& options);
+
+}  // namespace kiln
