@@ -406,4 +406,18 @@ Result<Completed> run(const Command& command) {
   return done;
 }
 
+namespace {
+
+class SystemRunner : public CommandRunner {
+ public:
+  Result<Completed> run(const Command& command) override { return kiln::run(command); }
+};
+
+}  // namespace
+
+CommandRunner& system_runner() {
+  static SystemRunner runner;
+  return runner;
+}
+
 }  // namespace kiln

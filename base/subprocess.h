@@ -70,6 +70,20 @@ Result<Spawned> spawn(const Command& command);
 // Shorthand for run({argv}).
 Result<Completed> run(std::vector<std::string> argv);
 
+// The seam between what kiln decides to run and running it, as ninja's
+// CommandRunner is: code that runs programs to do its work takes a
+// CommandRunner&, system_runner() in kiln, a fake in tests that records
+// each Command and answers it, so that the argv, the environment and what
+// is made of a failure are tested without root, a mirror or the tools.
+class CommandRunner {
+ public:
+  virtual ~CommandRunner() = default;
+  virtual Result<Completed> run(const Command& command) = 0;
+};
+
+// Runs commands for real, with run() above.
+CommandRunner& system_runner();
+
 // The lines of a program's output worth showing in an error: lines that say
 // "E:", "error" or "fatal", then the last few lines, without repeats.
 std::string key_lines(std::string_view output, size_t max_lines = 12);

@@ -96,7 +96,7 @@ Result<fs::path> source_archive(const Plan& plan, StageRunner& stages, Reporter&
   const Recipe& recipe = *plan.recipe;
   if (recipe.bootstrap.from.value.empty()) {
     return stages.run(plan.source, "rootfs.tar", [&](const fs::path& out, const fs::path& work) {
-      return bootstrap_rootfs(plan, out, work, reporter);
+      return bootstrap_rootfs(plan, out, work, reporter, system_runner());
     });
   }
   const std::string& from = recipe.bootstrap.from.value;

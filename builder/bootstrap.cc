@@ -46,7 +46,8 @@ Error tool_failure(Error error, const Plan& plan) {
   return error;
 }
 
-Result<> run_mmdebstrap(const Plan& plan, const std::filesystem::path& out_tar, Reporter& reporter) {
+Result<> run_mmdebstrap(const Plan& plan, const std::filesystem::path& out_tar, Reporter& reporter,
+                        CommandRunner& runner) {
   const BootstrapSection& b = plan.recipe->bootstrap;
   Command command;
   command.argv = {"mmdebstrap",
@@ -60,13 +61,13 @@ Result<> run_mmdebstrap(const Plan& plan, const std::filesystem::path& out_tar, 
   command.env = reproducible_env(plan);
   command.in_child = enter_private_mount_namespace;
   command.on_stderr_line = progress_lines(reporter);
-  auto done = run(command);
+  auto done = runner.run(command);
   if (!done) return std::unexpected(tool_failure(std::move(done).error(), plan));
   return {};
 }
 
 Result<> run_debootstrap(const Plan& plan, const std::filesystem::path& out_tar,
-                         const std::filesystem::path& work_dir, Reporter& reporter) {
+                         const std::filesystem::path& work_dir, Reporter& reporter, CommandRunner& runner) {
   const BootstrapSection& b = plan.recipe->bootstrap;
   std::filesystem::path tree = work_dir / "rootfs";
   std::error_code ec;
@@ -82,7 +83,7 @@ Result<> run_debootstrap(const Plan& plan, const std::filesystem::path& out_tar,
   command.in_child = enter_private_mount_namespace;
   command.on_stderr_line = progress_lines(reporter);
   // debootstrap reports most failures on stdout ("E: Couldn't find these debs").
-  auto done = run(command);
+  auto done = runner.run(command);
   if (!done) return std::unexpected(tool_failure(std::move(done).error(), plan));
   // What mmdebstrap cleans up by itself: package caches and lists.
   for (const char* dir : {"var/cache/apt/archives", "var/lib/apt/lists"}) {
@@ -108,10 +109,10 @@ std::filesystem::path local_import_path(const Recipe& recipe) {
 }
 
 Result<> bootstrap_rootfs(const Plan& plan, const std::filesystem::path& out_tar,
-                          const std::filesystem::path& work_dir, Reporter& reporter) {
+                          const std::filesystem::path& work_dir, Reporter& reporter, CommandRunner& runner) {
   if (plan.recipe->bootstrap.tool.value == "debootstrap")
-    return run_debootstrap(plan, out_tar, work_dir, reporter);
-  return run_mmdebstrap(plan, out_tar, reporter);
+    return run_debootstrap(plan, out_tar, work_dir, reporter, runner);
+  return run_mmdebstrap(plan, out_tar, reporter, runner);
 }
 
 }  // namespace kiln

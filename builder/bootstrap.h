@@ -9,14 +9,16 @@
 
 #include "base/error.h"
 #include "base/reporter.h"
+#include "base/subprocess.h"
 #include "builder/plan.h"
 
 namespace kiln {
 
-// Runs the recipe's bootstrap tool and writes the rootfs tar to `out_tar`.
-// `work_dir` holds temporary trees (debootstrap); it must be empty.
+// Runs the recipe's bootstrap tool through `runner` and writes the rootfs
+// tar to `out_tar`. `work_dir` holds temporary trees (debootstrap); it must
+// be empty.
 Result<> bootstrap_rootfs(const Plan& plan, const std::filesystem::path& out_tar,
-                          const std::filesystem::path& work_dir, Reporter& reporter);
+                          const std::filesystem::path& work_dir, Reporter& reporter, CommandRunner& runner);
 
 // For bootstrap.from: the local archive path (resolved against the recipe's
 // directory), or "" when it is a remote URI that must be downloaded.
