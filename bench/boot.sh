@@ -16,6 +16,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib/machine.sh
+source "$here/bench/lib/machine.sh"
 kiln_source=${KILN:-$here/build/kiln}
 runs=${RUNS:-3}
 creates=${CREATES:-20}
@@ -57,7 +59,7 @@ if [[ -z $stock ]]; then
   "$kiln" bake "$recipe" -o "$stock" --set 'image.kernel_cmdline=console=tty0 console=ttyS0' --set output.vcpus=1 \
     --set 'customize.files=[{path="/etc/motd", content="Baked by kiln.\n"}]' >/dev/null
 fi
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+bench_machine_before
 
 echo "== instance creation ($creates instances each)"
 : > "$work/kiln-create.txt"
@@ -66,7 +68,7 @@ for i in $(seq 1 "$creates"); do
   "$kiln" destroy "c$i" >/dev/null
 done
 kiln_create=$(median < "$work/kiln-create.txt")
-echo "kiln boot (overlay, seed disk, record): median ${kiln_create} ms"
+bench_summary_line "creation: kiln boot (overlay, seed disk, record) median ${kiln_create} ms (target <= 50 ms)"
 if command -v cloud-localds >/dev/null; then
   : > "$work/manual-create.txt"
   printf 'instance-id: i1\nlocal-hostname: web1\n' > "$work/meta-data"
@@ -79,7 +81,7 @@ if command -v cloud-localds >/dev/null; then
     rm -f "$work/overlay$i.qcow2" "$work/seed$i.iso"
   done
   manual=$(median < "$work/manual-create.txt")
-  echo "qemu-img overlay + cloud-localds seed: median ${manual} ms ($(ratio "$manual" "$kiln_create") kiln's time)"
+  bench_summary_line "creation: qemu-img overlay + cloud-localds seed median ${manual} ms ($(ratio "$manual" "$kiln_create") kiln's time)"
 else
   echo "qemu-img + cloud-localds: skipped (cloud-localds not installed; Debian package cloud-image-utils)"
 fi
@@ -100,11 +102,11 @@ for backend in uml qemu; do
   t=$(ready_runs "$backend" "$tuned" "$backend-tuned")
   s=$(ready_runs "$backend" "$stock" "$backend-stock")
   target=$([[ $backend == uml ]] && echo 6 || echo 15)
-  echo "$backend: tuned ${t} s, stock ${s} s (stock/tuned $(ratio "$s" "$t")); target <= ${target} s"
+  bench_summary_line "ready, $backend: tuned ${t} s, stock ${s} s (stock/tuned $(ratio "$s" "$t")); target <= ${target} s"
 done
 
 echo "== --backend auto"
 "$kiln" boot "$tuned" --name auto --backend auto --net none --detach --json 2>"$work/auto.err" >/dev/null || true
-sed -n 's/^kiln: auto: /picked: /p' "$work/auto.err"
+bench_summary_line "$(sed -n 's/^kiln: auto: /auto picked: /p' "$work/auto.err")"
 "$kiln" destroy auto >/dev/null 2>&1 || true
-echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine_after

@@ -29,6 +29,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib/machine.sh
+source "$here/bench/lib/machine.sh"
 kiln=${KILN:-$here/build/kiln}
 recipe=$here/recipes/debian-12-minimal.toml
 rounds=${ROUNDS:-1}
@@ -104,7 +106,7 @@ tree_packages() {
 }
 
 echo "recipe: recipes/debian-12-minimal.toml, mirror $mirror, SOURCE_DATE_EPOCH=$epoch"
-echo "load before: $(uptime)"
+bench_machine_before
 
 if [[ ${WARMUP:-1} != 0 ]]; then
   echo "warm-up: one untimed mmdebstrap of the same package set"
@@ -211,7 +213,7 @@ EOF
   rm -rf --one-file-system -- "$work/xen"
 fi
 
-echo "load after: $(uptime)"
+bench_machine_after
 kiln_ms=$(median "${kiln_times[@]}")
 floor_ms=$(median "${floor_times[@]}")
 if (( rounds > 1 )); then echo "medians of $rounds rounds:"; fi

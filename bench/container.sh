@@ -27,20 +27,21 @@
 # Temporaries (about 5 GiB) are removed on exit, Ctrl-C included.
 #
 # Usage: sudo bench/container.sh [IMAGE-DIR]   (a `kiln bake` output of the
-#          default recipe; default build/integration/default)
+#          default recipe; default run-all's shared bake, BENCH_IMAGE, else
+#          one baked here first, untimed, through BENCH_CACHE if set)
 # Environment: KILN=path/to/kiln (default build/kiln), ROUNDS (default 5),
 #   TMPDIR for scratch space, BENCH_SUMMARY=FILE to append the summary to.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-image_dir=$(cd "${1:-$here/build/integration/default}" 2>/dev/null && pwd) ||
-  { echo "container: ${1:-build/integration/default}: no such directory; give a \`kiln bake\` output" >&2; exit 2; }
+# shellcheck source=bench/lib/machine.sh
+source "$here/bench/lib/machine.sh"
+image_dir=${1:-${BENCH_IMAGE:-}}
 kiln_source=${KILN:-$here/build/kiln}
 rounds=${ROUNDS:-5}
 
 die() { echo "container: $*" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || die "run as root: the canned parts keep the image's owners"
-[[ -f $image_dir/root.img && -f $image_dir/disk.raw ]] || die "$image_dir: no root.img and disk.raw; give a \`kiln bake\` output"
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "ROUNDS=$rounds: expected a positive integer"
 [[ -x $kiln_source ]] || die "$kiln_source: missing; build it with make"
 command -v debugfs >/dev/null || die "debugfs not found (Debian package e2fsprogs)"
@@ -53,6 +54,14 @@ trap 'echo; echo "container: interrupted" >&2; exit 130' INT TERM
 # A private copy: a rebuild of build/kiln must not change the binary mid-run.
 kiln=$work/kiln
 cp -- "$kiln_source" "$kiln"
+if [[ -z $image_dir ]]; then
+  echo "container: baking recipes/debian-12-minimal.toml (untimed)"
+  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \
+    -o "$work/image" --cache "${BENCH_CACHE:-$work/cache}" >/dev/null
+  image_dir=$work/image
+fi
+image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory; give a \`kiln bake\` output"
+[[ -f $image_dir/root.img && -f $image_dir/disk.raw ]] || die "$image_dir: no root.img and disk.raw; give a \`kiln bake\` output"
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 seconds() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
@@ -68,7 +77,7 @@ check() {
   [[ $found == "$name" ]] || { echo "container: $who left /etc/hostname as '$found', not '$name'" >&2; exit 1; }
 }
 
-echo "load before: $(uptime)"
+bench_machine_before
 echo "image: $image_dir/root.img, $(du -h "$image_dir/root.img" | cut -f1) used"
 
 # --- Canned parts (untimed) ----------------------------------------------------
@@ -262,5 +271,5 @@ if [[ -n $sysprep_ms ]]; then
 fi
 echo "$line"
 if [[ -n ${BENCH_SUMMARY:-} ]]; then echo "$line" >>"$BENCH_SUMMARY"; fi
-echo "load after: $(uptime)"
+bench_machine_after
 exit 0

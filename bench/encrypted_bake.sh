@@ -24,6 +24,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib/machine.sh
+source "$here/bench/lib/machine.sh"
 kiln=${KILN:-$here/build/kiln}
 runs=${RUNS:-3}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
@@ -66,6 +68,7 @@ bake() {
   echo $(( $(now_ms) - start ))
 }
 
+bench_machine_before
 echo "filling the stage cache (untimed bakes of both recipes)"
 bake plain.toml plain >/dev/null
 bake debian-12-luks.toml luks >/dev/null
@@ -141,3 +144,4 @@ image_mib=$(( $(stat -c %s "$plain_img") / 1048576 ))
 summary "bake:       encrypted $(seconds "$luks_ms") s, plain $(seconds "$plain_ms") s (warm, median of $runs): $(ratio "$luks_ms" "$plain_ms") (target <= 1.2x)"
 summary "encrypt:    kiln luks encrypt $(seconds "$kiln_enc_ms") s, cryptsetup reencrypt --encrypt $(seconds "$cs_enc_ms") s (${image_mib} MiB ext4): kiln $(ratio "$cs_enc_ms" "$kiln_enc_ms") faster (target >= 5x)"
 summary "throughput: kiln $(mbps "$kiln_bps") wall ($percent of openssl speed -evp aes-256-xts, $(mbps "$openssl_bps") on one core), $(mbps "$kiln_cpu_bps") per CPU-second ($cpu_percent), over $(( encrypted / 1048576 )) MiB in use; load $(cut -d ' ' -f 1 /proc/loadavg) on $(nproc) cores"
+bench_machine_after

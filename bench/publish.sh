@@ -15,20 +15,22 @@
 # baked files. A throwaway signing key is generated in a private GnuPG home.
 # Temporaries are removed on exit, Ctrl-C included.
 #
-# Usage: bench/publish.sh [IMAGE-DIR]   (default: build/integration/default if
-#        it is there, else a bake of recipes/debian-12-minimal.toml)
+# Usage: bench/publish.sh [IMAGE-DIR]   (default: run-all's shared bake,
+#        BENCH_IMAGE, else a bake of recipes/debian-12-minimal.toml)
 # Environment: KILN=path/to/kiln (default build/kiln), TMPDIR for scratch
 #   space, BENCH_CACHE=DIR a stage cache for that bake, BENCH_SUMMARY=FILE to
 #   append the summary line to.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib/machine.sh
+source "$here/bench/lib/machine.sh"
 kiln=${KILN:-$here/build/kiln}
 
 die() { echo "publish: $*" >&2; exit 2; }
 bench=publish
-# shellcheck source=bench/feed_bench.sh
-source "$here/bench/feed_bench.sh"
+# shellcheck source=bench/lib/feed_bench.sh
+source "$here/bench/lib/feed_bench.sh"
 [[ -x $kiln ]] || die "$kiln: missing; build it with make"
 for tool in gzip pigz gpg tar sha1sum; do
   command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh installs it)"
@@ -53,7 +55,7 @@ for f in "${images[@]}"; do bytes=$(( bytes + $(stat -c %s "$image/$f") )); done
 
 feed_bench_signing_key
 
-echo "load before: $(uptime)"
+bench_machine_before
 echo "image: $image ($name $version; ${#images[@]} images, $(( bytes >> 20 )) MiB apparent, $(du -sm "$image" | cut -f1) MiB on disk), $(nproc) cores"
 # Read the image once so that no contender pays for a cold page cache.
 for f in "${images[@]}"; do cat -- "$image/$f" >/dev/null; done
@@ -132,4 +134,4 @@ echo "kiln publish with the virt-builder repository (xz -1): $(seconds "$full_ms
 summary="publish $(( bytes >> 20 )) MiB: kiln $(seconds "$kiln_ms") s, shell+gzip $(seconds "$gzip_ms") s ($(ratio "$gzip_ms" "$kiln_ms")), shell+pigz $(seconds "$pigz_ms") s ($(ratio "$pigz_ms" "$kiln_ms")); with virt-builder $(seconds "$full_ms") s"
 echo "$summary"
 [[ -n ${BENCH_SUMMARY:-} ]] && echo "$summary" >>"$BENCH_SUMMARY"
-echo "load after: $(uptime)"
+bench_machine_after

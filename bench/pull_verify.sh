@@ -21,12 +21,14 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib/machine.sh
+source "$here/bench/lib/machine.sh"
 kiln=${KILN:-$here/build/kiln}
 
 die() { echo "pull_verify: $*" >&2; exit 2; }
 bench=pull_verify
-# shellcheck source=bench/feed_bench.sh
-source "$here/bench/feed_bench.sh"
+# shellcheck source=bench/lib/feed_bench.sh
+source "$here/bench/lib/feed_bench.sh"
 [[ -x $kiln ]] || die "$kiln: missing; build it with make"
 command -v sha256sum >/dev/null || die "sha256sum not found (Debian package coreutils)"
 
@@ -43,7 +45,7 @@ xvm=$work/site/$name-$version.xvm
 xvm_bytes=$(stat -c %s "$xvm")
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-echo "load before: $(uptime)"
+bench_machine_before
 echo "archive: $xvm ($(( xvm_bytes >> 20 )) MiB), $(nproc) cores"
 cat -- "$xvm" >/dev/null  # warm: both contenders read from the page cache
 start=$(now_ms)
@@ -73,4 +75,4 @@ fraction=$(awk -v a="$sha_s" -v b="$verify_s" 'BEGIN { printf "%.2f", a / b }')
 summary="pull verify $(( xvm_bytes >> 20 )) MiB: $(mib_s "$xvm_bytes" "$verify_s") MiB/s (sha1+sha256 of every member) = ${fraction}x sha256sum's $(mib_s "$xvm_bytes" "$sha_s") MiB/s"
 echo "$summary"
 [[ -n ${BENCH_SUMMARY:-} ]] && echo "$summary" >>"$BENCH_SUMMARY"
-echo "load after: $(uptime)"
+bench_machine_after

@@ -13,6 +13,8 @@ set -euo pipefail
 
 tarball=${1:-/tmp/exp/full.tar}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib/machine.sh
+source "$here/bench/lib/machine.sh"
 kiln=${KILN:-$here/build/kiln}
 
 die() { echo "tar_to_ext4: $*" >&2; exit 2; }
@@ -41,6 +43,7 @@ check() {
   fi
 }
 
+bench_machine_before
 echo "tarball: $tarball ($(( tar_bytes / 1048576 )) MiB), image size ${size_mib} MiB"
 # Read the tarball once so that no contender pays for a cold page cache.
 cat -- "$tarball" >/dev/null
@@ -94,4 +97,5 @@ else
   [[ -n $virt_ms ]] && line+=", virt-make-fs $(seconds "$virt_ms") s"
 fi
 echo "tar -x $(seconds "$untar_ms") s + mke2fs -d $(seconds "$mke2fs_ms") s"
-echo "$line"
+bench_summary_line "$line"
+bench_machine_after

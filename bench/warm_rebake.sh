@@ -27,6 +27,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib/machine.sh
+source "$here/bench/lib/machine.sh"
 kiln=${KILN:-$here/build/kiln}
 recipe=$here/recipes/debian-12-minimal.toml
 runs=${RUNS:-3}
@@ -81,7 +83,7 @@ check() {
 
 bake() { "$kiln" bake "$recipe" -o "$work/out" "$@" --json >"$work/bake.json"; }
 
-echo "load before: $(uptime)"
+bench_machine_before
 echo "filling the stage cache $cache (untimed bake)"
 bake --cache "$cache"
 mkdir "$work/base"
@@ -183,6 +185,6 @@ if [[ -z $other ]]; then
   other="cold bake (kiln --no-cache: $(stage_breakdown "$work/bake.json"))"
 fi
 
-echo "load after: $(uptime)"
+bench_machine_after
 summary "kiln warm re-bake, new hostname: median $(seconds "$kiln_ms") s of $runs (target < 3 s)"
 summary "$other $(seconds "$other_ms") s, $(ratio "$other_ms" "$kiln_ms") kiln's median"

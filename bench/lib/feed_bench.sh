@@ -1,4 +1,6 @@
+# shellcheck shell=bash
 # Sourced by bench/publish.sh and bench/pull_verify.sh: the set-up both share.
+# Not a benchmark: run-all runs only bench/*.sh.
 # The caller sets `bench` (its name, for messages and the scratch directory),
 # `here` (the source tree) and `kiln`, and defines die().
 
@@ -13,11 +15,11 @@ feed_bench_workdir() {
   trap 'echo; echo "$bench: interrupted" >&2; exit 130' INT TERM
 }
 
-# The image to publish: the argument, else the integration tests' bake, else
-# a bake of the default recipe (untimed). Sets `image`, `name` and `version`.
+# The image to publish: the argument, else run-all's shared bake
+# (BENCH_IMAGE), else a bake of the default recipe (untimed). Sets `image`,
+# `name` and `version`.
 feed_bench_image() {
-  image=${1:-}
-  if [[ -z $image && -f $here/build/integration/default/manifest.json ]]; then image=$here/build/integration/default; fi
+  image=${1:-${BENCH_IMAGE:-}}
   if [[ -z $image ]]; then
     echo "$bench: baking recipes/debian-12-minimal.toml (untimed)"
     SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \

@@ -1,0 +1,39 @@
+# shellcheck shell=bash
+# Sourced by every benchmark: what would explain a difference between two
+# machines' figures, printed with them.
+#
+#   bench_machine_before   the CPU model and count, memory, whether KVM
+#                          works (qemu run for 3 s with -accel kvm: some hosts
+#                          have a /dev/kvm on which it aborts), whether UML is
+#                          there, and the load;
+#   bench_machine_after    the load again: a busy neighbour shows as a rise.
+#   bench_summary_line     prints a line and, when $BENCH_SUMMARY is set,
+#                          appends it there: run-all's table shows the
+#                          machine and load lines beside the figures.
+
+bench_kvm_state() {
+  [[ -e /dev/kvm ]] || { echo "absent (no /dev/kvm): qemu runs TCG"; return; }
+  command -v qemu-system-x86_64 >/dev/null || { echo "/dev/kvm present, qemu not installed"; return; }
+  local err rc
+  err=$(timeout 3 qemu-system-x86_64 -accel kvm -nodefaults -display none -monitor none -serial none 2>&1 >/dev/null)
+  rc=$?
+  if (( rc == 124 )); then echo "works (qemu -accel kvm ran 3 s)"; return; fi
+  echo "present but qemu fails on it (exit $rc: $(grep -v warning <<<"$err" | head -n 1)): qemu runs TCG"
+}
+
+bench_machine_before() {
+  local cpu cores mem uml
+  cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
+  cores=$(nproc)
+  mem=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+  uml=$(command -v linux.uml >/dev/null && echo "linux.uml installed" || echo "no linux.uml")
+  bench_summary_line "machine: ${cpu:-unknown CPU}, $cores cores, $mem; KVM: $(bench_kvm_state); $uml"
+  bench_summary_line "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+bench_machine_after() { bench_summary_line "load after: $(cut -d' ' -f1-3 /proc/loadavg)"; }
+
+bench_summary_line() {
+  echo "$1"
+  if [[ -n ${BENCH_SUMMARY:-} ]]; then echo "$1" >>"$BENCH_SUMMARY"; fi
+}
