@@ -24,13 +24,19 @@ bench_kvm_state() {
   echo "present but qemu fails on it (exit $rc: $(grep -v warning <<<"$err" | head -n 1)): qemu runs TCG"
 }
 
+# The machine does not change during a run: run-all describes it once
+# (the KVM check runs qemu for 3 s) and exports the line to each benchmark.
 bench_machine_before() {
-  local cpu cores mem uml
-  cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
-  cores=$(nproc)
-  mem=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
-  uml=$(command -v linux.uml >/dev/null && echo "linux.uml installed" || echo "no linux.uml")
-  bench_summary_line "machine: ${cpu:-unknown CPU}, $cores cores, $mem; KVM: $(bench_kvm_state); $uml"
+  if [[ -z ${BENCH_MACHINE:-} ]]; then
+    local cpu cores mem uml
+    cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
+    cores=$(nproc)
+    mem=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+    uml=$(command -v linux.uml >/dev/null && echo "linux.uml installed" || echo "no linux.uml")
+    BENCH_MACHINE="machine: ${cpu:-unknown CPU}, $cores cores, $mem; KVM: $(bench_kvm_state); $uml"
+    export BENCH_MACHINE
+  fi
+  bench_summary_line "$BENCH_MACHINE"
   bench_summary_line "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 

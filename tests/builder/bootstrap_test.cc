@@ -7,7 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "recipes/recipe_parser.h"
+#include "tests/builder/planned_recipe.h"
 #include "tests/fake_command_runner.h"
 #include "tests/test_support.h"
 
@@ -24,21 +24,9 @@ suite = "bookworm"
 packages = ["openssh-server", "curl"]
 )";
 
-struct Planned {
-  Recipe recipe;
-  Plan plan;
-};
+using testing::Planned;
 
-Planned plan_for(std::vector<std::string> overrides = {}) {
-  auto recipe = parse_recipe(kRecipe, "r.toml", ".", overrides);
-  EXPECT_TRUE(recipe) << recipe.error().to_string();
-  Planned out{std::move(*recipe), {}};
-  auto plan = make_plan(out.recipe, {1700000000, 1800000000, "http://mirror.example/debian"});
-  EXPECT_TRUE(plan) << plan.error().to_string();
-  out.plan = std::move(*plan);
-  out.plan.recipe = &out.recipe;
-  return out;
-}
+Planned plan_for(std::vector<std::string> overrides = {}) { return testing::plan_recipe(kRecipe, std::move(overrides)); }
 
 class BootstrapTest : public ::testing::Test {
  protected:

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "recipes/recipe_parser.h"
+#include "tests/builder/planned_recipe.h"
 
 namespace kiln {
 namespace {
@@ -17,20 +17,10 @@ packages = ["openssh-server"]
 hostname = "web"
 )";
 
-struct Planned {
-  Recipe recipe;
-  Plan plan;
-};
+using testing::Planned;
 
 Planned plan_for(std::vector<std::string> overrides = {}, std::optional<int64_t> epoch = 1700000000) {
-  auto recipe = parse_recipe(kRecipe, "r.toml", ".", overrides);
-  EXPECT_TRUE(recipe) << recipe.error().to_string();
-  Planned out{std::move(*recipe), {}};
-  auto plan = make_plan(out.recipe, {epoch, 1800000000, "http://mirror.example/debian"});
-  EXPECT_TRUE(plan) << plan.error().to_string();
-  out.plan = std::move(*plan);
-  out.plan.recipe = &out.recipe;
-  return out;
+  return testing::plan_recipe(kRecipe, std::move(overrides), epoch);
 }
 
 TEST(Plan, OfflineCustomizationKeepsTheBootstrapKey) {

@@ -6,7 +6,7 @@
 
 #include "builder/plan.h"
 #include "builder/storage_setup.h"
-#include "recipes/recipe_parser.h"
+#include "tests/builder/planned_recipe.h"
 
 namespace kiln {
 namespace {
@@ -26,20 +26,10 @@ passphrase_file = "test.passphrase"
 hostname = "vault"
 )";
 
-struct Planned {
-  Recipe recipe;
-  Plan plan;
-};
+using testing::Planned;
 
 Planned plan_for(std::vector<std::string> overrides = {}, std::string_view text = kRecipe) {
-  auto recipe = parse_recipe(text, "r.toml", KILN_SOURCE_DIR "/tests/recipes", overrides);
-  EXPECT_TRUE(recipe) << recipe.error().to_string();
-  Planned out{std::move(*recipe), {}};
-  auto plan = make_plan(out.recipe, {1700000000, 1800000000, "http://mirror.example/debian"});
-  EXPECT_TRUE(plan) << plan.error().to_string();
-  out.plan = std::move(*plan);
-  out.plan.recipe = &out.recipe;
-  return out;
+  return testing::plan_recipe(text, std::move(overrides));
 }
 
 TEST(StoragePlan, LvmOnLuksNeedsLvm2AndCryptsetupInTheInitramfs) {
