@@ -163,7 +163,9 @@ TEST_F(BootTest, QemuInstancePausesSavesRestoresAndKeepsItsProcesses) {
   ASSERT_EQ(booted["ssh_host_keys"].size(), 2u) << result.out;
   EXPECT_EQ(find("qemu1")["guest"]["ssh_host_keys"], "kiln");
   std::string shown = booted["ssh_host_keys"][0]["public_key"];
-  auto scanned = testing::run_program({"ssh-keyscan", "-t", "ed25519", "-p", port, "127.0.0.1"});
+  // sshd re-executes itself for each connection: under TCG on a loaded host
+  // its first answer took longer than ssh-keyscan's default 5 s (seen in CI).
+  auto scanned = testing::run_program({"ssh-keyscan", "-T", "90", "-t", "ed25519", "-p", port, "127.0.0.1"});
   EXPECT_THAT(scanned.out, HasSubstr(shown.substr(0, shown.rfind(' ')))) << scanned.err;
   auto listed = find("qemu1");
   EXPECT_EQ(listed["backend"], "qemu");
