@@ -20,6 +20,7 @@
 #include "base/files.h"
 #include "base/subprocess.h"
 #include "formats/image/guest_protocol.h"
+#include "runtime/console_scanner.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_processes.h"
 #include "runtime/mconsole_client.h"
@@ -33,9 +34,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kConsoleHistory = 64 * 1024;
-// cryptsetup-initramfs's askpass prompt, as the guest prints it: "Please
-// unlock disk cryptroot: " (no line end; it waits on that line).
-constexpr std::string_view kUnlockPrompt = "Please unlock disk ";
 constexpr uint64_t kConsoleLogLimit = 16 * 1024 * 1024;
 // How long SIGKILLed hypervisor processes get to go (one in the middle of
 // disk I/O ends only when that I/O does).
@@ -351,21 +349,14 @@ class Supervisor {
 
   void on_console(std::string_view data) {
     append_console(data);
-    pending_line_.append(data);
-    size_t newline;
-    while ((newline = pending_line_.find('\n')) != std::string::npos) {
-      on_console_line(std::string_view(pending_line_).substr(0, newline));
-      pending_line_.erase(0, newline + 1);
-    }
-    if (auto prompt = pending_line_.find(kUnlockPrompt); prompt != std::string::npos) {
-      std::string_view rest = std::string_view(pending_line_).substr(prompt + kUnlockPrompt.size());
-      if (auto colon = rest.find(':'); colon != std::string_view::npos) {
-        std::string disk(rest.substr(0, colon));
-        pending_line_.clear();
-        on_unlock_prompt(disk);
+    for (const ConsoleEvent& event : console_scanner_.feed(data)) {
+      switch (event.kind) {
+        case ConsoleEvent::Kind::kReady: on_ready(event.ready); break;
+        case ConsoleEvent::Kind::kUnlockPrompt: on_unlock_prompt(event.disk); break;
+        case ConsoleEvent::Kind::kKernelPanic: on_kernel_panic(); break;
+        case ConsoleEvent::Kind::kKernelRestart: on_kernel_restart(); break;
       }
     }
-    if (pending_line_.size() > 4096) pending_line_.clear();
   }
 
   // The passphrase is typed once per boot: a second prompt means it was
@@ -392,37 +383,40 @@ class Supervisor {
     save_record();
   }
 
-  void on_console_line(std::string_view line) {
-    auto ready = parse_ready_line(line);
-    if (ready && ready->id == record_.spec.id && !record_.ready_seconds) {
-      record_.ready_seconds = static_cast<double>(now_ms() - record_.started_at_ms) / 1000.0;
-      record_.waiting_for.clear();
-      record_.guest_hostname = ready->hostname;
-      record_.guest_machine_id = ready->machine_id;
-      record_.guest_mac = ready->mac;
-      record_.guest_ssh_host_keys = ready->ssh_host_keys;
-      save_record();
-      return;
-    }
-    // UML has no QMP: its kernel's own words say what happened.
+  void on_ready(const ReadyLine& ready) {
+    if (ready.id != record_.spec.id || record_.ready_seconds) return;
+    record_.ready_seconds = static_cast<double>(now_ms() - record_.started_at_ms) / 1000.0;
+    record_.waiting_for.clear();
+    record_.guest_hostname = ready.hostname;
+    record_.guest_machine_id = ready.machine_id;
+    record_.guest_mac = ready.mac;
+    record_.guest_ssh_host_keys = ready.ssh_host_keys;
+    save_record();
+  }
+
+  // UML has no QMP: its kernel's own words say what happened. (qemu's
+  // guests say it over QMP, and a panic's text on their console may be an
+  // old one scrolling by.)
+  void on_kernel_panic() {
     if (record_.spec.backend != BackendKind::kUml) return;
-    if (line.find("Kernel panic - not syncing") != std::string_view::npos) {
-      panicked_ = true;
-      record_.state = InstanceState::kCrashed;
+    panicked_ = true;
+    record_.state = InstanceState::kCrashed;
+    save_record();
+    if (record_.spec.on_crash != LifecyclePolicy::kPreserve) kill_child();
+  }
+
+  // UML restarts itself in place; honour a policy that says otherwise.
+  void on_kernel_restart() {
+    if (record_.spec.backend != BackendKind::kUml) return;
+    rebooting_ = true;
+    if (record_.spec.on_reboot != LifecyclePolicy::kRestart) {
+      kill_child();
+    } else {
+      ++record_.restarts;
+      record_.ready_seconds.reset();
+      record_.started_at_ms = now_ms();
+      rebooting_ = false;
       save_record();
-      if (record_.spec.on_crash != LifecyclePolicy::kPreserve) kill_child();
-    } else if (line.find("reboot: Restarting system") != std::string_view::npos) {
-      // UML restarts itself in place; honour a policy that says otherwise.
-      rebooting_ = true;
-      if (record_.spec.on_reboot != LifecyclePolicy::kRestart) {
-        kill_child();
-      } else {
-        ++record_.restarts;
-        record_.ready_seconds.reset();
-        record_.started_at_ms = now_ms();
-        rebooting_ = false;
-        save_record();
-      }
     }
   }
 
@@ -637,7 +631,8 @@ class Supervisor {
   UniqueFd console_in_, console_out_;
   std::vector<UniqueFd> console_clients_;
   std::optional<QmpClient> qmp_;
-  std::string history_, pending_line_, stop_reason_;
+  std::string history_, stop_reason_;
+  ConsoleScanner console_scanner_;
   pid_t child_ = -1;
   int child_status_ = 0;
   bool child_exited_ = false;
