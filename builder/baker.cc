@@ -131,7 +131,7 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
   KILN_TRY(check_output_dir(output));
   std::optional<HostTarget> target;
   if (!options.target.empty()) {
-    KILN_ASSIGN(target, check_host_target(options.target, recipe.storage.size.value));
+    KILN_ASSIGN(target, check_host_target(options.target, recipe.storage.size.value, TargetHost::real()));
   }
 
   PlanInputs inputs;
@@ -163,7 +163,7 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
   KILN_ASSIGN(fs::path archive, source_archive(plan, stages, reporter));
   if (plan.in_image) {
     KILN_ASSIGN(archive, stages.run(*plan.in_image, "rootfs.tar", [&](const fs::path& out, const fs::path& work) {
-      return run_in_image_steps(plan, archive, out, work, reporter);
+      return run_in_image_steps(plan, archive, out, work, reporter, system_runner());
     }));
   }
 
@@ -188,7 +188,7 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
     auto target_started = Clock::now();
     bool gpt = recipe.storage.layout.value != StorageLayout::kPlain;
     reporter.step("target", target->spec);
-    KILN_ASSIGN(result.target, write_host_target(*target, output / (gpt ? "disk.raw" : "root.img"), gpt, reporter));
+    KILN_ASSIGN(result.target, write_host_target(*target, output / (gpt ? "disk.raw" : "root.img"), gpt, reporter, system_runner()));
     reporter.done();
     stages.outcomes().push_back({"target", "", false, seconds_since(target_started)});
   }

@@ -34,13 +34,6 @@ std::unexpected<Error> bad_target(std::string_view spec, std::string message) {
   return fail(ErrorKind::kBadInput, "--target {}: {}", spec, message);
 }
 
-// Device-mapper registers a misc device when its module is loaded; without
-// it no logical volume can be activated, created or opened.
-bool device_mapper_loaded() {
-  std::string misc = read_file("/proc/misc").value_or("");
-  return misc.find(" device-mapper\n") != std::string::npos;
-}
-
 std::unexpected<Error> no_device_mapper(std::string_view spec) {
   return fail(ErrorKind::kMissingTool,
               "--target {}: this host has no device-mapper (the dm-mod kernel module is not loaded: /proc/misc has no "
@@ -51,15 +44,21 @@ std::unexpected<Error> no_device_mapper(std::string_view spec) {
               spec);
 }
 
-Result<std::string> host_lvm(std::vector<std::string> args, std::vector<int> ok_codes = {}) {
-  KILN_ASSIGN(std::string lvm, find_program("lvm"));
+Command lvm_command(std::vector<std::string> args) {
   Command command;
-  command.argv = {lvm};
+  command.argv = {"lvm"};
   command.argv.insert(command.argv.end(), args.begin(), args.end());
   command.env = {"LVM_SUPPRESS_FD_WARNINGS=1", "LC_ALL=C"};
   command.timeout = kLvmTimeout;
-  command.ok_exit_codes = std::move(ok_codes);
-  KILN_ASSIGN(Completed done, run(command));
+  return command;
+}
+
+// The report lvm prints, or "" when what it reports on does not exist
+// (exit 5).
+Result<std::string> lvm_report(CommandRunner& runner, std::vector<std::string> args) {
+  Command command = lvm_command(std::move(args));
+  command.ok_exit_codes = {5};
+  KILN_ASSIGN(Completed done, runner.run(command));
   if (done.exit_code != 0) return std::string();
   return done.out;
 }
@@ -166,7 +165,7 @@ Result<uint64_t> check_block_device(std::string_view spec, const fs::path& devic
   return size;
 }
 
-Result<HostTarget> check_lvm_target(std::string_view spec, uint64_t needed) {
+Result<HostTarget> check_lvm_target(std::string_view spec, uint64_t needed, const TargetHost& host) {
   std::string_view name = spec.substr(4);
   auto slash = name.find('/');
   if (slash == std::string_view::npos) return bad_target(spec, "expected lvm:VG/LV, e.g. lvm:vg0/web1");
@@ -176,11 +175,11 @@ Result<HostTarget> check_lvm_target(std::string_view spec, uint64_t needed) {
     std::string problem = check_lvm_name(*part);
     if (!problem.empty()) return bad_target(spec, fmt::format("\"{}\": {}", *part, problem));
   }
-  if (!device_mapper_loaded()) return no_device_mapper(spec);
+  if (!host.device_mapper) return no_device_mapper(spec);
   std::vector<std::string> report = {"--reportformat", "json", "--units", "b", "--nosuffix"};
   std::vector<std::string> lvs = {"lvs", "-o", "lv_path,lv_size", target.vg + "/" + target.lv};
   lvs.insert(lvs.end(), report.begin(), report.end());
-  KILN_ASSIGN(std::string out, host_lvm(lvs, {5}));
+  KILN_ASSIGN(std::string out, lvm_report(host.runner, lvs));
   if (auto row = report_row(out, "lv")) {
     target.device = row->value("lv_path", "");
     uint64_t size = number_at(*row, "lv_size");
@@ -190,7 +189,7 @@ Result<HostTarget> check_lvm_target(std::string_view spec, uint64_t needed) {
   }
   std::vector<std::string> vgs = {"vgs", "-o", "vg_free", target.vg};
   vgs.insert(vgs.end(), report.begin(), report.end());
-  KILN_ASSIGN(std::string groups, host_lvm(vgs, {5}));
+  KILN_ASSIGN(std::string groups, lvm_report(host.runner, vgs));
   auto group = report_row(groups, "vg");
   if (!group) return bad_target(spec, fmt::format("this host has no volume group {} (see `vgs`)", target.vg));
   uint64_t free_bytes = number_at(*group, "vg_free");
@@ -248,8 +247,17 @@ Result<> copy_to_device(const fs::path& image, const fs::path& device, Reporter&
 
 }  // namespace
 
-Result<HostTarget> check_host_target(std::string_view spec, uint64_t needed) {
-  if (spec.starts_with("lvm:")) return check_lvm_target(spec, needed);
+bool host_has_device_mapper() {
+  // Device-mapper registers a misc device when its module is loaded; without
+  // it no logical volume can be activated, created or opened.
+  std::string misc = read_file("/proc/misc").value_or("");
+  return misc.find(" device-mapper\n") != std::string::npos;
+}
+
+TargetHost TargetHost::real() { return {system_runner(), host_has_device_mapper()}; }
+
+Result<HostTarget> check_host_target(std::string_view spec, uint64_t needed, const TargetHost& host) {
+  if (spec.starts_with("lvm:")) return check_lvm_target(spec, needed, host);
   if (!spec.starts_with("/dev/"))
     return bad_target(spec, "expected lvm:VG/LV or a block device under /dev; to write an image file, use -o DIR");
   HostTarget target{std::string(spec), fs::path(spec), {}, {}, false, needed};
@@ -257,16 +265,13 @@ Result<HostTarget> check_host_target(std::string_view spec, uint64_t needed) {
   return target;
 }
 
-Result<fs::path> write_host_target(HostTarget& target, const fs::path& image, bool gpt, Reporter& reporter) {
+Result<fs::path> write_host_target(HostTarget& target, const fs::path& image, bool gpt, Reporter& reporter,
+                                   CommandRunner& runner) {
   if (target.create_lv) {
     reporter.note(fmt::format("lvcreate {}/{} ({})", target.vg, target.lv, format_size(target.needed)));
-    KILN_ASSIGN(std::string lvm, find_program("lvm"));
-    Command command;
-    command.argv = {lvm, "lvcreate", "--yes", "--size", fmt::format("{}b", target.needed), "--name", target.lv,
-                    target.vg};
-    command.env = {"LVM_SUPPRESS_FD_WARNINGS=1", "LC_ALL=C"};
-    command.timeout = kLvmTimeout;
-    if (auto done = run(command); !done)
+    Command command = lvm_command(
+        {"lvcreate", "--yes", "--size", fmt::format("{}b", target.needed), "--name", target.lv, target.vg});
+    if (auto done = runner.run(command); !done)
       return std::unexpected(std::move(done).error().with_context("--target " + target.spec));
     auto deadline = std::chrono::steady_clock::now() + kDeviceWait;
     while (!fs::exists(target.device) && std::chrono::steady_clock::now() < deadline)
@@ -279,11 +284,10 @@ Result<fs::path> write_host_target(HostTarget& target, const fs::path& image, bo
   KILN_TRY(copy_to_device(image, target.device, reporter));
   if (gpt && size > target.needed) {
     // The backup table belongs at the device's last sectors.
-    KILN_ASSIGN(std::string sfdisk, find_program("sfdisk"));
     Command command;
-    command.argv = {sfdisk, "--relocate", "gpt-bak-std", target.device.string()};
+    command.argv = {"sfdisk", "--relocate", "gpt-bak-std", target.device.string()};
     command.env = {"LC_ALL=C"};
-    if (auto done = run(command); !done)
+    if (auto done = runner.run(command); !done)
       return std::unexpected(std::move(done).error().with_context("--target " + target.spec));
   }
   return target.device;

@@ -17,6 +17,7 @@
 
 #include "base/error.h"
 #include "base/reporter.h"
+#include "base/subprocess.h"
 
 namespace kiln {
 
@@ -28,13 +29,24 @@ struct HostTarget {
   uint64_t needed = 0;         // bytes of the image
 };
 
+// Whether the host's kernel has device-mapper loaded.
+bool host_has_device_mapper();
+
+// The host as the checks see it: its programs (lvm) run through `runner`,
+// so that tests answer for a volume group they do not have.
+struct TargetHost {
+  CommandRunner& runner;
+  bool device_mapper;
+  static TargetHost real();  // system_runner() and host_has_device_mapper()
+};
+
 // Parses and checks a target for an image of `needed` bytes.
-Result<HostTarget> check_host_target(std::string_view spec, uint64_t needed);
+Result<HostTarget> check_host_target(std::string_view spec, uint64_t needed, const TargetHost& host);
 
 // Creates the logical volume if needed, then writes `image` onto the device:
 // its data, zeros where it has holes, and for a GPT disk on a larger device
 // the backup table moved to the device's end. Returns what was written to.
 Result<std::filesystem::path> write_host_target(HostTarget& target, const std::filesystem::path& image,
-                                                bool gpt, Reporter& reporter);
+                                                bool gpt, Reporter& reporter, CommandRunner& runner);
 
 }  // namespace kiln

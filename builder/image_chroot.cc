@@ -127,8 +127,8 @@ class TemporaryFile {
 
 class Session {
  public:
-  Session(const Plan& plan, const TreeRoot& tree, Reporter& reporter)
-      : plan_(plan), tree_(tree), paths_(paths_for(tree.path())), reporter_(reporter) {}
+  Session(const Plan& plan, const TreeRoot& tree, CommandRunner& runner, Reporter& reporter)
+      : plan_(plan), tree_(tree), paths_(paths_for(tree.path())), runner_(runner), reporter_(reporter) {}
 
   Result<> run(std::vector<std::string> argv, std::string_view what) {
     Command command;
@@ -141,7 +141,7 @@ class Session {
     command.resolve_in_child = true;
     const ChrootPaths& paths = paths_;
     command.in_child = [&paths] { return enter_image(paths); };
-    auto done = kiln::run(command);
+    auto done = runner_.run(command);
     if (!done) {
       Error error = std::move(done).error();
       error.message = fmt::format("{}: {}", what, error.message);
@@ -234,6 +234,7 @@ class Session {
   const Plan& plan_;
   const TreeRoot& tree_;
   ChrootPaths paths_;
+  CommandRunner& runner_;
   Reporter& reporter_;
   bool apt_updated_ = false;
 };
@@ -279,28 +280,14 @@ Result<> prepare_mount_points(const TreeRoot& tree) {
 
 }  // namespace
 
-Result<> run_in_image_steps(const Plan& plan, const fs::path& source_archive, const fs::path& out_tar,
-                            const fs::path& work_dir, Reporter& reporter) {
-  if (::geteuid() != 0)
-    return fail(ErrorKind::kMissingTool,
-                "customize.packages, customize.run and locales other than C.UTF-8 run programs "
-                "inside the image, which needs root: run kiln as root, or move packages to "
-                "bootstrap.packages");
-  fs::path root = work_dir / "rootfs";
-  std::error_code ec;
-  fs::create_directories(root, ec);
-  if (ec) return fail_errno("cannot create", root.string(), ec.value());
-  reporter.note("unpacking the rootfs");
-  KILN_TRY(extract_to_tree(source_archive, root));
-  KILN_ASSIGN(TreeRoot tree, TreeRoot::open(root));
+Result<> customize_in_image(const Plan& plan, const TreeRoot& tree, CommandRunner& runner, Reporter& reporter) {
   KILN_TRY(prepare_mount_points(tree));
-
   std::string host_resolver = read_file("/etc/resolv.conf").value_or("");
   KILN_ASSIGN(auto resolver, TemporaryFile::install(tree, "etc/resolv.conf", host_resolver, 0644));
   KILN_ASSIGN(auto policy, TemporaryFile::install(tree, "usr/sbin/policy-rc.d",
                                                   "#!/bin/sh\n# kiln: no services start at bake time\nexit 101\n",
                                                   0755));
-  Session session(plan, tree, reporter);
+  Session session(plan, tree, runner, reporter);
   int index = 0;
   for (const CustomizeStep& step : plan.in_image_steps) {
     Result<> done = std::visit(
@@ -321,7 +308,24 @@ Result<> run_in_image_steps(const Plan& plan, const fs::path& source_archive, co
   KILN_TRY(session.install_storage_support(plan.storage_support));
   KILN_TRY(policy.restore());
   KILN_TRY(resolver.restore());
-  KILN_TRY(remove_run_leftovers(tree, plan.reproducible));
+  return remove_run_leftovers(tree, plan.reproducible);
+}
+
+Result<> run_in_image_steps(const Plan& plan, const fs::path& source_archive, const fs::path& out_tar,
+                            const fs::path& work_dir, Reporter& reporter, CommandRunner& runner) {
+  if (::geteuid() != 0)
+    return fail(ErrorKind::kMissingTool,
+                "customize.packages, customize.run and locales other than C.UTF-8 run programs "
+                "inside the image, which needs root: run kiln as root, or move packages to "
+                "bootstrap.packages");
+  fs::path root = work_dir / "rootfs";
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) return fail_errno("cannot create", root.string(), ec.value());
+  reporter.note("unpacking the rootfs");
+  KILN_TRY(extract_to_tree(source_archive, root));
+  KILN_ASSIGN(TreeRoot tree, TreeRoot::open(root));
+  KILN_TRY(customize_in_image(plan, tree, runner, reporter));
   reporter.note("packing the rootfs");
   return write_tree_as_tar(root, out_tar, plan.reproducible ? plan.timestamp : 0);
 }

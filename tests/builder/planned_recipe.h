@@ -15,6 +15,20 @@
 
 namespace kiln::testing {
 
+// An image whose root is LVM on LUKS, the layout that asks most of the
+// image's initramfs.
+inline constexpr std::string_view kEncryptedLvmRecipe = R"([image]
+name = "vault"
+[bootstrap]
+suite = "bookworm"
+[storage]
+layout = "lvm"
+[storage.luks]
+passphrase_file = "test.passphrase"
+[customize]
+hostname = "vault"
+)";
+
 struct Planned {
   Recipe recipe;
   Plan plan;  // its recipe points at the one above

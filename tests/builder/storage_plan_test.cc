@@ -14,17 +14,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-constexpr std::string_view kRecipe = R"([image]
-name = "vault"
-[bootstrap]
-suite = "bookworm"
-[storage]
-layout = "lvm"
-[storage.luks]
-passphrase_file = "test.passphrase"
-[customize]
-hostname = "vault"
-)";
+constexpr std::string_view kRecipe = testing::kEncryptedLvmRecipe;
 
 using testing::Planned;
 
