@@ -301,10 +301,16 @@ Result<> destroy_instance(const InstanceStore& store, const std::string& name) {
   InstancePaths paths = store.paths(name);
   KILN_ASSIGN(InstanceRecord record, store.load(name));
   if (InstanceLock::is_held(paths)) {
-    KILN_TRY(request(store, name, "destroy"));
-    KILN_TRY(wait_gone(store, name, std::chrono::seconds(30)));
-    // The supervisor ended them; this is for one that died meanwhile.
-    return end_processes(record);
+    auto asked = request(store, name, "destroy");
+    if (asked) {
+      KILN_TRY(wait_gone(store, name, std::chrono::seconds(30)));
+      // The supervisor ended them; this is for one that died meanwhile.
+      return end_processes(record);
+    }
+    // A supervisor whose guest had just stopped under a preserve policy
+    // exits without serving the request (seen: a crashed UML guest's); once
+    // it has, the instance is removed here like any other that is down.
+    if (!wait_gone(store, name, std::chrono::seconds(30))) return asked;
   }
   KILN_TRY(end_processes(record));
   if (record.spec.network.kind == NetworkKind::kTap) (void)run({"ip", "link", "del", tap_name(record.spec)});
