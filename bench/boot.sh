@@ -25,6 +25,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib/machine.sh
 source "$here/bench/lib/machine.sh"
+# shellcheck source=bench/lib/image.sh
+source "$here/bench/lib/image.sh"
 kiln_source=${KILN:-$here/build/kiln}
 runs=${RUNS:-3}
 creates=${CREATES:-20}
@@ -83,7 +85,7 @@ if command -v cloud-localds >/dev/null; then
   printf '#cloud-config\nhostname: web1\n' > "$work/user-data"
   for i in $(seq 1 "$creates"); do
     start=$(now_ms)
-    qemu-img create -q -f qcow2 -F raw -b "$tuned/root.img" "$work/overlay$i.qcow2"
+    qemu-img create -q -f qcow2 -F raw -b "$tuned/disk.raw" "$work/overlay$i.qcow2"
     cloud-localds "$work/seed$i.iso" "$work/user-data" "$work/meta-data"
     echo $(( $(now_ms) - start )) >> "$work/manual-create.txt"
     rm -f "$work/overlay$i.qcow2" "$work/seed$i.iso"
@@ -113,10 +115,11 @@ for backend in uml qemu; do
   bench_summary_line "ready, $backend: tuned ${t} s, stock ${s} s (stock/tuned $(ratio "$s" "$t")); target <= ${target} s"
 done
 
-# The plain boots: the tuned image's root.img (through a throwaway
+# The plain boots: the tuned image's disk.raw (through a throwaway
 # copy-on-write layer), its kernel and initrd, the image's own kernel command
-# line with the root and console a user would name; no seed disk, so the
-# image's agent finds none and does nothing.
+# line with the root partition and console a user would name; no seed disk,
+# so the image's agent finds none and does nothing.
+read -r root_number _ _ < <(bench_root_partition "$tuned") || die "$tuned: no root partition in its manifest.json"
 plain_args=$(python3 -c '
 import json, sys
 words = json.load(open(sys.argv[1]))["image"]["kernel_cmdline"].split()
@@ -126,14 +129,15 @@ print(" ".join(w for w in words if w != "ro" and not w.startswith(("root=", "con
 plain_uml() {  # RUN
   rm -f "$work/plain.cow"
   "$here/bench/lib/time_to_text.py" 600 "login:" -- linux.uml "umid=kiln-bench-plain-$1" "uml_dir=$work/" mem=1024M \
-    "ubd0=$work/plain.cow,$tuned/root.img" con=null ssl=null ssl0=fd:0,fd:1 root=/dev/ubda ro console=ttyS0 $plain_args
+    "ubd0=$work/plain.cow,$tuned/disk.raw" con=null ssl=null ssl0=fd:0,fd:1 "root=/dev/ubda$root_number" ro \
+    console=ttyS0 $plain_args
 }
 # shellcheck disable=SC2086
 plain_qemu() {
   "$here/bench/lib/time_to_text.py" 600 "login:" -- qemu-system-x86_64 -machine q35,accel=tcg \
     -cpu qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16 -m 1024M -smp 2 -nodefaults -display none -serial stdio \
-    -kernel "$tuned/vmlinuz" -initrd "$tuned/initrd.img" -append "root=/dev/vda ro console=ttyS0 $plain_args" \
-    -drive "file=$tuned/root.img,format=raw,if=virtio,snapshot=on"
+    -kernel "$tuned/vmlinuz" -initrd "$tuned/initrd.img" -append "root=/dev/vda$root_number ro console=ttyS0 $plain_args" \
+    -drive "file=$tuned/disk.raw,format=raw,if=virtio,snapshot=on"
 }
 echo "== boot to ready against a plain boot of the same image to its login prompt ($runs each, median)"
 for backend in uml qemu; do

@@ -31,6 +31,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib/machine.sh
 source "$here/bench/lib/machine.sh"
+# shellcheck source=bench/lib/image.sh
+source "$here/bench/lib/image.sh"
 kiln=${KILN:-$here/build/kiln}
 recipe=$here/recipes/debian-12-minimal.toml
 rounds=${ROUNDS:-1}
@@ -123,8 +125,8 @@ run_kiln() {
     >"$work/kiln.json"
   ms=$(( $(now_ms) - start ))
   [[ -f $work/kiln/manifest.json ]] || { echo "cold_bake: kiln wrote no manifest.json" >&2; exit 1; }
-  fsck_or_fail "$work/kiln/root.img" kiln
-  root_bytes=$(stat -c %s "$work/kiln/root.img")
+  fsck_or_fail "$(bench_root_fs "$work/kiln")" kiln
+  read -r _ _ root_bytes < <(bench_root_partition "$work/kiln")
   manifest_packages "$work/kiln/manifest.json" >"$work/kiln.packages"
   local stages
   stages=$(grep '"event":"done"' "$work/kiln.json" |

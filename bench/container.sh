@@ -36,6 +36,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib/machine.sh
 source "$here/bench/lib/machine.sh"
+# shellcheck source=bench/lib/image.sh
+source "$here/bench/lib/image.sh"
 image_dir=${1:-${BENCH_IMAGE:-}}
 kiln_source=${KILN:-$here/build/kiln}
 rounds=${ROUNDS:-5}
@@ -61,7 +63,8 @@ if [[ -z $image_dir ]]; then
   image_dir=$work/image
 fi
 image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory; give a \`kiln bake\` output"
-[[ -f $image_dir/root.img && -f $image_dir/disk.raw ]] || die "$image_dir: no root.img and disk.raw; give a \`kiln bake\` output"
+[[ -f $image_dir/disk.raw ]] || die "$image_dir: no disk.raw; give a \`kiln bake\` output"
+root_fs=$(bench_root_fs "$image_dir") || die "$image_dir: no root partition in its manifest.json"
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 seconds() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
@@ -78,7 +81,7 @@ check() {
 }
 
 bench_machine_before
-echo "image: $image_dir/root.img, $(du -h "$image_dir/root.img" | cut -f1) used"
+echo "image: $root_fs, $(du -h "$image_dir/disk.raw" | cut -f1) used"
 
 # --- Canned parts (untimed) ----------------------------------------------------
 # The root filesystem's top-level directories with debugfs rdump (owners and
@@ -88,11 +91,11 @@ mkdir -p "$tree" "$work/usr-part" "$work/store" "$work/domains"
 while IFS=/ read -r _ _ mode _ _ name _; do
   [[ -z $name || $name == . || $name == .. || $name == lost+found ]] && continue
   case $mode in
-    040*) debugfs -R "rdump /$name $tree" "$image_dir/root.img" 2>/dev/null ;;
-    120*) ln -s "$(debugfs -R "stat /$name" "$image_dir/root.img" 2>/dev/null |
+    040*) debugfs -R "rdump /$name $tree" "$root_fs" 2>/dev/null ;;
+    120*) ln -s "$(debugfs -R "stat /$name" "$root_fs" 2>/dev/null |
                    sed -n 's/^Fast link dest: "\(.*\)"$/\1/p')" "$tree/$name" ;;
   esac
-done < <(debugfs -R "ls -p /" "$image_dir/root.img" 2>/dev/null)
+done < <(debugfs -R "ls -p /" "$root_fs" 2>/dev/null)
 mv "$tree/usr" "$work/usr-part/usr"
 mkdir -m 0755 "$tree/usr"
 rm -rf -- "${tree:?}"/boot/*

@@ -29,6 +29,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib/machine.sh
 source "$here/bench/lib/machine.sh"
+# shellcheck source=bench/lib/image.sh
+source "$here/bench/lib/image.sh"
 kiln=${KILN:-$here/build/kiln}
 recipe=$here/recipes/debian-12-minimal.toml
 runs=${RUNS:-3}
@@ -88,10 +90,9 @@ echo "filling the stage cache $cache (untimed bake)"
 bake --cache "$cache"
 mkdir "$work/base"
 cp --sparse=always "$work/out/disk.raw" "$work/base/disk.raw"
-# The root filesystem's offset in disk.raw, from the second partition entry.
-root_offset=$(sed -n '/"partitions"/,/\]/p' "$work/out/manifest.json" |
-              awk '/"name": "root"/ { root = 1 } root && /"offset"/ { gsub(/[^0-9]/, ""); print; exit }')
-[[ -n $root_offset ]] || { echo "warm_rebake: no root partition in $work/out/manifest.json" >&2; exit 1; }
+# The root filesystem's offset in disk.raw.
+read -r _ root_offset _ < <(bench_root_partition "$work/out") ||
+  { echo "warm_rebake: no root partition in $work/out/manifest.json" >&2; exit 1; }
 
 # libguestfs boots a small appliance VM that supermin builds from the host's
 # kernel. A host without one (a container) lends it the kernel kiln baked,
@@ -103,7 +104,7 @@ if command -v virt-customize >/dev/null && ! compgen -G '/boot/vmlinuz-*' >/dev/
    ! compgen -G '/lib/modules/*/vmlinuz' >/dev/null; then
   kver=$(sed -n 's/^ *"kernel": "\([^"]*\)".*/\1/p' "$work/out/manifest.json")
   cp "$work/out/vmlinuz" "$work/base/vmlinuz"
-  debugfs -R "rdump /usr/lib/modules/$kver $work/base" "$work/out/root.img" 2>/dev/null
+  debugfs -R "rdump /usr/lib/modules/$kver $work/base" "$(bench_root_fs "$work/out")" 2>/dev/null
   [[ -d $work/base/$kver ]] || { echo "warm_rebake: no modules for kernel '$kver' in the baked image" >&2; exit 1; }
   guestfs_env+=(SUPERMIN_KERNEL="$work/base/vmlinuz" SUPERMIN_MODULES="$work/base/$kver")
   [[ -d /lib/modules ]] || guestfs_lib=$(readlink -f /lib)
@@ -131,7 +132,7 @@ for (( run = 1; run <= runs; run++ )); do
   start=$(now_ms)
   bake --cache "$cache" --set "customize.hostname=$name"
   ms=$(( $(now_ms) - start ))
-  check "$work/out/root.img" 0 "$name" kiln
+  check "$work/out/disk.raw" "$root_offset" "$name" kiln
   echo "  kiln run $run ($name): $(seconds "$ms") s ($(stage_breakdown "$work/bake.json"))"
   kiln_times+=("$ms")
 done
@@ -181,7 +182,7 @@ if [[ -z $other ]]; then
   start=$(now_ms)
   bake --no-cache --set "customize.hostname=$name"
   other_ms=$(( $(now_ms) - start ))
-  check "$work/out/root.img" 0 "$name" "kiln --no-cache"
+  check "$work/out/disk.raw" "$root_offset" "$name" "kiln --no-cache"
   other="cold bake (kiln --no-cache: $(stage_breakdown "$work/bake.json"))"
 fi
 

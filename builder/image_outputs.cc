@@ -45,13 +45,27 @@ DomainSpec base_domain(const Plan& plan) {
 
 // A Xen PV domain, as in the Xen era: the kernel from the host, the
 // partition images as the guest's xvda1 (root), xvda2..., the console on
-// hvc0. An encrypted root.img is unlocked by the initramfs, which then finds
-// the root filesystem by its own name.
+// hvc0; without partition images, disk.raw as the guest's whole xvda with
+// its root partition as root. An encrypted root is unlocked by the
+// initramfs, which then finds the root filesystem by its own name.
 Result<std::string> xen_config(const Plan& plan, const AssembledImage& image, const fs::path& final_dir) {
   DomainSpec spec = base_domain(plan);
   spec.kernel = (final_dir / "vmlinuz").string();
   spec.ramdisk = (final_dir / "initrd.img").string();
-  spec.root = (image.encryption ? image.root_device : std::string("/dev/xvda1")) + " ro";
+  std::string root_device = "/dev/xvda1";
+  if (image.partition_images.empty()) {
+    auto root = std::find_if(image.geometry.partitions.begin(), image.geometry.partitions.end(),
+                             [](const PlacedPartition& p) { return p.partition.type != GptType::kEfiSystem; });
+    if (image.disk.empty() || root == image.geometry.partitions.end())
+      return fail(ErrorKind::kFailed, "internal: a Xen domain needs root.img or a disk.raw with a root partition");
+    DomainDisk disk;
+    disk.backend = DiskBackend::kFile;
+    disk.path = (final_dir / "disk.raw").string();
+    disk.frontend = "xvda";
+    spec.disks.push_back(disk);
+    root_device = fmt::format("/dev/xvda{}", root->number);
+  }
+  spec.root = (image.encryption ? image.root_device : root_device) + " ro";
   std::string rest = without_consoles(plan.recipe->image.kernel_cmdline.value);
   spec.extra = rest.empty() ? "console=hvc0" : "console=hvc0 " + rest;
   for (size_t i = 0; i < image.partition_images.size(); ++i) {

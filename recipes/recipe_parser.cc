@@ -125,14 +125,18 @@ Result<> check_consistency(const Recipe& recipe) {
                        "\"plain\"{}: use layout \"gpt\" or drop \"{}\" from output.formats",
                        format, origin_of(s.layout), format);
   }
-  // NAME.xl.cfg boots root.img with the kernel beside it, as Xen PV does.
-  if (recipe.wants_output("xen"))
-    for (std::string_view needed : {"partitions", "kernel"})
-      if (!recipe.wants_output(needed))
-        return fail_at(recipe.output.formats.where,
-                       "output format \"xen\" describes a domain booting root.img with vmlinuz and "
-                       "initrd.img: add \"{}\" to output.formats",
-                       needed);
+  // NAME.xl.cfg boots root.img, or else disk.raw, with the kernel beside it,
+  // as Xen PV does.
+  if (recipe.wants_output("xen")) {
+    if (!recipe.wants_output("kernel"))
+      return fail_at(recipe.output.formats.where,
+                     "output format \"xen\" describes a domain booting with vmlinuz and initrd.img: add \"kernel\" "
+                     "to output.formats");
+    if (!recipe.wants_output("partitions") && !recipe.wants_output("disk") && s.layout.value != StorageLayout::kPlain)
+      return fail_at(recipe.output.formats.where,
+                     "output format \"xen\" describes a domain booting root.img or disk.raw: add \"partitions\" or "
+                     "\"disk\" to output.formats");
+  }
   if (recipe.wants_output("qcow2") && !recipe.wants_output("disk"))
     return fail_at(recipe.output.formats.where,
                    "output format \"qcow2\" is converted from \"disk\": add \"disk\" to output.formats");

@@ -204,9 +204,10 @@ const std::array kSettings = {
     Setting{{"output", "formats", ValueKind::kStringList,
              "[\"disk\", \"partitions\", \"kernel\", \"xen\", \"libvirt\"]",
              "disk|partitions|kernel|qcow2|xen|libvirt",
-             "Artifacts to write besides manifest.json: disk (disk.raw), partitions (root.img), "
-             "kernel (vmlinuz, initrd.img), qcow2 (disk.qcow2), xen (NAME.xl.cfg), libvirt "
-             "(NAME.libvirt.xml)."},
+             "Artifacts to write besides manifest.json: disk (disk.raw), partitions (root.img, and for an "
+             "unencrypted lvm layout one image per volume: a copy of each, for Xen-era domains that take "
+             "bare filesystems; `kiln boot` and NAME.xl.cfg use disk.raw without them), kernel (vmlinuz, "
+             "initrd.img), qcow2 (disk.qcow2), xen (NAME.xl.cfg), libvirt (NAME.libvirt.xml)."},
             ListField{FIELD(output.formats)}},
     Setting{{"output", "memory", ValueKind::kSize, "\"1G\"", "",
              "Memory of the VM, 64M to 16T: in NAME.xl.cfg and NAME.libvirt.xml, and what `kiln boot` gives an "

@@ -48,6 +48,12 @@ Result<BootSource> from_image_directory(const fs::path& dir) {
   // them have neither, and get kiln boot's defaults).
   if (image.memory_mib > 0) source.memory_mib = image.memory_mib;
   if (image.vcpus > 0) source.vcpus = image.vcpus;
+  // Without root.img (the recipe did not ask for "partitions"), the root
+  // partition of disk.raw, which a kernel mounts as it would root.img.
+  if (source.disks.empty() && !source.firmware_disk.empty() && image.root_partition()) {
+    source.disks.push_back({source.firmware_disk, false, false});
+    source.root_partition = *image.root_partition();
+  }
   if (image.encryption) {
     source.root_encryption = image.encryption->type.empty() ? "encrypted" : image.encryption->type;
     source.root_needs_initramfs = "an encrypted root (" + source.root_encryption + ")";

@@ -1,5 +1,6 @@
 // BootSource: what `kiln boot ARG` boots. ARG is a baked image directory
-// (with manifest.json: kernel, initrd, root.img, disk.raw) or a Xen domain
+// (with manifest.json: kernel, initrd, and root.img or else disk.raw's root
+// partition) or a Xen domain
 // config file (xm/xl syntax), in which case its kernel, ramdisk, disks,
 // memory, vcpus, root, extra, vif and on_* keys describe the VM. Either way
 // the result is the part of an InstanceSpec that the source decides; the

@@ -157,7 +157,9 @@ Result<InstanceSpec> plan_instance(const BootRequest& request, const BootSource&
     spec.disks.push_back({source.firmware_disk, true, false});
   } else {
     if (source.disks.empty())
-      return fail(ErrorKind::kBadInput, "{}: no root.img to boot (bake with output format \"partitions\")",
+      return fail(ErrorKind::kBadInput,
+                  "{}: no root.img, and no disk.raw with a root partition, to boot (bake with output format "
+                  "\"disk\" or \"partitions\")",
                   source.description);
     spec.disks = source.disks;
     if (backend.kind == BackendKind::kQemu) {

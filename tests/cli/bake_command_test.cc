@@ -82,6 +82,27 @@ TEST_F(BakeCommandTest, WritesTheDefaultOutputsAndAManifestThatMatchesThem) {
   EXPECT_EQ(read_text(out / "vmlinuz"), std::string(4096, 'K'));
 }
 
+// Without "partitions" there is no root.img: the Xen domain takes the whole
+// disk as xvda and its root partition as root, and `kiln boot` takes the
+// same partition.
+TEST_F(BakeCommandTest, WithoutPartitionImagesTheXenDomainBootsTheWholeDisk) {
+  auto out = dir_ / "out";
+  auto result = bake(recipe("[output]\nformats = [\"disk\", \"kernel\", \"xen\"]\n"), out.string());
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(testing::list_tree(out),
+              ElementsAre("disk.raw", "fake.xl.cfg", "initrd.img", "manifest.json", "vmlinuz"));
+  std::string xl = read_text(out / "fake.xl.cfg");
+  EXPECT_THAT(xl, HasSubstr("'file:" + (out / "disk.raw").string() + ",xvda,w'"));
+  EXPECT_THAT(xl, HasSubstr("root = \"/dev/xvda2 ro\""));
+  auto manifest = nlohmann::json::parse(read_text(out / "manifest.json"));
+  EXPECT_EQ(manifest["image"]["partitions"][1]["name"], "root");
+  EXPECT_EQ(manifest["image"]["partitions"][1]["number"], 2);
+  auto fsck = run_program({"e2fsck", "-fn",
+                           (out / "disk.raw").string() + "?offset=" +
+                               std::to_string(manifest["image"]["partitions"][1]["offset"].get<uint64_t>())});
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
+}
+
 TEST_F(BakeCommandTest, RootFilesystemIsCleanAndFstabNamesItsUuid) {
   auto out = dir_ / "out";
   ASSERT_EQ(bake(recipe(), out.string()).exit_code, 0);

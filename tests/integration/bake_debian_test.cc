@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/guest_console.h"
+#include "tests/integration/root_filesystem.h"
 #include "tests/test_support.h"
 
 namespace kiln {
@@ -20,8 +21,8 @@ using testing::run_program;
 const std::filesystem::path kDir = KILN_INTEGRATION_DIR;
 const std::filesystem::path kImage = kDir / "default";
 
-std::string debugfs(const std::string& request) {
-  return run_program({"debugfs", "-R", request, (kImage / "root.img").string()}).out;
+std::string debugfs(const std::string& request, const std::filesystem::path& image = kImage) {
+  return run_program({"debugfs", "-R", request, testing::root_filesystem(image)}).out;
 }
 
 std::string sha256(const std::filesystem::path& file) {
@@ -31,13 +32,15 @@ std::string sha256(const std::filesystem::path& file) {
 nlohmann::json manifest() { return nlohmann::json::parse(read_text(kImage / "manifest.json")); }
 
 TEST(BakeDebian, RootFilesystemPassesFsck) {
-  auto fsck = run_program({"e2fsck", "-fn", (kImage / "root.img").string()});
+  auto fsck = run_program({"e2fsck", "-fn", testing::root_filesystem(kImage)});
   EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
 }
 
 TEST(BakeDebian, HostnameAndFstabAreRight) {
   EXPECT_EQ(debugfs("cat /etc/hostname"), "debian\n");
-  std::string uuid = run_program({"blkid", "-o", "value", "-s", "UUID", (kImage / "root.img").string()}).out;
+  std::string uuid = run_program({"blkid", "-p", "-O", std::to_string(testing::root_filesystem_offset(kImage)), "-o",
+                                  "value", "-s", "UUID", testing::root_filesystem_file(kImage).string()})
+                         .out;
   uuid = uuid.substr(0, uuid.find('\n'));
   ASSERT_EQ(uuid.size(), 36u);
   EXPECT_THAT(debugfs("cat /etc/fstab"), HasSubstr("UUID=" + uuid + "\t/\text4\t"));
@@ -76,7 +79,6 @@ TEST(BakeDebian, RebakeWithoutCacheIsByteIdentical) {
   auto result = run_kiln({"bake", KILN_SOURCE_DIR "/recipes/debian-12-minimal.toml", "-o", again.string(), "--no-cache"},
                          {"SOURCE_DATE_EPOCH=1700000000"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  EXPECT_EQ(sha256(again / "root.img"), sha256(kImage / "root.img"));
   EXPECT_EQ(sha256(again / "disk.raw"), sha256(kImage / "disk.raw"));
 }
 
@@ -89,7 +91,7 @@ TEST(BakeDebian, HostnameChangeReusesTheCachedBootstrap) {
   auto summary = nlohmann::json::parse(result.out.substr(result.out.rfind("{\"artifacts\"")));
   EXPECT_EQ(summary["stages"][0]["name"], "bootstrap");
   EXPECT_EQ(summary["stages"][0]["cached"], true);
-  EXPECT_EQ(run_program({"debugfs", "-R", "cat /etc/hostname", (renamed / "root.img").string()}).out, "web1\n");
+  EXPECT_EQ(debugfs("cat /etc/hostname", renamed), "web1\n");
 }
 
 TEST(BakeDebian, BootsToALoginPromptWithDirectKernelBoot) {
@@ -99,7 +101,7 @@ TEST(BakeDebian, BootsToALoginPromptWithDirectKernelBoot) {
                                "-display", "none", "-kernel", (kImage / "vmlinuz").string(), "-initrd",
                                (kImage / "initrd.img").string(), "-append",
                                manifest()["image"]["kernel_cmdline"].get<std::string>(), "-drive",
-                               "file=" + (kImage / "root.img").string() + ",format=raw,if=virtio,snapshot=on",
+                               "file=" + (kImage / "disk.raw").string() + ",format=raw,if=virtio,snapshot=on",
                                "-serial", "file:" + log.string()},
                               log);
   double seconds = guest.wait_for("debian login:", std::chrono::seconds(240));

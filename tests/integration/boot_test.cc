@@ -276,12 +276,14 @@ TEST_F(BootTest, FiveInstancesOfOneImageEachWithItsOwnIdentity) {
 }
 
 TEST_F(BootTest, XenDomainConfigBootsTheSameImage) {
+  // The whole disk as xvda, the root on its second partition, as the
+  // image's own NAME.xl.cfg names them.
   testing::write_text(dir_ / "web.cfg", "name = \"xenweb\"\nmemory = 384\nvcpus = 1\n"
                                         "kernel = \"" + (kImage / "vmlinuz").string() + "\"\n"
                                         "ramdisk = \"" + (kImage / "initrd.img").string() + "\"\n"
-                                        "disk = ['file:" + (kImage / "root.img").string() + ",xvda1,w']\n"
+                                        "disk = ['file:" + (kImage / "disk.raw").string() + ",xvda,w']\n"
                                         "vif = [ 'mac=00:16:3e:00:00:10' ]\n"
-                                        "root = \"/dev/xvda1 ro\"\nextra = \"console=hvc0\"\n"
+                                        "root = \"/dev/xvda2 ro\"\nextra = \"console=hvc0\"\n"
                                         "builder = 'linux'\non_crash = 'preserve'\n");
   names_.push_back("xenweb");
   auto result = kiln({"boot", (dir_ / "web.cfg").string(), "--backend", "uml", "--net", "none", "--detach",
@@ -403,7 +405,8 @@ TEST_F(BootTest, OnCrashPreserveKeepsACrashedGuestForInspection) {
   auto listed = find("crashy");
   EXPECT_EQ(listed["state_letter"], "c");
   EXPECT_THAT(console("crashy"), HasSubstr("Kernel panic"));
-  EXPECT_EQ(kiln({"destroy", "crashy"}).exit_code, 0);
+  auto destroyed = kiln({"destroy", "crashy"});
+  EXPECT_EQ(destroyed.exit_code, 0) << destroyed.err;
   EXPECT_TRUE(gone("crashy"));
 }
 
@@ -454,7 +457,7 @@ TEST_F(BootTest, BadInputIsRefusedWithoutLeavingState) {
   // instead of reporting a start.
   testing::write_text(dir_ / "garbage-vmlinuz", std::string(4096, 'x'));
   testing::write_text(dir_ / "badkernel.cfg", "name = \"badkernel\"\nkernel = \"" + (dir_ / "garbage-vmlinuz").string() +
-                                                 "\"\ndisk = ['file:" + (kImage / "root.img").string() + ",xvda1,w']\n");
+                                                 "\"\ndisk = ['file:" + (kImage / "disk.raw").string() + ",xvda,w']\n");
   auto garbage = kiln({"boot", (dir_ / "badkernel.cfg").string(), "--backend", "qemu", "--net", "none", "--detach"});
   EXPECT_EQ(garbage.exit_code, 1);
   EXPECT_THAT(garbage.err, HasSubstr("badkernel did not start: qemu did not start"));

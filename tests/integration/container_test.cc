@@ -33,6 +33,7 @@
 #include "formats/tree/file_tree.h"
 #include "tests/crypto/gpg_test_home.h"
 #include "tests/feeds/test_http_server.h"
+#include "tests/integration/root_filesystem.h"
 #include "tests/test_support.h"
 
 namespace kiln {
@@ -151,9 +152,9 @@ class ContainerIntegration : public ::testing::Test {
   // under Xen. The fstab finds the root by the label every domain's
   // [image] gives it, not by the baked filesystem's UUID.
   static void cut_the_default_image() {
-    auto image = Ext4Image::open(kImage / "root.img", 0, false);
+    auto image = Ext4Image::open(testing::root_filesystem_file(kImage), testing::root_filesystem_offset(kImage), false);
     ASSERT_TRUE(image) << image.error().to_string();
-    auto tree = ext4_tree(*image, (kImage / "root.img").string());
+    auto tree = ext4_tree(*image, testing::root_filesystem(kImage));
     fs::create_directories(*dir_ / "tree");
     export_tree(*tree, "/", *dir_ / "tree");
     fs::create_directories(*dir_ / "usr-part");

@@ -19,6 +19,7 @@
 
 #include "base/hash.h"
 #include "tests/crypto/gpg_test_home.h"
+#include "tests/integration/root_filesystem.h"
 #include "tests/test_support.h"
 
 namespace kiln {
@@ -125,7 +126,7 @@ TEST_F(FeedsInteropTest, VirtBuilderBuildsADiskFromKilnsImage) {
     auto manifest = nlohmann::json::parse(read_text(baked_image() / "manifest.json"));
     std::string version = manifest["image"]["kernel"];
     auto dumped = run_program({"debugfs", "-R", "rdump /usr/lib/modules/" + version + " " + dir_.path().string(),
-                               (baked_image() / "root.img").string()});
+                               testing::root_filesystem(baked_image())});
     ASSERT_TRUE(fs::exists(dir_ / version)) << dumped.err;
     env.push_back("SUPERMIN_KERNEL=" + (baked_image() / "vmlinuz").string());
     env.push_back("SUPERMIN_MODULES=" + (dir_ / version).string());

@@ -125,6 +125,21 @@ TEST(RecipeParser, PlainLayoutCannotMakeADisk) {
               StartsWith("r.toml:7:10: output format \"disk\" needs a partitioned disk, but storage.layout is \"plain\" (line 7)"));
 }
 
+// NAME.xl.cfg boots the kernel beside it, from root.img or else disk.raw.
+TEST(RecipeParser, AXenDomainNeedsTheKernelAndADiskToBoot) {
+  std::string recipe = std::string(kMinimal) + "[output]\nformats = ";
+  EXPECT_THAT(error_of(recipe + "[\"disk\", \"xen\"]\n"),
+              StartsWith("r.toml:7:11: output format \"xen\" describes a domain booting with vmlinuz and initrd.img: "
+                         "add \"kernel\" to output.formats"));
+  EXPECT_THAT(error_of(recipe + "[\"kernel\", \"xen\"]\n"),
+              StartsWith("r.toml:7:11: output format \"xen\" describes a domain booting root.img or disk.raw: add "
+                         "\"partitions\" or \"disk\" to output.formats"));
+  EXPECT_TRUE(parse(recipe + "[\"disk\", \"kernel\", \"xen\"]\n"));
+  EXPECT_TRUE(parse(recipe + "[\"partitions\", \"kernel\", \"xen\"]\n"));
+  // The plain layout's root.img is its only image, written whatever the formats.
+  EXPECT_TRUE(parse(recipe + "[\"kernel\", \"xen\"]\n[storage]\nlayout = \"plain\"\n"));
+}
+
 TEST(RecipeParser, SetOverridesAnyKeyAndIsValidatedLikeTheFile) {
   auto recipe = parse(kMinimal, {"customize.hostname=web1", "storage.size=3G",
                                  "bootstrap.packages=[\"vim\", \"curl\"]"});

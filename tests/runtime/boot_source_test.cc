@@ -53,6 +53,26 @@ TEST(BootSource, ImageDirectoryGivesKernelRootAndUuid) {
   EXPECT_EQ(source->vcpus, 2);
 }
 
+// A recipe without the "partitions" output leaves no root.img: the root
+// partition of disk.raw is booted in its place.
+TEST(BootSource, WithoutRootImgTheDisksRootPartitionIsBooted) {
+  ScratchDir dir;
+  for (const char* file : {"vmlinuz", "initrd.img", "disk.raw"}) write_text(dir / file, "x");
+  ImageManifest manifest = manifest_named("web");
+  manifest.partitions = {{1, "esp", "", "", 1 << 20, 64 << 20}, {2, "root", "", "", 65 << 20, 1 << 30}};
+  write_manifest(dir, manifest);
+  auto source = read_boot_source(dir.path());
+  ASSERT_TRUE(source) << source.error().to_string();
+  ASSERT_EQ(source->disks.size(), 1u);
+  EXPECT_EQ(source->disks[0].base, dir / "disk.raw");
+  EXPECT_EQ(source->root_partition, 2);
+  EXPECT_EQ(guest_device(BackendKind::kUml, 0, source->root_partition), "/dev/ubda2");
+  // A disk without a partition named root is no root to boot.
+  manifest.partitions.pop_back();
+  write_manifest(dir, manifest);
+  EXPECT_TRUE(read_boot_source(dir.path())->disks.empty());
+}
+
 TEST(BootSource, AnEncryptedRootIsNamedByItsEncryption) {
   ScratchDir dir;
   write_text(dir / "root.img", "x");
