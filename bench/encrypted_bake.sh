@@ -63,6 +63,7 @@ printf '%s' "$(head -n 1 "$here/recipes/demo.passphrase")" >"$work/typed.key"
 # One bake; prints its wall time in ms and leaves the output in $work/$2.
 bake() {
   local recipe=$1 out=$2 start
+  bench_settle
   start=$(now_ms)
   "$kiln" bake "$work/recipes/$recipe" -o "$work/$out" --cache "$cache" --json >"$work/$out.json"
   echo $(( $(now_ms) - start ))

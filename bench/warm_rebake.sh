@@ -129,6 +129,7 @@ rm -rf --one-file-system -- "$work/out"
 kiln_times=()
 for (( run = 1; run <= runs; run++ )); do
   name=web-$RANDOM
+  bench_settle
   start=$(now_ms)
   bake --cache "$cache" --set "customize.hostname=$name"
   ms=$(( $(now_ms) - start ))
@@ -161,6 +162,7 @@ else
   fi
   if debugfs -R 'cat /etc/hostname' "$work/copy.raw?offset=$root_offset" 2>/dev/null | grep -qx web-warm; then
     name=web-$RANDOM
+    bench_settle
     start=$(now_ms)
     cp --sparse=always "$work/base/disk.raw" "$work/copy.raw"
     copy_ms=$(( $(now_ms) - start ))
@@ -179,6 +181,7 @@ fi
 if [[ -z $other ]]; then
   echo "virt-customize: skipped ($why); a cold bake stands in for it"
   name=web-$RANDOM
+  bench_settle
   start=$(now_ms)
   bake --no-cache --set "customize.hostname=$name"
   other_ms=$(( $(now_ms) - start ))
