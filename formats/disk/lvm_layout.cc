@@ -76,21 +76,20 @@ bool private_host_name() {
 
 class LvmTools {
  public:
-  static Result<LvmTools> prepare(const std::string& device) {
-    KILN_ASSIGN(std::string lvm, find_program("lvm"));
+  static Result<LvmTools> prepare(const std::string& device, CommandRunner& runner) {
     KILN_ASSIGN(TempDir dir, TempDir::create(fs::temp_directory_path(), "kiln-lvm"));
     KILN_TRY(write_file_atomic(dir.path() / "lvm.conf", lvm_config(device, dir.path())));
-    return LvmTools(std::move(lvm), std::move(dir));
+    return LvmTools(runner, std::move(dir));
   }
 
   Result<std::string> run(std::vector<std::string> args) {
     Command command;
-    command.argv = {lvm_};
+    command.argv = {"lvm"};
     command.argv.insert(command.argv.end(), args.begin(), args.end());
     command.env = {"LVM_SYSTEM_DIR=" + dir_.path().string(), "LVM_SUPPRESS_FD_WARNINGS=1", "LC_ALL=C"};
     command.timeout = kToolTimeout;
     command.in_child = private_host_name;
-    auto done = kiln::run(command);
+    auto done = runner_.run(command);
     if (!done)
       return std::unexpected(std::move(done).error().with_context(fmt::format("lvm {}", args.front())));
     return done->out;
@@ -110,8 +109,8 @@ class LvmTools {
   }
 
  private:
-  LvmTools(std::string lvm, TempDir dir) : lvm_(std::move(lvm)), dir_(std::move(dir)) {}
-  std::string lvm_;
+  LvmTools(CommandRunner& runner, TempDir dir) : runner_(runner), dir_(std::move(dir)) {}
+  CommandRunner& runner_;
   TempDir dir_;
 };
 
@@ -169,10 +168,17 @@ Result<LvmLayout> write_lvm_layout(const fs::path& image, uint64_t offset, uint6
                 "the lvm layout runs lvm2's tools on a loop device, which needs root: run kiln as root, or use "
                 "storage.layout = \"gpt\"");
   KILN_ASSIGN(LoopDevice loop, LoopDevice::attach(image, offset, size));
-  KILN_ASSIGN(LvmTools lvm, LvmTools::prepare(loop.path()));
+  KILN_ASSIGN(LvmLayout layout, lay_out_volume_group(loop.path(), vg, extent_size, volumes, system_runner()));
+  KILN_TRY(loop.detach());
+  return layout;
+}
+
+Result<LvmLayout> lay_out_volume_group(const std::string& device, std::string_view vg, uint64_t extent_size,
+                                       std::span<const LogicalVolumeRequest> volumes, CommandRunner& runner) {
+  KILN_ASSIGN(LvmTools lvm, LvmTools::prepare(device, runner));
   std::string extent = fmt::format("{}b", extent_size);
-  KILN_TRY(lvm.run({"pvcreate", "--yes", "--dataalignment", "1m", loop.path()}));
-  KILN_TRY(lvm.run({"vgcreate", "--yes", "--physicalextentsize", extent, std::string(vg), loop.path()}));
+  KILN_TRY(lvm.run({"pvcreate", "--yes", "--dataalignment", "1m", device}));
+  KILN_TRY(lvm.run({"vgcreate", "--yes", "--physicalextentsize", extent, std::string(vg), device}));
 
   LvmLayout layout;
   layout.vg = vg;
@@ -183,8 +189,8 @@ Result<LvmLayout> write_lvm_layout(const fs::path& image, uint64_t offset, uint6
   KILN_ASSIGN(layout.extent_size, number(groups[0], "vg_extent_size"));
   KILN_ASSIGN(layout.extent_count, number(groups[0], "vg_extent_count"));
   KILN_ASSIGN(uint64_t free_extents, number(groups[0], "vg_free_count"));
-  KILN_ASSIGN(nlohmann::json pvs, lvm.report("pvs", {"-o", "pv_uuid,pe_start", loop.path()}));
-  if (pvs.size() != 1) return fail(ErrorKind::kFailed, "lvm pvs: no physical volume on {}", loop.path());
+  KILN_ASSIGN(nlohmann::json pvs, lvm.report("pvs", {"-o", "pv_uuid,pe_start", device}));
+  if (pvs.size() != 1) return fail(ErrorKind::kFailed, "lvm pvs: no physical volume on {}", device);
   layout.pv_uuid = pvs[0].value("pv_uuid", "");
   KILN_ASSIGN(layout.pe_start, number(pvs[0], "pe_start"));
 
@@ -211,7 +217,6 @@ Result<LvmLayout> write_lvm_layout(const fs::path& image, uint64_t offset, uint6
     placed.offset = layout.pe_start + start * layout.extent_size;
     layout.volumes.push_back(std::move(placed));
   }
-  KILN_TRY(loop.detach());
   return layout;
 }
 

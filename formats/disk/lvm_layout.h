@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/subprocess.h"
 
 namespace kiln {
 
@@ -54,5 +55,11 @@ struct LvmLayout {
 Result<LvmLayout> write_lvm_layout(const std::filesystem::path& image, uint64_t offset, uint64_t size,
                                    std::string_view vg, uint64_t extent_size,
                                    std::span<const LogicalVolumeRequest> volumes);
+
+// The same on `device` (the loop device write_lvm_layout attaches), with
+// lvm2 run through `runner`: what kiln asks lvm2, and what it makes of the
+// reports, tested without root or lvm2.
+Result<LvmLayout> lay_out_volume_group(const std::string& device, std::string_view vg, uint64_t extent_size,
+                                       std::span<const LogicalVolumeRequest> volumes, CommandRunner& runner);
 
 }  // namespace kiln
