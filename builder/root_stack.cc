@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "base/files.h"
 #include "base/size.h"
@@ -104,7 +105,32 @@ Result<RootStack> RootStack::create(const Plan& plan, const fs::path& image, uin
     stack.plaintext_offset_ = offset;
   }
   KILN_TRY(stack.place_volumes(reporter));
+  if (storage.luks.present.value) KILN_TRY(stack.start_luks_header(reporter));
   return stack;
+}
+
+Result<> RootStack::start_luks_header(Reporter& reporter) {
+  LuksSettings settings = luks_settings(*plan_);
+  KILN_ASSIGN(std::vector<Secret> keys, luks_keys(plan_->recipe->storage.luks));
+  KILN_ASSIGN(Secret volume_key, Secret::random(settings.key_bytes));
+  reporter.note(fmt::format("{} header ({} key derivation, beside the filesystems)", settings.version,
+                            settings.pbkdf.type));
+  // libcryptsetup formats whole files: a sparse one of the partition's
+  // size, whose header part seal() copies into place.
+  header_file_ = scratch_ / ".root-luks-header";
+  {
+    KILN_ASSIGN(UniqueFd created, open_file(header_file_, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (::ftruncate(created.get(), static_cast<off_t>(size_)) != 0)
+      return fail_errno("cannot size", header_file_.string(), errno);
+  }
+  luks_header_ = std::async(std::launch::async, [header = header_file_, settings, keys = std::move(keys),
+                                                 volume_key = std::move(volume_key)]() mutable -> Result<LuksHeader> {
+    std::vector<const Secret*> pointers;
+    for (const Secret& key : keys) pointers.push_back(&key);
+    KILN_ASSIGN(uint64_t data_offset, format_luks(header, settings, volume_key, pointers));
+    return LuksHeader{std::move(volume_key), data_offset, static_cast<int>(keys.size())};
+  });
+  return {};
 }
 
 RootStack::RootStack(RootStack&& other) noexcept
@@ -112,12 +138,14 @@ RootStack::RootStack(RootStack&& other) noexcept
       header_size_(other.header_size_), plaintext_file_(std::move(other.plaintext_file_)),
       plaintext_offset_(other.plaintext_offset_), scratch_(std::move(other.scratch_)),
       staging_(std::exchange(other.staging_, {})),
-      volumes_(std::move(other.volumes_)), lvm_(std::move(other.lvm_)) {}
+      volumes_(std::move(other.volumes_)), lvm_(std::move(other.lvm_)),
+      header_file_(std::exchange(other.header_file_, {})), luks_header_(std::move(other.luks_header_)) {}
 
 RootStack::~RootStack() {
-  if (staging_.empty()) return;
   std::error_code ignored;
-  fs::remove(staging_, ignored);
+  if (luks_header_.valid()) luks_header_.wait();
+  if (!header_file_.empty()) fs::remove(header_file_, ignored);
+  if (!staging_.empty()) fs::remove(staging_, ignored);
 }
 
 const PlacedVolume& RootStack::root() const {
@@ -179,33 +207,22 @@ Result<std::optional<EncryptionInfo>> RootStack::seal(Reporter& reporter) {
   Secret volume_key;
   if (storage.luks.present.value) {
     LuksSettings settings = luks_settings(plan);
-    KILN_ASSIGN(std::vector<Secret> keys, luks_keys(storage.luks));
-    KILN_ASSIGN(volume_key, Secret::random(settings.key_bytes));
-    reporter.note(fmt::format("{} header ({} key derivation)", settings.version, settings.pbkdf.type));
-    // libcryptsetup formats whole files: a sparse one of the partition's
-    // size, whose header part is then copied into place.
-    fs::path header = scratch_ / ".root-luks-header";
-    struct Remove {
-      fs::path path;
-      ~Remove() { std::error_code ignored; fs::remove(path, ignored); }
-    } remove_header{header};
-    {
-      KILN_ASSIGN(UniqueFd created, open_file(header, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-      if (::ftruncate(created.get(), static_cast<off_t>(size_)) != 0) return fail_errno("cannot size", header.string(), errno);
-    }
-    std::vector<const Secret*> pointers;
-    for (const Secret& key : keys) pointers.push_back(&key);
-    KILN_ASSIGN(uint64_t data_offset, format_luks(header, settings, volume_key, pointers));
+    if (!luks_header_.valid()) return fail(ErrorKind::kFailed, "internal: the LUKS header was never started");
+    KILN_ASSIGN(LuksHeader made, luks_header_.get());
+    volume_key = std::move(made.volume_key);
+    const uint64_t data_offset = made.data_offset;
     if (data_offset != header_size_)
       return fail(ErrorKind::kFailed, "libcryptsetup placed the data at {} bytes, not at {} as planned", data_offset,
                   header_size_);
     {
-      KILN_ASSIGN(UniqueFd source, open_file(header, O_RDONLY | O_CLOEXEC));
+      KILN_ASSIGN(UniqueFd source, open_file(header_file_, O_RDONLY | O_CLOEXEC));
       KILN_ASSIGN(UniqueFd target, open_file(image_, O_RDWR | O_CLOEXEC));
       KILN_TRY(copy_sparse(source.get(), 0, target.get(), offset_, data_offset, image_.string()));
     }
+    std::error_code ignored;
+    fs::remove(std::exchange(header_file_, {}), ignored);
     info = {settings.version, settings.cipher, settings.key_bytes * 8, settings.sector_size, data_offset,
-            settings.uuid, static_cast<int>(keys.size()), 0, ""};
+            settings.uuid, made.keyslots, 0, ""};
   } else {
     const DmcryptSection& dmcrypt = storage.dmcrypt;
     auto passphrase = Secret::passphrase_file(dmcrypt.passphrase_file.value);

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <future>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -29,6 +30,7 @@
 #include "base/error.h"
 #include "base/reporter.h"
 #include "builder/plan.h"
+#include "crypto/secret.h"
 #include "base/uuid.h"
 #include "formats/disk/lvm_layout.h"
 
@@ -87,6 +89,7 @@ class RootStack {
   RootStack(const Plan& plan, std::filesystem::path image, uint64_t offset, uint64_t size)
       : plan_(&plan), image_(std::move(image)), offset_(offset), size_(size) {}
   Result<> place_volumes(Reporter& reporter);
+  Result<> start_luks_header(Reporter& reporter);
 
   const Plan* plan_;
   std::filesystem::path image_;
@@ -99,6 +102,17 @@ class RootStack {
   std::filesystem::path staging_;  // owned and removed: libcryptsetup's plaintext
   std::vector<PlacedVolume> volumes_;
   std::optional<LvmLayout> lvm_;
+  // The LUKS header depends on nothing the filesystems hold, and its key
+  // derivation is the costliest part of encrypting: libcryptsetup makes it
+  // in header_file_ on another thread while they are written, and seal()
+  // puts it in place.
+  struct LuksHeader {
+    Secret volume_key;
+    uint64_t data_offset = 0;
+    int keyslots = 0;
+  };
+  std::filesystem::path header_file_;  // owned and removed
+  std::future<Result<LuksHeader>> luks_header_;
 };
 
 }  // namespace kiln
