@@ -55,7 +55,7 @@ Result<std::string> xen_config(const Plan& plan, const AssembledImage& image, co
   std::string root_device = "/dev/xvda1";
   if (image.partition_images.empty()) {
     auto root = std::find_if(image.geometry.partitions.begin(), image.geometry.partitions.end(),
-                             [](const PlacedPartition& p) { return p.partition.type != GptType::kEfiSystem; });
+                             [](const PlacedPartition& p) { return p.partition.name == "root"; });
     if (image.disk.empty() || root == image.geometry.partitions.end())
       return fail(ErrorKind::kFailed, "internal: a Xen domain needs root.img or a disk.raw with a root partition");
     DomainDisk disk;
