@@ -45,4 +45,7 @@ Result<std::string> copy_sparse_digest(int src_fd, uint64_t src_offset, int dst_
 
 std::string to_hex(std::string_view bytes);
 
+// 64 hex digits, of either case: how a sha256 is written down.
+bool is_sha256_hex(std::string_view text);
+
 }  // namespace kiln

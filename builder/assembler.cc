@@ -356,16 +356,17 @@ Result<AssembledImage> assemble(const Plan& plan, const fs::path& rootfs_archive
 
   if (gpt) {
     // The partition images are copied out of the finished volumes and hashed
-    // in the same pass on one core, while the ESP is written and disk.raw is
-    // hashed on the other: on a warm bake, hashing is most of the time left.
+    // in the same pass on one core, while the ESP is written (and disk.raw
+    // hashed, when the recipe asks for that at bake) on the other.
     std::future<Result<std::vector<PartitionImage>>> partitions;
     if (recipe.wants_output("partitions"))
       partitions = std::async(std::launch::async, write_partition_images, std::cref(plan), std::cref(stack),
                               std::cref(geometry), out.disk, dir);
     reporter.note("EFI system partition: systemd-boot, kernel " + out.kernel_version);
     Result<> esp = write_esp(plan, out);
-    Result<std::string> disk_digest =
-        esp ? file_digest_hex(out.disk) : Result<std::string>(std::unexpected(std::move(esp).error()));
+    Result<std::string> disk_digest = !esp                             ? Result<std::string>(std::unexpected(std::move(esp).error()))
+                                      : recipe.hashes_disk_at_bake() ? file_digest_hex(out.disk)
+                                                                     : Result<std::string>(std::string());
     if (partitions.valid()) {
       KILN_ASSIGN(out.partition_images, partitions.get());
       out.root = dir / "root.img";

@@ -33,7 +33,7 @@ struct PartitionImage {
 struct AssembledImage {
   DiskLayout geometry;  // as the plan laid it out
   std::filesystem::path disk;  // disk.raw, or "" for the plain layout
-  std::string disk_sha256;     // of disk.raw, once it is complete
+  std::string disk_sha256;     // of disk.raw, when output.disk_sha256 is "bake"
   std::filesystem::path root;  // root.img, or "" when not asked for
   // root.img first; more for the lvm layout (one per volume) unencrypted.
   std::vector<PartitionImage> partition_images;

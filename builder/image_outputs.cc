@@ -105,26 +105,31 @@ Result<std::string> libvirt_domain(const Plan& plan, const AssembledImage& image
   return write_libvirt_xml(spec, options);
 }
 
-// `digest` is the file's sha256 when the assembly took it as it wrote the
-// file, or "" to hash it here.
-Result<ManifestArtifact> describe(const fs::path& dir, const std::string& name, std::string digest) {
+// How an artifact's sha256 is had: taken as the assembly wrote the file,
+// taken here, or left to publish (the whole-disk image, by default).
+struct DigestSource {
+  std::string known;
+  bool take = true;
+};
+
+Result<ManifestArtifact> describe(const fs::path& dir, const std::string& name, DigestSource digest) {
   fs::path path = dir / name;
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return fail_errno("stat", path.string(), errno);
-  if (digest.empty()) {
-    KILN_ASSIGN(digest, file_digest_hex(path));
+  if (digest.known.empty() && digest.take) {
+    KILN_ASSIGN(digest.known, file_digest_hex(path));
   }
-  return ManifestArtifact{name, static_cast<uint64_t>(st.st_size), digest};
+  return ManifestArtifact{name, static_cast<uint64_t>(st.st_size), digest.known};
 }
 
-// Hashes the artifacts not hashed yet, on all cores.
+// Hashes the artifacts still to hash, on all cores.
 Result<std::vector<ManifestArtifact>> describe_all(const fs::path& dir, const std::vector<std::string>& names,
-                                           const std::map<std::string, std::string>& known) {
+                                                   const std::map<std::string, DigestSource>& sources) {
   std::vector<std::future<Result<ManifestArtifact>>> jobs;
   for (const std::string& name : names) {
-    auto digest = known.find(name);
+    auto source = sources.find(name);
     jobs.push_back(std::async(std::launch::async, describe, dir, name,
-                              digest == known.end() ? std::string() : digest->second));
+                              source == sources.end() ? DigestSource{} : source->second));
   }
   std::vector<ManifestArtifact> out;
   for (auto& job : jobs) {
@@ -226,13 +231,17 @@ Result<FinalizedOutput> finalize_outputs(const Plan& plan, const AssembledImage&
     KILN_TRY(write_file_atomic(dir / name, text));
     names.push_back(name);
   }
-  reporter.note(fmt::format("sha256 of {} files", names.size()));
-  FinalizedOutput out;
-  std::map<std::string, std::string> known;
-  if (!image.disk_sha256.empty()) known["disk.raw"] = image.disk_sha256;
+  std::map<std::string, DigestSource> sources;
   for (const PartitionImage& partition : image.partition_images)
-    if (!partition.sha256.empty()) known[partition.file] = partition.sha256;
-  KILN_ASSIGN(std::vector<ManifestArtifact> artifacts, describe_all(dir, names, known));
+    if (!partition.sha256.empty()) sources[partition.file].known = partition.sha256;
+  if (!image.disk_sha256.empty()) sources["disk.raw"].known = image.disk_sha256;
+  if (!recipe.hashes_disk_at_bake())
+    for (const char* whole_disk : {"disk.raw", "disk.qcow2", image.disk.empty() ? "root.img" : ""})
+      if (*whole_disk) sources[whole_disk].take = false;
+  reporter.note(recipe.hashes_disk_at_bake() ? fmt::format("sha256 of {} files", names.size())
+                                             : "sha256 of the files but the whole-disk image (output.disk_sha256)");
+  FinalizedOutput out;
+  KILN_ASSIGN(std::vector<ManifestArtifact> artifacts, describe_all(dir, names, sources));
   out.manifest = manifest_of(plan, image, std::move(artifacts));
   KILN_TRY(write_file_atomic(dir / "manifest.json", write_image_manifest(out.manifest)));
   return out;

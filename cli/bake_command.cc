@@ -28,7 +28,9 @@ void print_result(const BakeResult& result, const Recipe& recipe, Reporter& repo
                         {"seconds", stage.seconds}});
     nlohmann::json artifacts = nlohmann::json::array();
     for (const auto& artifact : result.artifacts)
-      artifacts.push_back({{"file", artifact.file}, {"size", artifact.size}, {"sha256", artifact.sha256}});
+      artifacts.push_back(artifact.sha256.empty()
+                              ? nlohmann::json{{"file", artifact.file}, {"size", artifact.size}}
+                              : nlohmann::json{{"file", artifact.file}, {"size", artifact.size}, {"sha256", artifact.sha256}});
     reporter.event("result", {{"output", result.output_dir.string()},
                               {"target", result.target.string()},
                               {"seconds", result.seconds},
@@ -39,8 +41,8 @@ void print_result(const BakeResult& result, const Recipe& recipe, Reporter& repo
   fmt::print("Baked {} {} into {} in {:.1f} s\n", recipe.image.name.value, recipe.image.version.value,
              result.output_dir.string(), result.seconds);
   for (const auto& artifact : result.artifacts)
-    fmt::print("  {:<28} {:>10}  sha256:{}\n", artifact.file, format_size(artifact.size),
-               artifact.sha256.substr(0, 16));
+    fmt::print("  {:<28} {:>10}  {}\n", artifact.file, format_size(artifact.size),
+               artifact.sha256.empty() ? "sha256 at publish (output.disk_sha256)" : "sha256:" + artifact.sha256.substr(0, 16));
   if (!result.target.empty()) fmt::print("Wrote the image onto {}\n", result.target.string());
 }
 

@@ -6,6 +6,8 @@
 
 #include <pugixml.hpp>
 
+#include "base/hash.h"
+
 namespace kiln {
 namespace {
 
@@ -42,12 +44,6 @@ std::string kiln_prefix(const pugi::xml_node& rss) {
       return std::string(name.substr(6)) + ":";
   }
   return "";
-}
-
-bool is_hex64(std::string_view text) {
-  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-         });
 }
 
 void set_child_text(pugi::xml_node parent, const char* name, const std::string& value,
@@ -143,7 +139,7 @@ Result<VmcastFeed> parse_vmcast_feed(std::string_view text, std::string_view fil
     item.image_version = kiln(node, "version");
     item.sha256 = kiln(node, "sha256");
     if (!item.sha256.empty()) {
-      if (!is_hex64(item.sha256))
+      if (!is_sha256_hex(item.sha256))
         return fail_at(where(node.offset_debug()), "item {}: sha256 {} is not 64 hex digits", shown_value(item.title),
                        shown_value(item.sha256));
       std::transform(item.sha256.begin(), item.sha256.end(), item.sha256.begin(),

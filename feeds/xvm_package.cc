@@ -10,7 +10,10 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <future>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "base/files.h"
 #include "base/size.h"
@@ -222,15 +225,39 @@ Result<TarWritten> write_xvm_package(const XvmDescription& description, const st
   return write_tar(target, members, mtime, progress);
 }
 
+namespace {
+
+// The bake's manifest.json as packaged: the original bytes when every
+// artifact has its sha256, else the same document with the digests publish
+// took filled in, so that pull can check every file it unpacks.
+Result<PackageMember> packaged_bake_manifest(const BakedImage& image, const std::map<std::string, std::string>& taken,
+                                             const fs::path& staging) {
+  fs::path original = image.dir / kBakeManifest;
+  if (taken.empty()) return member_from_file(std::string(kBakeManifest), original);
+  KILN_ASSIGN(std::string text, read_file(original));
+  auto json = nlohmann::ordered_json::parse(text, nullptr, false);
+  if (json.is_discarded() || !json.contains("artifacts"))
+    return fail(ErrorKind::kBadInput, "{}: no longer the manifest publish read", original.string());
+  for (auto& artifact : json["artifacts"]) {
+    auto digest = taken.find(artifact.value("file", ""));
+    if (digest != taken.end()) artifact["sha256"] = digest->second;
+  }
+  fs::path completed = staging / kBakeManifest;
+  KILN_TRY(write_file_atomic(completed, json.dump(2) + "\n"));
+  return member_from_file(std::string(kBakeManifest), completed);
+}
+
+}  // namespace
+
 Result<TarWritten> build_xvm(const BakedImage& image, const SigningKey& key, const fs::path& staging,
                            const fs::path& target, const PackageBuildOptions& options, Reporter& reporter) {
   std::vector<PackageMember> payload;
-  KILN_ASSIGN(PackageMember manifest, member_from_file(std::string(kBakeManifest), image.dir / kBakeManifest));
-  payload.push_back(std::move(manifest));
+  std::map<std::string, std::string> taken;  // the sha256s the bake left to publish
   std::vector<const BakedArtifact*> images;
   for (const BakedArtifact& artifact : image.manifest.artifacts) {
     if (is_config_artifact(artifact.file)) {
       KILN_ASSIGN(PackageMember config, member_from_file(artifact.file, image.dir / artifact.file));
+      if (artifact.sha256.empty()) taken[artifact.file] = config.sha256;
       payload.push_back(std::move(config));
     } else {
       images.push_back(&artifact);
@@ -241,10 +268,23 @@ Result<TarWritten> build_xvm(const BakedImage& image, const SigningKey& key, con
                    [](const BakedArtifact* a, const BakedArtifact* b) { return a->size < b->size; });
   for (const BakedArtifact* artifact : images) {
     std::string member = image_member_name(artifact->file);
-    KILN_ASSIGN(PackageMember compressed,
-                compress_image(image.dir / artifact->file, member, staging / member, options, reporter));
-    payload.push_back(std::move(compressed));
+    fs::path source = image.dir / artifact->file;
+    // An image the bake did not hash is hashed beside its compression,
+    // which keeps every other core busy far longer.
+    std::future<Result<std::string>> digest;
+    if (artifact->sha256.empty())
+      digest = std::async(std::launch::async, [source] { return file_digest_hex(source); });
+    Result<PackageMember> compressed = compress_image(source, member, staging / member, options, reporter);
+    if (digest.valid()) {
+      Result<std::string> sha256 = digest.get();
+      if (!sha256) return std::unexpected(std::move(sha256).error());
+      taken[artifact->file] = *sha256;
+    }
+    if (!compressed) return std::unexpected(std::move(compressed).error());
+    payload.push_back(std::move(*compressed));
   }
+  KILN_ASSIGN(PackageMember manifest, packaged_bake_manifest(image, taken, staging));
+  payload.insert(payload.begin(), std::move(manifest));
   return write_xvm_package(describe(image), payload, key, staging, target, options.mtime,
                            [&](uint64_t done, uint64_t total) { reporter.progress(done, total); });
 }
@@ -404,6 +444,10 @@ Result<std::vector<UnpackedFile>> unpack_xvm(const XvmArchive& archive, const Ve
     const XvmVdi* vdi = nullptr;
     for (const XvmVdi& candidate : verified.description.vdis)
       if ((candidate.file.empty() ? candidate.member : candidate.file) == artifact.file) vdi = &candidate;
+    if (artifact.sha256.empty())
+      return untrusted(archive, fmt::format("manifest.json gives no sha256 for '{}', so kiln cannot check it once "
+                                         "unpacked; kiln publish fills it in (publish the image again)",
+                                         artifact.file));
     const XvmMember* member = archive.find(vdi ? vdi->member : artifact.file);
     if (!member)
       return untrusted(archive, fmt::format("manifest.json lists '{}', which the archive does not carry", artifact.file));

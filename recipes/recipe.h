@@ -177,6 +177,8 @@ struct CustomizeSection {
 
 struct OutputSection {
   Located<std::vector<std::string>> formats;
+  // "publish" or "bake": when the whole-disk image's sha256 is taken.
+  Located<std::string> disk_sha256;
   Located<uint64_t> memory;
   Located<int64_t> vcpus;
 };
@@ -193,6 +195,7 @@ struct Recipe {
   OutputSection output;
 
   bool wants_output(std::string_view format) const;
+  bool hashes_disk_at_bake() const { return output.disk_sha256.value == "bake"; }
 };
 
 }  // namespace kiln

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/files.h"
+#include "base/hash.h"
 #include "base/vm_shape.h"
 
 namespace kiln {
@@ -195,7 +196,8 @@ Result<> read_lists(const Reader& r, const Json& root, ImageManifest& m) {
     a.size = item["size"].get<uint64_t>();
     if (!is_plain_file_name(a.file) || a.file == "manifest.json")
       return r.bad(fmt::format("artifact {} is not a plain file name", shown_value(a.file)));
-    if (a.sha256.size() != 64) return r.bad(fmt::format("artifact {} has no sha256", shown_value(a.file)));
+    if (!a.sha256.empty() && !is_sha256_hex(a.sha256))
+      return r.bad(fmt::format("artifact {}: sha256 {} is not 64 hex digits", shown_value(a.file), shown_value(a.sha256)));
     if (m.find(a.file)) return r.bad(fmt::format("artifact {} is listed twice", shown_value(a.file)));
     m.artifacts.push_back(std::move(a));
   }
@@ -253,6 +255,13 @@ Result<> read_storage(const Reader& r, const Json& storage, ImageManifest& m) {
   return {};
 }
 
+// The sha256 is left out until it is taken: no key rather than an empty one.
+Json artifact_json(const ManifestArtifact& artifact) {
+  Json out = {{"file", artifact.file}, {"size", artifact.size}};
+  if (!artifact.sha256.empty()) out["sha256"] = artifact.sha256;
+  return out;
+}
+
 }  // namespace
 
 const ManifestArtifact* ImageManifest::find(std::string_view file) const {
@@ -272,8 +281,7 @@ std::string write_image_manifest(const ImageManifest& m) {
   for (const ManifestPackage& p : m.packages)
     packages.push_back({{"name", p.name}, {"version", p.version}, {"architecture", p.architecture}});
   Json artifacts = Json::array();
-  for (const ManifestArtifact& a : m.artifacts)
-    artifacts.push_back({{"file", a.file}, {"size", a.size}, {"sha256", a.sha256}});
+  for (const ManifestArtifact& a : m.artifacts) artifacts.push_back(artifact_json(a));
   Json out = {{"format", m.format},
               {"kiln_version", m.kiln_version},
               {"recipe", {{"file", m.recipe_file}, {"sha256", m.recipe_sha256}}},

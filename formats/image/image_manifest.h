@@ -24,6 +24,8 @@ namespace kiln {
 struct ManifestArtifact {
   std::string file;  // a plain name in the output directory
   uint64_t size = 0;
+  // "" when not taken at bake (the whole-disk image, unless the recipe's
+  // output.disk_sha256 says "bake"); publish fills it in.
   std::string sha256;
   bool operator==(const ManifestArtifact&) const = default;
 };

@@ -76,10 +76,30 @@ TEST_F(BakeCommandTest, WritesTheDefaultOutputsAndAManifestThatMatchesThem) {
   ASSERT_EQ(manifest["artifacts"].size(), 6u);
   for (const auto& artifact : manifest["artifacts"]) {
     auto file = out / artifact["file"].get<std::string>();
-    EXPECT_EQ(artifact["sha256"], sha256(file)) << file;
+    if (file.filename() == "disk.raw")
+      EXPECT_FALSE(artifact.contains("sha256")) << "the whole disk's sha256 is left to publish by default";
+    else
+      EXPECT_EQ(artifact["sha256"], sha256(file)) << file;
     EXPECT_EQ(artifact["size"], std::filesystem::file_size(file)) << file;
   }
+  EXPECT_THAT(result.out, HasSubstr("sha256 at publish"));
   EXPECT_EQ(read_text(out / "vmlinuz"), std::string(4096, 'K'));
+}
+
+TEST_F(BakeCommandTest, TakesTheWholeDiskSha256AtBakeWhenTheRecipeAsks) {
+  auto out = dir_ / "out";
+  auto result = bake(recipe(), out.string(), {"--set", "output.disk_sha256=bake"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  auto manifest = nlohmann::json::parse(read_text(out / "manifest.json"));
+  ASSERT_EQ(manifest["artifacts"][0]["file"], "disk.raw");
+  EXPECT_EQ(manifest["artifacts"][0]["sha256"], sha256(out / "disk.raw"));
+}
+
+TEST_F(BakeCommandTest, AnUnknownDiskSha256ChoiceIsRefusedWithItsPlace) {
+  auto result = bake(recipe(), (dir_ / "out").string(), {"--set", "output.disk_sha256=never"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.err, HasSubstr("disk_sha256"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "out"));
 }
 
 // Without "partitions" there is no root.img: the Xen domain takes the whole

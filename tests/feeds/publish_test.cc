@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/hash.h"
 #include "feeds/virt_builder_index.h"
 #include "feeds/vmcast_feed.h"
 #include "tests/feeds/published_site.h"
@@ -97,6 +98,25 @@ TEST_F(PublishTest, TheManifestsCheckWithSha1sumAndSha256sumAndTheImagesWithZcat
                              (bake() / file).string()});
     EXPECT_EQ(same.exit_code, 0) << member << ": " << same.out << same.err;
   }
+}
+
+TEST_F(PublishTest, ThePackagedManifestJsonHasTheDiskSha256TheBakeLeftToPublish) {
+  auto original = nlohmann::json::parse(read_text(bake() / "manifest.json"));
+  ASSERT_FALSE(original["artifacts"][0].contains("sha256")) << "the fake bake should leave disk.raw unhashed";
+  publish(bake(), "https://images.example.org/");
+  auto packaged = nlohmann::json::parse(read_text(untar() / "manifest.json"));
+  ASSERT_EQ(packaged["artifacts"].size(), original["artifacts"].size());
+  for (size_t i = 0; i < packaged["artifacts"].size(); ++i) {
+    const auto& artifact = packaged["artifacts"][i];
+    std::string file = artifact["file"];
+    EXPECT_EQ(artifact["sha256"], *file_digest_hex(bake() / file)) << file;
+    EXPECT_EQ(artifact["size"], original["artifacts"][i]["size"]) << file;
+  }
+  packaged.erase("artifacts");
+  original.erase("artifacts");
+  EXPECT_EQ(packaged, original);
+  EXPECT_FALSE(nlohmann::json::parse(read_text(bake() / "manifest.json"))["artifacts"][0].contains("sha256"))
+      << "publish must not change the bake's own manifest";
 }
 
 TEST_F(PublishTest, TheFeedItemHasTheRss2ElementsAndTheRealLength) {

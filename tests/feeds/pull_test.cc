@@ -308,6 +308,27 @@ TEST_F(PullTest, AGzipBombIsStoppedAtTheDeclaredSize) {
   expect_refused(pull(feed_file()), kUntrusted, "member 'root.img.gz': expands beyond the 1048576 bytes declared");
 }
 
+TEST_F(PullTest, AnArtifactWithoutASha256IsRefusedBeforeItIsUnpacked) {
+  // Signed, and whole, but its manifest.json gives kiln nothing to check root.img against.
+  nlohmann::json manifest = nlohmann::json::parse(read_text(bake() / "manifest.json"));
+  manifest["artifacts"] = {{{"file", "root.img"}, {"size", 1 << 20}}};
+  std::string packed;
+  {
+    testing::ScratchDir work;
+    write_text(work / "root", std::string(1 << 20, 'r'));
+    run_program({"gzip", (work / "root").string()});
+    packed = read_text(work / "root.gz");
+  }
+  XvmDescription description;
+  description.version = "1.0";
+  description.vdis.push_back({"root.img", "root.img.gz", "system", "gzip", 1u << 20, "root.img", "root"});
+  forge_package(xvm(), description, {{"manifest.json", manifest.dump()}, {"root.img.gz", packed}},
+                *publisher_);
+  refeed();
+  expect_refused(pull(feed_file()), kUntrusted, "manifest.json gives no sha256 for 'root.img'");
+  EXPECT_FALSE(std::filesystem::exists(out())) << "nothing may be left under the final name";
+}
+
 TEST_F(PullTest, AFailedPullLeavesTheImageAlreadyThereAsItWas) {
   ASSERT_EQ(pull(feed_file()).exit_code, 0);
   auto before = testing::list_tree(out().parent_path());

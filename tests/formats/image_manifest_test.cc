@@ -104,5 +104,21 @@ TEST(ImageManifest, DamageIsNamed) {
               HasSubstr("storage.volumes is not a list"));
 }
 
+TEST(ImageManifest, AnArtifactsSha256MayBeLeftOutButNotMalformed) {
+  ImageManifest m;
+  m.name = "x";
+  m.version = "1";
+  m.artifacts = {{"disk.raw", 1 << 20, ""}, {"vmlinuz", 4096, std::string(64, 'a')}};
+  std::string text = write_image_manifest(m);
+  EXPECT_THAT(text, HasSubstr("\"file\": \"disk.raw\",\n      \"size\": 1048576\n    }"))
+      << "a digest not taken is no key, not an empty one";
+  auto read = read_image_manifest(text, "m.json");
+  ASSERT_TRUE(read) << read.error().to_string();
+  EXPECT_EQ(read->artifacts, m.artifacts);
+  EXPECT_THAT(error_of(R"({"image": {"name": "x", "version": "1"}, "artifacts": [{"file": "a", "size": 1,
+      "sha256": "f00d"}]})"),
+              HasSubstr("artifact \"a\": sha256 \"f00d\" is not 64 hex digits"));
+}
+
 }  // namespace
 }  // namespace kiln
