@@ -1,7 +1,9 @@
 #include "builder/guest_agent.h"
 
+#include <cstdlib>
 #include <utility>
 
+#include "base/files.h"
 #include "builder/offline_customizer.h"
 #include "builder/systemd_units.h"
 #include "formats/image/guest_protocol.h"
@@ -129,6 +131,10 @@ report_ready() {
       [ "$ours" = "$installed" ] && keys=@HOST_KEYS_KILN@
     fi
   fi
+  # Whether `kiln exec` can reach this guest: its agent is installed (the
+  # unit starts it early, long before this).
+  exec=none
+  [ -x @EXEC_AGENT_PATH@ ] && exec=@EXEC_VERSION@
   read -r consoles < /sys/class/tty/console/active
   # Every active console: UML always adds console=tty0 after kiln's ttyS0.
   for tty in $consoles; do
@@ -206,11 +212,34 @@ case " $cmdline " in
 esac
 )";
 
+// The exec agent (guest/exec_agent.cc) serves `kiln exec` on the channel
+// the kernel command line names. It starts before sysinit.target, so that a
+// guest whose boot hangs later can still be looked into, and systemd starts
+// it again should it end.
+constexpr std::string_view kExecUnit = R"([Unit]
+Description=kiln exec agent
+DefaultDependencies=no
+ConditionKernelCommandLine=@AGENT_ARGUMENT@
+Before=sysinit.target shutdown.target
+Conflicts=shutdown.target
+
+[Service]
+ExecStart=@EXEC_AGENT_PATH@
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=sysinit.target
+)";
+
+constexpr std::string_view kExecAgentPath = "/usr/lib/kiln/kiln-exec-agent";
+
 // `text` with each @NAME@ marker replaced by the protocol word it names.
 std::string with_protocol_words(std::string_view text) {
   // The report as report_ready prints it: its values are in these shell
   // variables.
-  const std::string ready_line = format_ready_line({"$id", "$host", "$machine_id", "$mac", "$keys"});
+  const std::string ready_line = format_ready_line({"$id", "$host", "$machine_id", "$mac", "$keys", "$exec"});
+  const std::string exec_version = std::to_string(kExecProtocolVersion);
   const std::pair<std::string_view, std::string_view> words[] = {
       {"@INSTANCE_ARGUMENT@", kInstanceArgument},
       {"@SEED_ARGUMENT@", kSeedArgument},
@@ -227,6 +256,9 @@ std::string with_protocol_words(std::string_view text) {
       {"@HOST_KEYS_OWN@", kHostKeysOwn},
       {"@HOST_KEYS_NONE@", kHostKeysNone},
       {"@READY_LINE@", ready_line},
+      {"@EXEC_AGENT_PATH@", kExecAgentPath},
+      {"@EXEC_VERSION@", exec_version},
+      {"@AGENT_ARGUMENT@", kAgentArgument.substr(0, kAgentArgument.size() - 1)},
   };
   std::string out(text);
   for (const auto& [marker, word] : words)
@@ -240,9 +272,43 @@ Result<> write_file(Ext4Image& fs, const std::string& path, std::string_view tex
   return fs.write_file(path, text, Ext4Attributes{mode, 0, 0, mtime});
 }
 
+// The dpkg architecture the exec agent was built for: this kiln's own.
+constexpr std::string_view kAgentArchitecture =
+#if defined(__x86_64__)
+    "amd64";
+#elif defined(__aarch64__)
+    "arm64";
+#else
+    "";
+#endif
+
 }  // namespace
 
+
 std::string guest_agent_script() { return with_protocol_words(kAgentTemplate); }
+
+Result<std::filesystem::path> find_exec_agent_binary() {
+  if (const char* given = std::getenv("KILN_EXEC_AGENT")) return std::filesystem::path(given);
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return fail(ErrorKind::kFailed, "cannot find kiln's own executable: {}", ec.message());
+  // Beside kiln in a build directory; under PREFIX/lib/kiln once installed.
+  for (const std::filesystem::path& candidate :
+       {self.parent_path() / "kiln-exec-agent", self.parent_path().parent_path() / "lib/kiln/kiln-exec-agent"})
+    if (std::filesystem::is_regular_file(candidate, ec)) return candidate;
+  return fail(ErrorKind::kMissingTool,
+              "kiln-exec-agent is not beside {} nor in ../lib/kiln: build it (make) or install kiln with it",
+              self.string());
+}
+
+Result<bool> install_exec_agent(Ext4Image& fs, std::string_view architecture, int64_t mtime) {
+  if (architecture != kAgentArchitecture) return false;
+  KILN_ASSIGN(std::filesystem::path binary, find_exec_agent_binary());
+  KILN_ASSIGN(std::string bytes, read_file(binary));
+  KILN_TRY(write_file(fs, std::string(kExecAgentPath), bytes, 0755, mtime));
+  KILN_TRY(install_unit(fs, "kiln-exec.service", with_protocol_words(kExecUnit), mtime));
+  return true;
+}
 
 Result<> install_guest_agent(Ext4Image& fs, int64_t mtime) {
   KILN_TRY(write_file(fs, "/usr/lib/kiln/kiln-agent", guest_agent_script(), 0755, mtime));

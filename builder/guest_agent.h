@@ -8,7 +8,9 @@
 // formats/image/guest_protocol.h.
 #pragma once
 
+#include <filesystem>
 #include <string>
+#include <string_view>
 
 #include "base/error.h"
 #include "formats/ext4/ext4_image.h"
@@ -16,6 +18,15 @@
 namespace kiln {
 
 Result<> install_guest_agent(Ext4Image& fs, int64_t mtime);
+
+// The exec agent (a static binary built with kiln) and its unit, which serve
+// `kiln exec`; false when the image's dpkg architecture is not the one the
+// agent was built for (nothing is installed then).
+Result<bool> install_exec_agent(Ext4Image& fs, std::string_view architecture, int64_t mtime);
+
+// kiln-exec-agent as this kiln finds it: $KILN_EXEC_AGENT, beside the kiln
+// executable, or in ../lib/kiln from it.
+Result<std::filesystem::path> find_exec_agent_binary();
 
 // The agent's shell script, as installed at /usr/lib/kiln/kiln-agent.
 std::string guest_agent_script();

@@ -163,6 +163,10 @@ Result<std::vector<std::string>> apply_system_setup(Ext4Image& fs, const Plan& p
     notes.push_back("the image has no systemd: kiln's guest agent (personality, readiness) is not installed");
   } else {
     KILN_TRY(install_guest_agent(fs, plan.timestamp));
+    const std::string& architecture = plan.recipe->bootstrap.arch.value;
+    KILN_ASSIGN(bool exec_agent, install_exec_agent(fs, architecture, plan.timestamp));
+    if (!exec_agent)
+      notes.push_back("no exec agent for " + architecture + " images in this kiln: `kiln exec` will not reach them");
     KILN_TRY(stamp_updates_done(fs));
   }
   return notes;

@@ -10,49 +10,12 @@
 #include "base/interrupt.h"
 #include "base/size.h"
 #include "base/vm_shape.h"
+#include "cli/boot_flags.h"
 #include "cli/command.h"
 #include "runtime/instance_manager.h"
 
 namespace kiln::cli {
 namespace {
-
-struct BootFlags {
-  BootRequest request;
-  std::string memory;
-  std::vector<std::string> ssh_keys;
-  std::string firstboot;
-  std::string on_poweroff, on_reboot, on_crash;
-  bool detach = false;
-  bool console = false;
-  int wait_ready = 0;  // seconds; 0: do not wait
-  bool json = false;
-};
-
-Result<> apply_flags(BootFlags& flags) {
-  if (!flags.memory.empty()) {
-    auto bytes = parse_size(flags.memory);
-    if (!bytes) return fail(ErrorKind::kBadInput, "--memory {}: {}", flags.memory, bytes.error().message);
-    if (std::string problem = vm_memory_problem(*bytes); !problem.empty())
-      return fail(ErrorKind::kBadInput, "--memory {}: {}", flags.memory, problem);
-    flags.request.memory_mib = *bytes / kMiB;
-  }
-  if (flags.request.vcpus) {
-    if (std::string problem = vm_vcpus_problem(*flags.request.vcpus); !problem.empty())
-      return fail(ErrorKind::kBadInput, "--vcpus {}: {}", *flags.request.vcpus, problem);
-  }
-  for (const std::string& key : flags.ssh_keys) flags.request.ssh_key_files.emplace_back(key);
-  if (!flags.firstboot.empty()) flags.request.firstboot = flags.firstboot;
-  auto policy = [](const std::string& text, std::optional<LifecyclePolicy>& out) -> Result<> {
-    if (text.empty()) return {};
-    KILN_ASSIGN(out, parse_policy(text));
-    return {};
-  };
-  KILN_TRY(policy(flags.on_poweroff, flags.request.on_poweroff));
-  KILN_TRY(policy(flags.on_reboot, flags.request.on_reboot));
-  KILN_TRY(policy(flags.on_crash, flags.request.on_crash));
-  if (flags.detach && flags.console) return fail(ErrorKind::kBadInput, "--detach and --console do not go together");
-  return {};
-}
 
 void print_outcome(const BootOutcome& outcome, const BootFlags& flags) {
   const InstanceRecord& r = outcome.record;
@@ -130,23 +93,7 @@ int run_boot(BootFlags& flags) {
 void register_boot(CLI::App& root, Registry& registry) {
   auto flags = std::make_shared<BootFlags>();
   CLI::App* app = root.add_subcommand("boot", "Start an instance of a baked image or a Xen domain config");
-  BootRequest& r = flags->request;
-  app->add_option("source", r.source, "Image directory from `kiln bake`, or a Xen domain config file")->required();
-  app->add_option("--name", r.name, "Instance name (default: the image's or the config's name)");
-  app->add_option("--backend", r.backend, "auto (the fastest that works here), qemu or uml")
-      ->check(CLI::IsMember({"auto", "qemu", "uml"}));
-  app->add_option("--memory", flags->memory, "Memory, 64M to 16T, e.g. 512M (default: the image's or the config's, else 512M)");
-  app->add_option("--vcpus", r.vcpus, "Virtual CPUs, 1 to 255 (default: the image's or the config's, else 1)");
-  app->add_option("--net", r.network, "user (default), tap:BRIDGE or none");
-  app->add_option("--ssh-port", r.ssh_port, "Forward 127.0.0.1:PORT to the guest's ssh (user networking)");
-  app->add_option("--hostname", r.hostname, "Guest hostname (default: the instance name; a Xen config's domain keeps its own)");
-  app->add_option("--ssh-key", flags->ssh_keys, "Public key file for root's authorized_keys (repeatable)");
-  app->add_option("--file", r.files, "SRC:/DEST file copied into the guest at boot (repeatable)");
-  app->add_option("--firstboot", flags->firstboot, "Script run once in the guest before it reports ready");
-  app->add_flag("--persistent", r.persistent, "Keep the instance's disk overlays after destroy, and reuse them");
-  app->add_flag("--firmware", r.firmware, "qemu: boot disk.raw through UEFI firmware (OVMF) instead of the kernel");
-  app->add_option("--luks-passphrase-file", r.luks_passphrase_file,
-                  "Answer an encrypted root's passphrase prompt with this file's first line (kept in memory only)");
+  add_instance_options(app, *flags);
   app->add_option("--on-poweroff", flags->on_poweroff, "destroy (default), restart or preserve");
   app->add_option("--on-reboot", flags->on_reboot, "restart (default), destroy or preserve");
   app->add_option("--on-crash", flags->on_crash, "destroy (default), restart or preserve");

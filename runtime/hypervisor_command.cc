@@ -35,7 +35,10 @@ std::string guest_command_line(const InstanceSpec& spec) {
   // Debian's UML kernel makes 256 legacy BSD pty pairs. No one uses them,
   // but udev's coldplug processes all 512 devices: measured, 7 s of a 20 s
   // boot to ready.
-  return joined({"root=" + spec.root, "ro", spec.kernel_args, console, std::string(kInstanceArgument) + spec.id, seed,
+  // The exec channel: UML's second serial line, or qemu's virtio-serial
+  // port, which the agent finds by name.
+  std::string agent = std::string(kAgentArgument) + (uml ? "/dev/ttyS1" : "virtio:" + std::string(kAgentPortName));
+  return joined({"root=" + spec.root, "ro", spec.kernel_args, console, std::string(kInstanceArgument) + spec.id, seed, agent,
                  slirp ? std::string(kSlirpArgument) : "", uml ? std::string(kPowerOffArgument) : "",
                  uml ? "pty.legacy_count=0" : "",
                  p.machine_id.empty() ? "" : "systemd.machine_id=" + p.machine_id,
@@ -60,6 +63,10 @@ Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const In
       "-no-reboot", "-action", "panic=pause", "-device", "pvpanic",
       // Entropy for the guest's first boot (ssh host keys) without waiting.
       "-device", "virtio-rng-pci",
+      // The exec channel; the supervisor connects to it once qemu runs.
+      "-device", "virtio-serial-pci,id=kiln-serial",
+      "-chardev", fmt::format("socket,id=kiln-exec,path={},server=on,wait=off", paths.agent_socket.string()),
+      "-device", fmt::format("virtserialport,bus=kiln-serial.0,chardev=kiln-exec,name={}", kAgentPortName),
   };
   if (spec.firmware) {
     argv.insert(argv.end(), {"-drive", fmt::format("if=pflash,format=raw,unit=0,readonly=on,file={}", kOvmfCode),
@@ -109,7 +116,7 @@ Result<std::vector<std::string>> uml_command(const InstanceSpec& spec, const Ins
     }
   }
   argv.push_back(fmt::format("ubd{}r={}", spec.disks.size(), paths.seed.string()));
-  argv.insert(argv.end(), {"con=null", "ssl=null", "ssl0=fd:0,fd:1"});
+  argv.insert(argv.end(), {"con=null", "ssl=null", "ssl0=fd:0,fd:1", fmt::format("ssl1=fd:{}", kUmlAgentChannelFd)});
   const NetworkSpec& net = spec.network;
   if (net.kind == NetworkKind::kUser) {
     KILN_ASSIGN(std::string slirp, find_program("slirp"));

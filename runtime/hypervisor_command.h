@@ -26,6 +26,10 @@ std::string guest_command_line(const InstanceSpec& spec);
 
 Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const InstancePaths& paths,
                                               const LaunchOptions& options);
+// The descriptor on which UML finds the exec channel (its ssl1 line); the
+// supervisor puts one end of a socket pair there.
+inline constexpr int kUmlAgentChannelFd = 3;
+
 Result<std::vector<std::string>> uml_command(const InstanceSpec& spec, const InstancePaths& paths);
 
 // The host tap device of an instance on --net tap:BRIDGE (at most 15

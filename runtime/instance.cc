@@ -192,6 +192,7 @@ Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::s
     record.guest_machine_id = guest.at("machine_id");
     record.guest_mac = guest.at("mac");
     record.guest_ssh_host_keys = guest.value("ssh_host_keys", "");
+    record.guest_exec = guest.value("exec", "");
     return record;
   } catch (const std::exception& error) {
     return fail(ErrorKind::kBadInput, "{}: not an instance record kiln can read: {}", origin, error.what());
@@ -202,7 +203,8 @@ nlohmann::json guest_json(const InstanceRecord& record) {
   return {{"hostname", record.guest_hostname},
           {"machine_id", record.guest_machine_id},
           {"mac", record.guest_mac},
-          {"ssh_host_keys", record.guest_ssh_host_keys}};
+          {"ssh_host_keys", record.guest_ssh_host_keys},
+          {"exec", record.guest_exec}};
 }
 
 nlohmann::json public_json(const SshHostKey& key) {

@@ -113,6 +113,9 @@ struct InstanceRecord {
   // Whose ssh host keys the guest's sshd has: "kiln" (the instance's own,
   // made by kiln), "own" (the machine's), "none"; "" when not reported.
   std::string guest_ssh_host_keys;
+  // The exec agent's protocol version, "none" (an image without one) or ""
+  // (an image baked before kiln had `kiln exec`).
+  std::string guest_exec;
   // The instance's ssh host keys, once the guest said sshd has them.
   std::vector<SshHostKey> confirmed_ssh_host_keys() const;
 };

@@ -18,6 +18,7 @@
 #include "base/interrupt.h"
 #include "base/size.h"
 #include "base/subprocess.h"
+#include "base/unix_socket.h"
 #include "formats/image/guest_protocol.h"
 #include "formats/disk/qcow2_overlay.h"
 #include "runtime/boot_source.h"
@@ -160,20 +161,6 @@ Result<BootOutcome> create_and_start(const InstanceStore& store, InstanceSpec sp
   return BootOutcome{record, backend_choice, create_ms};
 }
 
-Result<int> connect_unix(const fs::path& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return fail_errno("socket", path.string(), errno);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    int err = errno;
-    ::close(fd);
-    return fail_errno("cannot connect", path.string(), err);
-  }
-  return fd;
-}
-
 // The CLI's side of ending an instance's processes, for when its
 // supervisor is gone: they are init's children then, and init reaps them.
 constexpr std::chrono::seconds kEndProcessesTimeout{20};
@@ -273,8 +260,7 @@ Result<> request(const InstanceStore& store, const std::string& name, const std:
   if (!record) return std::unexpected(record.error());
   if (!InstanceLock::is_held(paths))
     return fail(ErrorKind::kBadInput, "{} is not running (state: {})", name, state_name(record->state));
-  KILN_ASSIGN(int fd, connect_unix(paths.state_dir / kControlSocketName));
-  UniqueFd socket(fd);
+  KILN_ASSIGN(UniqueFd socket, connect_unix(paths.state_dir / kControlSocketName));
   std::string text = line + "\n";
   KILN_TRY(write_all(socket.get(), text.data(), text.size(), "control"));
   std::string reply;
@@ -326,8 +312,7 @@ Result<> attach_console(const InstanceStore& store, const std::string& name, boo
   if (!InstanceLock::is_held(paths) || record.hypervisor_pid == 0)
     return fail(ErrorKind::kBadInput, "{} is not running (state: {}); there is no console to attach to", name,
                 state_name(record.state));
-  KILN_ASSIGN(int fd, connect_unix(paths.console_socket));
-  UniqueFd socket(fd);
+  KILN_ASSIGN(UniqueFd socket, connect_unix(paths.console_socket));
   bool tty = interactive && ::isatty(STDIN_FILENO);
   termios saved{};
   if (tty) {

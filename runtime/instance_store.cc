@@ -58,6 +58,8 @@ InstancePaths InstanceStore::paths(const std::string& name) const {
   p.console_log = p.state_dir / "console.log";
   p.qmp_socket = p.state_dir / "qmp.sock";
   p.qmp_events_socket = p.state_dir / "qmp-events.sock";
+  p.exec_socket = p.state_dir / "exec.sock";
+  p.agent_socket = p.state_dir / "agent.sock";
   p.uml_dir = p.state_dir / "uml";
   p.seed = p.state_dir / "seed.img";
   p.disk_dir = disk_root_ / name;

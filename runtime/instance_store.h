@@ -28,6 +28,8 @@ struct InstancePaths {
   std::filesystem::path console_log;
   std::filesystem::path qmp_socket;         // for kiln's commands
   std::filesystem::path qmp_events_socket;  // held by the supervisor
+  std::filesystem::path exec_socket;        // `kiln exec` clients, served by the supervisor's AgentRelay
+  std::filesystem::path agent_socket;       // qemu's end of the exec channel, held by the supervisor
   std::filesystem::path uml_dir;            // UML's umid directory parent
   std::filesystem::path seed;               // the personality disk
   std::filesystem::path disk_dir;

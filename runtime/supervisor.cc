@@ -19,7 +19,9 @@
 
 #include "base/files.h"
 #include "base/subprocess.h"
+#include "base/unix_socket.h"
 #include "formats/image/guest_protocol.h"
+#include "runtime/agent_relay.h"
 #include "runtime/console_scanner.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_processes.h"
@@ -42,22 +44,6 @@ constexpr std::chrono::seconds kEndProcessesTimeout{20};
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-Result<UniqueFd> listen_unix(const fs::path& path) {
-  ::unlink(path.c_str());
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd) return fail_errno("socket", path.string(), errno);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.string().size() >= sizeof address.sun_path)
-    return fail(ErrorKind::kFailed, "{}: socket path too long", path.string());
-  std::strcpy(address.sun_path, path.c_str());
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
-    return fail_errno("bind", path.string(), errno);
-  ::chmod(path.c_str(), 0600);
-  if (::listen(fd.get(), 8) != 0) return fail_errno("listen", path.string(), errno);
-  return fd;
 }
 
 // Why the hypervisor stopped, as far as the supervisor can tell.
@@ -135,6 +121,7 @@ class Supervisor {
     console_log_ = std::move(log);
     KILN_ASSIGN(console_listener_, listen_unix(paths_.console_socket));
     KILN_ASSIGN(control_listener_, listen_unix(paths_.state_dir / kControlSocketName));
+    KILN_ASSIGN(agent_relay_, AgentRelay::start(paths_.exec_socket));
     return {};
   }
 
@@ -150,18 +137,26 @@ class Supervisor {
     Command command;
     command.argv = argv;
     command.env = {instance_marker(spec.id)};
+    UniqueFd guest_end, host_end;
     if (spec.backend == BackendKind::kUml) {
       cpu_set_t one;
       CPU_ZERO(&one);
       CPU_SET(uml_host_cpu(allowed_cpus(), spec.id), &one);
-      // UML's helper processes inherit it. Should the kernel refuse, UML
-      // still runs, only slower.
-      command.in_child = [one] {
+      int pair[2];
+      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        return fail_errno("socketpair", "the exec channel", errno);
+      host_end = UniqueFd(pair[0]);
+      guest_end = UniqueFd(pair[1]);
+      // UML's helper processes inherit the CPU. Should the kernel refuse,
+      // UML still runs, only slower. dup2 leaves the channel open across exec.
+      command.in_child = [one, channel = guest_end.get()] {
         ::sched_setaffinity(0, sizeof one, &one);
-        return true;
+        return ::dup2(channel, kUmlAgentChannelFd) == kUmlAgentChannelFd;
       };
     }
     KILN_ASSIGN(Spawned spawned, spawn(command));
+    guest_end = UniqueFd();
+    if (host_end) agent_relay_->attach(std::move(host_end));
     child_ = spawned.pid;
     console_in_ = UniqueFd(spawned.in);
     console_out_ = UniqueFd(spawned.out);
@@ -187,6 +182,9 @@ class Supervisor {
                                      key_lines(history_)});
       }
       qmp_.emplace(std::move(*qmp));
+      // qemu made the port's socket before it answered on QMP.
+      KILN_ASSIGN(UniqueFd channel, connect_unix(paths_.agent_socket));
+      agent_relay_->attach(std::move(channel));
     }
     record_.state = InstanceState::kRunning;
     save_record();
@@ -246,6 +244,7 @@ class Supervisor {
   }
 
   StopCause stop_cause() {
+    agent_relay_->detach("the instance stopped while the command ran");
     drain_console();
     end_leftovers();
     qmp_.reset();
@@ -391,6 +390,7 @@ class Supervisor {
     record_.guest_machine_id = ready.machine_id;
     record_.guest_mac = ready.mac;
     record_.guest_ssh_host_keys = ready.ssh_host_keys;
+    record_.guest_exec = ready.exec;
     save_record();
   }
 
@@ -631,6 +631,7 @@ class Supervisor {
   UniqueFd console_in_, console_out_;
   std::vector<UniqueFd> console_clients_;
   std::optional<QmpClient> qmp_;
+  std::unique_ptr<AgentRelay> agent_relay_;
   std::string history_, stop_reason_;
   ConsoleScanner console_scanner_;
   pid_t child_ = -1;

@@ -16,6 +16,7 @@ constexpr ReadyField kReadyFields[] = {
     {"machine-id", &ReadyLine::machine_id},
     {"mac", &ReadyLine::mac},
     {"ssh-host-keys", &ReadyLine::ssh_host_keys},
+    {"exec", &ReadyLine::exec},
 };
 
 // Words end at a space, and at a carriage return: a console's line ending

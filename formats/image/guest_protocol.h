@@ -10,12 +10,25 @@
 //   - the seed disk: an ext2 filesystem labelled KILNSEED that carries the
 //     instance's personality in the files listed below.
 // Guest to host, once multi-user is up, on every active console:
-//   KILN-READY <id> hostname=<name> machine-id=<id> mac=<mac|none> ssh-host-keys=<kiln|own|none>
+//   KILN-READY <id> hostname=<name> machine-id=<id> mac=<mac|none> ssh-host-keys=<kiln|own|none> exec=<1|none>
+//
+// After boot, the exec channel: a byte stream between the instance's
+// supervisor on the host and kiln's exec agent (guest/exec_agent.cc, a
+// static binary baked into the image) that needs no network: a virtio-serial
+// port under qemu, a serial line (ssl1) on a host descriptor under UML. It
+// carries length-prefixed frames; every frame belongs to a session (one
+// `kiln exec`), so several commands run at once. docs/exec.md describes it
+// byte by byte. Its codec (formats/image/guest_channel.cc) uses nothing but
+// the standard library and nlohmann/json, because the agent links it
+// statically.
 #pragma once
 
+#include <cstdint>
+#include <expected>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kiln {
 
@@ -24,6 +37,7 @@ inline constexpr std::string_view kInstanceArgument = "kiln.instance=";  // kiln
 inline constexpr std::string_view kSeedArgument = "kiln.seed=";  // the seed disk's device node, found without udev
 inline constexpr std::string_view kSlirpArgument = "kiln.net=slirp";  // UML's user networking: fixed addresses
 inline constexpr std::string_view kPowerOffArgument = "kiln.cad=poweroff";  // Ctrl-Alt-Del powers off (UML)
+inline constexpr std::string_view kAgentArgument = "kiln.agent=";  // the exec channel's device node in the guest
 
 // The seed disk's filesystem label, by which the agent finds it when the
 // command line does not name it.
@@ -55,6 +69,7 @@ struct ReadyLine {
   std::string machine_id;
   std::string mac;  // the first Ethernet interface's, or "none"
   std::string ssh_host_keys;  // one of the kHostKeys… values
+  std::string exec;  // the exec agent's protocol version, "none" or "" (an older image)
   bool operator==(const ReadyLine&) const = default;
 };
 
@@ -69,5 +84,88 @@ std::string format_ready_line(const ReadyLine& ready);
 // still reports readiness. A keyword not followed by a space and an id
 // (one that has no "=") is not a report.
 std::optional<ReadyLine> parse_ready_line(std::string_view line);
+
+// ---- The exec channel ----
+
+// The version this kiln speaks; the agent says its own in kHello and in the
+// readiness report (exec=N).
+inline constexpr int kExecProtocolVersion = 1;
+
+// The virtio-serial port's name under qemu (/dev/virtio-ports/NAME).
+inline constexpr std::string_view kAgentPortName = "org.kiln.exec.0";
+
+// Each frame: a 4-byte payload length, a 4-byte session number (both
+// big-endian), a 1-byte type, then the payload. Session 0 is the channel's
+// own (kHello); the host numbers the others from 1.
+enum class FrameType : uint8_t {
+  kHello = 1,   // both ways, session 0: {"version": N}; the agent sends it when it starts and answers the host's
+  kOpen = 2,    // host to agent: an ExecRequest (JSON); starts the session's command
+  kStdin = 3,   // host to agent: input bytes; an empty payload ends the input
+  kResize = 4,  // host to agent: {"rows": R, "cols": C}, for a command on a pty
+  kSignal = 5,  // host to agent: {"signal": N}, sent to the command's process group
+  kClose = 6,   // host to agent: the client is gone; the agent kills the process group and ends the session
+  kStdout = 7,  // agent to host: output bytes
+  kStderr = 8,  // agent to host: error output bytes (none on a pty, which merges them)
+  kExit = 9,    // agent to host: an ExecExit (JSON), after all output; ends the session
+  kError = 10,  // agent to host: {"message": M}, the command could not be started; ends the session
+};
+
+inline constexpr size_t kFrameHeaderSize = 9;
+// The most one frame carries: big enough to move data fast, small enough
+// that one session's output never holds up the others for long.
+inline constexpr uint32_t kMaxFramePayload = 256 * 1024;
+
+struct Frame {
+  uint32_t session = 0;
+  FrameType type = FrameType::kHello;
+  std::string payload;
+  bool operator==(const Frame&) const = default;
+};
+
+std::string encode_frame(uint32_t session, FrameType type, std::string_view payload);
+
+// Cuts a byte stream into frames, whatever pieces it arrives in. A frame of
+// an unknown type or over kMaxFramePayload is an error, after which the
+// stream cannot be trusted to be in step: the decoder stays failed.
+class FrameDecoder {
+ public:
+  void feed(std::string_view bytes);
+  // The next complete frame, nothing while one is incomplete, or the error.
+  std::expected<std::optional<Frame>, std::string> next();
+  size_t buffered() const { return buffer_.size() - start_; }
+
+ private:
+  std::string buffer_;
+  size_t start_ = 0;
+  std::string error_;
+};
+
+// What to run, and how (kOpen).
+struct ExecRequest {
+  std::vector<std::string> argv;  // argv[0] is looked up on PATH
+  std::vector<std::string> env;   // NAME=VALUE, over the user's login environment
+  std::string user = "root";      // a name from the guest's /etc/passwd, or a number
+  std::string workdir;            // "": the user's home directory
+  bool tty = false;               // on a pty, stdout and stderr merged
+  uint16_t rows = 24, cols = 80;  // the pty's size
+  uint32_t timeout_seconds = 0;   // 0: none; then the process group is killed
+  bool operator==(const ExecRequest&) const = default;
+};
+
+// How the command ended (kExit).
+struct ExecExit {
+  int code = 0;     // its exit code, when it exited
+  int signal = 0;   // the signal that killed it, else 0
+  bool timed_out = false;
+  bool operator==(const ExecExit&) const = default;
+};
+
+std::string encode_exec_request(const ExecRequest& request);
+std::expected<ExecRequest, std::string> decode_exec_request(std::string_view payload);
+std::string encode_exec_exit(const ExecExit& exit);
+std::expected<ExecExit, std::string> decode_exec_exit(std::string_view payload);
+
+// The exit code a shell would give: the command's own, or 128 + the signal.
+int shell_exit_code(const ExecExit& exit);
 
 }  // namespace kiln

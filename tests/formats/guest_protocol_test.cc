@@ -18,7 +18,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 const ReadyLine kWeb1 = {"0123456789abcdef", "web1", "0123456789abcdef0123456789abcdef", "52:54:00:12:34:56",
-                         "kiln"};
+                         "kiln", "1"};
 
 // A serial console as qemu's -serial stdio passes it on: "\r\n" line ends,
 // systemd's coloured status, a kernel message, the report, the login prompt.
@@ -29,7 +29,7 @@ constexpr std::string_view kConsole =
     "[    4.218532] random: crng init done\r\n"
     "\r\n"
     "KILN-READY 0123456789abcdef hostname=web1 machine-id=0123456789abcdef0123456789abcdef "
-    "mac=52:54:00:12:34:56 ssh-host-keys=kiln\r\n"
+    "mac=52:54:00:12:34:56 ssh-host-keys=kiln exec=1\r\n"
     "\r\n"
     "Debian GNU/Linux 12 web1 ttyS0\r\n"
     "\r\n"
@@ -45,7 +45,7 @@ std::vector<ReadyLine> reports_in(std::string_view console) {
 TEST(GuestProtocol, TheReportIsTheKeywordTheIdAndNamedFields) {
   EXPECT_EQ(format_ready_line(kWeb1),
             "KILN-READY 0123456789abcdef hostname=web1 machine-id=0123456789abcdef0123456789abcdef "
-            "mac=52:54:00:12:34:56 ssh-host-keys=kiln");
+            "mac=52:54:00:12:34:56 ssh-host-keys=kiln exec=1");
   EXPECT_EQ(parse_ready_line(format_ready_line(kWeb1)), kWeb1);
 }
 
@@ -111,9 +111,10 @@ TEST(GuestProtocol, TheAgentScriptSpeaksIt) {
                                 kSeedFirstboot, kSeedFiles})
     EXPECT_THAT(script, HasSubstr(fmt::format("\"$seed{}", file))) << file;
 
-  std::string report = format_ready_line({"$id", "$host", "$machine_id", "$mac", "$keys"});
+  std::string report = format_ready_line({"$id", "$host", "$machine_id", "$mac", "$keys", "$exec"});
   EXPECT_THAT(script, HasSubstr(fmt::format("say \"$tty\" \"{}\"", report)));
-  EXPECT_EQ(parse_ready_line(report), ReadyLine({"$id", "$host", "$machine_id", "$mac", "$keys"}));
+  EXPECT_EQ(parse_ready_line(report), ReadyLine({"$id", "$host", "$machine_id", "$mac", "$keys", "$exec"}));
+  EXPECT_THAT(script, HasSubstr(fmt::format("exec={}\n", kExecProtocolVersion)));
   for (std::string_view keys : {kHostKeysFromKiln, kHostKeysOwn, kHostKeysNone})
     EXPECT_THAT(script, HasSubstr(fmt::format("keys={}\n", keys))) << keys;
 

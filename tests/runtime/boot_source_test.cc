@@ -163,7 +163,7 @@ TEST(BootSource, XenConfigErrorsNameTheLine) {
   EXPECT_FALSE(read_boot_source(dir / "missing"));
 }
 
-TEST(GuestCommandLine, CarriesRootConsoleIdentityAndTheSeedDevice) {
+TEST(GuestCommandLine, CarriesRootConsoleIdentityTheSeedDeviceAndTheExecChannel) {
   InstanceSpec spec;
   spec.id = "abc";
   spec.root = "UUID=1234";
@@ -172,13 +172,13 @@ TEST(GuestCommandLine, CarriesRootConsoleIdentityAndTheSeedDevice) {
   spec.personality.machine_id = "0123";
   spec.disks.resize(1);
   EXPECT_EQ(guest_command_line(spec),
-            "root=UUID=1234 ro quiet console=ttyS0 kiln.instance=abc kiln.seed=/dev/vdb systemd.machine_id=0123 "
-            "systemd.hostname=web1");
+            "root=UUID=1234 ro quiet console=ttyS0 kiln.instance=abc kiln.seed=/dev/vdb "
+            "kiln.agent=virtio:org.kiln.exec.0 systemd.machine_id=0123 systemd.hostname=web1");
   spec.backend = BackendKind::kUml;
   spec.disks.resize(2);
   EXPECT_THAT(guest_command_line(spec),
-              HasSubstr("console=ttyS0 kiln.instance=abc kiln.seed=/dev/ubdc kiln.net=slirp kiln.cad=poweroff "
-                        "pty.legacy_count=0"));
+              HasSubstr("console=ttyS0 kiln.instance=abc kiln.seed=/dev/ubdc kiln.agent=/dev/ttyS1 kiln.net=slirp "
+                        "kiln.cad=poweroff pty.legacy_count=0"));
 }
 
 TEST(UmlHostCpu, IsOneOfTheAllowedCpusTheSameForAnInstanceAndSpreadsInstances) {

@@ -1,0 +1,34 @@
+// The options that describe an instance (its image, shape, network and
+// personality), shared by `kiln boot` and `kiln run`: one definition each,
+// so that the two commands take them alike.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "base/error.h"
+#include "runtime/instance_plan.h"
+
+namespace kiln::cli {
+
+struct BootFlags {
+  BootRequest request;
+  std::string memory;
+  std::vector<std::string> ssh_keys;
+  std::string firstboot;
+  std::string on_poweroff, on_reboot, on_crash;
+  bool detach = false;
+  bool console = false;
+  int wait_ready = 0;  // seconds; 0: do not wait
+  bool json = false;
+};
+
+// Registers the instance options on `app`, filling `flags`.
+void add_instance_options(CLI::App* app, BootFlags& flags);
+
+// Checks and converts what the options gave (sizes, policies) into the request.
+Result<> apply_flags(BootFlags& flags);
+
+}  // namespace kiln::cli

@@ -1,0 +1,200 @@
+#include "runtime/guest_exec.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "base/files.h"
+#include "formats/tree/rootfs_tree.h"
+#include "runtime/instance_manager.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The instance as one that can run a command now, or why not.
+Result<InstanceRecord> ready_instance(const InstanceStore& store, const std::string& name, const ExecWait& wait) {
+  auto record = store.load(name);
+  if (!record) return fail(ErrorKind::kBadInput, "no instance named {} (see `kiln list`)", name);
+  switch (record->state) {
+    case InstanceState::kPaused:
+      return fail(ErrorKind::kFailed, "{} is paused: `kiln unpause {}` first", name, name);
+    case InstanceState::kStopped:
+    case InstanceState::kCrashed:
+    case InstanceState::kSaved:
+      return fail(ErrorKind::kFailed, "{} is not running (state: {})", name, state_name(record->state));
+    default:
+      break;
+  }
+  if (!record->ready_seconds) {
+    if (wait.ready.count() == 0)
+      return fail(ErrorKind::kFailed, "{} is not ready yet; --wait-ready=SECONDS waits for it", name);
+    KILN_ASSIGN(*record, wait_ready(store, name, wait.ready));
+  }
+  if (record->guest_exec.empty())
+    return fail(ErrorKind::kFailed,
+                "{}: its image was baked by a kiln without the exec agent; bake the image again to use kiln exec",
+                name);
+  if (record->guest_exec == "none")
+    return fail(ErrorKind::kFailed, "{}: its image has no exec agent (this kiln has none for its architecture)", name);
+  return record;
+}
+
+// A shell command line run with positional arguments: "$1", "$2"... are
+// never parsed by the shell, whatever the paths hold.
+ExecRequest shell(const char* script, std::vector<std::string> arguments) {
+  ExecRequest request;
+  request.argv = {"/bin/sh", "-c", script, "kiln-cp"};
+  request.argv.insert(request.argv.end(), arguments.begin(), arguments.end());
+  return request;
+}
+
+Result<> expect_success(const ExecExit& exit, const std::string& errors, const std::string& what) {
+  if (shell_exit_code(exit) == 0) return {};
+  std::string detail = errors;
+  while (!detail.empty() && detail.back() == '\n') detail.pop_back();
+  return fail(ErrorKind::kFailed, "{}: {}", what,
+              detail.empty() ? fmt::format("failed in the guest (exit {})", shell_exit_code(exit)) : detail);
+}
+
+// Runs a copy's guest side with `input` as its stdin and `output` taking its
+// stdout; the error carries the guest's own message.
+Result<> run_copy_command(const InstanceStore& store, const std::string& name, const ExecRequest& request, int input,
+                          const std::function<Result<>(std::string_view)>& output, const ExecWait& wait,
+                          const std::string& what) {
+  std::string errors;
+  ExecIo io;
+  io.stdin_fd = input;
+  io.out = output;
+  io.err = [&](std::string_view bytes) -> Result<> {
+    if (errors.size() < 4096) errors.append(bytes);
+    return {};
+  };
+  KILN_ASSIGN(ExecExit exit, exec_in_instance(store, name, request, io, wait));
+  return expect_success(exit, errors, what);
+}
+
+// The guest side of a copy into the guest: $1 the destination, $2 the
+// source's name, $3 its mode (files only). The data arrives on stdin.
+constexpr const char* kReceiveFile = R"SH(set -e
+dest=$1
+[ -d "$dest" ] && dest=$dest/$2
+tmp=$dest.kiln-cp.$$
+trap 'rm -f "$tmp"' EXIT
+cat > "$tmp"
+chmod "$3" "$tmp"
+mv -f "$tmp" "$dest"
+trap - EXIT)SH";
+
+// The tree arrives as a tar of the directory itself ("./", "./a"...).
+constexpr const char* kReceiveTree = R"SH(set -e
+dest=$1
+[ -d "$dest" ] && dest=$dest/$2
+if [ -e "$dest" ]; then echo "$dest: already exists" >&2; exit 1; fi
+tmp=$(dirname "$dest")/.kiln-cp.$$
+mkdir "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+tar -x --no-same-owner -f - -C "$tmp"
+mv "$tmp" "$dest"
+trap - EXIT)SH";
+
+// What the guest path is: "file MODE", "directory MODE" or an error.
+constexpr const char* kDescribe = R"SH(set -e
+if [ -d "$1" ]; then printf 'directory %s\n' "$(stat -c %a -- "$1")"
+elif [ -f "$1" ]; then printf 'file %s\n' "$(stat -c %a -- "$1")"
+else echo "$1: no such file or directory" >&2; exit 1; fi)SH";
+
+constexpr const char* kSendTree = R"SH(set -e
+cd "$(dirname "$1")"
+tar -c -f - -- "$(basename "$1")")SH";
+
+std::string leaf_name(const std::string& path) {
+  std::string trimmed = path;
+  while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+  return fs::path(trimmed).filename().string();
+}
+
+Result<> copy_to_guest(const InstanceStore& store, const CopyRequest& request, const ExecWait& wait) {
+  struct stat st;
+  if (::stat(request.host_path.c_str(), &st) != 0) return fail_errno("cannot copy", request.host_path.string(), errno);
+  std::string what = fmt::format("{} -> {}:{}", request.host_path.string(), request.instance, request.guest_path);
+  std::string name = leaf_name(request.host_path.string());
+  if (S_ISDIR(st.st_mode)) {
+    if (!request.recursive)
+      return fail(ErrorKind::kBadInput, "{} is a directory: copy it with -r", request.host_path.string());
+    // The tree goes as a tar kiln writes itself; the guest's tar unpacks it.
+    KILN_ASSIGN(TempDir staging, TempDir::create(fs::temp_directory_path(), "kiln-cp"));
+    fs::path tar = staging.path() / "tree.tar";
+    KILN_TRY(write_tree_as_tar(request.host_path, tar, 0));
+    KILN_ASSIGN(UniqueFd input, open_file(tar, O_RDONLY));
+    return run_copy_command(store, request.instance, shell(kReceiveTree, {request.guest_path, name}), input.get(), {},
+                            wait, what);
+  }
+  if (!S_ISREG(st.st_mode)) return fail(ErrorKind::kBadInput, "{}: not a file or directory", request.host_path.string());
+  KILN_ASSIGN(UniqueFd input, open_file(request.host_path, O_RDONLY));
+  std::string mode = fmt::format("{:o}", st.st_mode & 07777);
+  return run_copy_command(store, request.instance, shell(kReceiveFile, {request.guest_path, name, mode}), input.get(),
+                          {}, wait, what);
+}
+
+Result<> copy_from_guest(const InstanceStore& store, const CopyRequest& request, const ExecWait& wait) {
+  std::string what = fmt::format("{}:{} -> {}", request.instance, request.guest_path, request.host_path.string());
+  std::string description;
+  auto collect = [&](std::string_view bytes) -> Result<> {
+    description.append(bytes);
+    return {};
+  };
+  KILN_TRY(run_copy_command(store, request.instance, shell(kDescribe, {request.guest_path}), -1, collect, wait, what));
+  bool directory = description.starts_with("directory ");
+  unsigned mode = static_cast<unsigned>(std::strtoul(description.c_str() + description.find(' ') + 1, nullptr, 8));
+  fs::path dest = request.host_path;
+  std::error_code ec;
+  if (fs::is_directory(dest, ec)) dest /= leaf_name(request.guest_path);
+  if (!directory) {
+    KILN_ASSIGN(AtomicFile file, AtomicFile::create(dest, static_cast<int>(mode & 07777)));
+    auto to_file = [&](std::string_view bytes) { return file.write(bytes); };
+    KILN_TRY(run_copy_command(store, request.instance, shell("exec cat -- \"$1\"", {request.guest_path}), -1,
+                              to_file, wait, what));
+    if (::fchmod(file.fd(), mode & 07777) != 0) return fail_errno("chmod", file.temp_path().string(), errno);
+    return file.commit();
+  }
+  if (!request.recursive) return fail(ErrorKind::kBadInput, "{}:{} is a directory: copy it with -r", request.instance,
+                                      request.guest_path);
+  if (fs::exists(dest, ec)) return fail(ErrorKind::kBadInput, "{}: already exists", dest.string());
+  // The guest's tar is untrusted input: kiln's own extractor unpacks it, and
+  // nothing lands outside the staging directory.
+  KILN_ASSIGN(TempDir staging, TempDir::create(dest.parent_path(), "kiln-cp"));
+  fs::path tar = staging.path() / "tree.tar";
+  {
+    KILN_ASSIGN(AtomicFile archive, AtomicFile::create(tar, 0600));
+    auto to_archive = [&](std::string_view bytes) { return archive.write(bytes); };
+    KILN_TRY(run_copy_command(store, request.instance, shell(kSendTree, {request.guest_path}), -1, to_archive, wait,
+                              what));
+    KILN_TRY(archive.commit());
+  }
+  fs::path tree = staging.path() / "tree";
+  fs::create_directory(tree, ec);
+  if (ec) return fail_errno("mkdir", tree.string(), ec.value());
+  KILN_TRY(extract_to_tree(tar, tree));
+  fs::rename(tree / leaf_name(request.guest_path), dest, ec);
+  if (ec) return fail_errno("cannot move into place", dest.string(), ec.value());
+  return {};
+}
+
+}  // namespace
+
+Result<ExecExit> exec_in_instance(const InstanceStore& store, const std::string& name, const ExecRequest& request,
+                                  const ExecIo& io, const ExecWait& wait) {
+  KILN_TRY(ready_instance(store, name, wait));
+  return run_in_guest(store.paths(name).exec_socket, request, io, wait.greeting);
+}
+
+Result<> copy_with_guest(const InstanceStore& store, const CopyRequest& request, const ExecWait& wait) {
+  if (request.to_guest) return copy_to_guest(store, request, wait);
+  return copy_from_guest(store, request, wait);
+}
+
+}  // namespace kiln
