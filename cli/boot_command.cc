@@ -8,8 +8,6 @@
 #include <nlohmann/json.hpp>
 
 #include "base/interrupt.h"
-#include "base/size.h"
-#include "base/vm_shape.h"
 #include "cli/boot_flags.h"
 #include "cli/command.h"
 #include "runtime/instance_manager.h"

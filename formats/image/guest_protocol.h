@@ -17,8 +17,8 @@
 // static binary baked into the image) that needs no network: a virtio-serial
 // port under qemu, a serial line (ssl1) on a host descriptor under UML. It
 // carries length-prefixed frames; every frame belongs to a session (one
-// `kiln exec`), so several commands run at once. docs/exec.md describes it
-// byte by byte. Its codec (formats/image/guest_channel.cc) uses nothing but
+// `kiln exec`), so several commands run at once; the frame layout is below.
+// Its codec (formats/image/guest_channel.cc) uses nothing but
 // the standard library and nlohmann/json, because the agent links it
 // statically.
 #pragma once
