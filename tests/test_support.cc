@@ -13,6 +13,15 @@
 
 namespace kiln::testing {
 
+#ifdef KILN_EXEC_AGENT
+// A test binary lives in build/tests, not beside kiln, so the search that
+// finds the exec agent for a bake (builder/guest_agent.cc) is pointed at the
+// one this build made, unless the person running the tests chose another.
+namespace {
+const bool exec_agent_located = [] { return ::setenv("KILN_EXEC_AGENT", KILN_EXEC_AGENT, 0) == 0; }();
+}
+#endif
+
 ScratchDir::ScratchDir() {
   const char* base = std::getenv("KILN_TEST_TMPDIR");
   fs::path parent = base ? base : fs::temp_directory_path();
