@@ -172,6 +172,7 @@ bool Agent::read_channel() {
     say_hello();  // the host end may be a new one, that has not heard it
   }
   if (n < 0) return true;
+  out_ += encode_ack(static_cast<uint32_t>(n));
   decoder_.feed(std::string_view(buffer_.data(), n));
   while (true) {
     auto frame = decoder_.next();

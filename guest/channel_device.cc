@@ -45,6 +45,8 @@ void make_raw(int fd) {
   mode.c_iflag &= ~(IXOFF | IXANY);  // cfmakeraw leaves these: the line would insert ^S/^Q itself
   mode.c_cflag |= CLOCAL;
   ::tcsetattr(fd, TCSANOW, &mode);
+  // What reached the line before it was raw was rewritten on the way in.
+  ::tcflush(fd, TCIFLUSH);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -30,26 +32,32 @@ struct Peer {
   UniqueFd fd;
   FrameDecoder decoder;
   std::string out;
+  uint64_t written = 0;  // bytes sent so far
+  bool greeted = false;  // a client: has had the agent's kHello
+  bool opened = false;   // a client: has sent its kOpen on to the agent
 
-  // Writes what it can without blocking; false when the peer is gone.
-  bool flush() {
-    while (!out.empty()) {
-      ssize_t n = ::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  // Writes what it can without blocking, up to `limit` bytes; false when
+  // the peer is gone.
+  bool flush(size_t limit = SIZE_MAX) {
+    while (!out.empty() && limit > 0) {
+      ssize_t n = ::send(fd.get(), out.data(), std::min(out.size(), limit), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return false;
       out.erase(0, static_cast<size_t>(n));
+      written += static_cast<size_t>(n);
+      limit -= static_cast<size_t>(n);
     }
     return true;
   }
 
-  // Reads what is there into the decoder; false at end of stream or error.
-  bool fill() {
+  // Appends what is there to `into`; false at end of stream or error.
+  bool fill(std::string& into) {
     char buffer[64 * 1024];
     while (true) {
       ssize_t n = ::recv(fd.get(), buffer, sizeof buffer, MSG_DONTWAIT);
       if (n > 0) {
-        decoder.feed(std::string_view(buffer, static_cast<size_t>(n)));
+        into.append(buffer, static_cast<size_t>(n));
         if (static_cast<size_t>(n) < sizeof buffer) return true;
         continue;
       }
@@ -59,6 +67,26 @@ struct Peer {
     }
   }
 };
+
+// The channel to the agent: a peer with a window of unacknowledged bytes,
+// and, once its stream could not be followed, the bytes searched for the
+// restarted agent's kHello.
+struct Channel : Peer {
+  size_t window = 0;
+  uint64_t acked = 0;
+  bool out_of_step = false;
+  std::string search;
+
+  size_t room() const {
+    uint64_t in_flight = written - acked;
+    return in_flight < window ? static_cast<size_t>(window - in_flight) : 0;
+  }
+  bool flush_window() { return flush(room()); }
+};
+
+// How the agent's kHello begins after its length: session 0, kHello, a
+// JSON object. An agent that lost the stream restarts and says it again.
+constexpr std::string_view kHelloMark{"\0\0\0\0\x01{", 6};
 
 std::string error_frame(uint32_t session, const std::string& message) {
   return encode_frame(session, FrameType::kError, nlohmann::json{{"message", message}}.dump());
@@ -92,9 +120,10 @@ class AgentRelay::Loop {
     }
   }
 
-  void post_attach(UniqueFd channel) {
+  void post_attach(UniqueFd channel, size_t window) {
     std::lock_guard lock(mutex_);
     pending_channel_ = std::move(channel);
+    pending_window_ = window;
     pending_detach_.reset();
     wake();
   }
@@ -126,20 +155,21 @@ class AgentRelay::Loop {
   void take_requests() {
     std::optional<UniqueFd> channel;
     std::optional<std::string> gone;
+    size_t window = 0;
     {
       std::lock_guard lock(mutex_);
       channel.swap(pending_channel_);
       gone.swap(pending_detach_);
+      window = pending_window_;
     }
     if (gone) drop_channel(*gone);
     if (channel) {
       drop_channel("the instance restarted while the command ran");
       channel_.emplace();
       channel_->fd = std::move(*channel);
+      channel_->window = window;
       ::fcntl(channel_->fd.get(), F_SETFL, O_NONBLOCK);
       agent_version_ = 0;
-      channel_->out += encode_frame(0, FrameType::kHello,
-                                    nlohmann::json{{"version", kExecProtocolVersion}}.dump());
     }
   }
 
@@ -149,7 +179,7 @@ class AgentRelay::Loop {
     for (const auto& [session, client] : clients_) toward_clients = std::max(toward_clients, client.out.size());
     if (channel_) {
       short events = toward_clients < kHighWater ? POLLIN : 0;
-      if (!channel_->out.empty()) events |= POLLOUT;
+      if (!channel_->out.empty() && channel_->room() > 0) events |= POLLOUT;
       fds.push_back({channel_->fd.get(), events, 0});
     }
     bool channel_full = channel_ && channel_->out.size() >= kHighWater;
@@ -174,36 +204,62 @@ class AgentRelay::Loop {
   }
 
   void greet(Peer& client) {
+    client.greeted = true;
     client.out += encode_frame(0, FrameType::kHello, nlohmann::json{{"version", agent_version_}}.dump());
     client.flush();
   }
 
   void serve_channel(short revents) {
-    if (revents & POLLOUT) {
-      if (!channel_->flush()) return drop_channel("the channel to the guest broke");
-    }
+    if ((revents & POLLOUT) && !channel_->flush_window()) return drop_channel("the channel to the guest broke");
     if (revents & (POLLIN | POLLHUP | POLLERR)) {
-      bool open = channel_->fill();
-      while (true) {
-        auto frame = channel_->decoder.next();
-        if (!frame) return drop_channel("the guest's agent sent a malformed frame: " + frame.error());
-        if (!*frame) break;
-        from_agent(std::move(**frame));
-      }
+      std::string bytes;
+      bool open = channel_->fill(bytes);
+      take_from_agent(bytes);
       // UML's line keeps the socket open across a guest reboot; qemu's
       // socket closes when qemu goes: either way the supervisor detaches.
       if (!open) return drop_channel("the channel to the guest closed");
     }
   }
 
+  void take_from_agent(std::string_view bytes) {
+    if (channel_->out_of_step) {
+      channel_->search.append(bytes);
+      size_t mark = channel_->search.find(kHelloMark, 4);
+      if (mark == std::string::npos) {
+        // Keep only what could be the start of a mark split across reads.
+        size_t keep = kHelloMark.size() + 4;
+        if (channel_->search.size() > keep) channel_->search.erase(0, channel_->search.size() - keep);
+        return;
+      }
+      channel_->out_of_step = false;
+      channel_->decoder = FrameDecoder();
+      channel_->decoder.feed(std::string_view(channel_->search).substr(mark - 4));
+      channel_->search.clear();
+    } else {
+      channel_->decoder.feed(bytes);
+    }
+    while (channel_) {
+      auto frame = channel_->decoder.next();
+      if (!frame) return lose_step("the guest's exec agent sent a malformed frame: " + frame.error());
+      if (!*frame) return;
+      from_agent(std::move(**frame));
+    }
+  }
+
+  // The agent's stream cannot be followed: the agent, which has then lost
+  // it too, restarts; the relay waits for its kHello.
+  void lose_step(const std::string& why) {
+    end_sessions(why + "; the agent restarts");
+    agent_version_ = 0;
+    channel_->out.clear();
+    channel_->out_of_step = true;
+    channel_->search.clear();
+  }
+
   void from_agent(Frame frame) {
     if (frame.session == 0) {
-      if (frame.type != FrameType::kHello) return;
-      auto hello = nlohmann::json::parse(frame.payload, nullptr, false);
-      bool first = agent_version_ == 0;
-      agent_version_ = hello.is_object() ? hello.value("version", 1) : 1;
-      if (first)
-        for (auto& [session, client] : clients_) greet(client);
+      if (frame.type == FrameType::kAck) return take_ack(frame.payload);
+      if (frame.type == FrameType::kHello) return take_hello(frame.payload);
       return;
     }
     auto client = clients_.find(frame.session);
@@ -212,17 +268,41 @@ class AgentRelay::Loop {
     client->second.flush();
   }
 
+  void take_ack(std::string_view payload) {
+    auto bytes = decode_ack(payload);
+    if (!bytes) return;
+    channel_->acked = std::min(channel_->acked + *bytes, channel_->written);
+    if (!channel_->flush_window()) drop_channel("the channel to the guest broke");
+  }
+
+  // The agent has the channel: the first time, or after a restart that
+  // lost whatever was under way.
+  void take_hello(std::string_view payload) {
+    if (agent_version_ != 0) {
+      end_sessions("the guest's exec agent restarted");
+      channel_->out.clear();
+    }
+    channel_->acked = channel_->written;
+    auto hello = nlohmann::json::parse(payload, nullptr, false);
+    agent_version_ = hello.is_object() ? hello.value("version", 1) : 1;
+    for (auto& [session, client] : clients_)
+      if (client.fd && !client.greeted) greet(client);
+  }
+
   void serve_client(int fd, short revents) {
     for (auto& [session, client] : clients_) {
       if (client.fd.get() != fd) continue;
       if ((revents & POLLOUT) && !client.flush()) return forget(session, client);
       if (revents & (POLLIN | POLLHUP | POLLERR)) {
-        bool open = client.fill();
+        std::string bytes;
+        bool open = client.fill(bytes);
+        client.decoder.feed(bytes);
         while (true) {
           auto frame = client.decoder.next();
           if (!frame) return forget(session, client);
           if (!*frame) break;
-          to_agent(session, std::move(**frame));
+          to_agent(session, client, std::move(**frame));
+          if (!client.fd) return;
         }
         if (!open) return forget(session, client);
       }
@@ -230,24 +310,36 @@ class AgentRelay::Loop {
     }
   }
 
-  void to_agent(uint32_t session, Frame frame) {
-    if (frame.type == FrameType::kHello) return;  // the relay greeted the agent already
-    if (!channel_) {
-      Peer& client = clients_[session];
-      client.out += error_frame(session, "the instance is not running");
+  void to_agent(uint32_t session, Peer& client, Frame frame) {
+    if (frame.type == FrameType::kHello) return;  // the agent greeted the relay already
+    if (!channel_ || agent_version_ == 0) {
+      client.out += error_frame(session, channel_ ? "the guest's exec agent is not answering" : "the instance is not running");
       client.flush();
+      client.fd = UniqueFd();
       return;
     }
+    if (frame.type == FrameType::kOpen) client.opened = true;
     channel_->out += encode_frame(session, frame.type, frame.payload);
-    if (!channel_->flush()) drop_channel("the channel to the guest broke");
+    if (!channel_->flush_window()) drop_channel("the channel to the guest broke");
   }
 
   // A client went away: its command is killed in the guest.
   void forget(uint32_t session, Peer& client) {
     client.fd = UniqueFd();
-    if (channel_) {
+    if (channel_ && agent_version_ && client.opened) {
       channel_->out += encode_frame(session, FrameType::kClose, "");
-      channel_->flush();
+      channel_->flush_window();
+    }
+  }
+
+  // Every command under way ends with `why`; clients still waiting for the
+  // agent's kHello wait on.
+  void end_sessions(const std::string& why) {
+    for (auto& [session, client] : clients_) {
+      if (!client.fd || !client.opened) continue;
+      client.out += error_frame(session, why);
+      client.flush();
+      client.fd = UniqueFd();  // the error reached the socket buffer, or the client is gone
     }
   }
 
@@ -259,13 +351,13 @@ class AgentRelay::Loop {
       if (!client.fd) continue;
       client.out += error_frame(session, why);
       client.flush();
-      client.fd = UniqueFd();  // the error reached the socket buffer, or the client is gone
+      client.fd = UniqueFd();
     }
   }
 
   UniqueFd listener_;
   UniqueFd wake_;
-  std::optional<Peer> channel_;
+  std::optional<Channel> channel_;
   std::map<uint32_t, Peer> clients_;
   uint32_t next_session_ = 1;
   int agent_version_ = 0;  // 0: no kHello from the agent on this channel yet
@@ -273,6 +365,7 @@ class AgentRelay::Loop {
   std::mutex mutex_;
   bool stop_ = false;
   std::optional<UniqueFd> pending_channel_;
+  size_t pending_window_ = 0;
   std::optional<std::string> pending_detach_;
   std::thread thread_;
   friend class AgentRelay;
@@ -294,7 +387,7 @@ AgentRelay::~AgentRelay() {
   loop_->thread_.join();
 }
 
-void AgentRelay::attach(UniqueFd channel) { loop_->post_attach(std::move(channel)); }
+void AgentRelay::attach(UniqueFd channel, size_t window) { loop_->post_attach(std::move(channel), window); }
 
 void AgentRelay::detach(const std::string& why) { loop_->post_detach(why); }
 

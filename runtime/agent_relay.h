@@ -5,10 +5,15 @@
 // to exec.sock and speak the same frames with session 0; the relay gives
 // each connection a session number of its own, so that many commands share
 // the one channel, and passes frames both ways. A client first gets the
-// agent's kHello, once the agent has said it; if the hypervisor stops, every
-// open session ends with a kError.
+// agent's kHello, once the agent has said it; if the hypervisor stops or
+// the agent restarts, every open session ends with a kError.
+//
+// Toward the agent the relay keeps no more than the channel's window of
+// bytes unacknowledged (kAck); a client that sends faster waits, and so
+// does the relay's memory.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <memory>
 
@@ -17,15 +22,20 @@
 
 namespace kiln {
 
+// How many bytes may be on their way to the agent: UML's serial line must
+// never fill (see guest_protocol.h); a virtio-serial port takes a lot.
+inline constexpr size_t kSerialLineWindow = 2048;
+inline constexpr size_t kVirtioPortWindow = 1u << 20;
+
 class AgentRelay {
  public:
   // Listens on `socket_path` and serves on a thread of its own.
   static Result<std::unique_ptr<AgentRelay>> start(const std::filesystem::path& socket_path);
   ~AgentRelay();
 
-  // A new channel to the guest (the hypervisor started); the relay greets
-  // the agent on it. Sessions open on an earlier channel end.
-  void attach(UniqueFd channel);
+  // A new channel to the guest (the hypervisor started), on which the
+  // relay waits for the agent's kHello. Sessions open on an earlier channel end.
+  void attach(UniqueFd channel, size_t window);
   // The hypervisor stopped: the channel goes, and with it every session.
   void detach(const std::string& why);
 

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -41,17 +42,17 @@ class Session {
     }
   }
 
-  Result<> send(FrameType type, std::string_view payload) {
-    std::string frame = encode_frame(0, type, payload);
-    return write_all(socket_.get(), frame.data(), frame.size(), name_);
-  }
+  // Queues a frame; serve() writes it as the relay takes it.
+  void send(FrameType type, std::string_view payload) { pending_ += encode_frame(0, type, payload); }
 
   Result<ExecExit> serve() {
     bool input_open = io_.stdin_fd >= 0;
-    if (!input_open) KILN_TRY(send(FrameType::kStdin, ""));
+    if (!input_open) send(FrameType::kStdin, "");
     while (true) {
-      std::vector<pollfd> fds = {{socket_.get(), POLLIN, 0}};
-      if (input_open) fds.push_back({io_.stdin_fd, POLLIN, 0});
+      // Output is read while input waits for the relay: a command that
+      // echoes what it is given never blocks on kiln.
+      std::vector<pollfd> fds = {{socket_.get(), static_cast<short>(POLLIN | (pending_.empty() ? 0 : POLLOUT)), 0}};
+      if (input_open && pending_.size() < kInputPiece) fds.push_back({io_.stdin_fd, POLLIN, 0});
       if (io_.resize_fd >= 0) fds.push_back({io_.resize_fd, POLLIN, 0});
       // The command dies with the connection when kiln is interrupted.
       if (::poll(fds.data(), fds.size(), 200) < 0 && errno != EINTR) return fail_errno("poll", name_, errno);
@@ -59,10 +60,12 @@ class Session {
       for (const pollfd& p : fds) {
         if (p.revents == 0) continue;
         if (p.fd == socket_.get()) {
+          if (p.revents & POLLOUT) KILN_TRY(flush());
+          if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
           KILN_ASSIGN(std::optional<ExecExit> exit, take_output());
           if (exit) return *exit;
         } else if (p.fd == io_.resize_fd) {
-          KILN_TRY(forward_resize());
+          forward_resize();
         } else {
           KILN_ASSIGN(input_open, forward_input());
         }
@@ -71,6 +74,19 @@ class Session {
   }
 
  private:
+  Result<> flush() {
+    while (!pending_.empty()) {
+      ssize_t n = ::send(socket_.get(), pending_.data(), pending_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return {};
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0)
+        return fail(ErrorKind::kFailed, "{}: the instance's supervisor closed the exec connection ({})", name_,
+                    std::strerror(errno));
+      pending_.erase(0, static_cast<size_t>(n));
+    }
+    return {};
+  }
+
   // The next frame, or nothing at the deadline.
   Result<std::optional<Frame>> next_frame(Clock::time_point deadline) {
     while (true) {
@@ -89,7 +105,7 @@ class Session {
   Result<> receive() {
     char buffer[256 * 1024];
     ssize_t n = ::recv(socket_.get(), buffer, sizeof buffer, 0);
-    if (n < 0 && errno == EINTR) return {};
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return {};
     if (n < 0) return fail_errno("receive", name_, errno);
     if (n == 0)
       return fail(ErrorKind::kFailed, "{}: the instance's supervisor closed the exec connection (the instance stopped?)",
@@ -136,21 +152,22 @@ class Session {
     ssize_t n = ::read(io_.stdin_fd, buffer, sizeof buffer);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
     if (n < 0) return fail_errno("read", "standard input", errno);
-    KILN_TRY(send(FrameType::kStdin, std::string_view(buffer, static_cast<size_t>(n))));
+    send(FrameType::kStdin, std::string_view(buffer, static_cast<size_t>(n)));
     return n > 0;
   }
 
-  Result<> forward_resize() {
+  void forward_resize() {
     signalfd_siginfo info;
     while (::read(io_.resize_fd, &info, sizeof info) == sizeof info) {}
     auto [rows, cols] = io_.window_size();
-    return send(FrameType::kResize, nlohmann::json{{"rows", rows}, {"cols", cols}}.dump());
+    send(FrameType::kResize, nlohmann::json{{"rows", rows}, {"cols", cols}}.dump());
   }
 
   UniqueFd socket_;
   const ExecIo& io_;
   std::string name_;
   FrameDecoder decoder_;
+  std::string pending_;  // frames the relay has not taken yet
 };
 
 }  // namespace
@@ -164,7 +181,7 @@ Result<ExecExit> run_in_guest(const std::filesystem::path& socket, const ExecReq
                 connected.error().message);
   Session session(std::move(*connected), io, name);
   KILN_TRY(session.wait_greeting(greeting_timeout));
-  KILN_TRY(session.send(FrameType::kOpen, encode_exec_request(request)));
+  session.send(FrameType::kOpen, encode_exec_request(request));
   return session.serve();
 }
 

@@ -156,7 +156,7 @@ class Supervisor {
     }
     KILN_ASSIGN(Spawned spawned, spawn(command));
     guest_end = UniqueFd();
-    if (host_end) agent_relay_->attach(std::move(host_end));
+    if (host_end) agent_relay_->attach(std::move(host_end), kSerialLineWindow);
     child_ = spawned.pid;
     console_in_ = UniqueFd(spawned.in);
     console_out_ = UniqueFd(spawned.out);
@@ -184,7 +184,7 @@ class Supervisor {
       qmp_.emplace(std::move(*qmp));
       // qemu made the port's socket before it answered on QMP.
       KILN_ASSIGN(UniqueFd channel, connect_unix(paths_.agent_socket));
-      agent_relay_->attach(std::move(channel));
+      agent_relay_->attach(std::move(channel), kVirtioPortWindow);
     }
     record_.state = InstanceState::kRunning;
     save_record();

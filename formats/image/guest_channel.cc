@@ -21,7 +21,7 @@ uint32_t get_u32(const char* bytes) {
 }
 
 bool known_type(uint8_t type) {
-  return type >= static_cast<uint8_t>(FrameType::kHello) && type <= static_cast<uint8_t>(FrameType::kError);
+  return type >= static_cast<uint8_t>(FrameType::kHello) && type <= static_cast<uint8_t>(FrameType::kAck);
 }
 
 // A JSON object from a payload, or why not.
@@ -53,6 +53,17 @@ std::string encode_frame(uint32_t session, FrameType type, std::string_view payl
   out += static_cast<char>(type);
   out += payload;
   return out;
+}
+
+std::string encode_ack(uint32_t bytes) {
+  std::string payload;
+  put_u32(payload, bytes);
+  return encode_frame(0, FrameType::kAck, payload);
+}
+
+std::optional<uint32_t> decode_ack(std::string_view payload) {
+  if (payload.size() != 4) return std::nullopt;
+  return get_u32(payload.data());
 }
 
 void FrameDecoder::feed(std::string_view bytes) {

@@ -96,9 +96,19 @@ inline constexpr std::string_view kAgentPortName = "org.kiln.exec.0";
 
 // Each frame: a 4-byte payload length, a 4-byte session number (both
 // big-endian), a 1-byte type, then the payload. Session 0 is the channel's
-// own (kHello); the host numbers the others from 1.
+// own (kHello, kAck); the host numbers the others from 1.
+//
+// The agent speaks first: kHello when it has the channel, and again after a
+// restart, when the host drops what it had under way. Nothing goes toward
+// the agent before that, because UML's serial line echoes and rewrites
+// what arrives before the agent has made it raw.
+//
+// The host keeps at most a window of bytes on the channel that the agent
+// has not acknowledged (kAck). UML's serial line stops reading its host
+// descriptor for good once its buffers have filled (Debian 12's linux.uml):
+// a window smaller than the line's 4 KiB never fills them.
 enum class FrameType : uint8_t {
-  kHello = 1,   // both ways, session 0: {"version": N}; the agent sends it when it starts and answers the host's
+  kHello = 1,   // both ways, session 0: {"version": N}; the agent sends it when it has the channel and answers the host's
   kOpen = 2,    // host to agent: an ExecRequest (JSON); starts the session's command
   kStdin = 3,   // host to agent: input bytes; an empty payload ends the input
   kResize = 4,  // host to agent: {"rows": R, "cols": C}, for a command on a pty
@@ -108,7 +118,13 @@ enum class FrameType : uint8_t {
   kStderr = 8,  // agent to host: error output bytes (none on a pty, which merges them)
   kExit = 9,    // agent to host: an ExecExit (JSON), after all output; ends the session
   kError = 10,  // agent to host: {"message": M}, the command could not be started; ends the session
+  kAck = 11,    // agent to host, session 0: a 4-byte big-endian count of channel bytes the agent has read
 };
+
+// The whole kAck frame for `bytes` read.
+std::string encode_ack(uint32_t bytes);
+// The count a kAck carries, or nothing when its payload is not 4 bytes.
+std::optional<uint32_t> decode_ack(std::string_view payload);
 
 inline constexpr size_t kFrameHeaderSize = 9;
 // The most one frame carries: big enough to move data fast, small enough

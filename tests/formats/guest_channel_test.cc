@@ -29,6 +29,17 @@ TEST(GuestChannel, AFrameIsLengthSessionTypeThenPayload) {
   EXPECT_EQ(encode_frame(7, FrameType::kStdin, ""), std::string("\x00\x00\x00\x00\x00\x00\x00\x07\x03", 9));
 }
 
+TEST(GuestChannel, AnAckCarriesAFourByteCount) {
+  std::string frame = encode_ack(0x01020304);
+  EXPECT_EQ(frame, std::string("\0\0\0\x04\0\0\0\0\x0b\x01\x02\x03\x04", 13));
+  FrameDecoder decoder;
+  decoder.feed(frame);
+  auto decoded = decoder.next();
+  ASSERT_TRUE(decoded && *decoded);
+  EXPECT_EQ(decode_ack((*decoded)->payload), 0x01020304u);
+  EXPECT_EQ(decode_ack("abc"), std::nullopt);
+}
+
 TEST(GuestChannel, AStreamCutAnywhereGivesTheSameFrames) {
   std::string stream = encode_frame(1, FrameType::kStdout, "first") + encode_frame(2, FrameType::kStderr, "") +
                        encode_frame(1, FrameType::kExit, R"({"code":3})");

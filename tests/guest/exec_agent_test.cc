@@ -29,6 +29,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "base/hash.h"
 #include "formats/image/guest_protocol.h"
 #include "tests/test_support.h"
 
@@ -161,6 +162,7 @@ class AgentUnderTest {
   // The host's end stops sending, as a host that goes away.
   void hang_up() { ::shutdown(socket_, SHUT_WR); }
   int hellos() const { return hellos_; }
+  uint64_t acked() const { return acked_; }
 
   // The agent's wait status once it ended by itself, or nothing.
   std::optional<int> wait_ended(std::chrono::milliseconds timeout) {
@@ -192,6 +194,7 @@ class AgentUnderTest {
   void take(const Frame& frame) {
     if (frame.session == 0) {
       if (frame.type == FrameType::kHello) ++hellos_;
+      if (frame.type == FrameType::kAck) acked_ += decode_ack(frame.payload).value_or(0);
       return;
     }
     Outcome& outcome = outcomes_[frame.session];
@@ -215,6 +218,7 @@ class AgentUnderTest {
   std::map<uint32_t, Outcome> outcomes_;
   uint32_t next_session_ = 1;
   int hellos_ = 0;
+  uint64_t acked_ = 0;
 };
 
 ExecRequest command(std::vector<std::string> argv) {
@@ -508,6 +512,36 @@ TEST(ExecAgent, SpeaksOverARawTerminalLine) {
   Outcome& outcome = agent.wait(session);
   EXPECT_EQ(outcome.exit, exited(0));
   EXPECT_TRUE(outcome.out == every_byte) << "the line changed the bytes: " << ::testing::PrintToString(outcome.out);
+}
+
+TEST(ExecAgent, AcknowledgesEveryByteItReadsFromTheChannel) {
+  AgentUnderTest agent;
+  std::string input(300000, 'k');
+  uint32_t session = agent.open(command({"wc", "-c"}));
+  agent.send_input(session, input);
+  agent.send_input(session, "");
+  Outcome& outcome = agent.wait(session);
+  EXPECT_EQ(outcome.out, "300000\n");
+  size_t sent = encode_frame(session, FrameType::kOpen, encode_exec_request(command({"wc", "-c"}))).size() +
+                encode_frame(session, FrameType::kStdin, input.substr(0, kMaxFramePayload)).size() +
+                encode_frame(session, FrameType::kStdin, input.substr(kMaxFramePayload)).size() +
+                encode_frame(session, FrameType::kStdin, "").size();
+  EXPECT_TRUE(agent.read_until([&] { return agent.acked() == sent; }, 5s)) << agent.acked() << " of " << sent;
+}
+
+// A terminal line holds 4 KiB: input larger than that must wait for the
+// command, not be lost or stall the line.
+TEST(ExecAgent, TakesMebibytesOfInputOverATerminalLine) {
+  AgentUnderTest agent(AgentUnderTest::Line::kTerminal);
+  ASSERT_TRUE(agent.read_until([&] { return agent.hellos() == 1; }, 35s)) << "no kHello on the line";
+  std::string input(4 << 20, '\0');
+  for (size_t at = 0; at < input.size(); ++at) input[at] = static_cast<char>((at * 7919) >> 3);
+  uint32_t session = agent.open(command({"sha256sum"}));
+  agent.send_input(session, input);
+  agent.send_input(session, "");
+  Outcome& outcome = agent.wait(session);
+  EXPECT_EQ(outcome.exit, exited(0));
+  EXPECT_EQ(outcome.out.substr(0, 64), sha256_hex(input));
 }
 
 // /proc/PID/stat's user and system time, in clock ticks.
