@@ -16,8 +16,10 @@ void add_instance_options(CLI::App* app, BootFlags& flags) {
   app->add_option("--net", r.network, "user (default), tap:BRIDGE or none");
   app->add_option("--ssh-port", r.ssh_port, "Forward 127.0.0.1:PORT to the guest's ssh (user networking)");
   app->add_option("--hostname", r.hostname, "Guest hostname (default: the instance name; a Xen config's domain keeps its own)");
-  app->add_option("--ssh-key", flags.ssh_keys, "Public key file for root's authorized_keys (repeatable)");
-  app->add_option("--file", r.files, "SRC:/DEST file copied into the guest at boot (repeatable)");
+  app->add_option("--ssh-key", flags.ssh_keys, "Public key file for root's authorized_keys (repeatable)")
+      ->allow_extra_args(false);
+  app->add_option("--file", r.files, "SRC:/DEST file copied into the guest at boot (repeatable)")
+      ->allow_extra_args(false);
   app->add_option("--firstboot", flags.firstboot, "Script run once in the guest before it reports ready");
   app->add_flag("--persistent", r.persistent, "Keep the instance's disk overlays after destroy, and reuse them");
   app->add_flag("--firmware", r.firmware, "qemu: boot disk.raw through UEFI firmware (OVMF) instead of the kernel");

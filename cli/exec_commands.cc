@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@
 #include "cli/boot_flags.h"
 #include "cli/command.h"
 #include "runtime/guest_exec.h"
+#include "runtime/guest_ssh.h"
 #include "runtime/instance_manager.h"
 
 namespace kiln::cli {
@@ -56,7 +58,8 @@ struct CommandFlags {
                                                    "always forwarded)");
     app->add_flag("--tty,-t", tty, "Run the command on a pseudo-terminal (its size follows this terminal's)");
     app->add_option("--user,-u", user, "Run as this user of the guest (default root)");
-    app->add_option("--env,-e", env, "NAME=VALUE in the command's environment (repeatable)");
+    app->add_option("--env,-e", env, "NAME=VALUE in the command's environment (repeatable)")
+      ->allow_extra_args(false);
     app->add_option("--workdir,-w", workdir, "Working directory (default the user's home)");
     app->add_option("--timeout", timeout, "Kill the command's process group after SECONDS (exit code 124)");
     if (with_wait)
@@ -197,6 +200,43 @@ void register_cp(CLI::App& root, Registry& registry) {
                       }});
 }
 
+// Replaces kiln with ssh, so that the terminal and the exit code are ssh's.
+int run_ssh(const std::string& name, const std::string& user, const std::vector<std::string>& extra, int wait_ready) {
+  InstanceStore store = InstanceStore::open();
+  auto record = wait_ready > 0 ? kiln::wait_ready(store, name, std::chrono::seconds(wait_ready)) : store.load(name);
+  if (!record) return exec_failed(record.error());
+  std::filesystem::path known_hosts = store.paths(name).state_dir / "known_hosts";
+  auto ssh = plan_ssh(*record, known_hosts, user, extra);
+  if (!ssh) return exec_failed(ssh.error());
+  if (auto written = write_file_atomic(known_hosts, ssh->known_hosts, 0600); !written)
+    return exec_failed(written.error());
+  std::vector<char*> argv;
+  for (std::string& word : ssh->argv) argv.push_back(word.data());
+  argv.push_back(nullptr);
+  ::execvp(argv[0], argv.data());
+  return exec_failed(Error{ErrorKind::kMissingTool,
+                           fmt::format("cannot run ssh: {} (Debian package openssh-client)", std::strerror(errno))});
+}
+
+void register_ssh(CLI::App& root, Registry& registry) {
+  auto name = std::make_shared<std::string>();
+  auto user = std::make_shared<std::string>("root");
+  auto extra = std::make_shared<std::vector<std::string>>();
+  auto wait = std::make_shared<int>(0);
+  CLI::App* app = root.add_subcommand("ssh", "ssh into an instance, trusting only the host keys kiln made for it");
+  app->add_option("name", *name, "Instance name")->required();
+  app->add_option("--login,-l", *user, "The guest user (default root)");
+  app->add_flag("--wait-ready{120}", *wait, "Wait for an instance that is still booting (up to 120 s)");
+  app->add_option("ssh-args", *extra, "ssh options, then a command, after --");
+  app->footer(
+      "Needs user networking with a forwarded port (kiln boot --ssh-port PORT) and an image whose sshd\n"
+      "serves the host keys kiln made (kiln's images do). The keys go to a known_hosts file of the\n"
+      "instance's own, which ssh insists on: no first connection is taken on trust.\n"
+      "Example: kiln ssh web1 -- -i ~/.ssh/id_ed25519 uptime\n"
+      "Exit code: ssh's own; 255 when kiln could not start it.");
+  registry.push_back({app, [=] { return run_ssh(*name, *user, *extra, *wait); }});
+}
+
 struct RunFlags {
   BootFlags boot;
   CommandFlags command;
@@ -292,9 +332,11 @@ void register_run(CLI::App& root, Registry& registry) {
   add_instance_options(app, flags->boot);
   flags->command.add_to(app, false);
   app->add_option("--copy", flags->copies, "HOST-PATH:GUEST-PATH copied in (files or directories) before the command "
-                                          "(repeatable)");
+                                          "(repeatable)")
+      ->allow_extra_args(false);
   app->add_option("--collect", flags->collects, "GUEST-PATH:HOST-PATH copied out after the command, whatever its "
-                                                "exit code (repeatable)");
+                                                "exit code (repeatable)")
+      ->allow_extra_args(false);
   app->add_flag("--keep", flags->keep, "Leave the instance running afterwards, for a look inside");
   app->add_option("--wait-ready", flags->wait_ready, "Seconds to wait for the guest to be ready (default 300)");
   app->add_flag("--json", flags->json, "Write a report (boot, ready and command times, exit code) to stderr as JSON");
@@ -310,6 +352,7 @@ void register_run(CLI::App& root, Registry& registry) {
 void register_exec_commands(CLI::App& root, Registry& registry) {
   register_exec(root, registry);
   register_cp(root, registry);
+  register_ssh(root, registry);
   register_run(root, registry);
 }
 

@@ -111,10 +111,16 @@ std::unique_ptr<HostFacts> real_host(const fs::path& state_root) { return std::m
 
 Result<BackendChoice> choose_backend(const BootRequest& request, const BootSource& source, const HostFacts& host) {
   bool initramfs_only = !source.root_needs_initramfs.empty();
-  bool uml_possible =
-      host.program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware && !initramfs_only;
+  // UML's user networking is slirp's SLIP line, which forwards no ports.
+  bool forwards = request.ssh_port != 0;
+  bool uml_possible = host.program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware &&
+                      !initramfs_only && !forwards;
   if (request.backend == "uml") {
     if (request.firmware) return fail(ErrorKind::kBadInput, "--firmware needs the qemu backend: UML has no firmware");
+    if (forwards)
+      return fail(ErrorKind::kBadInput,
+                  "--ssh-port needs the qemu backend: UML's user networking (slirp) forwards no ports; "
+                  "`kiln exec` needs no network");
     if (initramfs_only)
       return fail(ErrorKind::kBadInput,
                   "{}: {} opens only with the image's own kernel and initramfs, and the uml backend boots "
@@ -138,6 +144,10 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
     return BackendChoice{BackendKind::kQemu, false,
                          "qemu with TCG: KVM does not work here (" + kvm.reason + "), and " +
                              source.root_needs_initramfs + " needs the image's initramfs, which UML does not boot"};
+  if (forwards)
+    return BackendChoice{BackendKind::kQemu, false,
+                         "qemu with TCG: KVM does not work here (" + kvm.reason +
+                             "), and --ssh-port needs qemu's user networking (UML's forwards no ports)"};
   return BackendChoice{BackendKind::kQemu, false, "qemu with TCG: KVM does not work here (" + kvm.reason + ")"};
 }
 

@@ -127,6 +127,16 @@ TEST_F(InstancePlanTest, FirmwareBootNeedsQemu) {
   EXPECT_EQ(backend()->kind, BackendKind::kQemu);
 }
 
+TEST_F(InstancePlanTest, AForwardedSshPortNeedsQemu) {
+  request_.ssh_port = 2222;
+  auto choice = backend();
+  ASSERT_TRUE(choice);
+  EXPECT_EQ(choice->kind, BackendKind::kQemu);
+  EXPECT_THAT(choice->why, HasSubstr("--ssh-port needs qemu's user networking"));
+  request_.backend = "uml";
+  EXPECT_THAT(backend().error().message, HasSubstr("--ssh-port needs the qemu backend"));
+}
+
 TEST_F(InstancePlanTest, AnUnknownBackendIsNamed) {
   request_.backend = "xen";
   EXPECT_EQ(backend().error().message, "unknown backend \"xen\": expected auto, qemu or uml");
