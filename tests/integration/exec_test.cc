@@ -229,6 +229,16 @@ TEST_P(ExecTest, SshRefusesAnInstanceWithoutAForwardedPort) {
   EXPECT_THAT(result.err, HasSubstr("--ssh-port"));
 }
 
+TEST_P(ExecTest, AFullGuestDiskFailsTheCopyAndLeavesNothingBehind) {
+  ASSERT_EQ(exec({"sh", "-c", "mkdir -p /mnt/small && (mountpoint -q /mnt/small || mount -t tmpfs -o size=1m tmpfs /mnt/small)"}).exit_code, 0);
+  write_random(local_.path() / "two", 2 << 20, 5);
+  auto copy = kiln({"cp", (local_.path() / "two").string(), name() + ":/mnt/small/two"});
+  EXPECT_NE(copy.exit_code, 0);
+  EXPECT_THAT(copy.err, HasSubstr("No space left"));
+  EXPECT_EQ(exec({"ls", "-A", "/mnt/small"}).out, "") << "a half-written file was left in the guest";
+  exec({"umount", "/mnt/small"});
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ExecTest, ::testing::Values("uml", "qemu"),
                          [](const auto& info) { return info.param; });
 
@@ -264,11 +274,16 @@ TEST_F(OwnInstanceTest, AnUnknownInstanceIsNamed) {
   EXPECT_THAT(result.err, HasSubstr("nobody-here"));
 }
 
-TEST_F(OwnInstanceTest, AGuestThatDiesMidCommandEndsTheExecWithAnError) {
+TEST_F(OwnInstanceTest, APausedGuestIsRefusedAndOneThatDiesMidCommandEndsTheExec) {
   names_.push_back("dies");
   auto boot = kiln({"boot", kImage.string(), "--name", "dies", "--backend", "uml", "--net", "none", "--detach",
                     "--wait-ready=240"});
   ASSERT_EQ(boot.exit_code, 0) << boot.err;
+  ASSERT_EQ(kiln({"pause", "dies"}).exit_code, 0);
+  auto paused = kiln({"exec", "dies", "--", "true"});
+  EXPECT_EQ(paused.exit_code, 255);
+  EXPECT_THAT(paused.err, HasSubstr("paused"));
+  ASSERT_EQ(kiln({"unpause", "dies"}).exit_code, 0);
   auto running = std::async(std::launch::async, [this] { return kiln({"exec", "dies", "--", "sleep", "600"}); });
   std::this_thread::sleep_for(std::chrono::seconds(2));
   auto start = Clock::now();
