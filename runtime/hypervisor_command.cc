@@ -107,12 +107,16 @@ Result<std::vector<std::string>> uml_command(const InstanceSpec& spec, const Ins
   KILN_ASSIGN(std::string uml, find_program(kUmlBinary));
   std::vector<std::string> argv = {uml, "umid=" + spec.name, "uml_dir=" + paths.uml_dir.string() + "/",
                                    fmt::format("mem={}M", spec.memory_mib)};
+  // "c": UML takes no lock of its own. Its lock covers the whole of the
+  // baked image, which qemu reads as one held on every byte and so refuses
+  // to open the image beside it (a qemu instance, or qemu-img). The
+  // instance's own lock keeps its overlay to itself.
   for (size_t i = 0; i < spec.disks.size(); ++i) {
     const DiskSpec& disk = spec.disks[i];
     if (disk.read_only) {
-      argv.push_back(fmt::format("ubd{}r={}", i, disk.base.string()));
+      argv.push_back(fmt::format("ubd{}rc={}", i, disk.base.string()));
     } else {
-      argv.push_back(fmt::format("ubd{}={},{}", i, paths.overlay(i, BackendKind::kUml).string(), disk.base.string()));
+      argv.push_back(fmt::format("ubd{}c={},{}", i, paths.overlay(i, BackendKind::kUml).string(), disk.base.string()));
     }
   }
   argv.push_back(fmt::format("ubd{}r={}", spec.disks.size(), paths.seed.string()));

@@ -239,6 +239,14 @@ TEST_P(ExecTest, AFullGuestDiskFailsTheCopyAndLeavesNothingBehind) {
   exec({"umount", "/mnt/small"});
 }
 
+// Other instances, of either backend, and qemu's tools open the same baked
+// image while this one runs.
+TEST_P(ExecTest, TheImageStaysOpenToOthersWhileTheInstanceRuns) {
+  auto read = testing::run_program(
+      {"qemu-io", "-r", "-f", "raw", "-c", "read 0 512", (kImage / "disk.raw").string()});
+  EXPECT_EQ(read.exit_code, 0) << read.out << read.err;
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ExecTest, ::testing::Values("uml", "qemu"),
                          [](const auto& info) { return info.param; });
 

@@ -44,7 +44,13 @@ struct Published {
 
 const Published& published() {
   static const Published result = [] {
-    std::string key = sha256_hex(read_text(baked_image() / "manifest.json")).substr(0, 16);
+    // The manifest leaves disk.raw's digest to publish, so a re-bake that
+    // changed only the disk (a new exec agent, say) is told by its mtime.
+    struct stat disk {};
+    ::stat((baked_image() / "disk.raw").c_str(), &disk);
+    std::string key = sha256_hex(read_text(baked_image() / "manifest.json") + std::to_string(disk.st_mtim.tv_sec) +
+                                 "." + std::to_string(disk.st_mtim.tv_nsec))
+                          .substr(0, 16);
     fs::path dir = fs::path(KILN_INTEGRATION_DIR) / ("feeds-" + key);
     Published out{dir / "site", dir / "trusted.gpg", ""};
     // ctest may run these tests in parallel processes: one publishes, the
