@@ -46,8 +46,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo; echo "boot: interrupted" >&2; exit 130' INT TERM
 # A private copy: a rebuild of build/kiln must not change the binary mid-run.
-kiln=$work/kiln
-cp -- "$kiln_source" "$kiln"
+kiln=$(bench_copy_kiln "$kiln_source" "$work/bin") || exit 2
 
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

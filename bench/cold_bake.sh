@@ -72,8 +72,7 @@ trap cleanup EXIT
 trap 'echo; echo "cold_bake: interrupted" >&2; exit 130' INT TERM
 # The build directory may be shared: a rebuild during the run must neither
 # change nor break the binary under test.
-cp -- "$kiln" "$work/kiln-under-test"
-kiln=$work/kiln-under-test
+kiln=$(bench_copy_kiln "$kiln" "$work/bin") || exit 2
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 seconds() { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }

@@ -54,8 +54,7 @@ cleanup() { rm -rf --one-file-system -- "$work"; }
 trap cleanup EXIT
 trap 'echo; echo "container: interrupted" >&2; exit 130' INT TERM
 # A private copy: a rebuild of build/kiln must not change the binary mid-run.
-kiln=$work/kiln
-cp -- "$kiln_source" "$kiln"
+kiln=$(bench_copy_kiln "$kiln_source" "$work/bin") || exit 2
 if [[ -z $image_dir ]]; then
   echo "container: baking recipes/debian-12-minimal.toml (untimed)"
   SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \

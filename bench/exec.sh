@@ -57,9 +57,7 @@ done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-exec.XXXXXX")
 export KILN_RUNTIME_DIR=$work/run KILN_STATE_DIR=$work/state
-# A private copy: a rebuild of build/kiln must not change the binary mid-run.
-# The agent goes beside it, where kiln looks for it when it bakes.
-kiln=$work/kiln
+kiln=$work/bin/kiln
 cleanup() {
   for name in $("$kiln" list --json 2>/dev/null | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin)]' 2>/dev/null); do
     "$kiln" destroy "$name" >/dev/null 2>&1 || true
@@ -68,9 +66,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo; echo "exec: interrupted" >&2; exit 130' INT TERM
-cp -- "$kiln_source" "$kiln"
-agent=$(dirname "$kiln_source")/kiln-exec-agent
-if [[ -x $agent ]]; then cp -- "$agent" "$work/kiln-exec-agent"; fi
+bench_copy_kiln "$kiln_source" "$work/bin" >/dev/null || exit 2
 
 if [[ -z $image_dir ]]; then
   echo "exec: baking recipes/debian-12-minimal.toml (untimed)"

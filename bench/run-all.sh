@@ -35,8 +35,7 @@ trap cleanup EXIT
 trap 'echo; echo "run-all: interrupted" >&2; exit 130' INT TERM
 # The build directory may be shared: a rebuild during the run must neither
 # change nor break the binary under test.
-cp -- "$KILN" "$work/kiln-under-test"
-KILN=$work/kiln-under-test
+KILN=$(bench_copy_kiln "$KILN" "$work/bin") || exit 2
 
 bench_machine_before
 echo "run-all: filling a shared stage cache (untimed bake of recipes/debian-12-minimal.toml)"

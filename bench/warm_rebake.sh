@@ -49,8 +49,7 @@ trap cleanup EXIT
 trap 'echo; echo "warm_rebake: interrupted" >&2; exit 130' INT TERM
 # The build directory may be shared: a rebuild during the run must neither
 # change nor break the binary under test.
-cp -- "$kiln" "$work/kiln-under-test"
-kiln=$work/kiln-under-test
+kiln=$(bench_copy_kiln "$kiln" "$work/bin") || exit 2
 cache=${BENCH_CACHE:-$work/cache}
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
