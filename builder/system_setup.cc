@@ -40,7 +40,8 @@ constexpr std::string_view kSshKeygenUnit =
     "WantedBy=ssh.service multi-user.target\n";
 
 constexpr std::string_view kSshKeygenRsaUnit =
-    "# Written by kiln: the slow RSA host key, after boot; sshd reloads to use it.\n"
+    "# Written by kiln: the slow RSA host key, after boot. sshd offers it from its next start:\n"
+    "# reloading sshd now would refuse connections for a moment after the guest reported ready.\n"
     "[Unit]\n"
     "Description=Generate the SSH RSA host key\n"
     "ConditionPathExists=!/etc/ssh/ssh_host_rsa_key\n"
@@ -51,7 +52,6 @@ constexpr std::string_view kSshKeygenRsaUnit =
     "Type=oneshot\n"
     "Nice=10\n"
     "ExecStart=/usr/bin/ssh-keygen -A\n"
-    "ExecStartPost=-/bin/systemctl try-reload-or-restart ssh.service\n"
     "\n"
     "[Install]\n"
     "WantedBy=multi-user.target\n";

@@ -13,6 +13,7 @@ namespace kiln {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::ScratchDir;
 
 class OfflineCustomizerTest : public ::testing::Test {
@@ -217,6 +218,8 @@ TEST_F(OfflineCustomizerTest, SystemSetupMakesAFreshMachine) {
   EXPECT_THAT(read("/etc/systemd/system/kiln-ssh-keygen.service"),
               HasSubstr("ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N \"\" -f /etc/ssh/ssh_host_ed25519_key"));
   EXPECT_THAT(read("/etc/systemd/system/kiln-ssh-keygen-rsa.service"), HasSubstr("ExecStart=/usr/bin/ssh-keygen -A"));
+  EXPECT_THAT(read("/etc/systemd/system/kiln-ssh-keygen-rsa.service"), Not(HasSubstr("ssh.service")))
+      << "a reload of sshd after ready refuses connections for a moment";
   EXPECT_EQ(stat("/etc/systemd/system/multi-user.target.wants/kiln-ssh-keygen-rsa.service").symlink_target,
             "/etc/systemd/system/kiln-ssh-keygen-rsa.service");
   EXPECT_EQ(stat("/etc/systemd/system/ssh.service.wants/kiln-ssh-keygen.service").symlink_target,
