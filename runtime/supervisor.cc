@@ -22,6 +22,7 @@
 #include "base/unix_socket.h"
 #include "formats/image/guest_protocol.h"
 #include "runtime/agent_relay.h"
+#include "runtime/uml_sandbox.h"
 #include "runtime/console_scanner.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_processes.h"
@@ -149,9 +150,17 @@ class Supervisor {
       guest_end = UniqueFd(pair[1]);
       // UML's helper processes inherit the CPU. Should the kernel refuse,
       // UML still runs, only slower. dup2 leaves the channel open across exec.
-      command.in_child = [one, channel = guest_end.get()] {
+      std::vector<std::string> programs = {argv[0]};
+      if (spec.network.kind == NetworkKind::kUser) {
+        KILN_ASSIGN(std::string slirp, find_program("slirp"));
+        programs.push_back(slirp);
+      }
+      KILN_ASSIGN(UmlSandbox sandbox, UmlSandbox::prepare(spec, paths_, programs));
+      uml_sandbox_ = std::move(sandbox);
+      command.env.push_back("TMPDIR=" + uml_sandbox_->memory_dir().string());
+      command.in_child = [one, channel = guest_end.get(), sandbox = &*uml_sandbox_] {
         ::sched_setaffinity(0, sizeof one, &one);
-        return ::dup2(channel, kUmlAgentChannelFd) == kUmlAgentChannelFd;
+        return ::dup2(channel, kUmlAgentChannelFd) == kUmlAgentChannelFd && sandbox->enter();
       };
     }
     KILN_ASSIGN(Spawned spawned, spawn(command));
@@ -632,6 +641,7 @@ class Supervisor {
   std::vector<UniqueFd> console_clients_;
   std::optional<QmpClient> qmp_;
   std::unique_ptr<AgentRelay> agent_relay_;
+  std::optional<UmlSandbox> uml_sandbox_;  // UML's fence, for the hypervisor now running
   std::string history_, stop_reason_;
   ConsoleScanner console_scanner_;
   pid_t child_ = -1;

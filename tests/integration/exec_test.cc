@@ -28,6 +28,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::ProcessResult;
 using Clock = std::chrono::steady_clock;
 
@@ -245,6 +246,21 @@ TEST_P(ExecTest, TheImageStaysOpenToOthersWhileTheInstanceRuns) {
   auto read = testing::run_program(
       {"qemu-io", "-r", "-f", "raw", "-c", "read 0 512", (kImage / "disk.raw").string()});
   EXPECT_EQ(read.exit_code, 0) << read.out << read.err;
+}
+
+// UML's kernel is a host process with hostfs built in: root in the guest
+// may mount it, and must find nothing of the host's there to read or write.
+TEST_P(ExecTest, AUmlGuestReachesNoHostFileThroughHostfs) {
+  if (GetParam() != "uml") GTEST_SKIP() << "only UML has hostfs";
+  testing::write_text(local_.path() / "host-secret", "not for guests\n");
+  std::string script = "mkdir -p /mnt/host && (mountpoint -q /mnt/host || mount -t hostfs none /mnt/host); "
+                       "cat /mnt/host" + (local_.path() / "host-secret").string() + "; "
+                       "echo planted > /mnt/host" + (local_.path() / "planted").string();
+  auto result = exec({"sh", "-c", script});
+  EXPECT_THAT(result.out, Not(HasSubstr("not for guests")));
+  EXPECT_THAT(result.err, HasSubstr("Permission denied"));
+  EXPECT_FALSE(fs::exists(local_.path() / "planted")) << "the guest wrote a file on the host";
+  exec({"umount", "/mnt/host"});
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ExecTest, ::testing::Values("uml", "qemu"),

@@ -1,0 +1,44 @@
+// UmlSandbox: the files a UML instance may touch on the host. UML's guest
+// kernel is a host process, running as kiln's user, and Debian's linux.uml
+// has hostfs built in: without a fence, root in any guest could mount the
+// host's whole filesystem (`mount -t hostfs none /mnt`) and read or write
+// it. Landlock fences the UML process to what it needs: its binary, the
+// instance's disks and overlays, its runtime directory, a private tmpfs
+// directory for guest memory, and a few devices.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/files.h"
+#include "runtime/instance.h"
+#include "runtime/instance_store.h"
+
+namespace kiln {
+
+class UmlSandbox {
+ public:
+  // The ruleset for `spec`, built before the fork; an error when this
+  // kernel has no Landlock, since UML would then run unfenced.
+  static Result<UmlSandbox> prepare(const InstanceSpec& spec, const InstancePaths& paths,
+                                    const std::vector<std::string>& programs);
+
+  // In the child, between fork and exec: only async-signal-safe calls.
+  bool enter() const;
+
+  // Where UML keeps guest memory (TMPDIR): private to the instance.
+  const std::filesystem::path& memory_dir() const { return memory_dir_; }
+
+ private:
+  UniqueFd ruleset_;
+  std::filesystem::path memory_dir_;
+  std::shared_ptr<void> remove_memory_dir_;  // rmdir when the last copy goes
+};
+
+// Whether this kernel offers Landlock, and if not, why.
+Result<> landlock_available();
+
+}  // namespace kiln
