@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <linux/landlock.h>
+#include <linux/mount.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -123,6 +126,8 @@ Result<UmlSandbox> UmlSandbox::prepare(const InstanceSpec& spec, const InstanceP
       {"/dev/ptmx", kReadWrite | LANDLOCK_ACCESS_FS_IOCTL_DEV},
       {"/dev/pts", kReadWrite | LANDLOCK_ACCESS_FS_IOCTL_DEV},
   };
+  sandbox.writable_ = {sandbox.memory_dir_, paths.uml_dir, paths.disk_dir};
+  sandbox.own_mounts_ = ::geteuid() == 0;  // as a user, hostfs can change only that user's files
   for (const std::string& program : programs) rules.push_back({program, kRun});
   for (const DiskSpec& disk : spec.disks) rules.push_back({disk.base, kRead});
   for (const auto& [path, rights] : rules) KILN_TRY(allow(ruleset.get(), path, rights, handled));
@@ -130,7 +135,30 @@ Result<UmlSandbox> UmlSandbox::prepare(const InstanceSpec& spec, const InstanceP
   return sandbox;
 }
 
+namespace {
+
+int set_mount_attributes(const char* path, unsigned flags, const mount_attr& attr) {
+  return static_cast<int>(::syscall(SYS_mount_setattr, AT_FDCWD, path, flags, &attr, sizeof attr));
+}
+
+}  // namespace
+
 bool UmlSandbox::enter() const {
+  if (own_mounts_) {
+    if (::unshare(CLONE_NEWNS) != 0) return false;
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return false;
+    // Each writable directory becomes a mount of its own, so that it can
+    // be left writable when everything else turns read-only.
+    for (const auto& dir : writable_)
+      if (::mount(dir.c_str(), dir.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) return false;
+    mount_attr read_only{};
+    read_only.attr_set = MOUNT_ATTR_RDONLY;
+    if (set_mount_attributes("/", AT_RECURSIVE, read_only) != 0) return false;
+    mount_attr writable{};
+    writable.attr_clr = MOUNT_ATTR_RDONLY;
+    for (const auto& dir : writable_)
+      if (set_mount_attributes(dir.c_str(), 0, writable) != 0) return false;
+  }
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
   return ::syscall(SYS_landlock_restrict_self, ruleset_.get(), 0) == 0;
 }

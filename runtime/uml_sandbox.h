@@ -4,7 +4,10 @@
 // host's whole filesystem (`mount -t hostfs none /mnt`) and read or write
 // it. Landlock fences the UML process to what it needs: its binary, the
 // instance's disks and overlays, its runtime directory, a private tmpfs
-// directory for guest memory, and a few devices.
+// directory for guest memory, and a few devices. Landlock does not cover
+// chmod, chown or utimes, so when kiln runs as root UML also gets a mount
+// namespace of its own in which every mount is read-only but the
+// directories it writes.
 #pragma once
 
 #include <filesystem>
@@ -35,6 +38,8 @@ class UmlSandbox {
  private:
   UniqueFd ruleset_;
   std::filesystem::path memory_dir_;
+  std::vector<std::filesystem::path> writable_;  // stay writable in UML's read-only mount namespace
+  bool own_mounts_ = false;
   std::shared_ptr<void> remove_memory_dir_;  // rmdir when the last copy goes
 };
 

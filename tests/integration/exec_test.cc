@@ -255,11 +255,14 @@ TEST_P(ExecTest, AUmlGuestReachesNoHostFileThroughHostfs) {
   testing::write_text(local_.path() / "host-secret", "not for guests\n");
   std::string script = "mkdir -p /mnt/host && (mountpoint -q /mnt/host || mount -t hostfs none /mnt/host); "
                        "cat /mnt/host" + (local_.path() / "host-secret").string() + "; "
-                       "echo planted > /mnt/host" + (local_.path() / "planted").string();
+                       "echo planted > /mnt/host" + (local_.path() / "planted").string() + "; "
+                       "chmod 666 /mnt/host" + (local_.path() / "host-secret").string();
+  ::chmod((local_.path() / "host-secret").c_str(), 0600);
   auto result = exec({"sh", "-c", script});
   EXPECT_THAT(result.out, Not(HasSubstr("not for guests")));
   EXPECT_THAT(result.err, HasSubstr("Permission denied"));
   EXPECT_FALSE(fs::exists(local_.path() / "planted")) << "the guest wrote a file on the host";
+  EXPECT_EQ(mode_of(local_.path() / "host-secret"), 0600u) << "the guest changed a host file's mode";
   exec({"umount", "/mnt/host"});
 }
 
