@@ -5,8 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <regex>
 #include <set>
+
+#include "runtime/uml_sandbox.h"
 
 namespace kiln {
 namespace {
@@ -94,6 +97,9 @@ std::vector<std::string> InstanceStore::names() const {
 Result<> InstanceStore::remove(const std::string& name, bool keep_disks) const {
   InstancePaths p = paths(name);
   if (!keep_disks && !fs::exists(p.saved_record)) KILN_TRY(remove_tree(p.disk_dir));
+  auto record = load(name);
+  if (record && !record->spec.id.empty() && std::all_of(record->spec.id.begin(), record->spec.id.end(), ::isxdigit))
+    KILN_TRY(remove_tree(uml_memory_dir(record->spec.id)));
   return remove_tree(p.state_dir);
 }
 

@@ -76,6 +76,10 @@ Result<> allow(int ruleset, const fs::path& path, uint64_t rights, uint64_t hand
 
 }  // namespace
 
+fs::path uml_memory_dir(const std::string& instance_id) {
+  return fs::path("/dev/shm") / fmt::format("kiln-uml-{}", instance_id);
+}
+
 Result<> landlock_available() {
   int abi = landlock_abi();
   if (abi >= 1) return {};
@@ -97,7 +101,7 @@ Result<UmlSandbox> UmlSandbox::prepare(const InstanceSpec& spec, const InstanceP
   UmlSandbox sandbox;
   // Guest memory is a file UML makes and unlinks at once in TMPDIR: a
   // directory of this instance's own, on tmpfs.
-  sandbox.memory_dir_ = fs::path("/dev/shm") / fmt::format("kiln-uml-{}", spec.id);
+  sandbox.memory_dir_ = uml_memory_dir(spec.id);
   if (::mkdir(sandbox.memory_dir_.c_str(), 0700) != 0 && errno != EEXIST)
     return fail_errno("mkdir", sandbox.memory_dir_.string(), errno);
   sandbox.remove_memory_dir_ = std::shared_ptr<void>(nullptr, [dir = sandbox.memory_dir_](void*) {

@@ -43,6 +43,11 @@ class UmlSandbox {
   std::shared_ptr<void> remove_memory_dir_;  // rmdir when the last copy goes
 };
 
+// The tmpfs directory that holds the guest memory of the instance with
+// this id while UML runs (TMPDIR); InstanceStore::remove takes it away,
+// even after a supervisor that was killed.
+std::filesystem::path uml_memory_dir(const std::string& instance_id);
+
 // Whether this kernel offers Landlock, and if not, why.
 Result<> landlock_available();
 

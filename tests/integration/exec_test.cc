@@ -313,8 +313,13 @@ TEST_F(OwnInstanceTest, APausedGuestIsRefusedAndOneThatDiesMidCommandEndsTheExec
   ASSERT_EQ(kiln({"unpause", "dies"}).exit_code, 0);
   auto running = std::async(std::launch::async, [this] { return kiln({"exec", "dies", "--", "sleep", "600"}); });
   std::this_thread::sleep_for(std::chrono::seconds(2));
+  auto listed = nlohmann::json::parse(kiln({"list", "--json"}).out, nullptr, false);
+  ASSERT_TRUE(listed.is_array() && listed.size() == 1) << listed;
+  fs::path memory = fs::path("/dev/shm") / ("kiln-uml-" + listed[0]["id"].get<std::string>());
+  EXPECT_TRUE(fs::is_directory(memory)) << "UML's memory directory is not where this test looks";
   auto start = Clock::now();
   EXPECT_EQ(kiln({"destroy", "dies"}).exit_code, 0);
+  EXPECT_FALSE(fs::exists(memory)) << "destroy left UML's memory directory behind";
   ASSERT_EQ(running.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "exec hung on a dead guest";
   ProcessResult result = running.get();
   EXPECT_EQ(result.exit_code, 255);
