@@ -87,20 +87,25 @@ std::pair<uint16_t, uint16_t> terminal_size() {
   return {size.ws_row, size.ws_col};
 }
 
-// The local terminal in raw mode for a -t command, restored on the way out.
+// The local terminal for a -t command, restored on the way out: raw when
+// its input goes to the guest; otherwise only its output processing is
+// off, since the guest's pty has already turned \n into \r\n (and Ctrl-C
+// still interrupts kiln).
 class RawTerminal {
  public:
-  RawTerminal() {
-    if (!::isatty(STDIN_FILENO) || ::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+  RawTerminal(int fd, bool input_too) : fd_(fd) {
+    if (!::isatty(fd_) || ::tcgetattr(fd_, &saved_) != 0) return;
     termios raw = saved_;
-    ::cfmakeraw(&raw);
-    active_ = ::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+    if (input_too) ::cfmakeraw(&raw);
+    else raw.c_oflag &= ~OPOST;
+    active_ = ::tcsetattr(fd_, TCSANOW, &raw) == 0;
   }
   ~RawTerminal() {
-    if (active_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
+    if (active_) ::tcsetattr(fd_, TCSANOW, &saved_);
   }
 
  private:
+  int fd_;
   termios saved_{};
   bool active_ = false;
 };
@@ -125,7 +130,8 @@ int run_command(const InstanceStore& store, const std::string& name, const Comma
     resize = UniqueFd(::signalfd(-1, &winch, SFD_CLOEXEC | SFD_NONBLOCK));
     io.resize_fd = resize.get();
     io.window_size = terminal_size;
-    if (io.stdin_fd == STDIN_FILENO && stdin_is_terminal) raw.emplace();
+    if (io.stdin_fd == STDIN_FILENO && stdin_is_terminal) raw.emplace(STDIN_FILENO, true);
+    else raw.emplace(STDOUT_FILENO, false);
   }
   auto exit = exec_in_instance(store, name, request, io, wait);
   raw.reset();

@@ -143,6 +143,7 @@ TEST_P(ExecTest, ATtyCommandRunsOnAPty) {
   auto result = host_shell("script -qec '\"$KILN\" exec -t \"$NAME\" -- tty' /dev/null");
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_THAT(result.out, HasSubstr("/dev/pts/"));
+  EXPECT_THAT(result.out, Not(HasSubstr("\r\r\n"))) << "the local terminal rewrote the guest pty's line ends";
   auto plain = exec({"tty"});
   EXPECT_EQ(plain.exit_code, 1) << "without -t there is no terminal: " << plain.out;
 }
