@@ -33,10 +33,12 @@ void put64(std::string& out, size_t at, uint64_t value) {
 }  // namespace
 
 Result<> create_qcow2_overlay(const std::filesystem::path& overlay, const std::filesystem::path& backing,
-                              uint64_t virtual_size) {
+                              uint64_t virtual_size, std::string_view backing_format) {
   std::string name = backing.string();
+  if (backing_format != "raw" && backing_format != "qcow2")
+    return fail(ErrorKind::kBadInput, "{}: backing format '{}': expected raw or qcow2", name, backing_format);
   virtual_size = (virtual_size + 511) / 512 * 512;  // qcow2 counts whole sectors
-  // Extensions: backing format "raw" (8 + 8 padded), then the end marker.
+  // Extensions: the backing format (8 + 8 padded), then the end marker.
   constexpr size_t kExtensions = 8 + 8 + 8;
   size_t backing_offset = kHeaderLength + kExtensions;
   if (!backing.is_absolute() || name.size() > 1023 || backing_offset + name.size() > kClusterSize)
@@ -61,8 +63,8 @@ Result<> create_qcow2_overlay(const std::filesystem::path& overlay, const std::f
   put32(image, 96, 4);   // refcount order: 16-bit refcounts
   put32(image, 100, kHeaderLength);
   put32(image, kHeaderLength, kBackingFormatExtension);
-  put32(image, kHeaderLength + 4, 3);
-  image.replace(kHeaderLength + 8, 3, "raw");
+  put32(image, kHeaderLength + 4, static_cast<uint32_t>(backing_format.size()));
+  image.replace(kHeaderLength + 8, backing_format.size(), backing_format);
   // The end-of-extensions marker is the zeros that follow.
   image.replace(backing_offset, name.size(), name);
   put64(image, kRefcountTable, kRefcountBlock);
@@ -73,6 +75,22 @@ Result<> create_qcow2_overlay(const std::filesystem::path& overlay, const std::f
   KILN_ASSIGN(AtomicFile file, AtomicFile::create(overlay, 0600));
   KILN_TRY(file.write(image));
   return file.commit();
+}
+
+}  // namespace kiln
+
+namespace kiln {
+
+Result<uint64_t> qcow2_virtual_size(const std::filesystem::path& image) {
+  KILN_ASSIGN(UniqueFd fd, open_file(image, O_RDONLY));
+  unsigned char header[32];
+  ssize_t got = ::pread(fd.get(), header, sizeof header, 0);
+  if (got != static_cast<ssize_t>(sizeof header) || header[0] != 'Q' || header[1] != 'F' || header[2] != 'I' ||
+      header[3] != 0xfb)
+    return fail(ErrorKind::kBadInput, "{}: not a qcow2 image (no QFI header)", image.string());
+  uint64_t size = 0;
+  for (int i = 24; i < 32; ++i) size = size << 8 | header[i];
+  return size;
 }
 
 }  // namespace kiln

@@ -43,9 +43,11 @@ Result<> check_vif(const DomainVif& vif) {
 Result<> check_disks(const std::vector<DomainDisk>& disks) {
   for (size_t i = 0; i < disks.size(); ++i) {
     const DomainDisk& disk = disks[i];
-    if (disk.path.empty() || has_surrounding_space(disk.path))
+    if ((disk.path.empty() && !disk.cdrom) || has_surrounding_space(disk.path))
       return fail_at(disk.where, "disk {} has no path, or a path starting or ending with a space",
                      disk.frontend);
+    if (disk.cdrom && !disk.read_only)
+      return fail_at(disk.where, "cdrom {} must be read-only", disk.frontend);
     if (disk.backend == DiskBackend::kPhy && !disk.path.starts_with('/'))
       return fail_at(disk.where, "phy disk path '{}' must be absolute, e.g. /dev/vg0/root",
                      disk.path);
@@ -75,14 +77,23 @@ std::string_view action_name(DomainAction action) {
   return "destroy";
 }
 
+std::string_view domain_type_name(DomainType type) {
+  switch (type) {
+    case DomainType::kPv: return "pv";
+    case DomainType::kPvh: return "pvh";
+    case DomainType::kHvm: return "hvm";
+  }
+  return "pv";
+}
+
 Location DomainSource::of(std::string_view key) const {
   auto found = keys.find(key);
   return found == keys.end() ? Location{file} : found->second;
 }
 
 bool DomainDisk::operator==(const DomainDisk& other) const {
-  return std::tie(backend, format, path, frontend, read_only) ==
-         std::tie(other.backend, other.format, other.path, other.frontend, other.read_only);
+  return std::tie(backend, format, path, frontend, read_only, cdrom) ==
+         std::tie(other.backend, other.format, other.path, other.frontend, other.read_only, other.cdrom);
 }
 
 bool DomainVif::operator==(const DomainVif& other) const {
@@ -90,11 +101,11 @@ bool DomainVif::operator==(const DomainVif& other) const {
 }
 
 bool DomainSpec::operator==(const DomainSpec& other) const {
-  return std::tie(name, memory_mib, vcpus, kernel, ramdisk, root, extra, disks, vifs,
-                  on_poweroff, on_reboot, on_crash) ==
-         std::tie(other.name, other.memory_mib, other.vcpus, other.kernel, other.ramdisk,
-                  other.root, other.extra, other.disks, other.vifs, other.on_poweroff,
-                  other.on_reboot, other.on_crash);
+  return std::tie(name, type, memory_mib, vcpus, kernel, ramdisk, root, extra, bootloader, bootloader_args,
+                  boot, disks, vifs, on_poweroff, on_reboot, on_crash) ==
+         std::tie(other.name, other.type, other.memory_mib, other.vcpus, other.kernel, other.ramdisk,
+                  other.root, other.extra, other.bootloader, other.bootloader_args, other.boot, other.disks,
+                  other.vifs, other.on_poweroff, other.on_reboot, other.on_crash);
 }
 
 std::string DomainSpec::kernel_command_line() const {

@@ -41,6 +41,9 @@ struct DomainDisk {
   // partition.
   std::string frontend;
   bool read_only = false;
+  // A CD-ROM drive (devtype=cdrom, xm's "hdc:cdrom"): always read-only; an
+  // empty path is a drive with no medium.
+  bool cdrom = false;
   Location where;  // the line of the disk's entry; empty when built in code
 
   bool operator==(const DomainDisk& other) const;
@@ -71,11 +74,12 @@ enum class DomainAction {
 // "destroy", "rename-restart"...: the spelling Xen and libvirt share.
 std::string_view action_name(DomainAction action);
 
-// A key Xen accepts that kiln does not act on ("builder", "vfb"...): the
-// caller warns once per key, naming it and its first line.
+// A key Xen accepts that kiln does not act on ("vfb", "maxmem"...): the
+// caller warns once per key, naming it, its first line and why.
 struct UnsupportedKey {
   std::string key;
   Location where;
+  std::string why;  // "kiln's guests have no display; the console is ..."
 };
 
 // Where the parts of a parsed spec were written.
@@ -88,14 +92,26 @@ struct DomainSource {
   Location of(std::string_view key) const;
 };
 
+// How Xen builds the domain: a paravirtualised kernel (pv, pvh) or a full
+// machine that boots its disk through firmware (hvm).
+enum class DomainType { kPv, kPvh, kHvm };
+
+std::string_view domain_type_name(DomainType type);
+
 struct DomainSpec {
   std::string name;
+  DomainType type = DomainType::kPv;
   uint64_t memory_mib = 0;  // 0: not given (the toolstack's default applies)
   int vcpus = 1;
   std::string kernel;   // empty: the guest boots from its disk
   std::string ramdisk;  // initrd
   std::string root;     // "/dev/xvda1 ro", "UUID=... ro"; becomes root=...
   std::string extra;    // the rest of the kernel command line
+  // "pygrub" (or another program's path): the kernel, ramdisk and command
+  // line come from the first disk's boot loader configuration.
+  std::string bootloader;
+  std::vector<std::string> bootloader_args;
+  std::string boot;  // hvm: the boot order, "c" (disk), "d" (cdrom), "n"
   std::vector<DomainDisk> disks;
   std::vector<DomainVif> vifs;
   // Xen's defaults, which are also libvirt's.

@@ -12,39 +12,12 @@
 #include <vector>
 
 #include "base/vm_shape.h"
+#include "formats/domain/comma_fields.h"
+#include "formats/domain/xen_disk_spec.h"
 
 namespace kiln {
 
 namespace {
-
-// Keys Xen's xm or xl accept that kiln does not act on. Sorted: looked up by
-// binary search.
-constexpr auto kUnsupportedKeys = std::to_array<std::string_view>({
-    "access_control", "acpi", "acpi_firmware", "acpi_s3", "acpi_s4", "altp2m", "apic",
-    "bios", "blkif", "boot", "bootargs", "bootloader", "bootloader_args", "builder",
-    "cap", "channel", "claim_mode", "cpu", "cpu_cap", "cpu_weight", "cpuid", "cpuid_check",
-    "cpus", "cpus_soft", "description", "device_model", "device_model_args",
-    "device_model_override", "device_model_version", "device_tree", "dhcp", "display",
-    "driver_domain", "dtdev", "e820_host", "event_channels", "fda", "fdb", "features",
-    "firmware", "gateway", "gfx_passthru", "guest_os_type", "hap", "hdtype", "hostname",
-    "hpet", "interface", "iomem", "ioports", "ip", "irq", "irqs", "isa", "keymap",
-    "localtime", "machine_address_size", "max_event_channels", "max_grant_frames",
-    "max_maptrack_frames", "maxmem", "maxvcpus", "monitor", "nestedhvm", "netif",
-    "netmask", "nfs_root", "nfs_server", "nographic", "nomigrate", "nx", "on_soft_reset",
-    "on_watchdog", "on_xend_start", "on_xend_stop", "opengl", "p9", "pae", "pci",
-    "pci_msitranslate", "pci_permissive", "pci_power_mgmt", "pci_seize", "pool",
-    "pvcalls", "pvh", "rdm", "rtc_timeoffset", "s3_integrity", "sdl", "seclabel",
-    "security", "serial", "shadow_memory", "smbios_firmware", "soundhw", "spice",
-    "spicedisable_ticketing", "spicehost", "spicepasswd", "spiceport", "spicetls_port",
-    "stdvga", "stubdomain_kernel", "stubdomain_memory", "superpages",
-    "suppress_spurious_page_faults", "timer_mode", "tpmif", "tsc_mode", "type", "usb",
-    "usbctrl", "usbdev", "usbdevice", "usbport", "usbversion", "uuid", "vcpu_avail",
-    "vdispl", "vendor_device", "vfb", "vga", "vhpt", "videoram", "vif_other_config",
-    "viridian", "vkb", "vnc", "vncconsole", "vncdisplay", "vnclisten", "vncpasswd",
-    "vncunused", "vnuma", "vpt_align", "vscsi", "vsnd", "vtpm", "vuart", "xauthority",
-    "xen_platform_pci",
-});
-static_assert(std::ranges::is_sorted(kUnsupportedKeys));
 
 // Lists nest in xl configs ("vnuma"), never deeply; the bound keeps a hostile
 // file from exhausting the stack.
@@ -209,139 +182,6 @@ struct Value {
   int line = 0;
 };
 
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
-  return text;
-}
-
-// Splits at commas, trimming each field.
-std::vector<std::string_view> split_fields(std::string_view text) {
-  std::vector<std::string_view> fields;
-  while (true) {
-    size_t comma = text.find(',');
-    fields.push_back(trim(text.substr(0, comma)));
-    if (comma == std::string_view::npos) return fields;
-    text.remove_prefix(comma + 1);
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Disks
-
-constexpr std::string_view kDiskForm = "expected BACKEND:PATH,FRONTEND,MODE";
-
-struct Backend {
-  std::string_view prefix;
-  DiskBackend kind;
-};
-constexpr std::array kBackends = {Backend{"file:", DiskBackend::kFile},
-                                  Backend{"tap:aio:", DiskBackend::kTapAio},
-                                  Backend{"phy:", DiskBackend::kPhy}};
-
-// xm took "phy:vg0/feisty" to mean /dev/vg0/feisty.
-std::string device_path(DiskBackend backend, std::string_view path) {
-  if (backend == DiskBackend::kPhy && !path.starts_with('/')) return "/dev/" + std::string(path);
-  return std::string(path);
-}
-
-Result<std::string> parse_frontend(std::string_view written, std::string_view spec,
-                                   const Location& where) {
-  // "ioemu:hda" in HVM-era configs asks for an emulated disk: still hda.
-  std::string_view name = written.starts_with("ioemu:") ? written.substr(6) : written;
-  if (!is_xen_frontend(name))
-    return fail_at(where, "bad guest device '{}' in disk spec '{}': expected sdX, hdX or xvdX "
-                   "with an optional partition number, e.g. xvda1", written, spec);
-  return std::string(name);
-}
-
-Result<DomainDisk> parse_xm_disk(std::string_view spec, const Backend& backend,
-                                 const Location& where) {
-  auto fields = split_fields(spec);
-  if (fields.size() != 3)
-    return fail_at(where, "bad disk spec '{}': {} (the guest device and the mode are both "
-                   "required, e.g. 'phy:vg0/feisty,xvda1,w')", spec, kDiskForm);
-  DomainDisk disk;
-  disk.backend = backend.kind;
-  disk.where = where;
-  std::string_view path = trim(fields[0].substr(backend.prefix.size()));
-  if (path.empty()) return fail_at(where, "bad disk spec '{}': the path after {} is empty", spec, backend.prefix);
-  disk.path = device_path(backend.kind, path);
-  KILN_ASSIGN(disk.frontend, parse_frontend(fields[1], spec, where));
-  if (fields[2] != "r" && fields[2] != "w" && fields[2] != "rw")
-    return fail_at(where, "bad mode '{}' in disk spec '{}': expected r, w or rw", fields[2], spec);
-  disk.read_only = fields[2] == "r";
-  return disk;
-}
-
-// xl's "vdev=xvda, access=rw, target=PATH": target comes last and takes the
-// rest of the spec, commas included.
-Result<DomainDisk> parse_xl_disk(std::string_view spec, const Location& where) {
-  std::map<std::string, std::string, std::less<>> params;
-  std::string_view rest = spec;
-  for (bool more = true; more;) {
-    std::string_view field;
-    if (trim(rest).starts_with("target=")) {
-      field = trim(rest);
-      more = false;
-    } else {
-      size_t comma = rest.find(',');
-      field = trim(rest.substr(0, comma));
-      more = comma != std::string_view::npos;
-      if (more) rest.remove_prefix(comma + 1);
-    }
-    if (field.empty()) continue;
-    size_t equals = field.find('=');
-    if (equals == std::string_view::npos)
-      return fail_at(where, "bad disk spec '{}': {} (or only xl KEY=VALUE parameters, "
-                     "'{}' is neither)", spec, kDiskForm, field);
-    std::string_view key = trim(field.substr(0, equals));
-    std::string_view value = trim(field.substr(equals + 1));
-    if (key != "target" && key != "vdev" && key != "access" && key != "format" && key != "backendtype")
-      return fail_at(where, "disk parameter '{}' in '{}' is not supported: kiln reads target, "
-                     "vdev, access, format and backendtype", key, spec);
-    if (!params.emplace(key, value).second)
-      return fail_at(where, "bad disk spec '{}': {}= is given twice", spec, key);
-  }
-  if (!params.contains("target") || !params.contains("vdev") || params["target"].empty())
-    return fail_at(where, "bad disk spec '{}': {}, or xl parameters with vdev= and target=",
-                   spec, kDiskForm);
-
-  DomainDisk disk;
-  disk.where = where;
-  if (auto found = params.find("backendtype"); found != params.end()) {
-    if (found->second == "phy") disk.backend = DiskBackend::kPhy;
-    else if (found->second == "tap") disk.backend = DiskBackend::kTapAio;
-    else if (found->second != "qdisk")
-      return fail_at(where, "bad backendtype '{}' in disk spec '{}': expected phy, tap or qdisk",
-                     found->second, spec);
-  }
-  if (auto found = params.find("format"); found != params.end()) {
-    if (found->second == "qcow2") disk.format = DiskFormat::kQcow2;
-    else if (found->second != "raw")
-      return fail_at(where, "bad format '{}' in disk spec '{}': expected raw or qcow2",
-                     found->second, spec);
-  }
-  if (auto found = params.find("access"); found != params.end()) {
-    const std::string& access = found->second;
-    if (access != "r" && access != "ro" && access != "w" && access != "rw")
-      return fail_at(where, "bad access '{}' in disk spec '{}': expected r, ro, w or rw", access, spec);
-    disk.read_only = access == "r" || access == "ro";
-  }
-  disk.path = device_path(disk.backend, params["target"]);
-  KILN_ASSIGN(disk.frontend, parse_frontend(params["vdev"], spec, where));
-  return disk;
-}
-
-Result<DomainDisk> parse_disk(std::string_view spec, const Location& where) {
-  std::string_view trimmed = trim(spec);
-  for (const Backend& backend : kBackends) {
-    if (trimmed.starts_with(backend.prefix)) return parse_xm_disk(trimmed, backend, where);
-  }
-  if (trimmed.find('=') != std::string_view::npos) return parse_xl_disk(trimmed, where);
-  return fail_at(where, "bad disk spec '{}': {} with BACKEND file:, tap:aio: or phy:", spec, kDiskForm);
-}
-
 // ---------------------------------------------------------------------------
 // Network interfaces
 
@@ -406,7 +246,31 @@ Result<> check_string_list(std::string_view key, const Value& value, const Locat
 struct Settings {
   DomainSpec spec;
   std::optional<std::string> cmdline;
+  std::optional<Location> type_set_at;  // type, builder and pvh all say the type
+
+  // One warning for `key`, with the table's reason.
+  void note(std::string_view key, const Location& where);
+  std::string_view doc_of(std::string_view key) const;
+
+  Result<> set_type(DomainType type, std::string_view key, const Location& where) {
+    if (type_set_at && spec.type != type)
+      return fail_at(where, "{} says the domain is {}, but line {} said {}", key, domain_type_name(type),
+                     type_set_at->line, domain_type_name(spec.type));
+    spec.type = type;
+    type_set_at = where;
+    return {};
+  }
 };
+
+// Python's truth: 0, "", "0" and [] ask for nothing.
+bool truthy(const Value& value) {
+  switch (value.kind) {
+    case Value::kInteger: return value.number != 0;
+    case Value::kString: return !value.text.empty() && value.text != "0";
+    case Value::kList: return !value.items.empty();
+  }
+  return false;
+}
 
 using KeyReader = Result<> (*)(Settings&, std::string_view key, const Value&, const Location&);
 
@@ -446,7 +310,7 @@ Result<> read_disks(Settings& settings, std::string_view key, const Value& value
                     const Location& where) {
   KILN_TRY(check_string_list(key, value, where, "file:/srv/img/root.img,xvda1,w"));
   for (const Value& item : value.items) {
-    KILN_ASSIGN(DomainDisk disk, parse_disk(item.text, {where.file, item.line}));
+    KILN_ASSIGN(DomainDisk disk, parse_xen_disk_spec(item.text, {where.file, item.line}));
     settings.spec.disks.push_back(std::move(disk));
   }
   return {};
@@ -481,34 +345,330 @@ Result<> read_action(Settings& settings, std::string_view key, const Value& valu
                  crash ? ", rename-restart, coredump-destroy or coredump-restart" : " or rename-restart");
 }
 
-struct SupportedKey {
+Result<> read_type(Settings& settings, std::string_view key, const Value& value, const Location& where) {
+  KILN_ASSIGN(std::string text, string_value(key, value, where));
+  for (DomainType type : {DomainType::kPv, DomainType::kPvh, DomainType::kHvm}) {
+    if (text == domain_type_name(type)) return settings.set_type(type, key, where);
+  }
+  return fail_at(where, "bad type '{}': expected pv, pvh or hvm", text);
+}
+
+// xm's name for the type: "linux" (or "generic") built a PV domain.
+Result<> read_builder(Settings& settings, std::string_view key, const Value& value, const Location& where) {
+  KILN_ASSIGN(std::string text, string_value(key, value, where));
+  if (text == "linux" || text == "generic") return settings.set_type(DomainType::kPv, key, where);
+  if (text == "hvm") return settings.set_type(DomainType::kHvm, key, where);
+  return fail_at(where, "bad builder '{}': expected linux or hvm (or type = \"pv\", \"pvh\", \"hvm\")", text);
+}
+
+// xl's older "pvh = 1".
+Result<> read_pvh(Settings& settings, std::string_view key, const Value& value, const Location& where) {
+  if (!truthy(value)) return {};
+  return settings.set_type(DomainType::kPvh, key, where);
+}
+
+// A list of words, or (as older configs wrote it) one string of them.
+Result<> read_bootloader_args(Settings& settings, std::string_view key, const Value& value, const Location& where) {
+  std::vector<std::string>& args = settings.spec.bootloader_args;
+  if (value.kind == Value::kString) {
+    for (std::string_view rest = value.text; !trim(rest).empty();) {
+      rest = trim(rest);
+      size_t space = rest.find_first_of(" \t");
+      args.emplace_back(rest.substr(0, space));
+      rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space);
+    }
+    return {};
+  }
+  KILN_TRY(check_string_list(key, value, where, "--entry=1"));
+  for (const Value& item : value.items) args.push_back(item.text);
+  return {};
+}
+
+Result<> read_boot(Settings& settings, std::string_view key, const Value& value, const Location& where) {
+  KILN_ASSIGN(std::string order, string_value(key, value, where));
+  if (order.empty() || order.find_first_not_of("acdn") != std::string::npos)
+    return fail_at(where, "bad boot '{}': expected devices in order, c (disk), d (cdrom), n (network), "
+                   "e.g. boot = \"c\"", order);
+  settings.spec.boot = order;
+  return {};
+}
+
+// Keys whose every value asks for something kiln's guests do not have.
+// Only a value that asks for it gets a word: vnc = 0 asks for nothing.
+Result<> note_when_set(Settings& settings, std::string_view key, const Value& value, const Location& where) {
+  if (truthy(value)) settings.note(key, where);
+  return {};
+}
+
+// "pty" is the serial console kiln gives every guest.
+Result<> read_serial(Settings& settings, std::string_view key, const Value& value, const Location& where) {
+  bool pty = (value.kind == Value::kString && value.text == "pty") ||
+             (value.kind == Value::kList && value.items.size() == 1 && value.items[0].text == "pty");
+  if (!pty && truthy(value)) settings.note(key, where);
+  return {};
+}
+
+// A device of the host given to the guest: a guest that expects it would
+// boot into a machine it was not written for.
+Result<> refuse_when_set(Settings& settings, std::string_view key, const Value& value, const Location& where) {
+  if (truthy(value)) return fail_at(where, "{} = ...: {}", key, settings.doc_of(key));
+  return {};
+}
+
+Result<> accept(Settings&, std::string_view, const Value&, const Location&) { return {}; }
+
+constexpr std::string_view kNoDisplay =
+    "kiln's guests have no display; their console is the first serial line (kiln console NAME)";
+constexpr std::string_view kHostPlacement = "where and how the host schedules the guest is left to the host kernel";
+constexpr std::string_view kXenMachine =
+    "a detail of the machine Xen emulates; kiln's backends (qemu, UML) decide it for themselves";
+constexpr std::string_view kPassthrough =
+    "passes a host device through to the guest; kiln gives guests virtual devices only";
+constexpr std::string_view kXmIpConfig =
+    "xm's kernel-level IP settings; kiln's networks give the guest its address (DHCP on user networking)";
+constexpr std::string_view kXenInternals = "a Xen hypervisor or toolstack setting with no meaning outside Xen";
+
+using Treatment = XenKeyTreatment;
+
+struct XenKey {
   std::string_view key;
-  KeyReader read;
+  Treatment treatment;
+  std::string_view doc;  // honoured: what kiln does; otherwise why not
+  KeyReader read = nullptr;
 };
 
-constexpr std::array kSupportedKeys = {
-    SupportedKey{"name", read_string<&DomainSpec::name>},
-    SupportedKey{"memory", read_memory},
-    SupportedKey{"vcpus", read_vcpus},
-    SupportedKey{"kernel", read_string<&DomainSpec::kernel>},
-    SupportedKey{"ramdisk", read_string<&DomainSpec::ramdisk>},
-    SupportedKey{"root", read_string<&DomainSpec::root>},
-    SupportedKey{"extra", read_string<&DomainSpec::extra>},
-    SupportedKey{"cmdline", read_cmdline},
-    SupportedKey{"disk", read_disks},
-    SupportedKey{"vif", read_vifs},
-    SupportedKey{"on_poweroff", read_action<&DomainSpec::on_poweroff>},
-    SupportedKey{"on_reboot", read_action<&DomainSpec::on_reboot>},
-    SupportedKey{"on_crash", read_action<&DomainSpec::on_crash>},
-};
+constexpr auto kXenKeys = std::to_array<XenKey>({
+    {"name", Treatment::kHonoured, "the instance's name (kiln boot --name overrides it)",
+     read_string<&DomainSpec::name>},
+    {"type", Treatment::kHonoured, "pv and pvh boot the kernel directly; hvm boots the first disk through "
+                                   "UEFI firmware (qemu)", read_type},
+    {"builder", Treatment::kHonoured, "xm's type: linux is pv, hvm is hvm", read_builder},
+    {"pvh", Treatment::kHonoured, "pvh = 1 is type = \"pvh\"", read_pvh},
+    {"memory", Treatment::kHonoured, "memory in MiB (default 512)", read_memory},
+    {"vcpus", Treatment::kHonoured, "virtual CPUs (UML runs one)", read_vcpus},
+    {"kernel", Treatment::kHonoured, "the kernel booted directly (qemu; UML boots its own kernel)",
+     read_string<&DomainSpec::kernel>},
+    {"ramdisk", Treatment::kHonoured, "the kernel's initrd (qemu)", read_string<&DomainSpec::ramdisk>},
+    {"root", Treatment::kHonoured, "root= for the kernel, its Xen device translated to the backend's "
+                                   "(xvda2 is vda2 on qemu, ubda2 on UML)", read_string<&DomainSpec::root>},
+    {"extra", Treatment::kHonoured, "the rest of the kernel command line, kept as written (a root= in it "
+                                    "wins, translated as root is; console=hvc0 is the serial console)",
+     read_string<&DomainSpec::extra>},
+    {"cmdline", Treatment::kHonoured, "xl's whole kernel command line, instead of root and extra",
+     read_cmdline},
+    {"bootloader", Treatment::kHonoured, "pygrub (or any boot loader program): kiln finds the kernel, initrd "
+                                         "and command line in the first disk as pygrub does, without mounting it",
+     read_string<&DomainSpec::bootloader>},
+    {"bootloader_args", Treatment::kHonoured, "pygrub's --entry, --kernel, --ramdisk and --args",
+     read_bootloader_args},
+    {"disk", Treatment::kHonoured, "the disks, in every form xl-disk-configuration(5) and xm read",
+     read_disks},
+    {"vif", Treatment::kHonoured, "the first interface's mac= and bridge= (tap on that host bridge)",
+     read_vifs},
+    {"on_poweroff", Treatment::kHonoured, "destroy, restart or preserve", read_action<&DomainSpec::on_poweroff>},
+    {"on_reboot", Treatment::kHonoured, "destroy, restart or preserve", read_action<&DomainSpec::on_reboot>},
+    {"on_crash", Treatment::kHonoured, "destroy, restart or preserve; a crashed guest's console log is kept "
+                                       "whatever the policy", read_action<&DomainSpec::on_crash>},
+    {"boot", Treatment::kHonoured, "hvm: the boot order; kiln boots the first disk (c) and says so when "
+                                   "another device comes first", read_boot},
+    {"serial", Treatment::kHonoured, "\"pty\" is the serial console every kiln guest has (kiln console); "
+                                     "other targets are noted", read_serial},
+    {"nographic", Treatment::kHonoured, "no display, as every kiln guest", accept},
+    {"uuid", Treatment::kWarned, "kiln gives each instance its own machine id"},
+    {"maxmem", Treatment::kWarned, "no memory ballooning: the guest has `memory`"},
+    {"maxvcpus", Treatment::kWarned, "no CPU hot-plug: the guest has `vcpus`"},
+    {"vcpu_avail", Treatment::kWarned, "no CPU hot-plug: the guest has `vcpus`"},
+    {"cpus", Treatment::kWarned, kHostPlacement},
+    {"cpus_soft", Treatment::kWarned, kHostPlacement},
+    {"cpu", Treatment::kWarned, kHostPlacement},
+    {"cpu_weight", Treatment::kWarned, kHostPlacement},
+    {"cpu_cap", Treatment::kWarned, kHostPlacement},
+    {"cap", Treatment::kWarned, kHostPlacement},
+    {"pool", Treatment::kWarned, kHostPlacement},
+    {"vnuma", Treatment::kWarned, kHostPlacement},
+    {"claim_mode", Treatment::kWarned, kXenInternals},
+    {"vnc", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"vncconsole", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"vncdisplay", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"vnclisten", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"vncpasswd", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"vncunused", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"sdl", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"opengl", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"vfb", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"vkb", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"vga", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"stdvga", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"videoram", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"display", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"xauthority", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"keymap", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"spice", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"spicehost", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"spiceport", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"spicetls_port", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"spicedisable_ticketing", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"spicepasswd", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"vdispl", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"gfx_passthru", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"soundhw", Treatment::kWarned, "kiln's guests have no sound device", note_when_set},
+    {"vsnd", Treatment::kWarned, "kiln's guests have no sound device", note_when_set},
+    {"usb", Treatment::kWarned, "kiln's guests have no USB controller", note_when_set},
+    {"usbdevice", Treatment::kWarned, "kiln's guests have no USB controller", note_when_set},
+    {"usbctrl", Treatment::kWarned, "kiln's guests have no USB controller", note_when_set},
+    {"usbdev", Treatment::kRefused, kPassthrough, refuse_when_set},
+    {"usbversion", Treatment::kWarned, "kiln's guests have no USB controller", note_when_set},
+    {"usbport", Treatment::kWarned, "kiln's guests have no USB controller", note_when_set},
+    {"pci", Treatment::kRefused, kPassthrough, refuse_when_set},
+    {"pci_msitranslate", Treatment::kWarned, kPassthrough},
+    {"pci_permissive", Treatment::kWarned, kPassthrough},
+    {"pci_power_mgmt", Treatment::kWarned, kPassthrough},
+    {"pci_seize", Treatment::kWarned, kPassthrough},
+    {"rdm", Treatment::kWarned, kPassthrough},
+    {"dtdev", Treatment::kRefused, kPassthrough, refuse_when_set},
+    {"iomem", Treatment::kRefused, kPassthrough, refuse_when_set},
+    {"ioports", Treatment::kRefused, kPassthrough, refuse_when_set},
+    {"irqs", Treatment::kRefused, kPassthrough, refuse_when_set},
+    {"irq", Treatment::kRefused, kPassthrough, refuse_when_set},
+    {"vscsi", Treatment::kRefused, kPassthrough, refuse_when_set},
+    {"nfs_root", Treatment::kRefused, "a root over NFS: kiln boots the guest's disks", refuse_when_set},
+    {"nfs_server", Treatment::kRefused, "a root over NFS: kiln boots the guest's disks", refuse_when_set},
+    {"vtpm", Treatment::kWarned, "kiln's guests have no TPM", note_when_set},
+    {"tpmif", Treatment::kWarned, "kiln's guests have no TPM", note_when_set},
+    {"p9", Treatment::kWarned, "no 9p shares: copy files in with kiln cp or --file", note_when_set},
+    {"pvcalls", Treatment::kWarned, kXenInternals, note_when_set},
+    {"channel", Treatment::kWarned, "no Xen channels: kiln exec is kiln's channel to the guest", note_when_set},
+    {"vuart", Treatment::kWarned, kXenMachine, note_when_set},
+    {"dhcp", Treatment::kWarned, kXmIpConfig},
+    {"ip", Treatment::kWarned, kXmIpConfig},
+    {"netmask", Treatment::kWarned, kXmIpConfig},
+    {"gateway", Treatment::kWarned, kXmIpConfig},
+    {"hostname", Treatment::kWarned, "xm's kernel-level IP settings; kiln boot --hostname sets the guest's name"},
+    {"interface", Treatment::kWarned, kXmIpConfig},
+    {"nics", Treatment::kWarned, "xm's count of interfaces: the vif list decides"},
+    {"vif_other_config", Treatment::kWarned, kXenInternals},
+    {"netif", Treatment::kWarned, kXenInternals},
+    {"blkif", Treatment::kWarned, kXenInternals},
+    {"localtime", Treatment::kWarned, "the guest's clock is UTC; set its time zone inside the guest"},
+    {"rtc_timeoffset", Treatment::kWarned, "the guest's clock is UTC; set its time zone inside the guest"},
+    {"timer_mode", Treatment::kWarned, kXenMachine},
+    {"tsc_mode", Treatment::kWarned, kXenMachine},
+    {"hpet", Treatment::kWarned, kXenMachine},
+    {"acpi", Treatment::kWarned, kXenMachine},
+    {"acpi_s3", Treatment::kWarned, kXenMachine},
+    {"acpi_s4", Treatment::kWarned, kXenMachine},
+    {"acpi_firmware", Treatment::kWarned, kXenMachine},
+    {"apic", Treatment::kWarned, kXenMachine},
+    {"pae", Treatment::kWarned, kXenMachine},
+    {"nx", Treatment::kWarned, kXenMachine},
+    {"hap", Treatment::kWarned, kXenMachine},
+    {"viridian", Treatment::kWarned, kXenMachine},
+    {"nestedhvm", Treatment::kWarned, kXenMachine},
+    {"cpuid", Treatment::kWarned, kXenMachine},
+    {"cpuid_check", Treatment::kWarned, kXenMachine},
+    {"altp2m", Treatment::kWarned, kXenMachine},
+    {"shadow_memory", Treatment::kWarned, kXenMachine},
+    {"e820_host", Treatment::kWarned, kXenMachine},
+    {"vpt_align", Treatment::kWarned, kXenMachine},
+    {"vhpt", Treatment::kWarned, kXenMachine},
+    {"xen_platform_pci", Treatment::kWarned, kXenMachine},
+    {"vendor_device", Treatment::kWarned, kXenMachine},
+    {"smbios_firmware", Treatment::kWarned, kXenMachine},
+    {"bios", Treatment::kWarned, "hvm guests boot through UEFI firmware (OVMF)"},
+    {"firmware", Treatment::kWarned, "hvm guests boot through UEFI firmware (OVMF)"},
+    {"hdtype", Treatment::kWarned, kXenMachine},
+    {"isa", Treatment::kWarned, kXenMachine},
+    {"monitor", Treatment::kWarned, "qemu's monitor is kiln's (QMP): kiln pause, save and the like"},
+    {"fda", Treatment::kWarned, "kiln's guests have no floppy drive", note_when_set},
+    {"fdb", Treatment::kWarned, "kiln's guests have no floppy drive", note_when_set},
+    {"device_model", Treatment::kWarned, "kiln runs its own qemu"},
+    {"device_model_args", Treatment::kWarned, "kiln runs its own qemu"},
+    {"device_model_override", Treatment::kWarned, "kiln runs its own qemu"},
+    {"device_model_version", Treatment::kWarned, "kiln runs its own qemu"},
+    {"device_model_stubdomain_override", Treatment::kWarned, "kiln runs its own qemu"},
+    {"stubdomain_kernel", Treatment::kWarned, "kiln runs its own qemu"},
+    {"stubdomain_memory", Treatment::kWarned, "kiln runs its own qemu"},
+    {"device_tree", Treatment::kWarned, kXenMachine},
+    {"gic_version", Treatment::kWarned, kXenMachine},
+    {"machine_address_size", Treatment::kWarned, kXenMachine},
+    {"superpages", Treatment::kWarned, kXenInternals},
+    {"max_event_channels", Treatment::kWarned, kXenInternals},
+    {"event_channels", Treatment::kWarned, kXenInternals},
+    {"max_grant_frames", Treatment::kWarned, kXenInternals},
+    {"max_maptrack_frames", Treatment::kWarned, kXenInternals},
+    {"driver_domain", Treatment::kWarned, kXenInternals},
+    {"seclabel", Treatment::kWarned, kXenInternals},
+    {"security", Treatment::kWarned, kXenInternals},
+    {"access_control", Treatment::kWarned, kXenInternals},
+    {"s3_integrity", Treatment::kWarned, kXenInternals},
+    {"suppress_spurious_page_faults", Treatment::kWarned, kXenInternals},
+    {"features", Treatment::kWarned, kXenInternals},
+    {"guest_os_type", Treatment::kWarned, kXenInternals},
+    {"nomigrate", Treatment::kWarned, kXenInternals},
+    {"description", Treatment::kWarned, "a comment for the toolstack"},
+    {"bootargs", Treatment::kWarned, "xm's arguments for the boot loader: bootloader_args"},
+    {"on_watchdog", Treatment::kWarned, "kiln's guests have no watchdog device"},
+    {"on_soft_reset", Treatment::kWarned, "a soft reset (kexec under Xen) restarts the guest as a reboot does"},
+    {"on_xend_start", Treatment::kWarned, "xend's start-up: kiln instances start with kiln boot"},
+    {"on_xend_stop", Treatment::kWarned, "xend's shut-down: kiln instances stop with kiln shutdown or destroy"},
+    {"restart", Treatment::kWarned, "xm's older restart policy: use on_reboot and on_crash"},
+    {"spice_clipboard_sharing", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"spice_image_compression", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"spice_streaming_video", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"spiceagent_mouse", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"spiceusbredirection", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"spicevdagent", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"vkb_device", Treatment::kWarned, kNoDisplay, note_when_set},
+    {"passthrough", Treatment::kWarned, kPassthrough},
+    {"rdm_mem_boundary", Treatment::kWarned, kPassthrough},
+    {"mmio_hole", Treatment::kWarned, kXenMachine},
+    {"acpi_laptop_slate", Treatment::kWarned, kXenMachine},
+    {"altp2mhvm", Treatment::kWarned, kXenMachine},
+    {"mca_caps", Treatment::kWarned, kXenMachine},
+    {"ms_vm_genid", Treatment::kWarned, kXenMachine},
+    {"msr_relaxed", Treatment::kWarned, kXenMachine},
+    {"vpmu", Treatment::kWarned, kXenMachine},
+    {"vmtrace_buf_kb", Treatment::kWarned, kXenMachine},
+    {"tee", Treatment::kWarned, kXenMachine},
+    {"bios_path_override", Treatment::kWarned, "hvm guests boot through UEFI firmware (OVMF)"},
+    {"pvshim", Treatment::kWarned, kXenInternals},
+    {"pvshim_path", Treatment::kWarned, kXenInternals},
+    {"pvshim_cmdline", Treatment::kWarned, kXenInternals},
+    {"pvshim_extra", Treatment::kWarned, kXenInternals},
+    {"max_grant_version", Treatment::kWarned, kXenInternals},
+    {"xend_suspend_evtchn_compat", Treatment::kWarned, kXenInternals},
+    {"init_seclabel", Treatment::kWarned, kXenInternals},
+    {"device_model_args_hvm", Treatment::kWarned, "kiln runs its own qemu"},
+    {"device_model_args_pv", Treatment::kWarned, "kiln runs its own qemu"},
+    {"device_model_stubdomain_seclabel", Treatment::kWarned, "kiln runs its own qemu"},
+    {"device_model_user", Treatment::kWarned, "kiln runs its own qemu"},
+    {"dm_restrict", Treatment::kWarned, "kiln runs its own qemu"},
+    {"stubdomain_cmdline", Treatment::kWarned, "kiln runs its own qemu"},
+    {"stubdomain_ramdisk", Treatment::kWarned, "kiln runs its own qemu"},
+});
 
-std::string supported_key_list() {
+const XenKey* find_key(std::string_view key) {
+  auto found = std::ranges::find(kXenKeys, key, &XenKey::key);
+  return found == kXenKeys.end() ? nullptr : &*found;
+}
+
+std::string honoured_key_list() {
   std::string list;
-  for (const SupportedKey& supported : kSupportedKeys) {
+  for (const XenKey& entry : kXenKeys) {
+    if (entry.treatment != Treatment::kHonoured) continue;
     if (!list.empty()) list += ", ";
-    list += supported.key;
+    list += entry.key;
   }
   return list;
+}
+
+void Settings::note(std::string_view key, const Location& where) {
+  spec.source.unsupported.push_back({std::string(key), where, std::string(doc_of(key))});
+}
+
+std::string_view Settings::doc_of(std::string_view key) const {
+  const XenKey* entry = find_key(key);
+  return entry ? entry->doc : std::string_view{};
 }
 
 // Reads one value at `index` of a statement whose brackets balance.
@@ -599,19 +759,19 @@ Result<> XenConfigParser::State::end_statement() {
 Result<> XenConfigParser::State::apply(const std::string& key, const Value& value,
                                        const Location& where) {
   DomainSource& source = settings.spec.source;
-  if (std::ranges::binary_search(kUnsupportedKeys, key)) {
-    // Python let a later line win; kiln ignores the key either way.
-    if (source.keys.emplace(key, where).second) source.unsupported.push_back({key, where});
-    return {};
-  }
-  auto supported = std::ranges::find(kSupportedKeys, key, &SupportedKey::key);
-  if (supported == kSupportedKeys.end())
-    return fail_at(where, "unknown key '{}': not a Xen domain config key (kiln reads {})", key,
-                   supported_key_list());
+  const XenKey* entry = find_key(key);
+  if (!entry)
+    return fail_at(where, "unknown key '{}': not a Xen domain config key (kiln reads {}; `kiln help xen` lists "
+                   "every key)", key, honoured_key_list());
   auto [first, inserted] = source.keys.emplace(key, where);
-  if (!inserted)
+  if (entry->treatment == Treatment::kHonoured && !inserted)
     return fail_at(where, "'{}' is set twice (first at line {}); keep one", key, first->second.line);
-  return supported->read(settings, key, value, where);
+  // Python let a later line win; a key kiln does not act on is named once.
+  if (!inserted) return {};
+  if (entry->read) return entry->read(settings, key, value, where);
+  if (entry->treatment == Treatment::kRefused) return fail_at(where, "{} = ...: {}", key, entry->doc);
+  settings.note(key, where);
+  return {};
 }
 
 XenConfigParser::XenConfigParser(std::string_view file_name) : state_(std::make_unique<State>()) {
@@ -675,28 +835,6 @@ std::string quoted(std::string_view text, char quote) {
   return out;
 }
 
-std::string_view backend_prefix(DiskBackend backend) {
-  switch (backend) {
-    case DiskBackend::kFile: return "file:";
-    case DiskBackend::kTapAio: return "tap:aio:";
-    case DiskBackend::kPhy: return "phy:";
-  }
-  return "file:";
-}
-
-// The xm form where it can say everything, else xl's keyword form.
-std::string disk_spec(const DomainDisk& disk) {
-  if (disk.format == DiskFormat::kRaw && disk.path.find(',') == std::string::npos)
-    return fmt::format("{}{},{},{}", backend_prefix(disk.backend), disk.path, disk.frontend,
-                       disk.read_only ? "r" : "w");
-  std::string spec = fmt::format("format={}, vdev={}, access={}",
-                                 disk.format == DiskFormat::kQcow2 ? "qcow2" : "raw", disk.frontend,
-                                 disk.read_only ? "ro" : "rw");
-  if (disk.backend == DiskBackend::kPhy) spec += ", backendtype=phy";
-  if (disk.backend == DiskBackend::kTapAio) spec += ", backendtype=tap";
-  return spec + ", target=" + disk.path;
-}
-
 std::string vif_spec(const DomainVif& vif) {
   std::vector<std::string> fields;
   if (!vif.mac.empty()) fields.push_back("mac=" + vif.mac);
@@ -727,14 +865,24 @@ Result<std::string> write_xen_config(const DomainSpec& spec) {
     if (!value.empty()) add(key, quoted(value, '"'));
   };
   add_string("name", spec.name);
+  if (spec.type != DomainType::kPv) add("type", quoted(domain_type_name(spec.type), '"'));
+  add_string("bootloader", spec.bootloader);
+  if (!spec.bootloader_args.empty()) {
+    std::vector<std::string> quoted_args;
+    for (const std::string& arg : spec.bootloader_args) quoted_args.push_back(quoted(arg, '\''));
+    std::string list;
+    for (const std::string& arg : quoted_args) list += (list.empty() ? "" : ", ") + arg;
+    add("bootloader_args", "[" + list + "]");
+  }
   add_string("kernel", spec.kernel);
   add_string("ramdisk", spec.ramdisk);
   if (spec.memory_mib > 0) add("memory", std::to_string(spec.memory_mib));
   add("vcpus", std::to_string(spec.vcpus));
   add_string("root", spec.root);
   add_string("extra", spec.extra);
+  add_string("boot", spec.boot);
   std::vector<std::string> disks;
-  for (const DomainDisk& disk : spec.disks) disks.push_back(disk_spec(disk));
+  for (const DomainDisk& disk : spec.disks) disks.push_back(write_xen_disk_spec(disk));
   if (!disks.empty()) add("disk", list_value(disks));
   std::vector<std::string> vifs;
   for (const DomainVif& vif : spec.vifs) vifs.push_back(vif_spec(vif));
@@ -745,8 +893,9 @@ Result<std::string> write_xen_config(const DomainSpec& spec) {
   return out;
 }
 
-Result<DomainSpec> parse_xen_config(std::string_view text, std::string_view file_name) {
-  XenConfigParser parser(file_name);
+namespace {
+
+Result<DomainSpec> parse_lines(XenConfigParser& parser, std::string_view text) {
   int line_number = 0;
   while (!text.empty()) {
     size_t newline = text.find('\n');
@@ -755,6 +904,69 @@ Result<DomainSpec> parse_xen_config(std::string_view text, std::string_view file
     text.remove_prefix(newline + 1);
   }
   return parser.finish();
+}
+
+}  // namespace
+
+Result<DomainSpec> parse_xen_config(std::string_view text, std::string_view file_name,
+                                    std::vector<UnsupportedKey>* notes) {
+  XenConfigParser parser(file_name);
+  auto spec = parse_lines(parser, text);
+  if (notes) *notes = parser.notes();
+  return spec;
+}
+
+const std::vector<UnsupportedKey>& XenConfigParser::notes() const {
+  return state_->settings.spec.source.unsupported;
+}
+
+std::vector<XenKeyInfo> xen_config_keys() {
+  std::vector<XenKeyInfo> keys;
+  for (const XenKey& entry : kXenKeys) keys.push_back({entry.key, entry.treatment, entry.doc});
+  return keys;
+}
+
+}  // namespace kiln
+
+namespace kiln {
+
+namespace {
+
+std::string_view treatment_name(XenKeyTreatment treatment) {
+  switch (treatment) {
+    case XenKeyTreatment::kHonoured: return "honoured";
+    case XenKeyTreatment::kWarned: return "warned";
+    case XenKeyTreatment::kRefused: return "refused";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string xen_config_reference_text() {
+  std::string out =
+      "Xen domain config keys (xl.cfg(5), xm): what `kiln boot FILE.cfg` does with each.\n"
+      "honoured: acted on; warned: ignored with one warning naming the key and line;\n"
+      "refused: the boot stops, naming the key and line. Any other key is an error.\n\n";
+  for (const XenKeyInfo& key : xen_config_keys())
+    out += fmt::format("  {:<24} {:<9} {}\n", key.key, treatment_name(key.treatment), key.doc);
+  return out;
+}
+
+std::string xen_config_reference_markdown() {
+  std::string out =
+      "# Xen domain config keys\n\n"
+      "<!-- generated by `kiln help xen --markdown` from the table the parser reads keys by "
+      "(formats/domain/xen_config.cc); do not edit -->\n\n"
+      "`kiln boot FILE.cfg` reads the domain configs of xl (xl.cfg(5)) and of xm. Each key is "
+      "**honoured** (acted on), **warned** (ignored, with one warning naming the key and its line, "
+      "also when the boot fails for another reason) or **refused** (the boot stops, naming the key, "
+      "its line and the reason). A key Xen does not know is an error. Disk specs are read in every "
+      "form of xl-disk-configuration(5) and xm (`formats/domain/xen_disk_spec.h`).\n\n"
+      "| key | kiln | what kiln does, or why not |\n|---|---|---|\n";
+  for (const XenKeyInfo& key : xen_config_keys())
+    out += fmt::format("| `{}` | {} | {} |\n", key.key, treatment_name(key.treatment), key.doc);
+  return out;
 }
 
 }  // namespace kiln

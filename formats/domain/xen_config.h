@@ -8,24 +8,16 @@
 //     may span lines, nest, and end with a trailing comma;
 //   - '#' starts a comment outside strings; blank lines are ignored.
 //
-// Keys kiln acts on: name, memory (MiB), vcpus, kernel, ramdisk, root,
-// extra, cmdline (xl's whole command line, instead of root and extra), disk,
-// vif, on_poweroff, on_reboot, on_crash. memory and vcpus may also be quoted
-// integers ('4096'), as xm converted them. Any other key Xen knows (builder,
-// bootloader, maxmem, vfb, pci...) is recorded in DomainSource::unsupported
-// for one warning each; a key Xen does not know is an error, and so is a
-// supported key set twice.
+// Every key of xl.cfg(5) and of xm's configs is in one table
+// (xen_config_keys(), which `kiln help xen` and docs/xen-config.md print):
+// it is honoured, or recorded in DomainSource::unsupported with the reason
+// for one warning (a display asked for, maxmem...), or refused with the
+// reason (PCI passthrough, a root over NFS). A key Xen does not know is an
+// error, and so is an honoured key set twice. memory and vcpus may also be
+// quoted integers ('4096'), as xm converted them. cmdline is xl's whole
+// command line, instead of root and extra.
 //
-// Disk specs, one string per disk:
-//   - the xm form "BACKEND:PATH,FRONTEND,MODE" with BACKEND file:, tap:aio:
-//     or phy: ("phy:vg0/feisty" is /dev/vg0/feisty), FRONTEND sdX, hdX or
-//     xvdX with an optional partition number, MODE r, w or rw;
-//   - the xl keyword form "vdev=xvda, access=rw, format=qcow2, target=PATH"
-//     with optional backendtype=phy|tap|qdisk and format=raw|qcow2; target
-//     comes last and may contain commas.
-// FRONTEND and MODE are required: "phy:vg0/feisty" alone is an error. xm
-// rejected it too, and guessing a device would silently break a root= that
-// names another one, so the error shows the full form instead.
+// Disk specs: formats/domain/xen_disk_spec.h.
 //
 // vif specs: comma-separated KEY=VALUE with mac= (six hex octets) and
 // bridge=; other keys are kept. '' is one interface with defaults.
@@ -36,14 +28,34 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/error.h"
 #include "formats/domain/domain_spec.h"
 
 namespace kiln {
 
+enum class XenKeyTreatment { kHonoured, kWarned, kRefused };
+
+struct XenKeyInfo {
+  std::string_view key;
+  XenKeyTreatment treatment;
+  std::string_view doc;  // honoured: what kiln does with it; otherwise why not
+};
+
+// The table the parser reads keys by, in its order.
+std::vector<XenKeyInfo> xen_config_keys();
+// The table for people: plain text (`kiln help xen`) and Markdown
+// (docs/xen-config.md).
+std::string xen_config_reference_text();
+std::string xen_config_reference_markdown();
+
 // Reads a whole Xen domain config; `file_name` goes into every Location.
-Result<DomainSpec> parse_xen_config(std::string_view text, std::string_view file_name);
+// `notes`, when given, receives the warnings for the keys kiln does not act
+// on that were read, also when the config fails further on: they are worth
+// saying either way.
+Result<DomainSpec> parse_xen_config(std::string_view text, std::string_view file_name,
+                                    std::vector<UnsupportedKey>* notes = nullptr);
 
 // The config in the conventional layout, e.g.
 //   disk = ['file:/abs/out/root.img,xvda1,w']
@@ -67,6 +79,9 @@ class XenConfigParser {
   Result<> feed_line(std::string_view line, int line_number);
   // Fails if a list is still open; otherwise the spec of every line fed.
   Result<DomainSpec> finish();
+  // The warnings so far: what finish()'s spec would carry in
+  // source.unsupported.
+  const std::vector<UnsupportedKey>& notes() const;
 
  private:
   struct State;

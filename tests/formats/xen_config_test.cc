@@ -1,13 +1,18 @@
 #include "formats/domain/xen_config.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "tests/test_support.h"
+
 namespace kiln {
 namespace {
+
+using ::testing::HasSubstr;
 
 // A domain config as the Xen books of the 2.6.18 era printed it.
 constexpr std::string_view kFeistyConfig = R"(# Ubuntu feisty guest
@@ -88,10 +93,10 @@ TEST(XenConfig, PhyPathsWithoutSlashAreUnderDev) {
   EXPECT_TRUE(spec.disks[1].read_only);
 }
 
-TEST(XenConfig, ShortPhyFormWithoutFrontendAndModeIsAnErrorShowingTheFullForm) {
+TEST(XenConfig, ShortPhyFormWithoutAGuestDeviceIsAnErrorShowingTheFullForm) {
   EXPECT_EQ(parse_error("disk = ['phy:vg0/feisty']", "feisty.cfg"),
-            "feisty.cfg:1: bad disk spec 'phy:vg0/feisty': expected BACKEND:PATH,FRONTEND,MODE "
-            "(the guest device and the mode are both required, e.g. 'phy:vg0/feisty,xvda1,w')");
+            "feisty.cfg:1: bad disk spec 'phy:vg0/feisty': no guest device (vdev): write it as in "
+            "'/srv/disk.raw,raw,xvda,rw' or 'phy:vg0/feisty,xvda1,w'");
 }
 
 TEST(XenConfig, DiskModesAreROrWOrRw) {
@@ -182,25 +187,77 @@ TEST(XenConfig, CrashActionsIncludeCoredumps) {
 
 // --- Keys kiln does not act on ------------------------------------------------
 
-TEST(XenConfig, ValidXenKeysKilnIgnoresAreListedOnceEachForAWarning) {
-  DomainSpec spec = parse_ok(kFeistyConfig);
-  ASSERT_EQ(spec.source.unsupported.size(), 1u);
-  EXPECT_EQ(spec.source.unsupported[0].key, "builder");
-  EXPECT_EQ(spec.source.unsupported[0].where.to_string(), "test.cfg:7");
-
-  spec = parse_ok("bootloader = '/usr/bin/pygrub'\nkeymap = 'de'\n"
-                  "vfb = ['type=vnc,vncunused=1']\ncpus = [0, 1]\nkeymap = 'de'\n");
+TEST(XenConfig, KeysKilnDoesNotActOnAreListedOnceEachWithTheReason) {
+  DomainSpec spec = parse_ok("bootloader = '/usr/bin/pygrub'\nkeymap = 'de'\n"
+                             "vfb = ['type=vnc,vncunused=1']\ncpus = [0, 1]\nkeymap = 'de'\nvnc = 0\nsdl = 1\n");
   std::vector<std::string> keys;
   for (const UnsupportedKey& key : spec.source.unsupported) keys.push_back(key.where.to_string() + " " + key.key);
-  EXPECT_EQ(keys, (std::vector<std::string>{"test.cfg:1 bootloader", "test.cfg:2 keymap",
-                                            "test.cfg:3 vfb", "test.cfg:4 cpus"}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"test.cfg:2 keymap", "test.cfg:3 vfb", "test.cfg:4 cpus",
+                                            "test.cfg:7 sdl"}))
+      << "vnc = 0 asks for no display, so it needs no word";
+  EXPECT_THAT(spec.source.unsupported[3].why, HasSubstr("no display"));
+  EXPECT_EQ(spec.bootloader, "/usr/bin/pygrub");
+}
+
+TEST(XenConfig, TypeBuilderAndPvhSayHowTheDomainIsBuilt) {
+  EXPECT_EQ(parse_ok("type = 'hvm'").type, DomainType::kHvm);
+  EXPECT_EQ(parse_ok("builder = 'hvm'").type, DomainType::kHvm);
+  EXPECT_EQ(parse_ok("builder = 'linux'").type, DomainType::kPv);
+  EXPECT_EQ(parse_ok("type = 'pvh'").type, DomainType::kPvh);
+  EXPECT_EQ(parse_ok("pvh = 1").type, DomainType::kPvh);
+  EXPECT_EQ(parse_ok("").type, DomainType::kPv);
+  EXPECT_EQ(parse_error("type = 'hvm'\nbuilder = 'linux'\n"),
+            "bad.cfg:2: builder says the domain is pv, but line 1 said hvm");
+  EXPECT_EQ(parse_error("type = 'kvm'"), "bad.cfg:1: bad type 'kvm': expected pv, pvh or hvm");
+}
+
+TEST(XenConfig, BootloaderArgsAreAListOrOneStringOfWords) {
+  EXPECT_EQ(parse_ok("bootloader_args = ['--entry=1', '--args=quiet']").bootloader_args,
+            (std::vector<std::string>{"--entry=1", "--args=quiet"}));
+  EXPECT_EQ(parse_ok("bootloader_args = '-q  --entry=xvda2:/boot/vmlinuz'").bootloader_args,
+            (std::vector<std::string>{"-q", "--entry=xvda2:/boot/vmlinuz"}));
+}
+
+TEST(XenConfig, HvmBootOrderAndSerialAreRead) {
+  DomainSpec spec = parse_ok("type = 'hvm'\nboot = 'dc'\nserial = 'pty'\n");
+  EXPECT_EQ(spec.boot, "dc");
+  EXPECT_TRUE(spec.source.unsupported.empty()) << "serial = 'pty' is the console kiln gives";
+  EXPECT_EQ(parse_ok("serial = 'file:/tmp/x'").source.unsupported.size(), 1u);
+  EXPECT_EQ(parse_error("boot = 'x'"),
+            "bad.cfg:1: bad boot 'x': expected devices in order, c (disk), d (cdrom), n (network), e.g. boot = \"c\"");
+}
+
+TEST(XenConfig, PassthroughIsRefusedWithTheReasonUnlessEmpty) {
+  EXPECT_EQ(parse_error("name = 'a'\npci = ['01:00.0']\n"),
+            "bad.cfg:2: pci = ...: passes a host device through to the guest; kiln gives guests virtual devices only");
+  EXPECT_TRUE(parse_ok("pci = []").source.unsupported.empty());
+  EXPECT_THAT(parse_error("nfs_root = '/srv/x'"), HasSubstr("a root over NFS"));
+}
+
+TEST(XenConfig, WarningsReadBeforeAnErrorAreStillGiven) {
+  std::vector<UnsupportedKey> notes;
+  auto spec = parse_xen_config("maxmem = 1024\nsdl = 1\nmemory = 'lots'\n", "x.cfg", &notes);
+  ASSERT_FALSE(spec);
+  ASSERT_EQ(notes.size(), 2u);
+  EXPECT_EQ(notes[0].key, "maxmem");
+  EXPECT_EQ(notes[1].key, "sdl");
+}
+
+TEST(XenConfig, EveryKeyOfTheTableIsInTheReference) {
+  std::string text = xen_config_reference_text();
+  std::string markdown = xen_config_reference_markdown();
+  for (const XenKeyInfo& key : xen_config_keys()) {
+    EXPECT_THAT(markdown, HasSubstr("| `" + std::string(key.key) + "` |")) << key.key;
+    EXPECT_THAT(text, HasSubstr("  " + std::string(key.key) + " ")) << key.key;
+    EXPECT_FALSE(key.doc.empty()) << key.key;
+  }
+  EXPECT_EQ(testing::read_text(testing::source_path("docs/xen-config.md")), markdown)
+      << "regenerate with: build/kiln help xen --markdown > docs/xen-config.md";
 }
 
 TEST(XenConfig, KeysXenDoesNotKnowAreAnError) {
-  EXPECT_EQ(parse_error("name = 'a'\nmemroy = 128\n"),
-            "bad.cfg:2: unknown key 'memroy': not a Xen domain config key (kiln reads name, "
-            "memory, vcpus, kernel, ramdisk, root, extra, cmdline, disk, vif, on_poweroff, "
-            "on_reboot, on_crash)");
+  EXPECT_THAT(parse_error("name = 'a'\nmemroy = 128\n"),
+              HasSubstr("bad.cfg:2: unknown key 'memroy': not a Xen domain config key (kiln reads name, type, "));
 }
 
 // --- Where things were written --------------------------------------------------
@@ -262,32 +319,29 @@ TEST(XenConfigErrors, UnterminatedListFollowedByAnotherKey) {
 
 TEST(XenConfigErrors, BadDiskSpec) {
   EXPECT_EQ(parse_error("disk = ['/srv/a.img']"),
-            "bad.cfg:1: bad disk spec '/srv/a.img': expected BACKEND:PATH,FRONTEND,MODE with "
-            "BACKEND file:, tap:aio: or phy:");
+            "bad.cfg:1: bad disk spec '/srv/a.img': no guest device (vdev): write it as in "
+            "'/srv/disk.raw,raw,xvda,rw' or 'phy:vg0/feisty,xvda1,w'");
   EXPECT_EQ(parse_error("disk = ['file:,xvda,w']"),
             "bad.cfg:1: bad disk spec 'file:,xvda,w': the path after file: is empty");
-  EXPECT_EQ(parse_error("disk = ['file:/a.img,xvda']"),
-            "bad.cfg:1: bad disk spec 'file:/a.img,xvda': expected BACKEND:PATH,FRONTEND,MODE "
-            "(the guest device and the mode are both required, e.g. 'phy:vg0/feisty,xvda1,w')");
 }
 
 TEST(XenConfigErrors, BadDiskModeOrFrontend) {
   EXPECT_EQ(parse_error("disk = [\n'file:/a.img,xvda,x']"),
-            "bad.cfg:2: bad mode 'x' in disk spec 'file:/a.img,xvda,x': expected r, w or rw");
+            "bad.cfg:2: bad disk spec 'file:/a.img,xvda,x': bad access 'x': expected r, ro, w or rw");
   EXPECT_EQ(parse_error("disk = ['file:/a.img,vda,w']"),
-            "bad.cfg:1: bad guest device 'vda' in disk spec 'file:/a.img,vda,w': expected sdX, "
+            "bad.cfg:1: bad disk spec 'file:/a.img,vda,w': bad guest device 'vda': expected sdX, "
             "hdX or xvdX with an optional partition number, e.g. xvda1");
   EXPECT_EQ(parse_error("disk = ['file:/a.img,xvda1,w',\n        'file:/b.img,xvda1,w']"),
             "bad.cfg:2: guest device 'xvda1' is used by two disks; give each its own");
 }
 
 TEST(XenConfigErrors, BadXlDiskParameters) {
-  EXPECT_EQ(parse_error("disk = ['vdev=hdc, devtype=cdrom, target=/x.iso']"),
-            "bad.cfg:1: disk parameter 'devtype' in 'vdev=hdc, devtype=cdrom, target=/x.iso' is "
-            "not supported: kiln reads target, vdev, access, format and backendtype");
+  EXPECT_EQ(parse_error("disk = ['vdev=hdc, devtype=tape, target=/x.iso']"),
+            "bad.cfg:1: bad disk spec 'vdev=hdc, devtype=tape, target=/x.iso': bad devtype 'tape': "
+            "expected disk or cdrom");
   EXPECT_EQ(parse_error("disk = ['format=vhd, vdev=xvda, target=/x.vhd']"),
-            "bad.cfg:1: bad format 'vhd' in disk spec 'format=vhd, vdev=xvda, target=/x.vhd': "
-            "expected raw or qcow2");
+            "bad.cfg:1: bad disk spec 'format=vhd, vdev=xvda, target=/x.vhd': format vhd: kiln reads "
+            "raw and qcow2 disks (convert with qemu-img convert -O qcow2)");
 }
 
 TEST(XenConfigErrors, MemoryMustBeAPositiveInteger) {
