@@ -4,6 +4,8 @@
 
 #include "base/files.h"
 #include "formats/image/image_manifest.h"
+#include "base/hash.h"
+#include "formats/domain/pygrub.h"
 #include "formats/domain/xen_config.h"
 
 namespace kiln {
@@ -40,7 +42,7 @@ Result<BootSource> from_image_directory(const fs::path& dir) {
   source.description = dir.string();
   source.kernel = dir / "vmlinuz";
   source.initrd = dir / "initrd.img";
-  if (fs::exists(dir / "root.img")) source.disks.push_back({dir / "root.img", false, false});
+  if (fs::exists(dir / "root.img")) source.disks.push_back({dir / "root.img", false, false, false});
   if (fs::exists(dir / "disk.raw")) source.firmware_disk = dir / "disk.raw";
   source.root_uuid = image.root_filesystem_uuid;
   source.kernel_args = extra_kernel_args(image.kernel_cmdline);
@@ -51,7 +53,7 @@ Result<BootSource> from_image_directory(const fs::path& dir) {
   // Without root.img (the recipe did not ask for "partitions"), the root
   // partition of disk.raw, which a kernel mounts as it would root.img.
   if (source.disks.empty() && !source.firmware_disk.empty() && image.root_partition()) {
-    source.disks.push_back({source.firmware_disk, false, false});
+    source.disks.push_back({source.firmware_disk, false, false, false});
     source.root_partition = *image.root_partition();
   }
   if (image.encryption) {
@@ -61,24 +63,17 @@ Result<BootSource> from_image_directory(const fs::path& dir) {
   if (image.layout == "lvm") {
     // root.img is the root volume alone; the whole disk has the volume group.
     source.root_needs_initramfs = source.root_encryption.empty() ? "a root on LVM" : "a root on LVM on LUKS";
-    source.disks = {{dir / "disk.raw", false, false}};
+    source.disks = {{dir / "disk.raw", false, false, false}};
     source.root_device = image.root_device;
   }
   return source;
 }
 
-// "/dev/sda1 ro" -> "sda1"; "UUID=..." -> "".
-std::string device_of(std::string_view root) {
-  std::string_view word = root.substr(0, root.find(' '));
-  if (!word.starts_with("/dev/")) return {};
-  return std::string(word.substr(5));
-}
-
 // "sda1" -> ("sda", 1); "xvdb" -> ("xvdb", 0).
-std::pair<std::string, int> split_partition(const std::string& frontend) {
-  size_t digits = frontend.find_first_of("0123456789");
-  if (digits == std::string::npos) return {frontend, 0};
-  return {frontend.substr(0, digits), std::stoi(frontend.substr(digits))};
+std::pair<std::string, int> split_partition(std::string_view device) {
+  size_t digits = device.find_first_of("0123456789");
+  if (digits == std::string_view::npos) return {std::string(device), 0};
+  return {std::string(device.substr(0, digits)), std::stoi(std::string(device.substr(digits)))};
 }
 
 fs::path resolve(const fs::path& base, const std::string& path) {
@@ -86,65 +81,152 @@ fs::path resolve(const fs::path& base, const std::string& path) {
   return p.is_relative() ? base / p : p;
 }
 
-Result<BootSource> from_xen_config(const fs::path& file) {
+// A Xen kernel command line: root= comes out (the last one, as the kernel
+// reads it) for plan_instance to translate; every other word stays, in
+// order. Xen's paravirtual console is kiln's serial console.
+struct XenCommandLine {
+  std::string root;
+  std::string rest;
+};
+
+XenCommandLine split_xen_command_line(std::string_view line) {
+  XenCommandLine out;
+  size_t start = 0;
+  while (start < line.size()) {
+    size_t end = line.find_first_of(" \t", start);
+    if (end == std::string_view::npos) end = line.size();
+    std::string word(line.substr(start, end - start));
+    start = end + 1;
+    if (word.empty()) continue;
+    if (word.starts_with("root=")) {
+      out.root = word.substr(5);
+      continue;
+    }
+    if (word == "console=hvc0" || word == "console=xvc0") word = "console=ttyS0";
+    out.rest += (out.rest.empty() ? "" : " ") + word;
+  }
+  return out;
+}
+
+// The disks of a Xen config, the one root= names first (so that disks[0]
+// holds the root, as for a baked image), each with its Xen device.
+Result<> add_xen_disks(const DomainSpec& domain, const fs::path& base, const BootSourceOptions& options,
+                       BootSource& source) {
+  std::vector<const DomainDisk*> ordered;
+  for (const DomainDisk& disk : domain.disks) {
+    if (disk.cdrom && disk.path.empty()) {
+      options.warn(fmt::format("{}: {} is an empty cdrom drive; left out", disk.where.to_string(), disk.frontend));
+      continue;
+    }
+    ordered.push_back(&disk);
+  }
+  if (ordered.empty()) return fail_at(domain.source.of("disk"), "no disk = [...] to boot from");
+  std::string root_device = source.xen_root.starts_with("/dev/") ? source.xen_root.substr(5) : "";
+  if (!source.boots_through_firmware && !root_device.empty()) {
+    auto root_disk = std::ranges::find_if(ordered, [&](const DomainDisk* d) {
+      return d->frontend == root_device || d->frontend == split_partition(root_device).first;
+    });
+    if (root_disk != ordered.end()) std::rotate(ordered.begin(), root_disk, root_disk + 1);
+  }
+  for (const DomainDisk* disk : ordered) {
+    fs::path path = resolve(base, disk->path);
+    if (!fs::exists(path)) return fail_at(disk->where, "disk {}: no such file or device", path.string());
+    source.disks.push_back({path, false, disk->read_only, disk->format == DiskFormat::kQcow2});
+    source.xen_devices.push_back(disk->frontend);
+    if (disk->cdrom && source.needs_qemu.empty())
+      source.needs_qemu = fmt::format("{} ({}) is a cdrom, and UML has no CD-ROM drive", disk->frontend,
+                                      disk->where.to_string());
+    if (disk->format == DiskFormat::kQcow2 && source.needs_qemu.empty())
+      source.needs_qemu = fmt::format("{} ({}) is a qcow2 image, which UML cannot read", disk->frontend,
+                                      disk->where.to_string());
+  }
+  if (source.boots_through_firmware) source.firmware_disk = source.disks.front().base;
+  return {};
+}
+
+// bootloader = "pygrub": the kernel, initrd and command line come from the
+// first disk's boot loader configuration, as pygrub would pick them.
+Result<std::string> run_boot_loader(const DomainSpec& domain, const fs::path& config, const BootSourceOptions& options,
+                                    BootSource& source) {
+  const Location where = domain.source.of("bootloader");
+  if (fs::path(domain.bootloader).filename() != "pygrub")
+    options.warn(fmt::format("{}: bootloader '{}': kiln finds the kernel in the guest's disk as pygrub does",
+                             where.to_string(), domain.bootloader));
+  if (domain.disks.empty() || domain.disks.front().path.empty())
+    return fail_at(where, "bootloader: no disk = [...] to find the kernel in");
+  const DomainDisk& disk = domain.disks.front();
+  if (disk.format != DiskFormat::kRaw)
+    return fail_at(disk.where, "bootloader {}: {} is a {} image; pygrub reads raw disks", domain.bootloader,
+                   disk.path, "qcow2");
+  KILN_ASSIGN(BootLoaderArgs args, parse_bootloader_args(domain.bootloader_args, domain.source.of("bootloader_args")));
+  fs::path disk_path = resolve(config.parent_path(), disk.path);
+  auto found = find_guest_boot_files(disk_path, args);
+  if (!found) return fail_at(where, "bootloader {}: {}", domain.bootloader, found.error().message);
+  if (options.boot_files_dir.empty())
+    return fail_at(where, "bootloader {}: no directory to put the guest's kernel in", domain.bootloader);
+  fs::path dir = options.boot_files_dir / sha256_hex(fs::absolute(config).string()).substr(0, 16);
+  KILN_TRY(extract_guest_boot_files(*found, disk_path, dir));
+  source.kernel = dir / "vmlinuz";
+  if (!found->initrd.empty()) source.initrd = dir / "initrd.img";
+  return found->command_line;
+}
+
+Result<BootSource> from_xen_config(const fs::path& file, const BootSourceOptions& options) {
   KILN_ASSIGN(std::string text, read_file(file));
-  KILN_ASSIGN(DomainSpec domain, parse_xen_config(text, file.string()));
+  std::vector<UnsupportedKey> notes;
+  auto parsed = parse_xen_config(text, file.string(), &notes);
+  for (const UnsupportedKey& key : notes)
+    options.warn(fmt::format("{}: '{}' is not acted on: {}", key.where.to_string(), key.key, key.why));
+  if (!parsed) return std::unexpected(parsed.error());
+  const DomainSpec& domain = *parsed;
   fs::path base = file.parent_path();
   BootSource source;
   source.description = file.string();
   source.name = domain.name;
   source.own_hostname = true;
-  for (const UnsupportedKey& key : domain.source.unsupported)
-    source.warnings.push_back(fmt::format("{}: '{}' is a Xen setting kiln does not act on; ignored",
-                                          key.where.to_string(), key.key));
-  if (domain.kernel.empty())
-    return fail_at(domain.source.of("kernel"), "no kernel = \"...\": kiln boots Xen configs with a direct kernel");
-  source.kernel = resolve(base, domain.kernel);
-  source.kernel_key = domain.source.of("kernel");
-  if (!fs::exists(source.kernel))
-    return fail_at(domain.source.of("kernel"), "kernel {}: no such file", source.kernel.string());
-  if (!domain.ramdisk.empty()) {
-    source.initrd = resolve(base, domain.ramdisk);
-    if (!fs::exists(source.initrd))
-      return fail_at(domain.source.of("ramdisk"), "ramdisk {}: no such file", source.initrd.string());
+  source.boots_through_firmware = domain.type == DomainType::kHvm && domain.kernel.empty();
+  if (source.boots_through_firmware && !domain.boot.empty() && domain.boot.front() != 'c')
+    options.warn(fmt::format("{}: boot = \"{}\": kiln boots the first disk ({}); not a cdrom or the network",
+                             domain.source.of("boot").to_string(), domain.boot,
+                             domain.disks.empty() ? "none" : domain.disks.front().frontend));
+  std::string loader_args;
+  if (!domain.kernel.empty()) {
+    source.kernel = resolve(base, domain.kernel);
+    source.kernel_key = domain.source.of("kernel");
+    if (!fs::exists(source.kernel))
+      return fail_at(domain.source.of("kernel"), "kernel {}: no such file", source.kernel.string());
+    if (!domain.ramdisk.empty()) {
+      source.initrd = resolve(base, domain.ramdisk);
+      if (!fs::exists(source.initrd))
+        return fail_at(domain.source.of("ramdisk"), "ramdisk {}: no such file", source.initrd.string());
+    }
+  } else if (!domain.bootloader.empty() && !source.boots_through_firmware) {
+    KILN_ASSIGN(loader_args, run_boot_loader(domain, file, options, source));
+  } else if (!source.boots_through_firmware) {
+    return fail_at(domain.source.of("kernel"), "nothing to boot: give kernel = \"...\", bootloader = \"pygrub\" "
+                   "(the kernel in the guest's disk) or type = \"hvm\" (the disk through firmware)");
   }
-  if (domain.disks.empty()) return fail_at(domain.source.of("disk"), "no disk = [...] to boot from");
-  // The root device named by root= goes first; the others follow in order.
-  std::string root_frontend = device_of(domain.root);
-  std::vector<const DomainDisk*> ordered;
-  for (const DomainDisk& disk : domain.disks) ordered.push_back(&disk);
-  // root=/dev/sda1 names the disk "sda1", or partition 1 of the disk "sda".
-  auto root_disk = std::find_if(ordered.begin(), ordered.end(),
-                                [&](const DomainDisk* d) { return d->frontend == root_frontend; });
-  if (root_disk == ordered.end())
-    root_disk = std::find_if(ordered.begin(), ordered.end(), [&](const DomainDisk* d) {
-      return d->frontend == split_partition(root_frontend).first;
-    });
-  if (root_disk != ordered.end()) std::rotate(ordered.begin(), root_disk, root_disk + 1);
-  for (const DomainDisk* disk : ordered) {
-    fs::path path = resolve(base, disk->path);
-    if (!fs::exists(path)) return fail_at(disk->where, "disk {}: no such file or device", path.string());
-    source.disks.push_back({path, false, disk->read_only});
-  }
-  // A frontend with a partition number ("sda1") exports a bare filesystem;
-  // root= names a partition of a whole disk only when the frontend has none.
-  int root_part = split_partition(root_frontend).second;
-  bool bare = split_partition(ordered.front()->frontend).second != 0;
-  source.root_partition = bare ? 0 : root_part;
-  std::string rest = domain.root.substr(std::min(domain.root.size(), domain.root.find(' ') == std::string::npos
-                                                                         ? domain.root.size()
-                                                                         : domain.root.find(' ') + 1));
-  if (root_frontend.empty() && !domain.root.empty()) {
-    // root = "UUID=..." or a label: pass it through unchanged.
-    std::string word = domain.root.substr(0, domain.root.find(' '));
-    if (word.starts_with("UUID=")) source.root_uuid = word.substr(5);
-  }
-  source.kernel_args = extra_kernel_args(rest + " " + domain.extra);
+  // The boot loader's entry first, then what the config adds: a root= of
+  // the config's wins, as the kernel reads the last one.
+  std::string root_words = domain.root.empty() ? "" : "root=" + domain.root;
+  XenCommandLine line = split_xen_command_line(loader_args + " " + root_words + " " + domain.extra);
+  source.xen_root = line.root;
+  if (!split_xen_command_line(domain.extra).root.empty())
+    source.xen_root_key = domain.source.of(domain.source.keys.contains("cmdline") ? "cmdline" : "extra");
+  else
+    source.xen_root_key = domain.source.of(domain.root.empty() ? "bootloader" : "root");
+  source.kernel_args = line.rest;
+  KILN_TRY(add_xen_disks(domain, base, options, source));
+  if (source.xen_root.starts_with("UUID=")) source.root_uuid = source.xen_root.substr(5);
   if (domain.memory_mib) source.memory_mib = domain.memory_mib;
   source.vcpus = domain.vcpus;
   if (!domain.vifs.empty()) {
-    if (!domain.vifs.front().mac.empty()) source.mac = domain.vifs.front().mac;
-    if (!domain.vifs.front().bridge.empty()) source.bridge = domain.vifs.front().bridge;
+    const DomainVif& vif = domain.vifs.front();
+    if (!vif.mac.empty()) source.mac = vif.mac;
+    if (!vif.bridge.empty()) {
+      source.bridge = vif.bridge;
+      source.bridge_key = vif.where;
+    }
   }
   KILN_ASSIGN(source.on_poweroff, parse_policy(action_name(domain.on_poweroff)));
   KILN_ASSIGN(source.on_reboot, parse_policy(action_name(domain.on_reboot)));
@@ -160,10 +242,25 @@ std::string guest_device(BackendKind backend, size_t index, int partition) {
   return partition > 0 ? name + std::to_string(partition) : name;
 }
 
-Result<BootSource> read_boot_source(const fs::path& argument) {
+Result<std::string> translate_xen_root(const std::string& root, const std::vector<std::string>& xen_devices,
+                                       BackendKind backend, const Location& where) {
+  if (!root.starts_with("/dev/")) return root;
+  std::string device = root.substr(5);
+  auto [disk_name, partition] = split_partition(device);
+  for (size_t i = 0; i < xen_devices.size(); ++i) {
+    // "sda1" exports a bare filesystem: the guest sees a whole disk.
+    if (xen_devices[i] == device) return guest_device(backend, i, 0);
+    if (xen_devices[i] == disk_name) return guest_device(backend, i, partition);
+  }
+  std::string names;
+  for (const std::string& name : xen_devices) names += (names.empty() ? "" : ", ") + name;
+  return fail_at(where, "root={} names no disk of the config (its disks are {})", root, names);
+}
+
+Result<BootSource> read_boot_source(const fs::path& argument, const BootSourceOptions& options) {
   std::error_code ec;
   if (fs::is_directory(argument, ec)) return from_image_directory(argument);
-  if (fs::is_regular_file(argument, ec)) return from_xen_config(argument);
+  if (fs::is_regular_file(argument, ec)) return from_xen_config(argument, options);
   return fail(ErrorKind::kBadInput, "{}: no such image directory or domain config file", argument.string());
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,13 +46,40 @@ struct BootSource {
   // (by `kiln container`, say): its hostname is its own unless --hostname
   // says otherwise. A baked image is canned: each instance is named for it.
   bool own_hostname = false;
-  std::vector<std::string> warnings;  // one per Xen key kiln does not act on
   // Where a Xen config set kernel= and ramdisk= (the uml backend boots its
   // own kernel and says so).
   std::optional<Location> kernel_key;
+  std::optional<Location> bridge_key;  // the vif line that named `bridge`
+  // Xen configs: each disk's device as the config named it ("xvda",
+  // "sda1"), in the order of `disks`, and root= as the config (or its boot
+  // loader's entry) wrote it, "/dev/xvda2" or "UUID=...": plan_instance
+  // translates it into the backend's device names.
+  std::vector<std::string> xen_devices;
+  std::string xen_root;
+  Location xen_root_key;
+  // An hvm domain: disks[0] is booted through firmware, not a kernel.
+  bool boots_through_firmware = false;
+  // Why the uml backend cannot run this source ("hdc is a cdrom"), empty
+  // when it can.
+  std::string needs_qemu;
 };
 
-Result<BootSource> read_boot_source(const std::filesystem::path& argument);
+struct BootSourceOptions {
+  // Where a Xen config's boot loader (pygrub) puts the kernel and initrd it
+  // finds in the guest's disk; one directory per config, reused.
+  std::filesystem::path boot_files_dir;
+  // Said as soon as it is known, so that a boot failing later still says
+  // it: one per Xen key kiln does not act on, and such.
+  std::function<void(const std::string&)> warn = [](const std::string&) {};
+};
+
+Result<BootSource> read_boot_source(const std::filesystem::path& argument, const BootSourceOptions& options = {});
+
+// root= of a Xen config in the backend's device names: "/dev/xvda2" with
+// devices {"xvda"} is /dev/vda2 on qemu, /dev/ubda2 on UML; "/dev/sda1" with
+// {"sda1", "sda3"} is /dev/vda. UUID=, LABEL= and the like pass unchanged.
+Result<std::string> translate_xen_root(const std::string& root, const std::vector<std::string>& xen_devices,
+                                       BackendKind backend, const Location& where);
 
 // The guest's name for disk `index`, partition `partition` (0: the whole
 // disk): /dev/vdb2 under qemu, /dev/ubdb2 under UML.

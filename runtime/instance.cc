@@ -44,7 +44,10 @@ constexpr std::array<std::pair<NetworkKind, std::string_view>, 3> kNetworks = {
 nlohmann::json spec_json(const InstanceSpec& spec) {
   nlohmann::json disks = nlohmann::json::array();
   for (const DiskSpec& disk : spec.disks)
-    disks.push_back({{"base", disk.base.string()}, {"partitioned", disk.partitioned}, {"read_only", disk.read_only}});
+    disks.push_back({{"base", disk.base.string()},
+                     {"partitioned", disk.partitioned},
+                     {"read_only", disk.read_only},
+                     {"qcow2", disk.qcow2}});
   nlohmann::json files = nlohmann::json::array();
   for (const PersonalityFile& file : spec.personality.files)
     files.push_back({{"source", file.source.string()}, {"destination", file.destination}});
@@ -103,7 +106,8 @@ InstanceSpec spec_from(const nlohmann::json& json) {
   spec.root = json.at("root");
   spec.kernel_args = json.at("kernel_args");
   for (const auto& disk : json.at("disks"))
-    spec.disks.push_back({disk.at("base").get<std::string>(), disk.at("partitioned"), disk.at("read_only")});
+    spec.disks.push_back(
+        {disk.at("base").get<std::string>(), disk.at("partitioned"), disk.at("read_only"), disk.value("qcow2", false)});
   spec.memory_mib = json.at("memory_mib");
   spec.vcpus = json.at("vcpus");
   const auto& network = json.at("network");

@@ -59,6 +59,7 @@ struct DiskSpec {
   std::filesystem::path base;  // the baked image; never written
   bool partitioned = false;    // disk.raw (GPT) rather than a bare filesystem
   bool read_only = false;
+  bool qcow2 = false;  // the base is a qcow2 image, else raw (qemu only)
 };
 
 struct InstanceSpec {

@@ -54,6 +54,11 @@ Result<> make_overlays(const InstanceSpec& spec, const InstancePaths& paths) {
     fs::path base = fs::absolute(spec.disks[i].base);
     KILN_ASSIGN(UniqueFd fd, open_file(base, O_RDONLY));
     off_t size = ::lseek(fd.get(), 0, SEEK_END);  // block devices too
+    if (spec.disks[i].qcow2) {
+      KILN_ASSIGN(uint64_t size, qcow2_virtual_size(base));
+      KILN_TRY(create_qcow2_overlay(overlay, base, size, "qcow2"));
+      continue;
+    }
     if (size < 0) return fail_errno("cannot size", base.string(), errno);
     KILN_TRY(create_qcow2_overlay(overlay, base, static_cast<uint64_t>(size)));
   }
@@ -175,8 +180,10 @@ Result<> end_processes(const InstanceRecord& record) {
 }  // namespace
 
 Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest& request, Reporter& reporter) {
-  KILN_ASSIGN(BootSource source, read_boot_source(request.source));
-  for (const std::string& warning : source.warnings) reporter.warn(warning);
+  BootSourceOptions options;
+  options.boot_files_dir = store.state_root() / "boot-files";
+  options.warn = [&reporter](const std::string& warning) { reporter.warn(warning); };
+  KILN_ASSIGN(BootSource source, read_boot_source(request.source, options));
   SupervisorOptions supervisor;
   if (!request.luks_passphrase_file.empty()) {
     if (source.root_encryption.empty())

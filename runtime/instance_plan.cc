@@ -52,10 +52,15 @@ Result<NetworkSpec> network_for(const BootRequest& request, const BootSource& so
   } else if (text.starts_with("tap:") && text.size() > 4) {
     net.kind = NetworkKind::kTap;
     net.bridge = text.substr(4);
+    // A bridge named by the config's vif line, not by --net: say so there.
+    bool from_config = request.network.empty() && source.bridge_key;
+    std::string what = from_config ? fmt::format("{}: vif bridge={}", source.bridge_key->to_string(), net.bridge)
+                                   : "--net " + text;
+    std::string instead = from_config ? "; boot it with --net user (user networking, no bridge) or --net none" : "";
     if (!host.has_bridge(net.bridge))
-      return fail(ErrorKind::kBadInput, "--net {}: the host has no bridge named {}", text, net.bridge);
+      return fail(ErrorKind::kBadInput, "{}: the host has no bridge named {}{}", what, net.bridge, instead);
     if (!host.is_root())
-      return fail(ErrorKind::kMissingTool, "--net {}: making a tap device on {} needs root", text, net.bridge);
+      return fail(ErrorKind::kMissingTool, "{}: making a tap device on {} needs root{}", what, net.bridge, instead);
   } else {
     return fail(ErrorKind::kBadInput, "--net {}: expected user, tap:BRIDGE or none", text);
   }
@@ -114,9 +119,14 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
   // UML's user networking is slirp's SLIP line, which forwards no ports.
   bool forwards = request.ssh_port != 0;
   bool uml_possible = host.program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware &&
-                      !initramfs_only && !forwards;
+                      !initramfs_only && !forwards && !source.boots_through_firmware && source.needs_qemu.empty();
   if (request.backend == "uml") {
     if (request.firmware) return fail(ErrorKind::kBadInput, "--firmware needs the qemu backend: UML has no firmware");
+    if (source.boots_through_firmware)
+      return fail(ErrorKind::kBadInput, "{}: an hvm domain boots its disk through firmware, which needs the qemu "
+                  "backend: UML has no firmware", source.description);
+    if (!source.needs_qemu.empty())
+      return fail(ErrorKind::kBadInput, "{}: {}: use --backend qemu", source.description, source.needs_qemu);
     if (forwards)
       return fail(ErrorKind::kBadInput,
                   "--ssh-port needs the qemu backend: UML's user networking (slirp) forwards no ports; "
@@ -148,6 +158,13 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
     return BackendChoice{BackendKind::kQemu, false,
                          "qemu with TCG: KVM does not work here (" + kvm.reason +
                              "), and --ssh-port needs qemu's user networking (UML's forwards no ports)"};
+  if (source.boots_through_firmware)
+    return BackendChoice{BackendKind::kQemu, false,
+                         "qemu with TCG: KVM does not work here (" + kvm.reason +
+                             "), and an hvm domain boots through firmware, which UML has not"};
+  if (!source.needs_qemu.empty())
+    return BackendChoice{BackendKind::kQemu, false,
+                         "qemu with TCG: KVM does not work here (" + kvm.reason + "), and " + source.needs_qemu};
   return BackendChoice{BackendKind::kQemu, false, "qemu with TCG: KVM does not work here (" + kvm.reason + ")"};
 }
 
@@ -159,12 +176,15 @@ Result<InstanceSpec> plan_instance(const BootRequest& request, const BootSource&
   spec.id = random_hex(8);
   spec.backend = backend.kind;
   spec.kvm = backend.kvm;
-  spec.firmware = request.firmware;
+  spec.firmware = request.firmware || source.boots_through_firmware;
   spec.source = fs::absolute(source.description).string();
-  if (request.firmware) {
+  if (source.boots_through_firmware) {
+    spec.disks = source.disks;
+    spec.disks.front().partitioned = true;
+  } else if (request.firmware) {
     if (source.firmware_disk.empty())
       return fail(ErrorKind::kBadInput, "{}: --firmware boots disk.raw, and this image has none", source.description);
-    spec.disks.push_back({source.firmware_disk, true, false});
+    spec.disks.push_back({source.firmware_disk, true, false, false});
   } else {
     if (source.disks.empty())
       return fail(ErrorKind::kBadInput,
@@ -191,6 +211,9 @@ Result<InstanceSpec> plan_instance(const BootRequest& request, const BootSource&
       return fail(ErrorKind::kBadInput, "{}: {} needs the image's initrd.img, which is missing", source.description,
                   source.root_needs_initramfs);
     spec.root = source.root_device;
+  }
+  if (!source.xen_root.empty() && !spec.firmware) {
+    KILN_ASSIGN(spec.root, translate_xen_root(source.xen_root, source.xen_devices, spec.backend, source.xen_root_key));
   }
   spec.kernel_args = source.kernel_args;
   spec.memory_mib = request.memory_mib.value_or(source.memory_mib.value_or(512));

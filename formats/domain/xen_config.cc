@@ -912,7 +912,8 @@ Result<DomainSpec> parse_xen_config(std::string_view text, std::string_view file
                                     std::vector<UnsupportedKey>* notes) {
   XenConfigParser parser(file_name);
   auto spec = parse_lines(parser, text);
-  if (notes) *notes = parser.notes();
+  // A finished spec took the parser's notes with it.
+  if (notes) *notes = spec ? spec->source.unsupported : parser.notes();
   return spec;
 }
 

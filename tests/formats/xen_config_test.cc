@@ -234,6 +234,13 @@ TEST(XenConfig, PassthroughIsRefusedWithTheReasonUnlessEmpty) {
   EXPECT_THAT(parse_error("nfs_root = '/srv/x'"), HasSubstr("a root over NFS"));
 }
 
+TEST(XenConfig, WarningsAreGivenWhetherTheConfigParsesOrNot) {
+  std::vector<UnsupportedKey> notes;
+  ASSERT_TRUE(parse_xen_config("sdl = 1\n", "x.cfg", &notes));
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0].key, "sdl");
+}
+
 TEST(XenConfig, WarningsReadBeforeAnErrorAreStillGiven) {
   std::vector<UnsupportedKey> notes;
   auto spec = parse_xen_config("maxmem = 1024\nsdl = 1\nmemory = 'lots'\n", "x.cfg", &notes);

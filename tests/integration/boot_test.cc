@@ -284,12 +284,12 @@ TEST_F(BootTest, XenDomainConfigBootsTheSameImage) {
                                         "disk = ['file:" + (kImage / "disk.raw").string() + ",xvda,w']\n"
                                         "vif = [ 'mac=00:16:3e:00:00:10' ]\n"
                                         "root = \"/dev/xvda2 ro\"\nextra = \"console=hvc0\"\n"
-                                        "builder = 'linux'\non_crash = 'preserve'\n");
+                                        "builder = 'linux'\non_crash = 'preserve'\nkeymap = 'de'\n");
   names_.push_back("xenweb");
   auto result = kiln({"boot", (dir_ / "web.cfg").string(), "--backend", "uml", "--net", "none", "--detach",
                       "--wait-ready=240"});
   ASSERT_EQ(result.exit_code, 0) << result.err << console("xenweb");
-  EXPECT_THAT(result.err, HasSubstr("web.cfg:10: 'builder' is a Xen setting kiln does not act on"));
+  EXPECT_THAT(result.err, HasSubstr("web.cfg:12: 'keymap' is not acted on: kiln's guests have no display"));
   EXPECT_THAT(result.err, HasSubstr("web.cfg:4: 'kernel' and 'ramdisk' are not used by the uml backend"));
   auto listed = find("xenweb");
   EXPECT_EQ(listed["memory_mib"], 384);

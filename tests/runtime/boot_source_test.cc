@@ -134,7 +134,10 @@ extra   = "console=hvc0 xencons=tty"
 on_reboot = 'restart'
 on_crash  = 'preserve'
 )");
-  auto source = read_boot_source(dir / "feisty.cfg");
+  std::vector<std::string> warnings;
+  BootSourceOptions options;
+  options.warn = [&warnings](const std::string& warning) { warnings.push_back(warning); };
+  auto source = read_boot_source(dir / "feisty.cfg", options);
   ASSERT_TRUE(source) << source.error().to_string();
   EXPECT_EQ(source->name, "feisty");
   EXPECT_EQ(source->kernel, dir / "vmlinuz-2.6.18-xen");
@@ -147,11 +150,79 @@ on_crash  = 'preserve'
   EXPECT_EQ(*source->mac, "00:16:3e:00:00:10");
   EXPECT_EQ(*source->bridge, "xenbr0");
   EXPECT_EQ(*source->on_crash, LifecyclePolicy::kPreserve);
-  EXPECT_EQ(source->kernel_args, "xencons=tty");
-  ASSERT_EQ(source->warnings.size(), 1u);
-  EXPECT_THAT(source->warnings[0], HasSubstr("feisty.cfg:7: 'builder' is a Xen setting kiln does not act on"));
-  EXPECT_EQ(guest_device(BackendKind::kQemu, 0, source->root_partition), "/dev/vda");
-  EXPECT_EQ(guest_device(BackendKind::kUml, 1, 0), "/dev/ubdb");
+  // Nothing the user wrote is dropped: root= goes first for translation,
+  // and Xen's console is kiln's serial console.
+  EXPECT_EQ(source->kernel_args, "ro console=ttyS0 xencons=tty");
+  EXPECT_EQ(source->xen_root, "/dev/sda1");
+  EXPECT_EQ(source->xen_devices, (std::vector<std::string>{"sda1", "sda3"}));
+  EXPECT_TRUE(warnings.empty()) << warnings[0];
+  EXPECT_EQ(*translate_xen_root(source->xen_root, source->xen_devices, BackendKind::kQemu, {}), "/dev/vda");
+  EXPECT_EQ(*translate_xen_root(source->xen_root, source->xen_devices, BackendKind::kUml, {}), "/dev/ubda");
+}
+
+TEST(BootSource, XenRootIsTranslatedForEveryForm) {
+  std::vector<std::string> whole = {"xvda", "xvdb"};
+  EXPECT_EQ(*translate_xen_root("/dev/xvda2", whole, BackendKind::kQemu, {}), "/dev/vda2");
+  EXPECT_EQ(*translate_xen_root("/dev/xvda2", whole, BackendKind::kUml, {}), "/dev/ubda2");
+  EXPECT_EQ(*translate_xen_root("/dev/xvdb", whole, BackendKind::kQemu, {}), "/dev/vdb");
+  EXPECT_EQ(*translate_xen_root("UUID=1234", whole, BackendKind::kQemu, {}), "UUID=1234");
+  EXPECT_EQ(*translate_xen_root("/dev/sda1", {"sda3", "sda1"}, BackendKind::kQemu, {}), "/dev/vdb");
+  auto missing = translate_xen_root("/dev/xvdc1", whole, BackendKind::kQemu, {"x.cfg", 4});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().to_string(), "x.cfg:4: root=/dev/xvdc1 names no disk of the config (its disks are xvda, xvdb)");
+}
+
+TEST(BootSource, RootInExtraOrCmdlineWinsAndNamesItsLine) {
+  ScratchDir dir;
+  write_text(dir / "vmlinuz", "k");
+  write_text(dir / "disk.raw", "d");
+  std::string disk = "disk = [ '" + (dir / "disk.raw").string() + ",raw,xvda,rw' ]\n";
+  write_text(dir / "a.cfg", "kernel = 'vmlinuz'\n" + disk + "root = '/dev/xvda1 ro'\nextra = 'root=/dev/xvda2 rw quiet'\n");
+  auto a = read_boot_source(dir / "a.cfg");
+  ASSERT_TRUE(a) << a.error().to_string();
+  EXPECT_EQ(a->xen_root, "/dev/xvda2");
+  EXPECT_EQ(a->xen_root_key.to_string(), (dir / "a.cfg").string() + ":4");
+  EXPECT_EQ(a->kernel_args, "ro rw quiet") << "rw comes last, as written, so it wins";
+  write_text(dir / "b.cfg", "kernel = 'vmlinuz'\n" + disk + "cmdline = 'root=/dev/xvda1 console=hvc0'\n");
+  auto b = read_boot_source(dir / "b.cfg");
+  ASSERT_TRUE(b) << b.error().to_string();
+  EXPECT_EQ(b->xen_root, "/dev/xvda1");
+  EXPECT_EQ(b->kernel_args, "console=ttyS0");
+}
+
+TEST(BootSource, HvmBootsTheFirstDiskThroughFirmwareAndCdromsNeedQemu) {
+  ScratchDir dir;
+  write_text(dir / "disk.raw", "d");
+  write_text(dir / "install.iso", "i");
+  write_text(dir / "hvm.cfg", "type = 'hvm'\nboot = 'dc'\ndisk = [ '" + (dir / "disk.raw").string() +
+                                  ",raw,xvda,rw', '" + (dir / "install.iso").string() + ",,hdc,cdrom', ',,hdd:cdrom,r' ]\n");
+  std::vector<std::string> warnings;
+  BootSourceOptions options;
+  options.warn = [&warnings](const std::string& warning) { warnings.push_back(warning); };
+  auto source = read_boot_source(dir / "hvm.cfg", options);
+  ASSERT_TRUE(source) << source.error().to_string();
+  EXPECT_TRUE(source->boots_through_firmware);
+  EXPECT_EQ(source->firmware_disk, dir / "disk.raw");
+  ASSERT_EQ(source->disks.size(), 2u) << "the empty drive is left out";
+  EXPECT_TRUE(source->disks[1].read_only);
+  EXPECT_THAT(source->needs_qemu, HasSubstr("hdc"));
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_THAT(warnings[0], HasSubstr("boot = \"dc\": kiln boots the first disk (xvda)"));
+  EXPECT_THAT(warnings[1], HasSubstr("hdd is an empty cdrom drive; left out"));
+}
+
+TEST(BootSource, NothingToBootNamesTheWays) {
+  ScratchDir dir;
+  write_text(dir / "disk.raw", "d");
+  write_text(dir / "x.cfg", "name = 'x'\nsdl = 1\ndisk = [ '" + (dir / "disk.raw").string() + ",raw,xvda,rw' ]\n");
+  std::vector<std::string> warnings;
+  BootSourceOptions options;
+  options.warn = [&warnings](const std::string& warning) { warnings.push_back(warning); };
+  auto source = read_boot_source(dir / "x.cfg", options);
+  ASSERT_FALSE(source);
+  EXPECT_THAT(source.error().message, HasSubstr("nothing to boot: give kernel"));
+  ASSERT_EQ(warnings.size(), 1u) << "the warning is given although the boot fails";
+  EXPECT_THAT(warnings[0], HasSubstr("x.cfg:2: 'sdl' is not acted on"));
 }
 
 TEST(BootSource, XenConfigErrorsNameTheLine) {

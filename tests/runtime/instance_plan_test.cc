@@ -198,6 +198,55 @@ TEST_F(InstancePlanTest, AConfigsBridgeIsTheDefaultNetwork) {
   EXPECT_EQ(plan()->network.kind, NetworkKind::kNone);
 }
 
+// A Xen config's vif bridge that the host lacks: the error names the
+// config's line, not a --net the user never gave, and says what works.
+TEST_F(InstancePlanTest, AConfigsMissingBridgeNamesItsVifLineAndTheFallback) {
+  image_.bridge = "xenbr0";
+  image_.bridge_key = Location{"feisty.cfg", 9};
+  EXPECT_EQ(plan().error().message,
+            "feisty.cfg:9: vif bridge=xenbr0: the host has no bridge named xenbr0; boot it with --net user (user "
+            "networking, no bridge) or --net none");
+  request_.network = "user";
+  EXPECT_EQ(plan()->network.kind, NetworkKind::kUser);
+}
+
+TEST_F(InstancePlanTest, XenRootIsTranslatedForTheBackend) {
+  image_.disks = {{dir_ / "disk.raw", false, false}, {dir_ / "root.img", false, false}};
+  image_.xen_devices = {"xvda", "xvdb"};
+  image_.xen_root = "/dev/xvda2";
+  EXPECT_EQ(plan()->root, "/dev/vda2");
+  EXPECT_EQ(plan(BackendKind::kUml)->root, "/dev/ubda2");
+  image_.xen_root = "/dev/xvdc";
+  image_.xen_root_key = Location{"x.cfg", 3};
+  EXPECT_EQ(plan().error().to_string(), "x.cfg:3: root=/dev/xvdc names no disk of the config (its disks are xvda, xvdb)");
+}
+
+TEST_F(InstancePlanTest, AnHvmDomainBootsThroughFirmwareOnQemuOnly) {
+  image_.boots_through_firmware = true;
+  image_.disks = {{dir_ / "disk.raw", false, false}, {dir_ / "root.img", false, true}};
+  auto choice = backend();
+  ASSERT_TRUE(choice);
+  EXPECT_EQ(choice->kind, BackendKind::kQemu);
+  EXPECT_THAT(choice->why, HasSubstr("an hvm domain boots through firmware"));
+  auto spec = plan();
+  ASSERT_TRUE(spec) << spec.error().to_string();
+  EXPECT_TRUE(spec->firmware);
+  EXPECT_TRUE(spec->kernel.empty());
+  ASSERT_EQ(spec->disks.size(), 2u);
+  EXPECT_TRUE(spec->disks[0].partitioned);
+  EXPECT_TRUE(spec->disks[1].read_only);
+  request_.backend = "uml";
+  EXPECT_THAT(backend().error().message, HasSubstr("which needs the qemu backend: UML has no firmware"));
+}
+
+TEST_F(InstancePlanTest, WhatOnlyQemuCanAttachKeepsUmlOut) {
+  image_.needs_qemu = "hdc (x.cfg:3) is a cdrom, and UML has no CD-ROM drive";
+  EXPECT_EQ(backend()->kind, BackendKind::kQemu);
+  EXPECT_THAT(backend()->why, HasSubstr("hdc (x.cfg:3) is a cdrom"));
+  request_.backend = "uml";
+  EXPECT_THAT(backend().error().message, HasSubstr("is a cdrom, and UML has no CD-ROM drive: use --backend qemu"));
+}
+
 TEST_F(InstancePlanTest, AnSshPortNeedsUserNetworking) {
   request_.ssh_port = 2222;
   EXPECT_EQ(plan()->network.ssh_port, 2222);
