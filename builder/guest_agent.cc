@@ -213,19 +213,22 @@ esac
 )";
 
 // The exec agent (guest/exec_agent.cc) serves `kiln exec` on the channel
-// the kernel command line names. It starts before sysinit.target, so that a
-// guest whose boot hangs later can still be looked into, and systemd starts
-// it again should it end.
+// the kernel command line names, or under firmware an SMBIOS OEM string (in
+// the DMI table: any x86 machine has one, and the agent ends at once,
+// successfully, where neither names a channel). It starts before
+// sysinit.target, so that a guest whose boot hangs later can still be looked
+// into, and systemd starts it again should it fail.
 constexpr std::string_view kExecUnit = R"([Unit]
 Description=kiln exec agent
 DefaultDependencies=no
-ConditionKernelCommandLine=@AGENT_ARGUMENT@
+ConditionKernelCommandLine=|@AGENT_ARGUMENT@
+ConditionPathExists=|@DMI_TABLE@
 Before=sysinit.target shutdown.target
 Conflicts=shutdown.target
 
 [Service]
 ExecStart=@EXEC_AGENT_PATH@
-Restart=always
+Restart=on-failure
 RestartSec=1
 
 [Install]
@@ -259,6 +262,7 @@ std::string with_protocol_words(std::string_view text) {
       {"@EXEC_AGENT_PATH@", kExecAgentPath},
       {"@EXEC_VERSION@", exec_version},
       {"@AGENT_ARGUMENT@", kAgentArgument.substr(0, kAgentArgument.size() - 1)},
+      {"@DMI_TABLE@", kDmiTablePath},
   };
   std::string out(text);
   for (const auto& [marker, word] : words)

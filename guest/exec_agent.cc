@@ -8,8 +8,9 @@
 //
 // --channel PATH opens PATH, or with "virtio:NAME" the virtio-serial port of
 // that name; --fd N uses a descriptor already open (tests pass a socket).
-// With neither, the kernel command line's kiln.agent=PATH names it, and a
-// boot without that word (one kiln did not start) ends the agent at once.
+// With neither, the kernel command line's kiln.agent=PATH names it (or,
+// booted through firmware, an SMBIOS OEM string of the same words), and a
+// boot with neither (one kiln did not start) ends the agent at once.
 //
 // It is linked statically, against the standard library, POSIX and
 // nlohmann/json only: the guest's glibc may be older than the host's.
@@ -72,6 +73,10 @@ std::optional<Fd> channel(int argc, char** argv) {
   } else if (argc == 1) {
     std::ifstream in("/proc/cmdline");
     where = kiln::agent::channel_from_cmdline(std::string(std::istreambuf_iterator<char>(in), {}));
+    if (!where) {
+      std::ifstream dmi(std::string(kiln::kDmiTablePath), std::ios::binary);
+      where = kiln::agent_channel_from_dmi(std::string(std::istreambuf_iterator<char>(dmi), {}));
+    }
     if (!where) return std::nullopt;
   } else {
     fail(usage, kUsageError);

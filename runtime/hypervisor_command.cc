@@ -69,6 +69,9 @@ Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const In
       "-device", fmt::format("virtserialport,bus=kiln-serial.0,chardev=kiln-exec,name={}", kAgentPortName),
   };
   if (spec.firmware) {
+    // The disk's boot loader gives the kernel its command line; the agent
+    // finds its channel in this OEM string instead.
+    argv.insert(argv.end(), {"-smbios", fmt::format("type=11,value={}virtio:{}", kAgentArgument, kAgentPortName)});
     argv.insert(argv.end(), {"-drive", fmt::format("if=pflash,format=raw,unit=0,readonly=on,file={}", kOvmfCode),
                              "-drive", fmt::format("if=pflash,format=raw,unit=1,file={}",
                                                    (paths.state_dir / "OVMF_VARS.fd").string())});

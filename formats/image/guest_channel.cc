@@ -145,4 +145,30 @@ std::expected<ExecExit, std::string> decode_exec_exit(std::string_view payload) 
 
 int shell_exit_code(const ExecExit& exit) { return exit.signal ? 128 + exit.signal : exit.code; }
 
+std::optional<std::string> agent_channel_from_dmi(std::string_view table) {
+  constexpr uint8_t kOemStrings = 11, kEndOfTable = 127;
+  size_t at = 0;
+  while (at + 4 <= table.size()) {
+    auto type = static_cast<uint8_t>(table[at]);
+    auto length = static_cast<uint8_t>(table[at + 1]);
+    if (length < 4 || at + length > table.size()) return std::nullopt;
+    // The structure's strings follow its formatted area, each ended by a
+    // NUL, the set by a second one.
+    size_t strings = at + length;
+    size_t end = table.find(std::string_view("\0\0", 2), strings);
+    if (end == std::string_view::npos) return std::nullopt;
+    if (type == kOemStrings) {
+      for (size_t start = strings; start < end;) {
+        size_t stop = table.find('\0', start);
+        std::string_view text = table.substr(start, stop - start);
+        if (text.starts_with(kAgentArgument)) return std::string(text.substr(kAgentArgument.size()));
+        start = stop + 1;
+      }
+    }
+    if (type == kEndOfTable) return std::nullopt;
+    at = end + 2;
+  }
+  return std::nullopt;
+}
+
 }  // namespace kiln

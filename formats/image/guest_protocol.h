@@ -94,6 +94,14 @@ inline constexpr int kExecProtocolVersion = 1;
 // The virtio-serial port's name under qemu (/dev/virtio-ports/NAME).
 inline constexpr std::string_view kAgentPortName = "org.kiln.exec.0";
 
+// Booted through firmware, a guest's kernel command line is its own boot
+// loader's, without kiln's words. qemu then also gives kiln.agent=VALUE as
+// an SMBIOS OEM string (type 11), which the agent reads from the DMI table
+// (/sys/firmware/dmi/tables/DMI, there from early boot, no module needed).
+inline constexpr std::string_view kDmiTablePath = "/sys/firmware/dmi/tables/DMI";
+// VALUE of the first OEM string kiln.agent=VALUE in a raw DMI table.
+std::optional<std::string> agent_channel_from_dmi(std::string_view table);
+
 // Each frame: a 4-byte payload length, a 4-byte session number (both
 // big-endian), a 1-byte type, then the payload. Session 0 is the channel's
 // own (kHello, kAck); the host numbers the others from 1.

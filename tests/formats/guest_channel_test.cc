@@ -142,3 +142,39 @@ TEST(GuestChannel, TheExitCodeIsAShellsOne) {
 
 }  // namespace
 }  // namespace kiln
+
+namespace kiln {
+namespace {
+
+// A DMI table as the firmware lays it out: structures of a type, a length
+// and a handle, each followed by its strings and a second NUL.
+std::string dmi_structure(uint8_t type, std::string_view formatted_rest, std::vector<std::string> strings) {
+  std::string out;
+  out += static_cast<char>(type);
+  out += static_cast<char>(4 + formatted_rest.size());
+  out += std::string("\x01\x00", 2);
+  out += formatted_rest;
+  for (const std::string& text : strings) out += text + '\0';
+  if (strings.empty()) out += '\0';
+  return out + '\0';
+}
+
+TEST(AgentChannelFromDmi, FindsKilnsOemStringAmongTheOthers) {
+  std::string table = dmi_structure(0, std::string("\x01\x02", 2), {"EFI Development Kit II / OVMF", "0.0.0"}) +
+                      dmi_structure(11, std::string("\x02", 1), {"vendor=x", "kiln.agent=virtio:org.kiln.exec.0"}) +
+                      dmi_structure(127, "", {});
+  EXPECT_EQ(agent_channel_from_dmi(table), "virtio:org.kiln.exec.0");
+}
+
+TEST(AgentChannelFromDmi, AMachineKilnDidNotStartHasNone) {
+  std::string table = dmi_structure(1, "", {"QEMU"}) + dmi_structure(11, std::string("\x01", 1), {"kiln.agen"}) +
+                      dmi_structure(127, "", {});
+  EXPECT_EQ(agent_channel_from_dmi(table), std::nullopt);
+  EXPECT_EQ(agent_channel_from_dmi(""), std::nullopt);
+  EXPECT_EQ(agent_channel_from_dmi(std::string("\x0b\x02", 2)), std::nullopt) << "a length shorter than a header";
+  EXPECT_EQ(agent_channel_from_dmi(std::string("\x0b\x05\x01\x00\x01kiln.agent=x", 16)), std::nullopt)
+      << "strings that never end";
+}
+
+}  // namespace
+}  // namespace kiln
