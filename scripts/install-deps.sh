@@ -10,12 +10,15 @@ build_packages=(
   libcurl4-openssl-dev libssl-dev libcrypt-dev libgtest-dev libgmock-dev
   libclang-rt-14-dev zlib1g-dev
 )
+# xen-utils-4.17 (without the hypervisor: --no-install-recommends) brings Xen's
+# own pygrub, which the tests and bench/xen_pygrub.sh hold kiln's choice against.
 run_packages=(
   mmdebstrap debootstrap e2fsprogs fdisk mtools dosfstools systemd-boot-efi
   qemu-system-x86 qemu-utils ovmf user-mode-linux
   lvm2 cryptsetup-bin gnupg xz-utils zstd libxml2-utils libvirt-clients pigz
   arch-test uidmap ca-certificates busybox-static slirp iproute2 cloud-image-utils libguestfs-tools
   xen-tools openssh-client
+  xen-utils-4.17
   lzop lzip ncompress acl
 )
 

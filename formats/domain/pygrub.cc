@@ -96,9 +96,6 @@ Result<BootMenu> parse_grub_cfg(std::string_view text, std::string_view file) {
       if (words.size() < 2 || !opens)
         return fail_at({std::string(file), number}, "{} without a title and a '{{' on its line", verb);
       std::string title = words[1];
-      std::string path;
-      for (const OpenBlock& block : blocks)
-        if (block.kind == OpenBlock::kSubmenu) path += block.title + ">";
       std::vector<int> position = submenu_path;
       position.push_back(counters.back()++);
       if (verb == "submenu") {
@@ -107,7 +104,7 @@ Result<BootMenu> parse_grub_cfg(std::string_view text, std::string_view file) {
         counters.push_back(0);
       } else {
         blocks.push_back({OpenBlock::kEntry, number, title});
-        entry = BootMenuEntry{path + title, "", "", "", position};
+        entry = BootMenuEntry{title, "", "", "", position};
       }
       continue;
     }
@@ -172,31 +169,56 @@ Result<BootMenu> parse_menu_lst(std::string_view text, std::string_view file) {
   return menu;
 }
 
+namespace {
+
+bool all_digits(std::string_view text) {
+  return !text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// A default or --entry as pygrub reads it: a number is an index into every
+// entry in file order (submenus flattened), anything else a title, of which
+// only the part after the last '>' counts. GRUB's own "1>2" (the third entry
+// of the second item), which pygrub cannot follow, is read as GRUB does.
+const BootMenuEntry* entry_by_choice(const BootMenu& menu, std::string choice) {
+  if (choice == "saved" || choice == "${saved_entry}" || choice == "${next_entry}") choice = "0";
+  if (all_digits(choice)) {
+    size_t index = std::stoul(choice);
+    return index < menu.entries.size() ? &menu.entries[index] : nullptr;
+  }
+  std::string position;
+  for (const BootMenuEntry& entry : menu.entries) {
+    position.clear();
+    for (int index : entry.position) position += (position.empty() ? "" : ">") + std::to_string(index);
+    if (position == choice) return &entry;
+  }
+  std::string leaf = choice.substr(choice.rfind('>') == std::string::npos ? 0 : choice.rfind('>') + 1);
+  for (const BootMenuEntry& entry : menu.entries)
+    if (entry.title == leaf || entry.title == choice) return &entry;
+  return nullptr;
+}
+
+}  // namespace
+
 Result<const BootMenuEntry*> choose_boot_entry(const BootMenu& menu, const BootLoaderArgs& args,
                                                std::string_view file) {
-  std::vector<const BootMenuEntry*> bootable;
-  for (const BootMenuEntry& entry : menu.entries)
-    if (!entry.kernel.empty()) bootable.push_back(&entry);
-  if (bootable.empty()) return fail(ErrorKind::kBadInput, "{}: no entry with a kernel", file);
-  auto by_choice = [&](const std::string& choice) -> const BootMenuEntry* {
-    for (const BootMenuEntry* entry : bootable) {
-      if (entry->title == choice) return entry;
-      // "1>2", or "1" for a top-level item.
-      std::string position;
-      for (int index : entry->position) position += (position.empty() ? "" : ">") + std::to_string(index);
-      if (position == choice) return entry;
-    }
-    return nullptr;
-  };
+  if (menu.entries.empty()) return fail(ErrorKind::kBadInput, "{}: no menu entry", file);
+  const BootMenuEntry* entry = nullptr;
   if (args.entry) {
-    if (const BootMenuEntry* entry = by_choice(*args.entry)) return entry;
-    std::string titles;
-    for (size_t i = 0; i < bootable.size(); ++i)
-      titles += fmt::format("{}  {}: '{}'", titles.empty() ? "" : "\n", i, bootable[i]->title);
-    return fail(ErrorKind::kBadInput, "{}: --entry={} is none of its entries:\n{}", file, *args.entry, titles);
+    entry = entry_by_choice(menu, *args.entry);
+    if (!entry) {
+      std::string titles;
+      for (size_t i = 0; i < menu.entries.size(); ++i)
+        titles += fmt::format("{}  {}: '{}'", titles.empty() ? "" : "\n", i, menu.entries[i].title);
+      return fail(ErrorKind::kBadInput, "{}: --entry={} is none of its entries:\n{}", file, *args.entry, titles);
+    }
+  } else {
+    // A default that names no entry boots the first, as GRUB and pygrub do.
+    entry = entry_by_choice(menu, menu.default_entry);
+    if (!entry) entry = &menu.entries.front();
   }
-  if (const BootMenuEntry* entry = by_choice(menu.default_entry)) return entry;
-  return bootable.front();
+  if (entry->kernel.empty())
+    return fail(ErrorKind::kBadInput, "{}: entry '{}' has no kernel (no linux or kernel line)", file, entry->title);
+  return entry;
 }
 
 Result<BootLoaderArgs> parse_bootloader_args(const std::vector<std::string>& words, const Location& where) {

@@ -43,7 +43,7 @@ Result<BootLoaderArgs> parse_bootloader_args(const std::vector<std::string>& wor
 // One boot entry of a GRUB menu. Paths are absolute in the filesystem that
 // holds the menu, "(hd0,1)" prefixes taken off.
 struct BootMenuEntry {
-  std::string title;  // "Advanced options>Debian, with Linux 6.1" inside a submenu
+  std::string title;
   std::string kernel;
   std::string initrd;
   std::string args;  // what follows the kernel's path
@@ -63,8 +63,11 @@ Result<BootMenu> parse_grub_cfg(std::string_view text, std::string_view file);
 // GRUB legacy's menu.lst / grub.conf: default, title, kernel, initrd.
 Result<BootMenu> parse_menu_lst(std::string_view text, std::string_view file);
 
-// The entry pygrub boots: --entry, else the menu's default; a default
-// GRUB cannot find falls back to the first entry, as GRUB does.
+// The entry pygrub boots: --entry, else the menu's default. Both are an
+// index into every entry in file order (submenus flattened, as pygrub
+// counts), a title (of which what follows the last '>' counts), or GRUB's
+// "N>M" position. A default that names no entry is the first entry; an
+// --entry that names none is an error listing them.
 Result<const BootMenuEntry*> choose_boot_entry(const BootMenu& menu, const BootLoaderArgs& args,
                                                std::string_view file);
 

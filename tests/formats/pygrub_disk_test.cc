@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sstream>
+
+#include "base/hash.h"
 #include "base/size.h"
 #include "formats/disk/gpt_disk.h"
 #include "formats/domain/pygrub.h"
@@ -139,6 +142,85 @@ TEST(PygrubDisk, BootloaderArgsKernelBypassesTheMenu) {
   args.kernel = "/boot/vmlinuz-nope";
   EXPECT_THAT(find_guest_boot_files(dir / "disk.img", args).error().message,
               HasSubstr("--kernel=/boot/vmlinuz-nope is in none of its ext2/3/4 filesystems"));
+}
+
+// Xen's own pygrub (Debian's xen-utils-4.17, which scripts/install-deps.sh
+// installs without the hypervisor) as the oracle: on the same disk and
+// arguments, kiln boots the same kernel, initrd and command line.
+constexpr const char* kXenPygrub = "/usr/lib/xen-4.17/bin/pygrub";
+
+struct PygrubOutput {
+  std::string kernel, initrd, args;
+};
+
+std::optional<PygrubOutput> xen_pygrub(const fs::path& disk, const std::vector<std::string>& options,
+                                       const fs::path& out) {
+  fs::create_directories(out);
+  std::vector<std::string> argv = {kXenPygrub, "-q", "--output-format=simple", "--output-directory=" + out.string()};
+  argv.insert(argv.end(), options.begin(), options.end());
+  argv.push_back(disk.string());
+  auto run = testing::run_program(argv);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  if (run.exit_code != 0) return std::nullopt;
+  PygrubOutput result;
+  std::istringstream lines(run.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("kernel ")) result.kernel = testing::read_text(line.substr(7));
+    if (line.starts_with("ramdisk ")) result.initrd = testing::read_text(line.substr(8));
+    if (line.starts_with("args ")) result.args = line.substr(5);
+  }
+  while (result.args.ends_with(' ')) result.args.pop_back();
+  return result;
+}
+
+void expect_same_choice_as_xen(const fs::path& disk, const std::vector<std::string>& options, const fs::path& dir) {
+  auto theirs = xen_pygrub(disk, options, dir / "xen");
+  ASSERT_TRUE(theirs);
+  auto args = parse_bootloader_args(options, {"test.cfg", 1});
+  ASSERT_TRUE(args) << args.error().to_string();
+  GuestBootFiles ours = found(disk, *args);
+  ASSERT_TRUE(extract_guest_boot_files(ours, disk, dir / "kiln"));
+  // Compared by digest: a failure should not print megabytes.
+  EXPECT_EQ(sha256_hex(testing::read_text(dir / "kiln/vmlinuz")), sha256_hex(theirs->kernel)) << ours.found_in;
+  std::string initrd = fs::exists(dir / "kiln/initrd.img") ? testing::read_text(dir / "kiln/initrd.img") : "";
+  EXPECT_EQ(sha256_hex(initrd), sha256_hex(theirs->initrd)) << ours.found_in;
+  EXPECT_EQ(ours.command_line, theirs->args);
+}
+
+TEST(PygrubDisk, ChoosesAsXensOwnPygrubDoes) {
+  if (!fs::exists(kXenPygrub)) GTEST_SKIP() << kXenPygrub << " is missing (Debian package xen-utils-4.17)";
+  testing::ScratchDir dir;
+  GptLayout layout{40 * kMiB, Uuid::from_name("tests/pygrub/disk"),
+                   {{"esp", GptType::kEfiSystem, Uuid::from_name("esp"), 8 * kMiB},
+                    {"root", GptType::kLinuxRootX86_64, Uuid::from_name("root"), 0}}};
+  auto placed = write_gpt(dir / "gpt.raw", layout);
+  ASSERT_TRUE(placed) << placed.error().to_string();
+  auto files = two_kernels();
+  files.push_back({"/boot/grub/grub.cfg",
+                   "set default=\"1\"\n"
+                   "menuentry 'Debian (old)' {\n linux /boot/vmlinuz-6.1.0-9-amd64 root=/dev/xvda2 ro\n"
+                   " initrd /boot/initrd.img-6.1.0-9-amd64\n}\n"
+                   "submenu 'Advanced' {\n menuentry 'Debian' {\n  linux /boot/vmlinuz-6.1.0-18-amd64 root=/dev/xvda2 ro quiet\n"
+                   "  initrd /boot/initrd.img-6.1.0-18-amd64\n }\n}\n"
+                   "menuentry 'Debian, 18' {\n linux /boot/vmlinuz-6.1.0-18-amd64 root=/dev/xvda2 ro quiet\n"
+                   " initrd /boot/initrd.img-6.1.0-18-amd64\n}\n"});
+  make_filesystem(dir / "gpt.raw", (*placed)[1].offset, 24 * kMiB, files);
+  expect_same_choice_as_xen(dir / "gpt.raw", {}, dir / "default");
+  expect_same_choice_as_xen(dir / "gpt.raw", {"--entry=0"}, dir / "entry0");
+
+  fs::path mbr = dir / "mbr.raw";
+  auto made = testing::run_program({"sh", "-ec", "truncate -s 24M " + mbr.string() +
+                                                     " && echo 'start=2048, type=83' | sfdisk --quiet " + mbr.string()});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  auto legacy = two_kernels();
+  legacy.push_back({"/boot/grub/menu.lst", "default 1\ntimeout 2\n"
+                                           "title Debian 18\nroot (hd0,0)\nkernel /boot/vmlinuz-6.1.0-18-amd64 root=/dev/xvda1 ro\n"
+                                           "initrd /boot/initrd.img-6.1.0-18-amd64\n"
+                                           "title Debian 9\nroot (hd0,0)\nkernel /boot/vmlinuz-6.1.0-9-amd64 root=/dev/xvda1 ro single\n"
+                                           "initrd /boot/initrd.img-6.1.0-9-amd64\n"});
+  make_filesystem(mbr, 2048 * 512, 16 * kMiB, legacy);
+  expect_same_choice_as_xen(mbr, {}, dir / "mbr");
+  expect_same_choice_as_xen(mbr, {"--entry=0"}, dir / "mbr0");
 }
 
 TEST(PygrubDisk, ADiskWithNothingBootableSaysWhatWasLookedFor) {

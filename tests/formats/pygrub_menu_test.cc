@@ -99,6 +99,8 @@ TEST(PygrubMenu, DebiansGrubCfgBootsItsDefaultEntry) {
 TEST(PygrubMenu, EntriesInASubmenuAreChosenByPositionOrByTitle) {
   auto menu = parse_grub_cfg(kDebianGrubCfg, "grub.cfg");
   ASSERT_TRUE(menu);
+  menu->default_entry = "2";
+  EXPECT_THAT(chosen(*menu).title, HasSubstr("recovery mode")) << "a number counts submenu entries, as pygrub does";
   menu->default_entry = "1>2";
   EXPECT_EQ(chosen(*menu).kernel, "/boot/vmlinuz-6.1.0-13-amd64") << "(hd0,gpt2) is the menu's own filesystem";
   menu->default_entry = "Advanced options for Debian GNU/Linux>Debian GNU/Linux, with Linux 6.1.0-18-amd64 (recovery mode)";
@@ -149,7 +151,10 @@ TEST(PygrubMenu, AnUnclosedBlockIsAnErrorAtItsLine) {
   EXPECT_EQ(parse_grub_cfg("}\n", "grub.cfg").error().to_string(), "grub.cfg:1: '}' closes no block");
   auto empty = parse_grub_cfg("set default=0\n", "grub.cfg");
   ASSERT_TRUE(empty);
-  EXPECT_THAT(choose_boot_entry(*empty, {}, "grub.cfg").error().message, HasSubstr("no entry with a kernel"));
+  EXPECT_THAT(choose_boot_entry(*empty, {}, "grub.cfg").error().message, HasSubstr("no menu entry"));
+  auto no_kernel = parse_grub_cfg("menuentry 'x' {\n echo hi\n}\n", "grub.cfg");
+  ASSERT_TRUE(no_kernel);
+  EXPECT_THAT(choose_boot_entry(*no_kernel, {}, "grub.cfg").error().message, HasSubstr("entry 'x' has no kernel"));
   EXPECT_TRUE(parse_grub_cfg("''\n\"\"\n", "grub.cfg")) << "an empty quoted word is no crash";
 }
 
