@@ -140,13 +140,15 @@ Result<> AtomicFile::write(std::string_view data) {
   return write_all(fd_, data.data(), data.size(), temp_.string());
 }
 
-Result<> AtomicFile::commit() {
-  if (::fsync(fd_) != 0) return fail_errno("fsync", target_.string(), errno);
+Result<> AtomicFile::commit(Durability durability) {
+  bool durable = durability == Durability::kDurable;
+  if (durable && ::fsync(fd_) != 0) return fail_errno("fsync", target_.string(), errno);
   ::close(fd_);
   fd_ = -1;
   if (::rename(temp_.c_str(), target_.c_str()) != 0)
     return fail_errno("cannot rename into place", target_.string(), errno);
   temp_.clear();
+  if (!durable) return {};
   return fsync_directory(target_.parent_path().empty() ? "." : target_.parent_path());
 }
 

@@ -56,8 +56,12 @@ class AtomicFile {
   const fs::path& temp_path() const { return temp_; }
   const fs::path& target() const { return target_; }
   Result<> write(std::string_view data);
-  // fsync, rename to the target, fsync the directory.
-  Result<> commit();
+  // kDurable: fsync, rename to the target, fsync the directory. kCache: a
+  // file kiln can make again (a copy of what is elsewhere) is renamed into
+  // place without the fsyncs: whole or absent under its name all the same,
+  // but a power cut may lose it.
+  enum class Durability { kDurable, kCache };
+  Result<> commit(Durability durability = Durability::kDurable);
 
  private:
   AtomicFile(fs::path target, fs::path temp, int fd)

@@ -2,6 +2,7 @@
 
 #include <libfdisk.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <memory>
@@ -334,11 +335,21 @@ std::optional<GuestBootFiles> newest_kernel(Ext4Image& image) {
   return found;
 }
 
+// Copies of files in the guest's disk, made again whenever needed: no fsync.
 Result<> write_out(Ext4Image& image, const std::string& path, const fs::path& target) {
   KILN_ASSIGN(std::string data, image.read_file(path));
   KILN_ASSIGN(AtomicFile file, AtomicFile::create(target, 0644));
   KILN_TRY(file.write(data));
-  return file.commit();
+  return file.commit(AtomicFile::Durability::kCache);
+}
+
+// What the files in an output directory were taken from: the disk as it
+// was (its identity and last change) and the paths in it.
+std::string extraction_stamp(const GuestBootFiles& found, const fs::path& disk) {
+  struct stat st {};
+  if (::stat(disk.c_str(), &st) != 0) return {};
+  return fmt::format("{} {} {} {} {}.{} {} {} {}\n", fs::absolute(disk).string(), st.st_dev, st.st_ino, st.st_size,
+                     st.st_mtim.tv_sec, st.st_mtim.tv_nsec, found.offset, found.kernel, found.initrd);
 }
 
 }  // namespace
@@ -392,13 +403,23 @@ Result<> extract_guest_boot_files(const GuestBootFiles& found, const fs::path& d
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) return fail_errno("cannot create", out_dir.string(), ec.value());
+  // The same files of the same disk, unchanged since: nothing to do.
+  std::string stamp = extraction_stamp(found, disk);
+  fs::path stamp_file = out_dir / "extracted-from";
+  auto previous = read_file(stamp_file);
+  if (!stamp.empty() && previous && *previous == stamp && fs::exists(out_dir / "vmlinuz")) return {};
+  fs::remove(stamp_file, ec);
   KILN_ASSIGN(Ext4Image image, Ext4Image::open(disk, found.offset, /*writable=*/false));
   KILN_TRY(write_out(image, found.kernel, out_dir / "vmlinuz"));
   if (found.initrd.empty()) {
     fs::remove(out_dir / "initrd.img", ec);
-    return {};
+  } else {
+    KILN_TRY(write_out(image, found.initrd, out_dir / "initrd.img"));
   }
-  return write_out(image, found.initrd, out_dir / "initrd.img");
+  if (stamp.empty()) return {};
+  KILN_ASSIGN(AtomicFile file, AtomicFile::create(stamp_file, 0644));
+  KILN_TRY(file.write(stamp));
+  return file.commit(AtomicFile::Durability::kCache);
 }
 
 }  // namespace kiln

@@ -84,7 +84,8 @@ Result<GuestBootFiles> find_guest_boot_files(const std::filesystem::path& disk, 
 
 // Writes out_dir/vmlinuz and, when there is one, out_dir/initrd.img (and
 // removes an older initrd.img when there is not), each replaced whole or not
-// at all.
+// at all, and notes what they came from: the same files of a disk unchanged
+// since (same inode, size and modification time) are not written again.
 Result<> extract_guest_boot_files(const GuestBootFiles& found, const std::filesystem::path& disk,
                                   const std::filesystem::path& out_dir);
 
