@@ -337,9 +337,8 @@ std::optional<GuestBootFiles> newest_kernel(Ext4Image& image) {
 
 // Copies of files in the guest's disk, made again whenever needed: no fsync.
 Result<> write_out(Ext4Image& image, const std::string& path, const fs::path& target) {
-  KILN_ASSIGN(std::string data, image.read_file(path));
   KILN_ASSIGN(AtomicFile file, AtomicFile::create(target, 0644));
-  KILN_TRY(file.write(data));
+  KILN_TRY(image.copy_file_to(path, file.fd()));
   return file.commit(AtomicFile::Durability::kCache);
 }
 

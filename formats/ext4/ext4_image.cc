@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <type_traits>
 
 #include "base/files.h"
 #include "base/size.h"
@@ -406,6 +408,70 @@ Result<std::string> Ext4Image::read_file(std::string_view path) {
   if (!LINUX_S_ISREG(inode->i_mode))
     return fail(ErrorKind::kBadInput, "{}: not a regular file in the image {}", path, fs->name());
   return read_content(*fs, ino, inode, path);
+}
+
+namespace {
+
+// Copies [from, from + length) of the filesystem's blocks starting at
+// `physical` to `fd` at `at`, through `buffer`.
+Result<> copy_blocks(const Filesystem& fs, uint64_t physical, uint64_t length, int fd, uint64_t at,
+                     std::string& buffer, std::string_view path) {
+  const uint64_t block = fs.get()->blocksize;
+  while (length > 0) {
+    uint64_t blocks = std::min<uint64_t>((length + block - 1) / block, buffer.size() / block);
+    if (errcode_t rc = io_channel_read_blk64(fs.get()->io, physical, static_cast<int>(blocks), buffer.data()); rc != 0)
+      return ext4::failure(rc, fs.name(), fmt::format("cannot read {}", path));
+    uint64_t bytes = std::min(length, blocks * block);
+    for (uint64_t done = 0; done < bytes;) {
+      ssize_t wrote = ::pwrite(fd, buffer.data() + done, bytes - done, static_cast<off_t>(at + done));
+      if (wrote < 0 && errno == EINTR) continue;
+      if (wrote <= 0) return fail_errno("cannot write a copy of", std::string(path), errno);
+      done += static_cast<uint64_t>(wrote);
+    }
+    physical += blocks;
+    at += bytes;
+    length -= bytes;
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<> Ext4Image::copy_file_to(std::string_view path, int fd) {
+  KILN_ASSIGN(Filesystem * fs, state_->usable(false));
+  KILN_ASSIGN(ext2_ino_t ino, require(*fs, path, true));
+  KILN_ASSIGN(Inode inode, fs->read_inode(ino, path));
+  if (!LINUX_S_ISREG(inode->i_mode))
+    return fail(ErrorKind::kBadInput, "{}: not a regular file in the image {}", path, fs->name());
+  const uint64_t size = EXT2_I_SIZE(inode.base());
+  ext2_extent_handle_t handle = nullptr;
+  if (!(inode->i_flags & EXT4_EXTENTS_FL) || ext2fs_extent_open2(fs->get(), ino, inode.base(), &handle) != 0) {
+    KILN_ASSIGN(std::string content, read_content(*fs, ino, inode, path));
+    if (::lseek(fd, 0, SEEK_SET) < 0) return fail_errno("cannot write a copy of", std::string(path), errno);
+    KILN_TRY(write_all(fd, content.data(), content.size(), std::string(path)));
+    if (::ftruncate(fd, static_cast<off_t>(content.size())) != 0)
+      return fail_errno("cannot size a copy of", std::string(path), errno);
+    return {};
+  }
+  std::unique_ptr<std::remove_pointer_t<ext2_extent_handle_t>, decltype(&ext2fs_extent_free)> owned(
+      handle, ext2fs_extent_free);
+  std::string buffer(4 << 20, '\0');
+  const uint64_t block = fs->get()->blocksize;
+  for (int op = EXT2_EXTENT_ROOT;; op = EXT2_EXTENT_NEXT) {
+    ext2fs_extent extent{};
+    errcode_t rc = ext2fs_extent_get(handle, op, &extent);
+    if (rc == EXT2_ET_EXTENT_NO_NEXT) break;
+    if (rc != 0) return ext4::failure(rc, fs->name(), fmt::format("cannot read the extents of {}", path));
+    // Holes and unwritten extents read as zeros: the file's size (below)
+    // leaves them so.
+    if (!(extent.e_flags & EXT2_EXTENT_FLAGS_LEAF) || (extent.e_flags & EXT2_EXTENT_FLAGS_UNINIT)) continue;
+    uint64_t start = extent.e_lblk * block;
+    if (start >= size) continue;
+    uint64_t length = std::min<uint64_t>(uint64_t{extent.e_len} * block, size - start);
+    KILN_TRY(copy_blocks(*fs, extent.e_pblk, length, fd, start, buffer, path));
+  }
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) return fail_errno("cannot size a copy of", std::string(path), errno);
+  return {};
 }
 
 Result<std::vector<std::string>> Ext4Image::list_directory(std::string_view path) {

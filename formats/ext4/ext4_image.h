@@ -123,6 +123,10 @@ class Ext4Image {
   Result<std::optional<Ext4Stat>> stat(std::string_view path);
   // Follows a final symlink, like cat.
   Result<std::string> read_file(std::string_view path);
+  // The same content written to `fd` (from offset 0, then sized to the
+  // file), extent by extent through a small buffer: for large files (a
+  // kernel, an initrd), which read_file would hold in memory whole.
+  Result<> copy_file_to(std::string_view path, int fd);
   // Follows a final symlink, like ls; sorted, without "." and "..".
   Result<std::vector<std::string>> list_directory(std::string_view path);
   // Creates the file, or replaces the content of an existing one (keeping its

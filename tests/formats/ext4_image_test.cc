@@ -12,6 +12,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/files.h"
 #include "base/interrupt.h"
 #include "base/subprocess.h"
 #include "base/size.h"
@@ -784,6 +785,37 @@ TEST(Ext4Image, BlocksOfZerosBecomeHolesAsMke2fsMakesThem) {
   ASSERT_TRUE(ours);
   EXPECT_EQ(ours->read_file("/mixed").value_or(""), mixed);
   EXPECT_EQ(ours->read_file("/zeros").value_or("missing"), zeros);
+}
+
+}  // namespace
+}  // namespace kiln
+
+namespace kiln {
+namespace {
+
+// copy_file_to streams what read_file returns, extent by extent, on ext4
+// (extents) and ext2 (block maps) alike, through a symlink too.
+TEST(Ext4CopyFileTo, WritesWhatReadFileReturns) {
+  for (std::string type : {"ext4", "ext2"}) {
+    testing::ScratchDir dir;
+    auto image = Ext4Image::format(dir / "fs.img", options_for(32 * kMiB, type));
+    ASSERT_TRUE(image) << image.error().to_string();
+    std::string big;
+    for (int i = 0; big.size() < (9 << 20) + 123; ++i) big += fmt::format("{:08x}", i * 2654435761u);
+    ASSERT_TRUE(image->make_directory("/boot", {0755, 0, 0, kTimestamp}));
+    ASSERT_TRUE(image->write_file("/boot/initrd", big, {0644, 0, 0, kTimestamp}));
+    ASSERT_TRUE(image->make_symlink("/initrd.img", "boot/initrd", {0777, 0, 0, kTimestamp}));
+    ASSERT_TRUE(image->write_file("/small", "tiny", {0644, 0, 0, kTimestamp}));
+    for (std::string path : {"/initrd.img", "/small"}) {
+      auto out = open_file(dir / "copy", O_RDWR | O_CREAT | O_TRUNC, 0600);
+      ASSERT_TRUE(out);
+      ASSERT_TRUE(::pwrite(out->get(), "stale content longer than tiny", 30, 0) == 30);
+      auto copied = image->copy_file_to(path, out->get());
+      ASSERT_TRUE(copied) << copied.error().to_string();
+      EXPECT_EQ(testing::read_text(dir / "copy"), *image->read_file(path)) << type << " " << path;
+    }
+    EXPECT_FALSE(image->copy_file_to("/boot", -1)) << "a directory is no file to copy";
+  }
 }
 
 }  // namespace
