@@ -10,7 +10,8 @@
 # than pygrub's (ratio <= 1.0x).
 #
 # Usage: bench/xen_pygrub.sh [IMAGE-DIR]
-#   IMAGE-DIR: a baked default image (default: build/integration/default,
+#   IMAGE-DIR: a baked default image (default: $BENCH_IMAGE, which run-all.sh
+#   bakes, else build/integration/default,
 #   which `make test` bakes).
 # Environment: KILN=path/to/kiln (default build/kiln), RUNS (default 5).
 set -euo pipefail
@@ -22,7 +23,7 @@ source "$here/bench/lib/machine.sh"
 source "$here/bench/lib/image.sh"
 kiln_source=${KILN:-$here/build/kiln}
 runs=${RUNS:-5}
-image=$(realpath -- "${1:-$here/build/integration/default}")
+image=$(realpath -- "${1:-${BENCH_IMAGE:-$here/build/integration/default}}")
 pygrub=/usr/lib/xen-4.17/bin/pygrub
 
 die() { echo "xen_pygrub: $*" >&2; exit 2; }
