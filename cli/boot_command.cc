@@ -102,7 +102,9 @@ void register_boot(CLI::App& root, Registry& registry) {
   app->add_flag("--json", flags->json, "Print the result as JSON");
   app->footer(
       "Without --detach or --console, boot shows the guest console until the instance stops;\n"
-      "Ctrl-C shuts the guest down, a second Ctrl-C destroys it.");
+      "Ctrl-C shuts the guest down, a second Ctrl-C destroys it.\n"
+      "A Xen domain config (xl or xm) boots as written: `kiln help xen` says what kiln does with each\n"
+      "key, docs/xen-config.md likewise; bootloader = 'pygrub' and type = 'hvm' work.");
   registry.push_back({app, [flags] { return run_boot(*flags); }});
 }
 
