@@ -23,6 +23,8 @@ Result<InstanceRecord> read_record(const fs::path& path) {
   return record_from_json(json, path.string());
 }
 
+constexpr std::string_view kKeptLogSuffix = ".console.log";
+
 fs::path env_path(const char* name) {
   const char* value = std::getenv(name);
   return value && *value ? fs::path(value) : fs::path();
@@ -49,7 +51,7 @@ InstanceStore InstanceStore::open() {
     disks = root ? fs::path("/var/lib/kiln")
                  : (xdg.empty() ? home / ".local/state" : xdg) / "kiln";
   }
-  return InstanceStore(state, disks / "instances");
+  return InstanceStore(state, disks / "instances", disks / "logs");
 }
 
 InstancePaths InstanceStore::paths(const std::string& name) const {
@@ -67,6 +69,7 @@ InstancePaths InstanceStore::paths(const std::string& name) const {
   p.seed = p.state_dir / "seed.img";
   p.disk_dir = disk_root_ / name;
   p.saved_record = p.disk_dir / "saved.json";
+  p.kept_console_log = log_root_ / (name + std::string(kKeptLogSuffix));
   return p;
 }
 
@@ -119,6 +122,47 @@ Result<> InstanceStore::forget_saved(const std::string& name) const {
   fs::path marker = paths(name).saved_record;
   if (!fs::remove(marker, ec) && ec) return fail_errno("cannot remove", marker.string(), ec.value());
   return {};
+}
+
+Result<fs::path> InstanceStore::keep_console_log(const std::string& name) const {
+  KILN_TRY(check_instance_name(name));
+  InstancePaths p = paths(name);
+  KILN_ASSIGN(std::string log, read_file(p.console_log));
+  std::error_code ec;
+  fs::create_directories(log_root_, ec);
+  if (ec) return fail_errno("cannot create", log_root_.string(), ec.value());
+  KILN_TRY(write_file_atomic(p.kept_console_log, log, 0600));
+  // The oldest go first; the one just kept is the newest.
+  std::vector<std::pair<fs::file_time_type, fs::path>> kept;
+  for (const std::string& other : kept_log_names()) {
+    fs::path path = paths(other).kept_console_log;
+    if (path != p.kept_console_log) kept.emplace_back(fs::last_write_time(path, ec), path);
+  }
+  std::sort(kept.begin(), kept.end());
+  size_t excess = kept.size() + 1 > kKeptConsoleLogs ? kept.size() + 1 - kKeptConsoleLogs : 0;
+  for (size_t i = 0; i < excess; ++i) fs::remove(kept[i].second, ec);
+  return p.kept_console_log;
+}
+
+std::vector<std::string> InstanceStore::kept_log_names() const {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(log_root_, ec)) {
+    std::string file = entry.path().filename().string();
+    if (!file.ends_with(kKeptLogSuffix) || !entry.is_regular_file(ec)) continue;
+    std::string name = file.substr(0, file.size() - kKeptLogSuffix.size());
+    if (check_instance_name(name)) out.insert(name);
+  }
+  return {out.begin(), out.end()};
+}
+
+Result<bool> InstanceStore::remove_kept_console_log(const std::string& name) const {
+  KILN_TRY(check_instance_name(name));
+  fs::path path = paths(name).kept_console_log;
+  std::error_code ec;
+  bool removed = fs::remove(path, ec);
+  if (ec) return fail_errno("cannot remove", path.string(), ec.value());
+  return removed;
 }
 
 Result<InstanceLock> InstanceLock::acquire(const InstancePaths& paths, const std::string& name) {

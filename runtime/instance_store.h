@@ -8,6 +8,12 @@
 // overlays, which it needs as much as its save file does and which, like
 // that file, outlive a host reboot: until `kiln restore` takes them back,
 // or `kiln destroy` removes them, it is listed, and its name is taken.
+// The console log of an instance that crashed, or that was not ready in
+// time, is kept beside the disks as logs/NAME.console.log: the instance may
+// be gone (on_crash = destroy, `kiln run`), and the log is what says why.
+// It stays until `kiln destroy NAME` removes it (or a later instance of the
+// name replaces it), and at most kKeptConsoleLogs are kept, the oldest
+// going first, each as large as the supervisor lets a console log grow.
 #pragma once
 
 #include <filesystem>
@@ -34,14 +40,22 @@ struct InstancePaths {
   std::filesystem::path seed;               // the personality disk
   std::filesystem::path disk_dir;
   std::filesystem::path saved_record;       // in disk_dir, while saved
+  std::filesystem::path kept_console_log;   // outlives the instance (see above)
   std::filesystem::path overlay(size_t index, BackendKind backend) const;
 };
+
+// How many kept console logs there may be, of instances gone or not.
+inline constexpr size_t kKeptConsoleLogs = 32;
 
 class InstanceStore {
  public:
   static InstanceStore open();
-  InstanceStore(std::filesystem::path state_root, std::filesystem::path disk_root)
-      : state_root_(std::move(state_root)), disk_root_(std::move(disk_root)) {}
+  // Kept logs go to `log_root`, by default a "logs" beside `disk_root`.
+  InstanceStore(std::filesystem::path state_root, std::filesystem::path disk_root,
+                std::filesystem::path log_root = {})
+      : state_root_(std::move(state_root)),
+        disk_root_(std::move(disk_root)),
+        log_root_(log_root.empty() ? disk_root_.parent_path() / "logs" : std::move(log_root)) {}
 
   const std::filesystem::path& state_root() const { return state_root_; }
   InstancePaths paths(const std::string& name) const;
@@ -64,9 +78,19 @@ class InstanceStore {
   // (destroyed).
   Result<> forget_saved(const std::string& name) const;
 
+  // Copies the instance's console log, as it is now, to its kept place,
+  // replacing one kept before, then drops the oldest kept logs beyond
+  // kKeptConsoleLogs. Returns where it is kept.
+  Result<std::filesystem::path> keep_console_log(const std::string& name) const;
+  // Names that have a kept console log, sorted.
+  std::vector<std::string> kept_log_names() const;
+  // Removes the kept console log of `name`; says whether there was one.
+  Result<bool> remove_kept_console_log(const std::string& name) const;
+
  private:
   std::filesystem::path state_root_;
   std::filesystem::path disk_root_;
+  std::filesystem::path log_root_;
 };
 
 // The instance lock, held by the supervisor for the instance's whole life:

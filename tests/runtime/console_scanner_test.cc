@@ -1,6 +1,7 @@
 // What the supervisor hears on a guest's console: the readiness report, a
-// passphrase prompt that ends no line, a kernel's panic and restart, however
-// the console's bytes are cut into reads.
+// passphrase prompt that ends no line, a kernel's panic and restart (its own
+// lines only, not the same words in someone else's), however the console's
+// bytes are cut into reads; and what an error shows of a console log.
 #include "runtime/console_scanner.h"
 
 #include <gmock/gmock.h>
@@ -79,7 +80,89 @@ TEST(ConsoleScanner, HearsAKernelPanicAndARestart) {
   auto events = ConsoleScanner().feed(
       "[    0.912345] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n"
       "[   12.000001] reboot: Restarting system\n");
-  EXPECT_THAT(kinds(events), ElementsAre(Kind::kKernelPanic, Kind::kKernelRestart));
+  ASSERT_THAT(kinds(events), ElementsAre(Kind::kKernelPanic, Kind::kKernelRestart));
+  EXPECT_EQ(events[0].panic, "VFS: Unable to mount root fs on unknown-block(0,0)");
+}
+
+// init=/bin/false under qemu, as the serial console shows it: the panic
+// line, the report, and the line that ends it.
+constexpr std::string_view kInitPanic =
+    "[    2.905412] Run /bin/false as init process\r\n"
+    "[    2.906001]   with arguments:\r\n"
+    "[    2.906210]     /bin/false\r\n"
+    "[    2.951234] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\r\n"
+    "[    2.952001] CPU: 0 PID: 1 Comm: false Not tainted 6.1.0-18-amd64 #1  Debian 6.1.76-1\r\n"
+    "[    2.952990] Call Trace:\r\n"
+    "[    2.953511]  <TASK>\r\n"
+    "[    2.960000] Kernel Offset: 0x1a00000 from 0xffffffff81000000\r\n"
+    "[    2.961000] ---[ end Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100 ]---\r\n";
+
+TEST(ConsoleScanner, HearsAPanicWithItsReasonThenTheEndOfItsReport) {
+  auto events = ConsoleScanner().feed(kInitPanic);
+  ASSERT_THAT(kinds(events), ElementsAre(Kind::kKernelPanic, Kind::kKernelPanicEnd));
+  EXPECT_EQ(events[0].panic, "Attempted to kill init! exitcode=0x00000100");
+  for (size_t piece : {1u, 3u, 50u}) EXPECT_EQ(feed_in_pieces(kInitPanic, piece), events) << "pieces of " << piece;
+}
+
+// The words typed at a shell, echoed back and printed by it, are not the
+// kernel's: a panic line is one only at the start of a line, with the time
+// stamp the kernel gave every line before it.
+TEST(ConsoleScanner, ThePanicWordsInSomeoneElsesLineAreNoPanic) {
+  ConsoleScanner scanner;
+  EXPECT_THAT(scanner.feed("[    1.000000] Linux version 6.1.0-18-amd64\r\n"), IsEmpty());
+  EXPECT_THAT(scanner.feed("root@web1:~# echo 'Kernel panic - not syncing: just words'\r\n"), IsEmpty());
+  EXPECT_THAT(scanner.feed("Kernel panic - not syncing: just words\r\n"), IsEmpty());
+  EXPECT_THAT(scanner.feed("root@web1:~# echo reboot: Restarting system\r\nreboot: Restarting system\r\n"), IsEmpty());
+  EXPECT_THAT(scanner.feed("web1 login: [   99.000001] Kernel panic - not syncing: mid-line\r\n"), IsEmpty());
+  EXPECT_THAT(kinds(scanner.feed("[   99.000002] Kernel panic - not syncing: sysrq triggered crash\r\n")),
+              ElementsAre(Kind::kKernelPanic));
+}
+
+// printk.time=0: the kernel stamps no line, and its lines are known by
+// where they start alone.
+TEST(ConsoleScanner, AKernelThatStampsNoLineIsHeardWithoutStamps) {
+  auto events = ConsoleScanner().feed(
+      "Run /bin/false as init process\r\nKernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\r\n");
+  ASSERT_THAT(kinds(events), ElementsAre(Kind::kKernelPanic));
+  EXPECT_EQ(events[0].panic, "Attempted to kill init! exitcode=0x00000100");
+}
+
+TEST(ConsoleScanner, APanicLineSaysWhy) {
+  // The kernel always writes the colon and a reason; without them it is not
+  // its line.
+  EXPECT_THAT(ConsoleScanner().feed("Kernel panic - not syncing\n"), IsEmpty());
+}
+
+TEST(CrashExcerpt, ShowsThePanicLineAndWhatCameJustBefore) {
+  std::string log = "[kiln] typed the passphrase for cryptroot from pass.txt\n" + std::string(kInitPanic) +
+                    "[kiln] the guest kernel panicked: Attempted to kill init! exitcode=0x00000100\n";
+  EXPECT_EQ(crash_excerpt(log, 2),
+            "[    2.906001]   with arguments:\n"
+            "[    2.906210]     /bin/false\n"
+            "[    2.951234] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100");
+}
+
+TEST(CrashExcerpt, WithoutAPanicShowsTheKeyLinesWithoutTerminalEscapes) {
+  std::string log =
+      "[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39mssh.service\x1b[0m.\r\n"
+      "[\x1b[0;1;31mFAILED\x1b[0m] Failed to start \x1b[0;1;39mkiln-agent.service\x1b[0m.\r\n"
+      "\r\n"
+      "debian login: \n[kiln] the hypervisor was killed by signal 9\n";
+  EXPECT_EQ(crash_excerpt(log),
+            "[FAILED] Failed to start kiln-agent.service.\n[  OK  ] Started ssh.service.\ndebian login:");
+}
+
+TEST(HasKernelPanic, FindsTheKernelsOwnLineOnly) {
+  EXPECT_TRUE(has_kernel_panic(std::string("boot\n") + std::string(kInitPanic)));
+  EXPECT_FALSE(has_kernel_panic("root@web1:~# echo Kernel panic - not syncing: words\r\n"));
+  EXPECT_FALSE(has_kernel_panic(""));
+}
+
+TEST(LastKilnLine, IsWhyTheSupervisorEndedTheInstance) {
+  EXPECT_EQ(last_kiln_line("boot\n[kiln] the guest kernel panicked: x\nmore\n[kiln] the guest powered off\n"),
+            "the guest powered off");
+  EXPECT_EQ(last_kiln_line("web1 login: [kiln] not at a line's start\n"), "");
+  EXPECT_EQ(last_kiln_line(""), "");
 }
 
 TEST(ConsoleScanner, AnUnfinishedLineIsNotHeardUntilItEnds) {
