@@ -277,6 +277,8 @@ struct EphemeralInstance {
       return;
     }
     clear_interrupt();
+    // One that crashed may be gone already (on_crash = destroy), its log kept.
+    if (!std::filesystem::exists(store.paths(name).record)) return;
     if (auto gone = destroy_instance(store, name); !gone) report_error(gone.error());
   }
 };

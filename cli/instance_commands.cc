@@ -1,9 +1,14 @@
 // kiln list | console | shutdown | reboot | destroy | pause | unpause |
 // save | restore: xm's lifecycle commands for kiln instances.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <ctime>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "base/files.h"
 #include "cli/command.h"
 #include "runtime/instance_manager.h"
 
@@ -64,7 +69,38 @@ int run_list(bool json) {
     fmt::print("{:<20} {:<16} {:>6} {:>5} {:<5} {:>8} {:<8} {}\n", r.spec.name, r.spec.id, r.spec.memory_mib,
                r.spec.vcpus, std::string(1, state_letter(r.state)), uptime(r), backend, ready);
   }
+  // What crashed or failed to get ready left its console log, instance or
+  // no instance: `kiln destroy NAME` removes it as it removes an instance.
+  std::vector<std::string> kept = store.kept_log_names();
+  if (!kept.empty())
+    fmt::print("\nConsole logs kept (`kiln console --log NAME` shows one, `kiln destroy NAME` removes it): {}\n",
+               fmt::join(kept, ", "));
   return 0;
+}
+
+// When a file was last written, as people read it.
+std::string written_at(const std::filesystem::path& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return "?";
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", std::localtime(&st.st_mtime));
+  return text;
+}
+
+// `kiln console --log`: the log on stdout, and on stderr which log it is.
+Result<> show_console_log(const std::string& name) {
+  KILN_ASSIGN(ConsoleLog log, find_console_log(InstanceStore::open(), name));
+  KILN_ASSIGN(std::string text, read_file(log.path));
+  if (log.instance)
+    fmt::print(stderr, "kiln: the console log of {} ({}), {}\n", name, state_name(log.instance->state),
+               log.path.string());
+  else
+    fmt::print(stderr, "kiln: {} is gone; its console log was kept on {} in {} (`kiln destroy {}` removes it)\n",
+               name, written_at(log.path), log.path.string(), name);
+  if (!log.also_kept.empty())
+    fmt::print(stderr, "kiln: a console log of {} from {} is kept too, in {}\n", name, written_at(log.also_kept),
+               log.also_kept.string());
+  return write_all(STDOUT_FILENO, text.data(), text.size(), "stdout");
 }
 
 // A request to the instance's supervisor; `--wait` waits for it to stop.
@@ -92,9 +128,14 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
   registry.push_back({list, [json] { return run_list(*json); }});
 
   auto console_name = std::make_shared<std::string>();
+  auto console_log = std::make_shared<bool>(false);
   CLI::App* console = root.add_subcommand("console", "Attach to an instance's console (Ctrl-] detaches)");
   console->add_option("name", *console_name, "Instance name")->required();
-  registry.push_back({console, [console_name] {
+  console->add_flag("--log", *console_log,
+                    "Print the console log instead: the instance's own, or the one kept when an instance of the "
+                    "name crashed or did not get ready in time (kept after it is gone, until `kiln destroy NAME`)");
+  registry.push_back({console, [console_name, console_log] {
+                        if (*console_log) return finish(show_console_log(*console_name), [] {});
                         return finish(attach_console(InstanceStore::open(), *console_name, true), [] {});
                       }});
 
@@ -105,11 +146,12 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
 
   auto destroy_name = std::make_shared<std::string>();
   CLI::App* destroy = root.add_subcommand("destroy", "Stop an instance at once and remove it (and its overlays "
-                                                      "unless it is --persistent); a saved one's save file "
+                                                      "unless it is --persistent, and the console log kept of it, "
+                                                      "also once it is gone); a saved one's save file "
                                                       "cannot be restored after");
   destroy->add_option("name", *destroy_name, "Instance name")->required();
   registry.push_back({destroy, [destroy_name] {
-                        return finish(destroy_instance(InstanceStore::open(), *destroy_name), [] {});
+                        return finish(destroy_with_kept_log(InstanceStore::open(), *destroy_name), [] {});
                       }});
 
   auto save_name = std::make_shared<std::string>();

@@ -167,6 +167,7 @@ nlohmann::json to_json(const InstanceRecord& record) {
                          {"created_at", record.created_at},
                          {"started_at_ms", record.started_at_ms},
                          {"restarts", record.restarts},
+                         {"crashes", record.crashes},
                          {"last_event", record.last_event},
                          {"saved_to", record.saved_to},
                          {"save_id", record.save_id},
@@ -186,6 +187,7 @@ Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::s
     record.created_at = json.at("created_at");
     record.started_at_ms = json.at("started_at_ms");
     record.restarts = json.at("restarts");
+    record.crashes = json.value("crashes", 0);
     record.last_event = json.at("last_event");
     record.waiting_for = json.value("waiting_for", "");
     record.saved_to = json.value("saved_to", "");

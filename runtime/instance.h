@@ -99,6 +99,7 @@ struct InstanceRecord {
   int64_t started_at_ms = 0;  // unix milliseconds of the last (re)start
   std::optional<double> ready_seconds;  // from start to the readiness signal
   int restarts = 0;
+  int crashes = 0;  // how often the guest crashed, restarted or not
   std::string last_event;  // why it stopped, for list and errors
   // State kSaved: the save file `kiln restore` takes it back from, and the
   // id of that one save, which the file's header carries too.

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -22,6 +23,7 @@
 #include "formats/image/guest_protocol.h"
 #include "formats/disk/qcow2_overlay.h"
 #include "runtime/boot_source.h"
+#include "runtime/console_scanner.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_plan.h"
 #include "runtime/instance_processes.h"
@@ -52,13 +54,13 @@ Result<> make_overlays(const InstanceSpec& spec, const InstancePaths& paths) {
     // UML makes its COW file itself on first use.
     if (spec.backend == BackendKind::kUml) continue;
     fs::path base = fs::absolute(spec.disks[i].base);
-    KILN_ASSIGN(UniqueFd fd, open_file(base, O_RDONLY));
-    off_t size = ::lseek(fd.get(), 0, SEEK_END);  // block devices too
     if (spec.disks[i].qcow2) {
       KILN_ASSIGN(uint64_t size, qcow2_virtual_size(base));
       KILN_TRY(create_qcow2_overlay(overlay, base, size, "qcow2"));
       continue;
     }
+    KILN_ASSIGN(UniqueFd fd, open_file(base, O_RDONLY));
+    off_t size = ::lseek(fd.get(), 0, SEEK_END);  // block devices too
     if (size < 0) return fail_errno("cannot size", base.string(), errno);
     KILN_TRY(create_qcow2_overlay(overlay, base, static_cast<uint64_t>(size)));
   }
@@ -103,6 +105,28 @@ Result<> start_supervisor(const InstanceStore& store, const InstancePaths& paths
   return {};
 }
 
+// The console log kept of the instance since `since` (unix seconds), if
+// there is one: one kept before is an earlier instance's of the name.
+std::optional<std::string> kept_log_since(const InstancePaths& paths, int64_t since) {
+  struct stat st;
+  if (::stat(paths.kept_console_log.c_str(), &st) != 0 || st.st_mtime < since) return std::nullopt;
+  return read_file(paths.kept_console_log).value_or("");
+}
+
+std::string kept_log_note(const InstancePaths& paths, const std::string& name) {
+  return fmt::format("console log kept in {} (`kiln console --log {}`; `kiln destroy {}` removes it)",
+                     paths.kept_console_log.string(), name, name);
+}
+
+// An error for an instance that ended or crashed before it was ready:
+// what its console said last, and where its log is kept.
+Error not_ready(const InstancePaths& paths, const std::string& name, std::string message, const std::string& console,
+                bool kept) {
+  std::string detail = crash_excerpt(console);
+  if (kept) detail += (detail.empty() ? "" : "\n") + kept_log_note(paths, name);
+  return Error{ErrorKind::kFailed, std::move(message), {}, std::move(detail)};
+}
+
 // Waits until the supervisor has the hypervisor running, or has given up.
 Result<InstanceRecord> wait_started(const InstanceStore& store, const std::string& name) {
   InstancePaths paths = store.paths(name);
@@ -113,9 +137,12 @@ Result<InstanceRecord> wait_started(const InstanceStore& store, const std::strin
     if (record && record->state != InstanceState::kStarting && record->hypervisor_pid > 0) return *record;
     if (record && record->state == InstanceState::kCrashed) {
       std::string console = read_file(paths.console_log).value_or("");
+      bool kept = kept_log_since(paths, record->created_at).has_value();
       (void)store.remove(name, record->spec.persistent);
+      std::string detail = key_lines(console);
+      if (kept) detail += "\n" + kept_log_note(paths, name);
       return std::unexpected(
-          Error{ErrorKind::kFailed, fmt::format("{} did not start: {}", name, record->last_event), {}, key_lines(console)});
+          Error{ErrorKind::kFailed, fmt::format("{} did not start: {}", name, record->last_event), {}, detail});
     }
     if (!record && !fs::exists(paths.state_dir))
       return fail(ErrorKind::kFailed, "{} stopped as soon as it started", name);
@@ -214,26 +241,60 @@ Result<InstanceRecord> wait_ready(const InstanceStore& store, const std::string&
                                   std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   InstancePaths paths = store.paths(name);
+  std::optional<InstanceRecord> first;  // as it was when the wait began
   while (true) {
     KILN_TRY(check_interrupted());
+    // Looked at before the record: the supervisor holds the lock until it
+    // exits, so a lock file not held, then a record not yet settled, is an
+    // instance whose supervisor died. (One that ends an instance removes
+    // the lock file while it holds it.)
+    bool orphaned = fs::exists(paths.lock) && !InstanceLock::is_held(paths);
     auto record = store.load(name);
-    if (!record) return fail(ErrorKind::kFailed, "{} stopped before it was ready", name);
+    if (!record) {
+      // Gone: the supervisor ended it, and kept its log if it crashed or
+      // ended by itself, saying why as its last word there.
+      auto kept = kept_log_since(paths, first ? first->created_at : 0);
+      if (!kept) return fail(ErrorKind::kFailed, "{} stopped before it was ready", name);
+      std::string why = last_kiln_line(*kept);
+      return std::unexpected(not_ready(paths, name,
+                                       fmt::format("{} {} before it was ready{}{}", name,
+                                                   has_kernel_panic(*kept) ? "crashed" : "stopped",
+                                                   why.empty() ? "" : ": ", why),
+                                       *kept, true));
+    }
+    if (!first) first = *record;
     if (record->ready_seconds) return *record;
     if (!record->waiting_for.empty())
       return fail(ErrorKind::kFailed, "{} is waiting for {}; it is still running: `kiln console {}` to answer, or "
                   "`kiln destroy {}`", name, record->waiting_for, name, name);
-    if (record->state == InstanceState::kCrashed || record->state == InstanceState::kStopped)
-      return std::unexpected(Error{ErrorKind::kFailed,
-                                   fmt::format("{} stopped before it was ready: {}", name, record->last_event),
-                                   {}, key_lines(read_file(paths.console_log).value_or(""))});
-    if (Clock::now() > deadline)
-      return std::unexpected(
-          Error{ErrorKind::kFailed,
-                fmt::format("{} was not ready within {} s (no {} from the guest agent); it is still running: see "
-                            "`kiln console {}`; the console ended with",
-                            name, std::chrono::duration_cast<std::chrono::seconds>(timeout).count(), kReadyKeyword,
-                            name),
-                {}, key_lines(read_file(paths.console_log).value_or(""), 6)});
+    bool crashed = record->state == InstanceState::kCrashed || record->crashes > first->crashes;
+    if (crashed || record->state == InstanceState::kStopped) {
+      auto kept = kept_log_since(paths, record->created_at);
+      std::string console = kept ? *kept : read_file(paths.console_log).value_or("");
+      std::string what;
+      if (crashed && record->spec.on_crash == LifecyclePolicy::kRestart)
+        what = "; on_crash = restart: it starts again";
+      else if (crashed && record->spec.on_crash == LifecyclePolicy::kPreserve)
+        what = fmt::format("; on_crash = preserve: it is kept as it is until `kiln destroy {}`", name);
+      return std::unexpected(not_ready(
+          paths, name,
+          fmt::format("{} {} before it was ready: {}{}", name, crashed ? "crashed" : "stopped", record->last_event,
+                      what),
+          console, kept.has_value()));
+    }
+    if (orphaned)
+      return fail(ErrorKind::kFailed, "{} stopped before it was ready: its supervisor process died", name);
+    if (Clock::now() > deadline) {
+      // Whatever becomes of the instance now (`kiln run` removes it), its
+      // log stays to say how far it got.
+      auto kept = store.keep_console_log(name);
+      return std::unexpected(not_ready(
+          paths, name,
+          fmt::format("{} was not ready within {} s (no {} from the guest agent); it is still running: see "
+                      "`kiln console {}`; the console ended with",
+                      name, std::chrono::duration_cast<std::chrono::seconds>(timeout).count(), kReadyKeyword, name),
+          read_file(paths.console_log).value_or(""), kept.has_value()));
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
@@ -253,7 +314,10 @@ std::vector<InstanceRecord> list_instances(const InstanceStore& store) {
       auto ended = end_processes(*record);
       record->state = InstanceState::kCrashed;
       record->last_event = "its supervisor process died";
-      if (ended) (void)store.remove(name, record->spec.persistent);
+      if (ended) {
+        (void)store.keep_console_log(name);
+        (void)store.remove(name, record->spec.persistent);
+      }
       else record->last_event += "; " + ended.error().message;
     }
     out.push_back(std::move(*record));
@@ -313,12 +377,45 @@ Result<> destroy_instance(const InstanceStore& store, const std::string& name) {
   return store.remove(name, record.spec.persistent);
 }
 
+Result<> destroy_with_kept_log(const InstanceStore& store, const std::string& name) {
+  InstancePaths paths = store.paths(name);
+  bool instance = fs::exists(paths.record) || fs::exists(paths.saved_record);
+  if (instance) KILN_TRY(destroy_instance(store, name));
+  KILN_ASSIGN(bool removed, store.remove_kept_console_log(name));
+  if (!instance && !removed)
+    return fail(ErrorKind::kBadInput, "no instance named {}, and no console log kept of one (see `kiln list`)", name);
+  return {};
+}
+
+Result<ConsoleLog> find_console_log(const InstanceStore& store, const std::string& name) {
+  KILN_TRY(check_instance_name(name));
+  InstancePaths paths = store.paths(name);
+  ConsoleLog log;
+  if (auto record = store.load(name); record && fs::exists(paths.console_log)) {
+    log.path = paths.console_log;
+    log.instance = std::move(*record);
+  }
+  if (fs::exists(paths.kept_console_log)) {
+    (log.path.empty() ? log.path : log.also_kept) = paths.kept_console_log;
+  }
+  if (log.path.empty())
+    return fail(ErrorKind::kBadInput, "{} has no console log: no instance of that name runs, and none kept one "
+                "(see `kiln list`)", name);
+  return log;
+}
+
 Result<> attach_console(const InstanceStore& store, const std::string& name, bool interactive) {
   InstancePaths paths = store.paths(name);
-  KILN_ASSIGN(InstanceRecord record, store.load(name));
-  if (!InstanceLock::is_held(paths) || record.hypervisor_pid == 0)
-    return fail(ErrorKind::kBadInput, "{} is not running (state: {}); there is no console to attach to", name,
-                state_name(record.state));
+  auto found = store.load(name);
+  if (!found && fs::exists(paths.kept_console_log))
+    return fail(ErrorKind::kBadInput, "{} is gone; `kiln console --log {}` shows the console log kept of it", name,
+                name);
+  KILN_ASSIGN(InstanceRecord record, std::move(found));
+  if (!InstanceLock::is_held(paths) || record.hypervisor_pid == 0) {
+    bool logged = fs::exists(paths.console_log) || fs::exists(paths.kept_console_log);
+    return fail(ErrorKind::kBadInput, "{} is not running (state: {}); there is no console to attach to{}", name,
+                state_name(record.state), logged ? fmt::format(" (`kiln console --log {}` shows its log)", name) : "");
+  }
   KILN_ASSIGN(UniqueFd socket, connect_unix(paths.console_socket));
   bool tty = interactive && ::isatty(STDIN_FILENO);
   termios saved{};

@@ -27,8 +27,11 @@ struct BootOutcome {
 
 Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest& request, Reporter& reporter);
 
-// Waits for the guest agent's readiness signal; the error says what the
-// console showed last when it does not come.
+// Waits for the guest agent's readiness signal. It fails as soon as the
+// instance crashes or stops, and when `timeout` runs out (keeping the
+// console log then: see InstanceStore); the error shows what the console
+// said last (the kernel's panic line, when it panicked) and where the log is
+// kept.
 Result<InstanceRecord> wait_ready(const InstanceStore& store, const std::string& name,
                                   std::chrono::milliseconds timeout);
 
@@ -42,8 +45,22 @@ Result<> request(const InstanceStore& store, const std::string& name, const std:
 // Waits until the instance is gone (or preserved as stopped/crashed).
 Result<> wait_gone(const InstanceStore& store, const std::string& name, std::chrono::milliseconds timeout);
 
-// Removes an instance whatever its state: running, preserved or dead.
+// Removes an instance whatever its state: running, preserved or dead. A
+// console log kept of it stays.
 Result<> destroy_instance(const InstanceStore& store, const std::string& name);
+// `kiln destroy`: the instance, if there is one, and the console log kept
+// of an instance of the name, which may be gone already. Fails only when
+// there is neither.
+Result<> destroy_with_kept_log(const InstanceStore& store, const std::string& name);
+
+// The console log `kiln console --log` shows: the instance's own while it
+// exists, else the one kept of it.
+struct ConsoleLog {
+  std::filesystem::path path;
+  std::optional<InstanceRecord> instance;  // when `path` is the instance's own
+  std::filesystem::path also_kept;         // a kept log besides it, if any
+};
+Result<ConsoleLog> find_console_log(const InstanceStore& store, const std::string& name);
 
 // The guest console on stdout; when `interactive`, stdin goes to the guest
 // too and Ctrl-] detaches, leaving the instance running.

@@ -12,10 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <optional>
 
 #include "base/files.h"
 #include "base/subprocess.h"
@@ -41,6 +43,10 @@ constexpr uint64_t kConsoleLogLimit = 16 * 1024 * 1024;
 // How long SIGKILLed hypervisor processes get to go (one in the middle of
 // disk I/O ends only when that I/O does).
 constexpr std::chrono::seconds kEndProcessesTimeout{20};
+// How long a panicking kernel gets to finish its report (the stack trace,
+// then "end Kernel panic") before kiln stops the guest: it goes into the
+// kept log. Under TCG the report takes a few hundred milliseconds.
+constexpr std::chrono::milliseconds kPanicReportTime{1500};
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -84,7 +90,9 @@ class Supervisor {
         save_record();
         return 0;
       }
-      return finish(false, record_.last_event);
+      // The console log says why the guest crashed, or never got ready:
+      // it outlives the instance (kept again, now with its last lines).
+      return finish(false, record_.last_event, cause == StopCause::kCrash || !record_.ready_seconds);
     }
   }
 
@@ -97,6 +105,7 @@ class Supervisor {
       kill_child();
       reap_children(Clock::now() + kEndProcessesTimeout);
     }
+    keep_console_log();
     record_.state = InstanceState::kCrashed;
     record_.hypervisor_pid = 0;
     save_record();
@@ -104,7 +113,8 @@ class Supervisor {
   }
 
   void log(const std::string& text) {
-    std::string line = fmt::format("[kiln] {}\n", text);
+    // On a line of its own, also after a prompt that ended none.
+    std::string line = fmt::format("{}{}{}\n", console_line_ended_ ? "" : "\n", kKilnLinePrefix, text);
     append_console(line);
   }
 
@@ -177,6 +187,9 @@ class Supervisor {
     record_.state = InstanceState::kStarting;
     stop_reason_.clear();
     panicked_ = false;
+    panic_.clear();
+    panic_report_ends_.reset();
+    crash_recorded_ = false;
     rebooting_ = false;
     unlock_prompts_ = 0;
     record_.waiting_for.clear();
@@ -237,7 +250,7 @@ class Supervisor {
       if (console_out_) fds.push_back({console_out_.get(), POLLIN, 0});
       if (qmp_) fds.push_back({qmp_->fd(), POLLIN, 0});
       for (const UniqueFd& client : console_clients_) fds.push_back({client.get(), POLLIN, 0});
-      ::poll(fds.data(), fds.size(), 500);
+      ::poll(fds.data(), fds.size(), poll_timeout_ms());
       for (const pollfd& p : fds) {
         if (p.revents == 0) continue;
         if (p.fd == signal_fd_.get()) handle_signals();
@@ -249,7 +262,17 @@ class Supervisor {
       }
       std::erase_if(console_clients_, [](const UniqueFd& fd) { return !fd; });
       if (child_exited_) return stop_cause();
+      if (panic_report_ends_ && Clock::now() >= *panic_report_ends_) act_on_panic();
     }
+  }
+
+  // Half a second, or less while a panic report is coming out.
+  int poll_timeout_ms() const {
+    auto timeout = std::chrono::milliseconds(500);
+    if (panic_report_ends_)
+      timeout = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(*panic_report_ends_ - Clock::now()),
+                           std::chrono::milliseconds(0), timeout);
+    return static_cast<int>(timeout.count());
   }
 
   StopCause stop_cause() {
@@ -263,7 +286,7 @@ class Supervisor {
     child_ = -1;
     child_exited_ = false;
     if (panicked_) {
-      record_.last_event = "the guest kernel panicked";
+      record_crash(panic_event());
       return StopCause::kCrash;
     }
     if (stop_reason_ == "guest-reset" || rebooting_) {
@@ -275,10 +298,9 @@ class Supervisor {
       record_.last_event = "the guest powered off";
       return StopCause::kPowerOff;
     }
-    record_.last_event = WIFSIGNALED(child_status_)
-                             ? fmt::format("the hypervisor was killed by signal {}", WTERMSIG(child_status_))
-                             : fmt::format("the hypervisor exited with code {}", WEXITSTATUS(child_status_));
-    log(record_.last_event);
+    record_crash(WIFSIGNALED(child_status_)
+                     ? fmt::format("the hypervisor was killed by signal {}", WTERMSIG(child_status_))
+                     : fmt::format("the hypervisor exited with code {}", WEXITSTATUS(child_status_)));
     return StopCause::kCrash;
   }
 
@@ -348,6 +370,7 @@ class Supervisor {
         (void)::ftruncate(console_log_.get(), 0);
       (void)write_all(console_log_.get(), data.data(), data.size(), "console.log");
     }
+    if (!data.empty()) console_line_ended_ = data.back() == '\n';
     history_.append(data);
     if (history_.size() > kConsoleHistory) history_.erase(0, history_.size() - kConsoleHistory);
     for (UniqueFd& client : console_clients_)
@@ -361,7 +384,10 @@ class Supervisor {
       switch (event.kind) {
         case ConsoleEvent::Kind::kReady: on_ready(event.ready); break;
         case ConsoleEvent::Kind::kUnlockPrompt: on_unlock_prompt(event.disk); break;
-        case ConsoleEvent::Kind::kKernelPanic: on_kernel_panic(); break;
+        case ConsoleEvent::Kind::kKernelPanic: on_kernel_panic(event.panic); break;
+        case ConsoleEvent::Kind::kKernelPanicEnd:
+          if (panic_report_ends_) act_on_panic();
+          break;
         case ConsoleEvent::Kind::kKernelRestart: on_kernel_restart(); break;
       }
     }
@@ -403,15 +429,53 @@ class Supervisor {
     save_record();
   }
 
-  // UML has no QMP: its kernel's own words say what happened. (qemu's
-  // guests say it over QMP, and a panic's text on their console may be an
-  // old one scrolling by.)
-  void on_kernel_panic() {
-    if (record_.spec.backend != BackendKind::kUml) return;
+  // The kernel's panic line. UML has no other word of a panic, and neither
+  // has a qemu guest whose pvpanic driver is not loaded yet (a panic in
+  // early boot, init failing): Debian builds it as a module. The report
+  // goes on for a moment after this line; kiln acts on it once it ends.
+  void on_kernel_panic(const std::string& why) {
+    if (panicked_) return;
     panicked_ = true;
+    panic_ = why;
+    panic_report_ends_ = Clock::now() + kPanicReportTime;
+  }
+
+  // The guest panicked: keep it as it is (on_crash = preserve: a qemu guest
+  // is stopped, and stays for inspection), or end it, for run() to apply
+  // the policy once the hypervisor has exited. A kernel left to itself
+  // (panic=0) would never end.
+  void act_on_panic() {
+    panic_report_ends_.reset();
+    if (crash_recorded_) return;
+    bool qemu = record_.spec.backend == BackendKind::kQemu;
+    bool preserve = record_.spec.on_crash == LifecyclePolicy::kPreserve;
+    if (qemu && preserve) (void)qmp_execute("stop");
+    drain_console();
+    record_crash(panic_event());
+    if (preserve) return;
+    if (!qemu || !qmp_execute("quit")) kill_child();
+  }
+
+  std::string panic_event() const {
+    return panic_.empty() ? "the guest kernel panicked" : "the guest kernel panicked: " + panic_;
+  }
+
+  // Once per run of the hypervisor. The console log is kept before the
+  // record says "crashed": whoever reads that finds the log in its place.
+  void record_crash(const std::string& why) {
+    if (crash_recorded_) return;
+    crash_recorded_ = true;
+    record_.last_event = why;
+    ++record_.crashes;
+    log(why);
+    keep_console_log();
     record_.state = InstanceState::kCrashed;
     save_record();
-    if (record_.spec.on_crash != LifecyclePolicy::kPreserve) kill_child();
+  }
+
+  void keep_console_log() {
+    if (auto kept = store_.keep_console_log(record_.spec.name); !kept)
+      log("cannot keep the console log: " + kept.error().message);
   }
 
   // UML restarts itself in place; honour a policy that says otherwise.
@@ -444,11 +508,10 @@ class Supervisor {
         stop_reason_ = event["data"].value("reason", "");
         record_.state = InstanceState::kShuttingDown;
       } else if (name == "GUEST_PANICKED") {
+        // pvpanic: qemu has paused the guest (-action panic=pause), after
+        // the kernel's report.
         panicked_ = true;
-        record_.state = InstanceState::kCrashed;
-        log("the guest kernel panicked");
-        // preserve: keep it paused (-action panic=pause) for inspection.
-        if (record_.spec.on_crash != LifecyclePolicy::kPreserve) (void)qmp_->execute("quit");
+        act_on_panic();
       } else {
         continue;
       }
@@ -618,8 +681,9 @@ class Supervisor {
 
   void save_record() { (void)store_.save(record_); }
 
-  int finish(bool keep_disks, const std::string& why) {
+  int finish(bool keep_disks, const std::string& why, bool keep_log = false) {
     log(why);
+    if (keep_log) keep_console_log();
     for (const UniqueFd& client : console_clients_) ::shutdown(client.get(), SHUT_RDWR);
     bool keep = keep_disks || record_.spec.persistent;
     (void)store_.remove(record_.spec.name, keep);
@@ -647,8 +711,12 @@ class Supervisor {
   pid_t child_ = -1;
   int child_status_ = 0;
   bool child_exited_ = false;
-  bool panicked_ = false;
+  bool panicked_ = false;                               // the kernel said so, on the console or QMP
+  std::string panic_;                                   // what it said after "not syncing: "
+  std::optional<Clock::time_point> panic_report_ends_;  // when to act on it at the latest
+  bool crash_recorded_ = false;                         // this run's crash is in the record
   bool rebooting_ = false;
+  bool console_line_ended_ = true;  // the console log's last byte is a line end
   int unlock_prompts_ = 0;  // passphrase prompts seen since the last (re)start
   Intent intent_ = Intent::kNone;
 };

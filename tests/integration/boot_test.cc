@@ -401,13 +401,16 @@ TEST_F(BootTest, OnCrashPreserveKeepsACrashedGuestForInspection) {
                       "--on-crash", "preserve", "--firstboot", (dir_ / "panic.sh").string(), "--detach",
                       "--wait-ready=240"});
   EXPECT_NE(result.exit_code, 0);
-  EXPECT_THAT(result.err, HasSubstr("crashy stopped before it was ready"));
+  EXPECT_THAT(result.err, HasSubstr("crashy crashed before it was ready: the guest kernel panicked: sysrq triggered "
+                                    "crash; on_crash = preserve"));
+  EXPECT_THAT(result.err, HasSubstr("Kernel panic - not syncing: sysrq triggered crash"));
   auto listed = find("crashy");
   EXPECT_EQ(listed["state_letter"], "c");
   EXPECT_THAT(console("crashy"), HasSubstr("Kernel panic"));
   auto destroyed = kiln({"destroy", "crashy"});
   EXPECT_EQ(destroyed.exit_code, 0) << destroyed.err;
   EXPECT_TRUE(gone("crashy"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "state/logs/crashy.console.log"));  // destroy takes the kept log too
 }
 
 TEST_F(BootTest, QemuBootsTheDiskThroughUefiFirmware) {
