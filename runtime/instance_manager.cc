@@ -105,11 +105,16 @@ Result<> start_supervisor(const InstanceStore& store, const InstancePaths& paths
   return {};
 }
 
-// The console log kept of the instance since `since` (unix seconds), if
-// there is one: one kept before is an earlier instance's of the name.
-std::optional<std::string> kept_log_since(const InstancePaths& paths, int64_t since) {
+// Whether a console log was kept of the instance since `since` (unix
+// seconds): one kept before is an earlier instance's of the name.
+bool kept_log_since(const InstancePaths& paths, int64_t since) {
   struct stat st;
-  if (::stat(paths.kept_console_log.c_str(), &st) != 0 || st.st_mtime < since) return std::nullopt;
+  return ::stat(paths.kept_console_log.c_str(), &st) == 0 && st.st_mtime >= since;
+}
+
+// The console log kept since `since`, if there is one.
+std::optional<std::string> read_kept_log_since(const InstancePaths& paths, int64_t since) {
+  if (!kept_log_since(paths, since)) return std::nullopt;
   return read_file(paths.kept_console_log).value_or("");
 }
 
@@ -137,7 +142,7 @@ Result<InstanceRecord> wait_started(const InstanceStore& store, const std::strin
     if (record && record->state != InstanceState::kStarting && record->hypervisor_pid > 0) return *record;
     if (record && record->state == InstanceState::kCrashed) {
       std::string console = read_file(paths.console_log).value_or("");
-      bool kept = kept_log_since(paths, record->created_at).has_value();
+      bool kept = kept_log_since(paths, record->created_at);
       (void)store.remove(name, record->spec.persistent);
       std::string detail = key_lines(console);
       if (kept) detail += "\n" + kept_log_note(paths, name);
@@ -253,7 +258,7 @@ Result<InstanceRecord> wait_ready(const InstanceStore& store, const std::string&
     if (!record) {
       // Gone: the supervisor ended it, and kept its log if it crashed or
       // ended by itself, saying why as its last word there.
-      auto kept = kept_log_since(paths, first ? first->created_at : 0);
+      auto kept = read_kept_log_since(paths, first ? first->created_at : 0);
       if (!kept) return fail(ErrorKind::kFailed, "{} stopped before it was ready", name);
       std::string why = last_kiln_line(*kept);
       return std::unexpected(not_ready(paths, name,
@@ -269,7 +274,7 @@ Result<InstanceRecord> wait_ready(const InstanceStore& store, const std::string&
                   "`kiln destroy {}`", name, record->waiting_for, name, name);
     bool crashed = record->state == InstanceState::kCrashed || record->crashes > first->crashes;
     if (crashed || record->state == InstanceState::kStopped) {
-      auto kept = kept_log_since(paths, record->created_at);
+      auto kept = read_kept_log_since(paths, record->created_at);
       std::string console = kept ? *kept : read_file(paths.console_log).value_or("");
       std::string what;
       if (crashed && record->spec.on_crash == LifecyclePolicy::kRestart)
