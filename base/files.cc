@@ -277,16 +277,22 @@ Result<> copy_sparse(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_o
   return for_each_run(src_fd, src_offset, length, what, copy, [](uint64_t) {});
 }
 
+Result<> copy_whole_file(int src_fd, int dst_fd, std::string_view what) {
+  if (::ioctl(dst_fd, FICLONE, src_fd) == 0) return {};
+  struct stat st;
+  if (::fstat(src_fd, &st) != 0) return fail_errno("stat", what, errno);
+  KILN_TRY(copy_sparse(src_fd, 0, dst_fd, 0, static_cast<uint64_t>(st.st_size), what));
+  if (::ftruncate(dst_fd, st.st_size) != 0) return fail_errno("truncate", what, errno);
+  return {};
+}
+
 Result<> change_on_copy(const fs::path& file, const fs::path& output,
                         const std::function<Result<>(const fs::path& copy)>& change) {
   KILN_ASSIGN(UniqueFd in, open_file(file, O_RDONLY));
   struct stat st;
   if (::fstat(in.get(), &st) != 0) return fail_errno("stat", file.string(), errno);
   KILN_ASSIGN(AtomicFile copy, AtomicFile::create(output, static_cast<int>(st.st_mode & 07777)));
-  if (::ioctl(copy.fd(), FICLONE, in.get()) != 0) {
-    KILN_TRY(copy_sparse(in.get(), 0, copy.fd(), 0, static_cast<uint64_t>(st.st_size), file.string()));
-    if (::ftruncate(copy.fd(), st.st_size) != 0) return fail_errno("truncate", copy.temp_path().string(), errno);
-  }
+  KILN_TRY(copy_whole_file(in.get(), copy.fd(), file.string()));
   KILN_TRY(change(copy.temp_path()));
   return copy.commit();
 }

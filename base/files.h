@@ -111,6 +111,10 @@ Result<> for_each_run(int fd, uint64_t offset, uint64_t length, std::string_view
 Result<> copy_sparse(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_offset,
                      uint64_t length, std::string_view what);
 
+// Copies all of src into the empty file dst: a reflink where the
+// filesystem shares blocks, else a sparse copy.
+Result<> copy_whole_file(int src_fd, int dst_fd, std::string_view what);
+
 // Changes a file all or nothing: `change` works on a copy of `file` made
 // beside `output` (a reflink where the filesystem shares blocks, else a
 // sparse copy), which becomes `output` only when `change` succeeded.

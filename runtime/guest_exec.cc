@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <optional>
 
 #include "base/files.h"
 #include "formats/tree/rootfs_tree.h"
@@ -45,9 +46,9 @@ Result<InstanceRecord> ready_instance(const InstanceStore& store, const std::str
 
 // A shell command line run with positional arguments: "$1", "$2"... are
 // never parsed by the shell, whatever the paths hold.
-ExecRequest shell(const char* script, std::vector<std::string> arguments) {
+ExecRequest shell(std::string script, std::vector<std::string> arguments) {
   ExecRequest request;
-  request.argv = {"/bin/sh", "-c", script, "kiln-cp"};
+  request.argv = {"/bin/sh", "-c", std::move(script), "kiln-cp"};
   request.argv.insert(request.argv.end(), arguments.begin(), arguments.end());
   return request;
 }
@@ -77,10 +78,22 @@ Result<> run_copy_command(const InstanceStore& store, const std::string& name, c
   return expect_success(exit, errors, what);
 }
 
+// Where the data of a copy into the guest comes from: stdin, or under UML
+// the file "data" in the host directory KILN_CP_INBOX, mounted read-only
+// with hostfs for as long as it takes to open it.
+constexpr const char* kInputFromInbox = R"SH(set -e
+if [ -n "${KILN_CP_INBOX:-}" ]; then
+  inbox=$(mktemp -d)
+  mount -t hostfs -o ro,"$KILN_CP_INBOX" none "$inbox"
+  exec < "$inbox/data"
+  umount -l "$inbox"
+  rmdir "$inbox"
+fi
+)SH";
+
 // The guest side of a copy into the guest: $1 the destination, $2 the
-// source's name, $3 its mode (files only). The data arrives on stdin.
-constexpr const char* kReceiveFile = R"SH(set -e
-dest=$1
+// source's name, $3 its mode (files only). The data is the input above.
+constexpr const char* kReceiveFile = R"SH(dest=$1
 [ -d "$dest" ] && dest=$dest/$2
 tmp=$dest.kiln-cp.$$
 trap 'rm -f "$tmp"' EXIT
@@ -90,8 +103,7 @@ mv -f "$tmp" "$dest"
 trap - EXIT)SH";
 
 // The tree arrives as a tar of the directory itself ("./", "./a"...).
-constexpr const char* kReceiveTree = R"SH(set -e
-dest=$1
+constexpr const char* kReceiveTree = R"SH(dest=$1
 [ -d "$dest" ] && dest=$dest/$2
 if [ -e "$dest" ]; then echo "$dest: already exists" >&2; exit 1; fi
 tmp=$(dirname "$dest")/.kiln-cp.$$
@@ -117,27 +129,75 @@ std::string leaf_name(const std::string& path) {
   return fs::path(trimmed).filename().string();
 }
 
+// How the data of a copy reaches the guest. Under UML it does not take the
+// serial line, which Debian's linux.uml reads from its host descriptor a
+// byte per system call (about a megabyte a second): kiln stages it as
+// "data" in a directory of its own inside the instance's disk directory,
+// which the UML sandbox already lets the guest reach, and the guest mounts
+// that directory with hostfs. Elsewhere the data goes on the command's stdin.
+class CopyInput {
+ public:
+  static Result<CopyInput> open(const InstanceStore& store, const std::string& name, const ExecWait& wait) {
+    KILN_ASSIGN(InstanceRecord record, ready_instance(store, name, wait));
+    CopyInput input;
+    fs::path disk_dir = store.paths(name).disk_dir;
+    // mount(8) splits its options at commas: such a path takes the line.
+    if (record.spec.backend == BackendKind::kUml && disk_dir.string().find(',') == std::string::npos) {
+      KILN_ASSIGN(TempDir inbox, TempDir::create(disk_dir, "cp-inbox"));
+      input.inbox_.emplace(std::move(inbox));
+    }
+    return input;
+  }
+
+  // Where to write the data: the staged file, or "" to send it on stdin.
+  fs::path staged_file() const { return inbox_ ? inbox_->path() / "data" : fs::path(); }
+
+  // The guest side's request: `script` after the input is set up.
+  ExecRequest request(const char* script, std::vector<std::string> arguments) const {
+    ExecRequest request = shell(std::string(kInputFromInbox) + script, std::move(arguments));
+    if (inbox_) request.env.push_back("KILN_CP_INBOX=" + inbox_->path().string());
+    return request;
+  }
+
+ private:
+  std::optional<TempDir> inbox_;
+};
+
 Result<> copy_to_guest(const InstanceStore& store, const CopyRequest& request, const ExecWait& wait) {
   struct stat st;
   if (::stat(request.host_path.c_str(), &st) != 0) return fail_errno("cannot copy", request.host_path.string(), errno);
   std::string what = fmt::format("{} -> {}:{}", request.host_path.string(), request.instance, request.guest_path);
   std::string name = leaf_name(request.host_path.string());
-  if (S_ISDIR(st.st_mode)) {
-    if (!request.recursive)
-      return fail(ErrorKind::kBadInput, "{} is a directory: copy it with -r", request.host_path.string());
+  bool tree = S_ISDIR(st.st_mode);
+  if (tree && !request.recursive)
+    return fail(ErrorKind::kBadInput, "{} is a directory: copy it with -r", request.host_path.string());
+  if (!tree && !S_ISREG(st.st_mode))
+    return fail(ErrorKind::kBadInput, "{}: not a file or directory", request.host_path.string());
+  KILN_ASSIGN(CopyInput input, CopyInput::open(store, request.instance, wait));
+  bool staged = !input.staged_file().empty();
+  fs::path data = staged ? input.staged_file() : request.host_path;
+  std::optional<TempDir> staging;
+  if (tree) {
     // The tree goes as a tar kiln writes itself; the guest's tar unpacks it.
-    KILN_ASSIGN(TempDir staging, TempDir::create(fs::temp_directory_path(), "kiln-cp"));
-    fs::path tar = staging.path() / "tree.tar";
-    KILN_TRY(write_tree_as_tar(request.host_path, tar, 0));
-    KILN_ASSIGN(UniqueFd input, open_file(tar, O_RDONLY));
-    return run_copy_command(store, request.instance, shell(kReceiveTree, {request.guest_path, name}), input.get(), {},
-                            wait, what);
+    if (!staged) {
+      KILN_ASSIGN(TempDir dir, TempDir::create(fs::temp_directory_path(), "kiln-cp"));
+      data = dir.path() / "tree.tar";
+      staging.emplace(std::move(dir));
+    }
+    KILN_TRY(write_tree_as_tar(request.host_path, data, 0));
+  } else if (staged) {
+    KILN_ASSIGN(UniqueFd source, open_file(request.host_path, O_RDONLY));
+    KILN_ASSIGN(UniqueFd copy, open_file(data, O_WRONLY | O_CREAT | O_EXCL, 0600));
+    KILN_TRY(copy_whole_file(source.get(), copy.get(), what));
   }
-  if (!S_ISREG(st.st_mode)) return fail(ErrorKind::kBadInput, "{}: not a file or directory", request.host_path.string());
-  KILN_ASSIGN(UniqueFd input, open_file(request.host_path, O_RDONLY));
-  std::string mode = fmt::format("{:o}", st.st_mode & 07777);
-  return run_copy_command(store, request.instance, shell(kReceiveFile, {request.guest_path, name, mode}), input.get(),
-                          {}, wait, what);
+  UniqueFd on_stdin;
+  if (!staged) {
+    KILN_ASSIGN(on_stdin, open_file(data, O_RDONLY));
+  }
+  ExecRequest guest_side = tree ? input.request(kReceiveTree, {request.guest_path, name})
+                                : input.request(kReceiveFile, {request.guest_path, name,
+                                                               fmt::format("{:o}", st.st_mode & 07777)});
+  return run_copy_command(store, request.instance, guest_side, on_stdin ? on_stdin.get() : -1, {}, wait, what);
 }
 
 Result<> copy_from_guest(const InstanceStore& store, const CopyRequest& request, const ExecWait& wait) {

@@ -3,7 +3,8 @@
 // has hostfs built in: without a fence, root in any guest could mount the
 // host's whole filesystem (`mount -t hostfs none /mnt`) and read or write
 // it. Landlock fences the UML process to what it needs: its binary, the
-// instance's disks and overlays, its runtime directory, a private tmpfs
+// instance's disk directory (overlays, and what `kiln cp` stages there for
+// the guest to mount), its runtime directory, a private tmpfs
 // directory for guest memory, and a few devices. Landlock does not cover
 // chmod, chown or utimes, so when kiln runs as root UML also gets a mount
 // namespace of its own in which every mount is read-only but the
