@@ -10,6 +10,7 @@
 #include "crypto/ssh_host_key.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_store.h"
+#include "runtime/uml_sandbox.h"
 
 namespace kiln {
 namespace {
@@ -36,6 +37,7 @@ class RealHost : public HostFacts {
     return fs::exists("/sys/class/net/" + name + "/bridge", ec);
   }
   bool is_root() const override { return ::geteuid() == 0; }
+  Result<> uml_fence() const override { return landlock_available(); }
 
  private:
   fs::path state_root_;
@@ -120,6 +122,7 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
   bool forwards = request.ssh_port != 0;
   bool uml_possible = host.program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware &&
                       !initramfs_only && !forwards && !source.boots_through_firmware && source.needs_qemu.empty();
+  Result<> fence = uml_possible ? host.uml_fence() : Result<>{};
   if (request.backend == "uml") {
     if (request.firmware) return fail(ErrorKind::kBadInput, "--firmware needs the qemu backend: UML has no firmware");
     if (source.boots_through_firmware)
@@ -137,6 +140,7 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
                   "neither: use --backend qemu",
                   source.description, source.root_needs_initramfs);
     KILN_TRY(host.program(kUmlBinary));
+    KILN_TRY(host.uml_fence());
     return BackendChoice{BackendKind::kUml, false, "uml, as asked"};
   }
   if (request.backend != "qemu" && request.backend != "auto")
@@ -147,9 +151,14 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
     return BackendChoice{BackendKind::kQemu, kvm.works,
                          kvm.works ? "qemu with KVM, as asked" : "qemu with TCG: KVM does not work here (" + kvm.reason + ")"};
   if (kvm.works) return BackendChoice{BackendKind::kQemu, true, "qemu with KVM: " + kvm.reason};
-  if (uml_possible)
+  if (uml_possible && fence)
     return BackendChoice{BackendKind::kUml, false,
                          "uml: KVM does not work here (" + kvm.reason + "), and UML is faster than qemu's TCG"};
+  if (uml_possible)
+    return BackendChoice{BackendKind::kQemu, false,
+                         "qemu with TCG: KVM does not work here (" + kvm.reason +
+                             "), and UML would be faster but cannot be fenced from the host's files here (" +
+                             fence.error().message + ")"};
   if (initramfs_only)
     return BackendChoice{BackendKind::kQemu, false,
                          "qemu with TCG: KVM does not work here (" + kvm.reason + "), and " +

@@ -51,6 +51,9 @@ class HostFacts {
   virtual uint64_t memory_bytes() const = 0;  // 0: unknown
   virtual bool has_bridge(const std::string& name) const = 0;
   virtual bool is_root() const = 0;
+  // Whether UML can be fenced from the host's files here (Landlock), and
+  // if not why: kiln never runs it unfenced.
+  virtual Result<> uml_fence() const = 0;
 };
 
 // This machine; the KVM verdict is cached under `state_root`.

@@ -23,6 +23,7 @@ class FakeHost : public HostFacts {
   uint64_t memory = 4 * kGiB;
   std::vector<std::string> bridges;
   bool root = true;
+  std::string no_fence;  // why UML cannot be fenced here; "": it can
   mutable int kvm_probes = 0;
 
   Result<std::string> program(std::string_view name) const override {
@@ -39,6 +40,10 @@ class FakeHost : public HostFacts {
     return std::find(bridges.begin(), bridges.end(), name) != bridges.end();
   }
   bool is_root() const override { return root; }
+  Result<> uml_fence() const override {
+    if (no_fence.empty()) return {};
+    return fail(ErrorKind::kMissingTool, "{}", no_fence);
+  }
 };
 
 class InstancePlanTest : public ::testing::Test {
@@ -89,6 +94,20 @@ TEST_F(InstancePlanTest, WithoutKvmOrUmlItIsTcg) {
   EXPECT_EQ(choice->kind, BackendKind::kQemu);
   EXPECT_FALSE(choice->kvm);
   EXPECT_EQ(choice->why, "qemu with TCG: KVM does not work here (no /dev/kvm)");
+}
+
+TEST_F(InstancePlanTest, WithoutLandlockUmlIsNeverChosenAndAskingForItSaysWhy) {
+  host_.no_fence = "the uml backend needs Landlock";
+  auto choice = backend();
+  ASSERT_TRUE(choice) << choice.error().to_string();
+  EXPECT_EQ(choice->kind, BackendKind::kQemu);
+  EXPECT_EQ(choice->why, "qemu with TCG: KVM does not work here (no /dev/kvm), and UML would be faster but cannot be "
+                         "fenced from the host's files here (the uml backend needs Landlock)");
+  request_.backend = "uml";
+  auto refused = backend();
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, ErrorKind::kMissingTool);
+  EXPECT_THAT(refused.error().message, HasSubstr("needs Landlock"));
 }
 
 TEST_F(InstancePlanTest, ARootOnlyTheInitramfsOpensGoesToTcgNotUml) {
