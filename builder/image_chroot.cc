@@ -157,7 +157,12 @@ class Session {
       apt_updated_ = true;
     }
     reporter_.note(fmt::format("apt-get install {}", fmt::join(packages, " ")));
-    std::vector<std::string> argv = {"apt-get", "-q", "-y", "--no-install-recommends", "install"};
+    // The tree is a scratch copy: dpkg need not sync each file it unpacks
+    // (mmdebstrap does the same). A bake never stops at a conffile prompt.
+    std::vector<std::string> argv = {"apt-get", "-q", "-y", "--no-install-recommends",
+                                     "-o", "Dpkg::Options::=--force-unsafe-io",
+                                     "-o", "Dpkg::Options::=--force-confdef",
+                                     "-o", "Dpkg::Options::=--force-confold", "install"};
     argv.insert(argv.end(), packages.begin(), packages.end());
     return run(argv, "customize.packages: apt-get install");
   }
@@ -191,7 +196,22 @@ class Session {
       if (std::none_of(installed.begin(), installed.end(),
                        [&](const InstalledPackage& p) { return p.name == package; }))
         missing.push_back(package);
-    if (!missing.empty()) KILN_TRY(apt_install(missing));
+    if (!missing.empty()) {
+      // Their dpkg triggers would build the initramfs once before kiln's
+      // files below are in place, and it is built again after them: a
+      // minute of mkinitramfs for nothing. update-initramfs skips while
+      // its configuration says so (held only where initramfs-tools is
+      // installed: a new package must find its conffile missing, not ours).
+      constexpr const char* kConf = "etc/initramfs-tools/update-initramfs.conf";
+      KILN_ASSIGN(bool configured, exists(kConf));
+      std::optional<TemporaryFile> held;
+      if (configured) {
+        KILN_ASSIGN(TemporaryFile file, TemporaryFile::install(tree_, kConf, "update_initramfs=no\n", 0644));
+        held.emplace(std::move(file));
+      }
+      KILN_TRY(apt_install(missing));
+      if (held) KILN_TRY(held->restore());
+    }
     for (const auto& [path, content] : support.files) KILN_TRY(replace_tree_file(path, content));
     std::vector<std::string> boot = tree_.list_directory("boot").value_or(std::vector<std::string>{});
     if (std::none_of(boot.begin(), boot.end(), [](const std::string& name) { return name.starts_with("vmlinuz-"); }))

@@ -7,6 +7,8 @@
 
 #include <sys/stat.h>
 
+#include <map>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -77,12 +79,20 @@ class ImageChrootTest : public ::testing::Test {
   Planned planned_;
 };
 
+// apt-get install as the stage runs it, then the packages.
+std::vector<std::string> apt_install(std::initializer_list<std::string> packages) {
+  std::vector<std::string> argv = {"apt-get", "-q", "-y", "--no-install-recommends",
+                                   "-o", "Dpkg::Options::=--force-unsafe-io",
+                                   "-o", "Dpkg::Options::=--force-confdef",
+                                   "-o", "Dpkg::Options::=--force-confold", "install"};
+  argv.insert(argv.end(), packages);
+  return argv;
+}
+
 TEST_F(ImageChrootTest, RunsEachStepsProgramInTheImageInTheRecipesOrder) {
   add("usr/sbin/locale-gen");
   ASSERT_TRUE(customize(kRecipe));
-  EXPECT_THAT(argvs(), ElementsAre(ElementsAre("apt-get", "-q", "update"),
-                                   ElementsAre("apt-get", "-q", "-y", "--no-install-recommends", "install", "curl",
-                                               "vim-tiny"),
+  EXPECT_THAT(argvs(), ElementsAre(ElementsAre("apt-get", "-q", "update"), apt_install({"curl", "vim-tiny"}),
                                    ElementsAre("locale-gen"), ElementsAre("/bin/sh", "-c", "echo hi"),
                                    ElementsAre("/tmp/kiln-script-1")));
   for (const Command& command : runner_.commands) {
@@ -101,7 +111,7 @@ TEST_F(ImageChrootTest, ALocaleWithoutLocaleGenInstallsLocalesOnTheOneAptUpdate)
   ASSERT_TRUE(customize(kRecipe));
   auto ran = argvs();
   EXPECT_THAT(ran[0], ElementsAre("apt-get", "-q", "update"));
-  EXPECT_THAT(ran[2], ElementsAre("apt-get", "-q", "-y", "--no-install-recommends", "install", "locales"));
+  EXPECT_EQ(ran[2], apt_install({"locales"}));
   EXPECT_EQ(std::count(ran.begin(), ran.end(), std::vector<std::string>{"apt-get", "-q", "update"}), 1);
 }
 
@@ -163,17 +173,41 @@ TEST_F(ImageChrootTest, PackageRunLeftoversAreCleared) {
 // An encrypted root on LVM needs lvm2 and cryptsetup in the initramfs: what
 // is not installed yet is, their configuration is written, the initramfs
 // rebuilt.
-TEST_F(ImageChrootTest, AnEncryptedLvmRootGetsWhatItsInitramfsNeedsAndARebuild) {
+// The packages' dpkg triggers do not build the initramfs first without
+// kiln's files: update-initramfs is told to skip while apt-get runs, and the
+// one rebuild comes after the files, with the configuration put back.
+TEST_F(ImageChrootTest, AnEncryptedLvmRootGetsWhatItsInitramfsNeedsAndOneRebuild) {
   add("usr/sbin/update-initramfs");
   add("boot/vmlinuz-6.1.0-28-amd64");
+  add("etc/initramfs-tools/update-initramfs.conf", "update_initramfs=yes\nbackup_initramfs=no\n");
+  std::map<std::string, std::string> conf_while;
+  runner_.on_run = [&](const Command& command) -> Result<Completed> {
+    conf_while[command.argv[0]] = testing::read_text(root() / "etc/initramfs-tools/update-initramfs.conf");
+    if (command.argv[0] == "update-initramfs")
+      EXPECT_EQ(testing::read_text(root() / "etc/crypttab"), planned_.plan.storage_support.files[0].second);
+    return Completed{};
+  };
   ASSERT_TRUE(customize(kEncryptedLvm));
-  EXPECT_THAT(argvs(), ElementsAre(ElementsAre("apt-get", "-q", "update"),
-                                   ElementsAre("apt-get", "-q", "-y", "--no-install-recommends", "install",
-                                               "cryptsetup-initramfs"),
+  EXPECT_THAT(argvs(), ElementsAre(ElementsAre("apt-get", "-q", "update"), apt_install({"cryptsetup-initramfs"}),
                                    ElementsAre("update-initramfs", "-u", "-k", "all")));
+  EXPECT_EQ(conf_while["apt-get"], "update_initramfs=no\n");
+  EXPECT_EQ(conf_while["update-initramfs"], "update_initramfs=yes\nbackup_initramfs=no\n");
   for (const auto& [path, content] : planned_.plan.storage_support.files)
     EXPECT_EQ(testing::read_text(root() / path.substr(1)), content) << path;
   EXPECT_FALSE(planned_.plan.storage_support.files.empty());
+}
+
+// Where apt-get brings initramfs-tools itself, its conffile is its own.
+TEST_F(ImageChrootTest, AnInitramfsConfigurationIsNotPlantedWhereThereWasNone) {
+  add("usr/sbin/update-initramfs");
+  add("boot/vmlinuz-6.1.0-28-amd64");
+  bool planted = false;
+  runner_.on_run = [&](const Command&) -> Result<Completed> {
+    planted = planted || fs::exists(root() / "etc/initramfs-tools/update-initramfs.conf");
+    return Completed{};
+  };
+  ASSERT_TRUE(customize(kEncryptedLvm));
+  EXPECT_FALSE(planted);
 }
 
 TEST_F(ImageChrootTest, AnInitramfsThatCannotBeRebuiltIsRefusedWithWhatToAdd) {
