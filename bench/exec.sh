@@ -22,8 +22,8 @@
 # through it, the script says so and compares ssh and scp under qemu only.
 # Targets: kiln exec >= 5x faster than ssh, and under 50 ms under UML;
 # kiln run ... -- true under UML under 8 s. Benchmarks report; they do not
-# assert. Under UML the host-to-guest copy crosses a serial line (about
-# 1 MB/s): SIZE_MIB=100 takes about two minutes there.
+# assert. Under UML the host-to-guest copy goes through hostfs, not the
+# serial line (about 50 MB/s here).
 #
 # Usage: bench/exec.sh [IMAGE-DIR]   (a `kiln bake` output with the exec
 #          agent; default run-all's shared bake, BENCH_IMAGE, else the default
