@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "base/files.h"
+#include "base/stale_temps.h"
 #include "formats/tree/rootfs_tree.h"
 #include "runtime/instance_manager.h"
 
@@ -129,6 +130,8 @@ std::string leaf_name(const std::string& path) {
   return fs::path(trimmed).filename().string();
 }
 
+constexpr std::string_view kInboxPrefix = "cp-inbox";
+
 // How the data of a copy reaches the guest. Under UML it does not take the
 // serial line, which Debian's linux.uml reads from its host descriptor a
 // byte per system call (about a megabyte a second): kiln stages it as
@@ -143,7 +146,9 @@ class CopyInput {
     fs::path disk_dir = store.paths(name).disk_dir;
     // mount(8) splits its options at commas: such a path takes the line.
     if (record.spec.backend == BackendKind::kUml && disk_dir.string().find(',') == std::string::npos) {
-      KILN_ASSIGN(TempDir inbox, TempDir::create(disk_dir, "cp-inbox"));
+      // What a copy that was killed left there goes with the next one.
+      remove_stale_temp_dirs(disk_dir, kInboxPrefix);
+      KILN_ASSIGN(TempDir inbox, create_tagged_temp_dir(disk_dir, kInboxPrefix));
       input.inbox_.emplace(std::move(inbox));
     }
     return input;

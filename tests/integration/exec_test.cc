@@ -241,6 +241,19 @@ TEST_P(ExecTest, ACopyThatFailsLeavesNothingUnderTheFinalName) {
   expect_no_copy_staging_left();
 }
 
+// A copy into a UML guest that was killed (SIGKILL) left its staging in
+// the instance's disk directory: the next copy removes it.
+TEST_P(ExecTest, WhatAKilledCopyStagedGoesWithTheNextCopy) {
+  if (GetParam() != "uml") GTEST_SKIP() << "only copies into UML guests are staged";
+  fs::path abandoned = kExecDir / "state/instances" / name() / ".cp-inbox-4194303.1-AbCdEf";
+  testing::write_text(abandoned / "data", "left by a copy that was killed");
+  testing::write_text(local_.path() / "small", "x");
+  auto copy = kiln({"cp", (local_.path() / "small").string(), name() + ":/root/small"});
+  ASSERT_EQ(copy.exit_code, 0) << copy.err;
+  EXPECT_FALSE(fs::exists(abandoned));
+  expect_no_copy_staging_left();
+}
+
 TEST_P(ExecTest, SshRefusesAnInstanceWithoutAForwardedPort) {
   auto result = kiln({"ssh", name(), "--", "true"});
   EXPECT_EQ(result.exit_code, 255);
