@@ -169,8 +169,11 @@ Result<> run_mtools(std::vector<std::string> argv, const std::vector<std::string
 // into `scratch`. Absolute, so mtools never takes "c:name" for a drive.
 Result<fs::path> host_file(const FatFile& file, const fs::path& scratch, size_t index) {
   if (file.source.empty()) {
+    // Scratch that mcopy reads once: no fsync, which would also wait for
+    // the hundreds of megabytes of image the bake has just written.
     fs::path path = scratch / fmt::format("content-{}", index);
-    KILN_TRY(write_file_atomic(path, file.content));
+    KILN_ASSIGN(UniqueFd out, open_file(path, O_WRONLY | O_CREAT | O_EXCL, 0644));
+    KILN_TRY(write_all(out.get(), file.content.data(), file.content.size(), path.string()));
     return path;
   }
   std::error_code ec;

@@ -204,13 +204,13 @@ Result<> Filesystem::mark_in_use() {
   return {};
 }
 
-Result<> Filesystem::close() {
+Result<> Filesystem::close(Flush flush) {
   if (fs_ == nullptr) return {};
   if (writable_) {
     fs_->super->s_state = clean_state_;
     ext2fs_mark_super_dirty(fs_);
   }
-  errcode_t rc = ext2fs_close2(fs_, 0);
+  errcode_t rc = ext2fs_close2(fs_, flush == Flush::kSync ? 0 : EXT2_FLAG_FLUSH_NO_SYNC);
   if (rc != 0) return failure(rc, name_, "cannot write the filesystem out");
   fs_ = nullptr;
   return {};

@@ -118,8 +118,11 @@ class Filesystem {
   Result<> write_blocks(blk64_t logical, const char* data, blk64_t count,
                         std::vector<Extent>& extents, std::string_view path);
 
-  // Writes everything out, marks the filesystem clean and closes it.
-  Result<> close();
+  // Writes everything out, marks the filesystem clean and closes it. With
+  // kSync the image is on disk when close returns; kNoSync leaves that to
+  // whoever publishes the file (a fresh image is not in place yet).
+  enum class Flush { kSync, kNoSync };
+  Result<> close(Flush flush = Flush::kSync);
 
  private:
   Filesystem(ext2_filsys fs, std::string name, bool writable, int64_t now);

@@ -305,6 +305,11 @@ Result<> remove_entry(Filesystem& fs, ext2_ino_t directory, const std::string& n
 
 struct Ext4Image::State {
   std::unique_ptr<Filesystem> fs;
+  // A filesystem format() made lives in a file its caller has yet to
+  // publish (an output's staging, an AtomicFile): syncing it at close
+  // would wait for every block the import wrote, for no one's benefit.
+  // One opened in place is synced.
+  Filesystem::Flush flush = Filesystem::Flush::kSync;
   // Set when a failed import left the filesystem inconsistent.
   std::string broken;
 
@@ -333,6 +338,7 @@ Result<Ext4Image> Ext4Image::format(const std::filesystem::path& image, const Ex
   KILN_TRY(run_mke2fs(image, options, zeroed));
   auto state = std::make_unique<State>();
   KILN_ASSIGN(state->fs, Filesystem::open(image, options.offset_bytes, true, options.timestamp));
+  state->flush = Filesystem::Flush::kNoSync;
   return Ext4Image(std::move(state));
 }
 
@@ -644,7 +650,7 @@ Ext4Usage Ext4Image::usage() const {
 
 Result<> Ext4Image::close() {
   KILN_ASSIGN(Filesystem * fs, state_->usable(false));
-  KILN_TRY(fs->close());
+  KILN_TRY(fs->close(state_->flush));
   state_->fs.reset();
   return {};
 }
