@@ -122,7 +122,6 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
   bool forwards = request.ssh_port != 0;
   bool uml_possible = host.program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware &&
                       !initramfs_only && !forwards && !source.boots_through_firmware && source.needs_qemu.empty();
-  Result<> fence = uml_possible ? host.uml_fence() : Result<>{};
   if (request.backend == "uml") {
     if (request.firmware) return fail(ErrorKind::kBadInput, "--firmware needs the qemu backend: UML has no firmware");
     if (source.boots_through_firmware)
@@ -151,14 +150,16 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
     return BackendChoice{BackendKind::kQemu, kvm.works,
                          kvm.works ? "qemu with KVM, as asked" : "qemu with TCG: KVM does not work here (" + kvm.reason + ")"};
   if (kvm.works) return BackendChoice{BackendKind::kQemu, true, "qemu with KVM: " + kvm.reason};
-  if (uml_possible && fence)
-    return BackendChoice{BackendKind::kUml, false,
-                         "uml: KVM does not work here (" + kvm.reason + "), and UML is faster than qemu's TCG"};
-  if (uml_possible)
+  if (uml_possible) {
+    Result<> fence = host.uml_fence();
+    if (fence)
+      return BackendChoice{BackendKind::kUml, false,
+                           "uml: KVM does not work here (" + kvm.reason + "), and UML is faster than qemu's TCG"};
     return BackendChoice{BackendKind::kQemu, false,
                          "qemu with TCG: KVM does not work here (" + kvm.reason +
                              "), and UML would be faster but cannot be fenced from the host's files here (" +
                              fence.error().message + ")"};
+  }
   if (initramfs_only)
     return BackendChoice{BackendKind::kQemu, false,
                          "qemu with TCG: KVM does not work here (" + kvm.reason + "), and " +
