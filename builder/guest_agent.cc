@@ -70,6 +70,10 @@ apply_personality() {
   [ -d "$seed@SEED_SSH_HOST_KEYS@" ] && [ -x /usr/sbin/sshd ] && [ ! -e /etc/ssh/ssh_host_ed25519_key ] &&
     cp -p "$seed@SEED_SSH_HOST_KEYS@/"* /etc/ssh/
   [ -d "$seed@SEED_FILES@" ] && cp -a "$seed@SEED_FILES@/." /
+  # NICs kiln gave a static address; systemd-networkd reads /run first.
+  if [ -d "$seed@SEED_NETWORK@" ]; then
+    mkdir -p /run/systemd/network && cp "$seed@SEED_NETWORK@/"* /run/systemd/network/
+  fi
   # UML's user networking is SLIP through slirp: no Ethernet, fixed addresses.
   case " $cmdline " in
     *" @SLIRP_ARGUMENT@ "*)
@@ -255,6 +259,7 @@ std::string with_protocol_words(std::string_view text) {
       {"@SEED_SSH_HOST_KEYS@", kSeedSshHostKeys},
       {"@SEED_FIRSTBOOT@", kSeedFirstboot},
       {"@SEED_FILES@", kSeedFiles},
+      {"@SEED_NETWORK@", kSeedNetwork},
       {"@HOST_KEYS_KILN@", kHostKeysFromKiln},
       {"@HOST_KEYS_OWN@", kHostKeysOwn},
       {"@HOST_KEYS_NONE@", kHostKeysNone},

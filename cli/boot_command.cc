@@ -26,7 +26,8 @@ void print_outcome(const BootOutcome& outcome, const BootFlags& flags) {
                           {"create_ms", outcome.create_ms},
                           {"hostname", r.spec.personality.hostname},
                           {"machine_id", r.spec.personality.machine_id},
-                          {"mac", r.spec.personality.mac}};
+                          {"mac", r.spec.network.first_mac()},
+                        {"network", network_json(r.spec.network)}};
     for (const SshHostKey& key : r.confirmed_ssh_host_keys()) out["ssh_host_keys"].push_back(public_json(key));
     if (r.ready_seconds) out["ready_seconds"] = *r.ready_seconds;
     fmt::print("{}\n", out.dump());

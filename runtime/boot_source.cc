@@ -1,6 +1,7 @@
 #include "runtime/boot_source.h"
 
 #include <algorithm>
+#include <set>
 
 #include "base/files.h"
 #include "formats/image/image_manifest.h"
@@ -171,6 +172,29 @@ Result<std::string> run_boot_loader(const DomainSpec& domain, const fs::path& co
   return found->command_line;
 }
 
+// Each vif a NIC. Keys no backend of kiln's acts on (script=, rate=,
+// model=...) warn once each, by name.
+void add_xen_nics(const DomainSpec& domain, const BootSourceOptions& options, BootSource& source) {
+  std::set<std::string> warned;
+  for (const DomainVif& vif : domain.vifs) {
+    SourceNic nic{vif.mac, vif.bridge, "", "", vif.where};
+    for (const auto& [key, value] : vif.other_keys) {
+      if (key == "ip") nic.ip = value;
+      else if (key == "vifname") nic.vifname = value;
+      else if (warned.insert(key).second)
+        options.warn(fmt::format("{}: vif {}= is not acted on: kiln sets up the interface itself",
+                                 vif.where.to_string(), key));
+    }
+    if (!nic.ip.empty() && nic.bridge.empty()) {
+      options.warn(fmt::format("{}: vif ip={} is not acted on: without bridge= the interface is on user networking, "
+                               "which gives the guest its own address",
+                               vif.where.to_string(), nic.ip));
+      nic.ip.clear();
+    }
+    source.nics.push_back(std::move(nic));
+  }
+}
+
 Result<BootSource> from_xen_config(const fs::path& file, const BootSourceOptions& options) {
   KILN_ASSIGN(std::string text, read_file(file));
   std::vector<UnsupportedKey> notes;
@@ -220,14 +244,7 @@ Result<BootSource> from_xen_config(const fs::path& file, const BootSourceOptions
   if (source.xen_root.starts_with("UUID=")) source.root_uuid = source.xen_root.substr(5);
   if (domain.memory_mib) source.memory_mib = domain.memory_mib;
   source.vcpus = domain.vcpus;
-  if (!domain.vifs.empty()) {
-    const DomainVif& vif = domain.vifs.front();
-    if (!vif.mac.empty()) source.mac = vif.mac;
-    if (!vif.bridge.empty()) {
-      source.bridge = vif.bridge;
-      source.bridge_key = vif.where;
-    }
-  }
+  add_xen_nics(domain, options, source);
   KILN_ASSIGN(source.on_poweroff, parse_policy(action_name(domain.on_poweroff)));
   KILN_ASSIGN(source.on_reboot, parse_policy(action_name(domain.on_reboot)));
   KILN_ASSIGN(source.on_crash, parse_policy(action_name(domain.on_crash)));

@@ -18,6 +18,15 @@
 
 namespace kiln {
 
+// A NIC a Xen config's vif asks for.
+struct SourceNic {
+  std::string mac;      // empty: kiln's
+  std::string bridge;   // empty: user networking
+  std::string ip;       // a static address, ADDRESS[/PREFIX]
+  std::string vifname;  // the host side's name
+  Location where;       // the vif's line
+};
+
 struct BootSource {
   std::string name;  // the image's or domain's name
   std::string description;  // the path given, for messages
@@ -39,8 +48,8 @@ struct BootSource {
   std::string root_device;  // root= as the bake wrote it, e.g. /dev/mapper/vg0-root
   std::optional<uint64_t> memory_mib;
   std::optional<int> vcpus;
-  std::optional<std::string> mac;
-  std::optional<std::string> bridge;
+  // A Xen config's vifs, in order; empty: kiln's default.
+  std::vector<SourceNic> nics;
   std::optional<LifecyclePolicy> on_poweroff, on_reboot, on_crash;
   // A Xen domain config boots a domain's own filesystem, prepared for it
   // (by `kiln container`, say): its hostname is its own unless --hostname
@@ -49,7 +58,6 @@ struct BootSource {
   // Where a Xen config set kernel= and ramdisk= (the uml backend boots its
   // own kernel and says so).
   std::optional<Location> kernel_key;
-  std::optional<Location> bridge_key;  // the vif line that named `bridge`
   // Xen configs: each disk's device as the config named it ("xvda",
   // "sda1"), in the order of `disks`, and root= as the config (or its boot
   // loader's entry) wrote it, "/dev/xvda2" or "UUID=...": plan_instance

@@ -10,11 +10,11 @@ Result<SshInvocation> plan_ssh(const InstanceRecord& record, const std::filesyst
   if (record.state != InstanceState::kRunning)
     return fail(ErrorKind::kFailed, "{} is {}, not running", name, state_name(record.state));
   const NetworkSpec& network = record.spec.network;
-  if (network.kind != NetworkKind::kUser || network.ssh_port == 0)
+  if (network.ssh_port == 0)
     return fail(ErrorKind::kBadInput,
                 "{} has no ssh kiln can reach: boot it with --net user --ssh-port PORT (it has {}); "
                 "`kiln exec {} -- COMMAND` needs no network",
-                name, network.kind == NetworkKind::kUser ? "no port forwarded" : "no user networking", name);
+                name, network.nics.empty() ? "no network" : "no port forwarded", name);
   std::vector<SshHostKey> keys = record.confirmed_ssh_host_keys();
   if (keys.empty())
     return fail(ErrorKind::kFailed,

@@ -28,7 +28,7 @@ std::string guest_command_line(const InstanceSpec& spec) {
   // Under UML too the console is the first serial line, so that systemd
   // starts a serial getty on it.
   std::string console = "console=ttyS0";
-  bool slirp = uml && spec.network.kind == NetworkKind::kUser;
+  bool slirp = uml && !spec.network.nics.empty() && spec.network.nics.front().kind == NetworkKind::kUser;
   // The seed disk comes after the instance's disks; naming it spares the
   // guest agent a wait for udev to find it by label.
   std::string seed = std::string(kSeedArgument) + guest_device(spec.backend, spec.disks.size(), 0);
@@ -41,8 +41,48 @@ std::string guest_command_line(const InstanceSpec& spec) {
   return joined({"root=" + spec.root, "ro", spec.kernel_args, console, std::string(kInstanceArgument) + spec.id, seed, agent,
                  slirp ? std::string(kSlirpArgument) : "", uml ? std::string(kPowerOffArgument) : "",
                  uml ? "pty.legacy_count=0" : "",
+                 // eth0, eth1... in the order of the NICs, on both backends
+                 // and as Xen named them, rather than qemu's PCI slot names.
+                 uml ? "" : "net.ifnames=0",
                  p.machine_id.empty() ? "" : "systemd.machine_id=" + p.machine_id,
                  p.hostname.empty() ? "" : "systemd.hostname=" + p.hostname});
+}
+
+std::vector<std::string> qemu_nic_arguments(const NetworkSpec& net) {
+  std::vector<std::string> argv;
+  bool forwarded = false;
+  for (size_t i = 0; i < net.nics.size(); ++i) {
+    const NicSpec& nic = net.nics[i];
+    std::string netdev;
+    if (nic.kind == NetworkKind::kUser) {
+      netdev = fmt::format("user,id=net{}", i);
+      // Each its own subnet (10.0.2.0/24, then 10.0.3.0/24...): on one
+      // shared subnet the guest answers through whichever NIC it likes.
+      if (i > 0) netdev += fmt::format(",net=10.0.{}.0/24", 2 + i);
+      // Published ports go through the first NIC; --ssh-port through the
+      // first on user networking.
+      if (i == 0)
+        for (const PortPublication& port : net.published)
+          netdev += fmt::format(",hostfwd={}:{}:{}-:{}", port.protocol, port.host_address, port.host_port, port.guest_port);
+      if (net.ssh_port && !forwarded) netdev += fmt::format(",hostfwd=tcp:127.0.0.1:{}-:22", net.ssh_port);
+      forwarded = true;
+    } else {
+      netdev = fmt::format("tap,id=net{},ifname={},script=no,downscript=no", i, nic.tap);
+    }
+    argv.insert(argv.end(), {"-netdev", netdev, "-device", fmt::format("virtio-net-pci,netdev=net{},mac={}", i, nic.mac)});
+  }
+  return argv;
+}
+
+std::vector<std::string> uml_nic_arguments(const NetworkSpec& net, const std::string& slirp) {
+  std::vector<std::string> argv;
+  for (size_t i = 0; i < net.nics.size(); ++i) {
+    const NicSpec& nic = net.nics[i];
+    // SLIP, not Ethernet: slirp's guest side has no MAC address.
+    if (nic.kind == NetworkKind::kUser) argv.push_back(fmt::format("eth{}=slirp,,{}", i, slirp));
+    else argv.push_back(fmt::format("eth{}=tuntap,{},{}", i, nic.tap, nic.mac));
+  }
+  return argv;
 }
 
 Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const InstancePaths& paths,
@@ -92,16 +132,8 @@ Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const In
   }
   argv.insert(argv.end(), {"-drive", fmt::format("file={},if=none,id=seed,format=raw,readonly=on", paths.seed.string()),
                            "-device", "virtio-blk-pci,drive=seed"});
-  const NetworkSpec& net = spec.network;
-  if (net.kind == NetworkKind::kUser) {
-    std::string netdev = "user,id=net0";
-    if (net.ssh_port) netdev += fmt::format(",hostfwd=tcp:127.0.0.1:{}-:22", net.ssh_port);
-    argv.insert(argv.end(), {"-netdev", netdev, "-device",
-                             fmt::format("virtio-net-pci,netdev=net0,mac={}", spec.personality.mac)});
-  } else if (net.kind == NetworkKind::kTap) {
-    argv.insert(argv.end(), {"-netdev", fmt::format("tap,id=net0,ifname={},script=no,downscript=no", tap_name(spec)),
-                             "-device", fmt::format("virtio-net-pci,netdev=net0,mac={}", spec.personality.mac)});
-  }
+  std::vector<std::string> nics = qemu_nic_arguments(spec.network);
+  argv.insert(argv.end(), nics.begin(), nics.end());
   if (options.incoming) argv.insert(argv.end(), {"-incoming", "defer"});
   return argv;
 }
@@ -124,19 +156,15 @@ Result<std::vector<std::string>> uml_command(const InstanceSpec& spec, const Ins
   }
   argv.push_back(fmt::format("ubd{}r={}", spec.disks.size(), paths.seed.string()));
   argv.insert(argv.end(), {"con=null", "ssl=null", "ssl0=fd:0,fd:1", fmt::format("ssl1=fd:{}", kUmlAgentChannelFd)});
-  const NetworkSpec& net = spec.network;
-  if (net.kind == NetworkKind::kUser) {
-    KILN_ASSIGN(std::string slirp, find_program("slirp"));
-    // SLIP, not Ethernet: slirp's guest side has no MAC address.
-    argv.push_back(fmt::format("eth0=slirp,,{}", slirp));
-  } else if (net.kind == NetworkKind::kTap) {
-    argv.push_back(fmt::format("eth0=tuntap,{},{}", tap_name(spec), spec.personality.mac));
+  std::string slirp;
+  if (!spec.network.nics.empty() && spec.network.nics.front().kind == NetworkKind::kUser) {
+    KILN_ASSIGN(slirp, find_program("slirp"));
   }
+  std::vector<std::string> nics = uml_nic_arguments(spec.network, slirp);
+  argv.insert(argv.end(), nics.begin(), nics.end());
   argv.push_back(guest_command_line(spec));
   return argv;
 }
-
-std::string tap_name(const InstanceSpec& spec) { return "kiln-" + spec.id.substr(0, 10); }
 
 int uml_host_cpu(const std::vector<int>& allowed, std::string_view instance_id) {
   if (allowed.empty()) return 0;

@@ -24,6 +24,12 @@ struct LaunchOptions {
 // and the instance's identity for systemd and kiln's guest agent.
 std::string guest_command_line(const InstanceSpec& spec);
 
+// The NICs' arguments, eth0 first: qemu's -netdev and -device pairs (ports
+// published and --ssh-port as user networking's hostfwd=), UML's ethN=
+// (user networking only as eth0, through `slirp`).
+std::vector<std::string> qemu_nic_arguments(const NetworkSpec& net);
+std::vector<std::string> uml_nic_arguments(const NetworkSpec& net, const std::string& slirp);
+
 Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const InstancePaths& paths,
                                               const LaunchOptions& options);
 // The descriptor on which UML finds the exec channel (its ssl1 line); the
@@ -31,10 +37,6 @@ Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const In
 inline constexpr int kUmlAgentChannelFd = 3;
 
 Result<std::vector<std::string>> uml_command(const InstanceSpec& spec, const InstancePaths& paths);
-
-// The host tap device of an instance on --net tap:BRIDGE (at most 15
-// characters, as the kernel allows).
-std::string tap_name(const InstanceSpec& spec);
 
 // The one host CPU a UML instance runs on, among `allowed` (the CPUs kiln
 // may use): picked by the instance id, so that instances spread over the

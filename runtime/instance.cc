@@ -38,8 +38,9 @@ constexpr std::array<std::pair<InstanceState, std::string_view>, 7> kStates = {
      {InstanceState::kCrashed, "crashed"},
      {InstanceState::kStopped, "stopped"},
      {InstanceState::kSaved, "saved"}}};
-constexpr std::array<std::pair<NetworkKind, std::string_view>, 3> kNetworks = {
-    {{NetworkKind::kUser, "user"}, {NetworkKind::kTap, "tap"}, {NetworkKind::kNone, "none"}}};
+constexpr std::array<std::pair<NetworkKind, std::string_view>, 2> kNetworks = {
+    {{NetworkKind::kUser, "user"}, {NetworkKind::kTap, "tap"}}};
+
 
 nlohmann::json spec_json(const InstanceSpec& spec) {
   nlohmann::json disks = nlohmann::json::array();
@@ -66,14 +67,10 @@ nlohmann::json spec_json(const InstanceSpec& spec) {
       {"disks", disks},
       {"memory_mib", spec.memory_mib},
       {"vcpus", spec.vcpus},
-      {"network",
-       {{"kind", name_of(spec.network.kind, kNetworks)},
-        {"bridge", spec.network.bridge},
-        {"ssh_port", spec.network.ssh_port}}},
+      {"network", network_json(spec.network)},
       {"personality",
        {{"hostname", spec.personality.hostname},
         {"machine_id", spec.personality.machine_id},
-        {"mac", spec.personality.mac},
         {"ssh_keys", spec.personality.ssh_keys},
         {"files", files},
         {"firstboot", spec.personality.firstboot.string()},
@@ -111,13 +108,16 @@ InstanceSpec spec_from(const nlohmann::json& json) {
   spec.memory_mib = json.at("memory_mib");
   spec.vcpus = json.at("vcpus");
   const auto& network = json.at("network");
-  spec.network.kind = enum_field(network, "kind", kNetworks);
-  spec.network.bridge = network.at("bridge");
+  for (const auto& nic : network.at("nics"))
+    spec.network.nics.push_back({enum_field(nic, "kind", kNetworks), nic.at("bridge"), nic.at("tap"), nic.at("mac"),
+                                 nic.at("address"), nic.at("gateway")});
+  for (const auto& port : network.at("published"))
+    spec.network.published.push_back(
+        {port.at("host_address"), port.at("host_port"), port.at("guest_port"), port.at("protocol")});
   spec.network.ssh_port = network.at("ssh_port");
   const auto& personality = json.at("personality");
   spec.personality.hostname = personality.at("hostname");
   spec.personality.machine_id = personality.at("machine_id");
-  spec.personality.mac = personality.at("mac");
   spec.personality.ssh_keys = personality.at("ssh_keys").get<std::vector<std::string>>();
   for (const auto& file : personality.at("files"))
     spec.personality.files.push_back({file.at("source").get<std::string>(), file.at("destination")});
@@ -133,6 +133,24 @@ InstanceSpec spec_from(const nlohmann::json& json) {
 }
 
 }  // namespace
+
+nlohmann::json network_json(const NetworkSpec& network) {
+  nlohmann::json nics = nlohmann::json::array();
+  for (const NicSpec& nic : network.nics)
+    nics.push_back({{"kind", name_of(nic.kind, kNetworks)},
+                    {"bridge", nic.bridge},
+                    {"tap", nic.tap},
+                    {"mac", nic.mac},
+                    {"address", nic.address},
+                    {"gateway", nic.gateway}});
+  nlohmann::json published = nlohmann::json::array();
+  for (const PortPublication& port : network.published)
+    published.push_back({{"host_address", port.host_address},
+                         {"host_port", port.host_port},
+                         {"guest_port", port.guest_port},
+                         {"protocol", port.protocol}});
+  return {{"nics", nics}, {"published", published}, {"ssh_port", network.ssh_port}};
+}
 
 std::string_view backend_name(BackendKind kind) { return name_of(kind, kBackends); }
 std::string_view policy_name(LifecyclePolicy policy) { return name_of(policy, kPolicies); }
@@ -228,8 +246,8 @@ std::string random_hex(size_t bytes) {
   return to_hex(raw);
 }
 
-std::string random_xen_mac() {
-  std::string hex = random_hex(3);
+std::string instance_mac(const std::string& instance_name, size_t nic_index) {
+  std::string hex = Hasher().field("kiln nic").field(instance_name).field(std::to_string(nic_index)).hex_digest();
   // The top bit of the fourth octet stays clear, as Xen's own allocator does.
   unsigned fourth = std::stoul(hex.substr(0, 2), nullptr, 16) & 0x7f;
   return fmt::format("00:16:3e:{:02x}:{}:{}", fourth, hex.substr(2, 2), hex.substr(4, 2));

@@ -28,12 +28,35 @@ enum class LifecyclePolicy { kDestroy, kRestart, kPreserve };
 std::string_view policy_name(LifecyclePolicy policy);
 Result<LifecyclePolicy> parse_policy(std::string_view text);
 
-enum class NetworkKind { kUser, kTap, kNone };
+enum class NetworkKind { kUser, kTap };
+
+// One network interface of the guest; the guest names them eth0, eth1...
+// in the order of NetworkSpec::nics.
+struct NicSpec {
+  NetworkKind kind = NetworkKind::kUser;
+  std::string bridge;   // kTap: the host bridge its tap joins
+  std::string tap;      // kTap: the host side's name (a Xen vif's vifname=, else kiln's)
+  std::string mac;      // 00:16:3e:xx:xx:xx
+  // A static address the guest sets itself ("10.77.0.9/24", a Xen vif's
+  // ip=), with its gateway if it has one; empty: the guest asks DHCP.
+  std::string address;
+  std::string gateway;
+};
+
+// --publish: a host port that reaches a port of the guest.
+struct PortPublication {
+  std::string host_address = "127.0.0.1";
+  uint16_t host_port = 0;
+  uint16_t guest_port = 0;
+  std::string protocol = "tcp";  // tcp | udp
+};
 
 struct NetworkSpec {
-  NetworkKind kind = NetworkKind::kUser;
-  std::string bridge;    // kTap: the host bridge
-  uint16_t ssh_port = 0;  // kUser: forward host 127.0.0.1:PORT to the guest's 22
+  std::vector<NicSpec> nics;  // none: the guest has no network
+  std::vector<PortPublication> published;
+  uint16_t ssh_port = 0;  // forward host 127.0.0.1:PORT to the guest's 22 (user networking)
+
+  std::string first_mac() const { return nics.empty() ? "" : nics.front().mac; }
 };
 
 // A file copied into the guest at boot: host source, guest destination.
@@ -46,7 +69,6 @@ struct PersonalityFile {
 struct Personality {
   std::string hostname;
   std::string machine_id;  // 32 hex digits
-  std::string mac;         // 00:16:3e:xx:xx:xx
   std::vector<std::string> ssh_keys;
   std::vector<PersonalityFile> files;
   std::filesystem::path firstboot;  // host script run once in the guest
@@ -123,6 +145,8 @@ struct InstanceRecord {
 };
 
 nlohmann::json to_json(const InstanceRecord& record);
+// The NICs (kind, bridge, tap, mac, static address) and published ports.
+nlohmann::json network_json(const NetworkSpec& network);
 // What the guest agent reported with its readiness signal.
 nlohmann::json guest_json(const InstanceRecord& record);
 // An ssh host key's public half: file, public_key, fingerprint.
@@ -131,7 +155,9 @@ Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::s
 
 // A random hex string of `bytes` bytes (ids, machine ids).
 std::string random_hex(size_t bytes);
-// A random locally administered MAC in Xen's 00:16:3e range.
-std::string random_xen_mac();
+// The MAC of an instance's NIC in Xen's 00:16:3e range: the same for the
+// same instance name and NIC index, so that a guest re-made under its name
+// keeps its addresses.
+std::string instance_mac(const std::string& instance_name, size_t nic_index);
 
 }  // namespace kiln

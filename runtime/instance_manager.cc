@@ -71,13 +71,19 @@ Result<> make_overlays(const InstanceSpec& spec, const InstancePaths& paths) {
   return {};
 }
 
-Result<> make_tap(const InstanceSpec& spec) {
-  if (spec.network.kind != NetworkKind::kTap) return {};
-  std::string tap = tap_name(spec);
-  (void)run({"ip", "link", "del", tap});
-  KILN_TRY(run({"ip", "tuntap", "add", "dev", tap, "mode", "tap"}));
-  KILN_TRY(run({"ip", "link", "set", tap, "master", spec.network.bridge}));
-  KILN_TRY(run({"ip", "link", "set", tap, "up"}));
+void remove_taps(const InstanceSpec& spec) {
+  for (const NicSpec& nic : spec.network.nics)
+    if (nic.kind == NetworkKind::kTap) (void)run({"ip", "link", "del", nic.tap});
+}
+
+Result<> make_taps(const InstanceSpec& spec) {
+  remove_taps(spec);
+  for (const NicSpec& nic : spec.network.nics) {
+    if (nic.kind != NetworkKind::kTap) continue;
+    KILN_TRY(run({"ip", "tuntap", "add", "dev", nic.tap, "mode", "tap"}));
+    KILN_TRY(run({"ip", "link", "set", nic.tap, "master", nic.bridge}));
+    KILN_TRY(run({"ip", "link", "set", nic.tap, "up"}));
+  }
   return {};
 }
 
@@ -183,7 +189,7 @@ Result<BootOutcome> create_and_start(const InstanceStore& store, InstanceSpec sp
   } cleanup{store, spec.name, spec.persistent || supervisor.restore_from.has_value()};
   KILN_TRY(make_overlays(spec, paths));
   KILN_TRY(write_seed_disk(paths.seed, spec, store.state_root()));
-  KILN_TRY(make_tap(spec));
+  KILN_TRY(make_taps(spec));
   InstanceRecord record;
   record.spec = spec;
   record.created_at = static_cast<int64_t>(std::time(nullptr));
@@ -375,7 +381,7 @@ Result<> destroy_instance(const InstanceStore& store, const std::string& name) {
     if (!wait_gone(store, name, std::chrono::seconds(30))) return asked;
   }
   KILN_TRY(end_processes(record));
-  if (record.spec.network.kind == NetworkKind::kTap) (void)run({"ip", "link", "del", tap_name(record.spec)});
+  remove_taps(record.spec);
   // A saved instance's overlays go too: its save file cannot be restored
   // without them.
   KILN_TRY(store.forget_saved(name));

@@ -1,6 +1,10 @@
 #include "runtime/instance_plan.h"
 
+#include <arpa/inet.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
 
 #include <fstream>
 
@@ -10,6 +14,7 @@
 #include "crypto/ssh_host_key.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_store.h"
+#include "runtime/port_publication.h"
 #include "runtime/uml_sandbox.h"
 
 namespace kiln {
@@ -37,37 +42,148 @@ class RealHost : public HostFacts {
     return fs::exists("/sys/class/net/" + name + "/bridge", ec);
   }
   bool is_root() const override { return ::geteuid() == 0; }
+  Result<> host_port_free(const PortPublication& port) const override { return check_host_port_free(port); }
   Result<> uml_fence() const override { return landlock_available(); }
 
  private:
   fs::path state_root_;
 };
 
-Result<NetworkSpec> network_for(const BootRequest& request, const BootSource& source, const HostFacts& host) {
-  NetworkSpec net;
-  std::string text = request.network;
-  if (text.empty()) text = source.bridge ? "tap:" + *source.bridge : "user";
-  if (text == "user") {
-    net.kind = NetworkKind::kUser;
-  } else if (text == "none") {
-    net.kind = NetworkKind::kNone;
-  } else if (text.starts_with("tap:") && text.size() > 4) {
-    net.kind = NetworkKind::kTap;
-    net.bridge = text.substr(4);
-    // A bridge named by the config's vif line, not by --net: say so there.
-    bool from_config = request.network.empty() && source.bridge_key;
-    std::string what = from_config ? fmt::format("{}: vif bridge={}", source.bridge_key->to_string(), net.bridge)
-                                   : "--net " + text;
-    std::string instead = from_config ? "; boot it with --net user (user networking, no bridge) or --net none" : "";
-    if (!host.has_bridge(net.bridge))
-      return fail(ErrorKind::kBadInput, "{}: the host has no bridge named {}{}", what, net.bridge, instead);
-    if (!host.is_root())
-      return fail(ErrorKind::kMissingTool, "{}: making a tap device on {} needs root{}", what, net.bridge, instead);
-  } else {
-    return fail(ErrorKind::kBadInput, "--net {}: expected user, tap:BRIDGE or none", text);
+// Xen's own limit on a domain's vifs, and plenty for either backend.
+constexpr size_t kMaxNics = 8;
+
+// One NIC as --net or a Xen vif asks for it, before kiln makes it.
+struct NicRequest {
+  std::string what;    // for messages: "--net tap:br0", "domain.cfg:7: vif bridge=xenbr0"
+  std::string bridge;  // empty: user networking
+  std::string mac, ip, vifname;
+  bool from_config = false;
+};
+
+Result<std::vector<NicRequest>> requested_nics(const BootRequest& request, const BootSource& source) {
+  std::vector<NicRequest> nics;
+  if (!request.networks.empty()) {
+    for (const std::string& text : request.networks) {
+      if (text == "none") {
+        if (request.networks.size() > 1)
+          return fail(ErrorKind::kBadInput, "--net none: a guest without a network has no other --net");
+        return nics;
+      }
+      NicRequest nic{.what = "--net " + text};
+      if (text.starts_with("tap:") && text.size() > 4) nic.bridge = text.substr(4);
+      else if (text != "user") return fail(ErrorKind::kBadInput, "--net {}: expected user, tap:BRIDGE or none", text);
+      nics.push_back(std::move(nic));
+    }
+    return nics;
   }
-  if (request.ssh_port && net.kind != NetworkKind::kUser)
-    return fail(ErrorKind::kBadInput, "--ssh-port forwards through user networking; it does not go with --net {}", text);
+  if (source.nics.empty()) return std::vector<NicRequest>{{.what = "user networking"}};
+  for (const SourceNic& vif : source.nics)
+    nics.push_back({fmt::format("{}: vif{}", vif.where.to_string(), vif.bridge.empty() ? "" : " bridge=" + vif.bridge),
+                    vif.bridge, vif.mac, vif.ip, vif.vifname, true});
+  return nics;
+}
+
+bool first_nic_is_user(const BootRequest& request, const BootSource& source) {
+  if (!request.networks.empty()) return request.networks.front() == "user";
+  return source.nics.empty() || source.nics.front().bridge.empty();
+}
+
+// Why the request's networking needs qemu's user networking, which forwards
+// ports, rather than UML's (slirp's SLIP line forwards none); "" if not.
+std::string networking_needs_qemu(const BootRequest& request, const BootSource& source) {
+  if (request.ssh_port) return "--ssh-port needs qemu's user networking (UML's forwards no ports)";
+  if (!request.publish.empty() && first_nic_is_user(request, source))
+    return "--publish on user networking needs qemu's (UML's forwards no ports)";
+  bool user_after_first = request.networks.empty()
+      ? std::any_of(source.nics.begin() + std::min<size_t>(1, source.nics.size()), source.nics.end(),
+                    [](const SourceNic& nic) { return nic.bridge.empty(); })
+      : std::find(request.networks.begin() + 1, request.networks.end(), "user") != request.networks.end();
+  if (user_after_first) return "user networking on a NIC after the first needs qemu's (UML takes it only as eth0)";
+  return "";
+}
+
+// A static address as a vif's ip= gives it: ADDRESS[/PREFIX], /24 unless
+// it says.
+Result<std::string> static_address(const NicRequest& nic) {
+  std::string address = nic.ip;
+  std::string prefix = "24";
+  if (size_t slash = address.find('/'); slash != std::string::npos) {
+    prefix = address.substr(slash + 1);
+    address.resize(slash);
+  }
+  in_addr parsed{};
+  int bits = -1;
+  auto [end, error] = std::from_chars(prefix.data(), prefix.data() + prefix.size(), bits);
+  if (::inet_pton(AF_INET, address.c_str(), &parsed) != 1 || error != std::errc() ||
+      end != prefix.data() + prefix.size() || bits < 1 || bits > 32)
+    return fail(ErrorKind::kBadInput, "{}: ip={} is not an IPv4 address with an optional /PREFIX", nic.what, nic.ip);
+  return address + "/" + prefix;
+}
+
+Result<NicSpec> plan_nic(const NicRequest& wanted, size_t index, const InstanceSpec& spec, const HostFacts& host) {
+  NicSpec nic;
+  nic.mac = wanted.mac.empty() ? instance_mac(spec.name, index) : wanted.mac;
+  // The low bit of the first octet marks a group address, which no NIC has.
+  if (std::stoul(nic.mac.substr(0, 2), nullptr, 16) & 1)
+    return fail(ErrorKind::kBadInput, "{}: mac={} is a multicast address; a NIC's must be unicast (e.g. 00:16:3e:...)",
+                wanted.what, nic.mac);
+  if (wanted.bridge.empty()) return nic;
+  nic.kind = NetworkKind::kTap;
+  nic.bridge = wanted.bridge;
+  std::string instead = wanted.from_config ? "; boot it with --net user (user networking, no bridge) or --net none" : "";
+  if (!host.has_bridge(nic.bridge))
+    return fail(ErrorKind::kBadInput, "{}: the host has no bridge named {}{}", wanted.what, nic.bridge, instead);
+  if (!host.is_root())
+    return fail(ErrorKind::kMissingTool, "{}: making a tap device on {} needs root{}", wanted.what, nic.bridge, instead);
+  nic.tap = wanted.vifname.empty() ? fmt::format("kiln-{}-{}", spec.id.substr(0, 8), index) : wanted.vifname;
+  if (nic.tap.size() > 15 || nic.tap.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+                                std::string::npos)
+    return fail(ErrorKind::kBadInput, "{}: vifname={} is not an interface name (at most 15 letters, digits, '.', '-', '_')",
+                wanted.what, nic.tap);
+  if (!wanted.ip.empty()) {
+    KILN_ASSIGN(nic.address, static_address(wanted));
+  }
+  return nic;
+}
+
+Result<std::vector<PortPublication>> published_ports(const BootRequest& request, const NetworkSpec& net,
+                                                     const HostFacts& host) {
+  std::vector<PortPublication> ports;
+  for (const std::string& text : request.publish) {
+    KILN_ASSIGN(PortPublication port, parse_publication(text));
+    if (net.nics.empty())
+      return fail(ErrorKind::kBadInput, "--publish {}: the guest has no network to publish a port of", text);
+    if (net.nics.front().kind != NetworkKind::kUser)
+      return fail(ErrorKind::kBadInput,
+                  "--publish {}: ports are published through the first NIC, and this one's is on host bridge {}, "
+                  "whose addresses kiln does not hand out; put --net user first",
+                  text, net.nics.front().bridge);
+    for (const PortPublication& other : ports)
+      if (other.host_port == port.host_port && other.protocol == port.protocol &&
+          (other.host_address == port.host_address || other.host_address == "0.0.0.0" || port.host_address == "0.0.0.0"))
+        return fail(ErrorKind::kBadInput, "--publish {}: host port {}/{} is published twice", text, port.host_port,
+                    port.protocol);
+    KILN_TRY(host.host_port_free(port));
+    ports.push_back(std::move(port));
+  }
+  return ports;
+}
+
+Result<NetworkSpec> network_for(const BootRequest& request, const BootSource& source, const InstanceSpec& spec,
+                                const HostFacts& host) {
+  KILN_ASSIGN(std::vector<NicRequest> wanted, requested_nics(request, source));
+  if (wanted.size() > kMaxNics)
+    return fail(ErrorKind::kBadInput, "{} NICs asked for ({}); kiln gives a guest at most {}", wanted.size(),
+                request.networks.empty() ? source.description : "--net", kMaxNics);
+  NetworkSpec net;
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    KILN_ASSIGN(NicSpec nic, plan_nic(wanted[i], i, spec, host));
+    net.nics.push_back(std::move(nic));
+  }
+  KILN_ASSIGN(net.published, published_ports(request, net, host));
+  if (request.ssh_port &&
+      std::none_of(net.nics.begin(), net.nics.end(), [](const NicSpec& nic) { return nic.kind == NetworkKind::kUser; }))
+    return fail(ErrorKind::kBadInput, "--ssh-port forwards through user networking, and this instance has none");
   net.ssh_port = request.ssh_port;
   return net;
 }
@@ -77,7 +193,6 @@ Result<Personality> personality_for(const BootRequest& request, const BootSource
   if (!request.hostname.empty()) p.hostname = request.hostname;
   else if (!source.own_hostname) p.hostname = name;
   p.machine_id = random_hex(16);
-  p.mac = source.mac.value_or(random_xen_mac());
   std::string comment = "root@" + (p.hostname.empty() ? name : p.hostname);
   for (SshKeyType type : {SshKeyType::kEd25519, SshKeyType::kEcdsaP256}) {
     KILN_ASSIGN(SshHostKey key, generate_ssh_host_key(type, comment));
@@ -118,10 +233,9 @@ std::unique_ptr<HostFacts> real_host(const fs::path& state_root) { return std::m
 
 Result<BackendChoice> choose_backend(const BootRequest& request, const BootSource& source, const HostFacts& host) {
   bool initramfs_only = !source.root_needs_initramfs.empty();
-  // UML's user networking is slirp's SLIP line, which forwards no ports.
-  bool forwards = request.ssh_port != 0;
+  std::string forwards = networking_needs_qemu(request, source);
   bool uml_possible = host.program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware &&
-                      !initramfs_only && !forwards && !source.boots_through_firmware && source.needs_qemu.empty();
+                      !initramfs_only && forwards.empty() && !source.boots_through_firmware && source.needs_qemu.empty();
   if (request.backend == "uml") {
     if (request.firmware) return fail(ErrorKind::kBadInput, "--firmware needs the qemu backend: UML has no firmware");
     if (source.boots_through_firmware)
@@ -129,10 +243,8 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
                   "backend: UML has no firmware", source.description);
     if (!source.needs_qemu.empty())
       return fail(ErrorKind::kBadInput, "{}: {}: use --backend qemu", source.description, source.needs_qemu);
-    if (forwards)
-      return fail(ErrorKind::kBadInput,
-                  "--ssh-port needs the qemu backend: UML's user networking (slirp) forwards no ports; "
-                  "`kiln exec` needs no network");
+    if (!forwards.empty())
+      return fail(ErrorKind::kBadInput, "{}: use --backend qemu; `kiln exec` needs no network", forwards);
     if (initramfs_only)
       return fail(ErrorKind::kBadInput,
                   "{}: {} opens only with the image's own kernel and initramfs, and the uml backend boots "
@@ -164,10 +276,9 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
     return BackendChoice{BackendKind::kQemu, false,
                          "qemu with TCG: KVM does not work here (" + kvm.reason + "), and " +
                              source.root_needs_initramfs + " needs the image's initramfs, which UML does not boot"};
-  if (forwards)
+  if (!forwards.empty())
     return BackendChoice{BackendKind::kQemu, false,
-                         "qemu with TCG: KVM does not work here (" + kvm.reason +
-                             "), and --ssh-port needs qemu's user networking (UML's forwards no ports)"};
+                         "qemu with TCG: KVM does not work here (" + kvm.reason + "), and " + forwards};
   if (source.boots_through_firmware)
     return BackendChoice{BackendKind::kQemu, false,
                          "qemu with TCG: KVM does not work here (" + kvm.reason +
@@ -234,7 +345,7 @@ Result<InstanceSpec> plan_instance(const BootRequest& request, const BootSource&
   if (memory && spec.memory_mib * kMiB > memory)
     return fail(ErrorKind::kBadInput, "{} MiB of memory ({}) is more than this host has ({})", spec.memory_mib,
                 request.memory_mib ? "--memory" : "from " + source.description, format_size(memory));
-  KILN_ASSIGN(spec.network, network_for(request, source, host));
+  KILN_ASSIGN(spec.network, network_for(request, source, spec, host));
   KILN_ASSIGN(spec.personality, personality_for(request, source, spec.name));
   spec.persistent = request.persistent;
   spec.on_poweroff = request.on_poweroff.value_or(source.on_poweroff.value_or(LifecyclePolicy::kDestroy));

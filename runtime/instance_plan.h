@@ -27,7 +27,10 @@ struct BootRequest {
   std::string backend = "auto";  // auto | qemu | uml
   std::optional<uint64_t> memory_mib;
   std::optional<int> vcpus;
-  std::string network;  // "" (the source's or user), user, tap:BRIDGE, none
+  // One per NIC, in order: user, tap:BRIDGE, or none alone. Empty: the
+  // source's (a Xen config's vifs), else one NIC on user networking.
+  std::vector<std::string> networks;
+  std::vector<std::string> publish;  // [HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]
   uint16_t ssh_port = 0;
   std::string hostname;
   std::vector<std::filesystem::path> ssh_key_files;
@@ -51,6 +54,9 @@ class HostFacts {
   virtual uint64_t memory_bytes() const = 0;  // 0: unknown
   virtual bool has_bridge(const std::string& name) const = 0;
   virtual bool is_root() const = 0;
+  // Whether a --publish can have its host port: free, and an address of
+  // this host.
+  virtual Result<> host_port_free(const PortPublication& port) const = 0;
   // Whether UML can be fenced from the host's files here (Landlock), and
   // if not why: kiln never runs it unfenced.
   virtual Result<> uml_fence() const = 0;

@@ -91,6 +91,14 @@ Result<Ext4Image> start_seed(const fs::path& target, const InstanceSpec& spec, c
 
 }  // namespace
 
+std::string static_network_file(const NicSpec& nic) {
+  std::string text = fmt::format("# Written by kiln: the address kiln gave this NIC.\n[Match]\nMACAddress={}\n\n"
+                                 "[Network]\nAddress={}\n",
+                                 nic.mac, nic.address);
+  if (!nic.gateway.empty()) text += fmt::format("Gateway={}\nDNS={}\n", nic.gateway, nic.gateway);
+  return text;
+}
+
 Result<> write_seed_disk(const fs::path& image, const InstanceSpec& spec, const fs::path& template_dir) {
   const Personality& p = spec.personality;
   int64_t now = static_cast<int64_t>(std::time(nullptr));
@@ -99,7 +107,12 @@ Result<> write_seed_disk(const fs::path& image, const InstanceSpec& spec, const 
   KILN_TRY(put(seed, kSeedInstanceId, spec.id + "\n", 0644, now));
   if (!p.hostname.empty()) KILN_TRY(put(seed, kSeedHostname, p.hostname + "\n", 0644, now));
   KILN_TRY(put(seed, kSeedMachineId, p.machine_id + "\n", 0644, now));
-  KILN_TRY(put(seed, kSeedMac, p.mac + "\n", 0644, now));
+  if (!spec.network.nics.empty()) KILN_TRY(put(seed, kSeedMac, spec.network.first_mac() + "\n", 0644, now));
+  for (size_t i = 0; i < spec.network.nics.size(); ++i) {
+    const NicSpec& nic = spec.network.nics[i];
+    if (nic.address.empty()) continue;
+    KILN_TRY(put(seed, fmt::format("{}/10-kiln-eth{}.network", kSeedNetwork, i), static_network_file(nic), 0644, now));
+  }
   std::string keys;
   for (const std::string& key : p.ssh_keys) keys += key + "\n";
   if (!keys.empty()) KILN_TRY(put(seed, kSeedAuthorizedKeys, keys, 0600, now));

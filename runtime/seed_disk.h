@@ -19,4 +19,8 @@ namespace kiln {
 Result<> write_seed_disk(const std::filesystem::path& image, const InstanceSpec& spec,
                          const std::filesystem::path& template_dir);
 
+// The systemd-networkd file that gives a NIC with a static address that
+// address in the guest, matched by the NIC's MAC.
+std::string static_network_file(const NicSpec& nic);
+
 }  // namespace kiln

@@ -161,7 +161,7 @@ class Supervisor {
       // UML's helper processes inherit the CPU. Should the kernel refuse,
       // UML still runs, only slower. dup2 leaves the channel open across exec.
       std::vector<std::string> programs = {argv[0]};
-      if (spec.network.kind == NetworkKind::kUser) {
+      if (!spec.network.nics.empty() && spec.network.nics.front().kind == NetworkKind::kUser) {
         KILN_ASSIGN(std::string slirp, find_program("slirp"));
         programs.push_back(slirp);
       }

@@ -463,7 +463,8 @@ constexpr auto kXenKeys = std::to_array<XenKey>({
      read_bootloader_args},
     {"disk", Treatment::kHonoured, "the disks, in every form xl-disk-configuration(5) and xm read",
      read_disks},
-    {"vif", Treatment::kHonoured, "the first interface's mac= and bridge= (tap on that host bridge)",
+    {"vif", Treatment::kHonoured, "every interface in order: mac=, bridge= (a kiln network, else a host bridge), ip= "
+     "(a static address) and vifname=; other keys warn",
      read_vifs},
     {"on_poweroff", Treatment::kHonoured, "destroy, restart or preserve", read_action<&DomainSpec::on_poweroff>},
     {"on_reboot", Treatment::kHonoured, "destroy, restart or preserve", read_action<&DomainSpec::on_reboot>},

@@ -51,6 +51,7 @@ inline constexpr std::string_view kSeedMac = "/kiln/mac";
 inline constexpr std::string_view kSeedAuthorizedKeys = "/kiln/authorized_keys";  // root's extra ssh keys
 inline constexpr std::string_view kSeedSshHostKeys = "/kiln/ssh";  // a directory of host keys for /etc/ssh
 inline constexpr std::string_view kSeedFirstboot = "/kiln/firstboot";  // run once, before readiness
+inline constexpr std::string_view kSeedNetwork = "/kiln/network";  // systemd-networkd files of NICs with static addresses
 inline constexpr std::string_view kSeedFiles = "/kiln/files";  // a directory: its PATH is copied to /PATH, modes kept
 
 // The readiness report: the keyword starts it, the instance's id follows.

@@ -147,8 +147,9 @@ on_crash  = 'preserve'
   ASSERT_EQ(source->disks.size(), 2u);
   EXPECT_EQ(source->disks[0].base, dir / "feisty.img");  // the one root= names comes first
   EXPECT_EQ(source->root_partition, 0);                   // sda1 is a bare filesystem
-  EXPECT_EQ(*source->mac, "00:16:3e:00:00:10");
-  EXPECT_EQ(*source->bridge, "xenbr0");
+  ASSERT_EQ(source->nics.size(), 1u);
+  EXPECT_EQ(source->nics[0].mac, "00:16:3e:00:00:10");
+  EXPECT_EQ(source->nics[0].bridge, "xenbr0");
   EXPECT_EQ(*source->on_crash, LifecyclePolicy::kPreserve);
   // Nothing the user wrote is dropped: root= goes first for translation,
   // and Xen's console is kiln's serial console.
@@ -158,6 +159,34 @@ on_crash  = 'preserve'
   EXPECT_TRUE(warnings.empty()) << warnings[0];
   EXPECT_EQ(*translate_xen_root(source->xen_root, source->xen_devices, BackendKind::kQemu, {}), "/dev/vda");
   EXPECT_EQ(*translate_xen_root(source->xen_root, source->xen_devices, BackendKind::kUml, {}), "/dev/ubda");
+}
+
+TEST(BootSource, EveryVifIsANicInOrderAndKeysNotActedOnWarnOnceEach) {
+  ScratchDir dir;
+  write_text(dir / "vmlinuz", "k");
+  write_text(dir / "root.img", "root");
+  write_text(dir / "two.cfg", R"(kernel = "vmlinuz"
+disk = ['file:root.img,xvda1,w']
+root = "/dev/xvda1"
+vif = [ 'mac=00:16:3e:00:00:10, bridge=lan0, ip=10.77.0.9, vifname=web0, script=vif-bridge',
+        'script=vif-nat, ip=10.0.0.5' ]
+)");
+  std::vector<std::string> warnings;
+  BootSourceOptions options;
+  options.warn = [&warnings](const std::string& warning) { warnings.push_back(warning); };
+  auto source = read_boot_source(dir / "two.cfg", options);
+  ASSERT_TRUE(source) << source.error().to_string();
+  ASSERT_EQ(source->nics.size(), 2u);
+  EXPECT_EQ(source->nics[0].mac, "00:16:3e:00:00:10");
+  EXPECT_EQ(source->nics[0].bridge, "lan0");
+  EXPECT_EQ(source->nics[0].ip, "10.77.0.9");
+  EXPECT_EQ(source->nics[0].vifname, "web0");
+  EXPECT_EQ(source->nics[0].where.line, 4);
+  EXPECT_EQ(source->nics[1].bridge, "");  // user networking
+  EXPECT_EQ(source->nics[1].ip, "");      // which hands out its own address, and says so
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_THAT(warnings[0], HasSubstr("two.cfg:4: vif script= is not acted on"));
+  EXPECT_THAT(warnings[1], HasSubstr("vif ip=10.0.0.5 is not acted on"));
 }
 
 TEST(BootSource, XenRootIsTranslatedForEveryForm) {
@@ -242,14 +271,35 @@ TEST(GuestCommandLine, CarriesRootConsoleIdentityTheSeedDeviceAndTheExecChannel)
   spec.personality.hostname = "web1";
   spec.personality.machine_id = "0123";
   spec.disks.resize(1);
+  spec.network.nics = {NicSpec{}};  // user networking: SLIP through slirp under UML
   EXPECT_EQ(guest_command_line(spec),
             "root=UUID=1234 ro quiet console=ttyS0 kiln.instance=abc kiln.seed=/dev/vdb "
-            "kiln.agent=virtio:org.kiln.exec.0 systemd.machine_id=0123 systemd.hostname=web1");
+            "kiln.agent=virtio:org.kiln.exec.0 net.ifnames=0 systemd.machine_id=0123 systemd.hostname=web1");
   spec.backend = BackendKind::kUml;
   spec.disks.resize(2);
   EXPECT_THAT(guest_command_line(spec),
               HasSubstr("console=ttyS0 kiln.instance=abc kiln.seed=/dev/ubdc kiln.agent=/dev/ttyS1 kiln.net=slirp "
                         "kiln.cad=poweroff pty.legacy_count=0"));
+}
+
+TEST(HypervisorNics, EachNicInOrderWithItsMacAndPortsThroughTheFirst) {
+  NetworkSpec net;
+  net.nics = {NicSpec{.mac = "00:16:3e:00:00:01"},
+              NicSpec{.kind = NetworkKind::kTap, .bridge = "br0", .tap = "web0", .mac = "00:16:3e:00:00:02"}};
+  net.published = {{"127.0.0.1", 8080, 80, "tcp"}, {"0.0.0.0", 5353, 53, "udp"}};
+  net.ssh_port = 2222;
+  EXPECT_EQ(qemu_nic_arguments(net),
+            (std::vector<std::string>{
+                "-netdev",
+                "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:0.0.0.0:5353-:53,hostfwd=tcp:127.0.0.1:2222-:22",
+                "-device", "virtio-net-pci,netdev=net0,mac=00:16:3e:00:00:01",
+                "-netdev", "tap,id=net1,ifname=web0,script=no,downscript=no",
+                "-device", "virtio-net-pci,netdev=net1,mac=00:16:3e:00:00:02"}));
+  EXPECT_EQ(uml_nic_arguments(net, "/usr/bin/slirp"),
+            (std::vector<std::string>{"eth0=slirp,,/usr/bin/slirp", "eth1=tuntap,web0,00:16:3e:00:00:02"}));
+  EXPECT_TRUE(qemu_nic_arguments(NetworkSpec{}).empty());
+  net.nics[1] = NicSpec{.mac = "00:16:3e:00:00:02"};
+  EXPECT_EQ(qemu_nic_arguments(net)[5], "user,id=net1,net=10.0.3.0/24");  // its own subnet
 }
 
 TEST(UmlHostCpu, IsOneOfTheAllowedCpusTheSameForAnInstanceAndSpreadsInstances) {

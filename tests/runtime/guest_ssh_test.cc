@@ -16,7 +16,7 @@ InstanceRecord reachable() {
   InstanceRecord record;
   record.spec.name = "web1";
   record.state = InstanceState::kRunning;
-  record.spec.network.kind = NetworkKind::kUser;
+  record.spec.network.nics = {NicSpec{.mac = "00:16:3e:00:00:01"}};
   record.spec.network.ssh_port = 2222;
   record.spec.personality.ssh_host_keys = {{"ssh_host_ed25519_key", "private", "ssh-ed25519 AAAAkey root@web1\n", "SHA256:x"}};
   record.guest_ssh_host_keys = std::string(kHostKeysFromKiln);
@@ -38,8 +38,8 @@ TEST(GuestSsh, RefusesAnInstanceWithoutAForwardedPort) {
   InstanceRecord record = reachable();
   record.spec.network.ssh_port = 0;
   EXPECT_THAT(plan_ssh(record, "k", "root", {}).error().message, HasSubstr("--ssh-port"));
-  record.spec.network.kind = NetworkKind::kNone;
-  EXPECT_THAT(plan_ssh(record, "k", "root", {}).error().message, HasSubstr("no user networking"));
+  record.spec.network.nics.clear();
+  EXPECT_THAT(plan_ssh(record, "k", "root", {}).error().message, HasSubstr("no network"));
 }
 
 TEST(GuestSsh, RefusesKeysKilnCannotVouchFor) {

@@ -4,10 +4,18 @@
 // qemu, UML, KVM or root is needed.
 #include "runtime/instance_plan.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <set>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "base/files.h"
 #include "base/size.h"
+#include "runtime/port_publication.h"
 #include "tests/test_support.h"
 
 namespace kiln {
@@ -24,6 +32,7 @@ class FakeHost : public HostFacts {
   std::vector<std::string> bridges;
   bool root = true;
   std::string no_fence;  // why UML cannot be fenced here; "": it can
+  std::vector<uint16_t> busy_ports;
   mutable int kvm_probes = 0;
 
   Result<std::string> program(std::string_view name) const override {
@@ -40,6 +49,11 @@ class FakeHost : public HostFacts {
     return std::find(bridges.begin(), bridges.end(), name) != bridges.end();
   }
   bool is_root() const override { return root; }
+  Result<> host_port_free(const PortPublication& port) const override {
+    if (std::find(busy_ports.begin(), busy_ports.end(), port.host_port) == busy_ports.end()) return {};
+    return fail(ErrorKind::kBadInput, "{}:{}/{} is already in use on this host", port.host_address, port.host_port,
+                port.protocol);
+  }
   Result<> uml_fence() const override {
     if (no_fence.empty()) return {};
     return fail(ErrorKind::kMissingTool, "{}", no_fence);
@@ -153,7 +167,7 @@ TEST_F(InstancePlanTest, AForwardedSshPortNeedsQemu) {
   EXPECT_EQ(choice->kind, BackendKind::kQemu);
   EXPECT_THAT(choice->why, HasSubstr("--ssh-port needs qemu's user networking"));
   request_.backend = "uml";
-  EXPECT_THAT(backend().error().message, HasSubstr("--ssh-port needs the qemu backend"));
+  EXPECT_THAT(backend().error().message, HasSubstr("--ssh-port needs qemu's user networking"));
 }
 
 TEST_F(InstancePlanTest, AnUnknownBackendIsNamed) {
@@ -169,7 +183,8 @@ TEST_F(InstancePlanTest, DefaultsComeFromTheImageThenFromKiln) {
   EXPECT_EQ(spec->name, "web");
   EXPECT_EQ(spec->memory_mib, 512u);
   EXPECT_EQ(spec->vcpus, 1);
-  EXPECT_EQ(spec->network.kind, NetworkKind::kUser);
+  ASSERT_EQ(spec->network.nics.size(), 1u);
+  EXPECT_EQ(spec->network.nics[0].kind, NetworkKind::kUser);
   EXPECT_EQ(spec->on_crash, LifecyclePolicy::kDestroy);
   EXPECT_EQ(spec->personality.hostname, "web");  // a canned image is named for its instance
   image_.memory_mib = 1024;
@@ -198,7 +213,7 @@ TEST_F(InstancePlanTest, MoreMemoryThanTheHostHasBlamesWhereItCameFrom) {
 }
 
 TEST_F(InstancePlanTest, ATapNeedsTheBridgeAndRoot) {
-  request_.network = "tap:br0";
+  request_.networks = {"tap:br0"};
   EXPECT_EQ(plan().error().message, "--net tap:br0: the host has no bridge named br0");
   host_.bridges = {"br0"};
   host_.root = false;
@@ -206,27 +221,136 @@ TEST_F(InstancePlanTest, ATapNeedsTheBridgeAndRoot) {
   host_.root = true;
   auto spec = plan();
   ASSERT_TRUE(spec) << spec.error().to_string();
-  EXPECT_EQ(spec->network.kind, NetworkKind::kTap);
-  EXPECT_EQ(spec->network.bridge, "br0");
+  ASSERT_EQ(spec->network.nics.size(), 1u);
+  EXPECT_EQ(spec->network.nics[0].kind, NetworkKind::kTap);
+  EXPECT_EQ(spec->network.nics[0].bridge, "br0");
+  EXPECT_EQ(spec->network.nics[0].tap, "kiln-" + spec->id.substr(0, 8) + "-0");
 }
 
-TEST_F(InstancePlanTest, AConfigsBridgeIsTheDefaultNetwork) {
-  image_.bridge = "xenbr0";
-  EXPECT_EQ(plan().error().message, "--net tap:xenbr0: the host has no bridge named xenbr0");
-  request_.network = "none";
-  EXPECT_EQ(plan()->network.kind, NetworkKind::kNone);
+TEST_F(InstancePlanTest, SeveralNicsComeInOrderEachWithAMacStableForTheInstanceName) {
+  host_.bridges = {"br0"};
+  request_.networks = {"user", "tap:br0", "user"};
+  auto spec = plan();
+  ASSERT_TRUE(spec) << spec.error().to_string();
+  ASSERT_EQ(spec->network.nics.size(), 3u);
+  EXPECT_EQ(spec->network.nics[0].kind, NetworkKind::kUser);
+  EXPECT_EQ(spec->network.nics[1].tap, "kiln-" + spec->id.substr(0, 8) + "-1");
+  std::set<std::string> macs;
+  for (const NicSpec& nic : spec->network.nics) {
+    EXPECT_TRUE(nic.mac.starts_with("00:16:3e:")) << nic.mac;
+    macs.insert(nic.mac);
+  }
+  EXPECT_EQ(macs.size(), 3u);
+  EXPECT_EQ(plan()->network.nics[2].mac, spec->network.nics[2].mac);
+  request_.name = "db";
+  EXPECT_NE(plan()->network.nics[0].mac, spec->network.nics[0].mac);
+}
+
+TEST_F(InstancePlanTest, NoneGoesAloneAndNineNicsAreTooMany) {
+  request_.networks = {"none"};
+  EXPECT_TRUE(plan()->network.nics.empty());
+  request_.networks = {"user", "none"};
+  EXPECT_THAT(plan().error().message, HasSubstr("--net none: a guest without a network has no other --net"));
+  request_.networks = std::vector<std::string>(9, "user");
+  EXPECT_EQ(plan().error().message, "9 NICs asked for (--net); kiln gives a guest at most 8");
+  request_.networks = {"bridge"};
+  EXPECT_EQ(plan().error().message, "--net bridge: expected user, tap:BRIDGE or none");
 }
 
 // A Xen config's vif bridge that the host lacks: the error names the
 // config's line, not a --net the user never gave, and says what works.
 TEST_F(InstancePlanTest, AConfigsMissingBridgeNamesItsVifLineAndTheFallback) {
-  image_.bridge = "xenbr0";
-  image_.bridge_key = Location{"feisty.cfg", 9};
+  image_.nics = {{.bridge = "xenbr0", .where = Location{"feisty.cfg", 9}}};
   EXPECT_EQ(plan().error().message,
             "feisty.cfg:9: vif bridge=xenbr0: the host has no bridge named xenbr0; boot it with --net user (user "
             "networking, no bridge) or --net none");
-  request_.network = "user";
-  EXPECT_EQ(plan()->network.kind, NetworkKind::kUser);
+  request_.networks = {"user"};
+  EXPECT_EQ(plan()->network.nics[0].kind, NetworkKind::kUser);
+  request_.networks = {"none"};
+  EXPECT_TRUE(plan()->network.nics.empty());
+}
+
+TEST_F(InstancePlanTest, AVifsMacIpAndVifnameAreHonoured) {
+  host_.bridges = {"xenbr0"};
+  image_.nics = {{.mac = "00:16:3e:00:00:10", .bridge = "xenbr0", .ip = "192.168.1.20", .vifname = "web0",
+                  .where = Location{"web.cfg", 4}},
+                 {.where = Location{"web.cfg", 4}}};
+  auto spec = plan();
+  ASSERT_TRUE(spec) << spec.error().to_string();
+  ASSERT_EQ(spec->network.nics.size(), 2u);
+  EXPECT_EQ(spec->network.nics[0].mac, "00:16:3e:00:00:10");
+  EXPECT_EQ(spec->network.nics[0].address, "192.168.1.20/24");
+  EXPECT_EQ(spec->network.nics[0].tap, "web0");
+  EXPECT_EQ(spec->network.nics[1].kind, NetworkKind::kUser);
+  EXPECT_THAT(backend()->why, HasSubstr("user networking on a NIC after the first needs qemu's"));
+  image_.nics[0].ip = "192.168.1.300";
+  EXPECT_EQ(plan().error().message,
+            "web.cfg:4: vif bridge=xenbr0: ip=192.168.1.300 is not an IPv4 address with an optional /PREFIX");
+  image_.nics[0].ip = "";
+  image_.nics[0].mac = "01:16:3e:00:00:10";
+  EXPECT_THAT(plan().error().message, HasSubstr("mac=01:16:3e:00:00:10 is a multicast address"));
+  image_.nics[0].mac = "";
+  image_.nics[0].vifname = "a-name-far-too-long";
+  EXPECT_THAT(plan().error().message, HasSubstr("vifname=a-name-far-too-long is not an interface name"));
+}
+
+TEST_F(InstancePlanTest, PublishedPortsAreCheckedBeforeAnythingStarts) {
+  request_.publish = {"8080:80", "127.0.0.1:5353:53/udp"};
+  auto spec = plan();
+  ASSERT_TRUE(spec) << spec.error().to_string();
+  ASSERT_EQ(spec->network.published.size(), 2u);
+  EXPECT_EQ(publication_text(spec->network.published[0]), "127.0.0.1:8080:80/tcp");
+  EXPECT_EQ(publication_text(spec->network.published[1]), "127.0.0.1:5353:53/udp");
+  host_.busy_ports = {8080};
+  EXPECT_EQ(plan().error().message, "127.0.0.1:8080/tcp is already in use on this host");
+  host_.busy_ports.clear();
+  request_.publish = {"8080:80", "0.0.0.0:8080:81"};
+  EXPECT_EQ(plan().error().message, "--publish 0.0.0.0:8080:81: host port 8080/tcp is published twice");
+  request_.publish = {"8080:80"};
+  request_.networks = {"none"};
+  EXPECT_THAT(plan().error().message, HasSubstr("the guest has no network to publish a port of"));
+  host_.bridges = {"br0"};
+  request_.networks = {"tap:br0", "user"};
+  EXPECT_THAT(plan().error().message, HasSubstr("ports are published through the first NIC"));
+}
+
+TEST_F(InstancePlanTest, APublishOnUserNetworkingKeepsUmlOut) {
+  EXPECT_EQ(backend()->kind, BackendKind::kUml);
+  request_.publish = {"8080:80"};
+  EXPECT_EQ(backend()->kind, BackendKind::kQemu);
+  EXPECT_THAT(backend()->why, HasSubstr("--publish on user networking needs qemu's"));
+  request_.backend = "uml";
+  EXPECT_THAT(backend().error().message, HasSubstr("use --backend qemu"));
+}
+
+TEST(PortPublication, ReadsEveryFormAndNamesWhatIsWrong) {
+  auto full = parse_publication("10.0.0.1:8443:443/tcp");
+  ASSERT_TRUE(full) << full.error().to_string();
+  EXPECT_EQ(full->host_address, "10.0.0.1");
+  EXPECT_EQ(full->host_port, 8443);
+  EXPECT_EQ(full->guest_port, 443);
+  EXPECT_EQ(parse_publication("53:53/udp")->protocol, "udp");
+  EXPECT_EQ(parse_publication("8080:80")->host_address, "127.0.0.1");
+  EXPECT_THAT(parse_publication("80").error().message, HasSubstr("--publish 80: no guest port"));
+  EXPECT_THAT(parse_publication("8080:80/sctp").error().message, HasSubstr("the protocol must be tcp or udp"));
+  EXPECT_THAT(parse_publication("8080:0").error().message, HasSubstr("'0' is not a port (1-65535)"));
+  EXPECT_THAT(parse_publication("70000:80").error().message, HasSubstr("'70000' is not a port"));
+  EXPECT_THAT(parse_publication("localhost:8080:80").error().message, HasSubstr("'localhost' is not an IPv4 address"));
+}
+
+TEST(PortPublication, APortAnotherProgramHoldsIsInUse) {
+  UniqueFd held(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(held.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  socklen_t size = sizeof address;
+  ::getsockname(held.get(), reinterpret_cast<sockaddr*>(&address), &size);
+  std::string port = std::to_string(ntohs(address.sin_port));
+  auto result = check_host_port_free(*parse_publication(port + ":80"));
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().message, "--publish 127.0.0.1:" + port + ":80/tcp: 127.0.0.1:" + port + "/tcp is already in use on this host");
+  EXPECT_TRUE(check_host_port_free(*parse_publication(port + ":80/udp")));
 }
 
 TEST_F(InstancePlanTest, XenRootIsTranslatedForTheBackend) {
@@ -269,7 +393,7 @@ TEST_F(InstancePlanTest, WhatOnlyQemuCanAttachKeepsUmlOut) {
 TEST_F(InstancePlanTest, AnSshPortNeedsUserNetworking) {
   request_.ssh_port = 2222;
   EXPECT_EQ(plan()->network.ssh_port, 2222);
-  request_.network = "none";
+  request_.networks = {"none"};
   EXPECT_THAT(plan().error().message, HasSubstr("--ssh-port forwards through user networking"));
 }
 
@@ -299,7 +423,6 @@ TEST_F(InstancePlanTest, EachInstanceGetsItsOwnIdentity) {
   ASSERT_TRUE(a && b);
   EXPECT_NE(a->id, b->id);
   EXPECT_NE(a->personality.machine_id, b->personality.machine_id);
-  EXPECT_NE(a->personality.mac, b->personality.mac);
   EXPECT_EQ(a->personality.ssh_host_keys.size(), 2u);
 }
 

@@ -16,7 +16,10 @@ TEST(SeedDisk, HoldsThePersonalityForTheGuestAgent) {
   testing::write_text(dir / "first.sh", "#!/bin/sh\necho first\n");
   InstanceSpec spec;
   spec.id = "0123456789abcdef";
-  spec.personality = {"web1", "0123456789abcdef0123456789abcdef", "00:16:3e:01:02:03",
+  spec.network.nics = {NicSpec{.mac = "00:16:3e:01:02:03"},
+                       NicSpec{.kind = NetworkKind::kTap, .bridge = "lan0", .tap = "web0", .mac = "00:16:3e:01:02:04",
+                               .address = "10.77.0.9/24", .gateway = "10.77.0.1"}};
+  spec.personality = {"web1", "0123456789abcdef0123456789abcdef",
                       {"ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"},
                       {{dir / "motd", "/etc/motd"}}, dir / "first.sh",
                       {{"ssh_host_ed25519_key", "PRIVATE\n", "ssh-ed25519 AAAA root@web1\n", "SHA256:x"}}};
@@ -32,6 +35,11 @@ TEST(SeedDisk, HoldsThePersonalityForTheGuestAgent) {
   EXPECT_EQ(*seed->read_file("/kiln/hostname"), "web1\n");
   EXPECT_EQ(*seed->read_file("/kiln/machine-id"), "0123456789abcdef0123456789abcdef\n");
   EXPECT_EQ(*seed->read_file("/kiln/mac"), "00:16:3e:01:02:03\n");
+  // eth1's static address; eth0 asks DHCP, as the image's own file says
+  EXPECT_FALSE(seed->stat("/kiln/network/10-kiln-eth0.network")->has_value());
+  EXPECT_EQ(*seed->read_file("/kiln/network/10-kiln-eth1.network"),
+            "# Written by kiln: the address kiln gave this NIC.\n[Match]\nMACAddress=00:16:3e:01:02:04\n\n"
+            "[Network]\nAddress=10.77.0.9/24\nGateway=10.77.0.1\nDNS=10.77.0.1\n");
   EXPECT_EQ(*seed->read_file("/kiln/authorized_keys"), "ssh-ed25519 AAAA one\nssh-ed25519 BBBB two\n");
   EXPECT_EQ(*seed->read_file("/kiln/files/etc/motd"), "hello from the host\n");
   EXPECT_EQ((*seed->stat("/kiln/firstboot"))->mode, 0755u);
