@@ -51,6 +51,10 @@ constexpr std::array kProgramPackages = {
     ProgramPackage{"pigz", "pigz"},
     ProgramPackage{"xmllint", "libxml2-utils"},
     ProgramPackage{"tar", "tar"},
+    ProgramPackage{"nft", "nftables"},
+    ProgramPackage{"dnsmasq", "dnsmasq-base"},
+    ProgramPackage{"ip", "iproute2"},
+    ProgramPackage{"slirp", "slirp"},
 };
 
 // Builds "NAME=VALUE" strings: the inherited environment with overrides.

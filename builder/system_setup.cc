@@ -11,13 +11,17 @@ namespace kiln {
 namespace {
 
 constexpr std::string_view kNetworkFile =
-    "# Written by kiln: DHCP on the first Ethernet interface.\n"
+    "# Written by kiln: DHCP on every Ethernet interface, and the search\n"
+    "# domain it offers (a kiln network's), so that instances' names resolve.\n"
     "[Match]\n"
     "Type=ether\n"
     "Name=en* eth*\n"
     "\n"
     "[Network]\n"
-    "DHCP=yes\n";
+    "DHCP=yes\n"
+    "\n"
+    "[DHCPv4]\n"
+    "UseDomains=yes\n";
 
 // Ed25519 and ECDSA keys take milliseconds to make, RSA keys seconds (more
 // under emulation): sshd starts with the quick ones, and the RSA key follows

@@ -14,12 +14,12 @@ void add_instance_options(CLI::App* app, BootFlags& flags) {
   app->add_option("--memory", flags.memory, "Memory, 64M to 16T, e.g. 512M (default: the image's or the config's, else 512M)");
   app->add_option("--vcpus", r.vcpus, "Virtual CPUs, 1 to 255 (default: the image's or the config's, else 1)");
   app->add_option("--net", r.networks,
-                  "A NIC on user (the default), tap:BRIDGE (a host bridge); repeatable, in order eth0, eth1...; "
-                  "none: no network")
+                  "A NIC on user networking (the default), a kiln network NAME (kiln network create), or "
+                  "tap:BRIDGE (a host bridge); repeatable, in order eth0, eth1...; none: no network")
       ->allow_extra_args(false);
   app->add_option("--publish,-p", r.publish,
                   "[HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]: a host port (on 127.0.0.1 unless HOSTIP says) that "
-                  "reaches the guest's port through its first NIC; repeatable")
+                  "reaches the guest's port through its first NIC (user networking or a kiln network); repeatable")
       ->allow_extra_args(false);
   app->add_option("--ssh-port", r.ssh_port, "Forward 127.0.0.1:PORT to the guest's ssh (user networking)");
   app->add_option("--hostname", r.hostname, "Guest hostname (default: the instance name; a Xen config's domain keeps its own)");

@@ -109,8 +109,8 @@ InstanceSpec spec_from(const nlohmann::json& json) {
   spec.vcpus = json.at("vcpus");
   const auto& network = json.at("network");
   for (const auto& nic : network.at("nics"))
-    spec.network.nics.push_back({enum_field(nic, "kind", kNetworks), nic.at("bridge"), nic.at("tap"), nic.at("mac"),
-                                 nic.at("address"), nic.at("gateway")});
+    spec.network.nics.push_back({enum_field(nic, "kind", kNetworks), nic.at("network"), nic.at("bridge"), nic.at("tap"),
+                                 nic.at("mac"), nic.at("address"), nic.at("gateway"), nic.at("dns")});
   for (const auto& port : network.at("published"))
     spec.network.published.push_back(
         {port.at("host_address"), port.at("host_port"), port.at("guest_port"), port.at("protocol")});
@@ -138,11 +138,13 @@ nlohmann::json network_json(const NetworkSpec& network) {
   nlohmann::json nics = nlohmann::json::array();
   for (const NicSpec& nic : network.nics)
     nics.push_back({{"kind", name_of(nic.kind, kNetworks)},
+                    {"network", nic.network},
                     {"bridge", nic.bridge},
                     {"tap", nic.tap},
                     {"mac", nic.mac},
                     {"address", nic.address},
-                    {"gateway", nic.gateway}});
+                    {"gateway", nic.gateway},
+                    {"dns", nic.dns}});
   nlohmann::json published = nlohmann::json::array();
   for (const PortPublication& port : network.published)
     published.push_back({{"host_address", port.host_address},

@@ -34,6 +34,7 @@ enum class NetworkKind { kUser, kTap };
 // in the order of NetworkSpec::nics.
 struct NicSpec {
   NetworkKind kind = NetworkKind::kUser;
+  std::string network;  // the kiln network it is on, if any
   std::string bridge;   // kTap: the host bridge its tap joins
   std::string tap;      // kTap: the host side's name (a Xen vif's vifname=, else kiln's)
   std::string mac;      // 00:16:3e:xx:xx:xx
@@ -41,6 +42,7 @@ struct NicSpec {
   // ip=), with its gateway if it has one; empty: the guest asks DHCP.
   std::string address;
   std::string gateway;
+  std::string dns;  // the DNS server that names the network's instances
 };
 
 // --publish: a host port that reaches a port of the guest.

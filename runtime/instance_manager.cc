@@ -27,6 +27,7 @@
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_plan.h"
 #include "runtime/instance_processes.h"
+#include "runtime/network_manager.h"
 #include "runtime/save_file.h"
 #include "runtime/seed_disk.h"
 #include "runtime/supervisor.h"
@@ -67,22 +68,6 @@ Result<> make_overlays(const InstanceSpec& spec, const InstancePaths& paths) {
   if (spec.firmware) {
     KILN_ASSIGN(std::string vars, read_file(kOvmfVars));
     KILN_TRY(write_file_atomic(paths.state_dir / "OVMF_VARS.fd", vars, 0600));
-  }
-  return {};
-}
-
-void remove_taps(const InstanceSpec& spec) {
-  for (const NicSpec& nic : spec.network.nics)
-    if (nic.kind == NetworkKind::kTap) (void)run({"ip", "link", "del", nic.tap});
-}
-
-Result<> make_taps(const InstanceSpec& spec) {
-  remove_taps(spec);
-  for (const NicSpec& nic : spec.network.nics) {
-    if (nic.kind != NetworkKind::kTap) continue;
-    KILN_TRY(run({"ip", "tuntap", "add", "dev", nic.tap, "mode", "tap"}));
-    KILN_TRY(run({"ip", "link", "set", nic.tap, "master", nic.bridge}));
-    KILN_TRY(run({"ip", "link", "set", nic.tap, "up"}));
   }
   return {};
 }
@@ -150,6 +135,7 @@ Result<InstanceRecord> wait_started(const InstanceStore& store, const std::strin
       std::string console = read_file(paths.console_log).value_or("");
       bool kept = kept_log_since(paths, record->created_at);
       (void)store.remove(name, record->spec.persistent);
+      leave_networks(store, record->spec);
       std::string detail = key_lines(console);
       if (kept) detail += "\n" + kept_log_note(paths, name);
       return std::unexpected(
@@ -180,20 +166,23 @@ Result<BootOutcome> create_and_start(const InstanceStore& store, InstanceSpec sp
   // From here on, a failure removes what was made.
   struct Cleanup {
     const InstanceStore& store;
-    std::string name;
+    const InstanceSpec& spec;
     bool keep_disks;
     bool armed = true;
     ~Cleanup() {
-      if (armed) (void)store.remove(name, keep_disks);
+      if (!armed) return;
+      (void)store.remove(spec.name, keep_disks);
+      leave_networks(store, spec);
     }
-  } cleanup{store, spec.name, spec.persistent || supervisor.restore_from.has_value()};
+  } cleanup{store, spec, spec.persistent || supervisor.restore_from.has_value()};
   KILN_TRY(make_overlays(spec, paths));
   KILN_TRY(write_seed_disk(paths.seed, spec, store.state_root()));
-  KILN_TRY(make_taps(spec));
   InstanceRecord record;
   record.spec = spec;
   record.created_at = static_cast<int64_t>(std::time(nullptr));
   KILN_TRY(store.save(record));
+  // With its record saved, its addresses count as taken.
+  KILN_TRY(join_networks(store, spec));
   double create_ms = ms_since(started);
   reporter.event("created", {{"name", spec.name}, {"milliseconds", create_ms}});
   supervisor.name = spec.name;
@@ -233,7 +222,10 @@ Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest&
     supervisor.unlock_passphrase = std::make_shared<const Secret>(std::move(*passphrase));
     supervisor.unlock_passphrase_origin = request.luks_passphrase_file.string();
   }
-  auto host = real_host(store.state_root());
+  auto host = real_host(store);
+  // Held until the instance's record is saved: its NICs' addresses are
+  // picked from those the records hold.
+  KILN_ASSIGN(NetworkStore::Lock network_lock, NetworkStore::under(store.state_root()).lock());
   KILN_ASSIGN(BackendChoice backend, choose_backend(request, source, *host));
   KILN_ASSIGN(InstanceSpec spec, plan_instance(request, source, backend, *host));
   if (spec.backend == BackendKind::kUml && source.kernel_key)
@@ -328,6 +320,7 @@ std::vector<InstanceRecord> list_instances(const InstanceStore& store) {
       if (ended) {
         (void)store.keep_console_log(name);
         (void)store.remove(name, record->spec.persistent);
+        leave_networks(store, record->spec);
       }
       else record->last_event += "; " + ended.error().message;
     }
@@ -372,6 +365,10 @@ Result<> destroy_instance(const InstanceStore& store, const std::string& name) {
     auto asked = request(store, name, "destroy");
     if (asked) {
       KILN_TRY(wait_gone(store, name, std::chrono::seconds(30)));
+      // The supervisor tells the instance's networks too, but it may not
+      // have yet when the instance is gone: the destroy is over only once
+      // they know.
+      leave_networks(store, record.spec);
       // The supervisor ended them; this is for one that died meanwhile.
       return end_processes(record);
     }
@@ -381,11 +378,12 @@ Result<> destroy_instance(const InstanceStore& store, const std::string& name) {
     if (!wait_gone(store, name, std::chrono::seconds(30))) return asked;
   }
   KILN_TRY(end_processes(record));
-  remove_taps(record.spec);
   // A saved instance's overlays go too: its save file cannot be restored
   // without them.
   KILN_TRY(store.forget_saved(name));
-  return store.remove(name, record.spec.persistent);
+  KILN_TRY(store.remove(name, record.spec.persistent));
+  leave_networks(store, record.spec);
+  return {};
 }
 
 Result<> destroy_with_kept_log(const InstanceStore& store, const std::string& name) {

@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
+#include <set>
 
 #include <fstream>
 
 #include "base/files.h"
+#include "base/ipv4_subnet.h"
 #include "base/size.h"
 #include "base/subprocess.h"
 #include "crypto/ssh_host_key.h"
@@ -24,7 +27,7 @@ namespace fs = std::filesystem;
 
 class RealHost : public HostFacts {
  public:
-  explicit RealHost(fs::path state_root) : state_root_(std::move(state_root)) {}
+  explicit RealHost(const InstanceStore& store) : store_(store), state_root_(store.state_root()) {}
   Result<std::string> program(std::string_view name) const override { return find_program(name); }
   KvmVerdict kvm(const std::string& qemu) const override { return probe_kvm(state_root_, qemu); }
   uint64_t memory_bytes() const override {
@@ -43,9 +46,27 @@ class RealHost : public HostFacts {
   }
   bool is_root() const override { return ::geteuid() == 0; }
   Result<> host_port_free(const PortPublication& port) const override { return check_host_port_free(port); }
+  std::optional<KilnNetwork> kiln_network(const std::string& name) const override {
+    NetworkStore networks = NetworkStore::under(state_root_);
+    if (!networks.exists(name)) return std::nullopt;
+    auto network = networks.load(name);
+    return network ? std::optional(*network) : std::nullopt;
+  }
+  std::set<uint32_t> addresses_taken(const std::string& network) const override {
+    std::set<uint32_t> taken;
+    for (const std::string& name : store_.names()) {
+      auto record = store_.load(name);
+      if (!record) continue;
+      for (const NicSpec& nic : record->spec.network.nics)
+        if (nic.network == network && !nic.address.empty())
+          if (auto address = parse_ipv4(nic.address.substr(0, nic.address.find('/')))) taken.insert(*address);
+    }
+    return taken;
+  }
   Result<> uml_fence() const override { return landlock_available(); }
 
  private:
+  const InstanceStore& store_;
   fs::path state_root_;
 };
 
@@ -55,9 +76,12 @@ constexpr size_t kMaxNics = 8;
 // One NIC as --net or a Xen vif asks for it, before kiln makes it.
 struct NicRequest {
   std::string what;    // for messages: "--net tap:br0", "domain.cfg:7: vif bridge=xenbr0"
-  std::string bridge;  // empty: user networking
+  std::string bridge;  // a host bridge, a kiln network (by_name), or empty: user networking
   std::string mac, ip, vifname;
   bool from_config = false;
+  // --net NAME, or a vif's bridge=NAME: the kiln network NAME, else (a
+  // vif's only) the host bridge NAME.
+  bool by_name = false;
 };
 
 Result<std::vector<NicRequest>> requested_nics(const BootRequest& request, const BootSource& source) {
@@ -70,8 +94,14 @@ Result<std::vector<NicRequest>> requested_nics(const BootRequest& request, const
         return nics;
       }
       NicRequest nic{.what = "--net " + text};
-      if (text.starts_with("tap:") && text.size() > 4) nic.bridge = text.substr(4);
-      else if (text != "user") return fail(ErrorKind::kBadInput, "--net {}: expected user, tap:BRIDGE or none", text);
+      if (text.starts_with("tap:") && text.size() > 4) {
+        nic.bridge = text.substr(4);
+      } else if (text != "user") {
+        if (!check_network_name(text))
+          return fail(ErrorKind::kBadInput, "--net {}: expected user, a network's name, tap:BRIDGE or none", text);
+        nic.bridge = text;
+        nic.by_name = true;
+      }
       nics.push_back(std::move(nic));
     }
     return nics;
@@ -79,7 +109,7 @@ Result<std::vector<NicRequest>> requested_nics(const BootRequest& request, const
   if (source.nics.empty()) return std::vector<NicRequest>{{.what = "user networking"}};
   for (const SourceNic& vif : source.nics)
     nics.push_back({fmt::format("{}: vif{}", vif.where.to_string(), vif.bridge.empty() ? "" : " bridge=" + vif.bridge),
-                    vif.bridge, vif.mac, vif.ip, vif.vifname, true});
+                    vif.bridge, vif.mac, vif.ip, vif.vifname, true, !vif.bridge.empty()});
   return nics;
 }
 
@@ -120,7 +150,48 @@ Result<std::string> static_address(const NicRequest& nic) {
   return address + "/" + prefix;
 }
 
-Result<NicSpec> plan_nic(const NicRequest& wanted, size_t index, const InstanceSpec& spec, const HostFacts& host) {
+// The address a NIC on kiln network `network` gets: a vif's ip= if it is
+// free there, else the lowest free one.
+Result<std::string> network_address(const NicRequest& wanted, const KilnNetwork& network, std::set<uint32_t>& taken) {
+  std::optional<uint32_t> asked;
+  if (!wanted.ip.empty()) {
+    KILN_ASSIGN(std::string address, static_address(wanted));
+    if (address.substr(address.find('/') + 1) != std::to_string(network.subnet.prefix) &&
+        wanted.ip.find('/') != std::string::npos)
+      return fail(ErrorKind::kBadInput, "{}: ip={} is not on network {} ({})", wanted.what, wanted.ip, network.name,
+                  network.subnet.to_string());
+    KILN_ASSIGN(asked, parse_ipv4(address.substr(0, address.find('/'))));
+  }
+  KILN_ASSIGN(uint32_t address, allocate_address(network, taken, asked, wanted.what));
+  taken.insert(address);
+  return fmt::format("{}/{}", ipv4_text(address), network.subnet.prefix);
+}
+
+// Where a NIC's tap goes: the kiln network's bridge, or the host's.
+struct NicPlace {
+  std::optional<KilnNetwork> network;
+  std::string bridge;
+};
+
+Result<NicPlace> nic_place(const NicRequest& wanted, const HostFacts& host) {
+  if (wanted.by_name)
+    if (auto network = host.kiln_network(wanted.bridge)) return NicPlace{network, network->bridge()};
+  if (wanted.by_name && !wanted.from_config)
+    return fail(ErrorKind::kBadInput, "{}: no network named {}: `kiln network create {}` makes one (or: user, "
+                "tap:BRIDGE, none)", wanted.what, wanted.bridge, wanted.bridge);
+  if (!host.has_bridge(wanted.bridge)) {
+    if (wanted.from_config)
+      return fail(ErrorKind::kBadInput,
+                  "{}: no kiln network and no host bridge named {}: `kiln network create {}` makes one; or boot "
+                  "it with --net user (user networking, no bridge) or --net none",
+                  wanted.what, wanted.bridge, wanted.bridge);
+    return fail(ErrorKind::kBadInput, "{}: the host has no bridge named {}", wanted.what, wanted.bridge);
+  }
+  return NicPlace{std::nullopt, wanted.bridge};
+}
+
+Result<NicSpec> plan_nic(const NicRequest& wanted, size_t index, const InstanceSpec& spec, const HostFacts& host,
+                         std::map<std::string, std::set<uint32_t>>& taken) {
   NicSpec nic;
   nic.mac = wanted.mac.empty() ? instance_mac(spec.name, index) : wanted.mac;
   // The low bit of the first octet marks a group address, which no NIC has.
@@ -128,18 +199,29 @@ Result<NicSpec> plan_nic(const NicRequest& wanted, size_t index, const InstanceS
     return fail(ErrorKind::kBadInput, "{}: mac={} is a multicast address; a NIC's must be unicast (e.g. 00:16:3e:...)",
                 wanted.what, nic.mac);
   if (wanted.bridge.empty()) return nic;
+  KILN_ASSIGN(NicPlace place, nic_place(wanted, host));
   nic.kind = NetworkKind::kTap;
-  nic.bridge = wanted.bridge;
-  std::string instead = wanted.from_config ? "; boot it with --net user (user networking, no bridge) or --net none" : "";
-  if (!host.has_bridge(nic.bridge))
-    return fail(ErrorKind::kBadInput, "{}: the host has no bridge named {}{}", wanted.what, nic.bridge, instead);
+  nic.bridge = place.bridge;
   if (!host.is_root())
-    return fail(ErrorKind::kMissingTool, "{}: making a tap device on {} needs root{}", wanted.what, nic.bridge, instead);
+    return fail(ErrorKind::kMissingTool, "{}: a NIC on bridge {} is a tap device, which needs root{}", wanted.what,
+                nic.bridge, wanted.from_config ? "; boot it with --net user (user networking, no bridge) or --net none" : "");
   nic.tap = wanted.vifname.empty() ? fmt::format("kiln-{}-{}", spec.id.substr(0, 8), index) : wanted.vifname;
   if (nic.tap.size() > 15 || nic.tap.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
                                 std::string::npos)
     return fail(ErrorKind::kBadInput, "{}: vifname={} is not an interface name (at most 15 letters, digits, '.', '-', '_')",
                 wanted.what, nic.tap);
+  if (place.network) {
+    nic.network = place.network->name;
+    if (place.network->kiln_addressed()) {
+      auto [slot, fresh] = taken.try_emplace(nic.network);
+      if (fresh) slot->second = host.addresses_taken(nic.network);
+      KILN_ASSIGN(nic.address, network_address(wanted, *place.network, slot->second));
+      std::string gateway = ipv4_text(place.network->gateway());
+      if (place.network->mode == NetworkMode::kNat) nic.gateway = gateway;
+      nic.dns = gateway;
+      return nic;
+    }
+  }
   if (!wanted.ip.empty()) {
     KILN_ASSIGN(nic.address, static_address(wanted));
   }
@@ -153,11 +235,12 @@ Result<std::vector<PortPublication>> published_ports(const BootRequest& request,
     KILN_ASSIGN(PortPublication port, parse_publication(text));
     if (net.nics.empty())
       return fail(ErrorKind::kBadInput, "--publish {}: the guest has no network to publish a port of", text);
-    if (net.nics.front().kind != NetworkKind::kUser)
+    const NicSpec& first = net.nics.front();
+    if (first.kind != NetworkKind::kUser && (first.network.empty() || first.address.empty()))
       return fail(ErrorKind::kBadInput,
                   "--publish {}: ports are published through the first NIC, and this one's is on host bridge {}, "
-                  "whose addresses kiln does not hand out; put --net user first",
-                  text, net.nics.front().bridge);
+                  "whose addresses kiln does not hand out; put --net user or a kiln network first",
+                  text, first.bridge);
     for (const PortPublication& other : ports)
       if (other.host_port == port.host_port && other.protocol == port.protocol &&
           (other.host_address == port.host_address || other.host_address == "0.0.0.0" || port.host_address == "0.0.0.0"))
@@ -176,8 +259,9 @@ Result<NetworkSpec> network_for(const BootRequest& request, const BootSource& so
     return fail(ErrorKind::kBadInput, "{} NICs asked for ({}); kiln gives a guest at most {}", wanted.size(),
                 request.networks.empty() ? source.description : "--net", kMaxNics);
   NetworkSpec net;
+  std::map<std::string, std::set<uint32_t>> taken;  // per kiln network
   for (size_t i = 0; i < wanted.size(); ++i) {
-    KILN_ASSIGN(NicSpec nic, plan_nic(wanted[i], i, spec, host));
+    KILN_ASSIGN(NicSpec nic, plan_nic(wanted[i], i, spec, host, taken));
     net.nics.push_back(std::move(nic));
   }
   KILN_ASSIGN(net.published, published_ports(request, net, host));
@@ -229,7 +313,7 @@ Result<Personality> personality_for(const BootRequest& request, const BootSource
 
 }  // namespace
 
-std::unique_ptr<HostFacts> real_host(const fs::path& state_root) { return std::make_unique<RealHost>(state_root); }
+std::unique_ptr<HostFacts> real_host(const InstanceStore& store) { return std::make_unique<RealHost>(store); }
 
 Result<BackendChoice> choose_backend(const BootRequest& request, const BootSource& source, const HostFacts& host) {
   bool initramfs_only = !source.root_needs_initramfs.empty();

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,8 @@
 #include "base/error.h"
 #include "runtime/boot_source.h"
 #include "runtime/instance.h"
+#include "runtime/instance_store.h"
+#include "runtime/kiln_network.h"
 #include "runtime/kvm_probe.h"
 
 namespace kiln {
@@ -27,8 +30,9 @@ struct BootRequest {
   std::string backend = "auto";  // auto | qemu | uml
   std::optional<uint64_t> memory_mib;
   std::optional<int> vcpus;
-  // One per NIC, in order: user, tap:BRIDGE, or none alone. Empty: the
-  // source's (a Xen config's vifs), else one NIC on user networking.
+  // One per NIC, in order: user, a kiln network's name, tap:BRIDGE, or none
+  // alone. Empty: the source's (a Xen config's vifs), else one NIC on user
+  // networking.
   std::vector<std::string> networks;
   std::vector<std::string> publish;  // [HOSTIP:]HOSTPORT:GUESTPORT[/PROTO]
   uint16_t ssh_port = 0;
@@ -57,13 +61,18 @@ class HostFacts {
   // Whether a --publish can have its host port: free, and an address of
   // this host.
   virtual Result<> host_port_free(const PortPublication& port) const = 0;
+  // The kiln network of that name, if there is one; and the addresses its
+  // instances have.
+  virtual std::optional<KilnNetwork> kiln_network(const std::string& name) const = 0;
+  virtual std::set<uint32_t> addresses_taken(const std::string& network) const = 0;
   // Whether UML can be fenced from the host's files here (Landlock), and
   // if not why: kiln never runs it unfenced.
   virtual Result<> uml_fence() const = 0;
 };
 
-// This machine; the KVM verdict is cached under `state_root`.
-std::unique_ptr<HostFacts> real_host(const std::filesystem::path& state_root);
+// This machine, with the store's networks and instances; the KVM verdict is
+// cached in its state root.
+std::unique_ptr<HostFacts> real_host(const InstanceStore& store);
 
 struct BackendChoice {
   BackendKind kind = BackendKind::kQemu;

@@ -95,7 +95,11 @@ std::string static_network_file(const NicSpec& nic) {
   std::string text = fmt::format("# Written by kiln: the address kiln gave this NIC.\n[Match]\nMACAddress={}\n\n"
                                  "[Network]\nAddress={}\n",
                                  nic.mac, nic.address);
-  if (!nic.gateway.empty()) text += fmt::format("Gateway={}\nDNS={}\n", nic.gateway, nic.gateway);
+  if (!nic.gateway.empty()) text += fmt::format("Gateway={}\n", nic.gateway);
+  if (!nic.dns.empty()) text += fmt::format("DNS={}\n", nic.dns);
+  // Instance names are single labels; the search domain makes them
+  // resolve through the network's DNS, which answers for NAME.NETWORK.
+  if (!nic.network.empty() && !nic.dns.empty()) text += fmt::format("Domains={}\n", nic.network);
   return text;
 }
 

@@ -24,6 +24,7 @@
 #include "base/unix_socket.h"
 #include "formats/image/guest_protocol.h"
 #include "runtime/agent_relay.h"
+#include "runtime/network_manager.h"
 #include "runtime/uml_sandbox.h"
 #include "runtime/console_scanner.h"
 #include "runtime/hypervisor_command.h"
@@ -687,12 +688,14 @@ class Supervisor {
     for (const UniqueFd& client : console_clients_) ::shutdown(client.get(), SHUT_RDWR);
     bool keep = keep_disks || record_.spec.persistent;
     (void)store_.remove(record_.spec.name, keep);
+    leave_networks(store_, record_.spec);
     return 0;
   }
 
   int finish_saved() {
     log(record_.last_event);
     (void)store_.remove(record_.spec.name, /*keep_disks=*/true);
+    leave_networks(store_, record_.spec);
     return 0;
   }
 

@@ -20,6 +20,7 @@ run_packages=(
   xen-tools openssh-client
   xen-utils-4.17
   lzop lzip ncompress acl
+  nftables dnsmasq-base
 )
 
 wanted=("${build_packages[@]}" "${run_packages[@]}")

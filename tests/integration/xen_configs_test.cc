@@ -299,8 +299,8 @@ TEST_F(XenConfigTest, TheBooksFeistyConfigNamesItsBridgeAndBootsWithTheFallback)
                         "root = \"/dev/sda1 ro\"\nextra = \"console=hvc0 xencons=tty\"\n");
   auto refused = kiln({"boot", cfg.string(), "--detach"});
   EXPECT_EQ(refused.exit_code, 2);
-  EXPECT_THAT(refused.err, HasSubstr("feisty.cfg:9: vif bridge=xenbr0: the host has no bridge named xenbr0; "
-                                     "boot it with --net user"));
+  EXPECT_THAT(refused.err, HasSubstr("feisty.cfg:9: vif bridge=xenbr0: no kiln network and no host bridge named "
+                                     "xenbr0: `kiln network create xenbr0` makes one; or boot it with --net user"));
   auto result = boot(cfg, "feisty", {"--net", "user"});
   ASSERT_EQ(result.exit_code, 0) << result.err << console("feisty");
   EXPECT_THAT(root_source("feisty"), ::testing::AnyOf("/dev/ubda", "/dev/vda"));

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <map>
 #include <set>
 
 #include <gmock/gmock.h>
@@ -33,6 +34,8 @@ class FakeHost : public HostFacts {
   bool root = true;
   std::string no_fence;  // why UML cannot be fenced here; "": it can
   std::vector<uint16_t> busy_ports;
+  std::vector<KilnNetwork> networks;
+  std::map<std::string, std::set<uint32_t>> taken;
   mutable int kvm_probes = 0;
 
   Result<std::string> program(std::string_view name) const override {
@@ -53,6 +56,15 @@ class FakeHost : public HostFacts {
     if (std::find(busy_ports.begin(), busy_ports.end(), port.host_port) == busy_ports.end()) return {};
     return fail(ErrorKind::kBadInput, "{}:{}/{} is already in use on this host", port.host_address, port.host_port,
                 port.protocol);
+  }
+  std::optional<KilnNetwork> kiln_network(const std::string& name) const override {
+    for (const KilnNetwork& network : networks)
+      if (network.name == name) return network;
+    return std::nullopt;
+  }
+  std::set<uint32_t> addresses_taken(const std::string& network) const override {
+    auto found = taken.find(network);
+    return found == taken.end() ? std::set<uint32_t>{} : found->second;
   }
   Result<> uml_fence() const override {
     if (no_fence.empty()) return {};
@@ -253,8 +265,11 @@ TEST_F(InstancePlanTest, NoneGoesAloneAndNineNicsAreTooMany) {
   EXPECT_THAT(plan().error().message, HasSubstr("--net none: a guest without a network has no other --net"));
   request_.networks = std::vector<std::string>(9, "user");
   EXPECT_EQ(plan().error().message, "9 NICs asked for (--net); kiln gives a guest at most 8");
-  request_.networks = {"bridge"};
-  EXPECT_EQ(plan().error().message, "--net bridge: expected user, tap:BRIDGE or none");
+  request_.networks = {"lan/0"};
+  EXPECT_EQ(plan().error().message, "--net lan/0: expected user, a network's name, tap:BRIDGE or none");
+  request_.networks = {"lan0"};
+  EXPECT_EQ(plan().error().message,
+            "--net lan0: no network named lan0: `kiln network create lan0` makes one (or: user, tap:BRIDGE, none)");
 }
 
 // A Xen config's vif bridge that the host lacks: the error names the
@@ -262,8 +277,8 @@ TEST_F(InstancePlanTest, NoneGoesAloneAndNineNicsAreTooMany) {
 TEST_F(InstancePlanTest, AConfigsMissingBridgeNamesItsVifLineAndTheFallback) {
   image_.nics = {{.bridge = "xenbr0", .where = Location{"feisty.cfg", 9}}};
   EXPECT_EQ(plan().error().message,
-            "feisty.cfg:9: vif bridge=xenbr0: the host has no bridge named xenbr0; boot it with --net user (user "
-            "networking, no bridge) or --net none");
+            "feisty.cfg:9: vif bridge=xenbr0: no kiln network and no host bridge named xenbr0: `kiln network create "
+            "xenbr0` makes one; or boot it with --net user (user networking, no bridge) or --net none");
   request_.networks = {"user"};
   EXPECT_EQ(plan()->network.nics[0].kind, NetworkKind::kUser);
   request_.networks = {"none"};
@@ -292,6 +307,60 @@ TEST_F(InstancePlanTest, AVifsMacIpAndVifnameAreHonoured) {
   image_.nics[0].mac = "";
   image_.nics[0].vifname = "a-name-far-too-long";
   EXPECT_THAT(plan().error().message, HasSubstr("vifname=a-name-far-too-long is not an interface name"));
+}
+
+TEST_F(InstancePlanTest, ANicOnAKilnNetworkGetsTheLowestFreeAddressItsGatewayAndItsDns) {
+  host_.networks = {{"lan0", NetworkMode::kNat, *Ipv4Subnet::parse("10.77.0.0/24")},
+                    {"quiet", NetworkMode::kIsolated, *Ipv4Subnet::parse("10.78.0.0/24")}};
+  host_.taken["lan0"] = {*parse_ipv4("10.77.0.2")};
+  request_.networks = {"lan0", "quiet", "lan0"};
+  auto spec = plan();
+  ASSERT_TRUE(spec) << spec.error().to_string();
+  const auto& nics = spec->network.nics;
+  ASSERT_EQ(nics.size(), 3u);
+  EXPECT_EQ(nics[0].network, "lan0");
+  EXPECT_EQ(nics[0].bridge, "lan0");
+  EXPECT_EQ(nics[0].address, "10.77.0.3/24");  // .2 is another instance's
+  EXPECT_EQ(nics[0].gateway, "10.77.0.1");
+  EXPECT_EQ(nics[0].dns, "10.77.0.1");
+  EXPECT_EQ(nics[1].address, "10.78.0.2/24");
+  EXPECT_EQ(nics[1].gateway, "");  // isolated: no way out
+  EXPECT_EQ(nics[1].dns, "10.78.0.1");
+  EXPECT_EQ(nics[2].address, "10.77.0.4/24");  // not its own eth0's
+  host_.root = false;
+  EXPECT_EQ(plan().error().kind, ErrorKind::kMissingTool);
+}
+
+TEST_F(InstancePlanTest, AVifsBridgeIsAKilnNetworkFirstAndItsIpTheAddress) {
+  host_.networks = {{"xenbr0", NetworkMode::kNat, *Ipv4Subnet::parse("10.77.0.0/24")}};
+  host_.taken["xenbr0"] = {*parse_ipv4("10.77.0.7")};
+  host_.bridges = {"xenbr0"};  // a host bridge of that name loses to the network
+  image_.nics = {{.bridge = "xenbr0", .ip = "10.77.0.9", .where = Location{"web.cfg", 4}}};
+  auto spec = plan();
+  ASSERT_TRUE(spec) << spec.error().to_string();
+  EXPECT_EQ(spec->network.nics[0].network, "xenbr0");
+  EXPECT_EQ(spec->network.nics[0].address, "10.77.0.9/24");
+  image_.nics[0].ip = "10.77.0.7";
+  EXPECT_EQ(plan().error().message, "web.cfg:4: vif bridge=xenbr0: 10.77.0.7 is taken on network xenbr0 by another instance");
+  image_.nics[0].ip = "10.77.0.1";
+  EXPECT_EQ(plan().error().message, "web.cfg:4: vif bridge=xenbr0: 10.77.0.1 is network xenbr0's gateway");
+  image_.nics[0].ip = "192.168.0.9";
+  EXPECT_THAT(plan().error().message, HasSubstr("192.168.0.9 is not an instance's address on network xenbr0 (10.77.0.0/24)"));
+  image_.nics[0].ip = "10.77.0.9/16";
+  EXPECT_THAT(plan().error().message, HasSubstr("ip=10.77.0.9/16 is not on network xenbr0 (10.77.0.0/24)"));
+  host_.networks.clear();
+  image_.nics[0].ip = "10.77.0.9";
+  EXPECT_EQ(plan()->network.nics[0].network, "");  // the host's bridge xenbr0, then
+}
+
+TEST_F(InstancePlanTest, PortsArePublishedThroughAKilnNetworkUnderEitherBackend) {
+  host_.networks = {{"lan0", NetworkMode::kNat, *Ipv4Subnet::parse("10.77.0.0/24")}};
+  request_.networks = {"lan0"};
+  request_.publish = {"8080:80"};
+  EXPECT_EQ(backend()->kind, BackendKind::kUml);  // nft forwards them, not slirp
+  auto spec = plan(BackendKind::kUml);
+  ASSERT_TRUE(spec) << spec.error().to_string();
+  EXPECT_EQ(spec->network.published.size(), 1u);
 }
 
 TEST_F(InstancePlanTest, PublishedPortsAreCheckedBeforeAnythingStarts) {

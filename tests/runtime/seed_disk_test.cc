@@ -17,8 +17,9 @@ TEST(SeedDisk, HoldsThePersonalityForTheGuestAgent) {
   InstanceSpec spec;
   spec.id = "0123456789abcdef";
   spec.network.nics = {NicSpec{.mac = "00:16:3e:01:02:03"},
-                       NicSpec{.kind = NetworkKind::kTap, .bridge = "lan0", .tap = "web0", .mac = "00:16:3e:01:02:04",
-                               .address = "10.77.0.9/24", .gateway = "10.77.0.1"}};
+                       NicSpec{.kind = NetworkKind::kTap, .network = "lan0", .bridge = "lan0", .tap = "web0",
+                               .mac = "00:16:3e:01:02:04", .address = "10.77.0.9/24", .gateway = "10.77.0.1",
+                               .dns = "10.77.0.1"}};
   spec.personality = {"web1", "0123456789abcdef0123456789abcdef",
                       {"ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"},
                       {{dir / "motd", "/etc/motd"}}, dir / "first.sh",
@@ -39,7 +40,7 @@ TEST(SeedDisk, HoldsThePersonalityForTheGuestAgent) {
   EXPECT_FALSE(seed->stat("/kiln/network/10-kiln-eth0.network")->has_value());
   EXPECT_EQ(*seed->read_file("/kiln/network/10-kiln-eth1.network"),
             "# Written by kiln: the address kiln gave this NIC.\n[Match]\nMACAddress=00:16:3e:01:02:04\n\n"
-            "[Network]\nAddress=10.77.0.9/24\nGateway=10.77.0.1\nDNS=10.77.0.1\n");
+            "[Network]\nAddress=10.77.0.9/24\nGateway=10.77.0.1\nDNS=10.77.0.1\nDomains=lan0\n");
   EXPECT_EQ(*seed->read_file("/kiln/authorized_keys"), "ssh-ed25519 AAAA one\nssh-ed25519 BBBB two\n");
   EXPECT_EQ(*seed->read_file("/kiln/files/etc/motd"), "hello from the host\n");
   EXPECT_EQ((*seed->stat("/kiln/firstboot"))->mode, 0755u);

@@ -1,0 +1,97 @@
+// `kiln network create|list|rm`: kiln networks (runtime/network_manager).
+#include <fmt/ranges.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "runtime/instance_store.h"
+#include "runtime/network_manager.h"
+
+namespace kiln::cli {
+namespace {
+
+nlohmann::json network_json(const NetworkStatus& status) {
+  const KilnNetwork& network = status.network;
+  nlohmann::json out = {{"name", network.name},
+                        {"mode", network.mode_text()},
+                        {"kind", "bridge"},
+                        {"bridge", network.bridge()},
+                        {"up", status.up},
+                        {"instances", status.instances}};
+  if (network.kiln_addressed()) {
+    out["subnet"] = network.subnet.to_string();
+    out["gateway"] = ipv4_text(network.gateway());
+  }
+  return out;
+}
+
+int run_list(bool json) {
+  InstanceStore store = InstanceStore::open();
+  for (const std::string& line : reconcile_networks(store)) fmt::print(stderr, "kiln: {}\n", line);
+  std::vector<NetworkStatus> networks = list_networks(store);
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const NetworkStatus& status : networks) out.push_back(network_json(status));
+    fmt::print("{}\n", out.dump(2));
+    return 0;
+  }
+  fmt::print("{:<16} {:<16} {:<18} {:<12} {:<8} {}\n", "Name", "Mode", "Subnet", "Gateway", "State", "Instances");
+  for (const NetworkStatus& status : networks) {
+    const KilnNetwork& network = status.network;
+    bool own = network.kiln_addressed();
+    fmt::print("{:<16} {:<16} {:<18} {:<12} {:<8} {}\n", network.name, network.mode_text(),
+               own ? network.subnet.to_string() : "(the LAN's)", own ? ipv4_text(network.gateway()) : "-",
+               status.up ? "up" : "down", status.instances.empty() ? "-" : fmt::format("{}", fmt::join(status.instances, ", ")));
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_network_commands(CLI::App& root, Registry& registry) {
+  CLI::App* network = root.add_subcommand(
+      "network", "Networks instances join with --net NAME: a bridge, nftables and dnsmasq of their own (root)");
+  network->require_subcommand(1);
+
+  auto request = std::make_shared<NetworkRequest>();
+  auto create_json = std::make_shared<bool>(false);
+  CLI::App* create = network->add_subcommand(
+      "create", "Make a network: its bridge (named as the network), NAT or isolation rules, and DHCP and DNS that "
+                "name every instance on it");
+  create->add_option("name", request->name, "Network name, also its bridge's (1 to 15 letters, digits, '-', '_')")
+      ->required();
+  create->add_option("--subnet", request->subnet, "Its IPv4 subnet, e.g. 10.77.0.0/24 (default: the first free 10.77.N.0/24)");
+  create->add_option("--mode", request->mode,
+                     "nat (default: out through the host, masqueraded), isolated (no way out of the host) or "
+                     "bridge:HOSTBRIDGE (join the host's bridge, as Xen's bridged mode)");
+  create->add_flag("--json", *create_json, "Print the network as JSON");
+  registry.push_back({create, [request, create_json] {
+                        InstanceStore store = InstanceStore::open();
+                        return finish(create_network(store, *request), [&](const KilnNetwork& made) {
+                          if (*create_json) {
+                            fmt::print("{}\n", network_json({made, true, {}}).dump());
+                          } else if (made.kiln_addressed()) {
+                            fmt::print("network {} ({}, {}, gateway {}) is up\n", made.name, made.mode_text(),
+                                       made.subnet.to_string(), ipv4_text(made.gateway()));
+                          } else {
+                            fmt::print("network {} joins the host's bridge {}\n", made.name, made.host_bridge);
+                          }
+                        });
+                      }});
+
+  auto json = std::make_shared<bool>(false);
+  CLI::App* list = network->add_subcommand("list", "List networks: mode, subnet, gateway, state and instances");
+  list->add_flag("--json", *json, "Print JSON");
+  registry.push_back({list, [json] { return run_list(*json); }});
+
+  auto name = std::make_shared<std::string>();
+  CLI::App* rm = network->add_subcommand(
+      "rm", "Remove a network and its bridge, rules and dnsmasq (refused while an instance is on it)");
+  rm->add_option("name", *name, "Network name")->required();
+  registry.push_back({rm, [name] {
+                        return finish(remove_network(InstanceStore::open(), *name),
+                                      [&] { fmt::print("network {} removed\n", *name); });
+                      }});
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,102 @@
+// KilnNetwork: a network `kiln network create` defines and instances join
+// with `--net NAME` (or a Xen vif's bridge=NAME). Its definition lives in
+// the state root beside the instances, one directory per network that
+// also holds what its DHCP and DNS server reads; the host parts it is made
+// of (a bridge, an nftables table, dnsmasq) are runtime/network_host's.
+//
+// The modes: nat (a bridge of its own, masqueraded out of the host),
+// isolated (a bridge of its own with no way out of the host) and bridge:BR
+// (instances join the host's existing bridge BR, as Xen's bridged mode).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/error.h"
+#include "base/files.h"
+#include "base/ipv4_subnet.h"
+
+namespace kiln {
+
+enum class NetworkMode { kNat, kIsolated, kBridge };
+
+struct KilnNetwork {
+  std::string name;
+  NetworkMode mode = NetworkMode::kNat;
+  Ipv4Subnet subnet;        // nat, isolated
+  std::string host_bridge;  // bridge: the host's bridge it joins
+
+  // The host bridge its instances' taps join: its own (named as the
+  // network) or the host's.
+  std::string bridge() const { return mode == NetworkMode::kBridge ? host_bridge : name; }
+  // Whether kiln hands out its addresses (its own bridge, dnsmasq).
+  bool kiln_addressed() const { return mode != NetworkMode::kBridge; }
+  uint32_t gateway() const { return subnet.host(1); }
+  std::string mode_text() const;  // nat, isolated, bridge:BR
+};
+
+// "nat", "isolated" or "bridge:BR"; errors name --mode.
+Result<std::pair<NetworkMode, std::string>> parse_network_mode(std::string_view text);
+// A network's name is its bridge's too: 1 to 15 letters, digits, '-', '_'.
+Result<> check_network_name(std::string_view name);
+
+// What `kiln network create` makes of its flags, checked against the other
+// networks and the subnets of the host's own interfaces: an overlap with
+// either is an error naming it. Without --subnet, the first free
+// 10.77.N.0/24.
+struct NetworkRequest {
+  std::string name;
+  std::string mode = "nat";
+  std::string subnet;  // "" : picked
+};
+struct HostSubnet {
+  std::string interface;
+  Ipv4Subnet subnet;
+};
+Result<KilnNetwork> plan_network(const NetworkRequest& request, const std::vector<KilnNetwork>& others,
+                                 const std::vector<HostSubnet>& host_subnets, bool host_has_interface);
+
+// The address an instance's NIC gets on `network`: `wanted` (a vif's ip=)
+// if it is one of the network's and free, else the lowest free one from .2.
+Result<uint32_t> allocate_address(const KilnNetwork& network, const std::set<uint32_t>& taken,
+                                  std::optional<uint32_t> wanted, const std::string& what);
+
+// Networks' definitions under `root` (the state root's .networks).
+class NetworkStore {
+ public:
+  explicit NetworkStore(std::filesystem::path root) : root_(std::move(root)) {}
+  static NetworkStore under(const std::filesystem::path& state_root) { return NetworkStore(state_root / ".networks"); }
+
+  const std::filesystem::path& root() const { return root_; }
+  std::filesystem::path dir(const std::string& name) const { return root_ / name; }
+  Result<KilnNetwork> load(const std::string& name) const;  // an unknown name is kBadInput
+  bool exists(const std::string& name) const;
+  std::vector<KilnNetwork> list() const;  // sorted by name; damaged ones left out
+  Result<> save(const KilnNetwork& network) const;
+  Result<> remove(const std::string& name) const;
+  // Held while networks are made, removed, joined or left, so that two
+  // kiln commands at once neither hand out one address twice nor make one
+  // network twice. Taken again in the same process, it is already held.
+  class Lock {
+   public:
+    Lock(Lock&& other) noexcept : held_(std::exchange(other.held_, false)) {}
+    Lock& operator=(Lock&&) = delete;
+    ~Lock();
+
+   private:
+    friend class NetworkStore;
+    Lock() = default;
+    bool held_ = true;
+  };
+  Result<Lock> lock() const;
+
+ private:
+  std::filesystem::path root_;
+};
+
+}  // namespace kiln
