@@ -225,7 +225,7 @@ Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest&
   auto host = real_host(store);
   // Held until the instance's record is saved: its NICs' addresses are
   // picked from those the records hold.
-  KILN_ASSIGN(NetworkStore::Lock network_lock, NetworkStore::under(store.state_root()).lock());
+  KILN_ASSIGN(NetworkStore::Lock network_lock, NetworkStore::under(store.state_root()).lock_if_any());
   KILN_ASSIGN(BackendChoice backend, choose_backend(request, source, *host));
   KILN_ASSIGN(InstanceSpec spec, plan_instance(request, source, backend, *host));
   if (spec.backend == BackendKind::kUml && source.kernel_key)

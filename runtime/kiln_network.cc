@@ -179,7 +179,7 @@ NetworkStore::Lock::~Lock() {
 Result<NetworkStore::Lock> NetworkStore::lock() const {
   if (lock_depth > 0) {
     ++lock_depth;
-    return Lock();
+    return Lock(true);
   }
   std::error_code ec;
   fs::create_directories(root_, ec);
@@ -194,7 +194,13 @@ Result<NetworkStore::Lock> NetworkStore::lock() const {
     if (errno != EINTR) return fail_errno("cannot lock", (root_ / ".lock").string(), errno);
   held_lock = std::move(fd);
   lock_depth = 1;
-  return Lock();
+  return Lock(true);
+}
+
+Result<NetworkStore::Lock> NetworkStore::lock_if_any() const {
+  std::error_code ec;
+  if (!fs::exists(root_, ec)) return Lock(false);
+  return lock();
 }
 
 }  // namespace kiln

@@ -90,10 +90,13 @@ class NetworkStore {
 
    private:
     friend class NetworkStore;
-    Lock() = default;
-    bool held_ = true;
+    explicit Lock(bool held) : held_(held) {}
+    bool held_;
   };
   Result<Lock> lock() const;
+  // The lock where networks are kept; none where no network ever was (and
+  // so no directory is made for one).
+  Result<Lock> lock_if_any() const;
 
  private:
   std::filesystem::path root_;

@@ -114,7 +114,7 @@ std::vector<std::string> reconcile_networks(const InstanceStore& store) {
 
 Result<> join_networks(const InstanceStore& store, const InstanceSpec& spec) {
   NetworkStore networks = NetworkStore::under(store.state_root());
-  KILN_ASSIGN(NetworkStore::Lock lock, networks.lock());
+  KILN_ASSIGN(NetworkStore::Lock lock, networks.lock_if_any());
   for (const std::string& name : kiln_networks_of(spec)) {
     KILN_ASSIGN(KilnNetwork network, networks.load(name));
     KILN_TRY(sync(store, networks, network));
