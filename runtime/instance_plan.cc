@@ -45,7 +45,19 @@ class RealHost : public HostFacts {
     return fs::exists("/sys/class/net/" + name + "/bridge", ec);
   }
   bool is_root() const override { return ::geteuid() == 0; }
-  Result<> host_port_free(const PortPublication& port) const override { return check_host_port_free(port); }
+  // A port published on a kiln network is a DNAT rule, which holds no
+  // socket: the records say whose it is.
+  Result<> host_port_free(const PortPublication& port) const override {
+    for (const std::string& name : store_.names()) {
+      auto record = store_.load(name);
+      if (!record) continue;
+      for (const PortPublication& other : record->spec.network.published)
+        if (publications_clash(other, port))
+          return fail(ErrorKind::kBadInput, "--publish {}: instance {} publishes {}:{}/{} already",
+                      publication_text(port), name, other.host_address, other.host_port, other.protocol);
+    }
+    return check_host_port_free(port);
+  }
   std::optional<KilnNetwork> kiln_network(const std::string& name) const override {
     NetworkStore networks = NetworkStore::under(state_root_);
     if (!networks.exists(name)) return std::nullopt;
@@ -242,8 +254,7 @@ Result<std::vector<PortPublication>> published_ports(const BootRequest& request,
                   "whose addresses kiln does not hand out; put --net user or a kiln network first",
                   text, first.bridge);
     for (const PortPublication& other : ports)
-      if (other.host_port == port.host_port && other.protocol == port.protocol &&
-          (other.host_address == port.host_address || other.host_address == "0.0.0.0" || port.host_address == "0.0.0.0"))
+      if (publications_clash(other, port))
         return fail(ErrorKind::kBadInput, "--publish {}: host port {}/{} is published twice", text, port.host_port,
                     port.protocol);
     KILN_TRY(host.host_port_free(port));

@@ -59,6 +59,11 @@ std::string publication_text(const PortPublication& port) {
   return fmt::format("{}:{}:{}/{}", port.host_address, port.host_port, port.guest_port, port.protocol);
 }
 
+bool publications_clash(const PortPublication& a, const PortPublication& b) {
+  return a.host_port == b.host_port && a.protocol == b.protocol &&
+         (a.host_address == b.host_address || a.host_address == "0.0.0.0" || b.host_address == "0.0.0.0");
+}
+
 Result<> check_host_port_free(const PortPublication& port) {
   UniqueFd fd(::socket(AF_INET, (port.protocol == "udp" ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0));
   if (!fd) return fail_errno("socket", "--publish " + publication_text(port), errno);

@@ -142,6 +142,12 @@ TEST_F(NetworkTest, WebAndDbOnOneNetworkTalkByNameAndAPublishedPortReachesWeb) {
       {"timeout", "10", "bash", "-c", fmt::format("exec 3<>/dev/tcp/127.0.0.1/{} && head -1 <&3", port)});
   EXPECT_EQ(through.out, "hello from web\n") << through.err;
 
+  // Its DNAT rule holds no socket; the port is web's all the same.
+  auto taken = kiln({"boot", kImage.string(), "--name", "web2", "--net", lan, "--publish",
+                     fmt::format("127.0.0.1:{}:80", port), "--detach"});
+  EXPECT_EQ(taken.exit_code, 2);
+  EXPECT_THAT(taken.err, HasSubstr(fmt::format("instance web publishes 127.0.0.1:{}/tcp already", port)));
+
   auto listed = listed_network(lan);
   EXPECT_EQ(listed["mode"], "nat");
   EXPECT_EQ(listed["up"], true);
