@@ -1,5 +1,7 @@
 #include "tests/test_support.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,6 +36,13 @@ ScratchDir::~ScratchDir() {
   std::error_code ignored;
   fs::remove_all(path_, ignored);
 }
+
+HostWideLock::HostWideLock(const std::string& what) {
+  fd_ = ::open(("/tmp/kiln-test-" + what + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) throw std::runtime_error("cannot lock /tmp/kiln-test-" + what + ".lock");
+}
+
+HostWideLock::~HostWideLock() { ::close(fd_); }
 
 fs::path source_path(const std::string& relative) { return fs::path(KILN_SOURCE_DIR) / relative; }
 

@@ -29,6 +29,20 @@ class ScratchDir {
   fs::path path_;
 };
 
+// Held by tests that use one thing of the whole host, e.g. a bridge named
+// xenbr0 (one test makes it, another needs it absent): they take turns,
+// whichever test processes ctest runs at once.
+class HostWideLock {
+ public:
+  explicit HostWideLock(const std::string& what);
+  ~HostWideLock();
+  HostWideLock(const HostWideLock&) = delete;
+  HostWideLock& operator=(const HostWideLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 fs::path source_path(const std::string& relative);
 std::string kiln_binary();
 

@@ -6,8 +6,8 @@
 #   netbench.pl sink PORT          accepts connections one after another; reads
 #                                  each to EOF and answers with the number of
 #                                  bytes it read
-#   netbench.pl echo PORT          accepts connections (a child each); sends
-#                                  back whatever it reads
+#   netbench.pl echo PORT          accepts connections one after another (no
+#                                  fork in a timing); sends back what it reads
 #   netbench.pl send HOST PORT MIB sends MIB MiB of zeros to a sink, half-
 #                                  closes and waits for its count: prints
 #                                  "BYTES SECONDS MBIT/S", connect to count
@@ -26,7 +26,7 @@
 use strict;
 use warnings;
 use IO::Socket::INET;
-use Socket qw(IPPROTO_TCP TCP_NODELAY SHUT_WR);
+use Socket qw(IPPROTO_TCP TCP_NODELAY SHUT_WR inet_aton inet_ntoa);
 use Time::HiRes qw(time);
 use POSIX qw(setsid);
 
@@ -45,6 +45,13 @@ sub listener {
   open STDOUT, '>', '/dev/null';
   open STDERR, '>', '/dev/null';
   return $server;
+}
+
+# HOST's address, looked up once: a name's lookup is in no timing.
+sub address_of {
+  my ($host) = @_;
+  my $address = inet_aton($host) or die "netbench: $host: no such host\n";
+  return inet_ntoa($address);
 }
 
 sub connected {
@@ -80,19 +87,14 @@ if ($mode eq 'sink') {
   }
 } elsif ($mode eq 'echo') {
   my $server = listener($ARGV[0]);
-  $SIG{CHLD} = 'IGNORE';
-  while (1) {
-    my $client = $server->accept or next;
-    defined(my $pid = fork) or next;
-    if ($pid == 0) {
-      setsockopt($client, IPPROTO_TCP, TCP_NODELAY, 1);
-      while (my $n = sysread($client, my $buffer, 65536)) { syswrite($client, $buffer, $n) }
-      exit 0;
-    }
+  while (my $client = $server->accept) {
+    setsockopt($client, IPPROTO_TCP, TCP_NODELAY, 1);
+    while (my $n = sysread($client, my $buffer, 65536)) { syswrite($client, $buffer, $n) }
     close $client;
   }
 } elsif ($mode eq 'send') {
   my ($host, $port, $mib) = @ARGV;
+  $host = address_of($host);
   my $chunk = "\0" x 65536;
   my $bytes = $mib * 1048576;
   my $start = time;
@@ -111,11 +113,13 @@ if ($mode eq 'sink') {
   printf "%d %.4f %.1f\n", $bytes, $seconds, $bytes * 8 / 1e6 / $seconds;
 } elsif ($mode eq 'rtt') {
   my ($host, $port, $count) = @ARGV;
+  $host = address_of($host);
   my $socket = connected($host, $port);
   round_trip($socket);  # untimed: the first goes through the connection's set-up
   printf "%.3f\n", round_trip($socket) for 1 .. $count;
 } elsif ($mode eq 'connect') {
   my ($host, $port, $count) = @ARGV;
+  $host = address_of($host);
   for (1 .. $count) {
     my $start = time;
     my $socket = connected($host, $port);

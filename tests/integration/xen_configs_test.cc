@@ -297,6 +297,7 @@ TEST_F(XenConfigTest, TheBooksFeistyConfigNamesItsBridgeAndBootsWithTheFallback)
                         "        'tap:aio:" + disks_.swap.string() + ",sda3,w']\n"
                         "vif = [ 'mac=00:16:3e:00:00:10, bridge=xenbr0' ]\n"
                         "root = \"/dev/sda1 ro\"\nextra = \"console=hvc0 xencons=tty\"\n");
+  testing::HostWideLock xenbr0("xenbr0");  // NetworkTest makes one for a while
   auto refused = kiln({"boot", cfg.string(), "--detach"});
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_THAT(refused.err, HasSubstr("feisty.cfg:9: vif bridge=xenbr0: no kiln network and no host bridge named "

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Times kiln networks against qemu's user networking, in one run, with the
+# same two guests (A and B) on each, one pair after the other:
+#   1. guest to guest: TCP throughput (SIZE_MIB MiB from A to B, ROUNDS
+#      times, median, in Mbit/s = 10^6 bit/s) and latency (the median of
+#      PINGS 32-byte request/reply round trips on one connection, and of
+#      CONNECTS new connections timed from connect to their first reply).
+#      On a kiln network (`kiln network create`, both `--net NAME`) A reaches
+#      B by its instance name. On user networking a guest reaches another
+#      only through the host: B is booted with `--publish 127.0.0.1:PORT:5001`
+#      (and 5002) and A connects to 10.0.2.2:PORT, slirp's address of the
+#      host;
+#   2. host to guest through `--publish 127.0.0.1:PORT:GUESTPORT` (nftables
+#      DNAT on a kiln network, qemu's hostfwd on user networking): the same
+#      throughput and latency figures, from the host to B.
+# Both pairs run under qemu (--backend qemu; TCG where KVM does not work), so
+# that only the network differs. Every figure is measured by the same small
+# perl program at both ends (bench/lib/netbench.pl: the image has no iperf3,
+# python or nc, but perl-base), inside the guest for guest-to-guest figures,
+# so `kiln exec` adds nothing to them; a transfer counts once the receiver
+# has counted every byte. For information, ICMP ping from A to B on the kiln
+# network (user networking has no route between guests). Ratios are kiln's
+# against user networking's: for throughput kiln/user, for latency
+# user/kiln ("quicker"); above 1 kiln's network is the better. Benchmarks
+# report; they do not assert.
+#
+# kiln networks need root (a bridge, an nftables table, dnsmasq): run as
+# another user, the benchmark says it is skipped and exits 0. The network
+# (named kbenchPID, on a free 10.78.N.0/24 unless SUBNET says) and the
+# instances live in a private state root; all of it is removed on exit,
+# Ctrl-C included.
+#
+# Usage: sudo bench/network.sh [IMAGE-DIR]   (a `kiln bake` output with the
+#          exec agent; default run-all's shared bake, BENCH_IMAGE, else the
+#          default recipe baked here first, untimed, through BENCH_CACHE if
+#          set)
+# Environment: KILN=path/to/kiln (default build/kiln), SIZE_MIB (default 32),
+#   ROUNDS (default 3), PINGS (default 50), CONNECTS (default 20),
+#   SUBNET=10.x.y.0/24 for the kiln network, TMPDIR for scratch space,
+#   BENCH_SUMMARY=FILE to append the summary lines to.
+set -euo pipefail
+export LC_ALL=C
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib/machine.sh
+source "$here/bench/lib/machine.sh"
+image_dir=${1:-${BENCH_IMAGE:-}}
+kiln_source=${KILN:-$here/build/kiln}
+size_mib=${SIZE_MIB:-32}
+rounds=${ROUNDS:-3}
+pings=${PINGS:-50}
+connects=${CONNECTS:-20}
+
+die() { echo "network: $*" >&2; exit 2; }
+if [[ $(id -u) -ne 0 ]]; then
+  bench_summary_line "network: skipped (not root: a kiln network is a host bridge, an nftables table and a dnsmasq; run it with sudo)"
+  exit 0
+fi
+for setting in "SIZE_MIB=$size_mib" "ROUNDS=$rounds" "PINGS=$pings" "CONNECTS=$connects"; do
+  [[ ${setting#*=} =~ ^[1-9][0-9]*$ ]] || die "$setting: expected a positive integer"
+done
+[[ -x $kiln_source ]] || die "$kiln_source: not built (run make)"
+for tool in python3 perl ip nft dnsmasq qemu-system-x86_64; do
+  command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh installs it)"
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-network.XXXXXX")
+# The network's dnsmasq runs as nobody and reads its hosts file (the
+# instances' names) from the state root again on every join: through a 0700
+# directory it cannot, and no name resolves.
+chmod 711 "$work"
+export KILN_RUNTIME_DIR=$work/run KILN_STATE_DIR=$work/state
+kiln=$work/bin/kiln
+net=kbench$$  # a host bridge's name: at most 15 characters
+net_made=0 boot_pid=""
+cleanup() {
+  # A boot still running in the background (Ctrl-C during the boots).
+  if [[ -n $boot_pid ]]; then kill -TERM "$boot_pid" 2>/dev/null || true; wait "$boot_pid" 2>/dev/null || true; fi
+  if [[ -x $kiln ]]; then
+    for name in $("$kiln" list --json 2>/dev/null | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin)]' 2>/dev/null); do
+      "$kiln" destroy "$name" >/dev/null 2>&1 || true
+    done
+    if (( net_made )) && ! "$kiln" network rm "$net" >/dev/null 2>"$work/rm.err"; then
+      echo "network: kiln network rm $net failed, its bridge, nftables table kiln-$net or dnsmasq may be left:" >&2
+      cat "$work/rm.err" >&2
+    fi
+  fi
+  rm -rf --one-file-system -- "$work"
+}
+trap cleanup EXIT
+trap 'echo; echo "network: interrupted" >&2; exit 130' INT TERM
+bench_copy_kiln "$kiln_source" "$work/bin" >/dev/null || exit 2
+# The guests' copy and the host's: the same program at both ends.
+cp -- "$here/bench/lib/netbench.pl" "$work/netbench.pl"
+netbench=$work/netbench.pl
+
+if [[ -z $image_dir ]]; then
+  echo "network: baking recipes/debian-12-minimal.toml (untimed)"
+  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \
+    -o "$work/image" --cache "${BENCH_CACHE:-$work/cache}" >/dev/null
+  image_dir=$work/image
+fi
+image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory; give a \`kiln bake\` output"
+[[ -f $image_dir/disk.raw ]] || die "$image_dir: no disk.raw; give a \`kiln bake\` output"
+
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+range() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s", lo, hi }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; }
+ms() { awk -v v="$1" 'BEGIN { printf (v < 10 ? "%.2f" : "%.1f"), v }'; }
+mbit() { awk -v v="$1" 'BEGIN { printf "%.1f", v }'; }
+field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# A /24 that overlaps nothing the host routes or has an address on (another
+# state root's kiln networks included): 10.78.N.0/24 from a start of the pid's.
+pick_subnet() {
+  python3 - "$$" <<'PY'
+import ipaddress, json, subprocess, sys
+used = []
+for r in json.loads(subprocess.check_output(["ip", "-j", "-4", "route", "show", "table", "all"]) or "[]"):
+    dst = r.get("dst", "default")
+    if dst != "default" and not dst.startswith(("127.", "224.", "255.")):
+        used.append(ipaddress.ip_network(dst, strict=False))
+for link in json.loads(subprocess.check_output(["ip", "-j", "-4", "addr"]) or "[]"):
+    for a in link.get("addr_info", []):
+        used.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
+start = int(sys.argv[1]) % 250
+for i in range(250):
+    candidate = ipaddress.ip_network(f"10.78.{(start + i) % 250}.0/24")
+    if not any(candidate.overlaps(u) for u in used):
+        print(candidate)
+        break
+else:
+    sys.exit("every 10.78.N.0/24 is in use on this host: set SUBNET")
+PY
+}
+
+# Boots A and B at once, as a person with two terminals would, on NET (a kiln
+# network or user), each with netbench.pl in /root; B with the extra flags.
+boot_pair() {  # A B NET [B's flags...]
+  local a=$1 b=$2 on=$3 start=$EPOCHREALTIME
+  shift 3
+  local boot=("$kiln" boot "$image_dir" --backend qemu --net "$on" --detach --wait-ready=300 --json
+              --file "$netbench:/root/netbench.pl")
+  "${boot[@]}" --name "$a" >"$work/$a.json" 2>"$work/$a.err" &
+  boot_pid=$!
+  "${boot[@]}" --name "$b" "$@" >"$work/$b.json" 2>"$work/$b.err" ||
+    { cat "$work/$b.err" >&2; die "$b: kiln boot failed"; }
+  local rc=0
+  wait "$boot_pid" || rc=$?
+  boot_pid=""
+  (( rc == 0 )) || { cat "$work/$a.err" >&2; die "$a: kiln boot failed"; }
+  echo "$a and $b booted at once: ready in $(field ready_seconds <"$work/$a.json") s and" \
+    "$(field ready_seconds <"$work/$b.json") s ($(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s in all)"
+  # Untimed: the boot's last jobs (ready comes at multi-user.target; after it
+  # the image makes its RSA host key) would take CPU from the timings.
+  start=$EPOCHREALTIME
+  local states=()
+  for name in "$a" "$b"; do
+    states+=("$("$kiln" exec "$name" --timeout 180 -- systemctl is-system-running --wait </dev/null 2>&1 | tail -n 1)")
+  done
+  echo "boot jobs done $(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s later" \
+    "(systemctl is-system-running --wait: $a ${states[0]}, $b ${states[1]})"
+}
+
+# B's sink (5001) and echo server (5002); they detach once listening.
+start_servers() {  # B
+  "$kiln" exec "$1" -- sh -c 'perl /root/netbench.pl sink 5001 && perl /root/netbench.pl echo 5002' </dev/null ||
+    die "$1: the guest's sink and echo server did not start"
+}
+
+# The figures of one pair, into $work/LABEL-*.txt: from A to B at HOST
+# (PORT1 sink, PORT2 echo), and from the host to 127.0.0.1 (HPORT1, HPORT2).
+measure_pair() {  # LABEL A HOST PORT1 PORT2 HPORT1 HPORT2
+  local label=$1 a=$2 host=$3 p1=$4 p2=$5 h1=$6 h2=$7 i out
+  local gsend=("$kiln" exec "$a" --timeout 600 -- perl /root/netbench.pl)
+  local hsend=(timeout 600 perl "$netbench")
+  # Untimed: a first MiB each way, through whatever is set up on first use
+  # (ARP, conntrack, slirp's socket, the guest's page cache).
+  "${gsend[@]}" send "$host" "$p1" 1 </dev/null >/dev/null || die "$label: $a cannot send to $host:$p1"
+  "${hsend[@]}" send 127.0.0.1 "$h1" 1 >/dev/null || die "$label: the host cannot send to 127.0.0.1:$h1"
+  echo "-- $label: $rounds x $size_mib MiB (Mbit/s), guest->guest and host->guest alternating"
+  : >"$work/$label-gg-mbit.txt"
+  : >"$work/$label-hg-mbit.txt"
+  for (( i = 1; i <= rounds; i++ )); do
+    out=$("${gsend[@]}" send "$host" "$p1" "$size_mib" </dev/null) || die "$label: $a -> $host:$p1 failed"
+    awk '{ print $3 }' <<<"$out" >>"$work/$label-gg-mbit.txt"
+    echo "$a -> $host:$p1   $(awk '{ printf "%.1f Mbit/s (%.2f s)", $3, $2 }' <<<"$out")"
+    out=$("${hsend[@]}" send 127.0.0.1 "$h1" "$size_mib") || die "$label: host -> 127.0.0.1:$h1 failed"
+    awk '{ print $3 }' <<<"$out" >>"$work/$label-hg-mbit.txt"
+    echo "host -> 127.0.0.1:$h1   $(awk '{ printf "%.1f Mbit/s (%.2f s)", $3, $2 }' <<<"$out")"
+  done
+  echo "-- $label: latency (ms): $pings round trips on one connection, $connects connections to a first reply"
+  "${gsend[@]}" rtt "$host" "$p2" "$pings" </dev/null >"$work/$label-gg-rtt.txt" || die "$label: $a round trips failed"
+  "${hsend[@]}" rtt 127.0.0.1 "$h2" "$pings" >"$work/$label-hg-rtt.txt" || die "$label: host round trips failed"
+  "${gsend[@]}" connect "$host" "$p2" "$connects" </dev/null >"$work/$label-gg-conn.txt" ||
+    die "$label: $a connections failed"
+  "${hsend[@]}" connect 127.0.0.1 "$h2" "$connects" >"$work/$label-hg-conn.txt" || die "$label: host connections failed"
+  local kind
+  for kind in rtt conn; do
+    echo "$a -> $host:$p2 $kind: median $(median <"$work/$label-gg-$kind.txt"), range $(range <"$work/$label-gg-$kind.txt")"
+    echo "host -> 127.0.0.1:$h2 $kind: median $(median <"$work/$label-hg-$kind.txt"), range $(range <"$work/$label-hg-$kind.txt")"
+  done
+  echo "load now: $(load)"
+}
+
+bench_machine_before
+echo "image: $image_dir"
+
+# 1. The kiln network.
+subnet=${SUBNET:-$(pick_subnet)} || die "no free subnet"
+"$kiln" network create "$net" --subnet "$subnet" --json >"$work/net.json" 2>"$work/net.err" ||
+  { cat "$work/net.err" >&2; die "kiln network create $net --subnet $subnet failed"; }
+net_made=1
+echo "== kiln network $net ($subnet, $(field mode <"$work/net.json")): ka and kb, --net $net --backend qemu"
+k1=$(free_port) k2=$(free_port)
+boot_pair ka kb "$net" --publish "127.0.0.1:$k1:5001" --publish "127.0.0.1:$k2:5002"
+label=$([[ $(field kvm <"$work/ka.json") == True ]] && echo "qemu (KVM)" || echo "qemu (TCG)")
+start_servers kb
+# DHCP and the network's DNS: kb by name, as ka will use it.
+kb_address=$("$kiln" exec ka -- timeout 60 sh -c 'until getent ahostsv4 kb; do sleep 1; done' </dev/null |
+  awk 'NR == 1 { print $1 }') || die "ka does not resolve kb by name after 60 s"
+echo "ka resolves kb to $kb_address; kb's ports 5001 and 5002 published on 127.0.0.1:$k1 and :$k2 (nftables DNAT)"
+measure_pair kiln ka kb 5001 5002 "$k1" "$k2"
+"$kiln" exec ka -- ping -c "$(( pings < 20 ? pings : 20 ))" -i 0.2 kb </dev/null >"$work/ping.txt" 2>&1 || true
+sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' "$work/ping.txt" >"$work/ping-ms.txt"
+if [[ -s $work/ping-ms.txt ]]; then
+  ping_line="ICMP ping ka -> kb: median $(ms "$(median <"$work/ping-ms.txt")") ms, range $(range <"$work/ping-ms.txt") ms ($(wc -l <"$work/ping-ms.txt") replies)"
+else
+  ping_line="ICMP ping ka -> kb: no reply ($(tail -n 1 "$work/ping.txt"))"
+fi
+echo "$ping_line"
+"$kiln" destroy ka >/dev/null
+"$kiln" destroy kb >/dev/null
+"$kiln" network rm "$net" >/dev/null 2>"$work/rm.err" || { cat "$work/rm.err" >&2; die "kiln network rm $net failed"; }
+net_made=0
+
+# 2. User networking: A reaches B only through B's published port on the host.
+u1=$(free_port) u2=$(free_port)
+echo "== user networking: ua and ub, --net user --backend qemu; ub's ports 5001 and 5002 published on" \
+  "127.0.0.1:$u1 and :$u2 (qemu hostfwd), ua connects to 10.0.2.2 (slirp's address of the host)"
+boot_pair ua ub user --publish "127.0.0.1:$u1:5001" --publish "127.0.0.1:$u2:5002"
+start_servers ub
+measure_pair user ua 10.0.2.2 "$u1" "$u2" "$u1" "$u2"
+"$kiln" destroy ua >/dev/null
+"$kiln" destroy ub >/dev/null
+
+# The summary: kiln's figures first, user networking's second.
+figures() {  # PATH (gg or hg)
+  local km um kr ur kc uc
+  km=$(median <"$work/kiln-$1-mbit.txt") um=$(median <"$work/user-$1-mbit.txt")
+  kr=$(median <"$work/kiln-$1-rtt.txt") ur=$(median <"$work/user-$1-rtt.txt")
+  kc=$(median <"$work/kiln-$1-conn.txt") uc=$(median <"$work/user-$1-conn.txt")
+  echo "kiln network $(mbit "$km") Mbit/s, user $(mbit "$um") Mbit/s (kiln $(ratio "$km" "$um"));" \
+    "round trip $(ms "$kr") ms vs $(ms "$ur") ms (kiln $(ratio "$ur" "$kr") quicker);" \
+    "connect+reply $(ms "$kc") ms vs $(ms "$uc") ms (kiln $(ratio "$uc" "$kc") quicker)"
+}
+echo
+bench_summary_line "guest->guest TCP, $label, $size_mib MiB x $rounds, medians; user = through a host port: $(figures gg)"
+bench_summary_line "host->guest TCP via --publish, $label, medians: $(figures hg)"
+bench_summary_line "$ping_line (kiln network; user networking has no route between guests)"
+bench_machine_after
