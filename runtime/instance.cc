@@ -91,6 +91,28 @@ Enum enum_field(const nlohmann::json& json, const char* key,
   return *value;
 }
 
+// An instance's NICs as its record holds them. A record written before
+// instances had several NICs (one kind, bridge and MAC) still reads, so
+// that an instance booted by an older kiln can be listed and destroyed.
+NetworkSpec network_from(const nlohmann::json& network, const nlohmann::json& personality, const std::string& id) {
+  NetworkSpec spec;
+  spec.ssh_port = network.at("ssh_port");
+  if (network.contains("kind")) {
+    std::string kind = network.at("kind");
+    if (kind == "user") spec.nics.push_back({.mac = personality.at("mac")});
+    if (kind == "tap")
+      spec.nics.push_back({.kind = NetworkKind::kTap, .bridge = network.at("bridge"), .tap = "kiln-" + id.substr(0, 10),
+                           .mac = personality.at("mac")});
+    return spec;
+  }
+  for (const auto& nic : network.at("nics"))
+    spec.nics.push_back({enum_field(nic, "kind", kNetworks), nic.at("network"), nic.at("bridge"), nic.at("tap"),
+                         nic.at("mac"), nic.at("address"), nic.at("gateway"), nic.at("dns")});
+  for (const auto& port : network.at("published"))
+    spec.published.push_back({port.at("host_address"), port.at("host_port"), port.at("guest_port"), port.at("protocol")});
+  return spec;
+}
+
 InstanceSpec spec_from(const nlohmann::json& json) {
   InstanceSpec spec;
   spec.name = json.at("name");
@@ -107,14 +129,7 @@ InstanceSpec spec_from(const nlohmann::json& json) {
         {disk.at("base").get<std::string>(), disk.at("partitioned"), disk.at("read_only"), disk.value("qcow2", false)});
   spec.memory_mib = json.at("memory_mib");
   spec.vcpus = json.at("vcpus");
-  const auto& network = json.at("network");
-  for (const auto& nic : network.at("nics"))
-    spec.network.nics.push_back({enum_field(nic, "kind", kNetworks), nic.at("network"), nic.at("bridge"), nic.at("tap"),
-                                 nic.at("mac"), nic.at("address"), nic.at("gateway"), nic.at("dns")});
-  for (const auto& port : network.at("published"))
-    spec.network.published.push_back(
-        {port.at("host_address"), port.at("host_port"), port.at("guest_port"), port.at("protocol")});
-  spec.network.ssh_port = network.at("ssh_port");
+  spec.network = network_from(json.at("network"), json.at("personality"), spec.id);
   const auto& personality = json.at("personality");
   spec.personality.hostname = personality.at("hostname");
   spec.personality.machine_id = personality.at("machine_id");

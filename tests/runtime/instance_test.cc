@@ -47,6 +47,22 @@ TEST(InstanceRecord, HostKeysCountAsTheGuestsOnlyOnceItSaidSo) {
   EXPECT_EQ(back->confirmed_ssh_host_keys()[0].fingerprint, key->fingerprint);
 }
 
+TEST(InstanceRecord, ARecordFromBeforeSeveralNicsStillReadsSoItsInstanceCanBeDestroyed) {
+  InstanceRecord record;
+  record.spec.id = "0123456789abcdef";
+  nlohmann::json json = to_json(record);
+  json["spec"]["network"] = {{"kind", "tap"}, {"bridge", "br0"}, {"ssh_port", 0}};
+  json["spec"]["personality"]["mac"] = "00:16:3e:00:00:10";
+  auto back = record_from_json(json, "instance.json");
+  ASSERT_TRUE(back) << back.error().to_string();
+  ASSERT_EQ(back->spec.network.nics.size(), 1u);
+  EXPECT_EQ(back->spec.network.nics[0].bridge, "br0");
+  EXPECT_EQ(back->spec.network.nics[0].tap, "kiln-0123456789");  // the name that kiln gave its tap
+  EXPECT_EQ(back->spec.network.nics[0].mac, "00:16:3e:00:00:10");
+  json["spec"]["network"]["kind"] = "none";
+  EXPECT_TRUE(record_from_json(json, "instance.json")->spec.network.nics.empty());
+}
+
 TEST(InstanceRecord, ARecordWithoutHostKeysStillReads) {
   InstanceRecord record;
   record.spec.name = "old";
