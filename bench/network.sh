@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
 # Times kiln networks against qemu's user networking, in one run, with the
-# same two guests (A and B) on each, one pair after the other:
-#   1. guest to guest: TCP throughput (SIZE_MIB MiB from A to B, ROUNDS
-#      times, median, in Mbit/s = 10^6 bit/s) and latency (the median of
-#      PINGS 32-byte request/reply round trips on one connection, and of
-#      CONNECTS new connections timed from connect to their first reply).
-#      On a kiln network (`kiln network create`, both `--net NAME`) A reaches
-#      B by its instance name. On user networking a guest reaches another
-#      only through the host: B is booted with `--publish 127.0.0.1:PORT:5001`
-#      (and 5002) and A connects to 10.0.2.2:PORT, slirp's address of the
-#      host;
+# same two guests (A and B) on each:
+#   1. guest to guest: TCP throughput (SIZE_MIB MiB from A to B, in Mbit/s,
+#      10^6 bit/s) and latency (32-byte request/reply round trips on one
+#      connection, and new connections timed from connect to their first
+#      reply). On a kiln network (`kiln network create`, both `--net NAME`)
+#      A reaches B by its instance name. On user networking a guest reaches
+#      another only through the host: B is booted with `--publish
+#      127.0.0.1:PORT:5001` (and 5002) and A connects to 10.0.2.2:PORT,
+#      slirp's address of the host;
 #   2. host to guest through `--publish 127.0.0.1:PORT:GUESTPORT` (nftables
 #      DNAT on a kiln network, qemu's hostfwd on user networking): the same
-#      throughput and latency figures, from the host to B.
+#      figures, from the host to B.
 # Both pairs run under qemu (--backend qemu; TCG where KVM does not work), so
-# that only the network differs. Every figure is measured by the same small
-# perl program at both ends (bench/lib/netbench.pl: the image has no iperf3,
-# python or nc, but perl-base), inside the guest for guest-to-guest figures,
-# so `kiln exec` adds nothing to them; a transfer counts once the receiver
-# has counted every byte. For information, ICMP ping from A to B on the kiln
-# network (user networking has no route between guests). Ratios are kiln's
-# against user networking's: for throughput kiln/user, for latency
+# that only the network differs, and both are up for the whole run: in
+# ROUNDS rounds the pairs take turns, the other one paused (`kiln pause`:
+# it takes no CPU), so that a change in the machine's load shows in both
+# sides' figures, not in their ratio. A round is a MiB each way untimed,
+# then one transfer each way, PINGS round trips and CONNECTS connections;
+# the figures are medians over all rounds. Every figure is measured by the
+# same small perl program at both ends (bench/lib/netbench.pl: the image has
+# no iperf3, python or nc, but perl-base), inside the guest for
+# guest-to-guest figures, so `kiln exec` adds nothing to them; a transfer
+# counts once the receiver has counted every byte, and a name is looked up
+# once, before any timing. For information, ICMP ping from A to B on the
+# kiln network (user networking has no route between guests). Ratios are
+# kiln's against user networking's: for throughput kiln/user, for latency
 # user/kiln ("quicker"); above 1 kiln's network is the better. Benchmarks
 # report; they do not assert.
 #
@@ -35,9 +40,9 @@
 #          default recipe baked here first, untimed, through BENCH_CACHE if
 #          set)
 # Environment: KILN=path/to/kiln (default build/kiln), SIZE_MIB (default 32),
-#   ROUNDS (default 3), PINGS (default 50), CONNECTS (default 20),
-#   SUBNET=10.x.y.0/24 for the kiln network, TMPDIR for scratch space,
-#   BENCH_SUMMARY=FILE to append the summary lines to.
+#   ROUNDS (default 3), PINGS (default 30 a round), CONNECTS (default 10 a
+#   round), SUBNET=10.x.y.0/24 for the kiln network, TMPDIR for scratch
+#   space, BENCH_SUMMARY=FILE to append the summary lines to.
 set -euo pipefail
 export LC_ALL=C
 
@@ -48,8 +53,8 @@ image_dir=${1:-${BENCH_IMAGE:-}}
 kiln_source=${KILN:-$here/build/kiln}
 size_mib=${SIZE_MIB:-32}
 rounds=${ROUNDS:-3}
-pings=${PINGS:-50}
-connects=${CONNECTS:-20}
+pings=${PINGS:-30}
+connects=${CONNECTS:-10}
 
 die() { echo "network: $*" >&2; exit 2; }
 if [[ $(id -u) -ne 0 ]]; then
@@ -69,6 +74,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-network.XXXXXX")
 # instances' names) from the state root again on every join: through a 0700
 # directory it cannot, and no name resolves.
 chmod 711 "$work"
+if command -v runuser >/dev/null && ! runuser -u nobody -- test -x "$work" 2>/dev/null; then
+  rm -rf -- "$work"
+  die "user nobody (the network's dnsmasq) cannot reach $work: set TMPDIR to a directory every user can reach"
+fi
 export KILN_RUNTIME_DIR=$work/run KILN_STATE_DIR=$work/state
 kiln=$work/bin/kiln
 net=kbench$$  # a host bridge's name: at most 15 characters
@@ -145,11 +154,13 @@ boot_pair() {  # A B NET [B's flags...]
               --file "$netbench:/root/netbench.pl")
   "${boot[@]}" --name "$a" >"$work/$a.json" 2>"$work/$a.err" &
   boot_pid=$!
-  "${boot[@]}" --name "$b" "$@" >"$work/$b.json" 2>"$work/$b.err" ||
-    { cat "$work/$b.err" >&2; die "$b: kiln boot failed"; }
   local rc=0
+  "${boot[@]}" --name "$b" "$@" >"$work/$b.json" 2>"$work/$b.err" || rc=$?
+  (( rc == 130 )) && { echo; echo "network: interrupted" >&2; exit 130; }
+  (( rc == 0 )) || { cat "$work/$b.err" >&2; die "$b: kiln boot failed"; }
   wait "$boot_pid" || rc=$?
   boot_pid=""
+  (( rc == 130 )) && { echo; echo "network: interrupted" >&2; exit 130; }
   (( rc == 0 )) || { cat "$work/$a.err" >&2; die "$a: kiln boot failed"; }
   echo "$a and $b booted at once: ready in $(field ready_seconds <"$work/$a.json") s and" \
     "$(field ready_seconds <"$work/$b.json") s ($(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s in all)"
@@ -170,81 +181,87 @@ start_servers() {  # B
     die "$1: the guest's sink and echo server did not start"
 }
 
-# The figures of one pair, into $work/LABEL-*.txt: from A to B at HOST
-# (PORT1 sink, PORT2 echo), and from the host to 127.0.0.1 (HPORT1, HPORT2).
-measure_pair() {  # LABEL A HOST PORT1 PORT2 HPORT1 HPORT2
-  local label=$1 a=$2 host=$3 p1=$4 p2=$5 h1=$6 h2=$7 i out
+pause_pair() {  # pause|unpause A B
+  "$kiln" "$1" "$2" >/dev/null || die "kiln $1 $2 failed"
+  "$kiln" "$1" "$3" >/dev/null || die "kiln $1 $3 failed"
+}
+
+# Each side: its pair, where A finds B's sink and echo server, and the host
+# ports that reach them.
+declare -A side_a side_b side_target side_p1 side_p2 side_h1 side_h2
+
+# One round of one side's figures, appended to $work/SIDE-*.txt: from A to B
+# and from the host to 127.0.0.1. The other side's pair is paused meanwhile.
+round() {  # SIDE ROUND
+  local side=$1 r=$2 a=${side_a[$1]} b=${side_b[$1]} target=${side_target[$1]}
+  local p1=${side_p1[$1]} p2=${side_p2[$1]} h1=${side_h1[$1]} h2=${side_h2[$1]} out kind
   local gsend=("$kiln" exec "$a" --timeout 600 -- perl /root/netbench.pl)
   local hsend=(timeout 600 perl "$netbench")
-  # Untimed: a first MiB each way, through whatever is set up on first use
-  # (ARP, conntrack, slirp's socket, the guest's page cache).
-  "${gsend[@]}" send "$host" "$p1" 1 </dev/null >/dev/null || die "$label: $a cannot send to $host:$p1"
-  "${hsend[@]}" send 127.0.0.1 "$h1" 1 >/dev/null || die "$label: the host cannot send to 127.0.0.1:$h1"
-  echo "-- $label: $rounds x $size_mib MiB (Mbit/s), guest->guest and host->guest alternating"
-  : >"$work/$label-gg-mbit.txt"
-  : >"$work/$label-hg-mbit.txt"
-  for (( i = 1; i <= rounds; i++ )); do
-    out=$("${gsend[@]}" send "$host" "$p1" "$size_mib" </dev/null) || die "$label: $a -> $host:$p1 failed"
-    awk '{ print $3 }' <<<"$out" >>"$work/$label-gg-mbit.txt"
-    echo "$a -> $host:$p1   $(awk '{ printf "%.1f Mbit/s (%.2f s)", $3, $2 }' <<<"$out")"
-    out=$("${hsend[@]}" send 127.0.0.1 "$h1" "$size_mib") || die "$label: host -> 127.0.0.1:$h1 failed"
-    awk '{ print $3 }' <<<"$out" >>"$work/$label-hg-mbit.txt"
-    echo "host -> 127.0.0.1:$h1   $(awk '{ printf "%.1f Mbit/s (%.2f s)", $3, $2 }' <<<"$out")"
-  done
-  echo "-- $label: latency (ms): $pings round trips on one connection, $connects connections to a first reply"
-  "${gsend[@]}" rtt "$host" "$p2" "$pings" </dev/null >"$work/$label-gg-rtt.txt" || die "$label: $a round trips failed"
-  "${hsend[@]}" rtt 127.0.0.1 "$h2" "$pings" >"$work/$label-hg-rtt.txt" || die "$label: host round trips failed"
-  "${gsend[@]}" connect "$host" "$p2" "$connects" </dev/null >"$work/$label-gg-conn.txt" ||
-    die "$label: $a connections failed"
-  "${hsend[@]}" connect 127.0.0.1 "$h2" "$connects" >"$work/$label-hg-conn.txt" || die "$label: host connections failed"
-  local kind
-  for kind in rtt conn; do
-    echo "$a -> $host:$p2 $kind: median $(median <"$work/$label-gg-$kind.txt"), range $(range <"$work/$label-gg-$kind.txt")"
-    echo "host -> 127.0.0.1:$h2 $kind: median $(median <"$work/$label-hg-$kind.txt"), range $(range <"$work/$label-hg-$kind.txt")"
-  done
-  echo "load now: $(load)"
+  pause_pair unpause "$a" "$b"
+  # Untimed: a first MiB each way, through whatever is set up on first use or
+  # went stale while paused (neighbours, conntrack, slirp's sockets).
+  "${gsend[@]}" send "$target" "$p1" 1 </dev/null >/dev/null || die "$side: $a cannot send to $target:$p1"
+  "${hsend[@]}" send 127.0.0.1 "$h1" 1 >/dev/null || die "$side: the host cannot send to 127.0.0.1:$h1"
+  out=$("${gsend[@]}" send "$target" "$p1" "$size_mib" </dev/null) || die "$side: $a -> $target:$p1 failed"
+  awk '{ print $3 }' <<<"$out" >>"$work/$side-gg-mbit.txt"
+  local gg=$out
+  out=$("${hsend[@]}" send 127.0.0.1 "$h1" "$size_mib") || die "$side: host -> 127.0.0.1:$h1 failed"
+  awk '{ print $3 }' <<<"$out" >>"$work/$side-hg-mbit.txt"
+  local hg=$out
+  "${gsend[@]}" rtt "$target" "$p2" "$pings" </dev/null >"$work/round-gg-rtt.txt" || die "$side: $a round trips failed"
+  "${hsend[@]}" rtt 127.0.0.1 "$h2" "$pings" >"$work/round-hg-rtt.txt" || die "$side: host round trips failed"
+  "${gsend[@]}" connect "$target" "$p2" "$connects" </dev/null >"$work/round-gg-conn.txt" ||
+    die "$side: $a connections failed"
+  "${hsend[@]}" connect 127.0.0.1 "$h2" "$connects" >"$work/round-hg-conn.txt" || die "$side: host connections failed"
+  for kind in gg-rtt hg-rtt gg-conn hg-conn; do cat "$work/round-$kind.txt" >>"$work/$side-$kind.txt"; done
+  if [[ $side == kiln ]]; then
+    "$kiln" exec "$a" -- ping -c 10 -i 0.2 "$b" </dev/null >"$work/ping.txt" 2>&1 || true
+    sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' "$work/ping.txt" >>"$work/ping-ms.txt"
+  fi
+  printf '%-5s round %d  %s -> %s: %s Mbit/s, rtt %s ms, connect+reply %s ms | host -> %s: %s Mbit/s, rtt %s ms, connect+reply %s ms\n' \
+    "$side" "$r" "$a" "$target:$p1" "$(awk '{ printf "%.1f", $3 }' <<<"$gg")" "$(ms "$(median <"$work/round-gg-rtt.txt")")" \
+    "$(ms "$(median <"$work/round-gg-conn.txt")")" "127.0.0.1:$h1" "$(awk '{ printf "%.1f", $3 }' <<<"$hg")" \
+    "$(ms "$(median <"$work/round-hg-rtt.txt")")" "$(ms "$(median <"$work/round-hg-conn.txt")")"
+  pause_pair pause "$a" "$b"
 }
 
 bench_machine_before
 echo "image: $image_dir"
 
-# 1. The kiln network.
+# The kiln network's pair.
 subnet=${SUBNET:-$(pick_subnet)} || die "no free subnet"
 "$kiln" network create "$net" --subnet "$subnet" --json >"$work/net.json" 2>"$work/net.err" ||
   { cat "$work/net.err" >&2; die "kiln network create $net --subnet $subnet failed"; }
 net_made=1
-echo "== kiln network $net ($subnet, $(field mode <"$work/net.json")): ka and kb, --net $net --backend qemu"
 k1=$(free_port) k2=$(free_port)
+echo "== kiln network $net ($subnet, $(field mode <"$work/net.json")): ka and kb, --net $net --backend qemu;" \
+  "kb's ports 5001 and 5002 published on 127.0.0.1:$k1 and :$k2 (nftables DNAT)"
 boot_pair ka kb "$net" --publish "127.0.0.1:$k1:5001" --publish "127.0.0.1:$k2:5002"
 label=$([[ $(field kvm <"$work/ka.json") == True ]] && echo "qemu (KVM)" || echo "qemu (TCG)")
 start_servers kb
-# DHCP and the network's DNS: kb by name, as ka will use it.
+# The network's DNS: kb by name, as ka uses it.
 kb_address=$("$kiln" exec ka -- timeout 60 sh -c 'until getent ahostsv4 kb; do sleep 1; done' </dev/null |
   awk 'NR == 1 { print $1 }') || die "ka does not resolve kb by name after 60 s"
-echo "ka resolves kb to $kb_address; kb's ports 5001 and 5002 published on 127.0.0.1:$k1 and :$k2 (nftables DNAT)"
-measure_pair kiln ka kb 5001 5002 "$k1" "$k2"
-"$kiln" exec ka -- ping -c "$(( pings < 20 ? pings : 20 ))" -i 0.2 kb </dev/null >"$work/ping.txt" 2>&1 || true
-sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' "$work/ping.txt" >"$work/ping-ms.txt"
-if [[ -s $work/ping-ms.txt ]]; then
-  ping_line="ICMP ping ka -> kb: median $(ms "$(median <"$work/ping-ms.txt")") ms, range $(range <"$work/ping-ms.txt") ms ($(wc -l <"$work/ping-ms.txt") replies)"
-else
-  ping_line="ICMP ping ka -> kb: no reply ($(tail -n 1 "$work/ping.txt"))"
-fi
-echo "$ping_line"
-"$kiln" destroy ka >/dev/null
-"$kiln" destroy kb >/dev/null
-"$kiln" network rm "$net" >/dev/null 2>"$work/rm.err" || { cat "$work/rm.err" >&2; die "kiln network rm $net failed"; }
-net_made=0
+echo "ka resolves kb to $kb_address"
+side_a[kiln]=ka side_b[kiln]=kb side_target[kiln]=kb side_p1[kiln]=5001 side_p2[kiln]=5002 side_h1[kiln]=$k1 side_h2[kiln]=$k2
+# Paused, a qemu guest takes no CPU from the other pair's boot and figures.
+pause_pair pause ka kb
 
-# 2. User networking: A reaches B only through B's published port on the host.
+# User networking's pair: A reaches B only through B's published port on the host.
 u1=$(free_port) u2=$(free_port)
 echo "== user networking: ua and ub, --net user --backend qemu; ub's ports 5001 and 5002 published on" \
-  "127.0.0.1:$u1 and :$u2 (qemu hostfwd), ua connects to 10.0.2.2 (slirp's address of the host)"
+  "127.0.0.1:$u1 and :$u2 (qemu hostfwd), which ua reaches at 10.0.2.2 (slirp's address of the host)"
 boot_pair ua ub user --publish "127.0.0.1:$u1:5001" --publish "127.0.0.1:$u2:5002"
 start_servers ub
-measure_pair user ua 10.0.2.2 "$u1" "$u2" "$u1" "$u2"
-"$kiln" destroy ua >/dev/null
-"$kiln" destroy ub >/dev/null
+side_a[user]=ua side_b[user]=ub side_target[user]=10.0.2.2 side_p1[user]=$u1 side_p2[user]=$u2 side_h1[user]=$u1 side_h2[user]=$u2
+pause_pair pause ua ub
+
+echo "== $rounds rounds, the two pairs in turn (the other paused): $size_mib MiB guest->guest and host->guest," \
+  "$pings round trips on one connection and $connects connections to a first reply each way (medians)"
+for (( i = 1; i <= rounds; i++ )); do
+  if (( i % 2 )); then round kiln "$i"; round user "$i"; else round user "$i"; round kiln "$i"; fi
+done
+echo "load now: $(load)"
 
 # The summary: kiln's figures first, user networking's second.
 figures() {  # PATH (gg or hg)
@@ -256,8 +273,13 @@ figures() {  # PATH (gg or hg)
     "round trip $(ms "$kr") ms vs $(ms "$ur") ms (kiln $(ratio "$ur" "$kr") quicker);" \
     "connect+reply $(ms "$kc") ms vs $(ms "$uc") ms (kiln $(ratio "$uc" "$kc") quicker)"
 }
+if [[ -s $work/ping-ms.txt ]]; then
+  ping_line="ICMP ping ka -> kb on the kiln network: median $(ms "$(median <"$work/ping-ms.txt")") ms, range $(range <"$work/ping-ms.txt") ms ($(wc -l <"$work/ping-ms.txt") replies; user networking has no route between guests)"
+else
+  ping_line="ICMP ping ka -> kb on the kiln network: no reply ($(tail -n 1 "$work/ping.txt"))"
+fi
 echo
 bench_summary_line "guest->guest TCP, $label, $size_mib MiB x $rounds, medians; user = through a host port: $(figures gg)"
 bench_summary_line "host->guest TCP via --publish, $label, medians: $(figures hg)"
-bench_summary_line "$ping_line (kiln network; user networking has no route between guests)"
+bench_summary_line "$ping_line"
 bench_machine_after

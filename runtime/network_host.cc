@@ -55,6 +55,12 @@ std::vector<std::string> dnat_rules(const std::vector<NetworkMember>& members) {
 
 fs::path pid_file(const fs::path& dir) { return dir / "dnsmasq.pid"; }
 
+// dnsmasq reads its hosts files again on SIGHUP, as the unprivileged user
+// it has become by then, who may not pass through the state root (a 0700
+// directory of the user's): they live where anyone may read them, under
+// the bridge's name, which no other network on the host has.
+fs::path hosts_dir(const KilnNetwork& network) { return fs::path("/run/kiln-dnsmasq") / network.name; }
+
 // The network's dnsmasq, if it runs.
 pid_t running_dnsmasq(const fs::path& dir) {
   std::string text = read_line(pid_file(dir));
@@ -96,7 +102,7 @@ Result<> ensure_dnsmasq(const KilnNetwork& network, const fs::path& dir) {
     return {};
   }
   KILN_ASSIGN(std::string dnsmasq, find_program("dnsmasq"));
-  std::vector<std::string> argv = dnsmasq_arguments(network, dir);
+  std::vector<std::string> argv = dnsmasq_arguments(network, dir, hosts_dir(network));
   argv.front() = dnsmasq;
   auto started = run(argv);
   if (!started) return std::unexpected(std::move(started.error()).with_context("network " + network.name));
@@ -168,7 +174,7 @@ std::string dhcp_hosts_file(const std::vector<NetworkMember>& members) {
   return out;
 }
 
-std::vector<std::string> dnsmasq_arguments(const KilnNetwork& network, const fs::path& dir) {
+std::vector<std::string> dnsmasq_arguments(const KilnNetwork& network, const fs::path& dir, const fs::path& hosts) {
   const Ipv4Subnet& subnet = network.subnet;
   std::vector<std::string> argv = {
       "dnsmasq",
@@ -182,8 +188,8 @@ std::vector<std::string> dnsmasq_arguments(const KilnNetwork& network, const fs:
                   subnet.netmask_text()),
       "--dhcp-authoritative",
       "--dhcp-leasefile=" + (dir / "leases").string(),
-      "--dhcp-hostsfile=" + (dir / "dhcp-hosts").string(),
-      "--addn-hosts=" + (dir / "hosts").string(),
+      "--dhcp-hostsfile=" + (hosts / "dhcp-hosts").string(),
+      "--addn-hosts=" + (hosts / "hosts").string(),
       "--no-hosts",
       // Instances are NAME.NETWORK, answered here and never asked upstream.
       "--domain=" + network.name,
@@ -207,8 +213,14 @@ Result<> sync_network(const KilnNetwork& network, const fs::path& dir, const std
     return {};
   }
   KILN_TRY(ensure_bridge(network, dir));
-  KILN_TRY(write_file_atomic(dir / "hosts", dns_hosts_file(members)));
-  KILN_TRY(write_file_atomic(dir / "dhcp-hosts", dhcp_hosts_file(members)));
+  fs::path hosts = hosts_dir(network);
+  std::error_code ec;
+  fs::create_directories(hosts, ec);
+  if (ec) return fail_errno("cannot create", hosts.string(), ec.value());
+  fs::permissions(hosts.parent_path(), fs::perms(0755), ec);
+  fs::permissions(hosts, fs::perms(0755), ec);
+  KILN_TRY(write_file_atomic(hosts / "hosts", dns_hosts_file(members), 0644));
+  KILN_TRY(write_file_atomic(hosts / "dhcp-hosts", dhcp_hosts_file(members), 0644));
   KILN_TRY(ensure_dnsmasq(network, dir));
   KILN_ASSIGN(std::string nft, find_program("nft"));
   Command apply{{nft, "-f", "-"}};
@@ -232,7 +244,7 @@ Result<> tear_down_network(const KilnNetwork& network, const fs::path& dir) {
   }
   if (host_has_interface(network.name) && is_kiln_bridge(network.name))
     KILN_TRY(run({"ip", "link", "del", network.name}));
-  return {};
+  return remove_tree(hosts_dir(network));
 }
 
 bool network_is_up(const KilnNetwork& network, const fs::path& dir) {

@@ -39,7 +39,9 @@ std::string nft_ruleset(const KilnNetwork& network, const std::vector<NetworkMem
 // dnsmasq's addn-hosts (ADDRESS NAME) and dhcp-hostsfile (MAC,ADDRESS,NAME).
 std::string dns_hosts_file(const std::vector<NetworkMember>& members);
 std::string dhcp_hosts_file(const std::vector<NetworkMember>& members);
-std::vector<std::string> dnsmasq_arguments(const KilnNetwork& network, const std::filesystem::path& dir);
+// `dir` holds its pid file and leases, `hosts` the hosts files it re-reads.
+std::vector<std::string> dnsmasq_arguments(const KilnNetwork& network, const std::filesystem::path& dir,
+                                           const std::filesystem::path& hosts);
 
 // Makes what is missing of the network's parts and rewrites its rules and
 // hosts from `members`; a bridge:BR network has none of its own.

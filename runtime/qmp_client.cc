@@ -144,17 +144,24 @@ Result<nlohmann::json> QmpClient::wait_event(const std::string& name, std::chron
 std::deque<nlohmann::json> QmpClient::take_events() { return std::exchange(events_, {}); }
 
 Result<> QmpClient::poll(std::chrono::milliseconds timeout) {
+  // What is there already is read even with no time to wait: the
+  // supervisor calls this when the socket is readable, and a poll that
+  // read nothing would leave it readable, the supervisor spinning and
+  // QEMU's events (SHUTDOWN among them) unseen.
   auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline || buffer_.find('\n') != std::string::npos) {
+  while (true) {
     if (buffer_.find('\n') == std::string::npos) {
       pollfd p{socket_.get(), POLLIN, 0};
       int ready = ::poll(&p, 1, remaining_ms(deadline));
-      if (ready <= 0) continue;
+      if (ready < 0 && errno != EINTR) return fail_errno("poll", name_, errno);
+      if (ready <= 0) {
+        if (Clock::now() >= deadline) return {};
+        continue;
+      }
     }
     KILN_ASSIGN(nlohmann::json message, receive(Clock::now() + std::chrono::milliseconds(100)));
     if (message.contains("event")) events_.push_back(std::move(message));
   }
-  return {};
 }
 
 }  // namespace kiln

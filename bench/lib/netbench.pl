@@ -21,8 +21,10 @@
 #                                  qemu's user networking the host's connect
 #                                  alone returns before the guest is asked):
 #                                  prints each in ms
-# A server detaches (its own session, output to /dev/null) once it listens,
-# so that `kiln exec` returns. Exit status 1 with a message on any failure.
+# A client looks HOST up once, before any timing. A server detaches (its own
+# session, output to /dev/null) once it listens, so that `kiln exec` returns.
+# Exit status non-zero with a message on any failure. Not a benchmark:
+# run-all runs only bench/*.sh.
 use strict;
 use warnings;
 use IO::Socket::INET;

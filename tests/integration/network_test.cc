@@ -115,6 +115,7 @@ class NetworkTest : public ::testing::Test {
   std::vector<std::string> host_parts_of(const std::string& name) const {
     std::vector<std::string> parts;
     if (fs::exists("/sys/class/net/" + name)) parts.push_back("bridge " + name);
+    if (fs::exists("/run/kiln-dnsmasq/" + name)) parts.push_back("directory /run/kiln-dnsmasq/" + name);
     if (testing::run_program({"nft", "list", "table", "ip", "kiln-" + name}).exit_code == 0)
       parts.push_back("nftables table kiln-" + name);
     for (const std::string& process : testing::processes_naming({"--interface=" + name + " "}))
@@ -137,6 +138,9 @@ TEST_F(NetworkTest, WebAndDbOnOneNetworkTalkByNameAndAPublishedPortReachesWeb) {
   // From web, db answers by its instance name, resolved by the network's DNS.
   EXPECT_TRUE(testing::wait_for([&] { return exec("web", first_line_from("db", 5432)) == "hello from db\n"; },
                                 std::chrono::seconds(90), [&] { return exec("web", first_line_from("db", 5432)); }));
+  // By the network's DNS (not by LLMNR, which names only "db"): its answer
+  // carries the network's domain.
+  EXPECT_THAT(exec("web", "getent ahostsv4 db"), HasSubstr("db." + lan));
   // From the host, the published port reaches web's listener.
   auto through = testing::run_program(
       {"timeout", "10", "bash", "-c", fmt::format("exec 3<>/dev/tcp/127.0.0.1/{} && head -1 <&3", port)});

@@ -126,7 +126,7 @@ TEST(NetworkHost, AnIsolatedNetworkForwardsNothingButPublishedPorts) {
   EXPECT_THAT(rules, HasSubstr("oifname \"quiet\" ct status dnat accept\n    iifname \"quiet\" drop\n    oifname \"quiet\" drop"));
   EXPECT_THAT(rules, ::testing::Not(HasSubstr("masquerade\n    oifname \"quiet\" ip saddr 127")));
   EXPECT_THAT(rules, ::testing::Not(HasSubstr("10.78.0.0/24 masquerade")));
-  auto argv = dnsmasq_arguments(network, "/run/kiln/.networks/quiet");
+  auto argv = dnsmasq_arguments(network, "/run/kiln/.networks/quiet", "/run/kiln-dnsmasq/quiet");
   EXPECT_THAT(argv, ::testing::Contains("--no-resolv"));
   EXPECT_THAT(argv, ::testing::Contains("--dhcp-option=option:router"));
 }
@@ -135,10 +135,10 @@ TEST(NetworkHost, DnsmasqNamesEveryInstanceAndKeepsItsAddress) {
   KilnNetwork network{"lan0", NetworkMode::kNat, subnet("10.77.0.0/24")};
   EXPECT_EQ(dns_hosts_file(two_members()), "10.77.0.2 web\n10.77.0.3 db\n");
   EXPECT_EQ(dhcp_hosts_file(two_members()), "00:16:3e:00:00:01,10.77.0.2,web\n00:16:3e:00:00:02,10.77.0.3,db\n");
-  auto argv = dnsmasq_arguments(network, "/d");
+  auto argv = dnsmasq_arguments(network, "/d", "/h");
   for (const char* expected : {"--interface=lan0", "--listen-address=10.77.0.1",
-                               "--dhcp-range=10.77.0.2,10.77.0.254,255.255.255.0,1h", "--addn-hosts=/d/hosts",
-                               "--dhcp-hostsfile=/d/dhcp-hosts", "--pid-file=/d/dnsmasq.pid", "--domain=lan0",
+                               "--dhcp-range=10.77.0.2,10.77.0.254,255.255.255.0,1h", "--addn-hosts=/h/hosts",
+                               "--dhcp-hostsfile=/h/dhcp-hosts", "--pid-file=/d/dnsmasq.pid", "--domain=lan0",
                                "--local=/lan0/", "--expand-hosts"})
     EXPECT_THAT(argv, ::testing::Contains(expected));
   EXPECT_THAT(argv, ::testing::Not(::testing::Contains("--no-resolv")));

@@ -4,8 +4,13 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstring>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -83,6 +88,39 @@ TEST_F(QmpClientTest, PassesAFileDescriptor) {
   // Only a descriptor QEMU really holds can be closed by name.
   EXPECT_TRUE(qmp->execute("closefd", {{"fdname", "mine"}}));
   EXPECT_FALSE(qmp->execute("closefd", {{"fdname", "mine"}}));
+}
+
+// A QMP peer that greets, accepts the capabilities, then sends an event
+// unasked: what the supervisor sees when a guest powers off.
+TEST(QmpClient, APollWithNoTimeToWaitStillTakesTheEventsThatArrived) {
+  testing::ScratchDir dir;
+  std::string path = (dir / "qmp.sock").string();
+  int server = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(server, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(server, 1), 0);
+  std::thread peer([server] {
+    int client = ::accept(server, nullptr, nullptr);
+    auto say = [client](const std::string& line) { (void)!::write(client, line.data(), line.size()); };
+    say("{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n");
+    char request[256];
+    (void)!::read(client, request, sizeof request);
+    say("{\"return\": {}}\n");
+    say("{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true}}\n");
+    ::usleep(300 * 1000);
+    ::close(client);
+  });
+  auto qmp = QmpClient::connect(path);
+  ASSERT_TRUE(qmp) << qmp.error().to_string();
+  ::usleep(100 * 1000);  // the event is in the socket
+  ASSERT_TRUE(qmp->poll(std::chrono::milliseconds(0)));
+  auto events = qmp->take_events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0]["event"], "SHUTDOWN");
+  peer.join();
+  ::close(server);
 }
 
 TEST(QmpClient, ConnectingToNothingFailsInTime) {
