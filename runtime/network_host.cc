@@ -258,8 +258,9 @@ std::vector<HostSubnet> host_subnets() {
   if (::getifaddrs(&list) != 0) return out;
   for (ifaddrs* entry = list; entry; entry = entry->ifa_next) {
     if (!entry->ifa_addr || entry->ifa_addr->sa_family != AF_INET || !entry->ifa_netmask) continue;
+    // Kiln's own bridges count too: another state root's networks are
+    // known here only by them.
     std::string name = entry->ifa_name;
-    if (is_kiln_bridge(name)) continue;
     uint32_t address = ntohl(reinterpret_cast<sockaddr_in*>(entry->ifa_addr)->sin_addr.s_addr);
     uint32_t mask = ntohl(reinterpret_cast<sockaddr_in*>(entry->ifa_netmask)->sin_addr.s_addr);
     int prefix = __builtin_popcount(mask);

@@ -51,7 +51,7 @@ Result<> sync_network(const KilnNetwork& network, const std::filesystem::path& d
 Result<> tear_down_network(const KilnNetwork& network, const std::filesystem::path& dir);
 // Whether its bridge and dnsmasq are there.
 bool network_is_up(const KilnNetwork& network, const std::filesystem::path& dir);
-// The subnets of the host's interfaces, except kiln's own bridges.
+// The subnets of the host's interfaces, kiln's bridges among them.
 std::vector<HostSubnet> host_subnets();
 bool host_has_interface(const std::string& name);
 // Names of networks kept under `root` whose bridge kiln made but which are
