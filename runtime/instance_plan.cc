@@ -1,6 +1,5 @@
 #include "runtime/instance_plan.h"
 
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -153,11 +152,9 @@ Result<std::string> static_address(const NicRequest& nic) {
     prefix = address.substr(slash + 1);
     address.resize(slash);
   }
-  in_addr parsed{};
   int bits = -1;
   auto [end, error] = std::from_chars(prefix.data(), prefix.data() + prefix.size(), bits);
-  if (::inet_pton(AF_INET, address.c_str(), &parsed) != 1 || error != std::errc() ||
-      end != prefix.data() + prefix.size() || bits < 1 || bits > 32)
+  if (!parse_ipv4(address) || error != std::errc() || end != prefix.data() + prefix.size() || bits < 1 || bits > 32)
     return fail(ErrorKind::kBadInput, "{}: ip={} is not an IPv4 address with an optional /PREFIX", nic.what, nic.ip);
   return address + "/" + prefix;
 }

@@ -71,6 +71,10 @@ pid_t running_dnsmasq(const fs::path& dir) {
     return 0;
   }
   if (pid <= 0 || read_line(fmt::format("/proc/{}/comm", pid)) != "dnsmasq") return 0;
+  // A killed one stays a zombie where init does not reap (seen here).
+  std::string stat = read_line(fmt::format("/proc/{}/stat", pid));
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos || stat.compare(paren + 2, 1, "Z") == 0) return 0;
   return pid;
 }
 

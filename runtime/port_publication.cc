@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "base/files.h"
+#include "base/ipv4_subnet.h"
 
 namespace kiln {
 namespace {
@@ -42,8 +43,7 @@ Result<PortPublication> parse_publication(std::string_view text) {
   if (size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
     port.host_address = std::string(rest.substr(0, colon));
     host = rest.substr(colon + 1);
-    in_addr address{};
-    if (::inet_pton(AF_INET, port.host_address.c_str(), &address) != 1)
+    if (!parse_ipv4(port.host_address))
       return bad(fmt::format("'{}' is not an IPv4 address", port.host_address));
   }
   auto host_port = port_number(host);
@@ -70,7 +70,7 @@ Result<> check_host_port_free(const PortPublication& port) {
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(port.host_port);
-  ::inet_pton(AF_INET, port.host_address.c_str(), &address.sin_addr);
+  address.sin_addr.s_addr = htonl(parse_ipv4(port.host_address).value_or(INADDR_LOOPBACK));
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
     int error = errno;
     if (error == EADDRINUSE)
