@@ -48,6 +48,16 @@ mounted() {
   return 1
 }
 
+# The names of the instances on the guest's socket networks, which have no
+# DNS server: the lines on stdin replace those between kiln's marks.
+update_hosts() {
+  { sed '/^# kiln networks: begin$/,/^# kiln networks: end$/d' /etc/hosts
+    echo '# kiln networks: begin'
+    cat
+    echo '# kiln networks: end'
+  } > /etc/hosts.kiln && mv /etc/hosts.kiln /etc/hosts
+}
+
 apply_personality() {
   find_seed || exit 0
   mounted "$seed" || { mkdir -p "$seed" && mount -o ro "$dev" "$seed"; } || exit 1
@@ -70,6 +80,7 @@ apply_personality() {
   [ -d "$seed@SEED_SSH_HOST_KEYS@" ] && [ -x /usr/sbin/sshd ] && [ ! -e /etc/ssh/ssh_host_ed25519_key ] &&
     cp -p "$seed@SEED_SSH_HOST_KEYS@/"* /etc/ssh/
   [ -d "$seed@SEED_FILES@" ] && cp -a "$seed@SEED_FILES@/." /
+  [ -f "$seed@SEED_HOSTS@" ] && update_hosts < "$seed@SEED_HOSTS@"
   # NICs kiln gave a static address; systemd-networkd reads /run first.
   if [ -d "$seed@SEED_NETWORK@" ]; then
     mkdir -p /run/systemd/network && cp "$seed@SEED_NETWORK@/"* /run/systemd/network/
@@ -150,7 +161,8 @@ case "${1:-}" in
   personality) apply_personality ;;
   firstboot) run_firstboot ;;
   ready) report_ready ;;
-  *) echo "usage: kiln-agent personality|firstboot|ready" >&2; exit 2 ;;
+  @HOSTS_COMMAND@) update_hosts ;;
+  *) echo "usage: kiln-agent personality|firstboot|ready|@HOSTS_COMMAND@" >&2; exit 2 ;;
 esac
 )AGENT";
 
@@ -260,6 +272,8 @@ std::string with_protocol_words(std::string_view text) {
       {"@SEED_FIRSTBOOT@", kSeedFirstboot},
       {"@SEED_FILES@", kSeedFiles},
       {"@SEED_NETWORK@", kSeedNetwork},
+      {"@SEED_HOSTS@", kSeedHosts},
+      {"@HOSTS_COMMAND@", kAgentHostsCommand},
       {"@HOST_KEYS_KILN@", kHostKeysFromKiln},
       {"@HOST_KEYS_OWN@", kHostKeysOwn},
       {"@HOST_KEYS_NONE@", kHostKeysNone},
@@ -320,7 +334,7 @@ Result<bool> install_exec_agent(Ext4Image& fs, std::string_view architecture, in
 }
 
 Result<> install_guest_agent(Ext4Image& fs, int64_t mtime) {
-  KILN_TRY(write_file(fs, "/usr/lib/kiln/kiln-agent", guest_agent_script(), 0755, mtime));
+  KILN_TRY(write_file(fs, std::string(kAgentScriptPath), guest_agent_script(), 0755, mtime));
   KILN_TRY(install_unit(fs, "kiln-personality.service", kPersonalityUnit, mtime));
   KILN_TRY(install_unit(fs, "kiln-firstboot.service", kFirstbootUnit, mtime));
   KILN_TRY(write_file(fs, "/usr/lib/systemd/system-generators/kiln-cad-generator",

@@ -28,7 +28,7 @@ Result<bool> install_exec_agent(Ext4Image& fs, std::string_view architecture, in
 // executable, or in ../lib/kiln from it.
 Result<std::filesystem::path> find_exec_agent_binary();
 
-// The agent's shell script, as installed at /usr/lib/kiln/kiln-agent.
+// The agent's shell script, as installed at kAgentScriptPath (guest_protocol.h).
 std::string guest_agent_script();
 
 }  // namespace kiln

@@ -14,14 +14,14 @@ nlohmann::json network_json(const NetworkStatus& status) {
   const KilnNetwork& network = status.network;
   nlohmann::json out = {{"name", network.name},
                         {"mode", network.mode_text()},
-                        {"kind", "bridge"},
-                        {"bridge", network.bridge()},
+                        {"kind", network.kind()},
                         {"up", status.up},
                         {"instances", status.instances}};
-  if (network.kiln_addressed()) {
-    out["subnet"] = network.subnet.to_string();
+  if (network.on_host_bridge()) out["bridge"] = network.bridge();
+  else out["socket"] = network.socket_text();
+  if (network.kiln_addressed()) out["subnet"] = network.subnet.to_string();
+  if (network.mode == NetworkMode::kNat || network.mode == NetworkMode::kIsolated)
     out["gateway"] = ipv4_text(network.gateway());
-  }
   return out;
 }
 
@@ -35,12 +35,14 @@ int run_list(bool json) {
     fmt::print("{}\n", out.dump(2));
     return 0;
   }
-  fmt::print("{:<16} {:<16} {:<18} {:<12} {:<8} {}\n", "Name", "Mode", "Subnet", "Gateway", "State", "Instances");
+  fmt::print("{:<16} {:<7} {:<16} {:<18} {:<12} {:<8} {}\n", "Name", "Kind", "Mode", "Subnet", "Gateway", "State",
+             "Instances");
   for (const NetworkStatus& status : networks) {
     const KilnNetwork& network = status.network;
     bool own = network.kiln_addressed();
-    fmt::print("{:<16} {:<16} {:<18} {:<12} {:<8} {}\n", network.name, network.mode_text(),
-               own ? network.subnet.to_string() : "(the LAN's)", own ? ipv4_text(network.gateway()) : "-",
+    bool gateway = own && network.on_host_bridge();
+    fmt::print("{:<16} {:<7} {:<16} {:<18} {:<12} {:<8} {}\n", network.name, network.kind(), network.mode_text(),
+               own ? network.subnet.to_string() : "(the LAN's)", gateway ? ipv4_text(network.gateway()) : "-",
                status.up ? "up" : "down", status.instances.empty() ? "-" : fmt::format("{}", fmt::join(status.instances, ", ")));
   }
   return 0;
@@ -50,7 +52,8 @@ int run_list(bool json) {
 
 void register_network_commands(CLI::App& root, Registry& registry) {
   CLI::App* network = root.add_subcommand(
-      "network", "Networks instances join with --net NAME: a bridge, nftables and dnsmasq of their own (root)");
+      "network", "Networks instances join with --net NAME: a bridge, nftables and dnsmasq of their own (root), or "
+                 "multicast sockets on this host (socket: no root)");
   network->require_subcommand(1);
 
   auto request = std::make_shared<NetworkRequest>();
@@ -62,14 +65,19 @@ void register_network_commands(CLI::App& root, Registry& registry) {
       ->required();
   create->add_option("--subnet", request->subnet, "Its IPv4 subnet, e.g. 10.77.0.0/24 (default: the first free 10.77.N.0/24)");
   create->add_option("--mode", request->mode,
-                     "nat (default: out through the host, masqueraded), isolated (no way out of the host) or "
-                     "bridge:HOSTBRIDGE (join the host's bridge, as Xen's bridged mode)");
+                     "nat (the default as root: out through the host, masqueraded), isolated (no way out of the "
+                     "host), bridge:HOSTBRIDGE (join the host's bridge, as Xen's bridged mode) or socket (the "
+                     "default without root: qemu's and UML's multicast sockets, guests reach each other and "
+                     "nothing else)");
   create->add_flag("--json", *create_json, "Print the network as JSON");
   registry.push_back({create, [request, create_json] {
                         InstanceStore store = InstanceStore::open();
                         return finish(create_network(store, *request), [&](const KilnNetwork& made) {
                           if (*create_json) {
                             fmt::print("{}\n", network_json({made, true, {}}).dump());
+                          } else if (!made.on_host_bridge()) {
+                            fmt::print("network {} (socket, {}, multicast {} on this host only) is ready\n",
+                                       made.name, made.subnet.to_string(), made.socket_text());
                           } else if (made.kiln_addressed()) {
                             fmt::print("network {} ({}, {}, gateway {}) is up\n", made.name, made.mode_text(),
                                        made.subnet.to_string(), ipv4_text(made.gateway()));
@@ -80,7 +88,8 @@ void register_network_commands(CLI::App& root, Registry& registry) {
                       }});
 
   auto json = std::make_shared<bool>(false);
-  CLI::App* list = network->add_subcommand("list", "List networks: mode, subnet, gateway, state and instances");
+  CLI::App* list = network->add_subcommand("list", "List networks: kind (bridge or socket), mode, subnet, gateway, state "
+                                                   "and instances");
   list->add_flag("--json", *json, "Print JSON");
   registry.push_back({list, [json] { return run_list(*json); }});
 

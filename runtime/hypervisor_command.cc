@@ -66,6 +66,9 @@ std::vector<std::string> qemu_nic_arguments(const NetworkSpec& net) {
           netdev += fmt::format(",hostfwd={}:{}:{}-:{}", port.protocol, port.host_address, port.host_port, port.guest_port);
       if (net.ssh_port && !forwarded) netdev += fmt::format(",hostfwd=tcp:127.0.0.1:{}-:22", net.ssh_port);
       forwarded = true;
+    } else if (nic.kind == NetworkKind::kSocket) {
+      // On loopback, so that nothing leaves the host.
+      netdev = fmt::format("socket,id=net{},mcast={},localaddr=127.0.0.1", i, nic.socket);
     } else {
       netdev = fmt::format("tap,id=net{},ifname={},script=no,downscript=no", i, nic.tap);
     }
@@ -79,8 +82,17 @@ std::vector<std::string> uml_nic_arguments(const NetworkSpec& net, const std::st
   for (size_t i = 0; i < net.nics.size(); ++i) {
     const NicSpec& nic = net.nics[i];
     // SLIP, not Ethernet: slirp's guest side has no MAC address.
-    if (nic.kind == NetworkKind::kUser) argv.push_back(fmt::format("eth{}=slirp,,{}", i, slirp));
-    else argv.push_back(fmt::format("eth{}=tuntap,{},{}", i, nic.tap, nic.mac));
+    if (nic.kind == NetworkKind::kUser) {
+      argv.push_back(fmt::format("eth{}=slirp,,{}", i, slirp));
+    } else if (nic.kind == NetworkKind::kSocket) {
+      // UML's transport takes no interface: a TTL of 0 keeps its frames
+      // to the host's own sockets.
+      std::string socket = nic.socket;
+      socket[socket.rfind(':')] = ',';
+      argv.push_back(fmt::format("eth{}=mcast,{},{},0", i, nic.mac, socket));
+    } else {
+      argv.push_back(fmt::format("eth{}=tuntap,{},{}", i, nic.tap, nic.mac));
+    }
   }
   return argv;
 }

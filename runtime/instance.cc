@@ -38,8 +38,8 @@ constexpr std::array<std::pair<InstanceState, std::string_view>, 7> kStates = {
      {InstanceState::kCrashed, "crashed"},
      {InstanceState::kStopped, "stopped"},
      {InstanceState::kSaved, "saved"}}};
-constexpr std::array<std::pair<NetworkKind, std::string_view>, 2> kNetworks = {
-    {{NetworkKind::kUser, "user"}, {NetworkKind::kTap, "tap"}}};
+constexpr std::array<std::pair<NetworkKind, std::string_view>, 3> kNetworks = {
+    {{NetworkKind::kUser, "user"}, {NetworkKind::kTap, "tap"}, {NetworkKind::kSocket, "socket"}}};
 
 
 nlohmann::json spec_json(const InstanceSpec& spec) {
@@ -107,7 +107,7 @@ NetworkSpec network_from(const nlohmann::json& network, const nlohmann::json& pe
   }
   for (const auto& nic : network.at("nics"))
     spec.nics.push_back({enum_field(nic, "kind", kNetworks), nic.at("network"), nic.at("bridge"), nic.at("tap"),
-                         nic.at("mac"), nic.at("address"), nic.at("gateway"), nic.at("dns")});
+                         nic.at("mac"), nic.at("address"), nic.at("gateway"), nic.at("dns"), nic.value("socket", "")});
   for (const auto& port : network.at("published"))
     spec.published.push_back({port.at("host_address"), port.at("host_port"), port.at("guest_port"), port.at("protocol")});
   return spec;
@@ -159,7 +159,8 @@ nlohmann::json network_json(const NetworkSpec& network) {
                     {"mac", nic.mac},
                     {"address", nic.address},
                     {"gateway", nic.gateway},
-                    {"dns", nic.dns}});
+                    {"dns", nic.dns},
+                    {"socket", nic.socket}});
   nlohmann::json published = nlohmann::json::array();
   for (const PortPublication& port : network.published)
     published.push_back({{"host_address", port.host_address},

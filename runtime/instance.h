@@ -28,7 +28,9 @@ enum class LifecyclePolicy { kDestroy, kRestart, kPreserve };
 std::string_view policy_name(LifecyclePolicy policy);
 Result<LifecyclePolicy> parse_policy(std::string_view text);
 
-enum class NetworkKind { kUser, kTap };
+// user: the hypervisor's user networking; tap: a host tap device on a
+// bridge; socket: a multicast socket of a socket network (runtime/kiln_network.h).
+enum class NetworkKind { kUser, kTap, kSocket };
 
 // One network interface of the guest; the guest names them eth0, eth1...
 // in the order of NetworkSpec::nics.
@@ -43,6 +45,7 @@ struct NicSpec {
   std::string address;
   std::string gateway;
   std::string dns;  // the DNS server that names the network's instances
+  std::string socket;  // kSocket: the network's multicast GROUP:PORT
 };
 
 // --publish: a host port that reaches a port of the guest.

@@ -176,7 +176,7 @@ Result<BootOutcome> create_and_start(const InstanceStore& store, InstanceSpec sp
     }
   } cleanup{store, spec, spec.persistent || supervisor.restore_from.has_value()};
   KILN_TRY(make_overlays(spec, paths));
-  KILN_TRY(write_seed_disk(paths.seed, spec, store.state_root()));
+  KILN_TRY(write_seed_disk(paths.seed, spec, guest_hosts(store, spec), store.state_root()));
   InstanceRecord record;
   record.spec = spec;
   record.created_at = static_cast<int64_t>(std::time(nullptr));

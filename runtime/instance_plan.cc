@@ -161,7 +161,11 @@ Result<std::string> static_address(const NicRequest& nic) {
 
 // The address a NIC on kiln network `network` gets: a vif's ip= if it is
 // free there, else the lowest free one.
-Result<std::string> network_address(const NicRequest& wanted, const KilnNetwork& network, std::set<uint32_t>& taken) {
+Result<std::string> network_address(const NicRequest& wanted, const KilnNetwork& network, const HostFacts& host,
+                                    std::map<std::string, std::set<uint32_t>>& taken_by_network) {
+  auto [slot, fresh] = taken_by_network.try_emplace(network.name);
+  if (fresh) slot->second = host.addresses_taken(network.name);
+  std::set<uint32_t>& taken = slot->second;
   std::optional<uint32_t> asked;
   if (!wanted.ip.empty()) {
     KILN_ASSIGN(std::string address, static_address(wanted));
@@ -199,6 +203,17 @@ Result<NicPlace> nic_place(const NicRequest& wanted, const HostFacts& host) {
   return NicPlace{std::nullopt, wanted.bridge};
 }
 
+// A NIC on a socket network: no host side, so no root, and no gateway or
+// DNS server; its neighbours' names reach the guest's hosts file.
+Result<NicSpec> plan_socket_nic(const NicRequest& wanted, NicSpec nic, const KilnNetwork& network,
+                                const HostFacts& host, std::map<std::string, std::set<uint32_t>>& taken) {
+  nic.kind = NetworkKind::kSocket;
+  nic.network = network.name;
+  nic.socket = network.socket_text();
+  KILN_ASSIGN(nic.address, network_address(wanted, network, host, taken));
+  return nic;
+}
+
 Result<NicSpec> plan_nic(const NicRequest& wanted, size_t index, const InstanceSpec& spec, const HostFacts& host,
                          std::map<std::string, std::set<uint32_t>>& taken) {
   NicSpec nic;
@@ -209,6 +224,7 @@ Result<NicSpec> plan_nic(const NicRequest& wanted, size_t index, const InstanceS
                 wanted.what, nic.mac);
   if (wanted.bridge.empty()) return nic;
   KILN_ASSIGN(NicPlace place, nic_place(wanted, host));
+  if (place.network && !place.network->on_host_bridge()) return plan_socket_nic(wanted, nic, *place.network, host, taken);
   nic.kind = NetworkKind::kTap;
   nic.bridge = place.bridge;
   if (!host.is_root())
@@ -222,9 +238,7 @@ Result<NicSpec> plan_nic(const NicRequest& wanted, size_t index, const InstanceS
   if (place.network) {
     nic.network = place.network->name;
     if (place.network->kiln_addressed()) {
-      auto [slot, fresh] = taken.try_emplace(nic.network);
-      if (fresh) slot->second = host.addresses_taken(nic.network);
-      KILN_ASSIGN(nic.address, network_address(wanted, *place.network, slot->second));
+      KILN_ASSIGN(nic.address, network_address(wanted, *place.network, host, taken));
       std::string gateway = ipv4_text(place.network->gateway());
       if (place.network->mode == NetworkMode::kNat) nic.gateway = gateway;
       nic.dns = gateway;
@@ -245,6 +259,11 @@ Result<std::vector<PortPublication>> published_ports(const BootRequest& request,
     if (net.nics.empty())
       return fail(ErrorKind::kBadInput, "--publish {}: the guest has no network to publish a port of", text);
     const NicSpec& first = net.nics.front();
+    if (first.kind == NetworkKind::kSocket)
+      return fail(ErrorKind::kBadInput,
+                  "--publish {}: ports are published through the first NIC, and this one is on socket network {}, "
+                  "which the host has no side of; put --net user first (qemu forwards its ports)",
+                  text, first.network);
     if (first.kind != NetworkKind::kUser && (first.network.empty() || first.address.empty()))
       return fail(ErrorKind::kBadInput,
                   "--publish {}: ports are published through the first NIC, and this one's is on host bridge {}, "

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <charconv>
 #include <regex>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -15,10 +17,45 @@ namespace {
 // kiln's own range for the networks it picks subnets for.
 constexpr uint32_t kPickedSubnetBase = (10u << 24) | (77u << 16);
 
+// kiln's own range of multicast groups for socket networks: in the
+// IPv4 local scope, which routers do not forward.
+constexpr uint32_t kSocketGroupBase = (239u << 24) | (255u << 16);
+constexpr uint16_t kSocketPortBase = 20000;
+
 nlohmann::json network_json(const KilnNetwork& network) {
-  return {{"name", network.name},
-          {"mode", network.mode_text()},
-          {"subnet", network.kiln_addressed() ? network.subnet.to_string() : ""}};
+  nlohmann::json out = {{"name", network.name},
+                        {"mode", network.mode_text()},
+                        {"subnet", network.kiln_addressed() ? network.subnet.to_string() : ""}};
+  if (!network.on_host_bridge()) out["socket"] = network.socket_text();
+  return out;
+}
+
+Result<std::pair<uint32_t, uint16_t>> parse_socket(const std::string& text) {
+  size_t colon = text.rfind(':');
+  auto group = parse_ipv4(text.substr(0, colon));
+  int port = 0;
+  if (colon != std::string::npos) std::from_chars(text.data() + colon + 1, text.data() + text.size(), port);
+  if (!group || (*group >> 24) < 224 || (*group >> 24) > 239 || port <= 0 || port > 65535)
+    return fail(ErrorKind::kFailed, "\"{}\" is not a multicast GROUP:PORT", text);
+  return std::pair{*group, static_cast<uint16_t>(port)};
+}
+
+// FNV-1a: stable across kiln builds, unlike std::hash.
+uint32_t stable_hash(std::string_view text) {
+  uint32_t hash = 2166136261u;
+  for (unsigned char c : text) hash = (hash ^ c) * 16777619u;
+  return hash;
+}
+
+void pick_socket(KilnNetwork& network, const std::string& seed, const std::vector<KilnNetwork>& others) {
+  for (uint32_t hash = stable_hash(seed + "/" + network.name);; ++hash) {
+    network.group = kSocketGroupBase | (hash & 0xffff);
+    network.port = static_cast<uint16_t>(kSocketPortBase + (hash >> 16) % 20000);
+    bool taken = std::any_of(others.begin(), others.end(), [&](const KilnNetwork& other) {
+      return !other.on_host_bridge() && (other.group == network.group || other.port == network.port);
+    });
+    if (!taken) return;
+  }
 }
 
 Result<KilnNetwork> network_from(const nlohmann::json& json, const std::string& origin) {
@@ -30,6 +67,11 @@ Result<KilnNetwork> network_from(const nlohmann::json& json, const std::string& 
     network.host_bridge = mode.second;
     if (network.kiln_addressed()) {
       KILN_ASSIGN(network.subnet, Ipv4Subnet::parse(json.at("subnet").get<std::string>()));
+    }
+    if (!network.on_host_bridge()) {
+      auto socket = parse_socket(json.at("socket").get<std::string>());
+      if (!socket) return fail(ErrorKind::kFailed, "{}: damaged network definition: {}", origin, socket.error().message);
+      std::tie(network.group, network.port) = *socket;
     }
     return network;
   } catch (const nlohmann::json::exception& error) {
@@ -44,15 +86,27 @@ std::string KilnNetwork::mode_text() const {
     case NetworkMode::kNat: return "nat";
     case NetworkMode::kIsolated: return "isolated";
     case NetworkMode::kBridge: return "bridge:" + host_bridge;
+    case NetworkMode::kSocket: return "socket";
   }
   return "?";
 }
+
+std::string KilnNetwork::bridge() const {
+  switch (mode) {
+    case NetworkMode::kBridge: return host_bridge;
+    case NetworkMode::kSocket: return "";
+    default: return name;
+  }
+}
+
+std::string KilnNetwork::socket_text() const { return fmt::format("{}:{}", ipv4_text(group), port); }
 
 Result<std::pair<NetworkMode, std::string>> parse_network_mode(std::string_view text) {
   if (text == "nat") return std::pair{NetworkMode::kNat, std::string()};
   if (text == "isolated") return std::pair{NetworkMode::kIsolated, std::string()};
   if (text.starts_with("bridge:") && text.size() > 7) return std::pair{NetworkMode::kBridge, std::string(text.substr(7))};
-  return fail(ErrorKind::kBadInput, "--mode {}: expected nat, isolated or bridge:HOSTBRIDGE", text);
+  if (text == "socket") return std::pair{NetworkMode::kSocket, std::string()};
+  return fail(ErrorKind::kBadInput, "--mode {}: expected nat, isolated, bridge:HOSTBRIDGE or socket", text);
 }
 
 Result<> check_network_name(std::string_view name) {
@@ -71,7 +125,7 @@ Result<KilnNetwork> plan_network(const NetworkRequest& request, const std::vecto
     if (other.name == request.name) return fail(ErrorKind::kBadInput, "a network named {} exists", request.name);
   KilnNetwork network;
   network.name = request.name;
-  KILN_ASSIGN(auto mode, parse_network_mode(request.mode));
+  KILN_ASSIGN(auto mode, parse_network_mode(request.mode.empty() ? "nat" : request.mode));
   network.mode = mode.first;
   network.host_bridge = mode.second;
   if (!network.kiln_addressed()) {
@@ -80,7 +134,8 @@ Result<KilnNetwork> plan_network(const NetworkRequest& request, const std::vecto
                   "not kiln's", request.subnet, network.host_bridge);
     return network;
   }
-  if (host_has_interface)
+  if (!network.on_host_bridge()) pick_socket(network, request.socket_seed, others);
+  else if (host_has_interface)
     return fail(ErrorKind::kBadInput, "the host has an interface named {} already; a network's bridge takes its name "
                 "(to join an existing bridge: --mode bridge:{})", request.name, request.name);
   auto clash = [&](const Ipv4Subnet& subnet) -> std::string {

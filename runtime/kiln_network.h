@@ -6,7 +6,13 @@
 //
 // The modes: nat (a bridge of its own, masqueraded out of the host),
 // isolated (a bridge of its own with no way out of the host) and bridge:BR
-// (instances join the host's existing bridge BR, as Xen's bridged mode).
+// (instances join the host's existing bridge BR, as Xen's bridged mode)
+// need root; socket needs nothing: its guests' NICs are qemu's and UML's
+// multicast sockets on one group of the host's, kept to the host (qemu's
+// on loopback, UML's with a TTL of 0), so they reach each other and
+// nothing else. kiln hands out its addresses and names on the seed disk
+// and, as instances come and go, through the exec channel
+// (runtime/guest_hosts_sync), since it has no DHCP or DNS server.
 #pragma once
 
 #include <cstdint>
@@ -23,24 +29,34 @@
 
 namespace kiln {
 
-enum class NetworkMode { kNat, kIsolated, kBridge };
+enum class NetworkMode { kNat, kIsolated, kBridge, kSocket };
 
 struct KilnNetwork {
   std::string name;
   NetworkMode mode = NetworkMode::kNat;
   Ipv4Subnet subnet;        // nat, isolated
   std::string host_bridge;  // bridge: the host's bridge it joins
+  uint32_t group = 0;       // socket: its multicast group (239.255.0.0/16) and port
+  uint16_t port = 0;
 
   // The host bridge its instances' taps join: its own (named as the
-  // network) or the host's.
-  std::string bridge() const { return mode == NetworkMode::kBridge ? host_bridge : name; }
-  // Whether kiln hands out its addresses (its own bridge, dnsmasq).
+  // network), the host's, or none (socket).
+  std::string bridge() const;
+  // Whether kiln hands out its addresses (its own bridge and dnsmasq, or
+  // the seed disk).
   bool kiln_addressed() const { return mode != NetworkMode::kBridge; }
+  // Whether it is made of host parts (a bridge, nftables, dnsmasq), which
+  // need root.
+  bool on_host_bridge() const { return mode != NetworkMode::kSocket; }
+  std::string kind() const { return on_host_bridge() ? "bridge" : "socket"; }
+  // Its gateway and DNS server's address (.1); a socket network has none
+  // but keeps .1 free all the same.
   uint32_t gateway() const { return subnet.host(1); }
-  std::string mode_text() const;  // nat, isolated, bridge:BR
+  std::string mode_text() const;  // nat, isolated, bridge:BR, socket
+  std::string socket_text() const;  // GROUP:PORT
 };
 
-// "nat", "isolated" or "bridge:BR"; errors name --mode.
+// "nat", "isolated", "bridge:BR" or "socket"; errors name --mode.
 Result<std::pair<NetworkMode, std::string>> parse_network_mode(std::string_view text);
 // A network's name is its bridge's too: 1 to 15 letters, digits, '-', '_'.
 Result<> check_network_name(std::string_view name);
@@ -48,11 +64,14 @@ Result<> check_network_name(std::string_view name);
 // What `kiln network create` makes of its flags, checked against the other
 // networks and the subnets of the host's own interfaces: an overlap with
 // either is an error naming it. Without --subnet, the first free
-// 10.77.N.0/24.
+// 10.77.N.0/24. A socket network's group and port follow from a hash of
+// `socket_seed` (the state root) and its name, so that two state roots'
+// networks of one name do not meet, and differ from the others'.
 struct NetworkRequest {
   std::string name;
-  std::string mode = "nat";
-  std::string subnet;  // "" : picked
+  std::string mode;  // "": nat (`kiln network create` without root: socket)
+  std::string subnet;  // "": picked
+  std::string socket_seed;
 };
 struct HostSubnet {
   std::string interface;

@@ -209,7 +209,17 @@ std::vector<std::string> dnsmasq_arguments(const KilnNetwork& network, const fs:
   return argv;
 }
 
+std::string socket_hosts_file(const KilnNetwork& network, const std::vector<NetworkMember>& members) {
+  std::string out;
+  for (const NetworkMember& member : members)
+    out += fmt::format("{} {}.{} {}\n", ipv4_text(member.address), member.instance, network.name, member.instance);
+  return out;
+}
+
+fs::path socket_hosts_path(const fs::path& dir) { return dir / "hosts"; }
+
 Result<> sync_network(const KilnNetwork& network, const fs::path& dir, const std::vector<NetworkMember>& members) {
+  if (!network.on_host_bridge()) return write_file_atomic(socket_hosts_path(dir), socket_hosts_file(network, members));
   if (!network.kiln_addressed()) {
     if (!fs::exists("/sys/class/net/" + network.host_bridge + "/bridge"))
       return fail(ErrorKind::kFailed, "network {}: the host has no bridge named {} (any more)", network.name,
@@ -235,7 +245,7 @@ Result<> sync_network(const KilnNetwork& network, const fs::path& dir, const std
 }
 
 Result<> tear_down_network(const KilnNetwork& network, const fs::path& dir) {
-  if (!network.kiln_addressed()) return {};
+  if (!network.kiln_addressed() || !network.on_host_bridge()) return {};
   if (pid_t pid = running_dnsmasq(dir)) {
     ::kill(pid, SIGTERM);
     for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -252,6 +262,7 @@ Result<> tear_down_network(const KilnNetwork& network, const fs::path& dir) {
 }
 
 bool network_is_up(const KilnNetwork& network, const fs::path& dir) {
+  if (!network.on_host_bridge()) return true;
   if (!network.kiln_addressed()) return fs::exists("/sys/class/net/" + network.host_bridge + "/bridge");
   return host_has_interface(network.name) && is_kiln_bridge(network.name) && running_dnsmasq(dir) != 0;
 }

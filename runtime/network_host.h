@@ -1,4 +1,5 @@
-// NetworkHost: the host parts a kiln network is made of, as root: a Linux
+// NetworkHost: the host parts a kiln network is made of (a socket network
+// has none but its hosts file), as root: a Linux
 // bridge named as the network (its alias says it is kiln's), an nftables
 // table `ip kiln-NAME` (masquerade out of the host for nat, a drop of all
 // forwarding for isolated, and DNAT for the ports instances publish), and
@@ -39,17 +40,22 @@ std::string nft_ruleset(const KilnNetwork& network, const std::vector<NetworkMem
 // dnsmasq's addn-hosts (ADDRESS NAME) and dhcp-hostsfile (MAC,ADDRESS,NAME).
 std::string dns_hosts_file(const std::vector<NetworkMember>& members);
 std::string dhcp_hosts_file(const std::vector<NetworkMember>& members);
+// A socket network's names, as /etc/hosts lines (ADDRESS NAME.NETWORK
+// NAME), kept in its directory at socket_hosts_path.
+std::string socket_hosts_file(const KilnNetwork& network, const std::vector<NetworkMember>& members);
+std::filesystem::path socket_hosts_path(const std::filesystem::path& dir);
 // `dir` holds its pid file and leases, `hosts` the hosts files it re-reads.
 std::vector<std::string> dnsmasq_arguments(const KilnNetwork& network, const std::filesystem::path& dir,
                                            const std::filesystem::path& hosts);
 
 // Makes what is missing of the network's parts and rewrites its rules and
-// hosts from `members`; a bridge:BR network has none of its own.
+// hosts from `members`; a bridge:BR network has none of its own, a socket
+// network only its hosts file.
 Result<> sync_network(const KilnNetwork& network, const std::filesystem::path& dir,
                       const std::vector<NetworkMember>& members);
 // Removes the network's parts; what is already gone is no error.
 Result<> tear_down_network(const KilnNetwork& network, const std::filesystem::path& dir);
-// Whether its bridge and dnsmasq are there.
+// Whether its bridge and dnsmasq are there (a socket network is always up).
 bool network_is_up(const KilnNetwork& network, const std::filesystem::path& dir);
 // The subnets of the host's interfaces, kiln's bridges among them.
 std::vector<HostSubnet> host_subnets();

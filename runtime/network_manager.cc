@@ -9,6 +9,7 @@
 #include "runtime/network_host.h"
 
 namespace kiln {
+namespace fs = std::filesystem;
 namespace {
 
 std::vector<InstanceRecord> all_records(const InstanceStore& store) {
@@ -25,6 +26,13 @@ std::set<std::string> kiln_networks_of(const InstanceSpec& spec) {
   return names;
 }
 
+std::set<std::string> socket_networks_of(const InstanceSpec& spec) {
+  std::set<std::string> names;
+  for (const NicSpec& nic : spec.network.nics)
+    if (nic.kind == NetworkKind::kSocket) names.insert(nic.network);
+  return names;
+}
+
 Result<> sync(const InstanceStore& store, const NetworkStore& networks, const KilnNetwork& network) {
   return sync_network(network, networks.dir(network.name), network_members(network, all_records(store)));
 }
@@ -32,7 +40,9 @@ Result<> sync(const InstanceStore& store, const NetworkStore& networks, const Ki
 Result<> need_root(std::string_view what) {
   if (::geteuid() == 0) return {};
   return fail(ErrorKind::kMissingTool,
-              "{} needs root: a kiln network is made of a host bridge, an nftables table and a dnsmasq", what);
+              "{} needs root: such a network is made of a host bridge, an nftables table and a dnsmasq (without "
+              "root: --mode socket)",
+              what);
 }
 
 void remove_taps(const InstanceSpec& spec) {
@@ -42,12 +52,14 @@ void remove_taps(const InstanceSpec& spec) {
 
 }  // namespace
 
-Result<KilnNetwork> create_network(const InstanceStore& store, const NetworkRequest& request) {
-  KILN_TRY(need_root("kiln network create"));
+Result<KilnNetwork> create_network(const InstanceStore& store, NetworkRequest request) {
+  if (request.mode.empty()) request.mode = ::geteuid() == 0 ? "nat" : "socket";
+  request.socket_seed = store.state_root().string();
   NetworkStore networks = NetworkStore::under(store.state_root());
   KILN_ASSIGN(NetworkStore::Lock lock, networks.lock());
   KILN_ASSIGN(KilnNetwork network,
               plan_network(request, networks.list(), host_subnets(), host_has_interface(request.name)));
+  if (network.on_host_bridge()) KILN_TRY(need_root("kiln network create --mode " + request.mode));
   if (network.mode == NetworkMode::kBridge && !host_has_interface(network.host_bridge))
     return fail(ErrorKind::kBadInput, "--mode {}: the host has no bridge named {}", request.mode, network.host_bridge);
   KILN_TRY(networks.save(network));
@@ -70,7 +82,7 @@ Result<> remove_network(const InstanceStore& store, const std::string& name) {
   if (!users.empty())
     return fail(ErrorKind::kBadInput, "network {} is in use by {}: `kiln destroy` {} first", name,
                 fmt::format("{}", fmt::join(users, ", ")), users.size() == 1 ? "it" : "them");
-  KILN_TRY(need_root("kiln network rm"));
+  if (network.on_host_bridge()) KILN_TRY(need_root("kiln network rm"));
   KILN_TRY(tear_down_network(network, networks.dir(name)));
   return networks.remove(name);
 }
@@ -127,6 +139,24 @@ Result<> join_networks(const InstanceStore& store, const InstanceSpec& spec) {
     KILN_TRY(run({"ip", "link", "set", nic.tap, "up"}));
   }
   return {};
+}
+
+std::vector<fs::path> socket_hosts_files(const InstanceStore& store, const InstanceSpec& spec) {
+  NetworkStore networks = NetworkStore::under(store.state_root());
+  std::vector<fs::path> files;
+  for (const std::string& name : socket_networks_of(spec)) files.push_back(socket_hosts_path(networks.dir(name)));
+  return files;
+}
+
+std::string guest_hosts(const InstanceStore& store, const InstanceSpec& spec) {
+  NetworkStore networks = NetworkStore::under(store.state_root());
+  std::vector<InstanceRecord> records = all_records(store);
+  std::erase_if(records, [&](const InstanceRecord& record) { return record.spec.name == spec.name; });
+  records.push_back({.spec = spec});
+  std::string out;
+  for (const std::string& name : socket_networks_of(spec))
+    if (auto network = networks.load(name)) out += socket_hosts_file(*network, network_members(*network, records));
+  return out;
 }
 
 void leave_networks(const InstanceStore& store, const InstanceSpec& spec) {

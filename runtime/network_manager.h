@@ -7,6 +7,7 @@
 // instance records, so that what a killed kiln left is put right by the next.
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -16,7 +17,8 @@
 
 namespace kiln {
 
-Result<KilnNetwork> create_network(const InstanceStore& store, const NetworkRequest& request);
+// Without --mode: nat as root, else socket.
+Result<KilnNetwork> create_network(const InstanceStore& store, NetworkRequest request);
 // Refused while an instance is on it, naming them.
 Result<> remove_network(const InstanceStore& store, const std::string& name);
 
@@ -40,5 +42,13 @@ Result<> join_networks(const InstanceStore& store, const InstanceSpec& spec);
 // record must be gone already. Never fails: what is left is put right by
 // the next join, leave or reconcile.
 void leave_networks(const InstanceStore& store, const InstanceSpec& spec);
+
+// A socket network has no DNS server: its instances' names reach each
+// guest's /etc/hosts, at boot from the seed disk (guest_hosts: the lines
+// for every socket network `spec` is on, itself among the instances) and
+// later from the networks' hosts files, which each join and leave rewrite
+// (the supervisor pushes them: runtime/guest_hosts_sync).
+std::string guest_hosts(const InstanceStore& store, const InstanceSpec& spec);
+std::vector<std::filesystem::path> socket_hosts_files(const InstanceStore& store, const InstanceSpec& spec);
 
 }  // namespace kiln

@@ -103,7 +103,8 @@ std::string static_network_file(const NicSpec& nic) {
   return text;
 }
 
-Result<> write_seed_disk(const fs::path& image, const InstanceSpec& spec, const fs::path& template_dir) {
+Result<> write_seed_disk(const fs::path& image, const InstanceSpec& spec, std::string_view hosts,
+                         const fs::path& template_dir) {
   const Personality& p = spec.personality;
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   KILN_ASSIGN(AtomicFile target, AtomicFile::create(image, 0600));
@@ -117,6 +118,7 @@ Result<> write_seed_disk(const fs::path& image, const InstanceSpec& spec, const 
     if (nic.address.empty()) continue;
     KILN_TRY(put(seed, fmt::format("{}/10-kiln-eth{}.network", kSeedNetwork, i), static_network_file(nic), 0644, now));
   }
+  if (!hosts.empty()) KILN_TRY(put(seed, kSeedHosts, hosts, 0644, now));
   std::string keys;
   for (const std::string& key : p.ssh_keys) keys += key + "\n";
   if (!keys.empty()) KILN_TRY(put(seed, kSeedAuthorizedKeys, keys, 0600, now));

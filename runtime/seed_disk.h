@@ -7,6 +7,7 @@
 #pragma once
 
 #include <filesystem>
+#include <string_view>
 
 #include "base/error.h"
 #include "runtime/instance.h"
@@ -15,8 +16,9 @@ namespace kiln {
 
 // Writes the seed disk. When the personality is small, it starts from a
 // formatted empty filesystem kept in `template_dir` (made on first use), so
-// that an instance costs no mke2fs run.
-Result<> write_seed_disk(const std::filesystem::path& image, const InstanceSpec& spec,
+// that an instance costs no mke2fs run. `hosts`: /etc/hosts lines naming
+// the instances on its socket networks (runtime/network_manager.h).
+Result<> write_seed_disk(const std::filesystem::path& image, const InstanceSpec& spec, std::string_view hosts,
                          const std::filesystem::path& template_dir);
 
 // The systemd-networkd file that gives a NIC with a static address that

@@ -24,6 +24,7 @@
 #include "base/unix_socket.h"
 #include "formats/image/guest_protocol.h"
 #include "runtime/agent_relay.h"
+#include "runtime/guest_hosts_sync.h"
 #include "runtime/network_manager.h"
 #include "runtime/uml_sandbox.h"
 #include "runtime/console_scanner.h"
@@ -134,6 +135,8 @@ class Supervisor {
     KILN_ASSIGN(console_listener_, listen_unix(paths_.console_socket));
     KILN_ASSIGN(control_listener_, listen_unix(paths_.state_dir / kControlSocketName));
     KILN_ASSIGN(agent_relay_, AgentRelay::start(paths_.exec_socket));
+    if (auto sources = socket_hosts_files(store_, record_.spec); !sources.empty())
+      hosts_sync_.emplace(std::move(sources), paths_.exec_socket);
     return {};
   }
 
@@ -263,6 +266,7 @@ class Supervisor {
       }
       std::erase_if(console_clients_, [](const UniqueFd& fd) { return !fd; });
       if (child_exited_) return stop_cause();
+      if (hosts_sync_) hosts_sync_->poll(record_.ready_seconds && record_.guest_exec != "none" && !record_.guest_exec.empty());
       if (panic_report_ends_ && Clock::now() >= *panic_report_ends_) act_on_panic();
     }
   }
@@ -709,6 +713,7 @@ class Supervisor {
   std::optional<QmpClient> qmp_;
   std::unique_ptr<AgentRelay> agent_relay_;
   std::optional<UmlSandbox> uml_sandbox_;  // UML's fence, for the hypervisor now running
+  std::optional<GuestHostsSync> hosts_sync_;  // on socket networks: the neighbours' names
   std::string history_, stop_reason_;
   ConsoleScanner console_scanner_;
   pid_t child_ = -1;

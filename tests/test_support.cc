@@ -1,6 +1,9 @@
 #include "tests/test_support.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -10,6 +13,8 @@
 #include <iterator>
 #include <stdexcept>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "base/subprocess.h"
 
@@ -136,6 +141,30 @@ std::vector<std::string> processes_naming(const std::vector<std::string>& needle
 
 std::string tail(const std::string& text, size_t max) {
   return text.size() > max ? "..." + text.substr(text.size() - max) : text;
+}
+
+std::string guest_listener(int port, const std::string& greeting) {
+  return fmt::format("nohup perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>{},Listen=>5,"
+                     "ReuseAddr=>1) or die; while($c=$s->accept){{print $c qq({}\\n); close $c}}' "
+                     ">/dev/null 2>&1 & "
+                     "for i in $(seq 300); do ss -ltn | grep -q ':{} ' && exit 0; sleep 0.1; done; exit 1",
+                     port, greeting, port);
+}
+
+std::string first_line_from(const std::string& host, int port) {
+  return fmt::format("timeout 10 bash -c 'exec 3<>/dev/tcp/{}/{} && head -1 <&3'", host, port);
+}
+
+uint16_t free_loopback_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t size = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+  ::close(fd);
+  return ntohs(address.sin_port);
 }
 
 }  // namespace kiln::testing

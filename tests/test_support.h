@@ -79,6 +79,16 @@ std::vector<std::string> list_tree(const fs::path& dir);
 // left running", seen from outside kiln.
 std::vector<std::string> processes_naming(const std::vector<std::string>& needles);
 
+// Guest-side shell snippets for network tests. guest_listener: a TCP
+// listener that greets each connection with `greeting` and a line break
+// (the image's perl: Debian's minbase has perl-base); the snippet ends once
+// it listens. first_line_from: a connection that prints the first line it
+// is sent.
+std::string guest_listener(int port, const std::string& greeting);
+std::string first_line_from(const std::string& host, int port);
+// A TCP port on 127.0.0.1 that no one held a moment ago.
+uint16_t free_loopback_port();
+
 // The last `max` characters of `text`: for failure messages.
 std::string tail(const std::string& text, size_t max = 3000);
 

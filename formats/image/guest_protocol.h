@@ -53,6 +53,12 @@ inline constexpr std::string_view kSeedSshHostKeys = "/kiln/ssh";  // a director
 inline constexpr std::string_view kSeedFirstboot = "/kiln/firstboot";  // run once, before readiness
 inline constexpr std::string_view kSeedNetwork = "/kiln/network";  // systemd-networkd files of NICs with static addresses
 inline constexpr std::string_view kSeedFiles = "/kiln/files";  // a directory: its PATH is copied to /PATH, modes kept
+inline constexpr std::string_view kSeedHosts = "/kiln/hosts";  // /etc/hosts lines naming the socket networks' instances
+
+// The guest agent script and its command that puts /etc/hosts lines (its
+// input) between kiln's marks in /etc/hosts, replacing what was there.
+inline constexpr std::string_view kAgentScriptPath = "/usr/lib/kiln/kiln-agent";
+inline constexpr std::string_view kAgentHostsCommand = "hosts";
 
 // The readiness report: the keyword starts it, the instance's id follows.
 inline constexpr std::string_view kReadyKeyword = "KILN-READY";

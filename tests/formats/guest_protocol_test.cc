@@ -108,7 +108,7 @@ TEST(GuestProtocol, TheAgentScriptSpeaksIt) {
   EXPECT_THAT(script, HasSubstr(fmt::format("*\" {}\"*) tries=100", kInstanceArgument)));
   EXPECT_THAT(script, HasSubstr(fmt::format("*\" {} \"*)", kSlirpArgument)));
   for (std::string_view file : {kSeedInstanceId, kSeedHostname, kSeedAuthorizedKeys, kSeedSshHostKeys,
-                                kSeedFirstboot, kSeedFiles})
+                                kSeedFirstboot, kSeedFiles, kSeedHosts})
     EXPECT_THAT(script, HasSubstr(fmt::format("\"$seed{}", file))) << file;
 
   std::string report = format_ready_line({"$id", "$host", "$machine_id", "$mac", "$keys", "$exec"});

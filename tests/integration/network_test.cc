@@ -4,9 +4,6 @@
 // vifs as NICs with their addresses; and nothing of a network left on the
 // host once it is removed. Instances boot on the default image with the
 // fastest backend here (UML, on taps).
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <future>
@@ -26,34 +23,6 @@ using ::testing::HasSubstr;
 using testing::ProcessResult;
 
 const fs::path kImage = fs::path(KILN_INTEGRATION_DIR) / "default";
-
-// A guest-side TCP listener that greets each connection with a line, from
-// the image's own perl (Debian's minbase has perl-base); the script ends
-// once it listens.
-std::string listener(int port, const std::string& greeting) {
-  return fmt::format("nohup perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>{},Listen=>5,"
-                     "ReuseAddr=>1) or die; while($c=$s->accept){{print $c qq({}\\n); close $c}}' "
-                     ">/dev/null 2>&1 & "
-                     "for i in $(seq 300); do ss -ltn | grep -q ':{} ' && exit 0; sleep 0.1; done; exit 1",
-                     port, greeting, port);
-}
-
-// A guest-side connection that prints the first line it is sent.
-std::string first_line_from(const std::string& host, int port) {
-  return fmt::format("timeout 10 bash -c 'exec 3<>/dev/tcp/{}/{} && head -1 <&3'", host, port);
-}
-
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t size = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
 
 class NetworkTest : public ::testing::Test {
  protected:
@@ -129,15 +98,15 @@ class NetworkTest : public ::testing::Test {
 
 TEST_F(NetworkTest, WebAndDbOnOneNetworkTalkByNameAndAPublishedPortReachesWeb) {
   std::string lan = network("kweb", {"--subnet", fmt::format("10.79.{}.0/24", ::getpid() % 200)});
-  uint16_t port = free_port();
+  uint16_t port = testing::free_loopback_port();
   boot_all({{"db", kImage.string(), {"--net", lan}},
             {"web", kImage.string(), {"--net", lan, "--publish", fmt::format("127.0.0.1:{}:80", port)}}});
-  ASSERT_EQ(kiln({"exec", "db", "--", "sh", "-c", listener(5432, "hello from db")}).exit_code, 0);
-  ASSERT_EQ(kiln({"exec", "web", "--", "sh", "-c", listener(80, "hello from web")}).exit_code, 0);
+  ASSERT_EQ(kiln({"exec", "db", "--", "sh", "-c", testing::guest_listener(5432, "hello from db")}).exit_code, 0);
+  ASSERT_EQ(kiln({"exec", "web", "--", "sh", "-c", testing::guest_listener(80, "hello from web")}).exit_code, 0);
 
   // From web, db answers by its instance name, resolved by the network's DNS.
-  EXPECT_TRUE(testing::wait_for([&] { return exec("web", first_line_from("db", 5432)) == "hello from db\n"; },
-                                std::chrono::seconds(90), [&] { return exec("web", first_line_from("db", 5432)); }));
+  EXPECT_TRUE(testing::wait_for([&] { return exec("web", testing::first_line_from("db", 5432)) == "hello from db\n"; },
+                                std::chrono::seconds(90), [&] { return exec("web", testing::first_line_from("db", 5432)); }));
   // By the network's DNS (not by LLMNR, which names only "db"): its answer
   // carries the network's domain.
   EXPECT_THAT(exec("web", "getent ahostsv4 db"), HasSubstr("db." + lan));

@@ -302,6 +302,19 @@ TEST(HypervisorNics, EachNicInOrderWithItsMacAndPortsThroughTheFirst) {
   EXPECT_EQ(qemu_nic_arguments(net)[5], "user,id=net1,net=10.0.3.0/24");  // its own subnet
 }
 
+// qemu's socket on loopback, UML's with a TTL of 0: frames of a socket
+// network never leave the host.
+TEST(HypervisorNics, ASocketNetworksNicIsAMulticastSocketKeptToTheHost) {
+  NetworkSpec net;
+  net.nics = {NicSpec{.kind = NetworkKind::kSocket, .network = "lan0", .mac = "00:16:3e:00:00:01",
+                      .socket = "239.255.1.2:20001"}};
+  EXPECT_EQ(qemu_nic_arguments(net),
+            (std::vector<std::string>{"-netdev", "socket,id=net0,mcast=239.255.1.2:20001,localaddr=127.0.0.1",
+                                      "-device", "virtio-net-pci,netdev=net0,mac=00:16:3e:00:00:01"}));
+  EXPECT_EQ(uml_nic_arguments(net, "/usr/bin/slirp"),
+            (std::vector<std::string>{"eth0=mcast,00:16:3e:00:00:01,239.255.1.2,20001,0"}));
+}
+
 TEST(UmlHostCpu, IsOneOfTheAllowedCpusTheSameForAnInstanceAndSpreadsInstances) {
   std::vector<int> allowed = {2, 5, 7};
   std::set<int> used;

@@ -331,6 +331,35 @@ TEST_F(InstancePlanTest, ANicOnAKilnNetworkGetsTheLowestFreeAddressItsGatewayAnd
   EXPECT_EQ(plan().error().kind, ErrorKind::kMissingTool);
 }
 
+// Without root, on either backend: its address comes from kiln, and there
+// is no gateway or DNS server on a network of sockets.
+TEST_F(InstancePlanTest, ANicOnASocketNetworkNeedsNoRootAndHasAnAddressButNoGateway) {
+  host_.root = false;
+  host_.networks = {{"lan0", NetworkMode::kSocket, *Ipv4Subnet::parse("10.77.0.0/24"), "", *parse_ipv4("239.255.1.2"),
+                     20001}};
+  host_.taken["lan0"] = {*parse_ipv4("10.77.0.2")};
+  request_.networks = {"user", "lan0"};
+  for (BackendKind backend : {BackendKind::kQemu, BackendKind::kUml}) {
+    auto spec = plan(backend);
+    ASSERT_TRUE(spec) << spec.error().to_string();
+    const NicSpec& nic = spec->network.nics[1];
+    EXPECT_EQ(nic.kind, NetworkKind::kSocket);
+    EXPECT_EQ(nic.network, "lan0");
+    EXPECT_EQ(nic.socket, "239.255.1.2:20001");
+    EXPECT_EQ(nic.address, "10.77.0.3/24");
+    EXPECT_EQ(nic.gateway, "");
+    EXPECT_EQ(nic.dns, "");
+    EXPECT_EQ(nic.tap, "");
+  }
+  // Its ports are published through a first NIC on user networking; a
+  // socket network has no host side to publish them on.
+  request_.publish = {"8080:80"};
+  EXPECT_TRUE(plan());
+  request_.networks = {"lan0", "user"};
+  EXPECT_THAT(plan().error().message, HasSubstr("--publish 8080:80: ports are published through the first NIC, and "
+                                                "this one is on socket network lan0"));
+}
+
 TEST_F(InstancePlanTest, AVifsBridgeIsAKilnNetworkFirstAndItsIpTheAddress) {
   host_.networks = {{"xenbr0", NetworkMode::kNat, *Ipv4Subnet::parse("10.77.0.0/24")}};
   host_.taken["xenbr0"] = {*parse_ipv4("10.77.0.7")};

@@ -60,13 +60,39 @@ TEST(KilnNetworkPlan, RefusesOverlapsNamesAndModesItCannotMake) {
   EXPECT_THAT(plan_network({"a-name-too-long-for-a-bridge"}, others, host, false).error().message,
               HasSubstr("bad network name"));
   EXPECT_THAT(plan_network({"lan0", "routed"}, others, host, false).error().message,
-              HasSubstr("--mode routed: expected nat, isolated or bridge:HOSTBRIDGE"));
+              HasSubstr("--mode routed: expected nat, isolated, bridge:HOSTBRIDGE or socket"));
   EXPECT_THAT(plan_network({"eth0"}, others, host, true).error().message,
               HasSubstr("the host has an interface named eth0 already"));
   auto joined = plan_network({"lan1", "bridge:br0"}, others, host, false);
   ASSERT_TRUE(joined) << joined.error().to_string();
   EXPECT_EQ(joined->bridge(), "br0");
   EXPECT_FALSE(joined->kiln_addressed());
+}
+
+// A socket network needs no bridge, so a host interface of its name is
+// no clash; its multicast group and port differ from other socket
+// networks' and from the same name's under another state root.
+TEST(KilnNetworkPlan, ASocketNetworkGetsAGroupAndPortOfItsOwn) {
+  std::vector<HostSubnet> host = {{"eth0", subnet("10.77.0.0/24")}};
+  auto first = plan_network({"eth0", "socket", "", "/var/lib/kiln"}, {}, host, true);
+  ASSERT_TRUE(first) << first.error().to_string();
+  EXPECT_EQ(first->kind(), "socket");
+  EXPECT_EQ(first->bridge(), "");
+  EXPECT_EQ(first->subnet.to_string(), "10.77.1.0/24");
+  EXPECT_EQ(first->group >> 16, (239u << 8) | 255u);
+  EXPECT_GE(first->port, 20000);
+  EXPECT_EQ(plan_network({"eth0", "socket", "", "/var/lib/kiln"}, {}, host, true)->socket_text(),
+            first->socket_text());  // stable for one state root
+  EXPECT_NE(plan_network({"eth0", "socket", "", "/home/me/.kiln"}, {}, host, true)->socket_text(),
+            first->socket_text());
+  // A clash with another network's group or port moves it on.
+  KilnNetwork other = *first;
+  other.name = "other";
+  other.subnet = subnet("10.78.0.0/24");
+  auto second = plan_network({"eth0", "socket", "", "/var/lib/kiln"}, {other}, host, true);
+  ASSERT_TRUE(second) << second.error().to_string();
+  EXPECT_NE(second->group, other.group);
+  EXPECT_NE(second->port, other.port);
 }
 
 TEST(KilnNetworkPlan, AddressesAreHandedOutLowestFirstAndNeverTwice) {
@@ -90,13 +116,16 @@ TEST(NetworkStore, KeepsDefinitionsAndSaysWhatIsMissing) {
   EXPECT_TRUE(store.list().empty());
   ASSERT_TRUE(store.save({"lan0", NetworkMode::kIsolated, subnet("10.77.5.0/24")}));
   ASSERT_TRUE(store.save({"lan1", NetworkMode::kBridge, {}, "br0"}));
+  ASSERT_TRUE(store.save({"lan2", NetworkMode::kSocket, subnet("10.77.6.0/24"), "", *parse_ipv4("239.255.1.2"), 20001}));
   auto lan0 = store.load("lan0");
   ASSERT_TRUE(lan0) << lan0.error().to_string();
   EXPECT_EQ(lan0->mode, NetworkMode::kIsolated);
   EXPECT_EQ(lan0->subnet.to_string(), "10.77.5.0/24");
-  ASSERT_EQ(store.list().size(), 2u);
+  ASSERT_EQ(store.list().size(), 3u);
   EXPECT_EQ(store.list()[1].host_bridge, "br0");
-  EXPECT_EQ(store.load("lan2").error().message, "no network named lan2: `kiln network create lan2` makes one");
+  EXPECT_EQ(store.list()[2].socket_text(), "239.255.1.2:20001");
+  EXPECT_EQ(store.list()[2].mode_text(), "socket");
+  EXPECT_EQ(store.load("lan3").error().message, "no network named lan3: `kiln network create lan3` makes one");
   ASSERT_TRUE(store.remove("lan0"));
   EXPECT_FALSE(store.exists("lan0"));
 }
@@ -129,6 +158,16 @@ TEST(NetworkHost, AnIsolatedNetworkForwardsNothingButPublishedPorts) {
   auto argv = dnsmasq_arguments(network, "/run/kiln/.networks/quiet", "/run/kiln-dnsmasq/quiet");
   EXPECT_THAT(argv, ::testing::Contains("--no-resolv"));
   EXPECT_THAT(argv, ::testing::Contains("--dhcp-option=option:router"));
+}
+
+TEST(NetworkHost, ASocketNetworksNamesAreHostsLinesItKeepsInItsDirectory) {
+  KilnNetwork network{"lan0", NetworkMode::kSocket, subnet("10.77.0.0/24"), "", *parse_ipv4("239.255.1.2"), 20001};
+  EXPECT_EQ(socket_hosts_file(network, two_members()), "10.77.0.2 web.lan0 web\n10.77.0.3 db.lan0 db\n");
+  testing::ScratchDir dir;
+  ASSERT_TRUE(sync_network(network, dir.path(), two_members()));
+  EXPECT_EQ(*read_file(socket_hosts_path(dir.path())), "10.77.0.2 web.lan0 web\n10.77.0.3 db.lan0 db\n");
+  EXPECT_TRUE(network_is_up(network, dir.path()));
+  EXPECT_TRUE(tear_down_network(network, dir.path()));  // nothing of it on the host
 }
 
 TEST(NetworkHost, DnsmasqNamesEveryInstanceAndKeepsItsAddress) {

@@ -24,7 +24,7 @@ TEST(SeedDisk, HoldsThePersonalityForTheGuestAgent) {
                       {"ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"},
                       {{dir / "motd", "/etc/motd"}}, dir / "first.sh",
                       {{"ssh_host_ed25519_key", "PRIVATE\n", "ssh-ed25519 AAAA root@web1\n", "SHA256:x"}}};
-  ASSERT_TRUE(write_seed_disk(dir / "seed.img", spec, dir / "templates"));
+  ASSERT_TRUE(write_seed_disk(dir / "seed.img", spec, "", dir / "templates"));
 
   auto fsck = testing::run_program({"e2fsck", "-fn", (dir / "seed.img").string()});
   EXPECT_EQ(fsck.exit_code, 0) << fsck.out;
@@ -57,7 +57,7 @@ TEST(SeedDisk, LargePersonalitiesGetAFilesystemOfTheirOwnSize) {
   InstanceSpec spec;
   spec.id = "0123456789abcdef";
   spec.personality.files = {{dir / "big", "/srv/big"}};
-  ASSERT_TRUE(write_seed_disk(dir / "seed.img", spec, dir / "templates"));
+  ASSERT_TRUE(write_seed_disk(dir / "seed.img", spec, "", dir / "templates"));
   auto seed = Ext4Image::open(dir / "seed.img", 0, false);
   ASSERT_TRUE(seed);
   EXPECT_EQ(seed->read_file("/kiln/files/srv/big")->size(), 6u << 20);
@@ -68,7 +68,7 @@ TEST(SeedDisk, WithoutAHostnameTheGuestKeepsItsOwn) {
   testing::ScratchDir dir;
   InstanceSpec spec;
   spec.id = "0123456789abcdef";
-  ASSERT_TRUE(write_seed_disk(dir / "seed.img", spec, dir / "templates"));
+  ASSERT_TRUE(write_seed_disk(dir / "seed.img", spec, "", dir / "templates"));
   auto seed = Ext4Image::open(dir / "seed.img", 0, false);
   ASSERT_TRUE(seed);
   EXPECT_FALSE(seed->stat("/kiln/hostname")->has_value());  // the agent then leaves /etc/hostname alone
@@ -81,8 +81,8 @@ TEST(SeedDisk, SeedsFromTheTemplateAreIndependent) {
   a.personality.hostname = "first";
   b.id = "bbbbbbbbbbbbbbbb";
   b.personality.hostname = "second";
-  ASSERT_TRUE(write_seed_disk(dir / "a.img", a, dir / "templates"));
-  ASSERT_TRUE(write_seed_disk(dir / "b.img", b, dir / "templates"));
+  ASSERT_TRUE(write_seed_disk(dir / "a.img", a, "", dir / "templates"));
+  ASSERT_TRUE(write_seed_disk(dir / "b.img", b, "", dir / "templates"));
   EXPECT_EQ(*Ext4Image::open(dir / "a.img", 0, false)->read_file("/kiln/hostname"), "first\n");
   EXPECT_EQ(*Ext4Image::open(dir / "b.img", 0, false)->read_file("/kiln/hostname"), "second\n");
   EXPECT_EQ(testing::run_program({"e2fsck", "-fn", (dir / "templates/seed-template-2.img").string()}).exit_code, 0);
