@@ -20,8 +20,7 @@ nlohmann::json network_json(const NetworkStatus& status) {
   if (network.on_host_bridge()) out["bridge"] = network.bridge();
   else out["socket"] = network.socket_text();
   if (network.kiln_addressed()) out["subnet"] = network.subnet.to_string();
-  if (network.mode == NetworkMode::kNat || network.mode == NetworkMode::kIsolated)
-    out["gateway"] = ipv4_text(network.gateway());
+  if (network.on_host_bridge() && network.kiln_addressed()) out["gateway"] = ipv4_text(network.gateway());
   return out;
 }
 
@@ -65,8 +64,9 @@ void register_network_commands(CLI::App& root, Registry& registry) {
       ->required();
   create->add_option("--subnet", request->subnet, "Its IPv4 subnet, e.g. 10.77.0.0/24 (default: the first free 10.77.N.0/24)");
   create->add_option("--mode", request->mode,
-                     "nat (the default as root: out through the host, masqueraded), isolated (no way out of the "
-                     "host), bridge:HOSTBRIDGE (join the host's bridge, as Xen's bridged mode) or socket (the "
+                     "nat (the default as root: out through the host, masqueraded), routed (out through the host "
+                     "as themselves, and reachable from the LAN that routes the subnet here), isolated (no way out "
+                     "of the host), bridge:HOSTBRIDGE (join the host's bridge, as Xen's bridged mode) or socket (the "
                      "default without root: qemu's and UML's multicast sockets, guests reach each other and "
                      "nothing else)");
   create->add_flag("--json", *create_json, "Print the network as JSON");

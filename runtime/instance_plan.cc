@@ -240,7 +240,7 @@ Result<NicSpec> plan_nic(const NicRequest& wanted, size_t index, const InstanceS
     if (place.network->kiln_addressed()) {
       KILN_ASSIGN(nic.address, network_address(wanted, *place.network, host, taken));
       std::string gateway = ipv4_text(place.network->gateway());
-      if (place.network->mode == NetworkMode::kNat) nic.gateway = gateway;
+      if (place.network->has_way_out()) nic.gateway = gateway;
       nic.dns = gateway;
       return nic;
     }

@@ -84,6 +84,7 @@ Result<KilnNetwork> network_from(const nlohmann::json& json, const std::string& 
 std::string KilnNetwork::mode_text() const {
   switch (mode) {
     case NetworkMode::kNat: return "nat";
+    case NetworkMode::kRouted: return "routed";
     case NetworkMode::kIsolated: return "isolated";
     case NetworkMode::kBridge: return "bridge:" + host_bridge;
     case NetworkMode::kSocket: return "socket";
@@ -103,10 +104,11 @@ std::string KilnNetwork::socket_text() const { return fmt::format("{}:{}", ipv4_
 
 Result<std::pair<NetworkMode, std::string>> parse_network_mode(std::string_view text) {
   if (text == "nat") return std::pair{NetworkMode::kNat, std::string()};
+  if (text == "routed") return std::pair{NetworkMode::kRouted, std::string()};
   if (text == "isolated") return std::pair{NetworkMode::kIsolated, std::string()};
   if (text.starts_with("bridge:") && text.size() > 7) return std::pair{NetworkMode::kBridge, std::string(text.substr(7))};
   if (text == "socket") return std::pair{NetworkMode::kSocket, std::string()};
-  return fail(ErrorKind::kBadInput, "--mode {}: expected nat, isolated, bridge:HOSTBRIDGE or socket", text);
+  return fail(ErrorKind::kBadInput, "--mode {}: expected nat, routed, isolated, bridge:HOSTBRIDGE or socket", text);
 }
 
 Result<> check_network_name(std::string_view name) {

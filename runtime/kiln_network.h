@@ -5,7 +5,9 @@
 // of (a bridge, an nftables table, dnsmasq) are runtime/network_host's.
 //
 // The modes: nat (a bridge of its own, masqueraded out of the host),
-// isolated (a bridge of its own with no way out of the host) and bridge:BR
+// routed (a bridge of its own whose guests the host routes as themselves,
+// both ways, as Xen's routed mode: the LAN reaches them where it routes
+// their subnet to this host), isolated (a bridge of its own with no way out of the host) and bridge:BR
 // (instances join the host's existing bridge BR, as Xen's bridged mode)
 // need root; socket needs nothing: its guests' NICs are qemu's and UML's
 // multicast sockets on one group of the host's, kept to the host (qemu's
@@ -29,7 +31,7 @@
 
 namespace kiln {
 
-enum class NetworkMode { kNat, kIsolated, kBridge, kSocket };
+enum class NetworkMode { kNat, kRouted, kIsolated, kBridge, kSocket };
 
 struct KilnNetwork {
   std::string name;
@@ -49,14 +51,16 @@ struct KilnNetwork {
   // need root.
   bool on_host_bridge() const { return mode != NetworkMode::kSocket; }
   std::string kind() const { return on_host_bridge() ? "bridge" : "socket"; }
+  // Whether the host forwards its guests' traffic out (nat, routed).
+  bool has_way_out() const { return mode == NetworkMode::kNat || mode == NetworkMode::kRouted; }
   // Its gateway and DNS server's address (.1); a socket network has none
   // but keeps .1 free all the same.
   uint32_t gateway() const { return subnet.host(1); }
-  std::string mode_text() const;  // nat, isolated, bridge:BR, socket
+  std::string mode_text() const;  // nat, routed, isolated, bridge:BR, socket
   std::string socket_text() const;  // GROUP:PORT
 };
 
-// "nat", "isolated", "bridge:BR" or "socket"; errors name --mode.
+// "nat", "routed", "isolated", "bridge:BR" or "socket"; errors name --mode.
 Result<std::pair<NetworkMode, std::string>> parse_network_mode(std::string_view text);
 // A network's name is its bridge's too: 1 to 15 letters, digits, '-', '_'.
 Result<> check_network_name(std::string_view name);

@@ -95,7 +95,7 @@ Result<> ensure_bridge(const KilnNetwork& network, const fs::path& dir) {
   KILN_TRY(run({"ip", "link", "set", name, "up"}));
   // A port published on 127.0.0.1 reaches the guest from loopback.
   KILN_TRY(write_proc("/proc/sys/net/ipv4/conf/" + name + "/route_localnet", "1"));
-  if (network.mode == NetworkMode::kNat) KILN_TRY(write_proc("/proc/sys/net/ipv4/ip_forward", "1"));
+  if (network.has_way_out()) KILN_TRY(write_proc("/proc/sys/net/ipv4/ip_forward", "1"));
   return {};
 }
 
@@ -140,7 +140,11 @@ std::string nft_ruleset(const KilnNetwork& network, const std::vector<NetworkMem
   out += "  chain forward {\n    type filter hook forward priority filter; policy accept;\n";
   // What a published port lets in, whatever the mode.
   out += fmt::format("    oifname {} ct status dnat accept\n", bridge);
-  if (network.mode == NetworkMode::kNat) {
+  if (network.mode == NetworkMode::kRouted) {
+    // The guests as themselves, both ways: no masquerade, no fence.
+    out += fmt::format("    iifname {} accept\n", bridge);
+    out += fmt::format("    oifname {} accept\n", bridge);
+  } else if (network.mode == NetworkMode::kNat) {
     out += fmt::format("    iifname {} accept\n", bridge);
     out += fmt::format("    oifname {} ct state established,related accept\n", bridge);
     out += fmt::format("    oifname {} drop\n", bridge);

@@ -9,6 +9,7 @@
 #include <future>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -145,6 +146,74 @@ TEST_F(NetworkTest, WebAndDbOnOneNetworkTalkByNameAndAPublishedPortReachesWeb) {
   ASSERT_EQ(removed.exit_code, 0) << removed.err;
   EXPECT_THAT(host_parts_of(lan), ::testing::IsEmpty());
   for (const std::string& tap : taps) EXPECT_FALSE(fs::exists("/sys/class/net/" + tap)) << tap << " is left";
+}
+
+// Another host on the LAN, as a network namespace behind a veth pair that
+// routes `subnets` (kiln networks') through this host; it
+// listens on `port` and answers each connection with the address it came
+// from. Removed when it goes.
+class LanPeer {
+ public:
+  LanPeer(int n, const std::vector<std::string>& subnets, int port)
+      : name_(fmt::format("kpeer{}", n)), host_end_(fmt::format("kvh{}", n)), link_(fmt::format("10.81.{}", n % 200)) {
+    std::string peer_end = fmt::format("kvp{}", n);
+    for (const std::vector<std::string>& step : std::vector<std::vector<std::string>>{
+             {"ip", "netns", "add", name_},
+             {"ip", "link", "add", host_end_, "type", "veth", "peer", "name", peer_end},
+             {"ip", "link", "set", peer_end, "netns", name_},
+             {"ip", "address", "add", link_ + ".1/30", "dev", host_end_},
+             {"ip", "link", "set", host_end_, "up"},
+             {"ip", "-n", name_, "address", "add", link_ + ".2/30", "dev", peer_end},
+             {"ip", "-n", name_, "link", "set", peer_end, "up"},
+             {"ip", "-n", name_, "link", "set", "lo", "up"}}) {
+      auto done = testing::run_program(step);
+      EXPECT_EQ(done.exit_code, 0) << fmt::format("{}", fmt::join(step, " ")) << ": " << done.err;
+    }
+    for (const std::string& subnet : subnets)
+      EXPECT_EQ(testing::run_program({"ip", "-n", name_, "route", "add", subnet, "via", link_ + ".1"}).exit_code, 0);
+    testing::run_program(
+        {"sh", "-c",
+         fmt::format("ip netns exec {} timeout 600 perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>{},"
+                     "Listen=>5,ReuseAddr=>1) or die; while($c=$s->accept){{print $c $c->peerhost.qq(\\n); close $c}}' "
+                     ">/dev/null 2>&1 &",
+                     name_, port)});
+  }
+  ~LanPeer() {
+    testing::run_program({"sh", "-c", fmt::format("ip netns pids {} | xargs -r kill", name_)});
+    testing::run_program({"ip", "netns", "del", name_});
+    testing::run_program({"ip", "link", "del", host_end_});
+  }
+  std::string address() const { return link_ + ".2"; }
+  // Runs `script` on the peer.
+  testing::ProcessResult run(const std::string& script) const {
+    return testing::run_program({"ip", "netns", "exec", name_, "sh", "-c", script});
+  }
+
+ private:
+  std::string name_, host_end_, link_;
+};
+
+// Xen's routed mode against NAT: a routed network's guest reaches the LAN
+// as itself and the LAN reaches it; a NAT network's reaches the LAN as the
+// host, and the LAN reaches it not at all.
+TEST_F(NetworkTest, ARoutedNetworksGuestIsItselfOnTheLanAndANatOnesIsTheHost) {
+  int n = ::getpid() % 200;
+  std::string routed_subnet = fmt::format("10.82.{}.0/24", n);
+  std::string routed = network("krt", {"--mode", "routed", "--subnet", routed_subnet});
+  std::string natted_subnet = fmt::format("10.83.{}.0/24", n);
+  std::string natted = network("knt", {"--subnet", natted_subnet});
+  LanPeer peer(::getpid() % 100000, {routed_subnet, natted_subnet}, 7000);
+  boot_all({{"rt", kImage.string(), {"--net", routed}}, {"nt", kImage.string(), {"--net", natted}}});
+  ASSERT_EQ(kiln({"exec", "rt", "--", "sh", "-c", testing::guest_listener(80, "hello from rt")}).exit_code, 0);
+  ASSERT_EQ(kiln({"exec", "nt", "--", "sh", "-c", testing::guest_listener(80, "hello from nt")}).exit_code, 0);
+  std::string rt_address = fmt::format("10.82.{}.2", n);
+
+  EXPECT_EQ(exec("rt", testing::first_line_from(peer.address(), 7000)), rt_address + "\n");
+  EXPECT_EQ(exec("nt", testing::first_line_from(peer.address(), 7000)), fmt::format("10.81.{}.1\n", n));
+  EXPECT_EQ(peer.run(testing::first_line_from(rt_address, 80)).out, "hello from rt\n");
+  EXPECT_EQ(peer.run(testing::first_line_from(fmt::format("10.83.{}.2", n), 80)).out, "");
+  EXPECT_EQ(listed_network(routed)["mode"], "routed");
+  EXPECT_THAT(exec("rt", "ip route"), HasSubstr(fmt::format("default via 10.82.{}.1", n)));
 }
 
 TEST_F(NetworkTest, ANatNetworkGoesOutThroughTheHostAndAnIsolatedOneNowhere) {

@@ -59,8 +59,8 @@ TEST(KilnNetworkPlan, RefusesOverlapsNamesAndModesItCannotMake) {
   EXPECT_THAT(plan_network({"a"}, others, host, false).error().message, HasSubstr("a network named a exists"));
   EXPECT_THAT(plan_network({"a-name-too-long-for-a-bridge"}, others, host, false).error().message,
               HasSubstr("bad network name"));
-  EXPECT_THAT(plan_network({"lan0", "routed"}, others, host, false).error().message,
-              HasSubstr("--mode routed: expected nat, isolated, bridge:HOSTBRIDGE or socket"));
+  EXPECT_THAT(plan_network({"lan0", "bridged"}, others, host, false).error().message,
+              HasSubstr("--mode bridged: expected nat, routed, isolated, bridge:HOSTBRIDGE or socket"));
   EXPECT_THAT(plan_network({"eth0"}, others, host, true).error().message,
               HasSubstr("the host has an interface named eth0 already"));
   auto joined = plan_network({"lan1", "bridge:br0"}, others, host, false);
@@ -147,6 +147,18 @@ TEST(NetworkHost, ANatNetworksTableMasqueradesAndPublishes) {
   EXPECT_THAT(rules, HasSubstr("fib daddr type local udp dport 5353 dnat to 10.77.0.2:53"));
   EXPECT_THAT(rules, HasSubstr("oifname \"lan0\" ct state established,related accept\n    oifname \"lan0\" drop"));
   EXPECT_THAT(rules, ::testing::Not(HasSubstr("iifname \"lan0\" drop")));
+}
+
+// Xen's routed mode: the guests go out and are reached as themselves.
+TEST(NetworkHost, ARoutedNetworksTableForwardsBothWaysAndMasqueradesNothing) {
+  KilnNetwork network{"lan0", NetworkMode::kRouted, subnet("10.77.0.0/24")};
+  std::string rules = nft_ruleset(network, two_members());
+  EXPECT_THAT(rules, HasSubstr("    iifname \"lan0\" accept\n    oifname \"lan0\" accept\n"));
+  EXPECT_THAT(rules, ::testing::Not(HasSubstr("10.77.0.0/24 masquerade")));
+  EXPECT_THAT(rules, ::testing::Not(HasSubstr("drop")));
+  EXPECT_THAT(rules, HasSubstr("ip daddr 127.0.0.1 tcp dport 8080 dnat to 10.77.0.2:80"));
+  EXPECT_THAT(dnsmasq_arguments(network, "/d", "/h"), ::testing::Not(::testing::Contains("--dhcp-option=option:router")));
+  EXPECT_TRUE(network.has_way_out());
 }
 
 TEST(NetworkHost, AnIsolatedNetworkForwardsNothingButPublishedPorts) {
