@@ -11,12 +11,15 @@
 #      slirp's address of the host;
 #   2. host to guest through `--publish 127.0.0.1:PORT:GUESTPORT` (nftables
 #      DNAT on a kiln network, qemu's hostfwd on user networking): the same
-#      figures, from the host to B.
-# Both pairs run under qemu (--backend qemu; TCG where KVM does not work), so
+#      figures, from the host to B;
+#   3. guest to guest on a socket network (`--mode socket`, the kind that
+#      needs no root: qemu's multicast socket on loopback), A reaching B by
+#      name through the hosts file kiln keeps; the host has no side of it.
+# All pairs run under qemu (--backend qemu; TCG where KVM does not work), so
 # that only the network differs, and both are up for the whole run: in
 # ROUNDS rounds the pairs take turns, the other one paused (`kiln pause`:
-# it takes no CPU), so that a change in the machine's load shows in both
-# sides' figures, not in their ratio. A round is a MiB each way untimed,
+# it takes no CPU), so that a change in the machine's load shows in every
+# side's figures, not in their ratios. A round is a MiB each way untimed,
 # then one transfer each way, PINGS round trips and CONNECTS connections;
 # the figures are medians over all rounds. Every figure is measured by the
 # same small perl program at both ends (bench/lib/netbench.pl: the image has
@@ -81,7 +84,8 @@ fi
 export KILN_RUNTIME_DIR=$work/run KILN_STATE_DIR=$work/state
 kiln=$work/bin/kiln
 net=kbench$$  # a host bridge's name: at most 15 characters
-net_made=0 boot_pid=""
+snet=ksock$$
+net_made=0 snet_made=0 boot_pid=""
 cleanup() {
   # A boot still running in the background (Ctrl-C during the boots).
   if [[ -n $boot_pid ]]; then kill -TERM "$boot_pid" 2>/dev/null || true; wait "$boot_pid" 2>/dev/null || true; fi
@@ -93,6 +97,7 @@ cleanup() {
       echo "network: kiln network rm $net failed, its bridge, nftables table kiln-$net or dnsmasq may be left:" >&2
       cat "$work/rm.err" >&2
     fi
+    if (( snet_made )); then "$kiln" network rm "$snet" >/dev/null 2>&1 || true; fi
   fi
   rm -rf --one-file-system -- "$work"
 }
@@ -191,7 +196,8 @@ pause_pair() {  # pause|unpause A B
 declare -A side_a side_b side_target side_p1 side_p2 side_h1 side_h2
 
 # One round of one side's figures, appended to $work/SIDE-*.txt: from A to B
-# and from the host to 127.0.0.1. The other side's pair is paused meanwhile.
+# and, where the host has a side (a published port), from the host to
+# 127.0.0.1. The other sides' pairs are paused meanwhile.
 round() {  # SIDE ROUND
   local side=$1 r=$2 a=${side_a[$1]} b=${side_b[$1]} target=${side_target[$1]}
   local p1=${side_p1[$1]} p2=${side_p2[$1]} h1=${side_h1[$1]} h2=${side_h2[$1]} out kind
@@ -201,27 +207,34 @@ round() {  # SIDE ROUND
   # Untimed: a first MiB each way, through whatever is set up on first use or
   # went stale while paused (neighbours, conntrack, slirp's sockets).
   "${gsend[@]}" send "$target" "$p1" 1 </dev/null >/dev/null || die "$side: $a cannot send to $target:$p1"
-  "${hsend[@]}" send 127.0.0.1 "$h1" 1 >/dev/null || die "$side: the host cannot send to 127.0.0.1:$h1"
   out=$("${gsend[@]}" send "$target" "$p1" "$size_mib" </dev/null) || die "$side: $a -> $target:$p1 failed"
   awk '{ print $3 }' <<<"$out" >>"$work/$side-gg-mbit.txt"
-  local gg=$out
-  out=$("${hsend[@]}" send 127.0.0.1 "$h1" "$size_mib") || die "$side: host -> 127.0.0.1:$h1 failed"
-  awk '{ print $3 }' <<<"$out" >>"$work/$side-hg-mbit.txt"
-  local hg=$out
+  local gg=$out hg=""
   "${gsend[@]}" rtt "$target" "$p2" "$pings" </dev/null >"$work/round-gg-rtt.txt" || die "$side: $a round trips failed"
-  "${hsend[@]}" rtt 127.0.0.1 "$h2" "$pings" >"$work/round-hg-rtt.txt" || die "$side: host round trips failed"
   "${gsend[@]}" connect "$target" "$p2" "$connects" </dev/null >"$work/round-gg-conn.txt" ||
     die "$side: $a connections failed"
-  "${hsend[@]}" connect 127.0.0.1 "$h2" "$connects" >"$work/round-hg-conn.txt" || die "$side: host connections failed"
-  for kind in gg-rtt hg-rtt gg-conn hg-conn; do cat "$work/round-$kind.txt" >>"$work/$side-$kind.txt"; done
+  for kind in gg-rtt gg-conn; do cat "$work/round-$kind.txt" >>"$work/$side-$kind.txt"; done
+  if [[ -n $h1 ]]; then
+    "${hsend[@]}" send 127.0.0.1 "$h1" 1 >/dev/null || die "$side: the host cannot send to 127.0.0.1:$h1"
+    out=$("${hsend[@]}" send 127.0.0.1 "$h1" "$size_mib") || die "$side: host -> 127.0.0.1:$h1 failed"
+    awk '{ print $3 }' <<<"$out" >>"$work/$side-hg-mbit.txt"
+    hg=$out
+    "${hsend[@]}" rtt 127.0.0.1 "$h2" "$pings" >"$work/round-hg-rtt.txt" || die "$side: host round trips failed"
+    "${hsend[@]}" connect 127.0.0.1 "$h2" "$connects" >"$work/round-hg-conn.txt" ||
+      die "$side: host connections failed"
+    for kind in hg-rtt hg-conn; do cat "$work/round-$kind.txt" >>"$work/$side-$kind.txt"; done
+  fi
   if [[ $side == kiln ]]; then
     "$kiln" exec "$a" -- ping -c 10 -i 0.2 "$b" </dev/null >"$work/ping.txt" 2>&1 || true
     sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' "$work/ping.txt" >>"$work/ping-ms.txt"
   fi
-  printf '%-5s round %d  %s -> %s: %s Mbit/s, rtt %s ms, connect+reply %s ms | host -> %s: %s Mbit/s, rtt %s ms, connect+reply %s ms\n' \
+  local host_part="| the host has no side of it"
+  [[ -n $hg ]] && host_part=$(printf '| host -> %s: %s Mbit/s, rtt %s ms, connect+reply %s ms' "127.0.0.1:$h1" \
+    "$(awk '{ printf "%.1f", $3 }' <<<"$hg")" "$(ms "$(median <"$work/round-hg-rtt.txt")")" \
+    "$(ms "$(median <"$work/round-hg-conn.txt")")")
+  printf '%-6s round %d  %s -> %s: %s Mbit/s, rtt %s ms, connect+reply %s ms %s\n' \
     "$side" "$r" "$a" "$target:$p1" "$(awk '{ printf "%.1f", $3 }' <<<"$gg")" "$(ms "$(median <"$work/round-gg-rtt.txt")")" \
-    "$(ms "$(median <"$work/round-gg-conn.txt")")" "127.0.0.1:$h1" "$(awk '{ printf "%.1f", $3 }' <<<"$hg")" \
-    "$(ms "$(median <"$work/round-hg-rtt.txt")")" "$(ms "$(median <"$work/round-hg-conn.txt")")"
+    "$(ms "$(median <"$work/round-gg-conn.txt")")" "$host_part"
   pause_pair pause "$a" "$b"
 }
 
@@ -256,10 +269,27 @@ start_servers ub
 side_a[user]=ua side_b[user]=ub side_target[user]=10.0.2.2 side_p1[user]=$u1 side_p2[user]=$u2 side_h1[user]=$u1 side_h2[user]=$u2
 pause_pair pause ua ub
 
-echo "== $rounds rounds, the two pairs in turn (the other paused): $size_mib MiB guest->guest and host->guest," \
+# The socket network's pair: no host side, so no published ports.
+"$kiln" network create "$snet" --mode socket --json >"$work/snet.json" 2>"$work/snet.err" ||
+  { cat "$work/snet.err" >&2; die "kiln network create $snet --mode socket failed"; }
+snet_made=1
+echo "== socket network $snet ($(field subnet <"$work/snet.json"), multicast $(field socket <"$work/snet.json")):" \
+  "sa and sb, --net $snet --backend qemu"
+boot_pair sa sb "$snet"
+start_servers sb
+sb_address=$("$kiln" exec sa -- timeout 60 sh -c 'until getent ahostsv4 sb; do sleep 1; done' </dev/null |
+  awk 'NR == 1 { print $1 }') || die "sa does not resolve sb by name after 60 s"
+echo "sa resolves sb to $sb_address (its hosts file)"
+side_a[socket]=sa side_b[socket]=sb side_target[socket]=sb side_p1[socket]=5001 side_p2[socket]=5002
+side_h1[socket]="" side_h2[socket]=""
+pause_pair pause sa sb
+
+sides=(kiln user socket)
+echo "== $rounds rounds, the three pairs in turn (the others paused): $size_mib MiB guest->guest and host->guest," \
   "$pings round trips on one connection and $connects connections to a first reply each way (medians)"
 for (( i = 1; i <= rounds; i++ )); do
-  if (( i % 2 )); then round kiln "$i"; round user "$i"; else round user "$i"; round kiln "$i"; fi
+  # Each round starts with another side.
+  for (( j = 0; j < ${#sides[@]}; j++ )); do round "${sides[(i + j) % ${#sides[@]}]}" "$i"; done
 done
 echo "load now: $(load)"
 
@@ -282,4 +312,9 @@ echo
 bench_summary_line "guest->guest TCP, $label, $size_mib MiB x $rounds, medians; user = through a host port: $(figures gg)"
 bench_summary_line "host->guest TCP via --publish, $label, medians: $(figures hg)"
 bench_summary_line "$ping_line"
+sm=$(median <"$work/socket-gg-mbit.txt") um=$(median <"$work/user-gg-mbit.txt")
+sr=$(median <"$work/socket-gg-rtt.txt") ur=$(median <"$work/user-gg-rtt.txt")
+bench_summary_line "guest->guest TCP on a socket network (no root), $label, medians: socket $(mbit "$sm") Mbit/s, user" \
+  "$(mbit "$um") Mbit/s (socket $(ratio "$sm" "$um")); round trip $(ms "$sr") ms vs $(ms "$ur") ms (socket" \
+  "$(ratio "$ur" "$sr") quicker)"
 bench_machine_after

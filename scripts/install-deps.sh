@@ -15,7 +15,7 @@ build_packages=(
 run_packages=(
   mmdebstrap debootstrap e2fsprogs fdisk mtools dosfstools systemd-boot-efi
   qemu-system-x86 qemu-utils ovmf user-mode-linux
-  lvm2 cryptsetup-bin gnupg xz-utils zstd libxml2-utils libvirt-clients pigz
+  lvm2 cryptsetup-bin gnupg xz-utils zstd libxml2-utils libvirt-clients libvirt-daemon-system pigz
   arch-test uidmap ca-certificates busybox-static slirp iproute2 cloud-image-utils libguestfs-tools
   xen-tools openssh-client
   xen-utils-4.17

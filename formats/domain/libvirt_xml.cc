@@ -74,6 +74,10 @@ void add_text(pugi::xml_node parent, const char* name, std::string_view text) {
   parent.append_child(name).text().set(std::string(text).c_str());
 }
 
+// kiln's images boot an unsigned systemd-boot: left to choose, libvirt
+// picks the firmware with Secure Boot on and Microsoft's keys enrolled
+// (Debian 12's 40-edk2-x86_64-secure-enrolled.json comes first), which
+// refuses it ("Access Denied"). So firmware without either is asked for.
 void add_os(pugi::xml_node domain, const DomainSpec& spec, const LibvirtOptions& options) {
   pugi::xml_node os = domain.append_child("os");
   if (options.uefi && options.uefi_loader.empty()) os.append_attribute("firmware") = "efi";
@@ -81,9 +85,18 @@ void add_os(pugi::xml_node domain, const DomainSpec& spec, const LibvirtOptions&
   type.append_attribute("arch") = "x86_64";
   type.append_attribute("machine") = "q35";
   type.text().set("hvm");
+  if (options.uefi && options.uefi_loader.empty()) {
+    pugi::xml_node firmware = os.append_child("firmware");
+    for (const char* feature : {"enrolled-keys", "secure-boot"}) {
+      pugi::xml_node node = firmware.append_child("feature");
+      node.append_attribute("enabled") = "no";
+      node.append_attribute("name") = feature;
+    }
+  }
   if (options.uefi && !options.uefi_loader.empty()) {
     pugi::xml_node loader = os.append_child("loader");
     loader.append_attribute("readonly") = "yes";
+    loader.append_attribute("secure") = "no";
     loader.append_attribute("type") = "pflash";
     loader.text().set(options.uefi_loader.c_str());
   }

@@ -6,7 +6,8 @@
 // virtio network interfaces, and a serial console on a pty. It boots either
 // the spec's kernel directly (kernel, initrd, and the command line
 // "root=ROOT EXTRA") or, without a kernel, from the first disk; with
-// LibvirtOptions::uefi through UEFI firmware. Xen-only details have no
+// LibvirtOptions::uefi through UEFI firmware, with Secure Boot off (kiln's
+// systemd-boot is not signed). Xen-only details have no
 // libvirt counterpart and are left out: vif keys other than mac and bridge,
 // and the Xen frontend names themselves (so a root= naming /dev/xvda1 does
 // not match the guest's /dev/vda; prefer root=UUID=...).

@@ -118,12 +118,18 @@ TEST(LibvirtXml, UefiFirmwareIsPickedByLibvirtOrGivenAsALoader) {
   std::string xml = xml_of(spec, {.uefi = true});
   EXPECT_EQ(select(xml, "/domain/os/@firmware"), "efi");
   EXPECT_EQ(count(xml, "/domain/os/loader"), 0u);
+  // Never the Secure Boot firmware with Microsoft's keys, which refuses
+  // kiln's unsigned systemd-boot.
+  EXPECT_EQ(select(xml, "/domain/os/firmware/feature[@name='secure-boot']/@enabled"), "no");
+  EXPECT_EQ(select(xml, "/domain/os/firmware/feature[@name='enrolled-keys']/@enabled"), "no");
 
   xml = xml_of(spec, {.uefi = true, .uefi_loader = "/usr/share/OVMF/OVMF_CODE_4M.fd"});
   EXPECT_EQ(select(xml, "/domain/os/@firmware"), "");
   EXPECT_EQ(select(xml, "/domain/os/loader"), "/usr/share/OVMF/OVMF_CODE_4M.fd");
   EXPECT_EQ(select(xml, "/domain/os/loader/@type"), "pflash");
   EXPECT_EQ(select(xml, "/domain/os/loader/@readonly"), "yes");
+  EXPECT_EQ(select(xml, "/domain/os/loader/@secure"), "no");
+  EXPECT_EQ(count(xml, "/domain/os/firmware"), 0u);
 }
 
 TEST(LibvirtXml, DisksAreVirtioInOrderFilesOrBlockDevices) {
