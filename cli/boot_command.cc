@@ -5,12 +5,14 @@
 
 #include <thread>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "base/interrupt.h"
 #include "cli/boot_flags.h"
 #include "cli/command.h"
 #include "runtime/instance_manager.h"
+#include "runtime/libvirt_instances.h"
 
 namespace kiln::cli {
 namespace {
@@ -63,9 +65,34 @@ int follow(const InstanceStore& store, const std::string& name) {
   return 0;
 }
 
+// Through libvirt: it returns once the guest started (or was ready).
+int run_libvirt_boot(const BootFlags& flags, const std::string& uri, Reporter& reporter) {
+  if (flags.console)
+    return report_error(Error{ErrorKind::kBadInput, "--console with --connect: not through libvirt yet", {}, {}});
+  auto outcome = boot_through_libvirt(uri, flags.request, std::chrono::seconds(flags.wait_ready), reporter);
+  if (!outcome) return report_error(outcome.error());
+  const InstanceSpec& spec = outcome->spec;
+  fmt::print(stderr, "kiln: {}: {}\n", spec.name, outcome->why);
+  if (flags.json) {
+    nlohmann::json out = {{"name", spec.name},       {"id", spec.id},
+                          {"connect", uri},          {"kvm", spec.kvm},
+                          {"backend_reason", outcome->why}, {"uploaded", outcome->uploaded},
+                          {"hostname", spec.personality.hostname}, {"mac", spec.network.first_mac()}};
+    if (outcome->ready_seconds) out["ready_seconds"] = *outcome->ready_seconds;
+    fmt::print("{}\n", out.dump());
+    return 0;
+  }
+  fmt::print("{} started on {} (id {}, libvirt {}){}\n", spec.name, uri, spec.id, spec.kvm ? "kvm" : "qemu",
+             outcome->uploaded.empty() ? ", no image uploaded"
+                                       : fmt::format(", uploaded {}", fmt::join(outcome->uploaded, ", ")));
+  if (outcome->ready_seconds) fmt::print("{} ready in {:.1f} s\n", spec.name, *outcome->ready_seconds);
+  return 0;
+}
+
 int run_boot(BootFlags& flags) {
   if (auto ok = apply_flags(flags); !ok) return report_error(ok.error());
   Reporter reporter(Reporter::detect(flags.json));
+  if (std::string uri = connect_uri(flags.connect); !uri.empty()) return run_libvirt_boot(flags, uri, reporter);
   InstanceStore store = InstanceStore::open();
   auto outcome = boot_instance(store, flags.request, reporter);
   if (!outcome) return report_error(outcome.error());
@@ -101,6 +128,9 @@ void register_boot(CLI::App& root, Registry& registry) {
   app->add_flag("--wait-ready{120}", flags->wait_ready,
                 "Wait until the guest reports ready (default up to 120 s; --wait-ready=SECONDS)");
   app->add_flag("--json", flags->json, "Print the result as JSON");
+  app->add_option("--connect", flags->connect,
+                  "Boot through libvirt at this URI (qemu:///system, qemu+ssh://root@host/system); default "
+                  "$KILN_CONNECT, else kiln's own runtime. The image goes to the host's storage pool 'kiln' once");
   app->footer(
       "Without --detach or --console, boot shows the guest console until the instance stops;\n"
       "Ctrl-C shuts the guest down, a second Ctrl-C destroys it.\n"

@@ -23,6 +23,7 @@ struct BootFlags {
   bool console = false;
   int wait_ready = 0;  // seconds; 0: do not wait
   bool json = false;
+  std::string connect;  // a libvirt URI: boot there (runtime/libvirt_instances)
 };
 
 // Registers the instance options on `app`, filling `flags`.

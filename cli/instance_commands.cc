@@ -11,6 +11,7 @@
 #include "base/files.h"
 #include "cli/command.h"
 #include "runtime/instance_manager.h"
+#include "runtime/libvirt_instances.h"
 
 namespace kiln::cli {
 namespace {
@@ -49,7 +50,32 @@ nlohmann::json record_json(const InstanceRecord& r) {
   return out;
 }
 
-int run_list(bool json) {
+// The instances kiln made on a libvirt host (marked by its metadata).
+int run_libvirt_list(const std::string& uri, bool json) {
+  auto instances = list_libvirt_instances(uri);
+  if (!instances) return report_error(instances.error());
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const LibvirtInstance& i : *instances) {
+      nlohmann::json one = {{"name", i.name},  {"id", i.id},         {"state", i.state},
+                            {"state_letter", std::string(1, i.state_letter)},
+                            {"memory_mib", i.memory_mib}, {"vcpus", i.vcpus}, {"backend", "libvirt"},
+                            {"connect", uri}, {"source", i.source}};
+      if (i.ready_seconds) one["ready_seconds"] = *i.ready_seconds;
+      out.push_back(one);
+    }
+    fmt::print("{}\n", out.dump(2));
+    return 0;
+  }
+  fmt::print("{:<20} {:<16} {:>6} {:>5} {:<5} {:<8} {}\n", "Name", "ID", "Mem", "VCPUs", "State", "Backend", "Ready");
+  for (const LibvirtInstance& i : *instances)
+    fmt::print("{:<20} {:<16} {:>6} {:>5} {:<5} {:<8} {}\n", i.name, i.id, i.memory_mib, i.vcpus,
+               std::string(1, i.state_letter), "libvirt", i.ready_seconds ? fmt::format("{:.1f}s", *i.ready_seconds) : "-");
+  return 0;
+}
+
+int run_list(bool json, const std::string& connect) {
+  if (std::string uri = connect_uri(connect); !uri.empty()) return run_libvirt_list(uri, json);
   InstanceStore store = InstanceStore::open();
   std::vector<InstanceRecord> records = list_instances(store);
   if (json) {
@@ -105,6 +131,12 @@ Result<> show_console_log(const std::string& name) {
 }
 
 // A request to the instance's supervisor; `--wait` waits for it to stop.
+std::shared_ptr<std::string> add_connect(CLI::App* app) {
+  auto connect = std::make_shared<std::string>();
+  app->add_option("--connect", *connect, "The instance is on the libvirt host at this URI (default $KILN_CONNECT)");
+  return connect;
+}
+
 void register_request(CLI::App& root, Registry& registry, const std::string& verb, const std::string& help,
                       bool can_wait) {
   auto name = std::make_shared<std::string>();
@@ -112,7 +144,13 @@ void register_request(CLI::App& root, Registry& registry, const std::string& ver
   CLI::App* app = root.add_subcommand(verb, help);
   app->add_option("name", *name, "Instance name")->required();
   if (can_wait) app->add_flag("--wait{60}", *wait, "Wait until it has stopped (up to 60 s; --wait=SECONDS)");
-  registry.push_back({app, [name, wait, verb] {
+  auto connect = add_connect(app);
+  registry.push_back({app, [name, wait, verb, connect] {
+                        if (std::string uri = connect_uri(*connect); !uri.empty()) {
+                          if (*wait > 0)
+                            return report_error(Error{ErrorKind::kBadInput, "--wait with --connect: not through libvirt yet", {}, {}});
+                          return finish(libvirt_instance_verb(uri, *name, verb), [] {});
+                        }
                         InstanceStore store = InstanceStore::open();
                         auto done = request(store, *name, verb);
                         if (done && *wait > 0) done = wait_gone(store, *name, std::chrono::seconds(*wait));
@@ -126,7 +164,8 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
   auto json = std::make_shared<bool>(false);
   CLI::App* list = root.add_subcommand("list", "List instances (state r running, p paused, s shutting down, c crashed)");
   list->add_flag("--json", *json, "Print JSON");
-  registry.push_back({list, [json] { return run_list(*json); }});
+  auto list_connect = add_connect(list);
+  registry.push_back({list, [json, list_connect] { return run_list(*json, *list_connect); }});
 
   auto console_name = std::make_shared<std::string>();
   auto console_log = std::make_shared<bool>(false);
@@ -151,7 +190,10 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
                                                       "also once it is gone); a saved one's save file "
                                                       "cannot be restored after");
   destroy->add_option("name", *destroy_name, "Instance name")->required();
-  registry.push_back({destroy, [destroy_name] {
+  auto destroy_connect = add_connect(destroy);
+  registry.push_back({destroy, [destroy_name, destroy_connect] {
+                        if (std::string uri = connect_uri(*destroy_connect); !uri.empty())
+                          return finish(libvirt_instance_verb(uri, *destroy_name, "destroy"), [] {});
                         return finish(destroy_with_kept_log(InstanceStore::open(), *destroy_name), [] {});
                       }});
 

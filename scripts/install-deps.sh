@@ -8,7 +8,7 @@ build_packages=(
   libext2fs-dev libfdisk-dev libcryptsetup-dev libgpgme-dev libarchive-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libfmt-dev libpugixml-dev
   libcurl4-openssl-dev libssl-dev libcrypt-dev libgtest-dev libgmock-dev
-  libclang-rt-14-dev zlib1g-dev
+  libclang-rt-14-dev zlib1g-dev libvirt-dev
 )
 # xen-utils-4.17 (without the hypervisor: --no-install-recommends) brings Xen's
 # own pygrub, which the tests and bench/xen_pygrub.sh hold kiln's choice against.

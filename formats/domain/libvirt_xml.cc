@@ -4,6 +4,7 @@
 #include <sstream>
 #include <string_view>
 
+#include <fmt/format.h>
 #include <pugixml.hpp>
 
 namespace kiln {
@@ -147,12 +148,43 @@ void add_serial_console(pugi::xml_node devices) {
 
 }  // namespace
 
+std::string kiln_metadata_xml(const KilnInstanceMetadata& metadata, bool bare) {
+  pugi::xml_document document;
+  pugi::xml_node element =
+      document.append_child(bare ? "instance" : fmt::format("{}:instance", kKilnMetadataPrefix).c_str());
+  if (!bare) element.append_attribute(fmt::format("xmlns:{}", kKilnMetadataPrefix).c_str()) = kKilnMetadataNamespace;
+  element.append_attribute("id") = metadata.id.c_str();
+  element.append_attribute("source") = metadata.source.c_str();
+  if (metadata.ready_seconds) element.append_attribute("ready-seconds") = fmt::format("{:.2f}", *metadata.ready_seconds).c_str();
+  std::ostringstream out;
+  document.save(out, "", pugi::format_raw | pugi::format_no_declaration | pugi::format_attribute_single_quote);
+  return out.str();
+}
+
+std::optional<KilnInstanceMetadata> parse_kiln_metadata(const std::string& xml) {
+  pugi::xml_document document;
+  if (!document.load_string(xml.c_str())) return std::nullopt;
+  pugi::xml_node element = document.first_child();
+  std::string name = element.name();
+  // libvirt gives the element back under a prefix of its own choosing.
+  std::string local = name.substr(name.find(':') == std::string::npos ? 0 : name.find(':') + 1);
+  if (local != "instance" || element.attribute("id").empty()) return std::nullopt;
+  KilnInstanceMetadata metadata{element.attribute("id").value(), element.attribute("source").value(), std::nullopt};
+  if (pugi::xml_attribute ready = element.attribute("ready-seconds")) metadata.ready_seconds = ready.as_double();
+  return metadata;
+}
+
 Result<std::string> write_libvirt_xml(const DomainSpec& spec, const LibvirtOptions& options) {
   KILN_TRY(check_libvirt_domain(spec, options));
   pugi::xml_document document;
   pugi::xml_node domain = document.append_child("domain");
   domain.append_attribute("type") = options.type == LibvirtDomainType::kKvm ? "kvm" : "qemu";
   add_text(domain, "name", spec.name);
+  if (options.instance) {
+    pugi::xml_document element;
+    element.load_string(kiln_metadata_xml(*options.instance).c_str());
+    domain.append_child("metadata").append_copy(element.first_child());
+  }
   pugi::xml_node memory = domain.append_child("memory");
   memory.append_attribute("unit") = "MiB";
   memory.text().set(static_cast<unsigned long long>(spec.memory_mib));

@@ -13,6 +13,7 @@
 // not match the guest's /dev/vda; prefer root=UUID=...).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "base/error.h"
@@ -25,6 +26,19 @@ enum class LibvirtDomainType {
   kQemu,  // TCG emulation, runs anywhere, slowly
 };
 
+// The namespace of the <metadata> element that marks a domain as a kiln
+// instance, and the element's name under it.
+inline constexpr const char* kKilnMetadataNamespace = "https://kiln.invalid/libvirt/instance/1";
+inline constexpr const char* kKilnMetadataPrefix = "kiln";
+
+// What kiln keeps in a domain it made: the instance's id (in its ready
+// report) and where it came from.
+struct KilnInstanceMetadata {
+  std::string id;
+  std::string source;
+  std::optional<double> ready_seconds;  // once the guest said it was ready
+};
+
 struct LibvirtOptions {
   LibvirtDomainType type = LibvirtDomainType::kKvm;
   // Boot through UEFI firmware instead of SeaBIOS.
@@ -32,7 +46,15 @@ struct LibvirtOptions {
   // The firmware code image (e.g. /usr/share/OVMF/OVMF_CODE_4M.fd); empty:
   // libvirt picks one (<os firmware='efi'>).
   std::string uefi_loader;
+  // A domain kiln's libvirt backend made carries its instance metadata.
+  std::optional<KilnInstanceMetadata> instance;
 };
+
+// The <kiln:instance> element in a domain, or (`bare`) the <instance>
+// element virDomainSetMetadata takes, which puts it in kiln's namespace
+// itself; and back, nullopt when `xml` is not kiln's element.
+std::string kiln_metadata_xml(const KilnInstanceMetadata& metadata, bool bare = false);
+std::optional<KilnInstanceMetadata> parse_kiln_metadata(const std::string& xml);
 
 // The <domain> document. Fails when the spec has no name or memory, when a
 // name holds '/' or a line break, or when some text cannot be carried by XML

@@ -132,6 +132,24 @@ TEST(LibvirtXml, UefiFirmwareIsPickedByLibvirtOrGivenAsALoader) {
   EXPECT_EQ(count(xml, "/domain/os/firmware"), 0u);
 }
 
+// A domain kiln's libvirt backend made says so in its metadata, which
+// `kiln list --connect` reads back (as libvirt gives it, under a prefix of
+// libvirt's choosing) to tell kiln's domains from others.
+TEST(LibvirtXml, KilnsInstancesCarryTheirIdInMetadata) {
+  std::string xml = xml_of(baked_guest(), {.instance = KilnInstanceMetadata{"0123abcd", "/out/web", std::nullopt}});
+  EXPECT_EQ(select(xml, "/domain/metadata/*[local-name()='instance']/@id"), "0123abcd");
+  EXPECT_NE(xml.find(std::string("xmlns:kiln='") + kKilnMetadataNamespace + "'"), std::string::npos);
+  auto back = parse_kiln_metadata("<k:instance xmlns:k='x' id='0123abcd' source='/out/web' ready-seconds='4.25'/>");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->id, "0123abcd");
+  EXPECT_EQ(back->source, "/out/web");
+  EXPECT_EQ(back->ready_seconds, 4.25);
+  EXPECT_EQ(kiln_metadata_xml({"0123abcd", "/out/web", 4.25}, /*bare=*/true),
+            "<instance id='0123abcd' source='/out/web' ready-seconds='4.25'/>");
+  EXPECT_FALSE(parse_kiln_metadata("<other id='1'/>"));
+  EXPECT_FALSE(parse_kiln_metadata("not xml"));
+}
+
 TEST(LibvirtXml, DisksAreVirtioInOrderFilesOrBlockDevices) {
   std::string xml = xml_of(baked_guest());
   ASSERT_EQ(count(xml, "/domain/devices/disk"), 2u);
@@ -248,7 +266,9 @@ TEST(LibvirtXmlTools, EveryVariantIsWellFormedAndValidForLibvirt) {
         Variant{"qemu, bios disk boot", no_kernel, {.type = LibvirtDomainType::kQemu}},
         Variant{"uefi auto", no_kernel, {.uefi = true}},
         Variant{"uefi loader + kernel", baked_guest(), {.uefi = true, .uefi_loader = "/usr/share/OVMF/OVMF_CODE_4M.fd"}},
-        Variant{"no devices", minimal, {}}}) {
+        Variant{"no devices", minimal, {}},
+        Variant{"kiln's instance", baked_guest(),
+                {.type = LibvirtDomainType::kQemu, .instance = KilnInstanceMetadata{"0123abcd", "/out/web", 1.5}}}}) {
     SCOPED_TRACE(variant.what);
     std::string xml = xml_of(variant.spec, variant.options);
     ProcessResult lint = xmllint(xml);

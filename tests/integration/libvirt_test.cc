@@ -1,19 +1,24 @@
-// kiln's NAME.libvirt.xml on Debian 12's own libvirtd, for real: defined and
-// started as a libvirt user would (virsh), it boots the image through UEFI
-// to a login prompt, on firmware without Secure Boot (libvirt's first pick,
-// the Secure Boot firmware with Microsoft's keys, refuses kiln's unsigned
-// systemd-boot). The test starts libvirtd (and virtlogd) itself when they
+// libvirt on Debian 12's own libvirtd, for real. kiln's NAME.libvirt.xml,
+// defined and started as a libvirt user would (virsh), boots the image
+// through UEFI to a login prompt, on firmware without Secure Boot (libvirt's
+// first pick, the Secure Boot firmware with Microsoft's keys, refuses kiln's
+// unsigned systemd-boot). `kiln boot --connect qemu:///system` boots the
+// image to ready through libvirt's API, uploading it to the storage pool
+// once, and the lifecycle verbs and `kiln list --connect` act on kiln's
+// domains only. The test starts libvirtd (and virtlogd) itself when they
 // are not running, PID 1 here being no service manager, and stops what it
 // started.
 #include <signal.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "tests/test_support.h"
 
@@ -34,10 +39,11 @@ ProcessResult virsh(std::vector<std::string> args) {
 }
 
 // libvirtd and virtlogd for the test's life: the running ones, or ones it
-// starts (as daemons, their pid files in /run) and ends.
+// starts (as daemons, their pid files in /run) and ends. Held by one test
+// at a time: another test's end would take them away mid-way.
 class LibvirtDaemons {
  public:
-  LibvirtDaemons() {
+  LibvirtDaemons() : lock_("libvirtd") {
     if (virsh({"version"}).exit_code == 0) return;
     for (const char* daemon : {"virtlogd", "libvirtd"}) {
       if (testing::run_program({daemon, "--daemon"}).exit_code == 0) started_.push_back(daemon);
@@ -55,6 +61,7 @@ class LibvirtDaemons {
   ::testing::AssertionResult up() const { return up_; }
 
  private:
+  testing::HostWideLock lock_;
   std::vector<std::string> started_;
   ::testing::AssertionResult up_ = ::testing::AssertionSuccess();
 };
@@ -114,6 +121,89 @@ TEST(LibvirtTest, KilnsDomainXmlBootsOnDebiansLibvirtdWithoutSecureBoot) {
       [&] { return testing::read_text(console).find("login:") != std::string::npos; }, std::chrono::seconds(300),
       [&] { return testing::tail(testing::read_text(console)); }));
   EXPECT_THAT(testing::read_text(console), Not(HasSubstr("Access Denied")));
+}
+
+// The instances `kiln list --connect` shows, by name: their state and
+// ready time.
+// `kiln boot --json` prints its progress as JSON lines, the result last.
+nlohmann::json last_json_line(const std::string& out) {
+  std::string text = out.substr(0, out.find_last_not_of('\n') + 1);
+  return nlohmann::json::parse(text.substr(text.rfind('\n') + 1));
+}
+
+std::map<std::string, nlohmann::json> listed(const std::vector<std::string>& env) {
+  std::map<std::string, nlohmann::json> out;
+  ProcessResult list = testing::run_kiln({"list", "--connect", kUri, "--json"}, env);
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  if (list.exit_code == 0)
+    for (const auto& instance : nlohmann::json::parse(list.out)) out[instance["name"]] = instance;
+  return out;
+}
+
+TEST(LibvirtTest, KilnBootsThroughLibvirtUploadsAnImageOnceAndActsOnItsOwnDomainsOnly) {
+  if (::geteuid() != 0) GTEST_SKIP() << "qemu:///system and starting libvirtd need root";
+  if (testing::run_program({"sh", "-c", "command -v libvirtd virsh virtlogd"}).exit_code != 0)
+    GTEST_SKIP() << "libvirt-daemon-system is not installed (scripts/install-deps.sh installs it)";
+  LibvirtDaemons daemons;
+  ASSERT_TRUE(daemons.up());
+  testing::ScratchDir dir;
+  std::vector<std::string> env = {"KILN_RUNTIME_DIR=" + (dir / "run").string(),
+                                  "KILN_STATE_DIR=" + (dir / "state").string()};
+  std::string web = fmt::format("lvweb{}", ::getpid()), db = fmt::format("lvdb{}", ::getpid());
+  std::string other = fmt::format("notkiln{}", ::getpid());
+  struct Cleanup {
+    std::vector<std::string> env;
+    std::vector<std::string> names;
+    std::string other;
+    ~Cleanup() {
+      for (const std::string& name : names) testing::run_kiln({"destroy", name, "--connect", kUri}, env);
+      virsh({"undefine", other});
+    }
+  } cleanup{env, {web, db}, other};
+  // A domain kiln did not make, which kiln leaves alone.
+  testing::write_text(dir / "other.xml", fmt::format("<domain type='qemu'><name>{}</name><memory unit='MiB'>64</memory>"
+                                                     "<os><type arch='x86_64'>hvm</type></os></domain>", other));
+  ASSERT_EQ(virsh({"define", (dir / "other.xml").string()}).exit_code, 0);
+
+  ProcessResult booted = testing::run_kiln(
+      {"boot", kImage.string(), "--name", web, "--connect", kUri, "--wait-ready=300", "--json"}, env);
+  ASSERT_EQ(booted.exit_code, 0) << booted.err;
+  auto outcome = last_json_line(booted.out);
+  EXPECT_GT(outcome["ready_seconds"].get<double>(), 0);
+  EXPECT_THAT(booted.err, HasSubstr("libvirt at qemu:///system"));
+  // The same image again: nothing but its own seed goes to the host.
+  ProcessResult again = testing::run_kiln({"boot", kImage.string(), "--name", db, "--connect", kUri, "--json"}, env);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(last_json_line(again.out)["uploaded"], nlohmann::json::array());
+
+  auto instances = listed(env);
+  EXPECT_FALSE(instances.contains(other));
+  ASSERT_TRUE(instances.contains(web));
+  EXPECT_EQ(instances[web]["id"], outcome["id"]);
+  EXPECT_EQ(instances[web]["state"], "running");
+  EXPECT_GT(instances[web]["ready_seconds"].get<double>(), 0);
+  ProcessResult dumped = virsh({"dumpxml", web});
+  testing::write_text(dir / "web.xml", dumped.out);
+  ProcessResult valid = testing::run_program({"virt-xml-validate", (dir / "web.xml").string(), "domain"});
+  EXPECT_EQ(valid.exit_code, 0) << valid.out << valid.err;
+
+  ASSERT_EQ(testing::run_kiln({"pause", web, "--connect", kUri}, env).exit_code, 0);
+  EXPECT_EQ(listed(env)[web]["state"], "paused");
+  ASSERT_EQ(testing::run_kiln({"unpause", web, "--connect", kUri}, env).exit_code, 0);
+  EXPECT_EQ(listed(env)[web]["state"], "running");
+  ASSERT_EQ(testing::run_kiln({"shutdown", web, "--connect", kUri}, env).exit_code, 0);
+  EXPECT_TRUE(testing::wait_for([&] { return listed(env)[web]["state"] == "stopped"; }, std::chrono::seconds(120),
+                                [&] { return listed(env)[web].dump(); }));
+  ProcessResult refused = testing::run_kiln({"pause", other, "--connect", kUri}, env);
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_THAT(refused.err, HasSubstr("has no instance named " + other));
+
+  for (const std::string& name : {web, db})
+    ASSERT_EQ(testing::run_kiln({"destroy", name, "--connect", kUri}, env).exit_code, 0) << name;
+  EXPECT_TRUE(listed(env).empty());
+  ProcessResult volumes = virsh({"vol-list", "kiln"});
+  EXPECT_THAT(volumes.out, Not(HasSubstr(web + ".")));
+  EXPECT_THAT(volumes.out, Not(HasSubstr(db + ".")));
 }
 
 }  // namespace

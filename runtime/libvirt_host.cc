@@ -1,0 +1,215 @@
+#include "runtime/libvirt_host.h"
+
+#include <fcntl.h>
+#include <libvirt/virterror.h>
+#include <unistd.h>
+
+#include <sstream>
+
+#include <pugixml.hpp>
+
+#include "base/files.h"
+#include "formats/domain/libvirt_xml.h"
+
+namespace kiln {
+namespace {
+
+// libvirt prints each error on stderr by default as well; kiln says it once.
+void quiet(void*, virErrorPtr) {}
+
+std::string xml_escaped(const std::string& text) {
+  pugi::xml_document document;
+  document.append_child(pugi::node_pcdata).set_value(text.c_str());
+  std::ostringstream out;
+  document.save(out, "", pugi::format_raw | pugi::format_no_declaration);
+  return out.str();
+}
+
+// The upload's source, read as libvirt's sparse stream asks: data, holes
+// skipped, in the file's order.
+struct UploadFile {
+  int fd;
+};
+
+int send_data(virStreamPtr, char* data, size_t size, void* opaque) {
+  ssize_t got = ::read(static_cast<UploadFile*>(opaque)->fd, data, size);
+  return static_cast<int>(got);
+}
+
+// Whether the file at its offset is in data or a hole, and for how long.
+int in_data(virStreamPtr, int* in, long long* length, void* opaque) {
+  int fd = static_cast<UploadFile*>(opaque)->fd;
+  off_t here = ::lseek(fd, 0, SEEK_CUR);
+  if (here < 0) return -1;
+  off_t data = ::lseek(fd, here, SEEK_DATA);
+  if (data < 0) {
+    if (errno != ENXIO) return -1;
+    off_t end = ::lseek(fd, 0, SEEK_END);  // a hole to the end, or the end
+    if (end < 0) return -1;
+    *in = 0;
+    *length = end - here;
+  } else if (data > here) {
+    *in = 0;
+    *length = data - here;
+  } else {
+    off_t hole = ::lseek(fd, here, SEEK_HOLE);
+    if (hole < 0) return -1;
+    *in = 1;
+    *length = hole - here;
+  }
+  return ::lseek(fd, here, SEEK_SET) < 0 ? -1 : 0;
+}
+
+int skip_hole(virStreamPtr, long long length, void* opaque) {
+  return ::lseek(static_cast<UploadFile*>(opaque)->fd, length, SEEK_CUR) < 0 ? -1 : 0;
+}
+
+// A volume whose upload ended is marked by a second, empty one: a volume
+// without its mark is what an interrupted upload left, and goes.
+std::string done_mark(const std::string& name) { return name + ".done"; }
+
+std::string volume_xml(const std::string& name, uint64_t capacity, const char* format,
+                       const std::string& backing = "") {
+  std::string xml = fmt::format("<volume><name>{}</name><capacity unit='bytes'>{}</capacity><allocation>0</allocation>"
+                                "<target><format type='{}'/></target>",
+                                xml_escaped(name), capacity, format);
+  if (!backing.empty())
+    xml += fmt::format("<backingStore><path>{}</path><format type='raw'/></backingStore>", xml_escaped(backing));
+  return xml + "</volume>";
+}
+
+std::string volume_path(virStorageVolPtr volume) {
+  char* path = virStorageVolGetPath(volume);
+  std::string out = path ? path : "";
+  free(path);
+  return out;
+}
+
+}  // namespace
+
+Error libvirt_error(const std::string& what) {
+  const char* message = virGetLastErrorMessage();
+  return Error{ErrorKind::kFailed, fmt::format("{}: {}", what, message ? message : "libvirt gave no reason"), {}, {}};
+}
+
+Result<LibvirtHost> LibvirtHost::open(const std::string& uri) {
+  virSetErrorFunc(nullptr, quiet);
+  virConnectPtr connection = virConnectOpenAuth(uri.c_str(), virConnectAuthPtrDefault, 0);
+  if (!connection) return std::unexpected(libvirt_error("cannot reach libvirt at " + uri));
+  return LibvirtHost(uri, connection);
+}
+
+Result<bool> LibvirtHost::has_kvm() const {
+  char* text = virConnectGetCapabilities(connection());
+  if (!text) return std::unexpected(libvirt_error(uri_ + ": capabilities"));
+  pugi::xml_document capabilities;
+  capabilities.load_string(text);
+  free(text);
+  auto kvm = capabilities.select_node("/capabilities/guest[arch/@name='x86_64']/arch/domain[@type='kvm']");
+  return static_cast<bool>(kvm);
+}
+
+Result<virStoragePoolPtr> LibvirtHost::pool() {
+  if (pool_) return pool_.get();
+  virStoragePoolPtr found = virStoragePoolLookupByName(connection(), kKilnPoolName);
+  if (!found) {
+    std::string xml = fmt::format("<pool type='dir'><name>{}</name><target><path>{}</path></target></pool>",
+                                  kKilnPoolName, kKilnPoolPath);
+    found = virStoragePoolDefineXML(connection(), xml.c_str(), 0);
+    if (!found) return std::unexpected(libvirt_error(fmt::format("{}: defining storage pool {}", uri_, kKilnPoolName)));
+    if (virStoragePoolBuild(found, 0) != 0)
+      return std::unexpected(libvirt_error(fmt::format("{}: building storage pool {}", uri_, kKilnPoolName)));
+    virStoragePoolSetAutostart(found, 1);
+  }
+  pool_.reset(found);
+  if (virStoragePoolIsActive(found) != 1 && virStoragePoolCreate(found, 0) != 0)
+    return std::unexpected(libvirt_error(fmt::format("{}: starting storage pool {}", uri_, kKilnPoolName)));
+  virStoragePoolRefresh(found, 0);
+  return found;
+}
+
+Result<std::string> LibvirtHost::volume_from_file(const std::string& name, const std::filesystem::path& file,
+                                                  bool& uploaded) {
+  uploaded = false;
+  KILN_ASSIGN(virStoragePoolPtr pool, pool());
+  std::unique_ptr<virStorageVol, LibvirtDeleter> volume(virStorageVolLookupByName(pool, name.c_str()));
+  std::unique_ptr<virStorageVol, LibvirtDeleter> mark(virStorageVolLookupByName(pool, done_mark(name).c_str()));
+  if (volume && mark) return volume_path(volume.get());
+  if (volume) virStorageVolDelete(volume.get(), 0);
+  KILN_ASSIGN(UniqueFd fd, open_file(file, O_RDONLY | O_CLOEXEC));
+  off_t size = ::lseek(fd.get(), 0, SEEK_END);
+  if (size < 0 || ::lseek(fd.get(), 0, SEEK_SET) < 0) return fail_errno("cannot read", file.string(), errno);
+  volume.reset(virStorageVolCreateXML(pool, volume_xml(name, size, "raw").c_str(), 0));
+  if (!volume) return std::unexpected(libvirt_error(fmt::format("{}: making volume {}", uri_, name)));
+  LibvirtStream stream(virStreamNew(connection(), 0));
+  UploadFile source{fd.get()};
+  bool sent = stream && virStorageVolUpload(volume.get(), stream.get(), 0, 0, VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM) == 0 &&
+              virStreamSparseSendAll(stream.get(), send_data, in_data, skip_hole, &source) == 0 &&
+              virStreamFinish(stream.get()) == 0;
+  if (!sent) {
+    Error error = libvirt_error(fmt::format("{}: uploading {} to volume {}", uri_, file.string(), name));
+    if (stream) virStreamAbort(stream.get());
+    virStorageVolDelete(volume.get(), 0);
+    return std::unexpected(error);
+  }
+  mark.reset(virStorageVolCreateXML(pool, volume_xml(done_mark(name), 0, "raw").c_str(), 0));
+  if (!mark) return std::unexpected(libvirt_error(fmt::format("{}: marking volume {} whole", uri_, name)));
+  uploaded = true;
+  return volume_path(volume.get());
+}
+
+Result<std::string> LibvirtHost::overlay_volume(const std::string& name, const std::string& base_path,
+                                                uint64_t capacity) {
+  KILN_ASSIGN(virStoragePoolPtr pool, pool());
+  if (virStorageVolPtr old = virStorageVolLookupByName(pool, name.c_str())) {
+    virStorageVolDelete(old, 0);
+    virStorageVolFree(old);
+  }
+  std::unique_ptr<virStorageVol, LibvirtDeleter> volume(
+      virStorageVolCreateXML(pool, volume_xml(name, capacity, "qcow2", base_path).c_str(), 0));
+  if (!volume) return std::unexpected(libvirt_error(fmt::format("{}: making overlay volume {}", uri_, name)));
+  return volume_path(volume.get());
+}
+
+void LibvirtHost::remove_volumes(const std::string& prefix) {
+  auto found = pool();
+  if (!found) return;
+  virStoragePoolRefresh(*found, 0);
+  virStorageVolPtr* volumes = nullptr;
+  int count = virStoragePoolListAllVolumes(*found, &volumes, 0);
+  for (int i = 0; i < count; ++i) {
+    const char* name = virStorageVolGetName(volumes[i]);
+    if (name && std::string_view(name).starts_with(prefix)) virStorageVolDelete(volumes[i], 0);
+    virStorageVolFree(volumes[i]);
+  }
+  free(volumes);
+}
+
+std::optional<std::string> kiln_metadata_of(virDomainPtr domain) {
+  char* text = virDomainGetMetadata(domain, VIR_DOMAIN_METADATA_ELEMENT, kKilnMetadataNamespace, 0);
+  if (!text) return std::nullopt;
+  std::string out = text;
+  free(text);
+  return out;
+}
+
+Result<LibvirtDomain> LibvirtHost::domain(const std::string& name) const {
+  LibvirtDomain found(virDomainLookupByName(connection(), name.c_str()));
+  if (!found || !kiln_metadata_of(found.get()))
+    return fail(ErrorKind::kBadInput, "{} has no instance named {} (see `kiln list --connect {}`)", uri_, name, uri_);
+  return found;
+}
+
+std::vector<LibvirtDomain> LibvirtHost::kiln_domains() const {
+  std::vector<LibvirtDomain> out;
+  virDomainPtr* domains = nullptr;
+  int count = virConnectListAllDomains(connection(), &domains, 0);
+  for (int i = 0; i < count; ++i) {
+    LibvirtDomain domain(domains[i]);
+    if (kiln_metadata_of(domain.get())) out.push_back(std::move(domain));
+  }
+  free(domains);
+  return out;
+}
+
+}  // namespace kiln

@@ -1,0 +1,75 @@
+// LibvirtHost: a libvirt host (local or remote, by URI) as the libvirt
+// backend uses it, through libvirt's C API: whether KVM works there, kiln's
+// storage pool on it (the images that boot there, uploaded once each and
+// found again by their content hash; each instance's overlay and seed
+// disk), and the domains kiln defines. Every call's error is libvirt's own
+// message, named by what kiln was doing.
+#pragma once
+
+#include <libvirt/libvirt.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+
+namespace kiln {
+
+// The name of kiln's storage pool on every host, and where a pool that
+// kiln makes keeps its volumes.
+inline constexpr const char* kKilnPoolName = "kiln";
+inline constexpr const char* kKilnPoolPath = "/var/lib/libvirt/images/kiln";
+
+struct LibvirtDeleter {
+  void operator()(virConnectPtr p) const { virConnectClose(p); }
+  void operator()(virDomainPtr p) const { virDomainFree(p); }
+  void operator()(virStoragePoolPtr p) const { virStoragePoolFree(p); }
+  void operator()(virStorageVolPtr p) const { virStorageVolFree(p); }
+  void operator()(virStreamPtr p) const { virStreamFree(p); }
+};
+using LibvirtDomain = std::unique_ptr<virDomain, LibvirtDeleter>;
+using LibvirtStream = std::unique_ptr<virStream, LibvirtDeleter>;
+
+class LibvirtHost {
+ public:
+  static Result<LibvirtHost> open(const std::string& uri);
+
+  const std::string& uri() const { return uri_; }
+  virConnectPtr connection() const { return connection_.get(); }
+  // Whether the host's capabilities offer KVM for x86_64.
+  Result<bool> has_kvm() const;
+
+  // The path on the host of volume `name` in kiln's pool, made from
+  // `file` by an upload (sparse: holes are not sent) unless the pool has
+  // it whole already. `uploaded` says whether it was sent.
+  Result<std::string> volume_from_file(const std::string& name, const std::filesystem::path& file, bool& uploaded);
+  // A qcow2 volume over the raw volume at `base_path` of `capacity` bytes.
+  Result<std::string> overlay_volume(const std::string& name, const std::string& base_path, uint64_t capacity);
+  // Removes the pool's volumes whose names start with `prefix`.
+  void remove_volumes(const std::string& prefix);
+
+  // Domains kiln made (marked by its metadata), by name.
+  Result<LibvirtDomain> domain(const std::string& name) const;
+  std::vector<LibvirtDomain> kiln_domains() const;
+
+ private:
+  LibvirtHost(std::string uri, virConnectPtr connection) : uri_(std::move(uri)), connection_(connection) {}
+  Result<virStoragePoolPtr> pool();
+
+  std::string uri_;
+  std::unique_ptr<virConnect, LibvirtDeleter> connection_;
+  std::unique_ptr<virStoragePool, LibvirtDeleter> pool_;
+};
+
+// libvirt's message for the call that just failed, as an error naming `what`.
+Error libvirt_error(const std::string& what);
+
+// The kiln metadata of `domain`, if it has some.
+std::optional<std::string> kiln_metadata_of(virDomainPtr domain);
+
+}  // namespace kiln

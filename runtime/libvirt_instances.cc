@@ -1,0 +1,284 @@
+#include "runtime/libvirt_instances.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <future>
+#include <thread>
+
+#include "base/files.h"
+#include "base/hash.h"
+#include "formats/domain/libvirt_xml.h"
+#include "runtime/boot_source.h"
+#include "runtime/console_scanner.h"
+#include "runtime/hypervisor_command.h"
+#include "runtime/instance_store.h"
+#include "runtime/libvirt_host.h"
+#include "runtime/seed_disk.h"
+
+namespace kiln {
+namespace fs = std::filesystem;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// What this first libvirt backend does not take yet, refused by name
+// before anything reaches the host.
+Result<> refuse_what_libvirt_lacks(const BootRequest& request, const std::string& uri) {
+  for (const std::string& net : request.networks)
+    if (net != "user" && net != "none")
+      return fail(ErrorKind::kBadInput, "--net {} with --connect {}: through libvirt kiln gives user networking or "
+                  "none so far", net, uri);
+  if (!request.publish.empty())
+    return fail(ErrorKind::kBadInput, "--publish with --connect {}: not through libvirt yet", uri);
+  if (request.ssh_port) return fail(ErrorKind::kBadInput, "--ssh-port with --connect {}: not through libvirt yet", uri);
+  if (request.firmware)
+    return fail(ErrorKind::kBadInput, "--firmware with --connect {}: kiln boots the kernel directly through libvirt",
+                uri);
+  if (!request.luks_passphrase_file.empty())
+    return fail(ErrorKind::kBadInput, "--luks-passphrase-file with --connect {}: not through libvirt yet", uri);
+  if (request.backend != "auto" && request.backend != "qemu")
+    return fail(ErrorKind::kBadInput, "--backend {} with --connect {}: libvirt runs the guest under its qemu",
+                request.backend, uri);
+  return {};
+}
+
+DomainAction action_of(LifecyclePolicy policy) {
+  switch (policy) {
+    case LifecyclePolicy::kRestart: return DomainAction::kRestart;
+    case LifecyclePolicy::kPreserve: return DomainAction::kPreserve;
+    case LifecyclePolicy::kDestroy: break;
+  }
+  return DomainAction::kDestroy;
+}
+
+// An instance's own volumes are NAME.*; images are image-HASH-FILE, shared.
+std::string instance_prefix(const std::string& name) { return name + "."; }
+
+// What was made on the host for a boot not finished: gone again, unless
+// the boot gets to the end.
+struct Undo {
+  LibvirtHost& host;
+  std::string name;
+  virDomainPtr domain = nullptr;
+  bool armed = true;
+  ~Undo() {
+    if (!armed) return;
+    if (domain) {
+      virDomainDestroy(domain);
+      virDomainUndefineFlags(domain, VIR_DOMAIN_UNDEFINE_NVRAM);
+    }
+    host.remove_volumes(instance_prefix(name));
+  }
+};
+
+// The guest's console from the domain's start, until its ready report with
+// `id` or the deadline; libvirt's stream is read on a thread of its own
+// (a blocking read), which ends when the stream is aborted.
+class ReadyWatch {
+ public:
+  static Result<std::unique_ptr<ReadyWatch>> open(virConnectPtr connection, virDomainPtr domain, std::string id) {
+    LibvirtStream stream(virStreamNew(connection, 0));
+    if (!stream || virDomainOpenConsole(domain, nullptr, stream.get(), VIR_DOMAIN_CONSOLE_FORCE) != 0)
+      return std::unexpected(libvirt_error("opening the guest's console"));
+    return std::unique_ptr<ReadyWatch>(new ReadyWatch(std::move(stream), std::move(id)));
+  }
+  ~ReadyWatch() {
+    virStreamAbort(stream_.get());
+    if (reader_.joinable()) reader_.join();
+  }
+  bool wait(Clock::time_point deadline) { return ready_.wait_until(deadline) == std::future_status::ready; }
+
+ private:
+  ReadyWatch(LibvirtStream stream, std::string id) : stream_(std::move(stream)), id_(std::move(id)) {
+    std::future<void> ready = signal_.get_future();
+    ready_ = std::move(ready);
+    reader_ = std::thread([this] { read(); });
+  }
+  void read() {
+    ConsoleScanner scanner;
+    char buffer[4096];
+    bool said = false;
+    int got;
+    while ((got = virStreamRecv(stream_.get(), buffer, sizeof buffer)) > 0) {
+      for (const ConsoleEvent& event : scanner.feed(std::string_view(buffer, got)))
+        if (event.kind == ConsoleEvent::Kind::kReady && event.ready.id == id_ && !said) {
+          said = true;
+          signal_.set_value();
+        }
+    }
+  }
+
+  LibvirtStream stream_;
+  std::string id_;
+  std::promise<void> signal_;
+  std::future<void> ready_;
+  std::thread reader_;
+};
+
+}  // namespace
+
+std::string connect_uri(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  const char* env = std::getenv("KILN_CONNECT");
+  return env ? env : "";
+}
+
+Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const BootRequest& request,
+                                                std::chrono::seconds wait_ready, Reporter& reporter) {
+  KILN_TRY(refuse_what_libvirt_lacks(request, uri));
+  InstanceStore store = InstanceStore::open();
+  BootSourceOptions options;
+  options.boot_files_dir = store.state_root() / "boot-files";
+  options.warn = [&reporter](const std::string& warning) { reporter.warn(warning); };
+  KILN_ASSIGN(BootSource source, read_boot_source(request.source, options));
+  KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
+  KILN_ASSIGN(bool kvm, host.has_kvm());
+  BackendChoice choice{BackendKind::kQemu, kvm,
+                       kvm ? fmt::format("libvirt at {}: KVM", uri)
+                           : fmt::format("libvirt at {}: plain QEMU (TCG), its host offers no KVM", uri)};
+  KILN_ASSIGN(InstanceSpec spec, plan_instance(request, source, choice, *real_host(store)));
+  if (spec.kernel.empty())
+    return fail(ErrorKind::kBadInput, "{}: through libvirt kiln boots a kernel directly, and this source has none",
+                source.description);
+  if (LibvirtDomain existing{virDomainLookupByName(host.connection(), spec.name.c_str())})
+    return fail(ErrorKind::kBadInput, "{} has a domain named {} already", uri, spec.name);
+
+  LibvirtBootOutcome outcome{spec, choice.why, {}, std::nullopt};
+  Undo undo{host, spec.name};
+  auto image_volume = [&](const fs::path& file) -> Result<std::string> {
+    KILN_ASSIGN(std::string hash, file_digest_hex(file));
+    std::string name = fmt::format("image-{}-{}", hash.substr(0, 32), file.filename().string());
+    bool uploaded = false;
+    reporter.note(fmt::format("{} on {}", name, uri));
+    KILN_ASSIGN(std::string path, host.volume_from_file(name, file, uploaded));
+    if (uploaded) outcome.uploaded.push_back(name);
+    return path;
+  };
+  DomainSpec domain;
+  domain.name = spec.name;
+  domain.memory_mib = spec.memory_mib;
+  domain.vcpus = spec.vcpus;
+  KILN_ASSIGN(domain.kernel, image_volume(spec.kernel));
+  if (!spec.initrd.empty()) {
+    KILN_ASSIGN(domain.ramdisk, image_volume(spec.initrd));
+  }
+  // The command line kiln's own qemu backend gives, root= first.
+  std::string command_line = guest_command_line(spec);
+  domain.root = spec.root;
+  domain.extra = command_line.substr(command_line.find(' ') + 1);
+  for (size_t i = 0; i < spec.disks.size(); ++i) {
+    const DiskSpec& disk = spec.disks[i];
+    KILN_ASSIGN(std::string base, image_volume(disk.base));
+    DomainDisk attached{.frontend = fmt::format("xvd{}", static_cast<char>('a' + i))};
+    if (disk.read_only) {
+      attached.path = base;
+      attached.read_only = true;
+    } else {
+      std::error_code ec;
+      uint64_t capacity = fs::file_size(disk.base, ec);
+      KILN_ASSIGN(attached.path, host.overlay_volume(fmt::format("{}disk{}.qcow2", instance_prefix(spec.name), i),
+                                                     base, capacity));
+      attached.format = DiskFormat::kQcow2;
+    }
+    domain.disks.push_back(attached);
+  }
+  // Written here, then sent: the host may be another machine.
+  std::error_code ec;
+  fs::create_directories(store.state_root(), ec);
+  if (ec) return fail_errno("cannot create", store.state_root().string(), ec.value());
+  fs::path seed = store.state_root() / fmt::format(".libvirt-seed-{}-{}.img", spec.name, ::getpid());
+  KILN_TRY(write_seed_disk(seed, spec, "", store.state_root()));
+  bool uploaded = false;
+  auto seed_path = host.volume_from_file(instance_prefix(spec.name) + "seed.img", seed, uploaded);
+  fs::remove(seed, ec);
+  if (!seed_path) return std::unexpected(seed_path.error());
+  domain.disks.push_back({.path = *seed_path, .frontend = fmt::format("xvd{}", static_cast<char>('a' + spec.disks.size())),
+                          .read_only = true});
+  for (const NicSpec& nic : spec.network.nics) domain.vifs.push_back({.mac = nic.mac});
+  domain.on_poweroff = action_of(spec.on_poweroff);
+  domain.on_reboot = action_of(spec.on_reboot);
+  domain.on_crash = action_of(spec.on_crash);
+  LibvirtOptions libvirt{.type = kvm ? LibvirtDomainType::kKvm : LibvirtDomainType::kQemu,
+                         .instance = KilnInstanceMetadata{spec.id, spec.source}};
+  KILN_ASSIGN(std::string xml, write_libvirt_xml(domain, libvirt));
+
+  LibvirtDomain defined(virDomainDefineXML(host.connection(), xml.c_str()));
+  if (!defined) return std::unexpected(libvirt_error(fmt::format("{}: defining {}", uri, spec.name)));
+  undo.domain = defined.get();
+  if (virDomainCreateWithFlags(defined.get(), VIR_DOMAIN_START_PAUSED) != 0)
+    return std::unexpected(libvirt_error(fmt::format("{}: starting {}", uri, spec.name)));
+  std::unique_ptr<ReadyWatch> watch;
+  if (wait_ready.count() > 0) {
+    KILN_ASSIGN(watch, ReadyWatch::open(host.connection(), defined.get(), spec.id));
+  }
+  auto started = Clock::now();
+  if (virDomainResume(defined.get()) != 0)
+    return std::unexpected(libvirt_error(fmt::format("{}: starting {}", uri, spec.name)));
+  undo.armed = false;  // started: it is the user's now, ready or not
+  if (watch) {
+    if (!watch->wait(started + wait_ready))
+      return fail(ErrorKind::kFailed, "{} on {} did not report ready within {} s (`kiln destroy {} --connect {}` "
+                  "removes it)", spec.name, uri, wait_ready.count(), spec.name, uri);
+    outcome.ready_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    std::string metadata = kiln_metadata_xml({spec.id, spec.source, outcome.ready_seconds}, /*bare=*/true);
+    if (virDomainSetMetadata(defined.get(), VIR_DOMAIN_METADATA_ELEMENT, metadata.c_str(), kKilnMetadataPrefix,
+                             kKilnMetadataNamespace, VIR_DOMAIN_AFFECT_LIVE | VIR_DOMAIN_AFFECT_CONFIG) != 0)
+      reporter.warn(libvirt_error(fmt::format("{}: noting {}'s ready time", uri, spec.name)).message);
+  }
+  return outcome;
+}
+
+Result<std::vector<LibvirtInstance>> list_libvirt_instances(const std::string& uri) {
+  KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
+  std::vector<LibvirtInstance> out;
+  for (const LibvirtDomain& domain : host.kiln_domains()) {
+    LibvirtInstance instance;
+    instance.name = virDomainGetName(domain.get());
+    if (auto metadata = parse_kiln_metadata(kiln_metadata_of(domain.get()).value_or(""))) {
+      instance.id = metadata->id;
+      instance.source = metadata->source;
+      instance.ready_seconds = metadata->ready_seconds;
+    }
+    virDomainInfo info{};
+    if (virDomainGetInfo(domain.get(), &info) == 0) {
+      instance.memory_mib = info.maxMem / 1024;
+      instance.vcpus = info.nrVirtCpu;
+      switch (info.state) {
+        case VIR_DOMAIN_RUNNING: instance.state = "running", instance.state_letter = 'r'; break;
+        case VIR_DOMAIN_BLOCKED: instance.state = "blocked", instance.state_letter = 'b'; break;
+        case VIR_DOMAIN_PAUSED: instance.state = "paused", instance.state_letter = 'p'; break;
+        case VIR_DOMAIN_SHUTDOWN: instance.state = "shutting-down", instance.state_letter = 's'; break;
+        case VIR_DOMAIN_CRASHED: instance.state = "crashed", instance.state_letter = 'c'; break;
+        default: instance.state = "stopped", instance.state_letter = '-'; break;
+      }
+    }
+    out.push_back(std::move(instance));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+Result<> libvirt_instance_verb(const std::string& uri, const std::string& name, const std::string& verb) {
+  KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
+  KILN_ASSIGN(LibvirtDomain domain, host.domain(name));
+  virDomainPtr d = domain.get();
+  int done = -1;
+  if (verb == "shutdown") done = virDomainShutdown(d);
+  else if (verb == "reboot") done = virDomainReboot(d, 0);
+  else if (verb == "pause") done = virDomainSuspend(d);
+  else if (verb == "unpause") done = virDomainResume(d);
+  else if (verb == "destroy") {
+    if (virDomainIsActive(d) == 1 && virDomainDestroy(d) != 0)
+      return std::unexpected(libvirt_error(fmt::format("{}: destroy {}", uri, name)));
+    done = virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_NVRAM);
+    if (done == 0) host.remove_volumes(instance_prefix(name));
+  } else {
+    return fail(ErrorKind::kBadInput, "kiln {} --connect: not through libvirt", verb);
+  }
+  if (done != 0) return std::unexpected(libvirt_error(fmt::format("{}: {} {}", uri, verb, name)));
+  return {};
+}
+
+}  // namespace kiln
