@@ -206,5 +206,28 @@ TEST(LibvirtTest, KilnBootsThroughLibvirtUploadsAnImageOnceAndActsOnItsOwnDomain
   EXPECT_THAT(volumes.out, Not(HasSubstr(db + ".")));
 }
 
+// What libvirt cannot do for kiln yet is refused by name before anything
+// reaches a host, and a host that cannot be reached is an error naming it.
+TEST(LibvirtTest, WhatItCannotDoYetAndAnUnreachableHostAreClearErrors) {
+  testing::ScratchDir dir;
+  std::vector<std::string> env = {"KILN_RUNTIME_DIR=" + (dir / "run").string(),
+                                  "KILN_STATE_DIR=" + (dir / "state").string()};
+  for (const auto& [flags, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--publish", "8080:80"}, "--publish with --connect qemu:///system: not through libvirt yet"},
+           {{"--net", "lan0"}, "--net lan0 with --connect qemu:///system"},
+           {{"--backend", "uml"}, "--backend uml with --connect qemu:///system"},
+           {{"--console"}, "--console with --connect: not through libvirt yet"}}) {
+    std::vector<std::string> args = {"boot", kImage.string(), "--name", "never", "--connect", kUri};
+    args.insert(args.end(), flags.begin(), flags.end());
+    ProcessResult refused = testing::run_kiln(args, env);
+    EXPECT_EQ(refused.exit_code, 2) << flags[0];
+    EXPECT_THAT(refused.err, HasSubstr(message));
+  }
+  ProcessResult unreachable = testing::run_kiln(
+      {"list", "--connect", "qemu+ssh://root@127.0.0.1:1/system?no_tty=1"}, env);
+  EXPECT_NE(unreachable.exit_code, 0);
+  EXPECT_THAT(unreachable.err, HasSubstr("cannot reach libvirt at qemu+ssh://root@127.0.0.1:1/system"));
+}
+
 }  // namespace
 }  // namespace kiln
