@@ -147,9 +147,9 @@ void register_request(CLI::App& root, Registry& registry, const std::string& ver
   auto connect = add_connect(app);
   registry.push_back({app, [name, wait, verb, connect] {
                         if (std::string uri = connect_uri(*connect); !uri.empty()) {
-                          if (*wait > 0)
-                            return report_error(Error{ErrorKind::kBadInput, "--wait with --connect: not through libvirt yet", {}, {}});
-                          return finish(libvirt_instance_verb(uri, *name, verb), [] {});
+                          auto done = libvirt_instance_verb(uri, *name, verb);
+                          if (done && *wait > 0) done = wait_libvirt_stopped(uri, *name, std::chrono::seconds(*wait));
+                          return finish(done, [] {});
                         }
                         InstanceStore store = InstanceStore::open();
                         auto done = request(store, *name, verb);

@@ -260,6 +260,21 @@ Result<std::vector<LibvirtInstance>> list_libvirt_instances(const std::string& u
   return out;
 }
 
+Result<> wait_libvirt_stopped(const std::string& uri, const std::string& name, std::chrono::seconds timeout) {
+  KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
+  KILN_ASSIGN(LibvirtDomain domain, host.domain(name));
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    int state = 0, reason = 0;
+    if (virDomainGetState(domain.get(), &state, &reason, 0) != 0)
+      return std::unexpected(libvirt_error(fmt::format("{}: the state of {}", uri, name)));
+    if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED) return {};
+    if (Clock::now() >= deadline)
+      return fail(ErrorKind::kFailed, "{} on {} has not stopped after {} s", name, uri, timeout.count());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
 Result<> libvirt_instance_verb(const std::string& uri, const std::string& name, const std::string& verb) {
   KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
   KILN_ASSIGN(LibvirtDomain domain, host.domain(name));

@@ -49,5 +49,7 @@ Result<std::vector<LibvirtInstance>> list_libvirt_instances(const std::string& u
 // destroy (which also undefines it and removes its volumes, but not the
 // images other instances share).
 Result<> libvirt_instance_verb(const std::string& uri, const std::string& name, const std::string& verb);
+// Waits until the domain has stopped (shut off, or crashed), up to `timeout`.
+Result<> wait_libvirt_stopped(const std::string& uri, const std::string& name, std::chrono::seconds timeout);
 
 }  // namespace kiln

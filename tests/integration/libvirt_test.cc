@@ -191,9 +191,9 @@ TEST(LibvirtTest, KilnBootsThroughLibvirtUploadsAnImageOnceAndActsOnItsOwnDomain
   EXPECT_EQ(listed(env)[web]["state"], "paused");
   ASSERT_EQ(testing::run_kiln({"unpause", web, "--connect", kUri}, env).exit_code, 0);
   EXPECT_EQ(listed(env)[web]["state"], "running");
-  ASSERT_EQ(testing::run_kiln({"shutdown", web, "--connect", kUri}, env).exit_code, 0);
-  EXPECT_TRUE(testing::wait_for([&] { return listed(env)[web]["state"] == "stopped"; }, std::chrono::seconds(120),
-                                [&] { return listed(env)[web].dump(); }));
+  ProcessResult shut = testing::run_kiln({"shutdown", web, "--connect", kUri, "--wait=120"}, env);
+  ASSERT_EQ(shut.exit_code, 0) << shut.err;
+  EXPECT_EQ(listed(env)[web]["state"], "stopped");
   ProcessResult refused = testing::run_kiln({"pause", other, "--connect", kUri}, env);
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_THAT(refused.err, HasSubstr("has no instance named " + other));
