@@ -314,7 +314,8 @@ bench_summary_line "host->guest TCP via --publish, $label, medians: $(figures hg
 bench_summary_line "$ping_line"
 sm=$(median <"$work/socket-gg-mbit.txt") um=$(median <"$work/user-gg-mbit.txt")
 sr=$(median <"$work/socket-gg-rtt.txt") ur=$(median <"$work/user-gg-rtt.txt")
-bench_summary_line "guest->guest TCP on a socket network (no root), $label, medians: socket $(mbit "$sm") Mbit/s, user" \
-  "$(mbit "$um") Mbit/s (socket $(ratio "$sm" "$um")); round trip $(ms "$sr") ms vs $(ms "$ur") ms (socket" \
-  "$(ratio "$ur" "$sr") quicker)"
+socket_line="guest->guest TCP on a socket network (no root), $label, medians: socket $(mbit "$sm") Mbit/s,"
+socket_line+=" user $(mbit "$um") Mbit/s (socket $(ratio "$sm" "$um")); round trip $(ms "$sr") ms vs $(ms "$ur") ms"
+socket_line+=" (socket $(ratio "$ur" "$sr") quicker)"
+bench_summary_line "$socket_line"
 bench_machine_after
