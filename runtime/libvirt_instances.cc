@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "base/files.h"
-#include "base/hash.h"
+#include "base/file_hash_cache.h"
 #include "formats/domain/libvirt_xml.h"
 #include "runtime/boot_source.h"
 #include "runtime/console_scanner.h"
@@ -147,8 +147,9 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
 
   LibvirtBootOutcome outcome{spec, choice.why, {}, std::nullopt};
   Undo undo{host, spec.name};
+  FileHashCache hashes(store.state_root() / ".file-hashes");
   auto image_volume = [&](const fs::path& file) -> Result<std::string> {
-    KILN_ASSIGN(std::string hash, file_digest_hex(file));
+    KILN_ASSIGN(std::string hash, hashes.sha256(file));
     std::string name = fmt::format("image-{}-{}", hash.substr(0, 32), file.filename().string());
     bool uploaded = false;
     reporter.note(fmt::format("{} on {}", name, uri));
