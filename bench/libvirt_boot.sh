@@ -111,8 +111,9 @@ for (( i = 1; i <= runs; i++ )); do
   echo "run $i: kiln's qemu $(tail -n 1 "$work/own.txt" | awk '{ printf "ready %.1f s, wall %.1f s", $1, $2 }');" \
     "libvirt $(tail -n 1 "$work/libvirt.txt" | awk '{ printf "ready %.1f s, wall %.1f s", $1, $2 }')"
 done
-own_ready=$(cut -d' ' -f1 "$work/own.txt" | median) lv_ready=$(cut -d' ' -f1 "$work/libvirt.txt" | median)
-own_wall=$(cut -d' ' -f2 "$work/own.txt" | median) lv_wall=$(cut -d' ' -f2 "$work/libvirt.txt" | median)
+seconds() { awk '{ printf "%.2f\n", $1 }'; }
+own_ready=$(cut -d' ' -f1 "$work/own.txt" | median | seconds) lv_ready=$(cut -d' ' -f1 "$work/libvirt.txt" | median | seconds)
+own_wall=$(cut -d' ' -f2 "$work/own.txt" | median | seconds) lv_wall=$(cut -d' ' -f2 "$work/libvirt.txt" | median | seconds)
 echo
 summary="boot to ready, $runs each, medians: kiln's qemu backend ready $own_ready s (wall $own_wall s),"
 summary+=" through libvirt ready $lv_ready s (wall $lv_wall s): libvirt/kiln ready $(ratio "$lv_ready" "$own_ready"),"
