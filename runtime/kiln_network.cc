@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/hash.h"
+
 namespace kiln {
 namespace fs = std::filesystem;
 
@@ -40,15 +42,14 @@ Result<std::pair<uint32_t, uint16_t>> parse_socket(const std::string& text) {
   return std::pair{*group, static_cast<uint16_t>(port)};
 }
 
-// FNV-1a: stable across kiln builds, unlike std::hash.
-uint32_t stable_hash(std::string_view text) {
-  uint32_t hash = 2166136261u;
-  for (unsigned char c : text) hash = (hash ^ c) * 16777619u;
-  return hash;
+// Stable across kiln builds and machines, as instance_mac's MACs are.
+uint32_t stable_hash(const std::string& seed, const std::string& name) {
+  return static_cast<uint32_t>(std::stoul(Hasher().field("kiln socket network").field(seed).field(name).hex_digest().substr(0, 8),
+                                          nullptr, 16));
 }
 
 void pick_socket(KilnNetwork& network, const std::string& seed, const std::vector<KilnNetwork>& others) {
-  for (uint32_t hash = stable_hash(seed + "/" + network.name);; ++hash) {
+  for (uint32_t hash = stable_hash(seed, network.name);; ++hash) {
     network.group = kSocketGroupBase | (hash & 0xffff);
     network.port = static_cast<uint16_t>(kSocketPortBase + (hash >> 16) % 20000);
     bool taken = std::any_of(others.begin(), others.end(), [&](const KilnNetwork& other) {
