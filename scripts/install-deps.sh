@@ -17,7 +17,7 @@ run_packages=(
   qemu-system-x86 qemu-utils ovmf user-mode-linux
   lvm2 cryptsetup-bin gnupg xz-utils zstd libxml2-utils libvirt-clients libvirt-daemon-system pigz
   arch-test uidmap ca-certificates busybox-static slirp iproute2 cloud-image-utils libguestfs-tools
-  xen-tools openssh-client
+  xen-tools openssh-client openssh-server
   xen-utils-4.17
   lzop lzip ncompress acl
   nftables dnsmasq-base
