@@ -41,6 +41,7 @@ void register_boot(CLI::App& root, Registry& registry);
 void register_instance_commands(CLI::App& root, Registry& registry);
 void register_exec_commands(CLI::App& root, Registry& registry);  // exec, cp, run
 void register_network_commands(CLI::App& root, Registry& registry);  // network create, list, rm
+void register_migrate_commands(CLI::App& root, Registry& registry);  // migrate, migrate-target
 void register_feed_commands(CLI::App& root, Registry& registry);  // publish, pull
 void register_luks(CLI::App& root, Registry& registry);
 void register_container_commands(CLI::App& root, Registry& registry);  // container, diff, patch

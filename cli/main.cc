@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_instance_commands(app, registry);
   kiln::cli::register_exec_commands(app, registry);
   kiln::cli::register_network_commands(app, registry);
+  kiln::cli::register_migrate_commands(app, registry);
   kiln::cli::register_feed_commands(app, registry);
   kiln::cli::register_luks(app, registry);
   kiln::cli::register_container_commands(app, registry);

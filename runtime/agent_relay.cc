@@ -120,10 +120,11 @@ class AgentRelay::Loop {
     }
   }
 
-  void post_attach(UniqueFd channel, size_t window) {
+  void post_attach(UniqueFd channel, size_t window, bool ask_hello) {
     std::lock_guard lock(mutex_);
     pending_channel_ = std::move(channel);
     pending_window_ = window;
+    pending_ask_hello_ = ask_hello;
     pending_detach_.reset();
     wake();
   }
@@ -156,11 +157,13 @@ class AgentRelay::Loop {
     std::optional<UniqueFd> channel;
     std::optional<std::string> gone;
     size_t window = 0;
+    bool ask_hello = false;
     {
       std::lock_guard lock(mutex_);
       channel.swap(pending_channel_);
       gone.swap(pending_detach_);
       window = pending_window_;
+      ask_hello = pending_ask_hello_;
     }
     if (gone) drop_channel(*gone);
     if (channel) {
@@ -170,6 +173,7 @@ class AgentRelay::Loop {
       channel_->window = window;
       ::fcntl(channel_->fd.get(), F_SETFL, O_NONBLOCK);
       agent_version_ = 0;
+      if (ask_hello) channel_->out += encode_frame(0, FrameType::kHello, nlohmann::json{{"version", kExecProtocolVersion}}.dump());
     }
   }
 
@@ -366,6 +370,7 @@ class AgentRelay::Loop {
   bool stop_ = false;
   std::optional<UniqueFd> pending_channel_;
   size_t pending_window_ = 0;
+  bool pending_ask_hello_ = false;
   std::optional<std::string> pending_detach_;
   std::thread thread_;
   friend class AgentRelay;
@@ -387,7 +392,9 @@ AgentRelay::~AgentRelay() {
   loop_->thread_.join();
 }
 
-void AgentRelay::attach(UniqueFd channel, size_t window) { loop_->post_attach(std::move(channel), window); }
+void AgentRelay::attach(UniqueFd channel, size_t window, bool ask_hello) {
+  loop_->post_attach(std::move(channel), window, ask_hello);
+}
 
 void AgentRelay::detach(const std::string& why) { loop_->post_detach(why); }
 

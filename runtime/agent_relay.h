@@ -35,7 +35,9 @@ class AgentRelay {
 
   // A new channel to the guest (the hypervisor started), on which the
   // relay waits for the agent's kHello. Sessions open on an earlier channel end.
-  void attach(UniqueFd channel, size_t window);
+  // `ask_hello`: the guest was running already (restored, migrated in), its
+  // agent greeted another relay: the relay asks it to say kHello again.
+  void attach(UniqueFd channel, size_t window, bool ask_hello = false);
   // The hypervisor stopped: the channel goes, and with it every session.
   void detach(const std::string& why);
 

@@ -147,6 +147,7 @@ Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const In
   std::vector<std::string> nics = qemu_nic_arguments(spec.network);
   argv.insert(argv.end(), nics.begin(), nics.end());
   if (options.incoming) argv.insert(argv.end(), {"-incoming", "defer"});
+  if (options.start_paused) argv.push_back("-S");
   return argv;
 }
 

@@ -17,7 +17,8 @@
 namespace kiln {
 
 struct LaunchOptions {
-  bool incoming = false;  // qemu: wait for a migration stream (restore)
+  bool incoming = false;  // qemu: wait for a migration stream (restore, migrate)
+  bool start_paused = false;  // qemu: stay paused once it arrived (-S)
 };
 
 // The kernel command line kiln gives a direct-booted guest: root, console,

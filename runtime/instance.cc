@@ -210,6 +210,7 @@ nlohmann::json to_json(const InstanceRecord& record) {
                          {"waiting_for", record.waiting_for},
                          {"guest", guest_json(record)}};
   if (record.ready_seconds) json["ready_seconds"] = *record.ready_seconds;
+  if (!record.process_mark.empty()) json["process_mark"] = record.process_mark;
   return json;
 }
 
@@ -228,6 +229,7 @@ Result<InstanceRecord> record_from_json(const nlohmann::json& json, const std::s
     record.waiting_for = json.value("waiting_for", "");
     record.saved_to = json.value("saved_to", "");
     record.save_id = json.value("save_id", "");
+    record.process_mark = json.value("process_mark", "");
     if (json.contains("ready_seconds")) record.ready_seconds = json.at("ready_seconds").get<double>();
     const auto& guest = json.at("guest");
     record.guest_hostname = guest.at("hostname");

@@ -145,6 +145,11 @@ struct InstanceRecord {
   // The exec agent's protocol version, "none" (an image without one) or ""
   // (an image baked before kiln had `kiln exec`).
   std::string guest_exec;
+  // The value of the mark (KILN_INSTANCE) its host processes carry: the
+  // instance id, except for an instance migrated in, whose source may be
+  // a kiln on this same machine still ending its own processes.
+  std::string process_mark;
+  const std::string& mark() const { return process_mark.empty() ? spec.id : process_mark; }
   // The instance's ssh host keys, once the guest said sshd has them.
   std::vector<SshHostKey> confirmed_ssh_host_keys() const;
 };

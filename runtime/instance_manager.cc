@@ -148,8 +148,41 @@ Result<InstanceRecord> wait_started(const InstanceStore& store, const std::strin
   return fail(ErrorKind::kFailed, "{} did not start within 60 s", name);
 }
 
+// The record an instance starts with: a new one, or for one migrated in,
+// what its source knew of the guest (its readiness and reports).
+InstanceRecord first_record(const InstanceSpec& spec, const IncomingInstance* incoming) {
+  InstanceRecord record;
+  if (incoming) {
+    const InstanceRecord& carried = incoming->record;
+    record.ready_seconds = carried.ready_seconds;
+    record.restarts = carried.restarts;
+    record.crashes = carried.crashes;
+    record.guest_hostname = carried.guest_hostname;
+    record.guest_machine_id = carried.guest_machine_id;
+    record.guest_mac = carried.guest_mac;
+    record.guest_ssh_host_keys = carried.guest_ssh_host_keys;
+    record.guest_exec = carried.guest_exec;
+    record.process_mark = random_hex(8);
+  }
+  record.spec = spec;
+  record.created_at = static_cast<int64_t>(std::time(nullptr));
+  return record;
+}
+
+// The seed disk (and UEFI variables): made for a new instance, as they
+// were on the source for one migrated in (its private host keys are on
+// its seed disk only).
+Result<> write_personality(const InstanceStore& store, const InstanceSpec& spec, const InstancePaths& paths,
+                           const IncomingInstance* incoming) {
+  if (!incoming) return write_seed_disk(paths.seed, spec, guest_hosts(store, spec), store.state_root());
+  KILN_TRY(write_file_atomic(paths.seed, incoming->seed, 0600));
+  if (spec.firmware) KILN_TRY(write_file_atomic(paths.state_dir / "OVMF_VARS.fd", incoming->ovmf_vars, 0600));
+  return {};
+}
+
 Result<BootOutcome> create_and_start(const InstanceStore& store, InstanceSpec spec, const std::string& backend_choice,
-                                     SupervisorOptions supervisor, Reporter& reporter) {
+                                     SupervisorOptions supervisor, Reporter& reporter,
+                                     const IncomingInstance* incoming = nullptr) {
   auto started = Clock::now();
   InstancePaths paths = store.paths(spec.name);
   if (fs::exists(paths.record) && !InstanceLock::is_held(paths)) {
@@ -174,12 +207,10 @@ Result<BootOutcome> create_and_start(const InstanceStore& store, InstanceSpec sp
       (void)store.remove(spec.name, keep_disks);
       leave_networks(store, spec);
     }
-  } cleanup{store, spec, spec.persistent || supervisor.restore_from.has_value()};
+  } cleanup{store, spec, !incoming && (spec.persistent || supervisor.restore_from.has_value())};
   KILN_TRY(make_overlays(spec, paths));
-  KILN_TRY(write_seed_disk(paths.seed, spec, guest_hosts(store, spec), store.state_root()));
-  InstanceRecord record;
-  record.spec = spec;
-  record.created_at = static_cast<int64_t>(std::time(nullptr));
+  KILN_TRY(write_personality(store, spec, paths, incoming));
+  InstanceRecord record = first_record(spec, incoming);
   KILN_TRY(store.save(record));
   // With its record saved, its addresses count as taken.
   KILN_TRY(join_networks(store, spec));
@@ -199,7 +230,7 @@ constexpr std::chrono::seconds kEndProcessesTimeout{20};
 
 // Ends what is left of an instance's processes; the error names it.
 Result<> end_processes(const InstanceRecord& record) {
-  auto ended = end_instance_processes(record.spec.id, kEndProcessesTimeout);
+  auto ended = end_instance_processes(record.mark(), kEndProcessesTimeout);
   if (!ended) return std::unexpected(std::move(ended.error()).with_context(record.spec.name));
   return {};
 }
@@ -329,7 +360,7 @@ std::vector<InstanceRecord> list_instances(const InstanceStore& store) {
   return out;
 }
 
-Result<> request(const InstanceStore& store, const std::string& name, const std::string& line) {
+Result<std::string> ask(const InstanceStore& store, const std::string& name, const std::string& line) {
   InstancePaths paths = store.paths(name);
   auto record = store.load(name);
   if (!record) return std::unexpected(record.error());
@@ -341,9 +372,15 @@ Result<> request(const InstanceStore& store, const std::string& name, const std:
   std::string reply;
   char c;
   while (::read(socket.get(), &c, 1) == 1 && c != '\n') reply += c;
-  if (reply == "ok") return {};
+  if (reply == "ok") return std::string();
+  if (reply.starts_with("ok ")) return reply.substr(3);
   if (reply.starts_with("error: ")) return fail(ErrorKind::kFailed, "{}: {}", name, reply.substr(7));
   return fail(ErrorKind::kFailed, "{}: the supervisor did not answer", name);
+}
+
+Result<> request(const InstanceStore& store, const std::string& name, const std::string& line) {
+  KILN_TRY(ask(store, name, line));
+  return {};
 }
 
 Result<> wait_gone(const InstanceStore& store, const std::string& name, std::chrono::milliseconds timeout) {
@@ -468,6 +505,12 @@ Result<> attach_console(const InstanceStore& store, const std::string& name, boo
 Result<> save_instance(const InstanceStore& store, const std::string& name, const fs::path& file) {
   KILN_TRY(request(store, name, "save " + fs::absolute(file).string()));
   return wait_gone(store, name, std::chrono::seconds(60));
+}
+
+Result<BootOutcome> start_incoming(const InstanceStore& store, const IncomingInstance& incoming, Reporter& reporter) {
+  SupervisorOptions options;
+  options.incoming_socket = incoming.socket;
+  return create_and_start(store, incoming.record.spec, "qemu: migrated in", options, reporter, &incoming);
 }
 
 Result<BootOutcome> restore_instance(const InstanceStore& store, const fs::path& file, Reporter& reporter) {

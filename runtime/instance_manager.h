@@ -41,6 +41,8 @@ std::vector<InstanceRecord> list_instances(const InstanceStore& store);
 
 // Sends a request ("pause", "shutdown"...) to the instance's supervisor.
 Result<> request(const InstanceStore& store, const std::string& name, const std::string& line);
+// The same, for a request that answers with a JSON object (its text).
+Result<std::string> ask(const InstanceStore& store, const std::string& name, const std::string& line);
 
 // Waits until the instance is gone (or preserved as stopped/crashed).
 Result<> wait_gone(const InstanceStore& store, const std::string& name, std::chrono::milliseconds timeout);
@@ -65,6 +67,19 @@ Result<ConsoleLog> find_console_log(const InstanceStore& store, const std::strin
 // The guest console on stdout; when `interactive`, stdin goes to the guest
 // too and Ctrl-] detaches, leaving the instance running.
 Result<> attach_console(const InstanceStore& store, const std::string& name, bool interactive);
+
+// An instance arriving by live migration (runtime/migration): its record
+// as its source had it, with this host's paths, and the files that make
+// it itself, as they are there.
+struct IncomingInstance {
+  InstanceRecord record;
+  std::string seed;       // the seed disk
+  std::string ovmf_vars;  // UEFI's variables, for a guest booted by firmware
+  std::filesystem::path socket;  // where qemu listens for the stream
+};
+// Creates the instance and starts qemu waiting for the stream; the
+// supervisor takes it from there (SupervisorOptions::incoming_socket).
+Result<BootOutcome> start_incoming(const InstanceStore& store, const IncomingInstance& incoming, Reporter& reporter);
 
 Result<> save_instance(const InstanceStore& store, const std::string& name, const std::filesystem::path& file);
 Result<BootOutcome> restore_instance(const InstanceStore& store, const std::filesystem::path& file,

@@ -58,6 +58,9 @@ class InstanceStore {
         log_root_(log_root.empty() ? disk_root_.parent_path() / "logs" : std::move(log_root)) {}
 
   const std::filesystem::path& state_root() const { return state_root_; }
+  // Image files that reached this host with a migrated instance, each named
+  // by its SHA-256 (runtime/image_transfer).
+  std::filesystem::path images_root() const { return disk_root_.parent_path() / "images"; }
   InstancePaths paths(const std::string& name) const;
 
   // The instance's record: the live one, else the saved one.

@@ -59,7 +59,9 @@ int64_t now_ms() {
 enum class StopCause { kPowerOff, kReboot, kCrash };
 
 // What the supervisor was asked to do, which decides what a stop means.
-enum class Intent { kNone, kDestroy, kSave };
+// kMigrated: the guest's state went whole to another host, where it runs
+// once this one lets go.
+enum class Intent { kNone, kDestroy, kSave, kMigrated };
 
 class Supervisor {
  public:
@@ -72,13 +74,21 @@ class Supervisor {
     record_ = std::move(*record);
     record_.supervisor_pid = ::getpid();
     if (auto ready = setup(); !ready) return fatal(ready.error());
-    bool incoming = options_.restore_from.has_value();
+    bool incoming = options_.restore_from.has_value() || options_.incoming_socket.has_value();
     while (true) {
-      if (auto launched = launch(incoming); !launched) return fatal(launched.error());
+      if (auto launched = launch(incoming); !launched) {
+        if (options_.incoming_socket) return discard(launched.error());
+        return fatal(launched.error());
+      }
       incoming = false;
       StopCause cause = serve();
       if (intent_ == Intent::kDestroy) return finish(false, "destroyed");
+      if (arriving_ || !arrival_failure_.empty())
+        return discard(Error{ErrorKind::kFailed, "the migration did not arrive: " +
+                                                     (arrival_failure_.empty() ? record_.last_event : arrival_failure_),
+                             {}, {}});
       if (intent_ == Intent::kSave) return finish_saved();
+      if (intent_ == Intent::kMigrated) return finish_migrated();
       LifecyclePolicy policy = cause == StopCause::kPowerOff ? record_.spec.on_poweroff
                                : cause == StopCause::kReboot ? record_.spec.on_reboot
                                                              : record_.spec.on_crash;
@@ -114,6 +124,18 @@ class Supervisor {
     return error.exit_code();
   }
 
+  // A migration that did not arrive: nothing of the instance stays here,
+  // not even its console log (its source runs on, and keeps its own).
+  int discard(const Error& error) {
+    log("migration in failed: " + error.to_string());
+    if (child_ > 0) {
+      kill_child();
+      reap_children(Clock::now() + kEndProcessesTimeout);
+    }
+    (void)store_.remove(record_.spec.name, /*keep_disks=*/false);
+    return error.exit_code();
+  }
+
   void log(const std::string& text) {
     // On a line of its own, also after a prompt that ended none.
     std::string line = fmt::format("{}{}{}\n", console_line_ended_ ? "" : "\n", kKilnLinePrefix, text);
@@ -144,14 +166,14 @@ class Supervisor {
     const InstanceSpec& spec = record_.spec;
     std::vector<std::string> argv;
     if (spec.backend == BackendKind::kQemu) {
-      KILN_ASSIGN(argv, qemu_command(spec, paths_, LaunchOptions{incoming}));
+      KILN_ASSIGN(argv, qemu_command(spec, paths_, LaunchOptions{incoming, incoming && options_.incoming_socket}));
     } else {
       KILN_ASSIGN(argv, uml_command(spec, paths_));
     }
     ::unlink(paths_.qmp_events_socket.c_str());
     Command command;
     command.argv = argv;
-    command.env = {instance_marker(spec.id)};
+    command.env = {instance_marker(record_.mark())};
     UniqueFd guest_end, host_end;
     if (spec.backend == BackendKind::kUml) {
       cpu_set_t one;
@@ -210,7 +232,7 @@ class Supervisor {
       qmp_.emplace(std::move(*qmp));
       // qemu made the port's socket before it answered on QMP.
       KILN_ASSIGN(UniqueFd channel, connect_unix(paths_.agent_socket));
-      agent_relay_->attach(std::move(channel), kVirtioPortWindow);
+      agent_relay_->attach(std::move(channel), kVirtioPortWindow, /*ask_hello=*/incoming);
     }
     record_.state = InstanceState::kRunning;
     save_record();
@@ -220,6 +242,7 @@ class Supervisor {
 
   // Restore: QEMU reads the saved state from the save file, then runs on.
   Result<> receive_migration() {
+    if (options_.incoming_socket) return receive_live_migration();
     KILN_ASSIGN(UniqueFd file, open_file(*options_.restore_from, O_RDONLY));
     if (::lseek(file.get(), static_cast<off_t>(options_.restore_offset), SEEK_SET) < 0)
       return fail_errno("seek", options_.restore_from->string(), errno);
@@ -242,6 +265,36 @@ class Supervisor {
     save_record();
     // Running again from the save, the instance owns its overlays again.
     return store_.forget_saved(record_.spec.name);
+  }
+
+  // Migrate: QEMU listens where the source's stream is forwarded to, and
+  // holds the guest paused once all of it is here (check_arrival). The
+  // supervisor serves requests meanwhile (`kiln destroy`: the receiving
+  // end of `kiln migrate` ends the instance when its source gives up).
+  Result<> receive_live_migration() {
+    record_.state = InstanceState::kPaused;
+    record_.last_event = "receiving a migration";
+    save_record();
+    KILN_TRY(qmp_->execute("migrate-incoming", {{"uri", "unix:" + options_.incoming_socket->string()}}));
+    arriving_ = true;
+    return {};
+  }
+
+  void check_arrival() {
+    auto status = qmp_execute("query-status");
+    std::string state = status ? status->value("status", "") : "gone";
+    if (state == "inmigrate") return;
+    arriving_ = false;
+    if (state != "paused" && state != "running") {
+      // qemu ends an incoming migration that failed by itself; this one
+      // it is ended here.
+      arrival_failure_ = "qemu is " + state;
+      kill_child();
+      return;
+    }
+    record_.state = InstanceState::kPaused;
+    record_.last_event = kMigratedInEvent;
+    save_record();
   }
 
   // Serves the running instance until its hypervisor exits.
@@ -268,12 +321,13 @@ class Supervisor {
       if (child_exited_) return stop_cause();
       if (hosts_sync_) hosts_sync_->poll(record_.ready_seconds && record_.guest_exec != "none" && !record_.guest_exec.empty());
       if (panic_report_ends_ && Clock::now() >= *panic_report_ends_) act_on_panic();
+      if (arriving_) check_arrival();
     }
   }
 
   // Half a second, or less while a panic report is coming out.
   int poll_timeout_ms() const {
-    auto timeout = std::chrono::milliseconds(500);
+    auto timeout = std::chrono::milliseconds(arriving_ ? 20 : 500);
     if (panic_report_ends_)
       timeout = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(*panic_report_ends_ - Clock::now()),
                            std::chrono::milliseconds(0), timeout);
@@ -290,6 +344,8 @@ class Supervisor {
     record_.hypervisor_pid = 0;
     child_ = -1;
     child_exited_ = false;
+    // Asked for: its run here is over, and nothing went wrong.
+    if (intent_ == Intent::kSave || intent_ == Intent::kMigrated) return StopCause::kPowerOff;
     if (panicked_) {
       record_crash(panic_event());
       return StopCause::kCrash;
@@ -534,11 +590,12 @@ class Supervisor {
     char c;
     while (request.size() < 4096 && ::read(client.get(), &c, 1) == 1 && c != '\n') request += c;
     auto done = handle_request(request);
-    std::string reply = done ? "ok\n" : "error: " + done.error().message + "\n";
+    std::string reply = !done ? "error: " + done.error().message + "\n" : done->empty() ? "ok\n" : "ok " + *done + "\n";
     (void)write_all(client.get(), reply.data(), reply.size(), "control");
   }
 
-  Result<> handle_request(const std::string& request) {
+  // An answer's JSON, for the requests that have one; "" for the others.
+  Result<std::string> handle_request(const std::string& request) {
     std::string verb = request.substr(0, request.find(' '));
     std::string argument = request.size() > verb.size() ? request.substr(verb.size() + 1) : "";
     bool qemu = record_.spec.backend == BackendKind::kQemu;
@@ -552,6 +609,9 @@ class Supervisor {
     if (verb == "unpause") {
       if (qemu) KILN_TRY(qmp_execute("cont"));
       else KILN_TRY(mconsole.command("go"));
+      // Here on, whatever became of the migration, the guest runs here.
+      intent_ = Intent::kNone;
+      if (record_.last_event == kMigratedInEvent) record_.last_event.clear();
       return set_state(InstanceState::kRunning);
     }
     if (verb == "shutdown" || verb == "reboot") {
@@ -589,7 +649,18 @@ class Supervisor {
     if (verb == "save") {
       if (!qemu) return fail(ErrorKind::kBadInput, "save is not supported by the uml backend (it has no way to "
                                                    "write out a guest's memory); use the qemu backend");
-      return save_to(argument);
+      KILN_TRY(save_to(argument));
+      return {};
+    }
+    if (verb == "migrate-live" || verb == "migrate-stopped") {
+      if (!qemu) return fail(ErrorKind::kBadInput, "the uml backend cannot migrate (it has no way to move a "
+                                                   "running guest); boot with --backend qemu to migrate it");
+      return migrate_to(argument, verb == "migrate-live");
+    }
+    if (verb == "let-go") {
+      if (intent_ != Intent::kMigrated) return fail(ErrorKind::kBadInput, "the instance has not migrated away");
+      (void)qmp_execute("quit");
+      return {};
     }
     return fail(ErrorKind::kBadInput, "unknown request \"{}\"", verb);
   }
@@ -599,10 +670,50 @@ class Supervisor {
     return qmp_->execute(command, arguments);
   }
 
-  Result<> set_state(InstanceState state) {
+  Result<std::string> set_state(InstanceState state) {
     record_.state = state;
     save_record();
     return {};
+  }
+
+  // Follows qemu's migration until it completes; on the way the console
+  // is kept read, so that a guest writing to it is not held up. Returns
+  // qemu's last report.
+  Result<nlohmann::json> await_migration(const std::string& what) {
+    while (true) {
+      KILN_ASSIGN(nlohmann::json status, qmp_execute("query-migrate"));
+      std::string state = status.value("status", "");
+      if (state == "completed") return status;
+      if (state == "failed" || state == "cancelled")
+        return fail(ErrorKind::kFailed, "{} failed: migration {}", what, status.value("error-desc", state));
+      drain_console();
+      ::usleep(20 * 1000);
+    }
+  }
+
+  // Sends the whole guest (memory, devices, and the data it wrote to its
+  // overlays: qemu's incremental block migration, over the image both
+  // hosts have) to `uri`. Live: the guest runs on while its memory goes,
+  // and stops only for the last of it. Once complete the guest stays
+  // stopped here until `let-go` (it runs there now) or `unpause` (it does
+  // not). A migration that fails leaves the guest running here as it was.
+  Result<std::string> migrate_to(const std::string& uri, bool live) {
+    if (intent_ != Intent::kNone) return fail(ErrorKind::kFailed, "the instance is being saved or migrated already");
+    bool was_running = record_.state == InstanceState::kRunning;
+    if (!live) KILN_TRY(qmp_execute("stop"));
+    KILN_TRY(qmp_execute("migrate", {{"uri", uri}, {"blk", true}, {"inc", true}}));
+    auto done = await_migration("migrating to " + uri);
+    if (!done) {
+      if (!live && was_running) (void)qmp_execute("cont");
+      return std::unexpected(done.error());
+    }
+    intent_ = Intent::kMigrated;
+    record_.last_event = "migrated away; ends once the target runs it";
+    save_record();
+    nlohmann::json report = {{"total_ms", done->value("total-time", 0)}, {"downtime_ms", done->value("downtime", 0)}};
+    if (done->contains("ram")) report["ram_bytes"] = (*done)["ram"].value("transferred", 0);
+    if (done->contains("disk")) report["disk_bytes"] = (*done)["disk"].value("transferred", 0);
+    return report.dump();
   }
 
   // Writes the guest's memory and devices after a header into `path`, then
@@ -620,18 +731,10 @@ class Supervisor {
     KILN_TRY(qmp_execute("stop"));
     KILN_TRY(qmp_->execute_with_fd("getfd", {{"fdname", "save"}}, file.fd()));
     KILN_TRY(qmp_execute("migrate", {{"uri", "fd:save"}}));
-    auto deadline = Clock::now() + std::chrono::minutes(10);
-    while (true) {
-      KILN_ASSIGN(nlohmann::json status, qmp_execute("query-migrate"));
-      std::string state = status.value("status", "");
-      if (state == "completed") break;
-      if (state == "failed" || state == "cancelled" || Clock::now() > deadline) {
-        intent_ = Intent::kNone;
-        (void)qmp_execute("cont");
-        return fail(ErrorKind::kFailed, "saving to {} failed: migration {}", path,
-                    status.value("error-desc", state));
-      }
-      ::usleep(20 * 1000);
+    if (auto done = await_migration("saving to " + path); !done) {
+      intent_ = Intent::kNone;
+      (void)qmp_execute("cont");
+      return std::unexpected(done.error());
     }
     KILN_TRY(hand_over_to(file, std::move(saved)));
     save_record();
@@ -659,14 +762,14 @@ class Supervisor {
   // Ends the hypervisor, every process of it.
   void kill_child() {
     if (child_ <= 0) return;
-    if (auto ended = end_instance_processes(record_.spec.id, kEndProcessesTimeout); !ended)
+    if (auto ended = end_instance_processes(record_.mark(), kEndProcessesTimeout); !ended)
       log(ended.error().message);
   }
 
   // Once the hypervisor's main process has exited: ends and reaps what it
   // left running (UML's helpers, when it was killed from outside).
   void end_leftovers() {
-    auto ended = end_instance_processes(record_.spec.id, kEndProcessesTimeout);
+    auto ended = end_instance_processes(record_.mark(), kEndProcessesTimeout);
     if (!ended) log(ended.error().message);
     else if (*ended > 0) log(fmt::format("ended {} processes the hypervisor left running", *ended));
     reap_children(Clock::now() + kEndProcessesTimeout);
@@ -692,6 +795,16 @@ class Supervisor {
     for (const UniqueFd& client : console_clients_) ::shutdown(client.get(), SHUT_RDWR);
     bool keep = keep_disks || record_.spec.persistent;
     (void)store_.remove(record_.spec.name, keep);
+    leave_networks(store_, record_.spec);
+    return 0;
+  }
+
+  // The guest runs on another host now: nothing of it stays here, its
+  // disks not even when it was persistent, nor its console log.
+  int finish_migrated() {
+    log(record_.last_event);
+    for (const UniqueFd& client : console_clients_) ::shutdown(client.get(), SHUT_RDWR);
+    (void)store_.remove(record_.spec.name, /*keep_disks=*/false);
     leave_networks(store_, record_.spec);
     return 0;
   }
@@ -727,6 +840,8 @@ class Supervisor {
   bool console_line_ended_ = true;  // the console log's last byte is a line end
   int unlock_prompts_ = 0;  // passphrase prompts seen since the last (re)start
   Intent intent_ = Intent::kNone;
+  bool arriving_ = false;         // a migration is coming in
+  std::string arrival_failure_;  // why it did not arrive
 };
 
 }  // namespace

@@ -24,6 +24,11 @@ struct SupervisorOptions {
   // Resume from a save file (qemu) instead of booting.
   std::optional<std::filesystem::path> restore_from;
   uint64_t restore_offset = 0;  // where the migration stream starts in it
+  // Receive a live migration (qemu) on this unix socket instead of
+  // booting. The guest stays paused once it has arrived, until `unpause`
+  // says that its source has let go; a migration that fails leaves
+  // nothing of the instance here.
+  std::optional<std::filesystem::path> incoming_socket;
   // Typed at the guest's "Please unlock disk" prompt, once per boot; it
   // reaches the supervisor through fork, never through a file or argv.
   std::shared_ptr<const Secret> unlock_passphrase;
@@ -33,8 +38,11 @@ struct SupervisorOptions {
 // Runs until the instance is gone (or preserved); returns the exit code.
 int run_supervisor(const InstanceStore& store, const SupervisorOptions& options);
 
-// The control protocol: one request line, one reply line ("ok" or
-// "error: ..."), on the instance's control socket.
+// The control protocol: one request line, one reply line ("ok", "ok " and
+// a JSON object, or "error: ..."), on the instance's control socket.
 inline constexpr const char* kControlSocketName = "control.sock";
+// What the record's last_event says while a migrated guest waits, paused,
+// for its source to let go.
+inline constexpr const char* kMigratedInEvent = "migrated in; paused until its source lets go";
 
 }  // namespace kiln
