@@ -174,8 +174,14 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
   console->add_flag("--log", *console_log,
                     "Print the console log instead: the instance's own, or the one kept when an instance of the "
                     "name crashed or did not get ready in time (kept after it is gone, until `kiln destroy NAME`)");
-  registry.push_back({console, [console_name, console_log] {
+  auto console_connect = add_connect(console);
+  registry.push_back({console, [console_name, console_log, console_connect] {
+                        std::string uri = connect_uri(*console_connect);
+                        if (*console_log && !uri.empty())
+                          return report_error(Error{ErrorKind::kBadInput, fmt::format("--log with --connect {}: "
+                                                    "libvirt keeps the console log on its host", uri), {}, {}});
                         if (*console_log) return finish(show_console_log(*console_name), [] {});
+                        if (!uri.empty()) return finish(attach_libvirt_console(uri, *console_name, true), [] {});
                         return finish(attach_console(InstanceStore::open(), *console_name, true), [] {});
                       }});
 
@@ -199,19 +205,30 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
 
   auto save_name = std::make_shared<std::string>();
   auto save_file = std::make_shared<std::string>();
-  CLI::App* save = root.add_subcommand("save", "Save a running instance's state to a file and stop it (qemu)");
+  CLI::App* save = root.add_subcommand("save", "Save a running instance's state to a file and stop it (qemu, or "
+                                                "through libvirt with --connect)");
   save->add_option("name", *save_name, "Instance name")->required();
-  save->add_option("file", *save_file, "Save file to write")->required();
-  registry.push_back({save, [save_name, save_file] {
-                        return finish(save_instance(InstanceStore::open(), *save_name, *save_file),
-                                      [&] { fmt::print("{} saved to {}\n", *save_name, *save_file); });
+  save->add_option("file", *save_file, "Save file to write; with --connect, a path on the libvirt host (libvirt "
+                                       "writes it there; a relative path only for a local URI)")->required();
+  auto save_connect = add_connect(save);
+  registry.push_back({save, [save_name, save_file, save_connect] {
+                        auto printed = [&] { fmt::print("{} saved to {}\n", *save_name, *save_file); };
+                        if (std::string uri = connect_uri(*save_connect); !uri.empty())
+                          return finish(save_libvirt_instance(uri, *save_name, *save_file), printed);
+                        return finish(save_instance(InstanceStore::open(), *save_name, *save_file), printed);
                       }});
 
   auto restore_file = std::make_shared<std::string>();
   CLI::App* restore = root.add_subcommand("restore", "Start an instance again from a save file (once: it then "
                                                       "runs on from the saved disks)");
-  restore->add_option("file", *restore_file, "Save file from `kiln save`")->required();
-  registry.push_back({restore, [restore_file] {
+  restore->add_option("file", *restore_file, "Save file from `kiln save`; with --connect, a path on the libvirt "
+                                             "host")->required();
+  auto restore_connect = add_connect(restore);
+  registry.push_back({restore, [restore_file, restore_connect] {
+                        if (std::string uri = connect_uri(*restore_connect); !uri.empty())
+                          return finish(restore_libvirt_instance(uri, *restore_file), [&](const std::string& name) {
+                            fmt::print("{} restored on {}\n", name, uri);
+                          });
                         Reporter reporter(Reporter::detect(false));
                         auto outcome = restore_instance(InstanceStore::open(), *restore_file, reporter);
                         return finish(outcome, [](const BootOutcome& o) {

@@ -1,13 +1,11 @@
 #include "runtime/instance_manager.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -23,6 +21,7 @@
 #include "formats/image/guest_protocol.h"
 #include "formats/disk/qcow2_overlay.h"
 #include "runtime/boot_source.h"
+#include "runtime/console_relay.h"
 #include "runtime/console_scanner.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_plan.h"
@@ -463,42 +462,7 @@ Result<> attach_console(const InstanceStore& store, const std::string& name, boo
                 state_name(record.state), logged ? fmt::format(" (`kiln console --log {}` shows its log)", name) : "");
   }
   KILN_ASSIGN(UniqueFd socket, connect_unix(paths.console_socket));
-  bool tty = interactive && ::isatty(STDIN_FILENO);
-  termios saved{};
-  if (tty) {
-    ::tcgetattr(STDIN_FILENO, &saved);
-    termios raw = saved;
-    ::cfmakeraw(&raw);
-    ::tcsetattr(STDIN_FILENO, TCSANOW, &raw);
-    fmt::print(stderr, "Connected to {} (Ctrl-] to detach)\r\n", name);
-  }
-  bool stdin_open = interactive;
-  while (true) {
-    pollfd fds[2] = {{socket.get(), POLLIN, 0}, {STDIN_FILENO, static_cast<short>(stdin_open ? POLLIN : 0), 0}};
-    if (::poll(fds, 2, 200) < 0 && errno != EINTR) break;
-    if (interrupted()) break;
-    if (fds[0].revents) {
-      char buffer[4096];
-      ssize_t n = ::read(socket.get(), buffer, sizeof buffer);
-      if (n <= 0) break;
-      (void)write_all(STDOUT_FILENO, buffer, static_cast<size_t>(n), "stdout");
-    }
-    if (fds[1].revents) {
-      char buffer[4096];
-      ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
-      if (n <= 0) {
-        stdin_open = false;
-        continue;
-      }
-      auto detach = std::find(buffer, buffer + n, '\x1d');
-      (void)write_all(socket.get(), buffer, static_cast<size_t>(detach - buffer), "console");
-      if (detach != buffer + n) break;
-    }
-  }
-  if (tty) {
-    ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
-    fmt::print(stderr, "\nDetached from {}\n", name);
-  }
+  relay_console(socket.get(), name, interactive);
   return {};
 }
 

@@ -7,13 +7,17 @@
 #include <future>
 #include <thread>
 
+#include <pugixml.hpp>
+
 #include "base/files.h"
 #include "base/file_hash_cache.h"
 #include "formats/domain/libvirt_xml.h"
 #include "runtime/boot_source.h"
+#include "runtime/console_relay.h"
 #include "runtime/console_scanner.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_store.h"
+#include "runtime/libvirt_console.h"
 #include "runtime/libvirt_host.h"
 #include "runtime/seed_disk.h"
 
@@ -53,6 +57,28 @@ DomainAction action_of(LifecyclePolicy policy) {
   return DomainAction::kDestroy;
 }
 
+// What goes with a domain kiln undefines: its NVRAM, and a managed save
+// image (`virsh managedsave`), which would otherwise stay on the host.
+constexpr unsigned kUndefineAll = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE;
+
+// The state `kiln list` shows, as kiln's own instances say it: a domain
+// shut off by a save is "saved".
+std::pair<std::string, char> state_of(virDomainPtr domain) {
+  int state = 0, reason = 0;
+  if (virDomainGetState(domain, &state, &reason, 0) != 0) return {"unknown", '?'};
+  switch (state) {
+    case VIR_DOMAIN_RUNNING: return {"running", 'r'};
+    case VIR_DOMAIN_BLOCKED: return {"blocked", 'b'};
+    case VIR_DOMAIN_PAUSED: return {"paused", 'p'};
+    case VIR_DOMAIN_SHUTDOWN: return {"shutting-down", 's'};
+    case VIR_DOMAIN_CRASHED: return {"crashed", 'c'};
+    case VIR_DOMAIN_SHUTOFF:
+      if (reason == VIR_DOMAIN_SHUTOFF_SAVED) return {"saved", '-'};
+      break;
+  }
+  return {"stopped", '-'};
+}
+
 // An instance's own volumes are NAME.*; images are image-HASH-FILE, shared.
 std::string instance_prefix(const std::string& name) { return name + "."; }
 
@@ -67,7 +93,7 @@ struct Undo {
     if (!armed) return;
     if (domain) {
       virDomainDestroy(domain);
-      virDomainUndefineFlags(domain, VIR_DOMAIN_UNDEFINE_NVRAM);
+      virDomainUndefineFlags(domain, kUndefineAll);
     }
     host.remove_volumes(instance_prefix(name));
   }
@@ -78,10 +104,9 @@ struct Undo {
 // (a blocking read), which ends when the stream is aborted.
 class ReadyWatch {
  public:
-  static Result<std::unique_ptr<ReadyWatch>> open(virConnectPtr connection, virDomainPtr domain, std::string id) {
-    LibvirtStream stream(virStreamNew(connection, 0));
-    if (!stream || virDomainOpenConsole(domain, nullptr, stream.get(), VIR_DOMAIN_CONSOLE_FORCE) != 0)
-      return std::unexpected(libvirt_error("opening the guest's console"));
+  static Result<std::unique_ptr<ReadyWatch>> open(virConnectPtr connection, virDomainPtr domain,
+                                                  const std::string& name, std::string id) {
+    KILN_ASSIGN(LibvirtStream stream, open_console_stream(connection, domain, name));
     return std::unique_ptr<ReadyWatch>(new ReadyWatch(std::move(stream), std::move(id)));
   }
   ~ReadyWatch() {
@@ -116,6 +141,35 @@ class ReadyWatch {
   std::future<void> ready_;
   std::thread reader_;
 };
+
+// A save file's path on the libvirt host: a relative one is this
+// machine's for a local URI (no host in it); the daemon has no way to know
+// what it is relative to.
+Result<std::string> path_on_host(const std::string& uri, const std::string& file) {
+  if (fs::path(file).is_absolute()) return file;
+  size_t scheme = uri.find("://");
+  if (scheme != std::string::npos && uri.compare(scheme + 3, 1, "/") == 0) return fs::absolute(file).string();
+  return fail(ErrorKind::kBadInput, "{}: a save file on {} needs an absolute path there", file, uri);
+}
+
+// The name of the domain saved in `path` on the host, if kiln made it.
+Result<std::string> saved_domain_name(const LibvirtHost& host, const std::string& path) {
+  char* text = virDomainSaveImageGetXMLDesc(host.connection(), path.c_str(), 0);
+  if (!text) return std::unexpected(libvirt_error(fmt::format("{}: reading the save file {}", host.uri(), path)));
+  pugi::xml_document xml;
+  xml.load_string(text);
+  free(text);
+  pugi::xml_node domain = xml.child("domain");
+  bool kilns = false;
+  for (pugi::xml_node element : domain.child("metadata").children())
+    for (pugi::xml_attribute attribute : element.attributes())
+      kilns = kilns || (std::string_view(attribute.name()).starts_with("xmlns") &&
+                        std::string_view(attribute.value()) == kKilnMetadataNamespace);
+  if (!kilns)
+    return fail(ErrorKind::kBadInput, "{} on {}: the domain saved in it ({}) is not a kiln instance", path,
+                host.uri(), domain.child_value("name"));
+  return std::string(domain.child_value("name"));
+}
 
 }  // namespace
 
@@ -212,7 +266,7 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
     return std::unexpected(libvirt_error(fmt::format("{}: starting {}", uri, spec.name)));
   std::unique_ptr<ReadyWatch> watch;
   if (wait_ready.count() > 0) {
-    KILN_ASSIGN(watch, ReadyWatch::open(host.connection(), defined.get(), spec.id));
+    KILN_ASSIGN(watch, ReadyWatch::open(host.connection(), defined.get(), spec.name, spec.id));
   }
   auto started = Clock::now();
   if (virDomainResume(defined.get()) != 0)
@@ -246,15 +300,8 @@ Result<std::vector<LibvirtInstance>> list_libvirt_instances(const std::string& u
     if (virDomainGetInfo(domain.get(), &info) == 0) {
       instance.memory_mib = info.maxMem / 1024;
       instance.vcpus = info.nrVirtCpu;
-      switch (info.state) {
-        case VIR_DOMAIN_RUNNING: instance.state = "running", instance.state_letter = 'r'; break;
-        case VIR_DOMAIN_BLOCKED: instance.state = "blocked", instance.state_letter = 'b'; break;
-        case VIR_DOMAIN_PAUSED: instance.state = "paused", instance.state_letter = 'p'; break;
-        case VIR_DOMAIN_SHUTDOWN: instance.state = "shutting-down", instance.state_letter = 's'; break;
-        case VIR_DOMAIN_CRASHED: instance.state = "crashed", instance.state_letter = 'c'; break;
-        default: instance.state = "stopped", instance.state_letter = '-'; break;
-      }
     }
+    std::tie(instance.state, instance.state_letter) = state_of(domain.get());
     out.push_back(std::move(instance));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
@@ -288,13 +335,52 @@ Result<> libvirt_instance_verb(const std::string& uri, const std::string& name, 
   else if (verb == "destroy") {
     if (virDomainIsActive(d) == 1 && virDomainDestroy(d) != 0)
       return std::unexpected(libvirt_error(fmt::format("{}: destroy {}", uri, name)));
-    done = virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_NVRAM);
+    done = virDomainUndefineFlags(d, kUndefineAll);
     if (done == 0) host.remove_volumes(instance_prefix(name));
   } else {
     return fail(ErrorKind::kBadInput, "kiln {} --connect: not through libvirt", verb);
   }
   if (done != 0) return std::unexpected(libvirt_error(fmt::format("{}: {} {}", uri, verb, name)));
   return {};
+}
+
+Result<> attach_libvirt_console(const std::string& uri, const std::string& name, bool interactive) {
+  KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
+  KILN_ASSIGN(LibvirtDomain domain, host.domain(name));
+  if (virDomainIsActive(domain.get()) != 1)
+    return fail(ErrorKind::kBadInput, "{} on {} is not running (state: {}); there is no console to attach to", name,
+                uri, state_of(domain.get()).first);
+  KILN_ASSIGN(std::unique_ptr<LibvirtConsole> console, LibvirtConsole::open(host.connection(), domain.get(), name));
+  relay_console(console->fd(), name, interactive);
+  return {};
+}
+
+Result<> save_libvirt_instance(const std::string& uri, const std::string& name, const std::string& file) {
+  KILN_ASSIGN(std::string path, path_on_host(uri, file));
+  KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
+  KILN_ASSIGN(LibvirtDomain domain, host.domain(name));
+  if (virDomainIsActive(domain.get()) != 1)
+    return fail(ErrorKind::kBadInput, "{} on {} is not running (state: {}); there is nothing to save", name, uri,
+                state_of(domain.get()).first);
+  if (virDomainSaveFlags(domain.get(), path.c_str(), nullptr, 0) != 0)
+    return std::unexpected(libvirt_error(fmt::format("{}: saving {} to {}", uri, name, path)));
+  return {};
+}
+
+Result<std::string> restore_libvirt_instance(const std::string& uri, const std::string& file) {
+  KILN_ASSIGN(std::string path, path_on_host(uri, file));
+  KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
+  KILN_ASSIGN(std::string name, saved_domain_name(host, path));
+  auto domain = host.domain(name);
+  if (!domain)
+    return fail(ErrorKind::kBadInput, "{} on {}: {} was saved in it, and is gone since (destroyed, with its disks); "
+                "it cannot be restored", path, uri, name);
+  if (virDomainIsActive(domain->get()) == 1)
+    return fail(ErrorKind::kBadInput, "{} on {}: {} is running; `kiln save` it or `kiln destroy` it first", path,
+                uri, name);
+  if (virDomainRestoreFlags(host.connection(), path.c_str(), nullptr, 0) != 0)
+    return std::unexpected(libvirt_error(fmt::format("{}: restoring {} from {}", uri, name, path)));
+  return name;
 }
 
 }  // namespace kiln

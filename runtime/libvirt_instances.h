@@ -49,6 +49,19 @@ Result<std::vector<LibvirtInstance>> list_libvirt_instances(const std::string& u
 // destroy (which also undefines it and removes its volumes, but not the
 // images other instances share).
 Result<> libvirt_instance_verb(const std::string& uri, const std::string& name, const std::string& verb);
+// `kiln console --connect`: the domain's serial console, through libvirt's
+// console stream, as kiln's own `kiln console` shows it.
+Result<> attach_libvirt_console(const std::string& uri, const std::string& name, bool interactive);
+
+// xm save and restore through libvirt: the domain's memory to `file`, a
+// path on the libvirt host (a relative one is this machine's, and only for
+// a local URI), the domain stopping; and back. While saved the domain stays
+// defined with its volumes (its disks as they were, which the file goes
+// with), listed as saved; destroying it removes them, and the file cannot
+// be restored after. Restore gives the instance's name.
+Result<> save_libvirt_instance(const std::string& uri, const std::string& name, const std::string& file);
+Result<std::string> restore_libvirt_instance(const std::string& uri, const std::string& file);
+
 // Waits until the domain has stopped (shut off, or crashed), up to `timeout`.
 Result<> wait_libvirt_stopped(const std::string& uri, const std::string& name, std::chrono::seconds timeout);
 

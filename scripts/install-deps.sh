@@ -12,6 +12,8 @@ build_packages=(
 )
 # xen-utils-4.17 (without the hypervisor: --no-install-recommends) brings Xen's
 # own pygrub, which the tests and bench/xen_pygrub.sh hold kiln's choice against.
+# libvirt-daemon-system brings libvirt-daemon, whose virt-ssh-helper is what
+# a qemu+ssh:// client runs on the far side (nc only when it is missing).
 run_packages=(
   mmdebstrap debootstrap e2fsprogs fdisk mtools dosfstools systemd-boot-efi
   qemu-system-x86 qemu-utils ovmf user-mode-linux

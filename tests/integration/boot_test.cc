@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/integration/console_session.h"
 #include "tests/test_support.h"
 
 namespace kiln {
@@ -297,87 +298,9 @@ TEST_F(BootTest, XenDomainConfigBootsTheSameImage) {
   EXPECT_EQ(listed["guest"]["hostname"], "debian");  // the domain's filesystem names it
 }
 
-// `kiln console NAME` on pipes, driven like a person at the keyboard: it
-// waits for what the guest prints before typing, so a slow guest only makes
-// the test slower, never wrong.
-class ConsoleSession {
- public:
-  ConsoleSession(const std::string& name, const std::vector<std::string>& env) {
-    int in[2], out[2];
-    EXPECT_EQ(::pipe(in), 0);
-    EXPECT_EQ(::pipe(out), 0);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(in[0], 0);
-      ::dup2(out[1], 1);
-      for (int fd : {in[0], in[1], out[0], out[1]}) ::close(fd);
-      for (const std::string& variable : env) ::putenv(strdup(variable.c_str()));
-      ::execl(testing::kiln_binary().c_str(), "kiln", "console", name.c_str(), nullptr);
-      _exit(127);
-    }
-    ::close(in[0]);
-    ::close(out[1]);
-    to_ = in[1];
-    from_ = out[0];
-  }
-  ~ConsoleSession() {
-    ::close(to_);
-    ::close(from_);
-    if (pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  void type(const std::string& keys) { EXPECT_EQ(::write(to_, keys.data(), keys.size()), ssize_t(keys.size())); }
-
-  // Reads until `text` shows up after what was already seen, typing `nudge`
-  // every two seconds of silence (a getty prints its prompt again on Enter).
-  bool wait_for(const std::string& text, const std::string& nudge, int seconds) {
-    size_t from = seen_;
-    for (int waited = 0; waited < seconds * 10; ++waited) {
-      if (output_.find(text, from) != std::string::npos) {
-        seen_ = output_.size();
-        return true;
-      }
-      pollfd fd{from_, POLLIN, 0};
-      if (::poll(&fd, 1, 100) == 1) {
-        char buffer[4096];
-        ssize_t got = ::read(from_, buffer, sizeof buffer);
-        if (got <= 0) return false;
-        output_.append(buffer, size_t(got));
-      } else if (!nudge.empty() && waited % 20 == 19) {
-        type(nudge);
-      }
-    }
-    return false;
-  }
-
-  int wait_exit(int seconds) {
-    int status = 0;
-    for (int i = 0; i < seconds * 10; ++i) {
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return -1;
-  }
-
-  const std::string& output() const { return output_; }
-
- private:
-  pid_t pid_ = -1;
-  int to_ = -1;
-  int from_ = -1;
-  std::string output_;
-  size_t seen_ = 0;
-};
-
 TEST_F(BootTest, ConsoleReachesTheGuestAndCtrlBracketDetaches) {
   ASSERT_EQ(boot("talk", {"--backend", "uml", "--net", "none"}).exit_code, 0);
-  ConsoleSession session("talk", env());
+  testing::ConsoleSession session({"talk"}, env());
   ASSERT_TRUE(session.wait_for("login:", "\n", 180)) << session.output() << console("talk");
   session.type("root\n");
   EXPECT_TRUE(session.wait_for("Password:", "", 60)) << session.output();

@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <algorithm>
 #include <map>
+#include <regex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -20,6 +22,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/integration/console_session.h"
+#include "tests/integration/loopback_sshd.h"
 #include "tests/test_support.h"
 
 namespace kiln {
@@ -123,87 +127,233 @@ TEST(LibvirtTest, KilnsDomainXmlBootsOnDebiansLibvirtdWithoutSecureBoot) {
   EXPECT_THAT(testing::read_text(console), Not(HasSubstr("Access Denied")));
 }
 
-// The instances `kiln list --connect` shows, by name: their state and
-// ready time.
+// kiln on this machine's libvirtd: root, libvirt installed, the daemons up
+// for the test's life. Each test has kiln state of its own, and the
+// instances it names are destroyed at its end, wherever it left them.
+class LibvirtKilnTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "qemu:///system and starting libvirtd need root";
+    if (testing::run_program({"sh", "-c", "command -v libvirtd virsh virtlogd"}).exit_code != 0)
+      GTEST_SKIP() << "libvirt-daemon-system is not installed (scripts/install-deps.sh installs it)";
+    daemons_ = std::make_unique<LibvirtDaemons>();
+    ASSERT_TRUE(daemons_->up());
+  }
+  void TearDown() override {
+    for (const std::string& name : names_) testing::run_kiln({"destroy", name, "--connect", kUri}, env_);
+  }
+
+  testing::ScratchDir dir_;
+  std::vector<std::string> env_ = {"KILN_RUNTIME_DIR=" + (dir_ / "run").string(),
+                                   "KILN_STATE_DIR=" + (dir_ / "state").string()};
+  std::vector<std::string> names_;
+
+ private:
+  std::unique_ptr<LibvirtDaemons> daemons_;
+};
+
 // `kiln boot --json` prints its progress as JSON lines, the result last.
 nlohmann::json last_json_line(const std::string& out) {
   std::string text = out.substr(0, out.find_last_not_of('\n') + 1);
   return nlohmann::json::parse(text.substr(text.rfind('\n') + 1));
 }
 
-std::map<std::string, nlohmann::json> listed(const std::vector<std::string>& env) {
+// The instances `kiln list --connect` shows, by name: their state and
+// ready time.
+std::map<std::string, nlohmann::json> listed(const std::vector<std::string>& env, const std::string& uri = kUri) {
   std::map<std::string, nlohmann::json> out;
-  ProcessResult list = testing::run_kiln({"list", "--connect", kUri, "--json"}, env);
+  ProcessResult list = testing::run_kiln({"list", "--connect", uri, "--json"}, env);
   EXPECT_EQ(list.exit_code, 0) << list.err;
   if (list.exit_code == 0)
     for (const auto& instance : nlohmann::json::parse(list.out)) out[instance["name"]] = instance;
   return out;
 }
 
-TEST(LibvirtTest, KilnBootsThroughLibvirtUploadsAnImageOnceAndActsOnItsOwnDomainsOnly) {
-  if (::geteuid() != 0) GTEST_SKIP() << "qemu:///system and starting libvirtd need root";
-  if (testing::run_program({"sh", "-c", "command -v libvirtd virsh virtlogd"}).exit_code != 0)
-    GTEST_SKIP() << "libvirt-daemon-system is not installed (scripts/install-deps.sh installs it)";
-  LibvirtDaemons daemons;
-  ASSERT_TRUE(daemons.up());
-  testing::ScratchDir dir;
-  std::vector<std::string> env = {"KILN_RUNTIME_DIR=" + (dir / "run").string(),
-                                  "KILN_STATE_DIR=" + (dir / "state").string()};
+TEST_F(LibvirtKilnTest, KilnBootsThroughLibvirtUploadsAnImageOnceAndActsOnItsOwnDomainsOnly) {
   std::string web = fmt::format("lvweb{}", ::getpid()), db = fmt::format("lvdb{}", ::getpid());
   std::string other = fmt::format("notkiln{}", ::getpid());
-  struct Cleanup {
-    std::vector<std::string> env;
-    std::vector<std::string> names;
-    std::string other;
-    ~Cleanup() {
-      for (const std::string& name : names) testing::run_kiln({"destroy", name, "--connect", kUri}, env);
-      virsh({"undefine", other});
-    }
-  } cleanup{env, {web, db}, other};
+  names_ = {web, db};
+  struct Undefine {
+    std::string name;
+    ~Undefine() { virsh({"undefine", name}); }
+  } undefine{other};
   // A domain kiln did not make, which kiln leaves alone.
-  testing::write_text(dir / "other.xml", fmt::format("<domain type='qemu'><name>{}</name><memory unit='MiB'>64</memory>"
+  testing::write_text(dir_ / "other.xml", fmt::format("<domain type='qemu'><name>{}</name><memory unit='MiB'>64</memory>"
                                                      "<os><type arch='x86_64'>hvm</type></os></domain>", other));
-  ASSERT_EQ(virsh({"define", (dir / "other.xml").string()}).exit_code, 0);
+  ASSERT_EQ(virsh({"define", (dir_ / "other.xml").string()}).exit_code, 0);
 
   ProcessResult booted = testing::run_kiln(
-      {"boot", kImage.string(), "--name", web, "--connect", kUri, "--wait-ready=300", "--json"}, env);
+      {"boot", kImage.string(), "--name", web, "--connect", kUri, "--wait-ready=300", "--json"}, env_);
   ASSERT_EQ(booted.exit_code, 0) << booted.err;
   auto outcome = last_json_line(booted.out);
   EXPECT_GT(outcome["ready_seconds"].get<double>(), 0);
   EXPECT_THAT(booted.err, HasSubstr("libvirt at qemu:///system"));
   // The same image again: nothing but its own seed goes to the host.
-  ProcessResult again = testing::run_kiln({"boot", kImage.string(), "--name", db, "--connect", kUri, "--json"}, env);
+  ProcessResult again = testing::run_kiln({"boot", kImage.string(), "--name", db, "--connect", kUri, "--json"}, env_);
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(last_json_line(again.out)["uploaded"], nlohmann::json::array());
 
-  auto instances = listed(env);
+  auto instances = listed(env_);
   EXPECT_FALSE(instances.contains(other));
   ASSERT_TRUE(instances.contains(web));
   EXPECT_EQ(instances[web]["id"], outcome["id"]);
   EXPECT_EQ(instances[web]["state"], "running");
   EXPECT_GT(instances[web]["ready_seconds"].get<double>(), 0);
   ProcessResult dumped = virsh({"dumpxml", web});
-  testing::write_text(dir / "web.xml", dumped.out);
-  ProcessResult valid = testing::run_program({"virt-xml-validate", (dir / "web.xml").string(), "domain"});
+  testing::write_text(dir_ / "web.xml", dumped.out);
+  ProcessResult valid = testing::run_program({"virt-xml-validate", (dir_ / "web.xml").string(), "domain"});
   EXPECT_EQ(valid.exit_code, 0) << valid.out << valid.err;
 
-  ASSERT_EQ(testing::run_kiln({"pause", web, "--connect", kUri}, env).exit_code, 0);
-  EXPECT_EQ(listed(env)[web]["state"], "paused");
-  ASSERT_EQ(testing::run_kiln({"unpause", web, "--connect", kUri}, env).exit_code, 0);
-  EXPECT_EQ(listed(env)[web]["state"], "running");
-  ProcessResult shut = testing::run_kiln({"shutdown", web, "--connect", kUri, "--wait=120"}, env);
+  ASSERT_EQ(testing::run_kiln({"pause", web, "--connect", kUri}, env_).exit_code, 0);
+  EXPECT_EQ(listed(env_)[web]["state"], "paused");
+  ASSERT_EQ(testing::run_kiln({"unpause", web, "--connect", kUri}, env_).exit_code, 0);
+  EXPECT_EQ(listed(env_)[web]["state"], "running");
+  ProcessResult shut = testing::run_kiln({"shutdown", web, "--connect", kUri, "--wait=120"}, env_);
   ASSERT_EQ(shut.exit_code, 0) << shut.err;
-  EXPECT_EQ(listed(env)[web]["state"], "stopped");
-  ProcessResult refused = testing::run_kiln({"pause", other, "--connect", kUri}, env);
+  EXPECT_EQ(listed(env_)[web]["state"], "stopped");
+  ProcessResult refused = testing::run_kiln({"pause", other, "--connect", kUri}, env_);
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_THAT(refused.err, HasSubstr("has no instance named " + other));
 
   for (const std::string& name : {web, db})
-    ASSERT_EQ(testing::run_kiln({"destroy", name, "--connect", kUri}, env).exit_code, 0) << name;
-  EXPECT_TRUE(listed(env).empty());
+    ASSERT_EQ(testing::run_kiln({"destroy", name, "--connect", kUri}, env_).exit_code, 0) << name;
+  EXPECT_TRUE(listed(env_).empty());
   ProcessResult volumes = virsh({"vol-list", "kiln"});
   EXPECT_THAT(volumes.out, Not(HasSubstr(web + ".")));
   EXPECT_THAT(volumes.out, Not(HasSubstr(db + ".")));
+}
+
+// The tick numbers a guest's console showed, each on a whole line.
+std::vector<int> ticks(const std::string& console) {
+  static const std::regex tick("kiln-tick ([0-9]+)[\r\n]");
+  std::vector<int> out;
+  for (std::sregex_iterator it(console.begin(), console.end(), tick), end; it != end; ++it)
+    out.push_back(std::stoi((*it)[1]));
+  return out;
+}
+
+// Attaches `kiln console --connect`, waits for two whole ticks, detaches
+// with Ctrl-]; the ticks it saw.
+std::vector<int> ticks_on_console(const std::string& name, const std::string& uri,
+                                  const std::vector<std::string>& env) {
+  testing::ConsoleSession session({name, "--connect", uri}, env);
+  bool seen = testing::wait_for(
+      [&] {
+        session.wait_for("\n", "", 1);
+        return ticks(session.output()).size() >= 2;
+      },
+      std::chrono::seconds(60), [&] { return testing::tail(session.output()); });
+  EXPECT_TRUE(seen);
+  session.type("\035");
+  EXPECT_EQ(session.wait_exit(30), 0) << "kiln console did not detach on Ctrl-]";
+  return ticks(session.output());
+}
+
+// kiln console, save and restore through libvirt. The guest's first-boot
+// script counts on its console every second from its first boot on: a
+// restored guest goes on counting from where it was saved, where one booted
+// afresh would not count at all (the script runs at the first boot only).
+TEST_F(LibvirtKilnTest, ConsoleSaveAndRestoreGoOnWithTheSameGuestAndDestroyLeavesNothing) {
+  std::string name = fmt::format("lvsave{}", ::getpid());
+  names_.push_back(name);
+  testing::write_text(dir_ / "ticker.sh", "#!/bin/sh\n( n=0; while :; do echo \"<2>kiln-tick $n\" > /dev/kmsg; "
+                                         "n=$((n+1)); sleep 1; done ) >/dev/null 2>&1 &\n");
+  fs::permissions(dir_ / "ticker.sh", fs::perms(0755));
+  ProcessResult booted = testing::run_kiln({"boot", kImage.string(), "--name", name, "--connect", kUri,
+                                            "--firstboot", (dir_ / "ticker.sh").string(), "--wait-ready=300", "--json"},
+                                           env_);
+  ASSERT_EQ(booted.exit_code, 0) << booted.err;
+  std::string id = last_json_line(booted.out)["id"];
+
+  std::vector<int> before = ticks_on_console(name, kUri, env_);
+  ASSERT_GE(before.size(), 2u);
+  EXPECT_EQ(before.back(), before[before.size() - 2] + 1);
+  fs::path file = dir_ / "saved";
+  ProcessResult saved = testing::run_kiln({"save", name, file.string(), "--connect", kUri}, env_);
+  ASSERT_EQ(saved.exit_code, 0) << saved.err;
+  EXPECT_TRUE(fs::exists(file));
+  EXPECT_EQ(listed(env_)[name]["state"], "saved");
+  EXPECT_THAT(virsh({"domstate", name}).out, HasSubstr("shut off"));
+  ProcessResult no_console = testing::run_kiln({"console", name, "--connect", kUri}, env_);
+  EXPECT_EQ(no_console.exit_code, 2);
+  EXPECT_THAT(no_console.err, HasSubstr("is not running (state: saved)"));
+
+  ProcessResult restored = testing::run_kiln({"restore", file.string(), "--connect", kUri}, env_);
+  ASSERT_EQ(restored.exit_code, 0) << restored.err;
+  EXPECT_THAT(restored.out, HasSubstr(name + " restored on qemu:///system"));
+  auto instance = listed(env_)[name];
+  EXPECT_EQ(instance["state"], "running");
+  EXPECT_EQ(instance["id"], id);
+  EXPECT_GT(instance["ready_seconds"].get<double>(), 0);
+  std::vector<int> after = ticks_on_console(name, kUri, env_);
+  ASSERT_FALSE(after.empty());
+  EXPECT_GT(after.front(), before.back()) << "the guest counts from 0 again: it was booted, not restored";
+  ProcessResult twice = testing::run_kiln({"restore", file.string(), "--connect", kUri}, env_);
+  EXPECT_EQ(twice.exit_code, 2);
+  EXPECT_THAT(twice.err, HasSubstr(name + " is running"));
+
+  ASSERT_EQ(testing::run_kiln({"save", name, file.string(), "--connect", kUri}, env_).exit_code, 0);
+  ProcessResult destroyed = testing::run_kiln({"destroy", name, "--connect", kUri}, env_);
+  ASSERT_EQ(destroyed.exit_code, 0) << destroyed.err;
+  EXPECT_FALSE(listed(env_).contains(name));
+  EXPECT_NE(virsh({"domstate", name}).exit_code, 0);
+  EXPECT_THAT(virsh({"vol-list", "kiln"}).out, Not(HasSubstr(name + ".")));
+  ProcessResult gone = testing::run_kiln({"restore", file.string(), "--connect", kUri}, env_);
+  EXPECT_EQ(gone.exit_code, 2);
+  EXPECT_THAT(gone.err, HasSubstr(name + " was saved in it, and is gone since"));
+}
+
+// Removes the pool's volumes of the files of `image`, as named by their
+// content, so that the next boot of it uploads them.
+void forget_image_volumes(const fs::path& image) {
+  for (const auto& entry : fs::directory_iterator(image)) {
+    if (!entry.is_regular_file()) continue;
+    ProcessResult sum = testing::run_program({"sha256sum", entry.path().string()});
+    ASSERT_EQ(sum.exit_code, 0) << sum.err;
+    std::string volume = fmt::format("image-{}-{}", sum.out.substr(0, 32), entry.path().filename().string());
+    for (const std::string& name : {volume, volume + ".done"}) virsh({"vol-delete", "--pool", "kiln", name});
+  }
+}
+
+// The same through qemu+ssh, to an sshd of the test's own on loopback
+// standing in for a second host: libvirt's ssh transport, virt-ssh-helper
+// on the far side, the image sent over it once.
+TEST_F(LibvirtKilnTest, BootsOverSshUploadingTheImageOnceAndListsAndDestroysThere) {
+  testing::LoopbackSshd sshd;
+  ASSERT_TRUE(sshd.up());
+  std::string uri = "qemu+ssh://" + sshd.uri_tail("/system");
+  std::string first = fmt::format("lvssh{}a", ::getpid()), second = fmt::format("lvssh{}b", ::getpid());
+  names_ = {first, second};
+  forget_image_volumes(kImage);
+
+  ProcessResult booted = testing::run_kiln(
+      {"boot", kImage.string(), "--name", first, "--connect", uri, "--wait-ready=300", "--json"}, env_);
+  ASSERT_EQ(booted.exit_code, 0) << booted.err;
+  auto outcome = last_json_line(booted.out);
+  EXPECT_GT(outcome["ready_seconds"].get<double>(), 0);
+  std::vector<std::string> uploaded = outcome["uploaded"];
+  EXPECT_THAT(uploaded, ::testing::Contains(::testing::EndsWith("-disk.raw")));
+  EXPECT_EQ(std::count_if(uploaded.begin(), uploaded.end(), [](const std::string& v) { return v.starts_with("image-"); }),
+            static_cast<long>(uploaded.size()));
+  ProcessResult again = testing::run_kiln({"boot", kImage.string(), "--name", second, "--connect", uri}, env_);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr(second + " started on " + uri));
+  EXPECT_THAT(again.out, HasSubstr("no image uploaded"));
+
+  auto there = listed(env_, uri);
+  ASSERT_TRUE(there.contains(first) && there.contains(second));
+  EXPECT_EQ(there[first]["state"], "running");
+  EXPECT_EQ(there[first]["connect"], uri);
+
+  for (const std::string& name : {first, second}) {
+    ProcessResult destroyed = testing::run_kiln({"destroy", name, "--connect", uri}, env_);
+    EXPECT_EQ(destroyed.exit_code, 0) << name << destroyed.err;
+  }
+  auto after = listed(env_, uri);
+  EXPECT_FALSE(after.contains(first) || after.contains(second));
+  ProcessResult volumes = virsh({"vol-list", "kiln"});
+  EXPECT_THAT(volumes.out, Not(HasSubstr(first + ".")));
+  EXPECT_THAT(volumes.out, Not(HasSubstr(second + ".")));
 }
 
 // What libvirt cannot do for kiln yet is refused by name before anything
