@@ -56,7 +56,14 @@ Result<std::vector<ImageFile>> image_files(const InstanceStore& store, const Ins
   if (!spec.initrd.empty()) files.push_back({"initrd", spec.initrd});
   FileHashCache hashes(store.state_root() / ".file-hashes");
   for (ImageFile& file : files) {
-    KILN_ASSIGN(file.sha256, hashes.sha256(file.path));
+    // One that came with an instance migrated in is named by its hash,
+    // checked when it arrived.
+    bool received = file.path.parent_path() == store.images_root() && is_sha256_hex(file.path.filename().string());
+    if (received) {
+      file.sha256 = file.path.filename().string();
+    } else {
+      KILN_ASSIGN(file.sha256, hashes.sha256(file.path));
+    }
     std::error_code ec;
     file.size = fs::file_size(file.path, ec);
     if (ec) return fail_errno("cannot size", file.path.string(), ec.value());

@@ -51,6 +51,12 @@ class LoopbackSshd {
     return fmt::format("root@127.0.0.1:{}{}?keyfile={}&known_hosts={}&command={}", port_, path,
                        client_key().string(), known_hosts().string(), (dir_ / "ssh").string());
   }
+  // The host as `kiln migrate --to` names it; kiln's ssh URIs honour
+  // known_hosts themselves.
+  std::string kiln_uri() const {
+    return fmt::format("ssh://root@127.0.0.1:{}/?keyfile={}&known_hosts={}", port_, client_key().string(),
+                       known_hosts().string());
+  }
   std::vector<std::string> ssh(const std::vector<std::string>& command) const {
     std::vector<std::string> argv = {"ssh", "-p", std::to_string(port_), "-i", client_key().string(),
                                      "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=" + known_hosts().string(),
