@@ -1,5 +1,7 @@
 #include "runtime/agent_relay.h"
 
+#include <atomic>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -129,6 +131,8 @@ class AgentRelay::Loop {
     wake();
   }
 
+  bool take_lost() { return lost_.exchange(false); }
+
   void post_detach(const std::string& why) {
     std::lock_guard lock(mutex_);
     pending_detach_ = why;
@@ -214,14 +218,14 @@ class AgentRelay::Loop {
   }
 
   void serve_channel(short revents) {
-    if ((revents & POLLOUT) && !channel_->flush_window()) return drop_channel("the channel to the guest broke");
+    if ((revents & POLLOUT) && !channel_->flush_window()) return lose_channel("the channel to the guest broke");
     if (revents & (POLLIN | POLLHUP | POLLERR)) {
       std::string bytes;
       bool open = channel_->fill(bytes);
       take_from_agent(bytes);
       // UML's line keeps the socket open across a guest reboot; qemu's
       // socket closes when qemu goes: either way the supervisor detaches.
-      if (!open) return drop_channel("the channel to the guest closed");
+      if (!open) return lose_channel("the channel to the guest closed");
     }
   }
 
@@ -276,7 +280,7 @@ class AgentRelay::Loop {
     auto bytes = decode_ack(payload);
     if (!bytes) return;
     channel_->acked = std::min(channel_->acked + *bytes, channel_->written);
-    if (!channel_->flush_window()) drop_channel("the channel to the guest broke");
+    if (!channel_->flush_window()) lose_channel("the channel to the guest broke");
   }
 
   // The agent has the channel: the first time, or after a restart that
@@ -324,7 +328,7 @@ class AgentRelay::Loop {
     }
     if (frame.type == FrameType::kOpen) client.opened = true;
     channel_->out += encode_frame(session, frame.type, frame.payload);
-    if (!channel_->flush_window()) drop_channel("the channel to the guest broke");
+    if (!channel_->flush_window()) lose_channel("the channel to the guest broke");
   }
 
   // A client went away: its command is killed in the guest.
@@ -345,6 +349,13 @@ class AgentRelay::Loop {
       client.flush();
       client.fd = UniqueFd();  // the error reached the socket buffer, or the client is gone
     }
+  }
+
+  // The hypervisor's end went away by itself (not by detach): said to
+  // the supervisor, which may make a new one.
+  void lose_channel(const std::string& why) {
+    drop_channel(why);
+    lost_ = true;
   }
 
   void drop_channel(const std::string& why) {
@@ -368,6 +379,7 @@ class AgentRelay::Loop {
 
   std::mutex mutex_;
   bool stop_ = false;
+  std::atomic<bool> lost_{false};
   std::optional<UniqueFd> pending_channel_;
   size_t pending_window_ = 0;
   bool pending_ask_hello_ = false;
@@ -397,5 +409,7 @@ void AgentRelay::attach(UniqueFd channel, size_t window, bool ask_hello) {
 }
 
 void AgentRelay::detach(const std::string& why) { loop_->post_detach(why); }
+
+bool AgentRelay::take_lost_channel() { return loop_->take_lost(); }
 
 }  // namespace kiln

@@ -40,6 +40,10 @@ class AgentRelay {
   void attach(UniqueFd channel, size_t window, bool ask_hello = false);
   // The hypervisor stopped: the channel goes, and with it every session.
   void detach(const std::string& why);
+  // Whether the channel closed by itself since the last call (qemu's end
+  // of a virtio port can close while qemu runs on; a new connection to
+  // its socket makes a new channel).
+  bool take_lost_channel();
 
   class Loop;
 

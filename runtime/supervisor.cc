@@ -322,7 +322,19 @@ class Supervisor {
       if (hosts_sync_) hosts_sync_->poll(record_.ready_seconds && record_.guest_exec != "none" && !record_.guest_exec.empty());
       if (panic_report_ends_ && Clock::now() >= *panic_report_ends_) act_on_panic();
       if (arriving_) check_arrival();
+      if (agent_relay_->take_lost_channel()) reconnect_agent_channel();
     }
+  }
+
+  // qemu's socket for the exec channel takes a new connection when the
+  // last one closed; UML's line is gone with its socket pair. An attempt
+  // while qemu is on its way out fails quietly: SIGCHLD follows.
+  void reconnect_agent_channel() {
+    if (record_.spec.backend != BackendKind::kQemu || !qmp_) return;
+    auto channel = connect_unix(paths_.agent_socket);
+    if (!channel) return;
+    log("the exec channel closed; connected to it again");
+    agent_relay_->attach(std::move(*channel), kVirtioPortWindow, /*ask_hello=*/true);
   }
 
   // Half a second, or less while a panic report is coming out.
