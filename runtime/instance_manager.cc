@@ -161,7 +161,7 @@ InstanceRecord first_record(const InstanceSpec& spec, const IncomingInstance* in
     record.guest_mac = carried.guest_mac;
     record.guest_ssh_host_keys = carried.guest_ssh_host_keys;
     record.guest_exec = carried.guest_exec;
-    record.process_mark = random_hex(8);
+    record.process_mark = carried.process_mark;
   }
   record.spec = spec;
   record.created_at = static_cast<int64_t>(std::time(nullptr));

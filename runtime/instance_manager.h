@@ -69,8 +69,8 @@ Result<ConsoleLog> find_console_log(const InstanceStore& store, const std::strin
 Result<> attach_console(const InstanceStore& store, const std::string& name, bool interactive);
 
 // An instance arriving by live migration (runtime/migration): its record
-// as its source had it, with this host's paths, and the files that make
-// it itself, as they are there.
+// as its source had it, with this host's paths and a process mark of its
+// own, and the files that make it itself, as they are there.
 struct IncomingInstance {
   InstanceRecord record;
   std::string seed;       // the seed disk

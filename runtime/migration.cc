@@ -386,6 +386,9 @@ Result<IncomingInstance> read_incoming(const InstanceStore& store, int in) {
   KILN_ASSIGN(incoming.seed, read_bytes(in, seed_bytes));
   KILN_ASSIGN(incoming.ovmf_vars, read_bytes(in, vars_bytes));
   incoming.socket = store.paths(spec.name).state_dir / "migration.sock";
+  // Its processes' mark, and how this receiver tells the instance it made
+  // from one of the same name that a later attempt made.
+  incoming.record.process_mark = random_hex(8);
   return incoming;
 }
 
@@ -396,12 +399,19 @@ bool source_gone(int in) {
   return ::poll(&p, 1, 0) > 0;
 }
 
+// This receiver's instance, not one of the same name made since.
+std::optional<InstanceRecord> own_instance(const InstanceStore& store, const std::string& name, const std::string& mark) {
+  auto record = store.load(name);
+  if (!record || record->process_mark != mark) return std::nullopt;
+  return *record;
+}
+
 // Waits until `arrived` says so, the instance is gone, or the source is.
-Result<> wait_for_instance(const InstanceStore& store, const std::string& name, int in, const std::string& what,
-                           const std::function<bool(const InstanceRecord&)>& arrived) {
+Result<> wait_for_instance(const InstanceStore& store, const std::string& name, const std::string& mark, int in,
+                           const std::string& what, const std::function<bool(const InstanceRecord&)>& arrived) {
   while (true) {
     KILN_TRY(check_interrupted());
-    auto record = store.load(name);
+    auto record = own_instance(store, name, mark);
     if (!record) return fail(ErrorKind::kFailed, "{}: the instance ended here", what);
     if (arrived(*record)) return {};
     if (record->state == InstanceState::kCrashed) return fail(ErrorKind::kFailed, "{}: {}", what, record->last_event);
@@ -420,24 +430,26 @@ Result<> receive_migration(const InstanceStore& store, int in, int out, Reporter
   }
   const std::string name = incoming->record.spec.name;
   // Until the guest runs here, any failure takes away what was made.
+  const std::string mark = incoming->record.process_mark;
   struct Discard {
     const InstanceStore& store;
     const std::string& name;
+    const std::string& mark;
     bool armed = false;
     ~Discard() {
-      if (armed) (void)destroy_with_kept_log(store, name);
+      if (armed && own_instance(store, name, mark)) (void)destroy_with_kept_log(store, name);
     }
-  } discard{store, name};
+  } discard{store, name, mark};
   auto received = [&]() -> Result<> {
     if (fs::exists(store.paths(name).record))
       return fail(ErrorKind::kBadInput, "an instance named {} exists here already", name);
     discard.armed = true;
     KILN_TRY(start_incoming(store, *incoming, reporter));
-    KILN_TRY(wait_for_instance(store, name, in, "waiting for qemu", [&](const InstanceRecord&) {
+    KILN_TRY(wait_for_instance(store, name, mark, in, "waiting for qemu", [&](const InstanceRecord&) {
       return fs::exists(incoming->socket);
     }));
     KILN_TRY(say(out, {{"listening", incoming->socket.string()}}));
-    KILN_TRY(wait_for_instance(store, name, in, "receiving the guest", [](const InstanceRecord& record) {
+    KILN_TRY(wait_for_instance(store, name, mark, in, "receiving the guest", [](const InstanceRecord& record) {
       return record.state == InstanceState::kPaused && record.last_event == kMigratedInEvent;
     }));
     KILN_TRY(say(out, {{"loaded", true}}));

@@ -4,9 +4,10 @@
 // KILN_RUNTIME_DIR, as another machine with kiln installed would have).
 // A process in the guest counts across the move and is the same process
 // afterwards; the source keeps nothing; a second instance of the same
-// image sends no image data again. Faults: a host key that does not match, and
-// a target whose qemu dies half-way: the guest runs on where it was and
-// nothing of it is left on the target.
+// image sends no image data again. Faults: a host key that does not match,
+// a target without the space or without qemu, and a target whose qemu dies
+// half-way: the guest runs on where it was and nothing of it is left on the
+// target.
 #include <signal.h>
 #include <unistd.h>
 
@@ -97,6 +98,39 @@ TEST(MigrationTest, ALiveGuestMovesToAnotherKilnHostWithItsProcessesAndLeavesNot
   EXPECT_THAT(refused.err, HasSubstr("Host key verification failed"));
   EXPECT_TRUE(target.instances().empty());
   EXPECT_TRUE(testing::list_tree(target.dir / "state/images").empty());
+
+  // Targets that cannot take it: refused before anything moves there.
+  {
+    fs::path small = dir / "small";
+    fs::create_directories(small);
+    ProcessResult mounted = testing::run_program({"mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", small.string()});
+    ASSERT_EQ(mounted.exit_code, 0) << mounted.err;
+    struct Unmount {
+      fs::path path;
+      ~Unmount() { testing::run_program({"umount", "-l", path.string()}); }
+    } unmount{small};
+    KilnHost full{small};
+    std::vector<std::string> env = full.env();
+    env.push_back("PATH=" + path);
+    testing::LoopbackSshd full_sshd(env);
+    ASSERT_TRUE(full_sshd.up());
+    ProcessResult no_space = source.kiln({"migrate", "web", "--live", "--to", full_sshd.kiln_uri()});
+    EXPECT_NE(no_space.exit_code, 0);
+    EXPECT_THAT(no_space.err, HasSubstr("free, and web needs"));
+    EXPECT_TRUE(testing::list_tree(small / "state" / "images").empty());
+    EXPECT_TRUE(full.instances().empty());
+  }
+  {
+    // Only kiln on the path: the target has no qemu.
+    std::vector<std::string> env = target.env();
+    env.push_back("PATH=" + fs::path(testing::kiln_binary()).parent_path().string());
+    testing::LoopbackSshd bare_sshd(env);
+    ASSERT_TRUE(bare_sshd.up());
+    ProcessResult no_qemu = source.kiln({"migrate", "web", "--live", "--to", bare_sshd.kiln_uri()});
+    EXPECT_NE(no_qemu.exit_code, 0);
+    EXPECT_THAT(no_qemu.err, HasSubstr("qemu-system-x86_64"));
+    EXPECT_TRUE(target.instances().empty());
+  }
 
   // The target's qemu dies while the guest is on its way: the guest runs
   // on here, and nothing of it stays there, not even a console log.
