@@ -48,7 +48,8 @@ void register_migrate(CLI::App& root, Registry& registry) {
       "name the key and the host keys to trust, as in libvirt's URIs. The host key must be known: nothing\n"
       "asks. Image files the target lacks go first (once: it keeps them by content); then memory, devices\n"
       "and what the guest wrote over its image. The guest arrives paused and runs there once it is whole;\n"
-      "only then does the instance end here. Until then a failure leaves it running here, and nothing there.\n"
+      "only then does the instance end here. Until then a failure leaves it running here, and no instance\n"
+      "there (image files that arrived whole stay, kept by content, for the next attempt).\n"
       "Instances of the uml backend, on kiln networks, or publishing ports do not migrate.");
   migrate->add_option("name", flags->name, "The instance")->required();
   migrate->add_option("--to", flags->to, "The target kiln host: ssh://[USER@]HOST[:PORT]")->required();
