@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,14 @@ int finish(const Result<T>& result, F&& on_success) {
   if constexpr (std::is_void_v<T>) on_success();
   else on_success(*result);
   return 0;
+}
+
+// `--connect URI`: the instance is on that libvirt host. One text for
+// every verb that takes it.
+inline std::shared_ptr<std::string> add_connect(CLI::App* app) {
+  auto connect = std::make_shared<std::string>();
+  app->add_option("--connect", *connect, "The instance is on the libvirt host at this URI (default $KILN_CONNECT)");
+  return connect;
 }
 
 void register_validate(CLI::App& root, Registry& registry);

@@ -131,12 +131,6 @@ Result<> show_console_log(const std::string& name) {
 }
 
 // A request to the instance's supervisor; `--wait` waits for it to stop.
-std::shared_ptr<std::string> add_connect(CLI::App* app) {
-  auto connect = std::make_shared<std::string>();
-  app->add_option("--connect", *connect, "The instance is on the libvirt host at this URI (default $KILN_CONNECT)");
-  return connect;
-}
-
 void register_request(CLI::App& root, Registry& registry, const std::string& verb, const std::string& help,
                       bool can_wait) {
   auto name = std::make_shared<std::string>();

@@ -10,13 +10,15 @@
 #include "cli/command.h"
 #include "runtime/image_transfer.h"
 #include "runtime/instance_store.h"
+#include "runtime/libvirt_instances.h"
+#include "runtime/libvirt_migration.h"
 #include "runtime/migration.h"
 
 namespace kiln::cli {
 namespace {
 
 nlohmann::json outcome_json(const std::string& name, const MigrationOutcome& o) {
-  return {{"name", name},          {"target", o.target},
+  return {{"name", name},          {"target", o.target},         {"by", o.by_libvirt ? "libvirt" : "kiln"},
           {"downtime_ms", o.downtime_ms()}, {"qemu_downtime_ms", o.qemu_downtime_ms},
           {"handover_ms", o.handover_ms},   {"stream_ms", o.stream_ms},
           {"total_ms", o.total_ms},         {"ram_bytes", o.ram_bytes},
@@ -25,6 +27,16 @@ nlohmann::json outcome_json(const std::string& name, const MigrationOutcome& o) 
 }
 
 void print_outcome(const std::string& name, const MigrationOutcome& o) {
+  if (o.by_libvirt) {
+    fmt::print("{} migrated to {}: downtime {:.0f} ms (libvirt's figure), {:.1f} s in all\n", name, o.target,
+               o.downtime_ms(), o.total_ms / 1000);
+    fmt::print("  sent: memory {}, disk writes {}, image volumes {}\n", format_size(o.ram_bytes),
+               format_size(o.disk_bytes),
+               o.sent_files.empty() ? std::string("none (the target had them)")
+                                    : fmt::format("{} ({} with the seed disk)", o.sent_files.size(),
+                                                  format_size(o.image_bytes_sent)));
+    return;
+  }
   fmt::print("{} migrated to {}: downtime {:.0f} ms (qemu's {:.0f} ms, then {:.0f} ms to run it there), {:.1f} s in "
              "all\n",
              name, o.target, o.downtime_ms(), o.qemu_downtime_ms, o.handover_ms, o.total_ms / 1000);
@@ -50,16 +62,36 @@ void register_migrate(CLI::App& root, Registry& registry) {
       "and what the guest wrote over its image. The guest arrives paused and runs there once it is whole;\n"
       "only then does the instance end here. Until then a failure leaves it running here, and no instance\n"
       "there (image files that arrived whole stay, kept by content, for the next attempt).\n"
-      "Instances of the uml backend, on kiln networks, or publishing ports do not migrate.");
+      "Instances of the uml backend, on kiln networks, or publishing ports do not migrate.\n\n"
+      "With --connect URI (or $KILN_CONNECT) the instance is a libvirt one, and --to names another libvirt\n"
+      "host (qemu+ssh://root@host2/system): libvirt migrates it (virDomainMigrate3, storage not shared). The\n"
+      "volumes it boots from go to kiln's pool there first, from the source's, each image once; the\n"
+      "overlay's data goes with the guest. It is defined there, and undefined here once it runs there.");
   migrate->add_option("name", flags->name, "The instance")->required();
-  migrate->add_option("--to", flags->to, "The target kiln host: ssh://[USER@]HOST[:PORT]")->required();
+  migrate->add_option("--to", flags->to, "The target kiln host: ssh://[USER@]HOST[:PORT]; with --connect, a "
+                                         "libvirt URI")->required();
+  auto connect = add_connect(migrate);
   migrate->add_flag("--live", flags->live, "Keep the guest running while its memory goes (it stops only for the "
                                            "last of it); without it the guest stops first");
   migrate->add_flag("--json", flags->json, "Print progress and the outcome as JSON");
-  registry.push_back({migrate, [flags] {
+  registry.push_back({migrate, [flags, connect] {
                         Reporter reporter(Reporter::detect(flags->json));
-                        auto outcome = migrate_instance(InstanceStore::open(), flags->name, flags->to, flags->live,
-                                                        reporter);
+                        std::string from = connect_uri(*connect);
+                        if (from.empty() && !flags->to.starts_with("ssh://") &&
+                            flags->to.find("://") != std::string::npos)
+                          return report_error(Error{ErrorKind::kBadInput, fmt::format(
+                              "--to {}: a libvirt host; name the instance's own with --connect (or $KILN_CONNECT)",
+                              flags->to), {}, {}});
+                        if (!from.empty() && flags->to.starts_with("ssh://"))
+                          return report_error(Error{ErrorKind::kBadInput, fmt::format(
+                              "--to {} with --connect {}: an ssh:// target is another kiln host, for kiln's own "
+                              "instances; a libvirt instance goes to a libvirt URI (qemu+ssh://...)", flags->to,
+                              from), {}, {}});
+                        auto outcome = from.empty()
+                                           ? migrate_instance(InstanceStore::open(), flags->name, flags->to,
+                                                              flags->live, reporter)
+                                           : migrate_libvirt_instance(from, flags->name, flags->to, flags->live,
+                                                                      reporter);
                         return finish(outcome, [&](const MigrationOutcome& o) {
                           if (flags->json) fmt::print("{}\n", outcome_json(flags->name, o).dump());
                           else print_outcome(flags->name, o);

@@ -35,15 +35,19 @@ std::string fingerprint(const std::string& qemu) {
 
 }  // namespace
 
-KvmVerdict probe_accelerator(const fs::path& dir, const std::string& qemu, std::string_view accel) {
-  if (accel == "kvm" && ::access("/dev/kvm", R_OK | W_OK) != 0)
-    return {false, "/dev/kvm is missing or not accessible"};
+std::string kvm_probe_boot_sector() {
   std::string sector(512, '\0');
   std::copy(kProbeCode.begin(), kProbeCode.end(), sector.begin());
   sector[510] = static_cast<char>(0x55);
   sector[511] = static_cast<char>(0xAA);
+  return sector;
+}
+
+KvmVerdict probe_accelerator(const fs::path& dir, const std::string& qemu, std::string_view accel) {
+  if (accel == "kvm" && ::access("/dev/kvm", R_OK | W_OK) != 0)
+    return {false, "/dev/kvm is missing or not accessible"};
   fs::path image = dir / "kvm-probe.img";
-  if (!write_file_atomic(image, sector)) return {false, "cannot write the probe image"};
+  if (!write_file_atomic(image, kvm_probe_boot_sector())) return {false, "cannot write the probe image"};
   Command command;
   // -cpu host, as real KVM boots use: that is what fails on broken hosts.
   command.argv = {qemu, "-machine", fmt::format("pc,accel={}", accel), "-cpu", accel == "kvm" ? "host" : "max",
@@ -51,7 +55,7 @@ KvmVerdict probe_accelerator(const fs::path& dir, const std::string& qemu, std::
                   "-display", "none", "-serial", "stdio", "-drive",
                   "file=" + image.string() + ",format=raw,if=ide", "-no-reboot"};
   command.timeout = std::chrono::seconds(4);
-  command.on_stdout_line = [](std::string_view line) { return line.find("KVM-OK") == std::string_view::npos; };
+  command.on_stdout_line = [](std::string_view line) { return line.find(kKvmProbeWord) == std::string_view::npos; };
   auto started = std::chrono::steady_clock::now();
   auto done = run(command);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include "base/error.h"
 
@@ -19,6 +20,10 @@ struct KvmVerdict {
   double seconds = 0;  // how long the probe took (0 when cached)
   bool cached = false;
 };
+
+// The probe guest: a boot sector that prints kKvmProbeWord on COM1 and halts.
+inline constexpr std::string_view kKvmProbeWord = "KVM-OK";
+std::string kvm_probe_boot_sector();
 
 // `cache_dir` holds the verdict; `qemu` is the qemu-system binary.
 KvmVerdict probe_kvm(const std::filesystem::path& cache_dir, const std::string& qemu);

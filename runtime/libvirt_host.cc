@@ -64,6 +64,28 @@ int skip_hole(virStreamPtr, long long length, void* opaque) {
   return ::lseek(static_cast<UploadFile*>(opaque)->fd, length, SEEK_CUR) < 0 ? -1 : 0;
 }
 
+// A download from one host sent on as an upload to another, holes as
+// holes: the data never lands on this machine.
+struct Relay {
+  virStreamPtr upload;
+  uint64_t& bytes;
+};
+
+int relay_data(virStreamPtr, const char* data, size_t size, void* opaque) {
+  auto* relay = static_cast<Relay*>(opaque);
+  for (size_t done = 0; done < size;) {
+    int sent = virStreamSend(relay->upload, data + done, size - done);
+    if (sent <= 0) return -1;
+    done += sent;
+  }
+  relay->bytes += size;
+  return static_cast<int>(size);
+}
+
+int relay_hole(virStreamPtr, long long length, void* opaque) {
+  return virStreamSendHole(static_cast<Relay*>(opaque)->upload, length, 0);
+}
+
 // A volume whose upload ended is marked by a second, empty one: a volume
 // without its mark is what an interrupted upload left, and goes.
 std::string done_mark(const std::string& name) { return name + ".done"; }
@@ -85,6 +107,23 @@ std::string volume_path(virStorageVolPtr volume) {
   return out;
 }
 
+Result<LibvirtVolumeFacts> facts_of(virStorageVolPtr volume) {
+  LibvirtVolumeFacts facts;
+  const char* name = virStorageVolGetName(volume);
+  facts.name = name ? name : "";
+  facts.path = volume_path(volume);
+  virStorageVolInfo info{};
+  char* text = virStorageVolGetXMLDesc(volume, 0);
+  if (!text || virStorageVolGetInfo(volume, &info) != 0)
+    return std::unexpected(libvirt_error(fmt::format("volume {}", facts.name)));
+  facts.capacity = info.capacity;
+  pugi::xml_document xml;
+  xml.load_string(text);
+  free(text);
+  facts.backing_path = xml.child("volume").child("backingStore").child_value("path");
+  return facts;
+}
+
 }  // namespace
 
 Error libvirt_error(const std::string& what) {
@@ -99,14 +138,14 @@ Result<LibvirtHost> LibvirtHost::open(const std::string& uri) {
   return LibvirtHost(uri, connection);
 }
 
-Result<bool> LibvirtHost::has_kvm() const {
+Result<LibvirtCapabilities> LibvirtHost::capabilities() const {
   char* text = virConnectGetCapabilities(connection());
   if (!text) return std::unexpected(libvirt_error(uri_ + ": capabilities"));
   pugi::xml_document capabilities;
   capabilities.load_string(text);
   free(text);
   auto kvm = capabilities.select_node("/capabilities/guest[arch/@name='x86_64']/arch/domain[@type='kvm']");
-  return static_cast<bool>(kvm);
+  return LibvirtCapabilities{static_cast<bool>(kvm), capabilities.child("capabilities").child("host").child_value("uuid")};
 }
 
 Result<virStoragePoolPtr> LibvirtHost::pool() {
@@ -128,26 +167,21 @@ Result<virStoragePoolPtr> LibvirtHost::pool() {
   return found;
 }
 
-Result<std::string> LibvirtHost::volume_from_file(const std::string& name, const std::filesystem::path& file,
-                                                  bool& uploaded) {
+Result<std::string> LibvirtHost::whole_volume(const std::string& name, uint64_t size, const std::string& from,
+                                              const std::function<bool(virStreamPtr)>& send, bool& uploaded) {
   uploaded = false;
   KILN_ASSIGN(virStoragePoolPtr pool, pool());
   std::unique_ptr<virStorageVol, LibvirtDeleter> volume(virStorageVolLookupByName(pool, name.c_str()));
   std::unique_ptr<virStorageVol, LibvirtDeleter> mark(virStorageVolLookupByName(pool, done_mark(name).c_str()));
   if (volume && mark) return volume_path(volume.get());
   if (volume) virStorageVolDelete(volume.get(), 0);
-  KILN_ASSIGN(UniqueFd fd, open_file(file, O_RDONLY | O_CLOEXEC));
-  off_t size = ::lseek(fd.get(), 0, SEEK_END);
-  if (size < 0 || ::lseek(fd.get(), 0, SEEK_SET) < 0) return fail_errno("cannot read", file.string(), errno);
   volume.reset(virStorageVolCreateXML(pool, volume_xml(name, size, "raw").c_str(), 0));
   if (!volume) return std::unexpected(libvirt_error(fmt::format("{}: making volume {}", uri_, name)));
   LibvirtStream stream(virStreamNew(connection(), 0));
-  UploadFile source{fd.get()};
   bool sent = stream && virStorageVolUpload(volume.get(), stream.get(), 0, 0, VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM) == 0 &&
-              virStreamSparseSendAll(stream.get(), send_data, in_data, skip_hole, &source) == 0 &&
-              virStreamFinish(stream.get()) == 0;
+              send(stream.get()) && virStreamFinish(stream.get()) == 0;
   if (!sent) {
-    Error error = libvirt_error(fmt::format("{}: uploading {} to volume {}", uri_, file.string(), name));
+    Error error = libvirt_error(fmt::format("{}: uploading {} to volume {}", uri_, from, name));
     if (stream) virStreamAbort(stream.get());
     virStorageVolDelete(volume.get(), 0);
     return std::unexpected(error);
@@ -156,6 +190,53 @@ Result<std::string> LibvirtHost::volume_from_file(const std::string& name, const
   if (!mark) return std::unexpected(libvirt_error(fmt::format("{}: marking volume {} whole", uri_, name)));
   uploaded = true;
   return volume_path(volume.get());
+}
+
+Result<std::string> LibvirtHost::volume_from_file(const std::string& name, const std::filesystem::path& file,
+                                                  bool& uploaded) {
+  KILN_ASSIGN(UniqueFd fd, open_file(file, O_RDONLY | O_CLOEXEC));
+  off_t size = ::lseek(fd.get(), 0, SEEK_END);
+  if (size < 0 || ::lseek(fd.get(), 0, SEEK_SET) < 0) return fail_errno("cannot read", file.string(), errno);
+  UploadFile source{fd.get()};
+  return whole_volume(name, size, file.string(), [&](virStreamPtr stream) {
+    return virStreamSparseSendAll(stream, send_data, in_data, skip_hole, &source) == 0;
+  }, uploaded);
+}
+
+Result<std::string> LibvirtHost::volume_from_bytes(const std::string& name, const std::string& bytes) {
+  bool uploaded = false;
+  return whole_volume(name, bytes.size(), name, [&](virStreamPtr stream) {
+    return virStreamSend(stream, bytes.data(), bytes.size()) == static_cast<int>(bytes.size());
+  }, uploaded);
+}
+
+Result<std::string> LibvirtHost::volume_from_host(const std::string& name, LibvirtHost& source, uint64_t& bytes,
+                                                  bool& uploaded) {
+  KILN_ASSIGN(LibvirtVolumeFacts facts, source.volume_named(name));
+  std::unique_ptr<virStorageVol, LibvirtDeleter> from(virStorageVolLookupByPath(source.connection(), facts.path.c_str()));
+  if (!from) return std::unexpected(libvirt_error(fmt::format("{}: volume {}", source.uri(), name)));
+  std::string what = fmt::format("{} on {}", name, source.uri());
+  return whole_volume(name, facts.capacity, what, [&](virStreamPtr upload) {
+    LibvirtStream download(virStreamNew(source.connection(), 0));
+    Relay relay{upload, bytes};
+    return download &&
+           virStorageVolDownload(from.get(), download.get(), 0, 0, VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM) == 0 &&
+           virStreamSparseRecvAll(download.get(), relay_data, relay_hole, &relay) == 0 &&
+           virStreamFinish(download.get()) == 0;
+  }, uploaded);
+}
+
+Result<LibvirtVolumeFacts> LibvirtHost::volume_named(const std::string& name) {
+  KILN_ASSIGN(virStoragePoolPtr pool, pool());
+  std::unique_ptr<virStorageVol, LibvirtDeleter> volume(virStorageVolLookupByName(pool, name.c_str()));
+  if (!volume) return std::unexpected(libvirt_error(fmt::format("{}: volume {} in pool {}", uri_, name, kKilnPoolName)));
+  return facts_of(volume.get());
+}
+
+Result<LibvirtVolumeFacts> LibvirtHost::volume_at(const std::string& path) const {
+  std::unique_ptr<virStorageVol, LibvirtDeleter> volume(virStorageVolLookupByPath(connection(), path.c_str()));
+  if (!volume) return std::unexpected(libvirt_error(fmt::format("{}: the volume at {}", uri_, path)));
+  return facts_of(volume.get());
 }
 
 Result<std::string> LibvirtHost::overlay_volume(const std::string& name, const std::string& base_path,

@@ -35,19 +35,39 @@ struct LibvirtDeleter {
 using LibvirtDomain = std::unique_ptr<virDomain, LibvirtDeleter>;
 using LibvirtStream = std::unique_ptr<virStream, LibvirtDeleter>;
 
+// A volume of kiln's pool as libvirt describes it.
+struct LibvirtVolumeFacts {
+  std::string name, path;
+  uint64_t capacity = 0;
+  std::string backing_path;  // an overlay's base; "" for others
+};
+
+struct LibvirtCapabilities {
+  bool kvm = false;
+  std::string host_uuid;
+};
+
 class LibvirtHost {
  public:
   static Result<LibvirtHost> open(const std::string& uri);
 
   const std::string& uri() const { return uri_; }
   virConnectPtr connection() const { return connection_.get(); }
-  // Whether the host's capabilities offer KVM for x86_64.
-  Result<bool> has_kvm() const;
+  // What the host's capabilities say: whether they offer KVM for x86_64
+  // (runtime/libvirt_kvm_probe says whether it works), and its UUID.
+  Result<LibvirtCapabilities> capabilities() const;
 
   // The path on the host of volume `name` in kiln's pool, made from
   // `file` by an upload (sparse: holes are not sent) unless the pool has
   // it whole already. `uploaded` says whether it was sent.
   Result<std::string> volume_from_file(const std::string& name, const std::filesystem::path& file, bool& uploaded);
+  // The same, holding `bytes`.
+  Result<std::string> volume_from_bytes(const std::string& name, const std::string& bytes);
+  // The same, from volume `name` of kiln's pool on `source`, sent on
+  // from there as it is read (sparse); `bytes` counts the data sent.
+  Result<std::string> volume_from_host(const std::string& name, LibvirtHost& source, uint64_t& bytes, bool& uploaded);
+  Result<LibvirtVolumeFacts> volume_named(const std::string& name);
+  Result<LibvirtVolumeFacts> volume_at(const std::string& path) const;
   // A qcow2 volume over the raw volume at `base_path` of `capacity` bytes.
   Result<std::string> overlay_volume(const std::string& name, const std::string& base_path, uint64_t capacity);
   // Removes the pool's volumes whose names start with `prefix`.
@@ -60,6 +80,10 @@ class LibvirtHost {
  private:
   LibvirtHost(std::string uri, virConnectPtr connection) : uri_(std::move(uri)), connection_(connection) {}
   Result<virStoragePoolPtr> pool();
+  // Volume `name`, made whole by `send` (writing to the upload stream)
+  // unless the pool has it whole already; `from` names the data.
+  Result<std::string> whole_volume(const std::string& name, uint64_t size, const std::string& from,
+                                   const std::function<bool(virStreamPtr)>& send, bool& uploaded);
 
   std::string uri_;
   std::unique_ptr<virConnect, LibvirtDeleter> connection_;

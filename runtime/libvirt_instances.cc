@@ -19,6 +19,7 @@
 #include "runtime/instance_store.h"
 #include "runtime/libvirt_console.h"
 #include "runtime/libvirt_host.h"
+#include "runtime/libvirt_kvm_probe.h"
 #include "runtime/seed_disk.h"
 
 namespace kiln {
@@ -188,10 +189,11 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
   options.warn = [&reporter](const std::string& warning) { reporter.warn(warning); };
   KILN_ASSIGN(BootSource source, read_boot_source(request.source, options));
   KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
-  KILN_ASSIGN(bool kvm, host.has_kvm());
+  KILN_ASSIGN(KvmVerdict verdict, probe_libvirt_kvm(host, store.state_root()));
+  bool kvm = verdict.works;
   BackendChoice choice{BackendKind::kQemu, kvm,
-                       kvm ? fmt::format("libvirt at {}: KVM", uri)
-                           : fmt::format("libvirt at {}: plain QEMU (TCG), its host offers no KVM", uri)};
+                       kvm ? fmt::format("libvirt at {}: KVM ({})", uri, verdict.reason)
+                           : fmt::format("libvirt at {}: plain QEMU (TCG); {}", uri, verdict.reason)};
   KILN_ASSIGN(InstanceSpec spec, plan_instance(request, source, choice, *real_host(store)));
   if (spec.kernel.empty())
     return fail(ErrorKind::kBadInput, "{}: through libvirt kiln boots a kernel directly, and this source has none",

@@ -35,6 +35,9 @@ struct MigrationOutcome {
   double handover_ms = 0;       // from there to the guest running on the target
   uint64_t ram_bytes = 0;
   uint64_t disk_bytes = 0;
+  // libvirt moved it: the downtime and stream are libvirt's figures, and
+  // the files are volumes.
+  bool by_libvirt = false;
   double downtime_ms() const { return qemu_downtime_ms + handover_ms; }
 };
 

@@ -194,6 +194,12 @@ Result<std::string> write_libvirt_xml(const DomainSpec& spec, const LibvirtOptio
   pugi::xml_node features = domain.append_child("features");
   features.append_child("acpi");
   features.append_child("apic");
+  // Under KVM, the host's CPU as a named model plus features: fast, and
+  // migratable between hosts alike (host-passthrough is not). libvirt's
+  // default, qemu64, hangs early in Linux on hosts whose KVM is broken in
+  // ways a model of the host's CPU shows at once (runtime/libvirt_kvm_probe
+  // runs the same).
+  if (options.type == LibvirtDomainType::kKvm) domain.append_child("cpu").append_attribute("mode") = "host-model";
   add_text(domain, "on_poweroff", action_name(spec.on_poweroff));
   add_text(domain, "on_reboot", action_name(spec.on_reboot));
   add_text(domain, "on_crash", action_name(spec.on_crash));

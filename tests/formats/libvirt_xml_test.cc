@@ -88,10 +88,14 @@ TEST(LibvirtXml, DescribesAKvmQ35DomainWithMemoryInMiB) {
   EXPECT_EQ(select(xml, "/domain/os/type/@arch"), "x86_64");
   EXPECT_EQ(select(xml, "/domain/os/type/@machine"), "q35");
   EXPECT_EQ(count(xml, "/domain/features/acpi"), 1u);
+  // A model of the host's CPU, which migrates between hosts alike.
+  EXPECT_EQ(select(xml, "/domain/cpu/@mode"), "host-model");
 }
 
-TEST(LibvirtXml, QemuTypeRunsWithoutKvm) {
-  EXPECT_EQ(select(xml_of(baked_guest(), {.type = LibvirtDomainType::kQemu}), "/domain/@type"), "qemu");
+TEST(LibvirtXml, QemuTypeRunsWithoutKvmOnQemusOwnCpuModel) {
+  std::string xml = xml_of(baked_guest(), {.type = LibvirtDomainType::kQemu});
+  EXPECT_EQ(select(xml, "/domain/@type"), "qemu");
+  EXPECT_EQ(count(xml, "/domain/cpu"), 0u);
 }
 
 TEST(LibvirtXml, BootsTheKernelDirectlyWithRootAndExtraOnTheCommandLine) {

@@ -8,13 +8,17 @@
 // domains only. The test starts libvirtd (and virtlogd) itself when they
 // are not running, PID 1 here being no service manager, and stops what it
 // started.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <future>
 #include <algorithm>
 #include <map>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -67,6 +71,69 @@ class LibvirtDaemons {
  private:
   testing::HostWideLock lock_;
   std::vector<std::string> started_;
+  ::testing::AssertionResult up_ = ::testing::AssertionSuccess();
+};
+
+// A second libvirt host on this machine, reached over ssh as a remote one
+// is: libvirtd in a mount namespace of its own, with its own state, pool
+// and host UUID (tests/integration/second_libvirt_host.sh), and an sshd of
+// the test's own in that namespace, where virt-ssh-helper reaches it.
+class SecondLibvirtHost {
+ public:
+  SecondLibvirtHost() {
+    std::string script = testing::source_path("tests/integration/second_libvirt_host.sh").string();
+    std::string dir = dir_.path().string(), log = (dir_ / "daemon.log").string();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::setpgid(0, 0);
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+      }
+      execl("/bin/sh", "sh", script.c_str(), dir.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    up_ = testing::wait_for([this] { return fs::exists(dir_ / "ready"); }, std::chrono::seconds(60),
+                            [this] { return testing::read_text(dir_ / "daemon.log"); });
+    if (!up_) return;
+    sshd_ = std::make_unique<testing::LoopbackSshd>(
+        std::vector<std::string>{}, std::vector<std::string>{"nsenter", fmt::format("--mount=/proc/{}/ns/mnt", pid_),
+                                                             "--"});
+    up_ = sshd_->up();
+  }
+  ~SecondLibvirtHost() {
+    // Its guests first: libvirtd leaves them running when it ends.
+    if (sshd_ && sshd_->up()) {
+      ProcessResult names = testing::run_program({"virsh", "-c", uri(), "list", "--all", "--name"});
+      std::istringstream lines(names.out);
+      for (std::string name; std::getline(lines, name);)
+        if (!name.empty()) {
+          testing::run_program({"virsh", "-c", uri(), "destroy", name});
+          testing::run_program({"virsh", "-c", uri(), "undefine", name});
+        }
+    }
+    sshd_.reset();
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  ::testing::AssertionResult up() const { return up_; }
+  std::string uri() const { return "qemu+ssh://" + sshd_->uri_tail("/system"); }
+  // Kills (SIGKILL) its qemu of domain `name`, found by the pid file its
+  // libvirtd keeps in its own /run/libvirt; whether there was one.
+  bool kill_qemu(const std::string& name) const {
+    std::string pid = testing::read_text(fmt::format("/proc/{}/root/run/libvirt/qemu/{}.pid", pid_, name));
+    return !pid.empty() && ::kill(std::stoi(pid), SIGKILL) == 0;
+  }
+  // Where its pool's volumes are, seen from this namespace.
+  fs::path pool_dir() const { return dir_ / "lib/images/kiln"; }
+
+ private:
+  testing::ScratchDir dir_;
+  pid_t pid_ = -1;
+  std::unique_ptr<testing::LoopbackSshd> sshd_;
   ::testing::AssertionResult up_ = ::testing::AssertionSuccess();
 };
 
@@ -233,9 +300,8 @@ std::vector<int> ticks(const std::string& console) {
 }
 
 // Attaches `kiln console --connect`, waits for two whole ticks, detaches
-// with Ctrl-]; the ticks it saw.
-std::vector<int> ticks_on_console(const std::string& name, const std::string& uri,
-                                  const std::vector<std::string>& env) {
+// with Ctrl-]; what it saw.
+std::string console_until_ticks(const std::string& name, const std::string& uri, const std::vector<std::string>& env) {
   testing::ConsoleSession session({name, "--connect", uri}, env);
   bool seen = testing::wait_for(
       [&] {
@@ -246,7 +312,12 @@ std::vector<int> ticks_on_console(const std::string& name, const std::string& ur
   EXPECT_TRUE(seen);
   session.type("\035");
   EXPECT_EQ(session.wait_exit(30), 0) << "kiln console did not detach on Ctrl-]";
-  return ticks(session.output());
+  return session.output();
+}
+
+std::vector<int> ticks_on_console(const std::string& name, const std::string& uri,
+                                  const std::vector<std::string>& env) {
+  return ticks(console_until_ticks(name, uri, env));
 }
 
 // kiln console, save and restore through libvirt. The guest's first-boot
@@ -354,6 +425,104 @@ TEST_F(LibvirtKilnTest, BootsOverSshUploadingTheImageOnceAndListsAndDestroysTher
   ProcessResult volumes = virsh({"vol-list", "kiln"});
   EXPECT_THAT(volumes.out, Not(HasSubstr(first + ".")));
   EXPECT_THAT(volumes.out, Not(HasSubstr(second + ".")));
+}
+
+// A script for --firstboot: every second the guest's console shows its
+// boot id and a count, from its first boot on; it first writes a file
+// named by its boot id to its disk.
+void write_ticker(const fs::path& path) {
+  testing::write_text(path, "#!/bin/sh\nid=$(cat /proc/sys/kernel/random/boot_id)\n"
+                            "echo \"kiln-written-at-$id\" > /root/marker; sync\n"
+                            "( n=0; while :; do echo \"<2>kiln-boot $id\" > /dev/kmsg; "
+                            "echo \"<2>kiln-tick $n\" > /dev/kmsg; n=$((n+1)); sleep 1; done ) >/dev/null 2>&1 &\n");
+  fs::permissions(path, fs::perms(0755));
+}
+
+std::string boot_id_in(const std::string& console) {
+  static const std::regex boot("kiln-boot ([0-9a-f-]{36})");
+  std::smatch found;
+  return std::regex_search(console, found, boot) ? found[1].str() : "";
+}
+
+// kiln migrate between two libvirt hosts, each reached over ssh: this
+// machine's libvirtd, and a second one with its own state and pool. The
+// guest counts on its console from its first boot on: after the move it
+// goes on counting under the same boot id, on the other host, and what it
+// wrote to its disk before the move is in its overlay there. The image goes
+// to the second host once; the way back sends none. A move whose target
+// dies half-way leaves the guest running where it was and nothing there.
+TEST_F(LibvirtKilnTest, MigratesLiveToAnotherLibvirtHostAndBackWithTheSameGuestAndItsWrites) {
+  SecondLibvirtHost second;
+  ASSERT_TRUE(second.up());
+  testing::LoopbackSshd first_sshd;
+  ASSERT_TRUE(first_sshd.up());
+  std::string here = "qemu+ssh://" + first_sshd.uri_tail("/system"), there = second.uri();
+  std::string name = fmt::format("lvmig{}", ::getpid());
+  names_.push_back(name);
+  write_ticker(dir_ / "ticker.sh");
+  ProcessResult booted = testing::run_kiln({"boot", kImage.string(), "--name", name, "--connect", here, "--firstboot",
+                                            (dir_ / "ticker.sh").string(), "--wait-ready=300", "--json"}, env_);
+  ASSERT_EQ(booted.exit_code, 0) << booted.err;
+  std::string id = last_json_line(booted.out)["id"];
+  std::string console = console_until_ticks(name, here, env_);
+  std::string boot_id = boot_id_in(console);
+  ASSERT_FALSE(boot_id.empty()) << testing::tail(console);
+  int last_tick = ticks(console).back();
+
+  ProcessResult unnamed = testing::run_kiln({"migrate", name, "--to", there}, env_);
+  EXPECT_EQ(unnamed.exit_code, 2);
+  EXPECT_THAT(unnamed.err, HasSubstr("a libvirt host; name the instance's own with --connect"));
+  ProcessResult to_kiln = testing::run_kiln({"migrate", name, "--connect", here, "--to", "ssh://root@127.0.0.1"}, env_);
+  EXPECT_EQ(to_kiln.exit_code, 2);
+  EXPECT_THAT(to_kiln.err, HasSubstr("an ssh:// target is another kiln host"));
+
+  ProcessResult moved = testing::run_kiln({"migrate", name, "--connect", here, "--to", there, "--live", "--json"}, env_);
+  ASSERT_EQ(moved.exit_code, 0) << moved.err;
+  auto outcome = last_json_line(moved.out);
+  EXPECT_EQ(outcome["by"], "libvirt");
+  EXPECT_GT(outcome["downtime_ms"].get<double>(), 0);
+  EXPECT_GT(outcome["ram_bytes"].get<uint64_t>(), 0u);
+  std::vector<std::string> sent = outcome["sent_files"];
+  EXPECT_THAT(sent, ::testing::Contains(::testing::EndsWith("-disk.raw")));
+  EXPECT_FALSE(listed(env_, here).contains(name));
+  auto arrived = listed(env_, there);
+  ASSERT_TRUE(arrived.contains(name));
+  EXPECT_EQ(arrived[name]["state"], "running");
+  EXPECT_EQ(arrived[name]["id"], id);
+  EXPECT_THAT(virsh({"vol-list", "kiln"}).out, Not(HasSubstr(name + ".")));
+  console = console_until_ticks(name, there, env_);
+  EXPECT_EQ(boot_id_in(console), boot_id) << "another boot: the guest was not moved, it was booted there";
+  ASSERT_FALSE(ticks(console).empty());
+  EXPECT_GT(ticks(console).front(), last_tick);
+  last_tick = ticks(console).back();
+  std::string overlay = testing::read_text(second.pool_dir() / (name + ".disk0.qcow2"));
+  EXPECT_THAT(overlay, HasSubstr("kiln-written-at-" + boot_id)) << "what the guest wrote before the move is not there";
+
+  ProcessResult back = testing::run_kiln({"migrate", name, "--connect", there, "--to", here, "--json"}, env_);
+  ASSERT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_EQ(last_json_line(back.out)["sent_files"], nlohmann::json::array());
+  EXPECT_FALSE(listed(env_, there).contains(name));
+  console = console_until_ticks(name, here, env_);
+  EXPECT_EQ(boot_id_in(console), boot_id);
+  ASSERT_FALSE(ticks(console).empty());
+  EXPECT_GT(ticks(console).front(), last_tick);
+
+  // The target's qemu killed while the guest goes to it.
+  auto attempt = std::async(std::launch::async, [&] {
+    return testing::run_kiln({"migrate", name, "--connect", here, "--to", there, "--live"}, env_);
+  });
+  bool killed = testing::wait_for([&] { return second.kill_qemu(name); }, std::chrono::seconds(120),
+                                  [] { return std::string("no qemu took the guest in on the second host"); });
+  ProcessResult failed = attempt.get();
+  EXPECT_TRUE(killed);
+  EXPECT_NE(failed.exit_code, 0);
+  EXPECT_THAT(failed.err, HasSubstr("it runs on at " + here));
+  EXPECT_EQ(listed(env_, here)[name]["state"], "running");
+  EXPECT_FALSE(listed(env_, there).contains(name));
+  for (const auto& entry : fs::directory_iterator(second.pool_dir()))
+    EXPECT_FALSE(entry.path().filename().string().starts_with(name + ".")) << entry.path();
+  console = console_until_ticks(name, here, env_);
+  EXPECT_EQ(boot_id_in(console), boot_id);
 }
 
 // What libvirt cannot do for kiln yet is refused by name before anything

@@ -22,8 +22,10 @@ namespace kiln::testing {
 
 class LoopbackSshd {
  public:
-  explicit LoopbackSshd(const std::vector<std::string>& session_env = {}) : port_(free_loopback_port()) {
-    if (!start(session_env)) return;
+  // `launcher` runs sshd (nsenter, for a server in another namespace).
+  explicit LoopbackSshd(const std::vector<std::string>& session_env = {}, std::vector<std::string> launcher = {})
+      : port_(free_loopback_port()) {
+    if (!start(session_env, std::move(launcher))) return;
     up_ = wait_for([this] { return run_program(ssh({"true"})).exit_code == 0; }, std::chrono::seconds(20),
                    [this] { return run_program(ssh({"true"})).err + read_text(dir_ / "sshd.log"); });
   }
@@ -66,7 +68,7 @@ class LoopbackSshd {
   }
 
  private:
-  bool start(const std::vector<std::string>& session_env) {
+  bool start(const std::vector<std::string>& session_env, std::vector<std::string> argv) {
     if (::geteuid() != 0) return fail("sshd on loopback needs root here");
     if (::access("/usr/sbin/sshd", X_OK) != 0) return fail("/usr/sbin/sshd is missing (openssh-server)");
     for (const char* key : {"host_key", "client_key"}) {
@@ -92,14 +94,17 @@ class LoopbackSshd {
     fs::permissions(dir_ / "ssh", fs::perms(0755));
     // sshd wants its privilege separation directory.
     fs::create_directories("/run/sshd");
-    // Made before the fork: the child only execs.
-    std::string config_path = (dir_ / "sshd_config").string(), log_path = (dir_ / "sshd.log").string();
+    // argv[0] of sshd too is the absolute path: sshd re-executes itself by
+    // it. Made before the fork: the child only execs.
+    argv.insert(argv.end(), {"/usr/sbin/sshd", "-D", "-f", (dir_ / "sshd_config").string(), "-E",
+                             (dir_ / "sshd.log").string()});
+    std::vector<char*> pointers;
+    for (std::string& arg : argv) pointers.push_back(arg.data());
+    pointers.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
       ::setpgid(0, 0);
-      // argv[0] too is the absolute path: sshd re-executes itself by it.
-      execl("/usr/sbin/sshd", "/usr/sbin/sshd", "-D", "-f", config_path.c_str(), "-E", log_path.c_str(),
-            static_cast<char*>(nullptr));
+      execvp(pointers[0], pointers.data());
       ::_exit(127);
     }
     return pid_ > 0 || fail("fork failed");
