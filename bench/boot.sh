@@ -48,9 +48,6 @@ trap 'echo; echo "boot: interrupted" >&2; exit 130' INT TERM
 # A private copy: a rebuild of build/kiln must not change the binary mid-run.
 kiln=$(bench_copy_kiln "$kiln_source" "$work/bin") || exit 2
 
-field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # Absolute: qemu-img resolves a backing file from the overlay's directory.
@@ -73,10 +70,10 @@ bench_machine_before
 echo "== instance creation ($creates instances each)"
 : > "$work/kiln-create.txt"
 for i in $(seq 1 "$creates"); do
-  "$kiln" boot "$tuned" --name "c$i" --backend uml --net none --detach --json 2>/dev/null | field create_ms >> "$work/kiln-create.txt"
+  "$kiln" boot "$tuned" --name "c$i" --backend uml --net none --detach --json 2>/dev/null | bench_json_field create_ms >> "$work/kiln-create.txt"
   "$kiln" destroy "c$i" >/dev/null
 done
-kiln_create=$(median < "$work/kiln-create.txt")
+kiln_create=$(bench_median < "$work/kiln-create.txt")
 bench_summary_line "creation: kiln boot (overlay, seed disk, record) median ${kiln_create} ms (target <= 50 ms)"
 if command -v cloud-localds >/dev/null; then
   : > "$work/manual-create.txt"
@@ -89,8 +86,8 @@ if command -v cloud-localds >/dev/null; then
     echo $(( $(now_ms) - start )) >> "$work/manual-create.txt"
     rm -f "$work/overlay$i.qcow2" "$work/seed$i.iso"
   done
-  manual=$(median < "$work/manual-create.txt")
-  bench_summary_line "creation: qemu-img overlay + cloud-localds seed median ${manual} ms ($(ratio "$manual" "$kiln_create") kiln's time)"
+  manual=$(bench_median < "$work/manual-create.txt")
+  bench_summary_line "creation: qemu-img overlay + cloud-localds seed median ${manual} ms ($(bench_ratio "$manual" "$kiln_create") kiln's time)"
 else
   echo "qemu-img + cloud-localds: skipped (cloud-localds not installed; Debian package cloud-image-utils)"
 fi
@@ -99,10 +96,10 @@ ready_runs() {  # BACKEND IMAGE LABEL
   : > "$work/$3.txt"
   for i in $(seq 1 "$runs"); do
     "$kiln" boot "$2" --name "r-$3-$i" --backend "$1" --net none --detach --wait-ready=600 --json 2>/dev/null \
-      | field ready_seconds >> "$work/$3.txt"
+      | bench_json_field ready_seconds >> "$work/$3.txt"
     "$kiln" destroy "r-$3-$i" >/dev/null
   done
-  median < "$work/$3.txt"
+  bench_median < "$work/$3.txt"
 }
 
 echo "== boot to ready ($runs boots each, median; tuned and stock alternate per backend)"
@@ -111,7 +108,7 @@ for backend in uml qemu; do
   t=$(ready_runs "$backend" "$tuned" "$backend-tuned")
   s=$(ready_runs "$backend" "$stock" "$backend-stock")
   target=$([[ $backend == uml ]] && echo 6 || echo 15)
-  bench_summary_line "ready, $backend: tuned ${t} s, stock ${s} s (stock/tuned $(ratio "$s" "$t")); target <= ${target} s"
+  bench_summary_line "ready, $backend: tuned ${t} s, stock ${s} s (stock/tuned $(bench_ratio "$s" "$t")); target <= ${target} s"
 done
 
 # The plain boots: the tuned image's disk.raw (through a throwaway
@@ -146,9 +143,9 @@ for backend in uml qemu; do
   for i in $(seq 1 "$runs"); do
     "plain_$backend" "$i" >> "$work/plain-$backend.txt" || die "plain $backend boot failed (see above)"
   done
-  p=$(median < "$work/plain-$backend.txt")
+  p=$(bench_median < "$work/plain-$backend.txt")
   k=$(ready_runs "$backend" "$tuned" "$backend-against-plain")
-  bench_summary_line "ready against plain, $backend: kiln ${k} s, plain $( [[ $backend == uml ]] && echo linux.uml || echo "qemu -kernel") ${p} s to login (kiln/plain $(ratio "$k" "$p"); target <= 1.0x)"
+  bench_summary_line "ready against plain, $backend: kiln ${k} s, plain $( [[ $backend == uml ]] && echo linux.uml || echo "qemu -kernel") ${p} s to login (kiln/plain $(bench_ratio "$k" "$p"); target <= 1.0x)"
 done
 
 echo "== --backend auto"

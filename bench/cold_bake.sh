@@ -76,7 +76,6 @@ kiln=$(bench_copy_kiln "$kiln" "$work/bin") || exit 2
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 seconds() { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 summary() {
   echo "$1"
@@ -219,12 +218,12 @@ kiln_ms=$(median "${kiln_times[@]}")
 floor_ms=$(median "${floor_times[@]}")
 if (( rounds > 1 )); then echo "medians of $rounds rounds:"; fi
 line="kiln $(seconds "$kiln_ms") s, floor (mmdebstrap + mke2fs -d) $(seconds "$floor_ms") s"
-line+=", kiln/floor $(ratio "$kiln_ms" "$floor_ms") (target <= 1.15x)"
+line+=", kiln/floor $(bench_ratio "$kiln_ms" "$floor_ms") (target <= 1.15x)"
 summary "$line"
 # mmdebstrap's time follows the network; what each adds to it does not.
 summary "after mmdebstrap: kiln $(seconds "$(median "${kiln_rest[@]}")") s (ext4, GPT, ESP, outputs, hashes), floor $(seconds "$(median "${floor_rest[@]}")") s (mke2fs -d)"
 if [[ -n $xen_ms ]]; then
-  summary "xen-create-image $(seconds "$xen_ms") s, xen-create-image/kiln $(ratio "$xen_ms" "$kiln_ms")"
+  summary "xen-create-image $(seconds "$xen_ms") s, xen-create-image/kiln $(bench_ratio "$xen_ms" "$kiln_ms")"
 else
   summary "xen-create-image: $xen_note"
 fi

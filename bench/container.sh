@@ -67,7 +67,6 @@ root_fs=$(bench_root_fs "$image_dir") || die "$image_dir: no root partition in i
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 seconds() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # Checks the filesystem FILE[?offset=N]: e2fsck clean, /etc/hostname NAME.
@@ -268,8 +267,8 @@ fi
 
 line="container: kiln $(seconds "${kiln_ms[shared]}") s (shared /usr), $(seconds "${kiln_ms[whole]}") s (whole root)"
 if [[ -n $sysprep_ms ]]; then
-  line+="; cp+virt-sysprep $(seconds "$sysprep_ms") s = $(ratio "$sysprep_ms" "${kiln_ms[shared]}")"
-  line+=" / $(ratio "$sysprep_ms" "${kiln_ms[whole]}") kiln's time"
+  line+="; cp+virt-sysprep $(seconds "$sysprep_ms") s = $(bench_ratio "$sysprep_ms" "${kiln_ms[shared]}")"
+  line+=" / $(bench_ratio "$sysprep_ms" "${kiln_ms[whole]}") kiln's time"
 fi
 echo "$line"
 if [[ -n ${BENCH_SUMMARY:-} ]]; then echo "$line" >>"$BENCH_SUMMARY"; fi

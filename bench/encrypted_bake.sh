@@ -46,7 +46,6 @@ cache=${BENCH_CACHE:-$work/cache}
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 seconds() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 summary() {
   echo "$1"
@@ -142,7 +141,7 @@ cpu_percent=$(awk -v a="$kiln_cpu_bps" -v b="$openssl_bps" 'BEGIN { printf "%.0f
 mbps() { awk -v b="$1" 'BEGIN { printf "%.0f MB/s", b / 1e6 }'; }
 
 image_mib=$(( $(stat -c %s "$plain_img") / 1048576 ))
-summary "bake:       encrypted $(seconds "$luks_ms") s, plain $(seconds "$plain_ms") s (warm, median of $runs): $(ratio "$luks_ms" "$plain_ms") (target <= 1.2x)"
-summary "encrypt:    kiln luks encrypt $(seconds "$kiln_enc_ms") s, cryptsetup reencrypt --encrypt $(seconds "$cs_enc_ms") s (${image_mib} MiB ext4): kiln $(ratio "$cs_enc_ms" "$kiln_enc_ms") faster (target >= 5x)"
+summary "bake:       encrypted $(seconds "$luks_ms") s, plain $(seconds "$plain_ms") s (warm, median of $runs): $(bench_ratio "$luks_ms" "$plain_ms") (target <= 1.2x)"
+summary "encrypt:    kiln luks encrypt $(seconds "$kiln_enc_ms") s, cryptsetup reencrypt --encrypt $(seconds "$cs_enc_ms") s (${image_mib} MiB ext4): kiln $(bench_ratio "$cs_enc_ms" "$kiln_enc_ms") faster (target >= 5x)"
 summary "throughput: kiln $(mbps "$kiln_bps") wall ($percent of openssl speed -evp aes-256-xts, $(mbps "$openssl_bps") on one core), $(mbps "$kiln_cpu_bps") per CPU-second ($cpu_percent), over $(( encrypted / 1048576 )) MiB in use; load $(cut -d ' ' -f 1 /proc/loadavg) on $(nproc) cores"
 bench_machine_after

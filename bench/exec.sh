@@ -79,12 +79,9 @@ image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no s
 
 # Milliseconds, to 0.1, since START (an $EPOCHREALTIME): no fork in the timing.
 since_ms() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f\n", (b - a) * 1000 }'; }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 range() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "range %s-%s ms", lo, hi }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; }
 mb_per_s() { awk -v mib="$size_mib" -v ms="$1" 'BEGIN { printf "%.1f", mib * 1048576 / 1e6 / (ms / 1000) }'; }
 seconds() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
-field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # The host keys a --json boot reported, as known_hosts lines for 127.0.0.1:PORT.
 known_hosts() {  # BOOT-JSON PORT
@@ -125,14 +122,14 @@ bench_backend() {  # BACKEND
   fi
   label=$backend
   if [[ $backend == qemu ]]; then
-    label=$([[ $(field kvm <"$work/$backend-boot.json") == True ]] && echo "qemu (KVM)" || echo "qemu (TCG)")
+    label=$([[ $(bench_json_field kvm <"$work/$backend-boot.json") == True ]] && echo "qemu (KVM)" || echo "qemu (TCG)")
   fi
   if (( ssh_ok )); then
-    echo "== $label: $name ready in $(field ready_seconds <"$work/$backend-boot.json") s, booted with --ssh-port $port"
+    echo "== $label: $name ready in $(bench_json_field ready_seconds <"$work/$backend-boot.json") s, booted with --ssh-port $port"
     known_hosts "$work/$backend-boot.json" "$port" >"$work/known_hosts-$backend"
     [[ -s $work/known_hosts-$backend ]] || die "$backend: kiln boot --json reported no ssh host keys"
   else
-    echo "== $label: $name ready in $(field ready_seconds <"$work/$backend-boot.json") s, without --ssh-port"
+    echo "== $label: $name ready in $(bench_json_field ready_seconds <"$work/$backend-boot.json") s, without --ssh-port"
   fi
   local ssh_opts=(-F /dev/null -o ControlMaster=no -o BatchMode=yes -o IdentitiesOnly=yes -i "$work/key"
                   -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$work/known_hosts-$backend"
@@ -179,11 +176,11 @@ bench_backend() {  # BACKEND
     fi
   done
   local kiln_exec ssh_exec target=""
-  kiln_exec=$(median <"$work/$backend-kiln-exec.txt")
+  kiln_exec=$(bench_median <"$work/$backend-kiln-exec.txt")
   [[ $backend == uml ]] && target="; target < 50 ms"
   if (( ssh_ok )); then
-    ssh_exec=$(median <"$work/$backend-ssh.txt")
-    bench_summary_line "exec, $label: kiln exec median $kiln_exec ms ($(range <"$work/$backend-kiln-exec.txt")), ssh median $ssh_exec ms ($(range <"$work/$backend-ssh.txt")): kiln $(ratio "$ssh_exec" "$kiln_exec") faster (target >= 5x$target)"
+    ssh_exec=$(bench_median <"$work/$backend-ssh.txt")
+    bench_summary_line "exec, $label: kiln exec median $kiln_exec ms ($(range <"$work/$backend-kiln-exec.txt")), ssh median $ssh_exec ms ($(range <"$work/$backend-ssh.txt")): kiln $(bench_ratio "$ssh_exec" "$kiln_exec") faster (target >= 5x$target)"
   else
     local elsewhere="ssh compared under qemu only"
     [[ $backend == qemu || ${TCG:-1} == 0 ]] && elsewhere="ssh not compared"
@@ -218,8 +215,8 @@ bench_backend() {  # BACKEND
     rm -f "$work/back"
     "$kiln" exec "$name" -- rm -f /root/g </dev/null
     echo "scp     host->guest $(seconds "$scp_in") s, guest->host $(seconds "$scp_out") s (sha256 checked both ends)"
-    bench_summary_line "cp, $label, $size_mib MiB host->guest: kiln $(mb_per_s "$ms_in") MB/s, scp $(mb_per_s "$scp_in") MB/s (kiln $(ratio "$scp_in" "$ms_in") scp's speed)"
-    bench_summary_line "cp, $label, $size_mib MiB guest->host: kiln $(mb_per_s "$ms_out") MB/s, scp $(mb_per_s "$scp_out") MB/s (kiln $(ratio "$scp_out" "$ms_out") scp's speed)"
+    bench_summary_line "cp, $label, $size_mib MiB host->guest: kiln $(mb_per_s "$ms_in") MB/s, scp $(mb_per_s "$scp_in") MB/s (kiln $(bench_ratio "$scp_in" "$ms_in") scp's speed)"
+    bench_summary_line "cp, $label, $size_mib MiB guest->host: kiln $(mb_per_s "$ms_out") MB/s, scp $(mb_per_s "$scp_out") MB/s (kiln $(bench_ratio "$scp_out" "$ms_out") scp's speed)"
   else
     bench_summary_line "cp, $label, $size_mib MiB: kiln host->guest $(mb_per_s "$ms_in") MB/s, guest->host $(mb_per_s "$ms_out") MB/s; scp: not measured (no ssh to this guest, above)"
   fi
@@ -241,7 +238,7 @@ for (( i = 1; i <= runs; i++ )); do
     { cat "$work/run.err" >&2; die "kiln run failed"; }
   ms=$(since_ms "$start")
   echo "$ms" >>"$work/run.txt"
-  echo "run $i: $(seconds "$ms") s (guest ready after $(grep '^{' "$work/run.err" | field ready_seconds | xargs printf '%.2f') s)"
+  echo "run $i: $(seconds "$ms") s (guest ready after $(grep '^{' "$work/run.err" | bench_json_field ready_seconds | xargs printf '%.2f') s)"
 done
-bench_summary_line "kiln run --backend uml -- true: median $(seconds "$(median <"$work/run.txt")") s of $runs (target < 8 s)"
+bench_summary_line "kiln run --backend uml -- true: median $(seconds "$(bench_median <"$work/run.txt")") s of $runs (target < 8 s)"
 bench_machine_after

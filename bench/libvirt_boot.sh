@@ -82,9 +82,6 @@ if [[ -z $image_dir ]]; then
 fi
 image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory"
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1]).get('$1', ''))"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 
 # One boot to ready; appends "READY WALL" to FILE. Destroys it after.
 boot() {  # own|libvirt NAME FILE
@@ -94,7 +91,7 @@ boot() {  # own|libvirt NAME FILE
   "$kiln" boot "$image_dir" --name "$name" "${flags[@]}" --wait-ready=600 --json >"$work/$name.json" 2>"$work/$name.err" ||
     { cat "$work/$name.err" >&2; die "$how: kiln boot $name failed"; }
   end=$EPOCHREALTIME
-  echo "$(field ready_seconds <"$work/$name.json") $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')" >>"$out"
+  echo "$(bench_json_field ready_seconds <"$work/$name.json") $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')" >>"$out"
   if [[ $how == libvirt ]]; then "$kiln" destroy "$name" --connect "$uri" >/dev/null; else "$kiln" destroy "$name" >/dev/null; fi
 }
 
@@ -103,7 +100,7 @@ echo "image: $image_dir"
 start=$EPOCHREALTIME
 boot libvirt "kbl$$-first" "$work/first.txt"
 echo "first boot through libvirt (untimed): $(cut -d' ' -f2 "$work/first.txt") s wall, uploaded:" \
-  "$(field uploaded <"$work/kbl$$-first.json")"
+  "$(bench_json_field uploaded <"$work/kbl$$-first.json")"
 echo "libvirt's domain type: $(grep -o 'libvirt at [^"]*' "$work/kbl$$-first.err" | head -n 1)"
 for (( i = 1; i <= runs; i++ )); do
   if (( i % 2 )); then boot own "kbo$$-$i" "$work/own.txt"; boot libvirt "kbl$$-$i" "$work/libvirt.txt"
@@ -112,11 +109,11 @@ for (( i = 1; i <= runs; i++ )); do
     "libvirt $(tail -n 1 "$work/libvirt.txt" | awk '{ printf "ready %.1f s, wall %.1f s", $1, $2 }')"
 done
 seconds() { awk '{ printf "%.2f\n", $1 }'; }
-own_ready=$(cut -d' ' -f1 "$work/own.txt" | median | seconds) lv_ready=$(cut -d' ' -f1 "$work/libvirt.txt" | median | seconds)
-own_wall=$(cut -d' ' -f2 "$work/own.txt" | median | seconds) lv_wall=$(cut -d' ' -f2 "$work/libvirt.txt" | median | seconds)
+own_ready=$(cut -d' ' -f1 "$work/own.txt" | bench_median | seconds) lv_ready=$(cut -d' ' -f1 "$work/libvirt.txt" | bench_median | seconds)
+own_wall=$(cut -d' ' -f2 "$work/own.txt" | bench_median | seconds) lv_wall=$(cut -d' ' -f2 "$work/libvirt.txt" | bench_median | seconds)
 echo
 summary="boot to ready, $runs each, medians: kiln's qemu backend ready $own_ready s (wall $own_wall s),"
-summary+=" through libvirt ready $lv_ready s (wall $lv_wall s): libvirt/kiln ready $(ratio "$lv_ready" "$own_ready"),"
-summary+=" wall $(ratio "$lv_wall" "$own_wall")"
+summary+=" through libvirt ready $lv_ready s (wall $lv_wall s): libvirt/kiln ready $(bench_ratio "$lv_ready" "$own_ready"),"
+summary+=" wall $(bench_ratio "$lv_wall" "$own_wall")"
 bench_summary_line "$summary"
 bench_machine_after

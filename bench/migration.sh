@@ -94,8 +94,6 @@ if [[ -z $image_dir ]]; then
 fi
 image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory"
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1]).get('$1', ''))"; }
 
 bench_machine_before
 echo "image: $image_dir"
@@ -112,11 +110,11 @@ on_host a exec guest -- sh -c 'head -c 268435456 /dev/urandom > /dev/shm/fill;
 move() {  # FROM TO FILE
   on_host "$1" migrate guest --live --json --to "${uri[$2]}" >"$work/move.json" 2>"$work/move.err" ||
     { cat "$work/move.err" >&2; die "kiln migrate from $1 to $2 failed"; }
-  echo "$(field downtime_ms <"$work/move.json") $(field total_ms <"$work/move.json") $(field stream_ms <"$work/move.json")" >>"$3"
+  echo "$(bench_json_field downtime_ms <"$work/move.json") $(bench_json_field total_ms <"$work/move.json") $(bench_json_field stream_ms <"$work/move.json")" >>"$3"
 }
 move a b "$work/first.txt"
 echo "first move (sends the image, untimed): $(awk '{ printf "total %.1f s", $2 / 1000 }' "$work/first.txt"), sent" \
-  "$(field sent_files <"$work/move.json")"
+  "$(bench_json_field sent_files <"$work/move.json")"
 from=b to=a
 for (( i = 1; i <= runs; i++ )); do
   before=$(on_host "$from" exec guest -- cat /run/counter)
@@ -125,9 +123,9 @@ for (( i = 1; i <= runs; i++ )); do
   echo "move $i ($from -> $to): $(tail -n 1 "$work/moves.txt" | awk '{ printf "downtime %.0f ms, total %.2f s, qemu stream %.2f s", $1, $2 / 1000, $3 / 1000 }'); counter $before -> $after"
   tmp=$from from=$to to=$tmp
 done
-downtime=$(cut -d' ' -f1 "$work/moves.txt" | median)
-total=$(cut -d' ' -f2 "$work/moves.txt" | median)
-stream=$(cut -d' ' -f3 "$work/moves.txt" | median)
+downtime=$(cut -d' ' -f1 "$work/moves.txt" | bench_median)
+total=$(cut -d' ' -f2 "$work/moves.txt" | bench_median)
+stream=$(cut -d' ' -f3 "$work/moves.txt" | bench_median)
 echo
 summary="live migration of a 1 GiB guest (256 MiB in use), $runs moves, medians: downtime $downtime ms,"
 summary+=" total $(awk -v t="$total" 'BEGIN { printf "%.2f", t / 1000 }') s against qemu's stream alone"

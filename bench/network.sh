@@ -117,12 +117,9 @@ fi
 image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory; give a \`kiln bake\` output"
 [[ -f $image_dir/disk.raw ]] || die "$image_dir: no disk.raw; give a \`kiln bake\` output"
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 range() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s", lo, hi }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; }
 ms() { awk -v v="$1" 'BEGIN { printf (v < 10 ? "%.2f" : "%.1f"), v }'; }
 mbit() { awk -v v="$1" 'BEGIN { printf "%.1f", v }'; }
-field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
@@ -167,8 +164,8 @@ boot_pair() {  # A B NET [B's flags...]
   boot_pid=""
   (( rc == 130 )) && { echo; echo "network: interrupted" >&2; exit 130; }
   (( rc == 0 )) || { cat "$work/$a.err" >&2; die "$a: kiln boot failed"; }
-  echo "$a and $b booted at once: ready in $(field ready_seconds <"$work/$a.json") s and" \
-    "$(field ready_seconds <"$work/$b.json") s ($(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s in all)"
+  echo "$a and $b booted at once: ready in $(bench_json_field ready_seconds <"$work/$a.json") s and" \
+    "$(bench_json_field ready_seconds <"$work/$b.json") s ($(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s in all)"
   # Untimed: the boot's last jobs (ready comes at multi-user.target; after it
   # the image makes its RSA host key) would take CPU from the timings.
   start=$EPOCHREALTIME
@@ -230,11 +227,11 @@ round() {  # SIDE ROUND
   fi
   local host_part="| the host has no side of it"
   [[ -n $hg ]] && host_part=$(printf '| host -> %s: %s Mbit/s, rtt %s ms, connect+reply %s ms' "127.0.0.1:$h1" \
-    "$(awk '{ printf "%.1f", $3 }' <<<"$hg")" "$(ms "$(median <"$work/round-hg-rtt.txt")")" \
-    "$(ms "$(median <"$work/round-hg-conn.txt")")")
+    "$(awk '{ printf "%.1f", $3 }' <<<"$hg")" "$(ms "$(bench_median <"$work/round-hg-rtt.txt")")" \
+    "$(ms "$(bench_median <"$work/round-hg-conn.txt")")")
   printf '%-6s round %d  %s -> %s: %s Mbit/s, rtt %s ms, connect+reply %s ms %s\n' \
-    "$side" "$r" "$a" "$target:$p1" "$(awk '{ printf "%.1f", $3 }' <<<"$gg")" "$(ms "$(median <"$work/round-gg-rtt.txt")")" \
-    "$(ms "$(median <"$work/round-gg-conn.txt")")" "$host_part"
+    "$side" "$r" "$a" "$target:$p1" "$(awk '{ printf "%.1f", $3 }' <<<"$gg")" "$(ms "$(bench_median <"$work/round-gg-rtt.txt")")" \
+    "$(ms "$(bench_median <"$work/round-gg-conn.txt")")" "$host_part"
   pause_pair pause "$a" "$b"
 }
 
@@ -247,10 +244,10 @@ subnet=${SUBNET:-$(pick_subnet)} || die "no free subnet"
   { cat "$work/net.err" >&2; die "kiln network create $net --subnet $subnet failed"; }
 net_made=1
 k1=$(free_port) k2=$(free_port)
-echo "== kiln network $net ($subnet, $(field mode <"$work/net.json")): ka and kb, --net $net --backend qemu;" \
+echo "== kiln network $net ($subnet, $(bench_json_field mode <"$work/net.json")): ka and kb, --net $net --backend qemu;" \
   "kb's ports 5001 and 5002 published on 127.0.0.1:$k1 and :$k2 (nftables DNAT)"
 boot_pair ka kb "$net" --publish "127.0.0.1:$k1:5001" --publish "127.0.0.1:$k2:5002"
-label=$([[ $(field kvm <"$work/ka.json") == True ]] && echo "qemu (KVM)" || echo "qemu (TCG)")
+label=$([[ $(bench_json_field kvm <"$work/ka.json") == True ]] && echo "qemu (KVM)" || echo "qemu (TCG)")
 start_servers kb
 # The network's DNS: kb by name, as ka uses it.
 kb_address=$("$kiln" exec ka -- timeout 60 sh -c 'until getent ahostsv4 kb; do sleep 1; done' </dev/null |
@@ -273,7 +270,7 @@ pause_pair pause ua ub
 "$kiln" network create "$snet" --mode socket --json >"$work/snet.json" 2>"$work/snet.err" ||
   { cat "$work/snet.err" >&2; die "kiln network create $snet --mode socket failed"; }
 snet_made=1
-echo "== socket network $snet ($(field subnet <"$work/snet.json"), multicast $(field socket <"$work/snet.json")):" \
+echo "== socket network $snet ($(bench_json_field subnet <"$work/snet.json"), multicast $(bench_json_field socket <"$work/snet.json")):" \
   "sa and sb, --net $snet --backend qemu"
 boot_pair sa sb "$snet"
 start_servers sb
@@ -296,15 +293,15 @@ echo "load now: $(load)"
 # The summary: kiln's figures first, user networking's second.
 figures() {  # PATH (gg or hg)
   local km um kr ur kc uc
-  km=$(median <"$work/kiln-$1-mbit.txt") um=$(median <"$work/user-$1-mbit.txt")
-  kr=$(median <"$work/kiln-$1-rtt.txt") ur=$(median <"$work/user-$1-rtt.txt")
-  kc=$(median <"$work/kiln-$1-conn.txt") uc=$(median <"$work/user-$1-conn.txt")
-  echo "kiln network $(mbit "$km") Mbit/s, user $(mbit "$um") Mbit/s (kiln $(ratio "$km" "$um"));" \
-    "round trip $(ms "$kr") ms vs $(ms "$ur") ms (kiln $(ratio "$ur" "$kr") quicker);" \
-    "connect+reply $(ms "$kc") ms vs $(ms "$uc") ms (kiln $(ratio "$uc" "$kc") quicker)"
+  km=$(bench_median <"$work/kiln-$1-mbit.txt") um=$(bench_median <"$work/user-$1-mbit.txt")
+  kr=$(bench_median <"$work/kiln-$1-rtt.txt") ur=$(bench_median <"$work/user-$1-rtt.txt")
+  kc=$(bench_median <"$work/kiln-$1-conn.txt") uc=$(bench_median <"$work/user-$1-conn.txt")
+  echo "kiln network $(mbit "$km") Mbit/s, user $(mbit "$um") Mbit/s (kiln $(bench_ratio "$km" "$um"));" \
+    "round trip $(ms "$kr") ms vs $(ms "$ur") ms (kiln $(bench_ratio "$ur" "$kr") quicker);" \
+    "connect+reply $(ms "$kc") ms vs $(ms "$uc") ms (kiln $(bench_ratio "$uc" "$kc") quicker)"
 }
 if [[ -s $work/ping-ms.txt ]]; then
-  ping_line="ICMP ping ka -> kb on the kiln network: median $(ms "$(median <"$work/ping-ms.txt")") ms, range $(range <"$work/ping-ms.txt") ms ($(wc -l <"$work/ping-ms.txt") replies; user networking has no route between guests)"
+  ping_line="ICMP ping ka -> kb on the kiln network: median $(ms "$(bench_median <"$work/ping-ms.txt")") ms, range $(range <"$work/ping-ms.txt") ms ($(wc -l <"$work/ping-ms.txt") replies; user networking has no route between guests)"
 else
   ping_line="ICMP ping ka -> kb on the kiln network: no reply ($(tail -n 1 "$work/ping.txt"))"
 fi
@@ -312,10 +309,10 @@ echo
 bench_summary_line "guest->guest TCP, $label, $size_mib MiB x $rounds, medians; user = through a host port: $(figures gg)"
 bench_summary_line "host->guest TCP via --publish, $label, medians: $(figures hg)"
 bench_summary_line "$ping_line"
-sm=$(median <"$work/socket-gg-mbit.txt") um=$(median <"$work/user-gg-mbit.txt")
-sr=$(median <"$work/socket-gg-rtt.txt") ur=$(median <"$work/user-gg-rtt.txt")
+sm=$(bench_median <"$work/socket-gg-mbit.txt") um=$(bench_median <"$work/user-gg-mbit.txt")
+sr=$(bench_median <"$work/socket-gg-rtt.txt") ur=$(bench_median <"$work/user-gg-rtt.txt")
 socket_line="guest->guest TCP on a socket network (no root), $label, medians: socket $(mbit "$sm") Mbit/s,"
-socket_line+=" user $(mbit "$um") Mbit/s (socket $(ratio "$sm" "$um")); round trip $(ms "$sr") ms vs $(ms "$ur") ms"
-socket_line+=" (socket $(ratio "$ur" "$sr") quicker)"
+socket_line+=" user $(mbit "$um") Mbit/s (socket $(bench_ratio "$sm" "$um")); round trip $(ms "$sr") ms vs $(ms "$ur") ms"
+socket_line+=" (socket $(bench_ratio "$ur" "$sr") quicker)"
 bench_summary_line "$socket_line"
 bench_machine_after

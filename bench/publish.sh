@@ -41,7 +41,6 @@ feed_bench_image "${1:-}"
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 seconds() { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 
 # The images and configs the bake listed, from its manifest.json.
 mapfile -t files < <(sed -n '/^  "artifacts": \[/,/^  \]/s/^ *"file": "\([^"]*\)".*/\1/p' "$image/manifest.json")
@@ -131,7 +130,7 @@ start=$(now_ms)
 full_ms=$(( $(now_ms) - start ))
 echo "kiln publish with the virt-builder repository (xz -1): $(seconds "$full_ms") s"
 
-summary="publish $(( bytes >> 20 )) MiB: kiln $(seconds "$kiln_ms") s, shell+gzip $(seconds "$gzip_ms") s ($(ratio "$gzip_ms" "$kiln_ms")), shell+pigz $(seconds "$pigz_ms") s ($(ratio "$pigz_ms" "$kiln_ms")); with virt-builder $(seconds "$full_ms") s"
+summary="publish $(( bytes >> 20 )) MiB: kiln $(seconds "$kiln_ms") s, shell+gzip $(seconds "$gzip_ms") s ($(bench_ratio "$gzip_ms" "$kiln_ms")), shell+pigz $(seconds "$pigz_ms") s ($(bench_ratio "$pigz_ms" "$kiln_ms")); with virt-builder $(seconds "$full_ms") s"
 echo "$summary"
 [[ -n ${BENCH_SUMMARY:-} ]] && echo "$summary" >>"$BENCH_SUMMARY"
 bench_machine_after

@@ -33,7 +33,6 @@ size_mib=$(( tar_bytes * 13 / 10 / 1048576 + 64 ))
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 seconds() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; }
 
 check() {
   if ! e2fsck -fn "$1" >"$work/fsck.log" 2>&1; then
@@ -90,8 +89,8 @@ fi
 line=""
 if [[ -n $kiln_ms ]]; then
   line="kiln $(seconds "$kiln_ms") s"
-  line+=", tar+mke2fs -d $(seconds "$tar_mke2fs_ms") s ($(ratio "$tar_mke2fs_ms" "$kiln_ms"))"
-  [[ -n $virt_ms ]] && line+=", virt-make-fs $(seconds "$virt_ms") s ($(ratio "$virt_ms" "$kiln_ms"))"
+  line+=", tar+mke2fs -d $(seconds "$tar_mke2fs_ms") s ($(bench_ratio "$tar_mke2fs_ms" "$kiln_ms"))"
+  [[ -n $virt_ms ]] && line+=", virt-make-fs $(seconds "$virt_ms") s ($(bench_ratio "$virt_ms" "$kiln_ms"))"
 else
   line="tar+mke2fs -d $(seconds "$tar_mke2fs_ms") s"
   [[ -n $virt_ms ]] && line+=", virt-make-fs $(seconds "$virt_ms") s"

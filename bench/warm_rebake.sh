@@ -54,7 +54,6 @@ cache=${BENCH_CACHE:-$work/cache}
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 seconds() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 summary() {
   echo "$1"
@@ -190,4 +189,4 @@ fi
 
 bench_machine_after
 summary "kiln warm re-bake, new hostname: median $(seconds "$kiln_ms") s of $runs (target < 2 s)"
-summary "$other $(seconds "$other_ms") s, $(ratio "$other_ms" "$kiln_ms") kiln's median"
+summary "$other $(seconds "$other_ms") s, $(bench_ratio "$other_ms" "$kiln_ms") kiln's median"

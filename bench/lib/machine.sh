@@ -67,3 +67,16 @@ bench_copy_kiln() {
   cp -- "$agent" "$dir/kiln-exec-agent"
   echo "$dir/kiln"
 }
+
+# The median of the numbers on stdin, one per line (of an even count, the
+# mean of the middle two).
+bench_median() {
+  sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# Field NAME of the JSON object on stdin's last line ("" when it has none):
+# kiln's --json outcome.
+bench_json_field() {
+  python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1]).get('$1', ''))"
+}
+# A / B as "N.NNx".
+bench_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
