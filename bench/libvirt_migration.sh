@@ -61,7 +61,13 @@ cleanup() {
     done
   done
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  if [[ -n $second_pid ]]; then kill "$second_pid" 2>/dev/null || true; wait "$second_pid" 2>/dev/null || true; fi
+  if [[ -n $second_pid ]]; then
+    kill "$second_pid" 2>/dev/null || true
+    wait "$second_pid" 2>/dev/null || true
+    for daemon in libvirtd virtlogd; do
+      [[ -f $work/second/$daemon.pid ]] && kill -KILL "$(cat "$work/second/$daemon.pid")" 2>/dev/null || true
+    done
+  fi
   for daemon in "${started[@]}"; do
     [[ -f /run/$daemon.pid ]] && kill "$(cat "/run/$daemon.pid")" 2>/dev/null || true
   done

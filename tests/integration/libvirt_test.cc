@@ -118,6 +118,15 @@ class SecondLibvirtHost {
       ::kill(pid_, SIGTERM);
       ::waitpid(pid_, nullptr, 0);
     }
+    // The daemons themselves, should one have outlived the script's end
+    // (seen once: a libvirtd busy with a guest that hung).
+    for (const char* daemon : {"libvirtd", "virtlogd"}) {
+      std::string pid = testing::read_text(dir_ / (std::string(daemon) + ".pid"));
+      if (pid.empty() || std::stoi(pid) <= 1) continue;
+      pid_t daemon_pid = std::stoi(pid);
+      if (!testing::wait_for([&] { return ::kill(daemon_pid, 0) != 0; }, std::chrono::seconds(5), [] { return ""; }))
+        ::kill(daemon_pid, SIGKILL);
+    }
   }
   ::testing::AssertionResult up() const { return up_; }
   std::string uri() const { return "qemu+ssh://" + sshd_->uri_tail("/system"); }
