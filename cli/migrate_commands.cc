@@ -54,7 +54,8 @@ void register_migrate(CLI::App& root, Registry& registry) {
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* migrate = root.add_subcommand(
-      "migrate", "Move a running instance (qemu) to another kiln host over ssh, as xm migrate did");
+      "migrate", "Move a running instance (qemu) to another host, as xm migrate did: kiln to kiln over ssh, or "
+      "libvirt to libvirt");
   migrate->footer(
       "The target is ssh://[USER@]HOST[:PORT], with kiln installed there; ?keyfile=PATH and ?known_hosts=PATH\n"
       "name the key and the host keys to trust, as in libvirt's URIs. The host key must be known: nothing\n"
