@@ -114,6 +114,13 @@ class SecondLibvirtHost {
         }
     }
     sshd_.reset();
+    // And any qemu of it left, found by its libvirtd's pid files: libvirtd
+    // leaves its guests running when it ends.
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(fmt::format("/proc/{}/root/run/libvirt/qemu", pid_), ec))
+      if (entry.path().extension() == ".pid")
+        if (std::string pid = testing::read_text(entry.path()); !pid.empty() && std::stoi(pid) > 1)
+          ::kill(std::stoi(pid), SIGKILL);
     if (pid_ > 0) {
       ::kill(pid_, SIGTERM);
       ::waitpid(pid_, nullptr, 0);
