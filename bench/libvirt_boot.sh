@@ -47,7 +47,6 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-libvirt.XXXXXX")
 export KILN_RUNTIME_DIR=$work/run KILN_STATE_DIR=$work/state
 kiln=$work/bin/kiln
-started=()
 cleanup() {
   if [[ -x $kiln ]]; then
     for name in $("$kiln" list --connect "$uri" --json 2>/dev/null |
@@ -59,20 +58,14 @@ cleanup() {
       "$kiln" destroy "$name" >/dev/null 2>&1 || true
     done
   fi
-  for daemon in "${started[@]}"; do
-    [[ -f /run/$daemon.pid ]] && kill "$(cat "/run/$daemon.pid")" 2>/dev/null || true
-  done
+  bench_libvirtd_down
   rm -rf --one-file-system -- "$work"
 }
 trap cleanup EXIT
 trap 'echo; echo "libvirt_boot: interrupted" >&2; exit 130' INT TERM
 bench_copy_kiln "$kiln_source" "$work/bin" >/dev/null || exit 2
 
-if ! virsh -c "$uri" version >/dev/null 2>&1; then
-  for daemon in virtlogd libvirtd; do "$daemon" --daemon && started+=("$daemon"); done
-  for _ in $(seq 150); do virsh -c "$uri" version >/dev/null 2>&1 && break; sleep 0.2; done
-  virsh -c "$uri" version >/dev/null 2>&1 || die "libvirtd did not come up"
-fi
+bench_libvirtd_up "$uri" || exit 2
 
 if [[ -z $image_dir ]]; then
   echo "libvirt_boot: baking recipes/debian-12-minimal.toml (untimed)"

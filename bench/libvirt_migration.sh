@@ -49,7 +49,7 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-libvirt-migration.XXXXXX")
 export KILN_RUNTIME_DIR=$work/run KILN_STATE_DIR=$work/state
 kiln=$work/bin/kiln
-started=() pids=() second_pid=
+pids=() second_pid=
 declare -A uri
 cleanup() {
   for host in a b; do
@@ -68,20 +68,14 @@ cleanup() {
       [[ -f $work/second/$daemon.pid ]] && kill -KILL "$(cat "$work/second/$daemon.pid")" 2>/dev/null || true
     done
   fi
-  for daemon in "${started[@]}"; do
-    [[ -f /run/$daemon.pid ]] && kill "$(cat "/run/$daemon.pid")" 2>/dev/null || true
-  done
+  bench_libvirtd_down
   rm -rf --one-file-system -- "$work"
 }
 trap cleanup EXIT
 trap 'echo; echo "libvirt_migration: interrupted" >&2; exit 130' INT TERM
 bench_copy_kiln "$kiln_source" "$work/bin" >/dev/null || exit 2
 
-if ! virsh -c "$local_uri" version >/dev/null 2>&1; then
-  for daemon in virtlogd libvirtd; do "$daemon" --daemon && started+=("$daemon"); done
-  for _ in $(seq 150); do virsh -c "$local_uri" version >/dev/null 2>&1 && break; sleep 0.2; done
-  virsh -c "$local_uri" version >/dev/null 2>&1 || die "libvirtd did not come up"
-fi
+bench_libvirtd_up "$local_uri" || exit 2
 "$here/tests/integration/second_libvirt_host.sh" "$work/second" >"$work/second.log" 2>&1 &
 second_pid=$!
 for _ in $(seq 300); do [[ -e $work/second/ready ]] && break; sleep 0.2; done

@@ -80,3 +80,22 @@ bench_json_field() {
 }
 # A / B as "N.NNx".
 bench_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+
+# libvirtd and virtlogd for the benchmark's life: the running ones, or ones
+# it starts (their pid files in /run), listed in bench_started_daemons for
+# bench_libvirtd_down to stop.
+bench_started_daemons=()
+bench_libvirtd_up() {  # URI
+  virsh -c "$1" version >/dev/null 2>&1 && return 0
+  local daemon
+  for daemon in virtlogd libvirtd; do "$daemon" --daemon && bench_started_daemons+=("$daemon"); done
+  for _ in $(seq 150); do virsh -c "$1" version >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "bench: libvirtd did not come up" >&2
+  return 2
+}
+bench_libvirtd_down() {
+  local daemon
+  for daemon in "${bench_started_daemons[@]}"; do
+    [[ -f /run/$daemon.pid ]] && kill "$(cat "/run/$daemon.pid")" 2>/dev/null || true
+  done
+}
