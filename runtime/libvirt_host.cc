@@ -113,10 +113,10 @@ Result<LibvirtVolumeFacts> facts_of(virStorageVolPtr volume) {
   facts.name = name ? name : "";
   facts.path = volume_path(volume);
   virStorageVolInfo info{};
-  char* text = virStorageVolGetXMLDesc(volume, 0);
-  if (!text || virStorageVolGetInfo(volume, &info) != 0)
-    return std::unexpected(libvirt_error(fmt::format("volume {}", facts.name)));
+  if (virStorageVolGetInfo(volume, &info) != 0) return std::unexpected(libvirt_error("volume " + facts.name));
   facts.capacity = info.capacity;
+  char* text = virStorageVolGetXMLDesc(volume, 0);
+  if (!text) return std::unexpected(libvirt_error("volume " + facts.name));
   pugi::xml_document xml;
   xml.load_string(text);
   free(text);
@@ -210,13 +210,12 @@ Result<std::string> LibvirtHost::volume_from_bytes(const std::string& name, cons
   }, uploaded);
 }
 
-Result<std::string> LibvirtHost::volume_from_host(const std::string& name, LibvirtHost& source, uint64_t& bytes,
-                                                  bool& uploaded) {
-  KILN_ASSIGN(LibvirtVolumeFacts facts, source.volume_named(name));
-  std::unique_ptr<virStorageVol, LibvirtDeleter> from(virStorageVolLookupByPath(source.connection(), facts.path.c_str()));
-  if (!from) return std::unexpected(libvirt_error(fmt::format("{}: volume {}", source.uri(), name)));
-  std::string what = fmt::format("{} on {}", name, source.uri());
-  return whole_volume(name, facts.capacity, what, [&](virStreamPtr upload) {
+Result<std::string> LibvirtHost::volume_from_host(const LibvirtVolumeFacts& volume, LibvirtHost& source,
+                                                  uint64_t& bytes, bool& uploaded) {
+  std::unique_ptr<virStorageVol, LibvirtDeleter> from(virStorageVolLookupByPath(source.connection(), volume.path.c_str()));
+  if (!from) return std::unexpected(libvirt_error(fmt::format("{}: volume {}", source.uri(), volume.name)));
+  std::string what = fmt::format("{} on {}", volume.name, source.uri());
+  return whole_volume(volume.name, volume.capacity, what, [&](virStreamPtr upload) {
     LibvirtStream download(virStreamNew(source.connection(), 0));
     Relay relay{upload, bytes};
     return download &&
@@ -224,13 +223,6 @@ Result<std::string> LibvirtHost::volume_from_host(const std::string& name, Libvi
            virStreamSparseRecvAll(download.get(), relay_data, relay_hole, &relay) == 0 &&
            virStreamFinish(download.get()) == 0;
   }, uploaded);
-}
-
-Result<LibvirtVolumeFacts> LibvirtHost::volume_named(const std::string& name) {
-  KILN_ASSIGN(virStoragePoolPtr pool, pool());
-  std::unique_ptr<virStorageVol, LibvirtDeleter> volume(virStorageVolLookupByName(pool, name.c_str()));
-  if (!volume) return std::unexpected(libvirt_error(fmt::format("{}: volume {} in pool {}", uri_, name, kKilnPoolName)));
-  return facts_of(volume.get());
 }
 
 Result<LibvirtVolumeFacts> LibvirtHost::volume_at(const std::string& path) const {

@@ -63,10 +63,10 @@ class LibvirtHost {
   Result<std::string> volume_from_file(const std::string& name, const std::filesystem::path& file, bool& uploaded);
   // The same, holding `bytes`.
   Result<std::string> volume_from_bytes(const std::string& name, const std::string& bytes);
-  // The same, from volume `name` of kiln's pool on `source`, sent on
-  // from there as it is read (sparse); `bytes` counts the data sent.
-  Result<std::string> volume_from_host(const std::string& name, LibvirtHost& source, uint64_t& bytes, bool& uploaded);
-  Result<LibvirtVolumeFacts> volume_named(const std::string& name);
+  // The same, from `volume` of kiln's pool on `source` (same name here),
+  // sent on from there as it is read (sparse); `bytes` counts the data sent.
+  Result<std::string> volume_from_host(const LibvirtVolumeFacts& volume, LibvirtHost& source, uint64_t& bytes,
+                                       bool& uploaded);
   Result<LibvirtVolumeFacts> volume_at(const std::string& path) const;
   // A qcow2 volume over the raw volume at `base_path` of `capacity` bytes.
   Result<std::string> overlay_volume(const std::string& name, const std::string& base_path, uint64_t capacity);

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -47,7 +46,7 @@ bool console_says(int fd, std::string_view word, std::chrono::milliseconds limit
 Result<KvmVerdict> run_probe(LibvirtHost& host) {
   std::string sector = kvm_probe_boot_sector();
   KILN_ASSIGN(std::string disk, host.volume_from_bytes(kProbeVolume, sector));
-  std::string name = fmt::format("kiln-kvm-probe-{}-{}", ::getpid(), std::rand() % 100000);
+  std::string name = fmt::format("kiln-kvm-probe-{}", ::getpid());
   // The CPU kiln's domains get under KVM (formats/domain/libvirt_xml):
   // what must run.
   std::string xml = fmt::format(

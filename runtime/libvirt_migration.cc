@@ -165,26 +165,26 @@ Result<MigrationOutcome> migrate_libvirt_instance(const std::string& from, const
   target.remove_volumes(name + ".");
   TargetUndo undo{target, name + "."};
   TypedParams params;
-  auto copy_volume = [&](const std::string& volume) -> Result<std::string> {
+  auto copy_volume = [&](const LibvirtVolumeFacts& volume) -> Result<std::string> {
     bool uploaded = false;
     uint64_t before = outcome.image_bytes_sent;
-    reporter.step("volume", fmt::format("{} to {}", volume, to));
+    reporter.step("volume", fmt::format("{} to {}", volume.name, to));
     KILN_ASSIGN(std::string path, target.volume_from_host(volume, source, outcome.image_bytes_sent, uploaded));
     reporter.done(uploaded ? fmt::format("sent {}", format_size(outcome.image_bytes_sent - before))
                            : std::string("there already"));
-    if (uploaded && volume.starts_with("image-")) outcome.sent_files.push_back(volume);
+    if (uploaded && volume.name.starts_with("image-")) outcome.sent_files.push_back(volume.name);
     return path;
   };
   for (size_t i = 0; i < files.paths.size(); ++i) {
     KILN_ASSIGN(LibvirtVolumeFacts facts, source.volume_at(files.paths[i]));
     std::string path;
     if (facts.backing_path.empty()) {
-      KILN_ASSIGN(path, copy_volume(facts.name));
+      KILN_ASSIGN(path, copy_volume(facts));
     } else {
       // The instance's overlay: the target makes its own, empty, over its
       // copy of the image; libvirt copies what the guest wrote into it.
       KILN_ASSIGN(LibvirtVolumeFacts base, source.volume_at(facts.backing_path));
-      KILN_ASSIGN(std::string base_path, copy_volume(base.name));
+      KILN_ASSIGN(std::string base_path, copy_volume(base));
       KILN_ASSIGN(path, target.overlay_volume(facts.name, base_path, facts.capacity));
       xml = replaced_everywhere(xml, facts.backing_path, base_path);
       if (!params.add(VIR_MIGRATE_PARAM_MIGRATE_DISKS, files.targets[i]))
