@@ -358,6 +358,9 @@ class Supervisor {
     child_exited_ = false;
     // Asked for: its run here is over, and nothing went wrong.
     if (intent_ == Intent::kSave || intent_ == Intent::kMigrated) return StopCause::kPowerOff;
+    // A guest that never arrived did not crash here: run() discards it,
+    // keeping no console log (its source runs on).
+    if (arriving_ || !arrival_failure_.empty()) return StopCause::kCrash;
     if (panicked_) {
       record_crash(panic_event());
       return StopCause::kCrash;
