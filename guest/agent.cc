@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include <nlohmann/json.hpp>
 
@@ -74,9 +76,19 @@ std::string end_of_input(int pty, bool at_line_start) {
   return std::string(canonical && !at_line_start ? 2 : 1, eof);
 }
 
+// 16 hex digits, fresh each time the agent starts.
+std::string new_run_id() {
+  uint64_t bits = 0;
+  if (::getrandom(&bits, sizeof bits, 0) != sizeof bits) bits = static_cast<uint64_t>(::getpid()) ^ ::time(nullptr);
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(bits));
+  return text;
+}
+
 }  // namespace
 
-Agent::Agent(Fd channel) : channel_(std::move(channel)), signals_(child_signals()), buffer_(kMaxFramePayload, '\0') {}
+Agent::Agent(Fd channel)
+    : channel_(std::move(channel)), signals_(child_signals()), run_id_(new_run_id()), buffer_(kMaxFramePayload, '\0') {}
 
 int Agent::run() {
   if (!signals_) {
@@ -213,7 +225,11 @@ void Agent::send(uint32_t session, FrameType type, std::string_view payload) {
   out_ += encode_frame(session, type, payload);
 }
 
-void Agent::say_hello() { send(0, FrameType::kHello, nlohmann::json{{"version", kExecProtocolVersion}}.dump()); }
+void Agent::say_hello(bool reply) {
+  nlohmann::json hello{{"version", kExecProtocolVersion}, {"run", run_id_}};
+  if (reply) hello["reply"] = true;
+  send(0, FrameType::kHello, hello.dump());
+}
 
 bool Agent::congested() const { return out_.size() > kCongested; }
 
@@ -221,7 +237,7 @@ bool Agent::congested() const { return out_.size() > kCongested; }
 
 void Agent::handle(const Frame& frame) {
   if (frame.session == 0) {
-    if (frame.type == FrameType::kHello) say_hello();
+    if (frame.type == FrameType::kHello) say_hello(/*reply=*/true);
     return;
   }
   if (frame.type == FrameType::kOpen) return open_session(frame.session, frame.payload);

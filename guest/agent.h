@@ -59,7 +59,9 @@ class Agent {
   void lose_channel();
   void flush_channel();
   void send(uint32_t session, FrameType type, std::string_view payload);
-  void say_hello();
+  // `reply`: to the host's kHello, which a relay that asked for it takes
+  // as no restart (the agent may have greeted it on its own meanwhile).
+  void say_hello(bool reply = false);
   bool congested() const;
 
   void handle(const Frame& frame);
@@ -81,6 +83,7 @@ class Agent {
   FrameDecoder decoder_;
   std::string out_;  // frames not yet written to the channel
   bool connected_ = true;
+  std::string run_id_;  // this run of the agent, in its kHello
   Clock::time_point retry_at_;  // while not connected: when to read again
   std::map<uint32_t, Session> sessions_;
   std::string buffer_;  // one read's worth, reused

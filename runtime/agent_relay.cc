@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,6 +28,15 @@ namespace {
 // Past this much unsent data toward one side, the relay stops reading from
 // the other: memory stays bounded when a client or the guest is slow.
 constexpr size_t kHighWater = 8u << 20;
+
+// A random session number to count on from (never 0, which is the
+// channel's own), far from where other relays count.
+uint32_t first_session() {
+  uint32_t number = 0;
+  while (number == 0)
+    if (::getrandom(&number, sizeof number, 0) != sizeof number) number = static_cast<uint32_t>(::getpid());
+  return number;
+}
 
 // One end of the relay: a socket, what was read from it and not yet cut
 // into frames, and what waits to be written to it.
@@ -285,13 +295,20 @@ class AgentRelay::Loop {
 
   // The agent has the channel: the first time, or after a restart that
   // lost whatever was under way.
+  // The agent's reply to the relay's own kHello, from the run that greeted
+  // it already (on its own, as it started or got its channel back),
+  // restarted nothing.
   void take_hello(std::string_view payload) {
+    auto hello = nlohmann::json::parse(payload, nullptr, false);
+    std::string run = hello.is_object() && hello.contains("run") && hello["run"].is_string() ? hello["run"] : "";
+    bool reply = hello.is_object() && hello.value("reply", false);
+    if (agent_version_ != 0 && reply && !run.empty() && run == agent_run_) return;
     if (agent_version_ != 0) {
       end_sessions("the guest's exec agent restarted");
       channel_->out.clear();
     }
     channel_->acked = channel_->written;
-    auto hello = nlohmann::json::parse(payload, nullptr, false);
+    agent_run_ = run;
     agent_version_ = hello.is_object() ? hello.value("version", 1) : 1;
     for (auto& [session, client] : clients_)
       if (client.fd && !client.greeted) greet(client);
@@ -374,8 +391,12 @@ class AgentRelay::Loop {
   UniqueFd wake_;
   std::optional<Channel> channel_;
   std::map<uint32_t, Peer> clients_;
-  uint32_t next_session_ = 1;
+  // Not 1: a relay before this one (the instance's previous host, an
+  // earlier `kiln exec --connect`) may have left commands running in the
+  // guest under the numbers it gave, which the agent still holds.
+  uint32_t next_session_ = first_session();
   int agent_version_ = 0;  // 0: no kHello from the agent on this channel yet
+  std::string agent_run_;  // the run of the agent its kHello named
 
   std::mutex mutex_;
   bool stop_ = false;

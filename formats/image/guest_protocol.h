@@ -114,7 +114,10 @@ std::optional<std::string> agent_channel_from_dmi(std::string_view table);
 // own (kHello, kAck); the host numbers the others from 1.
 //
 // The agent speaks first: kHello when it has the channel, and again after a
-// restart, when the host drops what it had under way. Nothing goes toward
+// restart, when the host drops what it had under way. Its kHello names the
+// agent's run, and says when it replies to the host's: a reply from the
+// run that greeted already is no restart, and the host keeps what is under
+// way. Nothing goes toward
 // the agent before that, because UML's serial line echoes and rewrites
 // what arrives before the agent has made it raw.
 //
@@ -123,7 +126,7 @@ std::optional<std::string> agent_channel_from_dmi(std::string_view table);
 // descriptor for good once its buffers have filled (Debian 12's linux.uml):
 // a window smaller than the line's 4 KiB never fills them.
 enum class FrameType : uint8_t {
-  kHello = 1,   // both ways, session 0: {"version": N}; the agent sends it when it has the channel and answers the host's
+  kHello = 1,   // both ways, session 0: {"version": N[, "run": ID, "reply": true]}; the agent sends it when it has the channel and answers the host's
   kOpen = 2,    // host to agent: an ExecRequest (JSON); starts the session's command
   kStdin = 3,   // host to agent: input bytes; an empty payload ends the input
   kResize = 4,  // host to agent: {"rows": R, "cols": C}, for a command on a pty
