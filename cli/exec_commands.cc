@@ -21,6 +21,8 @@
 #include "runtime/guest_exec.h"
 #include "runtime/guest_ssh.h"
 #include "runtime/instance_manager.h"
+#include "runtime/libvirt_exec.h"
+#include "runtime/libvirt_instances.h"
 
 namespace kiln::cli {
 namespace {
@@ -110,9 +112,16 @@ class RawTerminal {
   bool active_ = false;
 };
 
+// Where `--connect` (or $KILN_CONNECT) says the instance is: a libvirt
+// host, or kiln's own runtime here.
+std::unique_ptr<ExecTarget> exec_target(const std::string& connect) {
+  if (std::string uri = connect_uri(connect); !uri.empty()) return std::make_unique<LibvirtExecTarget>(uri);
+  return std::make_unique<OwnExecTarget>(InstanceStore::open());
+}
+
 // Runs the command with this process's stdin, stdout and stderr; the exit
 // code is kiln's.
-int run_command(const InstanceStore& store, const std::string& name, const CommandFlags& flags, ExecWait wait) {
+int run_command(ExecTarget& target, const std::string& name, const CommandFlags& flags, ExecWait wait) {
   ExecRequest request = flags.request();
   ExecIo io;
   bool stdin_is_terminal = ::isatty(STDIN_FILENO);
@@ -133,7 +142,7 @@ int run_command(const InstanceStore& store, const std::string& name, const Comma
     if (io.stdin_fd == STDIN_FILENO && stdin_is_terminal) raw.emplace(STDIN_FILENO, true);
     else raw.emplace(STDOUT_FILENO, false);
   }
-  auto exit = exec_in_instance(store, name, request, io, wait);
+  auto exit = exec_in_instance(target, name, request, io, wait);
   raw.reset();
   if (!exit) return exec_failed(exit.error());
   if (exit->timed_out) {
@@ -175,11 +184,11 @@ void register_exec(CLI::App& root, Registry& registry) {
   app->add_option("name", *name, "Instance name")->required();
   flags->add_to(app, true);
   app->add_option("command", flags->argv, "The command and its arguments, after --")->required();
+  auto connect = add_connect(app);
   app->footer(std::string("Example: kiln exec web1 -- systemctl is-system-running\n") + kExitCodes);
-  registry.push_back({app, [name, flags] {
-                        InstanceStore store = InstanceStore::open();
-                        return run_command(store, *name, *flags,
-                                           ExecWait{std::chrono::seconds(flags->wait_ready)});
+  registry.push_back({app, [name, flags, connect] {
+                        auto target = exec_target(*connect);
+                        return run_command(*target, *name, *flags, ExecWait{std::chrono::seconds(flags->wait_ready)});
                       }});
 }
 
@@ -193,6 +202,7 @@ void register_cp(CLI::App& root, Registry& registry) {
   app->add_option("target", *target, "NAME:GUEST-PATH or HOST-PATH")->required();
   app->add_flag("--recursive,-r", *recursive, "Copy directories, with everything in them");
   app->add_flag("--wait-ready{120}", *wait_ready, "Wait for an instance that is still booting (up to 120 s)");
+  auto connect = add_connect(app);
   app->footer(
       "Modes are kept. The copy is written under a temporary name beside its destination and renamed\n"
       "into place once complete; a failure (a full disk, say) leaves nothing under the final name.\n"
@@ -200,8 +210,8 @@ void register_cp(CLI::App& root, Registry& registry) {
   registry.push_back({app, [=] {
                         auto request = copy_request(*source, *target, *recursive);
                         if (!request) return report_error(request.error());
-                        InstanceStore store = InstanceStore::open();
-                        return finish(copy_with_guest(store, *request, ExecWait{std::chrono::seconds(*wait_ready)}),
+                        auto target = exec_target(*connect);
+                        return finish(copy_with_guest(*target, *request, ExecWait{std::chrono::seconds(*wait_ready)}),
                                       [] {});
                       }});
 }
@@ -307,16 +317,17 @@ int run_run(RunFlags& flags) {
   EphemeralInstance instance{store, request.name, flags.keep};
   fmt::print(stderr, "kiln: {}: {}\n", request.name, outcome->backend_choice);
   ExecWait wait{std::chrono::seconds(flags.wait_ready)};
+  OwnExecTarget target(store);
   auto ready = wait_ready(store, request.name, wait.ready);
   if (!ready) return exec_failed(ready.error());
   double ready_at = seconds_since(start);
   for (const CopyRequest& copy : copies)
-    if (auto done = copy_with_guest(store, copy, wait); !done) return exec_failed(done.error());
+    if (auto done = copy_with_guest(target, copy, wait); !done) return exec_failed(done.error());
   auto command_start = Clock::now();
-  int code = run_command(store, request.name, flags.command, wait);
+  int code = run_command(target, request.name, flags.command, wait);
   double command_seconds = seconds_since(command_start);
   for (const CopyRequest& collect : collects)
-    if (auto done = copy_with_guest(store, collect, wait); !done) {
+    if (auto done = copy_with_guest(target, collect, wait); !done) {
       report_error(done.error());
       if (code == 0) code = kExecFailed;
     }

@@ -172,14 +172,14 @@ class Session {
 
 }  // namespace
 
-Result<ExecExit> run_in_guest(const std::filesystem::path& socket, const ExecRequest& request, const ExecIo& io,
+Result<ExecExit> run_in_guest(const std::filesystem::path& socket, const std::string& instance,
+                              const ExecRequest& request, const ExecIo& io,
                               std::chrono::milliseconds greeting_timeout) {
-  std::string name = socket.parent_path().filename().string();
   auto connected = connect_unix(socket);
   if (!connected)
-    return fail(ErrorKind::kFailed, "{}: its supervisor does not serve exec ({}); is the instance running?", name,
+    return fail(ErrorKind::kFailed, "{}: its supervisor does not serve exec ({}); is the instance running?", instance,
                 connected.error().message);
-  Session session(std::move(*connected), io, name);
+  Session session(std::move(*connected), io, instance);
   KILN_TRY(session.wait_greeting(greeting_timeout));
   session.send(FrameType::kOpen, encode_exec_request(request));
   return session.serve();

@@ -32,7 +32,8 @@ struct ExecIo {
 // `greeting_timeout` for the agent to answer. The result is how the command
 // ended; an error means it could not be run or was cut off (the guest
 // stopped, the channel broke).
-Result<ExecExit> run_in_guest(const std::filesystem::path& socket, const ExecRequest& request, const ExecIo& io,
+Result<ExecExit> run_in_guest(const std::filesystem::path& socket, const std::string& instance,
+                              const ExecRequest& request, const ExecIo& io,
                               std::chrono::milliseconds greeting_timeout);
 
 }  // namespace kiln

@@ -36,12 +36,7 @@ Result<InstanceRecord> ready_instance(const InstanceStore& store, const std::str
       return fail(ErrorKind::kFailed, "{} is not ready yet; --wait-ready=SECONDS waits for it", name);
     KILN_ASSIGN(*record, wait_ready(store, name, wait.ready));
   }
-  if (record->guest_exec.empty())
-    return fail(ErrorKind::kFailed,
-                "{}: its image was baked by a kiln without the exec agent; bake the image again to use kiln exec",
-                name);
-  if (record->guest_exec == "none")
-    return fail(ErrorKind::kFailed, "{}: its image has no exec agent (this kiln has none for its architecture)", name);
+  KILN_TRY(check_exec_agent(name, record->guest_exec));
   return record;
 }
 
@@ -64,7 +59,7 @@ Result<> expect_success(const ExecExit& exit, const std::string& errors, const s
 
 // Runs a copy's guest side with `input` as its stdin and `output` taking its
 // stdout; the error carries the guest's own message.
-Result<> run_copy_command(const InstanceStore& store, const std::string& name, const ExecRequest& request, int input,
+Result<> run_copy_command(ExecTarget& target, const std::string& name, const ExecRequest& request, int input,
                           const std::function<Result<>(std::string_view)>& output, const ExecWait& wait,
                           const std::string& what) {
   std::string errors;
@@ -75,7 +70,7 @@ Result<> run_copy_command(const InstanceStore& store, const std::string& name, c
     if (errors.size() < 4096) errors.append(bytes);
     return {};
   };
-  KILN_ASSIGN(ExecExit exit, exec_in_instance(store, name, request, io, wait));
+  KILN_ASSIGN(ExecExit exit, exec_in_instance(target, name, request, io, wait));
   return expect_success(exit, errors, what);
 }
 
@@ -140,15 +135,15 @@ constexpr std::string_view kInboxPrefix = "cp-inbox";
 // that directory with hostfs. Elsewhere the data goes on the command's stdin.
 class CopyInput {
  public:
-  static Result<CopyInput> open(const InstanceStore& store, const std::string& name, const ExecWait& wait) {
-    KILN_ASSIGN(InstanceRecord record, ready_instance(store, name, wait));
+  static Result<CopyInput> open(ExecTarget& target, const std::string& name, const ExecWait& wait) {
+    KILN_ASSIGN(ExecEndpoint endpoint, target.reach(name, wait));
     CopyInput input;
-    fs::path disk_dir = store.paths(name).disk_dir;
+    const fs::path& inbox_root = endpoint.inbox_root;
     // mount(8) splits its options at commas: such a path takes the line.
-    if (record.spec.backend == BackendKind::kUml && disk_dir.string().find(',') == std::string::npos) {
+    if (!inbox_root.empty() && inbox_root.string().find(',') == std::string::npos) {
       // What a copy that was killed left there goes with the next one.
-      remove_stale_temp_dirs(disk_dir, kInboxPrefix);
-      KILN_ASSIGN(TempDir inbox, create_tagged_temp_dir(disk_dir, kInboxPrefix));
+      remove_stale_temp_dirs(inbox_root, kInboxPrefix);
+      KILN_ASSIGN(TempDir inbox, create_tagged_temp_dir(inbox_root, kInboxPrefix));
       input.inbox_.emplace(std::move(inbox));
     }
     return input;
@@ -168,7 +163,7 @@ class CopyInput {
   std::optional<TempDir> inbox_;
 };
 
-Result<> copy_to_guest(const InstanceStore& store, const CopyRequest& request, const ExecWait& wait) {
+Result<> copy_to_guest(ExecTarget& target, const CopyRequest& request, const ExecWait& wait) {
   struct stat st;
   if (::stat(request.host_path.c_str(), &st) != 0) return fail_errno("cannot copy", request.host_path.string(), errno);
   std::string what = fmt::format("{} -> {}:{}", request.host_path.string(), request.instance, request.guest_path);
@@ -178,7 +173,7 @@ Result<> copy_to_guest(const InstanceStore& store, const CopyRequest& request, c
     return fail(ErrorKind::kBadInput, "{} is a directory: copy it with -r", request.host_path.string());
   if (!tree && !S_ISREG(st.st_mode))
     return fail(ErrorKind::kBadInput, "{}: not a file or directory", request.host_path.string());
-  KILN_ASSIGN(CopyInput input, CopyInput::open(store, request.instance, wait));
+  KILN_ASSIGN(CopyInput input, CopyInput::open(target, request.instance, wait));
   bool staged = !input.staged_file().empty();
   fs::path data = staged ? input.staged_file() : request.host_path;
   std::optional<TempDir> staging;
@@ -202,17 +197,17 @@ Result<> copy_to_guest(const InstanceStore& store, const CopyRequest& request, c
   ExecRequest guest_side = tree ? input.request(kReceiveTree, {request.guest_path, name})
                                 : input.request(kReceiveFile, {request.guest_path, name,
                                                                fmt::format("{:o}", st.st_mode & 07777)});
-  return run_copy_command(store, request.instance, guest_side, on_stdin ? on_stdin.get() : -1, {}, wait, what);
+  return run_copy_command(target, request.instance, guest_side, on_stdin ? on_stdin.get() : -1, {}, wait, what);
 }
 
-Result<> copy_from_guest(const InstanceStore& store, const CopyRequest& request, const ExecWait& wait) {
+Result<> copy_from_guest(ExecTarget& target, const CopyRequest& request, const ExecWait& wait) {
   std::string what = fmt::format("{}:{} -> {}", request.instance, request.guest_path, request.host_path.string());
   std::string description;
   auto collect = [&](std::string_view bytes) -> Result<> {
     description.append(bytes);
     return {};
   };
-  KILN_TRY(run_copy_command(store, request.instance, shell(kDescribe, {request.guest_path}), -1, collect, wait, what));
+  KILN_TRY(run_copy_command(target, request.instance, shell(kDescribe, {request.guest_path}), -1, collect, wait, what));
   bool directory = description.starts_with("directory ");
   unsigned mode = static_cast<unsigned>(std::strtoul(description.c_str() + description.find(' ') + 1, nullptr, 8));
   fs::path dest = request.host_path;
@@ -221,7 +216,7 @@ Result<> copy_from_guest(const InstanceStore& store, const CopyRequest& request,
   if (!directory) {
     KILN_ASSIGN(AtomicFile file, AtomicFile::create(dest, static_cast<int>(mode & 07777)));
     auto to_file = [&](std::string_view bytes) { return file.write(bytes); };
-    KILN_TRY(run_copy_command(store, request.instance, shell("exec cat -- \"$1\"", {request.guest_path}), -1,
+    KILN_TRY(run_copy_command(target, request.instance, shell("exec cat -- \"$1\"", {request.guest_path}), -1,
                               to_file, wait, what));
     if (::fchmod(file.fd(), mode & 07777) != 0) return fail_errno("chmod", file.temp_path().string(), errno);
     return file.commit();
@@ -236,7 +231,7 @@ Result<> copy_from_guest(const InstanceStore& store, const CopyRequest& request,
   {
     KILN_ASSIGN(AtomicFile archive, AtomicFile::create(tar, 0600));
     auto to_archive = [&](std::string_view bytes) { return archive.write(bytes); };
-    KILN_TRY(run_copy_command(store, request.instance, shell(kSendTree, {request.guest_path}), -1, to_archive, wait,
+    KILN_TRY(run_copy_command(target, request.instance, shell(kSendTree, {request.guest_path}), -1, to_archive, wait,
                               what));
     KILN_TRY(archive.commit());
   }
@@ -251,15 +246,32 @@ Result<> copy_from_guest(const InstanceStore& store, const CopyRequest& request,
 
 }  // namespace
 
-Result<ExecExit> exec_in_instance(const InstanceStore& store, const std::string& name, const ExecRequest& request,
-                                  const ExecIo& io, const ExecWait& wait) {
-  KILN_TRY(ready_instance(store, name, wait));
-  return run_in_guest(store.paths(name).exec_socket, request, io, wait.greeting);
+Result<> check_exec_agent(const std::string& name, const std::string& exec) {
+  if (exec.empty())
+    return fail(ErrorKind::kFailed,
+                "{}: its image was baked by a kiln without the exec agent; bake the image again to use kiln exec",
+                name);
+  if (exec == "none")
+    return fail(ErrorKind::kFailed, "{}: its image has no exec agent (this kiln has none for its architecture)", name);
+  return {};
 }
 
-Result<> copy_with_guest(const InstanceStore& store, const CopyRequest& request, const ExecWait& wait) {
-  if (request.to_guest) return copy_to_guest(store, request, wait);
-  return copy_from_guest(store, request, wait);
+Result<ExecEndpoint> OwnExecTarget::reach(const std::string& name, const ExecWait& wait) {
+  KILN_ASSIGN(InstanceRecord record, ready_instance(store_, name, wait));
+  ExecEndpoint endpoint{store_.paths(name).exec_socket, wait.greeting, {}};
+  if (record.spec.backend == BackendKind::kUml) endpoint.inbox_root = store_.paths(name).disk_dir;
+  return endpoint;
+}
+
+Result<ExecExit> exec_in_instance(ExecTarget& target, const std::string& name, const ExecRequest& request,
+                                  const ExecIo& io, const ExecWait& wait) {
+  KILN_ASSIGN(ExecEndpoint endpoint, target.reach(name, wait));
+  return run_in_guest(endpoint.socket, name, request, io, endpoint.greeting);
+}
+
+Result<> copy_with_guest(ExecTarget& target, const CopyRequest& request, const ExecWait& wait) {
+  if (request.to_guest) return copy_to_guest(target, request, wait);
+  return copy_from_guest(target, request, wait);
 }
 
 }  // namespace kiln

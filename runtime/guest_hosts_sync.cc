@@ -28,7 +28,7 @@ GuestHostsSync::Outcome push(const std::filesystem::path& socket, const std::str
   ExecIo io{.stdin_fd = read_end.get(),
             .out = [](std::string_view) -> Result<> { return {}; },
             .err = [](std::string_view) -> Result<> { return {}; }};
-  auto ended = run_in_guest(socket, request, io, kGreetingTimeout);
+  auto ended = run_in_guest(socket, socket.parent_path().filename().string(), request, io, kGreetingTimeout);
   if (!ended) return Outcome::kFailed;
   return ended->code == 0 && ended->signal == 0 ? Outcome::kTaken : Outcome::kRefused;
 }

@@ -6,6 +6,7 @@
 
 #include <sstream>
 
+#include <fmt/ranges.h>
 #include <pugixml.hpp>
 
 #include "base/files.h"
@@ -266,6 +267,24 @@ std::optional<std::string> kiln_metadata_of(virDomainPtr domain) {
   return out;
 }
 
+Result<> LibvirtHost::check_network(const std::string& name) const {
+  std::unique_ptr<virNetwork, LibvirtDeleter> network(virNetworkLookupByName(connection(), name.c_str()));
+  if (network && virNetworkIsActive(network.get()) == 1) return {};
+  if (network)
+    return fail(ErrorKind::kBadInput, "the libvirt network {} on {} is not active (`virsh net-start {}`)", name, uri_,
+                name);
+  std::vector<std::string> names;
+  virNetworkPtr* networks = nullptr;
+  int count = virConnectListAllNetworks(connection(), &networks, 0);
+  for (int i = 0; i < count; ++i) {
+    names.push_back(virNetworkGetName(networks[i]));
+    virNetworkFree(networks[i]);
+  }
+  free(networks);
+  return fail(ErrorKind::kBadInput, "{} has no libvirt network named {} (it has: {})", uri_, name,
+              names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", ")));
+}
+
 Result<LibvirtDomain> LibvirtHost::domain(const std::string& name) const {
   LibvirtDomain found(virDomainLookupByName(connection(), name.c_str()));
   if (!found || !kiln_metadata_of(found.get()))
@@ -283,6 +302,23 @@ std::vector<LibvirtDomain> LibvirtHost::kiln_domains() const {
   }
   free(domains);
   return out;
+}
+
+// A domain shut off by a save is "saved", as a saved kiln instance is.
+std::pair<std::string, char> domain_state(virDomainPtr domain) {
+  int state = 0, reason = 0;
+  if (virDomainGetState(domain, &state, &reason, 0) != 0) return {"unknown", '?'};
+  switch (state) {
+    case VIR_DOMAIN_RUNNING: return {"running", 'r'};
+    case VIR_DOMAIN_BLOCKED: return {"blocked", 'b'};
+    case VIR_DOMAIN_PAUSED: return {"paused", 'p'};
+    case VIR_DOMAIN_SHUTDOWN: return {"shutting-down", 's'};
+    case VIR_DOMAIN_CRASHED: return {"crashed", 'c'};
+    case VIR_DOMAIN_SHUTOFF:
+      if (reason == VIR_DOMAIN_SHUTOFF_SAVED) return {"saved", '-'};
+      break;
+  }
+  return {"stopped", '-'};
 }
 
 }  // namespace kiln

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
@@ -31,6 +32,7 @@ struct LibvirtDeleter {
   void operator()(virStoragePoolPtr p) const { virStoragePoolFree(p); }
   void operator()(virStorageVolPtr p) const { virStorageVolFree(p); }
   void operator()(virStreamPtr p) const { virStreamFree(p); }
+  void operator()(virNetworkPtr p) const { virNetworkFree(p); }
 };
 using LibvirtDomain = std::unique_ptr<virDomain, LibvirtDeleter>;
 using LibvirtStream = std::unique_ptr<virStream, LibvirtDeleter>;
@@ -73,6 +75,10 @@ class LibvirtHost {
   // Removes the pool's volumes whose names start with `prefix`.
   void remove_volumes(const std::string& prefix);
 
+  // Checks that the host has an active libvirt network `name`; the error
+  // names the ones it has.
+  Result<> check_network(const std::string& name) const;
+
   // Domains kiln made (marked by its metadata), by name.
   Result<LibvirtDomain> domain(const std::string& name) const;
   std::vector<LibvirtDomain> kiln_domains() const;
@@ -92,6 +98,10 @@ class LibvirtHost {
 
 // libvirt's message for the call that just failed, as an error naming `what`.
 Error libvirt_error(const std::string& what);
+
+// The domain's state as kiln's own instances say it ("running", "paused",
+// "saved"...), and its letter in `kiln list`.
+std::pair<std::string, char> domain_state(virDomainPtr domain);
 
 // The kiln metadata of `domain`, if it has some.
 std::optional<std::string> kiln_metadata_of(virDomainPtr domain);

@@ -15,11 +15,12 @@
 #include "runtime/boot_source.h"
 #include "runtime/console_relay.h"
 #include "runtime/console_scanner.h"
+#include "formats/image/guest_protocol.h"
 #include "runtime/hypervisor_command.h"
 #include "runtime/instance_store.h"
-#include "runtime/libvirt_console.h"
 #include "runtime/libvirt_host.h"
 #include "runtime/libvirt_kvm_probe.h"
+#include "runtime/libvirt_stream.h"
 #include "runtime/seed_disk.h"
 
 namespace kiln {
@@ -28,16 +29,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// What this first libvirt backend does not take yet, refused by name
-// before anything reaches the host.
+// What the libvirt backend does not take, refused by name before anything
+// reaches the host.
 Result<> refuse_what_libvirt_lacks(const BootRequest& request, const std::string& uri) {
-  for (const std::string& net : request.networks)
-    if (net != "user" && net != "none")
-      return fail(ErrorKind::kBadInput, "--net {} with --connect {}: through libvirt kiln gives user networking or "
-                  "none so far", net, uri);
-  if (!request.publish.empty())
-    return fail(ErrorKind::kBadInput, "--publish with --connect {}: not through libvirt yet", uri);
-  if (request.ssh_port) return fail(ErrorKind::kBadInput, "--ssh-port with --connect {}: not through libvirt yet", uri);
+  // libvirt forwards ports only through its passt backend, which Debian
+  // 12's libvirt 9.0 refuses to parse (`<backend type='passt'/>`: "Invalid
+  // value for attribute 'type'"); a libvirt network's own NAT or a host
+  // bridge reaches the guest instead.
+  if (!request.publish.empty() || request.ssh_port)
+    return fail(ErrorKind::kBadInput, "{} with --connect {}: libvirt forwards no ports to user networking here "
+                "(its passt backend is needed, which libvirt 9.0 does not take); put the guest on a libvirt network "
+                "(--net NAME) or a bridge (--net tap:BRIDGE) and reach its address",
+                request.ssh_port ? "--ssh-port" : "--publish", uri);
   if (request.firmware)
     return fail(ErrorKind::kBadInput, "--firmware with --connect {}: kiln boots the kernel directly through libvirt",
                 uri);
@@ -47,6 +50,34 @@ Result<> refuse_what_libvirt_lacks(const BootRequest& request, const std::string
     return fail(ErrorKind::kBadInput, "--backend {} with --connect {}: libvirt runs the guest under its qemu",
                 request.backend, uri);
   return {};
+}
+
+// --net through libvirt names what the libvirt host has: its libvirt
+// networks (`--net NAME`) and bridges (`--net tap:BRIDGE`), or user
+// networking. kiln's own networks are this machine's, not looked for there.
+struct LibvirtNetworking {
+  // The request as kiln plans the guest: every NIC on user networking,
+  // whose guest side (DHCP) is what a libvirt network's or bridge's is too.
+  BootRequest planned;
+  std::vector<std::string> networks;  // per NIC: the libvirt network, or ""
+  std::vector<std::string> bridges;   // per NIC: the host bridge, or ""
+};
+
+// What the request asks of the host's networking; the networks it names
+// are checked for there once it is reached.
+LibvirtNetworking libvirt_networking(const BootRequest& request) {
+  LibvirtNetworking out{request, {}, {}};
+  for (std::string& text : out.planned.networks) {
+    std::string network, bridge;
+    if (text.starts_with("tap:")) bridge = text.substr(4);
+    else if (text != "user" && text != "none") network = text;
+    if (text != "none") {
+      out.networks.push_back(network);
+      out.bridges.push_back(bridge);
+      text = "user";
+    }
+  }
+  return out;
 }
 
 DomainAction action_of(LifecyclePolicy policy) {
@@ -61,24 +92,6 @@ DomainAction action_of(LifecyclePolicy policy) {
 // What goes with a domain kiln undefines: its NVRAM, and a managed save
 // image (`virsh managedsave`), which would otherwise stay on the host.
 constexpr unsigned kUndefineAll = VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE;
-
-// The state `kiln list` shows, as kiln's own instances say it: a domain
-// shut off by a save is "saved".
-std::pair<std::string, char> state_of(virDomainPtr domain) {
-  int state = 0, reason = 0;
-  if (virDomainGetState(domain, &state, &reason, 0) != 0) return {"unknown", '?'};
-  switch (state) {
-    case VIR_DOMAIN_RUNNING: return {"running", 'r'};
-    case VIR_DOMAIN_BLOCKED: return {"blocked", 'b'};
-    case VIR_DOMAIN_PAUSED: return {"paused", 'p'};
-    case VIR_DOMAIN_SHUTDOWN: return {"shutting-down", 's'};
-    case VIR_DOMAIN_CRASHED: return {"crashed", 'c'};
-    case VIR_DOMAIN_SHUTOFF:
-      if (reason == VIR_DOMAIN_SHUTOFF_SAVED) return {"saved", '-'};
-      break;
-  }
-  return {"stopped", '-'};
-}
 
 // An instance's own volumes are NAME.*; images are image-HASH-FILE, shared.
 std::string instance_prefix(const std::string& name) { return name + "."; }
@@ -115,6 +128,8 @@ class ReadyWatch {
     if (reader_.joinable()) reader_.join();
   }
   bool wait(Clock::time_point deadline) { return ready_.wait_until(deadline) == std::future_status::ready; }
+  // What the report said of the exec agent; once wait() said it came.
+  const std::string& exec() const { return exec_; }
 
  private:
   ReadyWatch(LibvirtStream stream, std::string id) : stream_(std::move(stream)), id_(std::move(id)) {
@@ -131,6 +146,7 @@ class ReadyWatch {
       for (const ConsoleEvent& event : scanner.feed(std::string_view(buffer, got)))
         if (event.kind == ConsoleEvent::Kind::kReady && event.ready.id == id_ && !said) {
           said = true;
+          exec_ = event.ready.exec;
           signal_.set_value();
         }
     }
@@ -138,6 +154,7 @@ class ReadyWatch {
 
   LibvirtStream stream_;
   std::string id_;
+  std::string exec_;
   std::promise<void> signal_;
   std::future<void> ready_;
   std::thread reader_;
@@ -183,18 +200,21 @@ std::string connect_uri(const std::string& flag) {
 Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const BootRequest& request,
                                                 std::chrono::seconds wait_ready, Reporter& reporter) {
   KILN_TRY(refuse_what_libvirt_lacks(request, uri));
+  LibvirtNetworking networking = libvirt_networking(request);
   InstanceStore store = InstanceStore::open();
   BootSourceOptions options;
   options.boot_files_dir = store.state_root() / "boot-files";
   options.warn = [&reporter](const std::string& warning) { reporter.warn(warning); };
   KILN_ASSIGN(BootSource source, read_boot_source(request.source, options));
   KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
+  for (const std::string& network : networking.networks)
+    if (!network.empty()) KILN_TRY(host.check_network(network));
   KILN_ASSIGN(KvmVerdict verdict, probe_libvirt_kvm(host, store.state_root()));
   bool kvm = verdict.works;
   BackendChoice choice{BackendKind::kQemu, kvm,
                        kvm ? fmt::format("libvirt at {}: KVM ({})", uri, verdict.reason)
                            : fmt::format("libvirt at {}: plain QEMU (TCG); {}", uri, verdict.reason)};
-  KILN_ASSIGN(InstanceSpec spec, plan_instance(request, source, choice, *real_host(store)));
+  KILN_ASSIGN(InstanceSpec spec, plan_instance(networking.planned, source, choice, *real_host(store)));
   if (spec.kernel.empty())
     return fail(ErrorKind::kBadInput, "{}: through libvirt kiln boots a kernel directly, and this source has none",
                 source.description);
@@ -253,12 +273,16 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
   if (!seed_path) return std::unexpected(seed_path.error());
   domain.disks.push_back({.path = *seed_path, .frontend = fmt::format("xvd{}", static_cast<char>('a' + spec.disks.size())),
                           .read_only = true});
-  for (const NicSpec& nic : spec.network.nics) domain.vifs.push_back({.mac = nic.mac});
+  for (size_t i = 0; i < spec.network.nics.size(); ++i)
+    domain.vifs.push_back({.mac = spec.network.nics[i].mac,
+                           .bridge = i < networking.bridges.size() ? networking.bridges[i] : ""});
   domain.on_poweroff = action_of(spec.on_poweroff);
   domain.on_reboot = action_of(spec.on_reboot);
   domain.on_crash = action_of(spec.on_crash);
   LibvirtOptions libvirt{.type = kvm ? LibvirtDomainType::kKvm : LibvirtDomainType::kQemu,
-                         .instance = KilnInstanceMetadata{spec.id, spec.source}};
+                         .instance = KilnInstanceMetadata{spec.id, spec.source},
+                         .vif_networks = networking.networks,
+                         .agent_channel = std::string(kAgentPortName)};
   KILN_ASSIGN(std::string xml, write_libvirt_xml(domain, libvirt));
 
   LibvirtDomain defined(virDomainDefineXML(host.connection(), xml.c_str()));
@@ -279,7 +303,8 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
       return fail(ErrorKind::kFailed, "{} on {} did not report ready within {} s (`kiln destroy {} --connect {}` "
                   "removes it)", spec.name, uri, wait_ready.count(), spec.name, uri);
     outcome.ready_seconds = std::chrono::duration<double>(Clock::now() - started).count();
-    std::string metadata = kiln_metadata_xml({spec.id, spec.source, outcome.ready_seconds}, /*bare=*/true);
+    std::string metadata =
+        kiln_metadata_xml({spec.id, spec.source, outcome.ready_seconds, watch->exec()}, /*bare=*/true);
     if (virDomainSetMetadata(defined.get(), VIR_DOMAIN_METADATA_ELEMENT, metadata.c_str(), kKilnMetadataPrefix,
                              kKilnMetadataNamespace, VIR_DOMAIN_AFFECT_LIVE | VIR_DOMAIN_AFFECT_CONFIG) != 0)
       reporter.warn(libvirt_error(fmt::format("{}: noting {}'s ready time", uri, spec.name)).message);
@@ -303,7 +328,7 @@ Result<std::vector<LibvirtInstance>> list_libvirt_instances(const std::string& u
       instance.memory_mib = info.maxMem / 1024;
       instance.vcpus = info.nrVirtCpu;
     }
-    std::tie(instance.state, instance.state_letter) = state_of(domain.get());
+    std::tie(instance.state, instance.state_letter) = domain_state(domain.get());
     out.push_back(std::move(instance));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
@@ -351,8 +376,8 @@ Result<> attach_libvirt_console(const std::string& uri, const std::string& name,
   KILN_ASSIGN(LibvirtDomain domain, host.domain(name));
   if (virDomainIsActive(domain.get()) != 1)
     return fail(ErrorKind::kBadInput, "{} on {} is not running (state: {}); there is no console to attach to", name,
-                uri, state_of(domain.get()).first);
-  KILN_ASSIGN(std::unique_ptr<LibvirtConsole> console, LibvirtConsole::open(host.connection(), domain.get(), name));
+                uri, domain_state(domain.get()).first);
+  KILN_ASSIGN(auto console, open_console_socket(host.connection(), domain.get(), name));
   relay_console(console->fd(), name, interactive);
   return {};
 }
@@ -363,7 +388,7 @@ Result<> save_libvirt_instance(const std::string& uri, const std::string& name, 
   KILN_ASSIGN(LibvirtDomain domain, host.domain(name));
   if (virDomainIsActive(domain.get()) != 1)
     return fail(ErrorKind::kBadInput, "{} on {} is not running (state: {}); there is nothing to save", name, uri,
-                state_of(domain.get()).first);
+                domain_state(domain.get()).first);
   if (virDomainSaveFlags(domain.get(), path.c_str(), nullptr, 0) != 0)
     return std::unexpected(libvirt_error(fmt::format("{}: saving {} to {}", uri, name, path)));
   return {};

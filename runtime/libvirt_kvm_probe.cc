@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/files.h"
-#include "runtime/libvirt_console.h"
+#include "runtime/libvirt_stream.h"
 
 namespace kiln {
 namespace {
@@ -65,7 +65,7 @@ Result<KvmVerdict> run_probe(LibvirtHost& host) {
   }
   bool ran = false;
   {
-    auto console = LibvirtConsole::open(host.connection(), domain.get(), name);
+    auto console = open_console_socket(host.connection(), domain.get(), name);
     if (!console) {
       virDomainDestroy(domain.get());
       return std::unexpected(console.error());

@@ -58,8 +58,10 @@ Result<> check_libvirt_domain(const DomainSpec& spec, const LibvirtOptions& opti
   KILN_TRY(check_text("root", spec.root, source.of("root")));
   KILN_TRY(check_text("extra", spec.extra, source.of("extra")));
   KILN_TRY(check_text("UEFI loader", options.uefi_loader, {}));
+  KILN_TRY(check_text("agent channel", options.agent_channel, {}));
   for (const DomainDisk& disk : spec.disks) KILN_TRY(check_text("disk path", disk.path, disk.where));
   for (const DomainVif& vif : spec.vifs) KILN_TRY(check_text("bridge", vif.bridge, vif.where));
+  for (const std::string& network : options.vif_networks) KILN_TRY(check_text("network", network, {}));
   return {};
 }
 
@@ -126,12 +128,14 @@ void add_disk(pugi::xml_node devices, const DomainDisk& disk, size_t index) {
   if (disk.read_only) node.append_child("readonly");
 }
 
-void add_interface(pugi::xml_node devices, const DomainVif& vif) {
+// `network`: the libvirt network the vif joins, if any.
+void add_interface(pugi::xml_node devices, const DomainVif& vif, const std::string& network) {
   bool bridged = !vif.bridge.empty();
   pugi::xml_node node = devices.append_child("interface");
-  node.append_attribute("type") = bridged ? "bridge" : "user";
+  node.append_attribute("type") = !network.empty() ? "network" : bridged ? "bridge" : "user";
   if (!vif.mac.empty()) node.append_child("mac").append_attribute("address") = vif.mac.c_str();
-  if (bridged) node.append_child("source").append_attribute("bridge") = vif.bridge.c_str();
+  if (!network.empty()) node.append_child("source").append_attribute("network") = network.c_str();
+  else if (bridged) node.append_child("source").append_attribute("bridge") = vif.bridge.c_str();
   node.append_child("model").append_attribute("type") = "virtio";
 }
 
@@ -146,6 +150,14 @@ void add_serial_console(pugi::xml_node devices) {
   target.append_attribute("port") = "0";
 }
 
+void add_agent_channel(pugi::xml_node devices, const std::string& name) {
+  pugi::xml_node channel = devices.append_child("channel");
+  channel.append_attribute("type") = "unix";
+  pugi::xml_node target = channel.append_child("target");
+  target.append_attribute("type") = "virtio";
+  target.append_attribute("name") = name.c_str();
+}
+
 }  // namespace
 
 std::string kiln_metadata_xml(const KilnInstanceMetadata& metadata, bool bare) {
@@ -156,6 +168,7 @@ std::string kiln_metadata_xml(const KilnInstanceMetadata& metadata, bool bare) {
   element.append_attribute("id") = metadata.id.c_str();
   element.append_attribute("source") = metadata.source.c_str();
   if (metadata.ready_seconds) element.append_attribute("ready-seconds") = fmt::format("{:.2f}", *metadata.ready_seconds).c_str();
+  if (!metadata.exec.empty()) element.append_attribute("exec") = metadata.exec.c_str();
   std::ostringstream out;
   document.save(out, "", pugi::format_raw | pugi::format_no_declaration | pugi::format_attribute_single_quote);
   return out.str();
@@ -169,7 +182,8 @@ std::optional<KilnInstanceMetadata> parse_kiln_metadata(const std::string& xml) 
   // libvirt gives the element back under a prefix of its own choosing.
   std::string local = name.substr(name.find(':') == std::string::npos ? 0 : name.find(':') + 1);
   if (local != "instance" || element.attribute("id").empty()) return std::nullopt;
-  KilnInstanceMetadata metadata{element.attribute("id").value(), element.attribute("source").value(), std::nullopt};
+  KilnInstanceMetadata metadata{element.attribute("id").value(), element.attribute("source").value(), std::nullopt,
+                                element.attribute("exec").value()};
   if (pugi::xml_attribute ready = element.attribute("ready-seconds")) metadata.ready_seconds = ready.as_double();
   return metadata;
 }
@@ -205,8 +219,10 @@ Result<std::string> write_libvirt_xml(const DomainSpec& spec, const LibvirtOptio
   add_text(domain, "on_crash", action_name(spec.on_crash));
   pugi::xml_node devices = domain.append_child("devices");
   for (size_t i = 0; i < spec.disks.size(); ++i) add_disk(devices, spec.disks[i], i);
-  for (const DomainVif& vif : spec.vifs) add_interface(devices, vif);
+  for (size_t i = 0; i < spec.vifs.size(); ++i)
+    add_interface(devices, spec.vifs[i], i < options.vif_networks.size() ? options.vif_networks[i] : "");
   add_serial_console(devices);
+  if (!options.agent_channel.empty()) add_agent_channel(devices, options.agent_channel);
 
   std::ostringstream out;
   document.save(out, "  ", pugi::format_indent | pugi::format_no_declaration |

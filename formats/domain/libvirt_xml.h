@@ -3,7 +3,9 @@
 //
 // The domain is an x86_64 q35 machine with ACPI, virtio disks (vda, vdb...
 // in the order of DomainSpec::disks, whatever their Xen frontend was),
-// virtio network interfaces, and a serial console on a pty. It boots either
+// virtio network interfaces (on a host bridge, a libvirt network, or user
+// networking), a serial console on a pty and, when asked,
+// the exec agent's virtio-serial channel. It boots either
 // the spec's kernel directly (kernel, initrd, and the command line
 // "root=ROOT EXTRA") or, without a kernel, from the first disk; with
 // LibvirtOptions::uefi through UEFI firmware, with Secure Boot off (kiln's
@@ -15,6 +17,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "formats/domain/domain_spec.h"
@@ -32,11 +35,14 @@ inline constexpr const char* kKilnMetadataNamespace = "https://kiln.invalid/libv
 inline constexpr const char* kKilnMetadataPrefix = "kiln";
 
 // What kiln keeps in a domain it made: the instance's id (in its ready
-// report) and where it came from.
+// report) and where it came from; once the guest said it was ready, how
+// long that took and what its report said of the exec agent (the
+// protocol version, or "none").
 struct KilnInstanceMetadata {
   std::string id;
   std::string source;
-  std::optional<double> ready_seconds;  // once the guest said it was ready
+  std::optional<double> ready_seconds;
+  std::string exec;
 };
 
 struct LibvirtOptions {
@@ -48,6 +54,12 @@ struct LibvirtOptions {
   std::string uefi_loader;
   // A domain kiln's libvirt backend made carries its instance metadata.
   std::optional<KilnInstanceMetadata> instance;
+  // Per vif, by index: the libvirt network it joins instead of its bridge
+  // (`--net NAME` through libvirt); "" or past the end: none.
+  std::vector<std::string> vif_networks;
+  // The name of a virtio-serial channel for kiln's exec agent, on a UNIX
+  // socket that libvirt places (virDomainOpenChannel reaches it); "": none.
+  std::string agent_channel;
 };
 
 // The <kiln:instance> element in a domain, or (`bare`) the <instance>

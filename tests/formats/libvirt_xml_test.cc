@@ -148,8 +148,10 @@ TEST(LibvirtXml, KilnsInstancesCarryTheirIdInMetadata) {
   EXPECT_EQ(back->id, "0123abcd");
   EXPECT_EQ(back->source, "/out/web");
   EXPECT_EQ(back->ready_seconds, 4.25);
-  EXPECT_EQ(kiln_metadata_xml({"0123abcd", "/out/web", 4.25}, /*bare=*/true),
-            "<instance id='0123abcd' source='/out/web' ready-seconds='4.25'/>");
+  EXPECT_EQ(back->exec, "");
+  EXPECT_EQ(kiln_metadata_xml({"0123abcd", "/out/web", 4.25, "1"}, /*bare=*/true),
+            "<instance id='0123abcd' source='/out/web' ready-seconds='4.25' exec='1'/>");
+  EXPECT_EQ(parse_kiln_metadata(kiln_metadata_xml({"0123abcd", "/out/web", 4.25, "none"}))->exec, "none");
   EXPECT_FALSE(parse_kiln_metadata("<other id='1'/>"));
   EXPECT_FALSE(parse_kiln_metadata("not xml"));
 }
@@ -202,6 +204,18 @@ TEST(LibvirtXml, HasASerialConsoleOnAPty) {
   EXPECT_EQ(select(xml, "/domain/devices/serial/target/@port"), "0");
   EXPECT_EQ(select(xml, "/domain/devices/console/@type"), "pty");
   EXPECT_EQ(select(xml, "/domain/devices/console/target/@type"), "serial");
+}
+
+// The exec agent's channel: a virtio-serial port by the name the agent
+// looks for, on a socket whose path libvirt chooses. None unless asked.
+TEST(LibvirtXml, TheExecAgentsChannelIsAVirtioPortOnlyWhenAsked) {
+  EXPECT_EQ(count(xml_of(baked_guest()), "/domain/devices/channel"), 0u);
+  std::string xml = xml_of(baked_guest(), {.agent_channel = "org.kiln.exec.0"});
+  ASSERT_EQ(count(xml, "/domain/devices/channel"), 1u);
+  EXPECT_EQ(select(xml, "/domain/devices/channel/@type"), "unix");
+  EXPECT_EQ(select(xml, "/domain/devices/channel/target/@type"), "virtio");
+  EXPECT_EQ(select(xml, "/domain/devices/channel/target/@name"), "org.kiln.exec.0");
+  EXPECT_EQ(count(xml, "/domain/devices/channel/source"), 0u);
 }
 
 TEST(LibvirtXml, LifecycleActionsKeepXenSpelling) {
@@ -272,7 +286,8 @@ TEST(LibvirtXmlTools, EveryVariantIsWellFormedAndValidForLibvirt) {
         Variant{"uefi loader + kernel", baked_guest(), {.uefi = true, .uefi_loader = "/usr/share/OVMF/OVMF_CODE_4M.fd"}},
         Variant{"no devices", minimal, {}},
         Variant{"kiln's instance", baked_guest(),
-                {.type = LibvirtDomainType::kQemu, .instance = KilnInstanceMetadata{"0123abcd", "/out/web", 1.5}}}}) {
+                {.type = LibvirtDomainType::kQemu, .instance = KilnInstanceMetadata{"0123abcd", "/out/web", 1.5, "1"},
+                 .agent_channel = "org.kiln.exec.0"}}}) {
     SCOPED_TRACE(variant.what);
     std::string xml = xml_of(variant.spec, variant.options);
     ProcessResult lint = xmllint(xml);

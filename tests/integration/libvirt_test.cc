@@ -271,8 +271,27 @@ TEST_F(LibvirtKilnTest, KilnBootsThroughLibvirtUploadsAnImageOnceAndActsOnItsOwn
   auto outcome = last_json_line(booted.out);
   EXPECT_GT(outcome["ready_seconds"].get<double>(), 0);
   EXPECT_THAT(booted.err, HasSubstr("libvirt at qemu:///system"));
+  // db on a libvirt network of the host's (--net NAME names one there),
+  // where libvirt's DHCP leases it an address, and it reaches the host. A name the
+  // host has no network of is refused with the ones it has.
+  std::string lan = fmt::format("kilnlan{}", ::getpid());
+  testing::write_text(dir_ / "lan.xml", fmt::format("<network><name>{}</name><bridge name='kl{}'/>"
+                                                    "<ip address='192.168.213.1' netmask='255.255.255.0'><dhcp>"
+                                                    "<range start='192.168.213.10' end='192.168.213.50'/></dhcp></ip>"
+                                                    "</network>", lan, ::getpid() % 100000));
+  ASSERT_EQ(virsh({"net-create", (dir_ / "lan.xml").string()}).exit_code, 0);
+  struct DestroyNetwork {
+    std::string name;
+    ~DestroyNetwork() { virsh({"net-destroy", name}); }
+  } destroy_lan{lan};
+  ProcessResult no_lan =
+      testing::run_kiln({"boot", kImage.string(), "--name", db, "--connect", kUri, "--net", "nosuchlan"}, env_);
+  EXPECT_EQ(no_lan.exit_code, 2);
+  EXPECT_THAT(no_lan.err, HasSubstr("has no libvirt network named nosuchlan (it has: "));
+  EXPECT_THAT(no_lan.err, HasSubstr(lan));
   // The same image again: nothing but its own seed goes to the host.
-  ProcessResult again = testing::run_kiln({"boot", kImage.string(), "--name", db, "--connect", kUri, "--json"}, env_);
+  ProcessResult again =
+      testing::run_kiln({"boot", kImage.string(), "--name", db, "--connect", kUri, "--net", lan, "--json"}, env_);
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(last_json_line(again.out)["uploaded"], nlohmann::json::array());
 
@@ -287,8 +306,59 @@ TEST_F(LibvirtKilnTest, KilnBootsThroughLibvirtUploadsAnImageOnceAndActsOnItsOwn
   ProcessResult valid = testing::run_program({"virt-xml-validate", (dir_ / "web.xml").string(), "domain"});
   EXPECT_EQ(valid.exit_code, 0) << valid.out << valid.err;
 
+  // Commands and files through the domain's exec channel, as with kiln's
+  // own instances: exit code, stdout and stderr apart; a copy in and out
+  // with its mode.
+  ProcessResult ran = testing::run_kiln(
+      {"exec", web, "--connect", kUri, "--", "sh", "-c", "cat /etc/hostname; echo to-stderr >&2; exit 3"}, env_);
+  EXPECT_EQ(ran.exit_code, 3) << ran.err;
+  EXPECT_EQ(ran.out, web + "\n");
+  EXPECT_EQ(ran.err, "to-stderr\n");
+  testing::write_text(dir_ / "script.sh", "#!/bin/sh\necho copied\n");
+  fs::permissions(dir_ / "script.sh", fs::perms(0751));
+  ProcessResult copied_in = testing::run_kiln({"cp", (dir_ / "script.sh").string(), web + ":/root/", "--connect", kUri}, env_);
+  ASSERT_EQ(copied_in.exit_code, 0) << copied_in.err;
+  EXPECT_EQ(testing::run_kiln({"exec", web, "--connect", kUri, "--", "/root/script.sh"}, env_).out, "copied\n");
+  ProcessResult copied_out =
+      testing::run_kiln({"cp", web + ":/root/script.sh", (dir_ / "back.sh").string(), "--connect", kUri}, env_);
+  ASSERT_EQ(copied_out.exit_code, 0) << copied_out.err;
+  EXPECT_EQ(testing::read_text(dir_ / "back.sh"), "#!/bin/sh\necho copied\n");
+  EXPECT_EQ(fs::status(dir_ / "back.sh").permissions(), fs::perms(0751));
+  // One client at a time holds a libvirt channel: a second is told so
+  // while the first runs on to its end.
+  ProcessResult sleeper;
+  std::thread sleeping([&] {
+    sleeper = testing::run_kiln({"exec", web, "--connect", kUri, "--", "sh", "-c", "sleep 6; echo slept"}, env_);
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  ProcessResult second = testing::run_kiln({"exec", web, "--connect", kUri, "--", "true"}, env_);
+  sleeping.join();
+  EXPECT_EQ(sleeper.exit_code, 0) << sleeper.err;
+  EXPECT_EQ(sleeper.out, "slept\n");
+  EXPECT_EQ(second.exit_code, 255);
+  EXPECT_THAT(second.err, HasSubstr("one client at a time"));
+  // db's boot did not wait for it: exec waits for its agent's greeting.
+  ProcessResult waited =
+      testing::run_kiln({"exec", db, "--connect", kUri, "--wait-ready=300", "--", "cat", "/etc/hostname"}, env_);
+  EXPECT_EQ(waited.exit_code, 0) << waited.err;
+  EXPECT_EQ(waited.out, db + "\n");
+  ProcessResult leased = testing::run_kiln(
+      {"exec", db, "--connect", kUri, "--", "sh", "-c",
+       "for i in $(seq 60); do ip -4 -o addr show eth0 | grep -q 'inet 192.168.213.' && break; sleep 1; done; "
+       "ip -4 -o addr show eth0"}, env_);
+  std::smatch address;
+  ASSERT_TRUE(std::regex_search(leased.out, address, std::regex("inet (192\\.168\\.213\\.[0-9]+)/24")))
+      << leased.out << leased.err;
+  EXPECT_THAT(virsh({"net-dhcp-leases", lan}).out, HasSubstr(address[1].str() + "/24"));
+  ProcessResult pinged =
+      testing::run_kiln({"exec", db, "--connect", kUri, "--", "ping", "-c", "1", "-W", "5", "192.168.213.1"}, env_);
+  EXPECT_EQ(pinged.exit_code, 0) << pinged.out << pinged.err;
+
   ASSERT_EQ(testing::run_kiln({"pause", web, "--connect", kUri}, env_).exit_code, 0);
   EXPECT_EQ(listed(env_)[web]["state"], "paused");
+  ProcessResult paused = testing::run_kiln({"exec", web, "--connect", kUri, "--", "true"}, env_);
+  EXPECT_EQ(paused.exit_code, 255);
+  EXPECT_THAT(paused.err, HasSubstr("is paused"));
   ASSERT_EQ(testing::run_kiln({"unpause", web, "--connect", kUri}, env_).exit_code, 0);
   EXPECT_EQ(listed(env_)[web]["state"], "running");
   ProcessResult shut = testing::run_kiln({"shutdown", web, "--connect", kUri, "--wait=120"}, env_);
@@ -555,13 +625,13 @@ TEST_F(LibvirtKilnTest, MigratesLiveToAnotherLibvirtHostAndBackWithTheSameGuestA
 
 // What libvirt cannot do for kiln yet is refused by name before anything
 // reaches a host, and a host that cannot be reached is an error naming it.
-TEST(LibvirtTest, WhatItCannotDoYetAndAnUnreachableHostAreClearErrors) {
+TEST(LibvirtTest, WhatItCannotDoAndAnUnreachableHostAreClearErrors) {
   testing::ScratchDir dir;
   std::vector<std::string> env = {"KILN_RUNTIME_DIR=" + (dir / "run").string(),
                                   "KILN_STATE_DIR=" + (dir / "state").string()};
   for (const auto& [flags, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
-           {{"--publish", "8080:80"}, "--publish with --connect qemu:///system: not through libvirt yet"},
-           {{"--net", "lan0"}, "--net lan0 with --connect qemu:///system"},
+           {{"--publish", "8080:80"}, "--publish with --connect qemu:///system: libvirt forwards no ports"},
+           {{"--ssh-port", "2222"}, "--ssh-port with --connect qemu:///system: libvirt forwards no ports"},
            {{"--backend", "uml"}, "--backend uml with --connect qemu:///system"},
            {{"--console"}, "--console with --connect: not through libvirt yet"}}) {
     std::vector<std::string> args = {"boot", kImage.string(), "--name", "never", "--connect", kUri};
