@@ -4,7 +4,9 @@
 #include <libvirt/virterror.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <sstream>
+#include <thread>
 
 #include <fmt/ranges.h>
 #include <pugixml.hpp>
@@ -91,6 +93,14 @@ int relay_hole(virStreamPtr, long long length, void* opaque) {
 // without its mark is what an interrupted upload left, and goes.
 std::string done_mark(const std::string& name) { return name + ".done"; }
 
+// A volume being uploaded is claimed by a third, empty one, which only one
+// client can make (libvirt refuses a name that exists): two boots of one
+// image on a host at once upload it once, the second waiting for the
+// first. A claim whose upload has not grown for kStaleClaim was left by a
+// kiln that was killed, and is taken over.
+std::string upload_claim(const std::string& name) { return name + ".uploading"; }
+constexpr std::chrono::seconds kStaleClaim{60};
+
 std::string volume_xml(const std::string& name, uint64_t capacity, const char* format,
                        const std::string& backing = "") {
   std::string xml = fmt::format("<volume><name>{}</name><capacity unit='bytes'>{}</capacity><allocation>0</allocation>"
@@ -156,13 +166,20 @@ Result<virStoragePoolPtr> LibvirtHost::pool() {
     std::string xml = fmt::format("<pool type='dir'><name>{}</name><target><path>{}</path></target></pool>",
                                   kKilnPoolName, kKilnPoolPath);
     found = virStoragePoolDefineXML(connection(), xml.c_str(), 0);
-    if (!found) return std::unexpected(libvirt_error(fmt::format("{}: defining storage pool {}", uri_, kKilnPoolName)));
-    if (virStoragePoolBuild(found, 0) != 0)
-      return std::unexpected(libvirt_error(fmt::format("{}: building storage pool {}", uri_, kKilnPoolName)));
-    virStoragePoolSetAutostart(found, 1);
+    if (found) {
+      if (virStoragePoolBuild(found, 0) != 0) {
+        Error error = libvirt_error(fmt::format("{}: building storage pool {}", uri_, kKilnPoolName));
+        virStoragePoolFree(found);
+        return std::unexpected(error);
+      }
+      virStoragePoolSetAutostart(found, 1);
+    } else if (!(found = virStoragePoolLookupByName(connection(), kKilnPoolName))) {
+      // (Another kiln may have defined it meanwhile: then it is found.)
+      return std::unexpected(libvirt_error(fmt::format("{}: defining storage pool {}", uri_, kKilnPoolName)));
+    }
   }
   pool_.reset(found);
-  if (virStoragePoolIsActive(found) != 1 && virStoragePoolCreate(found, 0) != 0)
+  if (virStoragePoolIsActive(found) != 1 && virStoragePoolCreate(found, 0) != 0 && virStoragePoolIsActive(found) != 1)
     return std::unexpected(libvirt_error(fmt::format("{}: starting storage pool {}", uri_, kKilnPoolName)));
   virStoragePoolRefresh(found, 0);
   return found;
@@ -172,9 +189,19 @@ Result<std::string> LibvirtHost::whole_volume(const std::string& name, uint64_t 
                                               const std::function<bool(virStreamPtr)>& send, bool& uploaded) {
   uploaded = false;
   KILN_ASSIGN(virStoragePoolPtr pool, pool());
+  KILN_ASSIGN(std::optional<std::string> whole, claim_upload(pool, name));
+  if (whole) return *whole;
+  // Claimed: the volume is this upload's to make, and the claim goes
+  // however it ends.
+  struct Release {
+    virStoragePoolPtr pool;
+    std::string claim;
+    ~Release() {
+      std::unique_ptr<virStorageVol, LibvirtDeleter> volume(virStorageVolLookupByName(pool, claim.c_str()));
+      if (volume) virStorageVolDelete(volume.get(), 0);
+    }
+  } release{pool, upload_claim(name)};
   std::unique_ptr<virStorageVol, LibvirtDeleter> volume(virStorageVolLookupByName(pool, name.c_str()));
-  std::unique_ptr<virStorageVol, LibvirtDeleter> mark(virStorageVolLookupByName(pool, done_mark(name).c_str()));
-  if (volume && mark) return volume_path(volume.get());
   if (volume) virStorageVolDelete(volume.get(), 0);
   volume.reset(virStorageVolCreateXML(pool, volume_xml(name, size, "raw").c_str(), 0));
   if (!volume) return std::unexpected(libvirt_error(fmt::format("{}: making volume {}", uri_, name)));
@@ -187,10 +214,51 @@ Result<std::string> LibvirtHost::whole_volume(const std::string& name, uint64_t 
     virStorageVolDelete(volume.get(), 0);
     return std::unexpected(error);
   }
-  mark.reset(virStorageVolCreateXML(pool, volume_xml(done_mark(name), 0, "raw").c_str(), 0));
+  std::unique_ptr<virStorageVol, LibvirtDeleter> mark(
+      virStorageVolCreateXML(pool, volume_xml(done_mark(name), 0, "raw").c_str(), 0));
   if (!mark) return std::unexpected(libvirt_error(fmt::format("{}: marking volume {} whole", uri_, name)));
   uploaded = true;
   return volume_path(volume.get());
+}
+
+Result<std::optional<std::string>> LibvirtHost::claim_upload(virStoragePoolPtr pool, const std::string& name) {
+  using Clock = std::chrono::steady_clock;
+  auto progress_at = Clock::now();
+  std::optional<unsigned long long> last_allocation;
+  while (true) {
+    std::unique_ptr<virStorageVol, LibvirtDeleter> volume(virStorageVolLookupByName(pool, name.c_str()));
+    std::unique_ptr<virStorageVol, LibvirtDeleter> mark(virStorageVolLookupByName(pool, done_mark(name).c_str()));
+    if (volume && mark) return std::optional(volume_path(volume.get()));
+    std::unique_ptr<virStorageVol, LibvirtDeleter> claim(
+        virStorageVolCreateXML(pool, volume_xml(upload_claim(name), 0, "raw").c_str(), 0));
+    if (claim) {
+      // The other upload may have ended between the look and the claim.
+      mark.reset(virStorageVolLookupByName(pool, done_mark(name).c_str()));
+      volume.reset(virStorageVolLookupByName(pool, name.c_str()));
+      if (volume && mark) {
+        virStorageVolDelete(claim.get(), 0);
+        return std::optional(volume_path(volume.get()));
+      }
+      return std::optional<std::string>();
+    }
+    virErrorPtr error = virGetLastError();
+    if (!error || error->code != VIR_ERR_STORAGE_VOL_EXIST)
+      return std::unexpected(libvirt_error(fmt::format("{}: claiming the upload of volume {}", uri_, name)));
+    // Another client uploads it: wait while its volume grows.
+    virStorageVolInfo info{};
+    if (volume && virStorageVolGetInfo(volume.get(), &info) == 0 && info.allocation != last_allocation) {
+      last_allocation = info.allocation;
+      progress_at = Clock::now();
+    }
+    if (Clock::now() - progress_at > kStaleClaim) {
+      if (std::unique_ptr<virStorageVol, LibvirtDeleter> stale{
+              virStorageVolLookupByName(pool, upload_claim(name).c_str())})
+        virStorageVolDelete(stale.get(), 0);
+      progress_at = Clock::now();
+      continue;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
 }
 
 Result<std::string> LibvirtHost::volume_from_file(const std::string& name, const std::filesystem::path& file,

@@ -87,9 +87,14 @@ class LibvirtHost {
   LibvirtHost(std::string uri, virConnectPtr connection) : uri_(std::move(uri)), connection_(connection) {}
   Result<virStoragePoolPtr> pool();
   // Volume `name`, made whole by `send` (writing to the upload stream)
-  // unless the pool has it whole already; `from` names the data.
+  // unless the pool has it whole already; `from` names the data. One
+  // client at a time uploads a volume; the others wait for it.
   Result<std::string> whole_volume(const std::string& name, uint64_t size, const std::string& from,
                                    const std::function<bool(virStreamPtr)>& send, bool& uploaded);
+  // The path of volume `name` once it is whole (uploaded by another
+  // client, perhaps while this one waited), or nullopt once this client
+  // holds the claim to upload it.
+  Result<std::optional<std::string>> claim_upload(virStoragePoolPtr pool, const std::string& name);
 
   std::string uri_;
   std::unique_ptr<virConnect, LibvirtDeleter> connection_;

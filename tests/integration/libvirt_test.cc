@@ -22,6 +22,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -376,6 +377,56 @@ TEST_F(LibvirtKilnTest, KilnBootsThroughLibvirtUploadsAnImageOnceAndActsOnItsOwn
   ProcessResult volumes = virsh({"vol-list", "kiln"});
   EXPECT_THAT(volumes.out, Not(HasSubstr(web + ".")));
   EXPECT_THAT(volumes.out, Not(HasSubstr(db + ".")));
+}
+
+// Two boots of an image the host does not have yet, at once: one uploads
+// each volume, the other waits for it and uploads nothing, and the volume
+// holds the file whole.
+TEST_F(LibvirtKilnTest, TwoBootsOfANewImageAtOnceUploadItOnce) {
+  std::string a = fmt::format("lvup{}a", ::getpid()), b = fmt::format("lvup{}b", ::getpid());
+  names_ = {a, b};
+  // The image, with an initrd of its own (zeros after the archive, which
+  // the kernel skips), so that its volume is new to the host.
+  fs::path image = dir_ / "image";
+  ASSERT_EQ(testing::run_program({"cp", "-a", "--sparse=always", kImage.string(), image.string()}).exit_code, 0);
+  {
+    std::ofstream initrd(image / "initrd.img", std::ios::binary | std::ios::app);
+    std::string zeros(1 << 20, '\0');
+    for (int i = 0; i < 96; ++i) initrd.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+  }
+  ProcessResult booted[2];
+  {
+    std::thread first([&] {
+      booted[0] = testing::run_kiln({"boot", image.string(), "--name", a, "--connect", kUri, "--json"}, env_);
+    });
+    booted[1] = testing::run_kiln({"boot", image.string(), "--name", b, "--connect", kUri, "--json"}, env_);
+    first.join();
+  }
+  std::vector<std::string> uploaded;
+  for (const ProcessResult& boot : booted) {
+    ASSERT_EQ(boot.exit_code, 0) << boot.err;
+    nlohmann::json outcome = last_json_line(boot.out);
+    for (const auto& name : outcome["uploaded"]) uploaded.push_back(name);
+  }
+  auto initrds = std::count_if(uploaded.begin(), uploaded.end(), [](const std::string& name) {
+    return name.ends_with("-initrd.img");
+  });
+  EXPECT_EQ(initrds, 1) << fmt::format("{}", fmt::join(uploaded, " "));
+  std::string volume;
+  for (const std::string& name : uploaded)
+    if (name.ends_with("-initrd.img")) volume = name;
+  struct DeleteVolumes {
+    std::string name;
+    ~DeleteVolumes() {
+      if (name.empty()) return;
+      for (const std::string& each : {name, name + ".done"}) virsh({"vol-delete", each, "--pool", "kiln"});
+    }
+  } cleanup{volume};
+  ASSERT_FALSE(volume.empty());
+  EXPECT_EQ(virsh({"vol-list", "kiln"}).out.find(volume + ".uploading"), std::string::npos);
+  ProcessResult downloaded = virsh({"vol-download", volume, (dir_ / "back.img").string(), "--pool", "kiln"});
+  ASSERT_EQ(downloaded.exit_code, 0) << downloaded.err;
+  EXPECT_EQ(testing::run_program({"cmp", (dir_ / "back.img").string(), (image / "initrd.img").string()}).exit_code, 0);
 }
 
 // The tick numbers a guest's console showed, each on a whole line.
