@@ -21,8 +21,7 @@
 #include "runtime/guest_exec.h"
 #include "runtime/guest_ssh.h"
 #include "runtime/instance_manager.h"
-#include "runtime/libvirt_exec.h"
-#include "runtime/libvirt_instances.h"
+#include "runtime/instance_runtime.h"
 
 namespace kiln::cli {
 namespace {
@@ -112,13 +111,6 @@ class RawTerminal {
   bool active_ = false;
 };
 
-// Where `--connect` (or $KILN_CONNECT) says the instance is: a libvirt
-// host, or kiln's own runtime here.
-std::unique_ptr<ExecTarget> exec_target(const std::string& connect) {
-  if (std::string uri = connect_uri(connect); !uri.empty()) return std::make_unique<LibvirtExecTarget>(uri);
-  return std::make_unique<OwnExecTarget>(InstanceStore::open());
-}
-
 // Runs the command with this process's stdin, stdout and stderr; the exit
 // code is kiln's.
 int run_command(ExecTarget& target, const std::string& name, const CommandFlags& flags, ExecWait wait) {
@@ -187,7 +179,7 @@ void register_exec(CLI::App& root, Registry& registry) {
   auto connect = add_connect(app);
   app->footer(std::string("Example: kiln exec web1 -- systemctl is-system-running\n") + kExitCodes);
   registry.push_back({app, [name, flags, connect] {
-                        auto target = exec_target(*connect);
+                        auto target = instance_runtime(*connect)->exec_target();
                         return run_command(*target, *name, *flags, ExecWait{std::chrono::seconds(flags->wait_ready)});
                       }});
 }
@@ -210,7 +202,7 @@ void register_cp(CLI::App& root, Registry& registry) {
   registry.push_back({app, [=] {
                         auto request = copy_request(*source, *target, *recursive);
                         if (!request) return report_error(request.error());
-                        auto target = exec_target(*connect);
+                        auto target = instance_runtime(*connect)->exec_target();
                         return finish(copy_with_guest(*target, *request, ExecWait{std::chrono::seconds(*wait_ready)}),
                                       [] {});
                       }});

@@ -11,6 +11,7 @@
 #include "base/files.h"
 #include "cli/command.h"
 #include "runtime/instance_manager.h"
+#include "runtime/instance_runtime.h"
 #include "runtime/libvirt_instances.h"
 
 namespace kiln::cli {
@@ -140,15 +141,8 @@ void register_request(CLI::App& root, Registry& registry, const std::string& ver
   if (can_wait) app->add_flag("--wait{60}", *wait, "Wait until it has stopped (up to 60 s; --wait=SECONDS)");
   auto connect = add_connect(app);
   registry.push_back({app, [name, wait, verb, connect] {
-                        if (std::string uri = connect_uri(*connect); !uri.empty()) {
-                          auto done = libvirt_instance_verb(uri, *name, verb);
-                          if (done && *wait > 0) done = wait_libvirt_stopped(uri, *name, std::chrono::seconds(*wait));
-                          return finish(done, [] {});
-                        }
-                        InstanceStore store = InstanceStore::open();
-                        auto done = request(store, *name, verb);
-                        if (done && *wait > 0) done = wait_gone(store, *name, std::chrono::seconds(*wait));
-                        return finish(done, [] {});
+                        return finish(instance_runtime(*connect)->request(*name, verb, std::chrono::seconds(*wait)),
+                                      [] {});
                       }});
 }
 
@@ -175,8 +169,7 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
                           return report_error(Error{ErrorKind::kBadInput, fmt::format("--log with --connect {}: "
                                                     "libvirt keeps the console log on its host", uri), {}, {}});
                         if (*console_log) return finish(show_console_log(*console_name), [] {});
-                        if (!uri.empty()) return finish(attach_libvirt_console(uri, *console_name, true), [] {});
-                        return finish(attach_console(InstanceStore::open(), *console_name, true), [] {});
+                        return finish(instance_runtime(uri)->console(*console_name), [] {});
                       }});
 
   register_request(root, registry, "shutdown", "Ask the guest to power off (ACPI, or Ctrl-Alt-Del under UML)", true);
@@ -192,9 +185,7 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
   destroy->add_option("name", *destroy_name, "Instance name")->required();
   auto destroy_connect = add_connect(destroy);
   registry.push_back({destroy, [destroy_name, destroy_connect] {
-                        if (std::string uri = connect_uri(*destroy_connect); !uri.empty())
-                          return finish(libvirt_instance_verb(uri, *destroy_name, "destroy"), [] {});
-                        return finish(destroy_with_kept_log(InstanceStore::open(), *destroy_name), [] {});
+                        return finish(instance_runtime(*destroy_connect)->destroy(*destroy_name), [] {});
                       }});
 
   auto save_name = std::make_shared<std::string>();
@@ -206,10 +197,8 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
                                        "writes it there; a relative path only for a local URI)")->required();
   auto save_connect = add_connect(save);
   registry.push_back({save, [save_name, save_file, save_connect] {
-                        auto printed = [&] { fmt::print("{} saved to {}\n", *save_name, *save_file); };
-                        if (std::string uri = connect_uri(*save_connect); !uri.empty())
-                          return finish(save_libvirt_instance(uri, *save_name, *save_file), printed);
-                        return finish(save_instance(InstanceStore::open(), *save_name, *save_file), printed);
+                        return finish(instance_runtime(*save_connect)->save(*save_name, *save_file),
+                                      [&] { fmt::print("{} saved to {}\n", *save_name, *save_file); });
                       }});
 
   auto restore_file = std::make_shared<std::string>();
@@ -219,15 +208,8 @@ void register_instance_commands(CLI::App& root, Registry& registry) {
                                              "host")->required();
   auto restore_connect = add_connect(restore);
   registry.push_back({restore, [restore_file, restore_connect] {
-                        if (std::string uri = connect_uri(*restore_connect); !uri.empty())
-                          return finish(restore_libvirt_instance(uri, *restore_file), [&](const std::string& name) {
-                            fmt::print("{} restored on {}\n", name, uri);
-                          });
-                        Reporter reporter(Reporter::detect(false));
-                        auto outcome = restore_instance(InstanceStore::open(), *restore_file, reporter);
-                        return finish(outcome, [](const BootOutcome& o) {
-                          fmt::print("{} restored (id {})\n", o.record.spec.name, o.record.spec.id);
-                        });
+                        return finish(instance_runtime(*restore_connect)->restore(*restore_file),
+                                      [](const std::string& said) { fmt::print("{}\n", said); });
                       }});
 }
 
