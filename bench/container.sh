@@ -55,14 +55,7 @@ trap cleanup EXIT
 trap 'echo; echo "container: interrupted" >&2; exit 130' INT TERM
 # A private copy: a rebuild of build/kiln must not change the binary mid-run.
 kiln=$(bench_copy_kiln "$kiln_source" "$work/bin") || exit 2
-if [[ -z $image_dir ]]; then
-  echo "container: baking recipes/debian-12-minimal.toml (untimed)"
-  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \
-    -o "$work/image" --cache "${BENCH_CACHE:-$work/cache}" >/dev/null
-  image_dir=$work/image
-fi
-image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory; give a \`kiln bake\` output"
-[[ -f $image_dir/disk.raw ]] || die "$image_dir: no disk.raw; give a \`kiln bake\` output"
+image_dir=$(bench_image_dir container "$kiln" "$work" "$image_dir") || exit 2
 root_fs=$(bench_root_fs "$image_dir") || die "$image_dir: no root partition in its manifest.json"
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }

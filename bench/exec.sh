@@ -68,14 +68,7 @@ trap cleanup EXIT
 trap 'echo; echo "exec: interrupted" >&2; exit 130' INT TERM
 bench_copy_kiln "$kiln_source" "$work/bin" >/dev/null || exit 2
 
-if [[ -z $image_dir ]]; then
-  echo "exec: baking recipes/debian-12-minimal.toml (untimed)"
-  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \
-    -o "$work/image" --cache "${BENCH_CACHE:-$work/cache}" >/dev/null
-  image_dir=$work/image
-fi
-image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory; give a \`kiln bake\` output"
-[[ -f $image_dir/disk.raw ]] || die "$image_dir: no disk.raw; give a \`kiln bake\` output"
+image_dir=$(bench_image_dir exec "$kiln" "$work" "$image_dir") || exit 2
 
 # Milliseconds, to 0.1, since START (an $EPOCHREALTIME): no fork in the timing.
 since_ms() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f\n", (b - a) * 1000 }'; }

@@ -67,13 +67,7 @@ bench_copy_kiln "$kiln_source" "$work/bin" >/dev/null || exit 2
 
 bench_libvirtd_up "$uri" || exit 2
 
-if [[ -z $image_dir ]]; then
-  echo "libvirt_boot: baking recipes/debian-12-minimal.toml (untimed)"
-  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \
-    -o "$work/image" --cache "${BENCH_CACHE:-$work/cache}" >/dev/null
-  image_dir=$work/image
-fi
-image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory"
+image_dir=$(bench_image_dir libvirt_boot "$kiln" "$work" "$image_dir") || exit 2
 
 
 # One boot to ready; appends "READY WALL" to FILE. Destroys it after.

@@ -108,13 +108,7 @@ for host in a b; do
   virsh -c "${uri[$host]}" version >/dev/null 2>&1 || die "libvirt on host $host is not reachable over ssh"
 done
 
-if [[ -z $image_dir ]]; then
-  echo "libvirt_migration: baking recipes/debian-12-minimal.toml (untimed)"
-  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \
-    -o "$work/image" --cache "${BENCH_CACHE:-$work/cache}" >/dev/null
-  image_dir=$work/image
-fi
-image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory"
+image_dir=$(bench_image_dir libvirt_migration "$kiln" "$work" "$image_dir") || exit 2
 
 # Memory the guest has touched is what live migration sends: its first
 # boot fills 256 MiB of tmpfs (libvirt instances have no `kiln exec` yet).

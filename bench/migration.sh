@@ -86,13 +86,7 @@ EOF
   uri[$host]="ssh://root@127.0.0.1:$port/?keyfile=$work/client_key&known_hosts=$work/known_hosts"
 done
 
-if [[ -z $image_dir ]]; then
-  echo "migration: baking recipes/debian-12-minimal.toml (untimed)"
-  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \
-    -o "$work/image" --cache "${BENCH_CACHE:-$work/cache}" >/dev/null
-  image_dir=$work/image
-fi
-image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory"
+image_dir=$(bench_image_dir migration "$kiln" "$work" "$image_dir") || exit 2
 
 
 bench_machine_before

@@ -108,14 +108,7 @@ bench_copy_kiln "$kiln_source" "$work/bin" >/dev/null || exit 2
 cp -- "$here/bench/lib/netbench.pl" "$work/netbench.pl"
 netbench=$work/netbench.pl
 
-if [[ -z $image_dir ]]; then
-  echo "network: baking recipes/debian-12-minimal.toml (untimed)"
-  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$here/recipes/debian-12-minimal.toml" \
-    -o "$work/image" --cache "${BENCH_CACHE:-$work/cache}" >/dev/null
-  image_dir=$work/image
-fi
-image_dir=$(cd "$image_dir" 2>/dev/null && pwd) || die "${1:-$BENCH_IMAGE}: no such directory; give a \`kiln bake\` output"
-[[ -f $image_dir/disk.raw ]] || die "$image_dir: no disk.raw; give a \`kiln bake\` output"
+image_dir=$(bench_image_dir network "$kiln" "$work" "$image_dir") || exit 2
 
 range() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s", lo, hi }'; }
 ms() { awk -v v="$1" 'BEGIN { printf (v < 10 ? "%.2f" : "%.1f"), v }'; }

@@ -12,6 +12,8 @@
 #   bench_summary_line     prints a line and, when $BENCH_SUMMARY is set,
 #                          appends it there: run-all's table shows the
 #                          machine and load lines beside the figures.
+# and what several benchmarks share: a private copy of kiln, the image
+# they run, medians, ratios, JSON fields, libvirtd for the run.
 
 bench_kvm_state() {
   [[ -e /dev/kvm ]] || { echo "absent (no /dev/kvm): qemu runs TCG"; return; }
@@ -77,6 +79,22 @@ bench_median() {
 # kiln's --json outcome.
 bench_json_field() {
   python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1]).get('$1', ''))"
+}
+# The image a benchmark runs, as an absolute path: DIR (its argument, or
+# $BENCH_IMAGE), or without one the default recipe baked with KILN into
+# WORK/image, untimed (through $BENCH_CACHE when set). It must be a `kiln
+# bake` output, with its disk.raw.
+bench_image_dir() {  # BENCHMARK KILN WORK [DIR]
+  local name=$1 kiln=$2 work=$3 dir=${4:-} root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  if [[ -z $dir ]]; then
+    echo "$name: baking recipes/debian-12-minimal.toml (untimed)" >&2
+    SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000} "$kiln" bake "$root/recipes/debian-12-minimal.toml" \
+      -o "$work/image" --cache "${BENCH_CACHE:-$work/cache}" >/dev/null || return 2
+    dir=$work/image
+  fi
+  [[ -f $dir/disk.raw ]] || { echo "$name: $dir: no disk.raw; give a \`kiln bake\` output" >&2; return 2; }
+  (cd "$dir" && pwd)
 }
 # A / B as "N.NNx".
 bench_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
