@@ -41,9 +41,6 @@ Result<> refuse_what_libvirt_lacks(const BootRequest& request, const std::string
                 "(its passt backend is needed, which libvirt 9.0 does not take); put the guest on a libvirt network "
                 "(--net NAME) or a bridge (--net tap:BRIDGE) and reach its address",
                 request.ssh_port ? "--ssh-port" : "--publish", uri);
-  if (request.firmware)
-    return fail(ErrorKind::kBadInput, "--firmware with --connect {}: kiln boots the kernel directly through libvirt",
-                uri);
   if (!request.luks_passphrase_file.empty())
     return fail(ErrorKind::kBadInput, "--luks-passphrase-file with --connect {}: not through libvirt yet", uri);
   if (request.backend != "auto" && request.backend != "qemu")
@@ -215,9 +212,6 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
                        kvm ? fmt::format("libvirt at {}: KVM ({})", uri, verdict.reason)
                            : fmt::format("libvirt at {}: plain QEMU (TCG); {}", uri, verdict.reason)};
   KILN_ASSIGN(InstanceSpec spec, plan_instance(networking.planned, source, choice, *real_host(store)));
-  if (spec.kernel.empty())
-    return fail(ErrorKind::kBadInput, "{}: through libvirt kiln boots a kernel directly, and this source has none",
-                source.description);
   if (LibvirtDomain existing{virDomainLookupByName(host.connection(), spec.name.c_str())})
     return fail(ErrorKind::kBadInput, "{} has a domain named {} already", uri, spec.name);
 
@@ -237,16 +231,21 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
   domain.name = spec.name;
   domain.memory_mib = spec.memory_mib;
   domain.vcpus = spec.vcpus;
-  KILN_ASSIGN(domain.kernel, image_volume(spec.kernel));
-  if (!spec.initrd.empty()) {
-    KILN_ASSIGN(domain.ramdisk, image_volume(spec.initrd));
+  if (!spec.firmware) {
+    KILN_ASSIGN(domain.kernel, image_volume(spec.kernel));
+    if (!spec.initrd.empty()) {
+      KILN_ASSIGN(domain.ramdisk, image_volume(spec.initrd));
+    }
+    // The command line kiln's own qemu backend gives, root= first.
+    std::string command_line = guest_command_line(spec);
+    domain.root = spec.root;
+    domain.extra = command_line.substr(command_line.find(' ') + 1);
   }
-  // The command line kiln's own qemu backend gives, root= first.
-  std::string command_line = guest_command_line(spec);
-  domain.root = spec.root;
-  domain.extra = command_line.substr(command_line.find(' ') + 1);
   for (size_t i = 0; i < spec.disks.size(); ++i) {
     const DiskSpec& disk = spec.disks[i];
+    if (disk.qcow2)
+      return fail(ErrorKind::kBadInput, "{}: {} is a qcow2 image; through libvirt kiln boots raw images (convert it "
+                  "with `qemu-img convert -O raw`)", source.description, disk.base.string());
     KILN_ASSIGN(std::string base, image_volume(disk.base));
     DomainDisk attached{.frontend = fmt::format("xvd{}", static_cast<char>('a' + i))};
     if (disk.read_only) {
@@ -283,6 +282,13 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
                          .instance = KilnInstanceMetadata{spec.id, spec.source},
                          .vif_networks = networking.networks,
                          .agent_channel = std::string(kAgentPortName)};
+  if (spec.firmware) {
+    // Through UEFI firmware (--firmware, an hvm Xen config): the disk's own
+    // boot loader starts the kernel, and the agent finds its channel in an
+    // OEM string, as under kiln's own qemu.
+    libvirt.uefi = true;
+    libvirt.oem_strings.push_back(fmt::format("{}virtio:{}", kAgentArgument, kAgentPortName));
+  }
   KILN_ASSIGN(std::string xml, write_libvirt_xml(domain, libvirt));
 
   LibvirtDomain defined(virDomainDefineXML(host.connection(), xml.c_str()));

@@ -59,6 +59,7 @@ Result<> check_libvirt_domain(const DomainSpec& spec, const LibvirtOptions& opti
   KILN_TRY(check_text("extra", spec.extra, source.of("extra")));
   KILN_TRY(check_text("UEFI loader", options.uefi_loader, {}));
   KILN_TRY(check_text("agent channel", options.agent_channel, {}));
+  for (const std::string& text : options.oem_strings) KILN_TRY(check_text("OEM string", text, {}));
   for (const DomainDisk& disk : spec.disks) KILN_TRY(check_text("disk path", disk.path, disk.where));
   for (const DomainVif& vif : spec.vifs) KILN_TRY(check_text("bridge", vif.bridge, vif.where));
   for (const std::string& network : options.vif_networks) KILN_TRY(check_text("network", network, {}));
@@ -103,6 +104,7 @@ void add_os(pugi::xml_node domain, const DomainSpec& spec, const LibvirtOptions&
     loader.append_attribute("type") = "pflash";
     loader.text().set(options.uefi_loader.c_str());
   }
+  if (!options.oem_strings.empty()) os.append_child("smbios").append_attribute("mode") = "sysinfo";
   if (spec.kernel.empty()) {
     os.append_child("boot").append_attribute("dev") = "hd";
     return;
@@ -203,6 +205,12 @@ Result<std::string> write_libvirt_xml(const DomainSpec& spec, const LibvirtOptio
   memory.append_attribute("unit") = "MiB";
   memory.text().set(static_cast<unsigned long long>(spec.memory_mib));
   domain.append_child("vcpu").text().set(spec.vcpus);
+  if (!options.oem_strings.empty()) {
+    pugi::xml_node sysinfo = domain.append_child("sysinfo");
+    sysinfo.append_attribute("type") = "smbios";
+    pugi::xml_node strings = sysinfo.append_child("oemStrings");
+    for (const std::string& text : options.oem_strings) add_text(strings, "entry", text);
+  }
   add_os(domain, spec, options);
   // ACPI lets `virsh shutdown` power the guest off cleanly.
   pugi::xml_node features = domain.append_child("features");

@@ -57,6 +57,10 @@ struct LibvirtOptions {
   // Per vif, by index: the libvirt network it joins instead of its bridge
   // (`--net NAME` through libvirt); "" or past the end: none.
   std::vector<std::string> vif_networks;
+  // SMBIOS OEM strings (type 11) the guest reads from its firmware tables:
+  // how kiln's exec agent finds its channel when the disk's boot loader,
+  // not kiln, gives the kernel its command line.
+  std::vector<std::string> oem_strings;
   // The name of a virtio-serial channel for kiln's exec agent, on a UNIX
   // socket that libvirt places (virDomainOpenChannel reaches it); "": none.
   std::string agent_channel;

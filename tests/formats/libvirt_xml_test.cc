@@ -218,6 +218,15 @@ TEST(LibvirtXml, TheExecAgentsChannelIsAVirtioPortOnlyWhenAsked) {
   EXPECT_EQ(count(xml, "/domain/devices/channel/source"), 0u);
 }
 
+// OEM strings go in an SMBIOS sysinfo block that the os element points at.
+TEST(LibvirtXml, OemStringsAreSmbiosSysinfoTheGuestReads) {
+  EXPECT_EQ(count(xml_of(baked_guest()), "/domain/sysinfo"), 0u);
+  std::string xml = xml_of(baked_guest(), {.oem_strings = {"kiln.agent=virtio:org.kiln.exec.0"}});
+  EXPECT_EQ(select(xml, "/domain/sysinfo/@type"), "smbios");
+  EXPECT_EQ(select(xml, "/domain/sysinfo/oemStrings/entry"), "kiln.agent=virtio:org.kiln.exec.0");
+  EXPECT_EQ(select(xml, "/domain/os/smbios/@mode"), "sysinfo");
+}
+
 TEST(LibvirtXml, LifecycleActionsKeepXenSpelling) {
   std::string xml = xml_of(baked_guest());
   EXPECT_EQ(select(xml, "/domain/on_poweroff"), "destroy");
@@ -283,6 +292,8 @@ TEST(LibvirtXmlTools, EveryVariantIsWellFormedAndValidForLibvirt) {
        {Variant{"direct kernel boot", baked_guest(), {}},
         Variant{"qemu, bios disk boot", no_kernel, {.type = LibvirtDomainType::kQemu}},
         Variant{"uefi auto", no_kernel, {.uefi = true}},
+        Variant{"uefi auto, oem strings, agent channel", no_kernel,
+                {.uefi = true, .oem_strings = {"kiln.agent=virtio:org.kiln.exec.0"}, .agent_channel = "org.kiln.exec.0"}},
         Variant{"uefi loader + kernel", baked_guest(), {.uefi = true, .uefi_loader = "/usr/share/OVMF/OVMF_CODE_4M.fd"}},
         Variant{"no devices", minimal, {}},
         Variant{"kiln's instance", baked_guest(),

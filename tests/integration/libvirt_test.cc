@@ -462,8 +462,8 @@ std::vector<int> ticks_on_console(const std::string& name, const std::string& ur
   return ticks(console_until_ticks(name, uri, env));
 }
 
-// kiln console, save and restore through libvirt. The guest's first-boot
-// script counts on its console every second from its first boot on: a
+// kiln console, save and restore through libvirt, of a guest booted
+// through UEFI firmware (--firmware). The guest's first-boot script counts on its console every second from its first boot on: a
 // restored guest goes on counting from where it was saved, where one booted
 // afresh would not count at all (the script runs at the first boot only).
 TEST_F(LibvirtKilnTest, ConsoleSaveAndRestoreGoOnWithTheSameGuestAndDestroyLeavesNothing) {
@@ -472,11 +472,22 @@ TEST_F(LibvirtKilnTest, ConsoleSaveAndRestoreGoOnWithTheSameGuestAndDestroyLeave
   testing::write_text(dir_ / "ticker.sh", "#!/bin/sh\n( n=0; while :; do echo \"<2>kiln-tick $n\" > /dev/kmsg; "
                                          "n=$((n+1)); sleep 1; done ) >/dev/null 2>&1 &\n");
   fs::permissions(dir_ / "ticker.sh", fs::perms(0755));
-  ProcessResult booted = testing::run_kiln({"boot", kImage.string(), "--name", name, "--connect", kUri,
+  ProcessResult booted = testing::run_kiln({"boot", kImage.string(), "--name", name, "--connect", kUri, "--firmware",
                                             "--firstboot", (dir_ / "ticker.sh").string(), "--wait-ready=300", "--json"},
                                            env_);
   ASSERT_EQ(booted.exit_code, 0) << booted.err;
   std::string id = last_json_line(booted.out)["id"];
+  // Through UEFI firmware, without Secure Boot, the disk's own boot loader
+  // starting the kernel (nothing of it uploaded); the exec agent found its
+  // channel in the SMBIOS OEM string.
+  ProcessResult dumped = virsh({"dumpxml", name});
+  EXPECT_THAT(dumped.out, HasSubstr("<loader"));
+  EXPECT_THAT(dumped.out, Not(HasSubstr("<kernel>")));
+  EXPECT_THAT(dumped.out, HasSubstr("<entry>kiln.agent=virtio:org.kiln.exec.0</entry>"));
+  ProcessResult efi = testing::run_kiln({"exec", name, "--connect", kUri, "--", "sh", "-c",
+                                         "test -d /sys/firmware/efi && cat /proc/cmdline"}, env_);
+  EXPECT_EQ(efi.exit_code, 0) << efi.err;
+  EXPECT_THAT(efi.out, Not(HasSubstr("kiln.agent=")));
 
   std::vector<int> before = ticks_on_console(name, kUri, env_);
   ASSERT_GE(before.size(), 2u);
