@@ -25,23 +25,25 @@ bool has_agent_channel(virDomainPtr domain) {
 
 }  // namespace
 
-Result<> LibvirtExecTarget::check_runnable(const std::string& name, virDomainPtr domain, const ExecWait& wait) {
+Result<std::chrono::milliseconds> LibvirtExecTarget::greeting_wait(const std::string& name, virDomainPtr domain,
+                                                                    const ExecWait& wait) {
   auto [state, letter] = domain_state(domain);
-  if (state == "paused")
+  if (letter == 'p')
     return fail(ErrorKind::kFailed, "{} on {} is paused: `kiln unpause {} --connect {}` first", name, uri_, name, uri_);
-  if (state != "running" && state != "blocked")
+  if (letter != 'r' && letter != 'b')
     return fail(ErrorKind::kFailed, "{} on {} is not running (state: {})", name, uri_, state);
   if (!has_agent_channel(domain))
     return fail(ErrorKind::kFailed, "{} on {} has no exec channel: a kiln without `kiln exec --connect` booted it; "
                 "boot it again", name, uri_);
   auto metadata = parse_kiln_metadata(kiln_metadata_of(domain).value_or(""));
-  greeting_ = wait.greeting;
-  if (metadata && metadata->ready_seconds) return check_exec_agent(name, metadata->exec);
+  if (metadata && metadata->ready_seconds) {
+    KILN_TRY(check_exec_agent(name, metadata->exec));
+    return wait.greeting;
+  }
   // Its boot did not wait for the ready report, which libvirt keeps no
   // record of: the agent's greeting on the channel is the word that the
   // guest is up, waited for as long as --wait-ready says on top.
-  greeting_ += wait.ready;
-  return {};
+  return wait.greeting + wait.ready;
 }
 
 Result<> LibvirtExecTarget::open_channel(const std::string& name, virDomainPtr domain) {
@@ -57,13 +59,12 @@ Result<> LibvirtExecTarget::open_channel(const std::string& name, virDomainPtr d
   // The agent greeted whoever held the channel when it started: asked,
   // it greets this relay.
   relay_->attach(channel_->release(), kVirtioPortWindow, /*ask_hello=*/true);
-  name_ = name;
   return {};
 }
 
 Result<ExecEndpoint> LibvirtExecTarget::reach(const std::string& name, const ExecWait& wait) {
-  if (relay_ && name == name_) return ExecEndpoint{socket_dir_->path() / "exec.sock", greeting_, {}};
-  if (relay_)
+  if (endpoint_ && name == name_) return *endpoint_;
+  if (endpoint_)
     return fail(ErrorKind::kBadInput, "one kiln command reaches one instance on {}: {} already, not {}", uri_, name_,
                 name);
   if (!host_) {
@@ -71,9 +72,11 @@ Result<ExecEndpoint> LibvirtExecTarget::reach(const std::string& name, const Exe
     host_.emplace(std::move(host));
   }
   KILN_ASSIGN(LibvirtDomain domain, host_->domain(name));
-  KILN_TRY(check_runnable(name, domain.get(), wait));
+  KILN_ASSIGN(std::chrono::milliseconds greeting, greeting_wait(name, domain.get(), wait));
   KILN_TRY(open_channel(name, domain.get()));
-  return ExecEndpoint{socket_dir_->path() / "exec.sock", greeting_, {}};
+  name_ = name;
+  endpoint_ = ExecEndpoint{socket_dir_->path() / "exec.sock", greeting, {}};
+  return *endpoint_;
 }
 
 }  // namespace kiln

@@ -31,12 +31,15 @@ class LibvirtExecTarget : public ExecTarget {
   Result<ExecEndpoint> reach(const std::string& name, const ExecWait& wait) override;
 
  private:
-  Result<> check_runnable(const std::string& name, virDomainPtr domain, const ExecWait& wait);
+  // How long the agent may take to greet, once the domain is one that can
+  // run a command: running, with the channel, its agent known or awaited.
+  Result<std::chrono::milliseconds> greeting_wait(const std::string& name, virDomainPtr domain,
+                                                  const ExecWait& wait);
   Result<> open_channel(const std::string& name, virDomainPtr domain);
 
   std::string uri_;
-  std::string name_;  // the domain whose channel is open
-  std::chrono::milliseconds greeting_{0};
+  std::string name_;  // the domain whose channel is open, and where it is relayed
+  std::optional<ExecEndpoint> endpoint_;
   // Declared in the order they are made; destroyed in reverse: the relay
   // lets go of the channel before the bridge ends, before the connection.
   std::optional<LibvirtHost> host_;
