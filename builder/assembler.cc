@@ -137,8 +137,28 @@ Result<> extract_file(Ext4Image& fs, const std::string& inside, const fs::path& 
 
 std::string kernel_command_line(const Plan& plan) {
   std::string line = "root=" + root_device(*plan.recipe, plan.identity) + " ro";
-  if (!plan.recipe->image.kernel_cmdline.value.empty()) line += " " + plan.recipe->image.kernel_cmdline.value;
+  if (!plan.recipe->image.kernel_cmdline.value.empty())
+    line += " " + with_serial_console(plan.recipe->image.kernel_cmdline.value, *plan.arch);
   return line;
+}
+
+// systemd-boot for the ESP: the image's own when it has one (it matches the
+// image's systemd and architecture), else the host's, which only boots an
+// image of the host's architecture.
+Result<BootLoader> find_boot_loader(const Plan& plan, Ext4Image& fs) {
+  BootLoader loader{std::string(plan.arch->efi_suffix), {}, {}};
+  std::string inside = systemd_boot_path(plan.arch->efi_suffix);
+  KILN_ASSIGN(auto own, fs.stat(inside));
+  if (own) {
+    KILN_ASSIGN(loader.content, fs.read_file(inside));
+    return loader;
+  }
+  if (plan.arch->dpkg != host_architecture())
+    return fail(ErrorKind::kBadInput,
+                "the {} image has no {} for its EFI system partition: add \"systemd-boot-efi\" to its packages",
+                plan.arch->dpkg, inside);
+  loader.file = inside;
+  return loader;
 }
 
 Result<> populate(const Plan& plan, Ext4Image& fs, TarReader& reader, const FilesystemLayout& layout,
@@ -166,9 +186,13 @@ Result<> populate(const Plan& plan, Ext4Image& fs, TarReader& reader, const File
     const auto& packages = plan.recipe->bootstrap.packages;
     return std::unexpected(Error{
         ErrorKind::kBadInput,
-        "the image has no kernel (/boot/vmlinuz-*) to boot: add \"linux-image-amd64\" to "
-        "bootstrap.packages (or customize.packages)",
+        fmt::format("the image has no kernel (/boot/vmlinuz-*) to boot: add \"{}\" to "
+                    "bootstrap.packages (or customize.packages)",
+                    plan.arch->kernel_package),
         packages.set ? packages.where : Location{plan.recipe->file.string(), 0, 0}, {}});
+  }
+  if (plan.recipe->storage.layout.value != StorageLayout::kPlain) {
+    KILN_ASSIGN(out.boot_loader, find_boot_loader(plan, fs));
   }
   if (kernel) {
     out.kernel_version = kernel->version;
@@ -314,7 +338,7 @@ Result<> write_esp(const Plan& plan, const AssembledImage& image) {
   BootEntry entry{recipe.image.name.value,
                   recipe.image.description.value.empty() ? recipe.image.name.value : recipe.image.description.value,
                   image.kernel, image.initrd, image.kernel_command_line};
-  KILN_ASSIGN(auto files, systemd_boot_files(entry));
+  KILN_ASSIGN(auto files, systemd_boot_files(entry, image.boot_loader));
   FatOptions fat;
   fat.offset_bytes = image.geometry.esp->offset;
   fat.size_bytes = image.geometry.esp->size;

@@ -19,6 +19,7 @@
 #include "builder/plan.h"
 #include "builder/root_stack.h"
 #include "formats/disk/gpt_disk.h"
+#include "formats/disk/systemd_boot.h"
 
 namespace kiln {
 
@@ -45,6 +46,7 @@ struct AssembledImage {
   std::filesystem::path initrd;
   std::string kernel_version;
   std::string kernel_command_line;  // root=UUID=... ro + image.kernel_cmdline
+  BootLoader boot_loader;           // systemd-boot for the ESP: the image's own, or the host's
   std::string dpkg_status;          // /var/lib/dpkg/status of the image
   std::vector<std::string> notes;
 };

@@ -15,6 +15,7 @@
 #include "builder/apt_sources.h"
 #include "builder/assembler.h"
 #include "builder/bootstrap.h"
+#include "builder/foreign_emulation.h"
 #include "builder/host_target.h"
 #include "builder/image_chroot.h"
 #include "builder/plan.h"
@@ -95,7 +96,8 @@ class StageRunner {
 Result<fs::path> source_archive(const Plan& plan, StageRunner& stages, Reporter& reporter) {
   const Recipe& recipe = *plan.recipe;
   if (recipe.bootstrap.from.value.empty()) {
-    return stages.run(plan.source, "rootfs.tar", [&](const fs::path& out, const fs::path& work) {
+    return stages.run(plan.source, "rootfs.tar", [&](const fs::path& out, const fs::path& work) -> Result<> {
+      KILN_TRY(ensure_foreign_emulation(*plan.arch, BinfmtHost::real(), reporter));
       return bootstrap_rootfs(plan, out, work, reporter, system_runner());
     });
   }
@@ -162,7 +164,8 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
 
   KILN_ASSIGN(fs::path archive, source_archive(plan, stages, reporter));
   if (plan.in_image) {
-    KILN_ASSIGN(archive, stages.run(*plan.in_image, "rootfs.tar", [&](const fs::path& out, const fs::path& work) {
+    KILN_ASSIGN(archive, stages.run(*plan.in_image, "rootfs.tar", [&](const fs::path& out, const fs::path& work) -> Result<> {
+      KILN_TRY(ensure_foreign_emulation(*plan.arch, BinfmtHost::real(), reporter));
       return run_in_image_steps(plan, archive, out, work, reporter, system_runner());
     }));
   }

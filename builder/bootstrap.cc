@@ -52,11 +52,11 @@ Result<> run_mmdebstrap(const Plan& plan, const std::filesystem::path& out_tar, 
   Command command;
   command.argv = {"mmdebstrap",
                   "--variant=" + b.variant.value,
-                  "--architectures=" + b.arch.value,
+                  "--architectures=" + std::string(plan.arch->dpkg),
                   "--components=" + joined(b.components.value, ','),
                   "--format=tar",
                   "--aptopt=Acquire::Retries \"3\""};
-  if (!b.packages.value.empty()) command.argv.push_back("--include=" + joined(b.packages.value, ','));
+  if (!plan.bootstrap_packages.empty()) command.argv.push_back("--include=" + joined(plan.bootstrap_packages, ','));
   command.argv.insert(command.argv.end(), {b.suite.value, out_tar.string(), plan.mirror});
   command.env = reproducible_env(plan);
   command.in_child = enter_private_mount_namespace;
@@ -74,10 +74,10 @@ Result<> run_debootstrap(const Plan& plan, const std::filesystem::path& out_tar,
   std::filesystem::create_directories(tree, ec);
   if (ec) return fail_errno("cannot create", tree.string(), ec.value());
   Command command;
-  command.argv = {"debootstrap", "--arch=" + b.arch.value,
+  command.argv = {"debootstrap", "--arch=" + std::string(plan.arch->dpkg),
                   "--components=" + joined(b.components.value, ',')};
   if (b.variant.value != "default") command.argv.push_back("--variant=" + b.variant.value);
-  if (!b.packages.value.empty()) command.argv.push_back("--include=" + joined(b.packages.value, ','));
+  if (!plan.bootstrap_packages.empty()) command.argv.push_back("--include=" + joined(plan.bootstrap_packages, ','));
   command.argv.insert(command.argv.end(), {b.suite.value, tree.string(), plan.mirror});
   command.env = reproducible_env(plan);
   command.in_child = enter_private_mount_namespace;

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <utility>
 
+#include "base/architecture.h"
 #include "base/files.h"
 #include "builder/offline_customizer.h"
 #include "builder/systemd_units.h"
@@ -295,16 +296,6 @@ Result<> write_file(Ext4Image& fs, const std::string& path, std::string_view tex
   return fs.write_file(path, text, Ext4Attributes{mode, 0, 0, mtime});
 }
 
-// The dpkg architecture the exec agent was built for: this kiln's own.
-constexpr std::string_view kAgentArchitecture =
-#if defined(__x86_64__)
-    "amd64";
-#elif defined(__aarch64__)
-    "arm64";
-#else
-    "";
-#endif
-
 }  // namespace
 
 
@@ -325,7 +316,8 @@ Result<std::filesystem::path> find_exec_agent_binary() {
 }
 
 Result<bool> install_exec_agent(Ext4Image& fs, std::string_view architecture, int64_t mtime) {
-  if (architecture != kAgentArchitecture) return false;
+  // The agent is built with kiln, for kiln's own architecture.
+  if (architecture != host_architecture()) return false;
   KILN_ASSIGN(std::filesystem::path binary, find_exec_agent_binary());
   KILN_ASSIGN(std::string bytes, read_file(binary));
   KILN_TRY(write_file(fs, std::string(kExecAgentPath), bytes, 0755, mtime));

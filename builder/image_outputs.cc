@@ -173,6 +173,7 @@ ImageManifest manifest_of(const Plan& plan, const AssembledImage& image, std::ve
   m.version = recipe.image.version.value;
   m.description = recipe.image.description.value;
   m.layout = name_of(recipe.storage.layout.value);
+  m.architecture = plan.arch->dpkg;
   m.size = image.geometry.image_size;
   m.root_filesystem_type = name_of(root.filesystem);
   m.root_filesystem_uuid = root.uuid.to_string();

@@ -28,15 +28,15 @@ StagePlan bootstrap_stage(const Recipe& recipe, const Plan& plan) {
   const BootstrapSection& b = recipe.bootstrap;
   Hasher hasher;
   hasher.field(kBootstrapFormat).field(b.tool.value).field(b.distro.value).field(b.suite.value)
-      .field(b.variant.value).field(b.arch.value).field(plan.mirror);
+      .field(b.variant.value).field(plan.arch->dpkg).field(plan.mirror);
   hash_list(hasher, sorted_unique(b.components.value));
-  hash_list(hasher, sorted_unique(b.packages.value));
+  hash_list(hasher, sorted_unique(plan.bootstrap_packages));
   hasher.field(plan.reproducible ? std::to_string(plan.timestamp) : "now");
-  std::string packages = b.packages.value.empty()
+  std::string packages = plan.bootstrap_packages.empty()
                              ? std::string()
-                             : fmt::format(", {} extra packages", b.packages.value.size());
+                             : fmt::format(", {} extra packages", plan.bootstrap_packages.size());
   return {"bootstrap", hasher.hex_digest(),
-          fmt::format("{} {}/{}{}", b.tool.value, b.suite.value, b.variant.value, packages)};
+          fmt::format("{} {}/{} {}{}", b.tool.value, b.suite.value, b.variant.value, plan.arch->dpkg, packages)};
 }
 
 Result<StagePlan> import_stage(const Recipe& recipe) {
@@ -129,6 +129,24 @@ ImageIdentity identity_of(const Recipe& recipe) {
   return id;
 }
 
+bool names_kernel(const std::vector<std::string>& packages) {
+  return std::any_of(packages.begin(), packages.end(),
+                     [](const std::string& name) { return name.starts_with("linux-image-"); });
+}
+
+std::vector<std::string> bootstrap_packages(const Recipe& recipe, const Architecture& arch) {
+  std::vector<std::string> packages = recipe.bootstrap.packages.value;
+  bool esp = recipe.storage.layout.value != StorageLayout::kPlain;
+  bool kernel_named = names_kernel(packages);
+  for (const CustomizeStep& step : recipe.customize.steps)
+    if (const auto* install = std::get_if<InstallPackages>(&step.operation))
+      kernel_named = kernel_named || names_kernel(install->packages);
+  if (!kernel_named && (esp || recipe.wants_output("kernel"))) packages.emplace_back(arch.kernel_package);
+  bool has_loader = std::find(packages.begin(), packages.end(), "systemd-boot-efi") != packages.end();
+  if (esp && arch.dpkg != host_architecture() && !has_loader) packages.emplace_back("systemd-boot-efi");
+  return packages;
+}
+
 }  // namespace
 
 bool is_builtin_locale(std::string_view locale) {
@@ -148,6 +166,11 @@ Result<Plan> make_plan(const Recipe& recipe, const PlanInputs& inputs) {
   plan.reproducible = inputs.source_date_epoch.has_value();
   plan.timestamp = inputs.source_date_epoch.value_or(inputs.now);
   bool imported = !recipe.bootstrap.from.value.empty();
+  plan.arch = find_architecture(recipe.image.arch.value);
+  if (!plan.arch)
+    return fail_at(recipe.image.arch.where, "image.arch: kiln does not know the architecture \"{}\" ({})",
+                   recipe.image.arch.value, architecture_choices());
+  if (!imported) plan.bootstrap_packages = bootstrap_packages(recipe, *plan.arch);
   plan.mirror = recipe.bootstrap.mirror.value.empty() ? inputs.host_mirror : recipe.bootstrap.mirror.value;
   if (imported) {
     KILN_ASSIGN(plan.source, import_stage(recipe));

@@ -17,6 +17,7 @@
 #include "base/error.h"
 #include "builder/disk_layout.h"
 #include "builder/storage_setup.h"
+#include "base/architecture.h"
 #include "base/uuid.h"
 #include "recipes/recipe.h"
 
@@ -55,6 +56,12 @@ struct Plan {
   int64_t timestamp = 0;      // every time written into the image
   bool reproducible = false;  // SOURCE_DATE_EPOCH was given
   std::string mirror;         // archive URI for bootstrap and in-image apt
+  const Architecture* arch = nullptr;  // the image's, from image.arch
+  // bootstrap.packages and what the architecture adds: its kernel package
+  // when the recipe names none and the image boots, and, on a disk with an
+  // ESP for another architecture than this kiln's, the image's own
+  // systemd-boot-efi (the host's boot loader would not run there).
+  std::vector<std::string> bootstrap_packages;
   StagePlan source;           // bootstrap, or import of bootstrap.from
   // Runs programs inside the image; absent when no step needs to.
   std::optional<StagePlan> in_image;

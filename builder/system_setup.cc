@@ -167,7 +167,7 @@ Result<std::vector<std::string>> apply_system_setup(Ext4Image& fs, const Plan& p
     notes.push_back("the image has no systemd: kiln's guest agent (personality, readiness) is not installed");
   } else {
     KILN_TRY(install_guest_agent(fs, plan.timestamp));
-    const std::string& architecture = plan.recipe->bootstrap.arch.value;
+    const std::string architecture(plan.arch->dpkg);
     KILN_ASSIGN(bool exec_agent, install_exec_agent(fs, architecture, plan.timestamp));
     if (!exec_agent)
       notes.push_back("no exec agent for " + architecture + " images in this kiln: `kiln exec` will not reach them");

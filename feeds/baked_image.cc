@@ -20,11 +20,9 @@ Result<BakedImage> parse_bake_manifest(std::string_view text, const std::string&
   image.build_timestamp = m.build_timestamp;
   image.root_partition = m.root_partition();
   image.package_count = m.packages.size();
-  for (const ManifestPackage& package : m.packages) {
-    if (image.dpkg_architecture.empty() && !package.architecture.empty() && package.architecture != "all")
-      image.dpkg_architecture = package.architecture;
+  image.dpkg_architecture = m.architecture;
+  for (const ManifestPackage& package : m.packages)
     if (package.name == "base-files") image.base_files_version = package.version;
-  }
   return image;
 }
 

@@ -28,7 +28,7 @@ struct BakedImage {
   std::string kernel;
   int64_t build_timestamp = 0;
   std::optional<int> root_partition;  // the GPT partition named "root"
-  std::string dpkg_architecture;      // "amd64", from the installed packages
+  std::string dpkg_architecture;      // "amd64", from the manifest
   std::string base_files_version;     // Debian's release shows in it
   size_t package_count = 0;
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "base/architecture.h"
 #include "base/files.h"
 #include "base/size.h"
 #include "base/stale_temps.h"
@@ -20,12 +21,9 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// virt-builder's names for Debian's architectures.
+// virt-builder's names for Debian's architectures: the kernel's.
 std::string virt_builder_arch(std::string_view dpkg) {
-  if (dpkg == "amd64") return "x86_64";
-  if (dpkg == "arm64") return "aarch64";
-  if (dpkg == "i386") return "i686";
-  if (dpkg == "armhf") return "armv7l";
+  if (const Architecture* arch = find_architecture(dpkg)) return std::string(arch->uname);
   if (dpkg == "ppc64el") return "ppc64le";
   if (!dpkg.empty()) return std::string(dpkg);  // s390x, riscv64... are spelled alike
   struct utsname host;

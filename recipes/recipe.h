@@ -38,6 +38,7 @@ struct ImageSection {
   Located<std::string> version;
   Located<std::string> description;
   Located<std::string> kernel_cmdline;  // appended to root=UUID=... ro
+  Located<std::string> arch;            // dpkg's name: base/architecture.h
 };
 
 struct BootstrapSection {
@@ -49,7 +50,6 @@ struct BootstrapSection {
   Located<std::vector<std::string>> packages;
   Located<std::string> mirror;  // empty: the host's apt sources
   Located<std::string> from;    // import an existing rootfs archive instead
-  Located<std::string> arch;
 };
 
 // One logical volume of [[storage.lvm.volumes]].

@@ -5,6 +5,7 @@
 #include <variant>
 
 #include "base/vm_shape.h"
+#include "base/architecture.h"
 #include "recipes/section_parsers.h"
 #include "recipes/value_checks.h"
 
@@ -56,6 +57,12 @@ const std::array kSettings = {
     Setting{{"image", "kernel_cmdline", ValueKind::kString, "\"console=tty0 console=ttyS0\"", "",
              "Kernel arguments after root=UUID=... ro, for every boot path."},
             StringField{FIELD(image.kernel_cmdline)}, check_text_line},
+    Setting{{"image", "arch", ValueKind::kString, "\"amd64\"", architecture_choices(),
+             "Debian architecture of the image. The kernel package, the EFI boot loader and the "
+             "serial console follow it; another architecture than the host's is bootstrapped "
+             "through qemu-user emulation (package qemu-user-static) and boots under its "
+             "qemu-system (TCG)."},
+            StringField{FIELD(image.arch)}},
     // [bootstrap]
     Setting{{"bootstrap", "tool", ValueKind::kString, "\"mmdebstrap\"", "mmdebstrap|debootstrap",
              "The program that bootstraps the root filesystem."},
@@ -83,9 +90,6 @@ const std::array kSettings = {
              "Import this rootfs archive (.tar, .tar.gz, .tar.xz, .tar.zst, .cpio, .cpio.gz; a "
              "path or a file://, http://, https:// or ftp:// URI) instead of bootstrapping."},
             StringField{FIELD(bootstrap.from)}, check_text_line},
-    Setting{{"bootstrap", "arch", ValueKind::kString, "\"amd64\"", "amd64",
-             "Debian architecture of the image."},
-            StringField{FIELD(bootstrap.arch)}},
     // [storage]
     Setting{{"storage", "size", ValueKind::kSize, "\"2G\"", "",
              "Size of the disk image (disk.raw), or of root.img for the plain layout."},

@@ -40,6 +40,7 @@ Result<BootSource> from_image_directory(const fs::path& dir) {
   KILN_ASSIGN(ImageManifest image, read_image_manifest(*text, (dir / "manifest.json").string()));
   BootSource source;
   source.name = image.name;
+  source.architecture = image.architecture;
   source.description = dir.string();
   source.kernel = dir / "vmlinuz";
   source.initrd = dir / "initrd.img";

@@ -29,6 +29,7 @@ struct SourceNic {
 
 struct BootSource {
   std::string name;  // the image's or domain's name
+  std::string architecture = "amd64";  // dpkg's name (base/architecture.h)
   std::string description;  // the path given, for messages
   std::filesystem::path kernel;
   std::filesystem::path initrd;

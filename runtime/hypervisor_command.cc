@@ -22,12 +22,17 @@ std::string joined(const std::vector<std::string>& words) {
 
 }  // namespace
 
+const Architecture& architecture_of(const InstanceSpec& spec) {
+  const Architecture* arch = find_architecture(spec.architecture);
+  return arch ? *arch : architectures().front();
+}
+
 std::string guest_command_line(const InstanceSpec& spec) {
   const Personality& p = spec.personality;
   const bool uml = spec.backend == BackendKind::kUml;
   // Under UML too the console is the first serial line, so that systemd
   // starts a serial getty on it.
-  std::string console = "console=ttyS0";
+  std::string console = "console=" + std::string(uml ? "ttyS0" : architecture_of(spec).serial_console);
   bool slirp = uml && !spec.network.nics.empty() && spec.network.nics.front().kind == NetworkKind::kUser;
   // The seed disk comes after the instance's disks; naming it spares the
   // guest agent a wait for udev to find it by label.
@@ -99,12 +104,13 @@ std::vector<std::string> uml_nic_arguments(const NetworkSpec& net, const std::st
 
 Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const InstancePaths& paths,
                                               const LaunchOptions& options) {
-  KILN_ASSIGN(std::string qemu, find_program(kQemuBinary));
+  const Architecture& arch = architecture_of(spec);
+  KILN_ASSIGN(std::string qemu, find_program(arch.qemu_system));
   std::vector<std::string> argv = {
       qemu,
       "-name", fmt::format("guest={},process=kiln:{}", spec.name, spec.name),
-      "-machine", spec.kvm ? "q35,accel=kvm" : "q35,accel=tcg",
-      "-cpu", spec.kvm ? "host" : kTcgCpu,
+      "-machine", fmt::format("{},accel={}", arch.qemu_machine, spec.kvm ? "kvm" : "tcg"),
+      "-cpu", spec.kvm ? "host" : std::string(arch.tcg_cpu),
       "-m", fmt::format("{}M", spec.memory_mib),
       "-smp", std::to_string(spec.vcpus),
       "-nodefaults", "-no-user-config", "-display", "none",
@@ -112,7 +118,7 @@ Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const In
       "-qmp", fmt::format("unix:{},server=on,wait=off", paths.qmp_events_socket.string()),
       // A guest reboot or panic ends or stops qemu, so that the supervisor
       // applies the instance's on_reboot and on_crash policies.
-      "-no-reboot", "-action", "panic=pause", "-device", "pvpanic",
+      "-no-reboot", "-action", "panic=pause", "-device", std::string(arch.panic_device),
       // Entropy for the guest's first boot (ssh host keys) without waiting.
       "-device", "virtio-rng-pci",
       // The exec channel; the supervisor connects to it once qemu runs.
@@ -124,7 +130,7 @@ Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const In
     // The disk's boot loader gives the kernel its command line; the agent
     // finds its channel in this OEM string instead.
     argv.insert(argv.end(), {"-smbios", fmt::format("type=11,value={}virtio:{}", kAgentArgument, kAgentPortName)});
-    argv.insert(argv.end(), {"-drive", fmt::format("if=pflash,format=raw,unit=0,readonly=on,file={}", kOvmfCode),
+    argv.insert(argv.end(), {"-drive", fmt::format("if=pflash,format=raw,unit=0,readonly=on,file={}", arch.firmware_code),
                              "-drive", fmt::format("if=pflash,format=raw,unit=1,file={}",
                                                    (paths.state_dir / "OVMF_VARS.fd").string())});
   } else {

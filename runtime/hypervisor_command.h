@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/architecture.h"
 #include "base/error.h"
 #include "runtime/instance.h"
 #include "runtime/instance_store.h"
@@ -51,15 +52,12 @@ int uml_host_cpu(const std::vector<int>& allowed, std::string_view instance_id);
 // The CPUs this process may run on (sched_getaffinity), in order.
 std::vector<int> allowed_cpus();
 
+// qemu for the host's own architecture, which KVM can run.
 inline constexpr const char* kQemuBinary = "qemu-system-x86_64";
 inline constexpr const char* kUmlBinary = "linux.uml";
-inline constexpr const char* kOvmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-// The CPU qemu emulates without KVM: x86-64-v2 (what Debian's and RHEL 9's
-// userlands need) on qemu64's AMD identity. Measured to ready on the default
-// image: "max" 21.5-23.7 s, this 18-21 s; Intel models such as Nehalem
-// 27-28 s, because their guest kernel turns on the Meltdown page-table
-// isolation, a TLB flush per system call that TCG pays dearly for.
-inline constexpr const char* kTcgCpu = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16";
-inline constexpr const char* kOvmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+// The row of base/architecture.h for an instance; amd64's for an unknown
+// name (plan_instance refuses those before anything starts).
+const Architecture& architecture_of(const InstanceSpec& spec);
 
 }  // namespace kiln

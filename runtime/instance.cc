@@ -60,6 +60,7 @@ nlohmann::json spec_json(const InstanceSpec& spec) {
       {"backend", backend_name(spec.backend)},
       {"kvm", spec.kvm},
       {"firmware", spec.firmware},
+      {"architecture", spec.architecture},
       {"kernel", spec.kernel.string()},
       {"initrd", spec.initrd.string()},
       {"root", spec.root},
@@ -120,6 +121,7 @@ InstanceSpec spec_from(const nlohmann::json& json) {
   spec.backend = enum_field(json, "backend", kBackends);
   spec.kvm = json.at("kvm");
   spec.firmware = json.at("firmware");
+  spec.architecture = json.value("architecture", "amd64");
   spec.kernel = json.at("kernel").get<std::string>();
   spec.initrd = json.at("initrd").get<std::string>();
   spec.root = json.at("root");

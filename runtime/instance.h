@@ -95,6 +95,7 @@ struct InstanceSpec {
   BackendKind backend = BackendKind::kQemu;
   bool kvm = false;       // qemu: hardware acceleration (probed), else TCG
   bool firmware = false;  // qemu: UEFI boot of a partitioned disk, else direct kernel
+  std::string architecture = "amd64";  // the guest's, as dpkg names it (base/architecture.h)
   std::filesystem::path kernel;
   std::filesystem::path initrd;
   std::string root;         // root= for the kernel, e.g. "UUID=..." or "/dev/vda"

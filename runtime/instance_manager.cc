@@ -65,7 +65,7 @@ Result<> make_overlays(const InstanceSpec& spec, const InstancePaths& paths) {
     KILN_TRY(create_qcow2_overlay(overlay, base, static_cast<uint64_t>(size)));
   }
   if (spec.firmware) {
-    KILN_ASSIGN(std::string vars, read_file(kOvmfVars));
+    KILN_ASSIGN(std::string vars, read_file(architecture_of(spec).firmware_vars));
     KILN_TRY(write_file_atomic(paths.state_dir / "OVMF_VARS.fd", vars, 0600));
   }
   return {};

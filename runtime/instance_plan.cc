@@ -9,6 +9,7 @@
 
 #include <fstream>
 
+#include "base/architecture.h"
 #include "base/files.h"
 #include "base/ipv4_subnet.h"
 #include "base/size.h"
@@ -338,16 +339,42 @@ Result<Personality> personality_for(const BootRequest& request, const BootSource
   return p;
 }
 
+// Another architecture than the host's: its qemu-system, under TCG (KVM
+// runs only the host's own).
+Result<BackendChoice> choose_foreign_backend(const BootRequest& request, const BootSource& source,
+                                             const Architecture& arch, const HostFacts& host) {
+  if (request.backend == "uml")
+    return fail(ErrorKind::kBadInput, "{}: a {} image; User-Mode Linux runs amd64 images only: use --backend qemu",
+                source.description, arch.dpkg);
+  if (request.backend != "qemu" && request.backend != "auto")
+    return fail(ErrorKind::kBadInput, "unknown backend \"{}\": expected auto, qemu or uml", request.backend);
+  if ((request.firmware || source.boots_through_firmware) && arch.firmware_code.empty())
+    return fail(ErrorKind::kBadInput, "{}: Debian has no UEFI firmware for {} guests that kiln can use: boot without --firmware",
+                source.description, arch.dpkg);
+  KILN_TRY(host.program(arch.qemu_system));
+  return BackendChoice{BackendKind::kQemu, false,
+                       fmt::format("{} with TCG: the image is for {}, and KVM runs only this host's own architecture ({})",
+                                   arch.qemu_system, arch.dpkg, host_architecture())};
+}
+
 }  // namespace
 
 std::unique_ptr<HostFacts> real_host(const InstanceStore& store) { return std::make_unique<RealHost>(store); }
 
 Result<BackendChoice> choose_backend(const BootRequest& request, const BootSource& source, const HostFacts& host) {
+  const Architecture* arch = find_architecture(source.architecture);
+  if (!arch)
+    return fail(ErrorKind::kBadInput, "{}: an image for {}, which this kiln does not boot (it boots {})",
+                source.description, source.architecture, architecture_choices());
+  if (arch->dpkg != host_architecture()) return choose_foreign_backend(request, source, *arch, host);
   bool initramfs_only = !source.root_needs_initramfs.empty();
   std::string forwards = networking_needs_qemu(request, source);
-  bool uml_possible = host.program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware &&
+  bool uml_possible = arch->uml && host.program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware &&
                       !initramfs_only && forwards.empty() && !source.boots_through_firmware && source.needs_qemu.empty();
   if (request.backend == "uml") {
+    if (!arch->uml)
+      return fail(ErrorKind::kBadInput, "{}: a {} image; User-Mode Linux runs amd64 images only: use --backend qemu",
+                  source.description, arch->dpkg);
     if (request.firmware) return fail(ErrorKind::kBadInput, "--firmware needs the qemu backend: UML has no firmware");
     if (source.boots_through_firmware)
       return fail(ErrorKind::kBadInput, "{}: an hvm domain boots its disk through firmware, which needs the qemu "
@@ -367,7 +394,7 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
   }
   if (request.backend != "qemu" && request.backend != "auto")
     return fail(ErrorKind::kBadInput, "unknown backend \"{}\": expected auto, qemu or uml", request.backend);
-  KILN_ASSIGN(std::string qemu, host.program(kQemuBinary));
+  KILN_ASSIGN(std::string qemu, host.program(arch->qemu_system));
   KvmVerdict kvm = host.kvm(qemu);
   if (request.backend == "qemu")
     return BackendChoice{BackendKind::kQemu, kvm.works,
@@ -409,6 +436,7 @@ Result<InstanceSpec> plan_instance(const BootRequest& request, const BootSource&
   spec.backend = backend.kind;
   spec.kvm = backend.kvm;
   spec.firmware = request.firmware || source.boots_through_firmware;
+  spec.architecture = source.architecture;
   spec.source = fs::absolute(source.description).string();
   if (source.boots_through_firmware) {
     spec.disks = source.disks;

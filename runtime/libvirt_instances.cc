@@ -9,6 +9,7 @@
 
 #include <pugixml.hpp>
 
+#include "base/architecture.h"
 #include "base/files.h"
 #include "base/file_hash_cache.h"
 #include "formats/domain/libvirt_xml.h"
@@ -206,7 +207,17 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
   KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
   for (const std::string& network : networking.networks)
     if (!network.empty()) KILN_TRY(host.check_network(network));
-  KILN_ASSIGN(KvmVerdict verdict, probe_libvirt_kvm(host, store.state_root()));
+  const Architecture* arch = find_architecture(source.architecture);
+  if (!arch) return fail(ErrorKind::kBadInput, "{}: an image for {}, which kiln does not boot", source.description,
+                         source.architecture);
+  bool native = arch->dpkg == host_architecture();
+  if (!native && arch->firmware_code.empty() && (request.firmware || source.boots_through_firmware))
+    return fail(ErrorKind::kBadInput, "{}: Debian has no UEFI firmware for {} guests that kiln can use: boot without --firmware",
+                source.description, arch->dpkg);
+  KvmVerdict verdict{false, fmt::format("the guest is for {}, and KVM runs only this host's own architecture", arch->dpkg)};
+  if (native) {
+    KILN_ASSIGN(verdict, probe_libvirt_kvm(host, store.state_root()));
+  }
   bool kvm = verdict.works;
   BackendChoice choice{BackendKind::kQemu, kvm,
                        kvm ? fmt::format("libvirt at {}: KVM ({})", uri, verdict.reason)
@@ -279,6 +290,10 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
   domain.on_reboot = action_of(spec.on_reboot);
   domain.on_crash = action_of(spec.on_crash);
   LibvirtOptions libvirt{.type = kvm ? LibvirtDomainType::kKvm : LibvirtDomainType::kQemu,
+                         .arch = std::string(arch->uname),
+                         .machine = std::string(arch->qemu_machine),
+                         // The model alone: libvirt takes features as elements.
+                         .tcg_cpu = native ? "" : std::string(arch->tcg_cpu.substr(0, arch->tcg_cpu.find(','))),
                          .instance = KilnInstanceMetadata{spec.id, spec.source},
                          .vif_networks = networking.networks,
                          .agent_channel = std::string(kAgentPortName)};

@@ -14,6 +14,9 @@ build_packages=(
 # own pygrub, which the tests and bench/xen_pygrub.sh hold kiln's choice against.
 # libvirt-daemon-system brings libvirt-daemon, whose virt-ssh-helper is what
 # a qemu+ssh:// client runs on the far side (nc only when it is missing).
+# qemu-user-static runs other architectures' programs while they are baked
+# (kiln registers it with binfmt_misc when nothing did); qemu-system-arm and
+# the AAVMF firmware boot arm64 and armhf images.
 run_packages=(
   mmdebstrap debootstrap e2fsprogs fdisk mtools dosfstools systemd-boot-efi
   qemu-system-x86 qemu-utils ovmf user-mode-linux
@@ -23,6 +26,7 @@ run_packages=(
   xen-utils-4.17
   lzop lzip ncompress acl
   nftables dnsmasq-base
+  qemu-user-static qemu-system-arm qemu-efi-aarch64 qemu-efi-arm
 )
 
 wanted=("${build_packages[@]}" "${run_packages[@]}")

@@ -32,22 +32,30 @@ Result<> check_file(const fs::path& path, std::string_view what) {
               ec || !fs::exists(path) ? "does not exist" : "is not a regular file");
 }
 
+std::string upper(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return text;
+}
+
 }  // namespace
 
-Result<std::vector<FatFile>> systemd_boot_files(const BootEntry& entry,
-                                                const fs::path& boot_loader) {
+std::string systemd_boot_path(std::string_view efi_suffix) {
+  return fmt::format("/usr/lib/systemd/boot/efi/systemd-boot{}.efi", efi_suffix);
+}
+
+Result<std::vector<FatFile>> systemd_boot_files(const BootEntry& entry, const BootLoader& loader) {
   KILN_TRY(check_entry(entry));
   std::error_code ec;
-  if (!fs::is_regular_file(boot_loader, ec))
+  if (loader.content.empty() && !fs::is_regular_file(loader.file, ec))
     return fail(ErrorKind::kMissingTool,
                 "{} not found: install the Debian package 'systemd-boot-efi' "
                 "(apt-get install systemd-boot-efi), or run scripts/install-deps.sh",
-                boot_loader.string());
+                loader.file.string());
   KILN_TRY(check_file(entry.kernel, "kernel"));
   if (!entry.initrd.empty()) KILN_TRY(check_file(entry.initrd, "initrd"));
 
   std::string conf = fmt::format("{}.conf", entry.id);
-  std::string loader = fmt::format("timeout 0\ndefault {}\neditor no\n", conf);
+  std::string loader_conf = fmt::format("timeout 0\ndefault {}\neditor no\n", conf);
   std::string boot_entry = fmt::format("title {}\nlinux /vmlinuz\n",
                                        entry.title.empty() ? entry.id : entry.title);
   if (!entry.initrd.empty()) boot_entry += "initrd /initrd.img\n";
@@ -55,9 +63,9 @@ Result<std::vector<FatFile>> systemd_boot_files(const BootEntry& entry,
 
   std::vector<FatFile> files = {
       // The removable-media path firmware tries without any boot variable.
-      {"EFI/BOOT/BOOTX64.EFI", boot_loader, ""},
-      {"EFI/systemd/systemd-bootx64.efi", boot_loader, ""},
-      {"loader/loader.conf", "", loader},
+      {"EFI/BOOT/BOOT" + upper(loader.efi_suffix) + ".EFI", loader.file, loader.content},
+      {"EFI/systemd/systemd-boot" + loader.efi_suffix + ".efi", loader.file, loader.content},
+      {"loader/loader.conf", "", loader_conf},
       {"loader/entries/" + conf, "", boot_entry},
       {"vmlinuz", entry.kernel, ""},
   };

@@ -16,8 +16,15 @@
 
 namespace kiln {
 
-// Where Debian's systemd-boot-efi package puts the x86-64 boot loader.
-inline constexpr std::string_view kSystemdBootEfi = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+// Where Debian's systemd-boot-efi package puts the boot loader for UEFI's
+// architecture `efi_suffix` ("x64", "aa64"), on the host as in an image.
+std::string systemd_boot_path(std::string_view efi_suffix);
+
+struct BootLoader {
+  std::string efi_suffix = "x64";
+  std::filesystem::path file;  // systemd-boot<suffix>.efi on the host, or
+  std::string content;         // its bytes, when taken from the image itself
+};
 
 struct BootEntry {
   std::string id;     // the entry's file name without ".conf", e.g. "debian"
@@ -29,8 +36,6 @@ struct BootEntry {
 
 // The files to put on the ESP. A missing boot loader is a kMissingTool error
 // naming the package; a missing kernel or initrd names the file.
-Result<std::vector<FatFile>> systemd_boot_files(const BootEntry& entry,
-                                                const std::filesystem::path& boot_loader =
-                                                    std::filesystem::path(kSystemdBootEfi));
+Result<std::vector<FatFile>> systemd_boot_files(const BootEntry& entry, const BootLoader& loader);
 
 }  // namespace kiln

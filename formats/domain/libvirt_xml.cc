@@ -59,6 +59,9 @@ Result<> check_libvirt_domain(const DomainSpec& spec, const LibvirtOptions& opti
   KILN_TRY(check_text("extra", spec.extra, source.of("extra")));
   KILN_TRY(check_text("UEFI loader", options.uefi_loader, {}));
   KILN_TRY(check_text("agent channel", options.agent_channel, {}));
+  KILN_TRY(check_text("architecture", options.arch, {}));
+  KILN_TRY(check_text("machine", options.machine, {}));
+  KILN_TRY(check_text("CPU model", options.tcg_cpu, {}));
   for (const std::string& text : options.oem_strings) KILN_TRY(check_text("OEM string", text, {}));
   for (const DomainDisk& disk : spec.disks) KILN_TRY(check_text("disk path", disk.path, disk.where));
   for (const DomainVif& vif : spec.vifs) KILN_TRY(check_text("bridge", vif.bridge, vif.where));
@@ -86,8 +89,8 @@ void add_os(pugi::xml_node domain, const DomainSpec& spec, const LibvirtOptions&
   pugi::xml_node os = domain.append_child("os");
   if (options.uefi && options.uefi_loader.empty()) os.append_attribute("firmware") = "efi";
   pugi::xml_node type = os.append_child("type");
-  type.append_attribute("arch") = "x86_64";
-  type.append_attribute("machine") = "q35";
+  type.append_attribute("arch") = options.arch.c_str();
+  type.append_attribute("machine") = options.machine.c_str();
   type.text().set("hvm");
   if (options.uefi && options.uefi_loader.empty()) {
     pugi::xml_node firmware = os.append_child("firmware");
@@ -221,7 +224,16 @@ Result<std::string> write_libvirt_xml(const DomainSpec& spec, const LibvirtOptio
   // default, qemu64, hangs early in Linux on hosts whose KVM is broken in
   // ways a model of the host's CPU shows at once (runtime/libvirt_kvm_probe
   // runs the same).
-  if (options.type == LibvirtDomainType::kKvm) domain.append_child("cpu").append_attribute("mode") = "host-model";
+  if (options.type == LibvirtDomainType::kKvm) {
+    domain.append_child("cpu").append_attribute("mode") = "host-model";
+  } else if (!options.tcg_cpu.empty()) {
+    pugi::xml_node cpu = domain.append_child("cpu");
+    cpu.append_attribute("mode") = "custom";
+    cpu.append_attribute("match") = "exact";
+    pugi::xml_node model = cpu.append_child("model");
+    model.append_attribute("fallback") = "forbid";
+    model.text().set(options.tcg_cpu.c_str());
+  }
   add_text(domain, "on_poweroff", action_name(spec.on_poweroff));
   add_text(domain, "on_reboot", action_name(spec.on_reboot));
   add_text(domain, "on_crash", action_name(spec.on_crash));

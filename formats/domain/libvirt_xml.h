@@ -47,6 +47,11 @@ struct KilnInstanceMetadata {
 
 struct LibvirtOptions {
   LibvirtDomainType type = LibvirtDomainType::kKvm;
+  // The guest's architecture as libvirt names it (uname -m) and its machine.
+  std::string arch = "x86_64";
+  std::string machine = "q35";
+  // The CPU model emulated without KVM; "": libvirt's default.
+  std::string tcg_cpu;
   // Boot through UEFI firmware instead of SeaBIOS.
   bool uefi = false;
   // The firmware code image (e.g. /usr/share/OVMF/OVMF_CODE_4M.fd); empty:

@@ -106,6 +106,7 @@ Json image_json(const ImageManifest& m) {
                 {"version", m.version},
                 {"description", m.description},
                 {"layout", m.layout},
+                {"architecture", m.architecture},
                 {"size", m.size},
                 {"root_filesystem",
                  {{"type", m.root_filesystem_type},
@@ -127,6 +128,7 @@ Result<> read_image(const Reader& r, const Json& image, ImageManifest& m) {
   KILN_ASSIGN(m.version, r.text(image, "version", "image"));
   KILN_ASSIGN(m.description, r.text(image, "description", "image"));
   KILN_ASSIGN(m.layout, r.text(image, "layout", "image"));
+  KILN_ASSIGN(m.architecture, r.text(image, "architecture", "image"));
   KILN_ASSIGN(m.size, r.number<uint64_t>(image, "size", "image"));
   KILN_ASSIGN(const Json* root, r.object(image, "root_filesystem", "image"));
   KILN_ASSIGN(m.root_filesystem_type, r.text(*root, "type", "image.root_filesystem"));
@@ -297,6 +299,18 @@ std::string write_image_manifest(const ImageManifest& m) {
   return out.dump(2) + "\n";
 }
 
+namespace {
+
+// What dpkg installed says, for a manifest written before kiln recorded the
+// architecture.
+std::string architecture_of_packages(const std::vector<ManifestPackage>& packages) {
+  for (const ManifestPackage& p : packages)
+    if (!p.architecture.empty() && p.architecture != "all") return p.architecture;
+  return "amd64";
+}
+
+}  // namespace
+
 Result<ImageManifest> read_image_manifest(std::string_view text, const std::string& source) {
   Reader r(source);
   Json root = Json::parse(text, nullptr, false);
@@ -320,6 +334,7 @@ Result<ImageManifest> read_image_manifest(std::string_view text, const std::stri
   KILN_TRY(read_lists(r, root, m));
   KILN_ASSIGN(const Json* storage, r.object(root, "storage", ""));
   KILN_TRY(read_storage(r, *storage, m));
+  if (m.architecture.empty()) m.architecture = architecture_of_packages(m.packages);
   return m;
 }
 

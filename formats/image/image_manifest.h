@@ -100,6 +100,9 @@ struct ImageManifest {
   std::string version;
   std::string description;
   std::string layout;  // "gpt", "lvm", "plain"
+  // dpkg's name (base/architecture.h). Images baked before kiln recorded it
+  // get that of their packages, or "amd64", the only one kiln baked then.
+  std::string architecture;
   uint64_t size = 0;   // disk.raw, or root.img for plain
   std::string root_filesystem_type;
   std::string root_filesystem_uuid;

@@ -44,8 +44,34 @@ TEST_F(BootstrapTest, MmdebstrapWritesTheTarWithTheRecipesSuitePackagesAndMirror
   ASSERT_EQ(runner_.commands.size(), 1u);
   EXPECT_THAT(runner_.commands[0].argv,
               ElementsAre("mmdebstrap", "--variant=minbase", "--architectures=amd64", "--components=main",
-                          "--format=tar", "--aptopt=Acquire::Retries \"3\"", "--include=openssh-server,curl",
+                          "--format=tar", "--aptopt=Acquire::Retries \"3\"",
+                          "--include=openssh-server,curl,linux-image-amd64",
                           "bookworm", (dir_ / "rootfs.tar").string(), "http://mirror.example/debian"));
+}
+
+TEST_F(BootstrapTest, TheKernelPackageAndTheEfiBootLoaderFollowTheArchitecture) {
+  ASSERT_TRUE(bootstrap(plan_for({"image.arch=arm64"})));
+  EXPECT_THAT(runner_.commands[0].argv, ::testing::Contains("--architectures=arm64"));
+  // The host's systemd-boot is amd64's: an arm64 ESP takes the image's own.
+  EXPECT_THAT(runner_.commands[0].argv,
+              ::testing::Contains("--include=openssh-server,curl,linux-image-arm64,systemd-boot-efi"));
+  ASSERT_TRUE(bootstrap(plan_for({"image.arch=i386"})));
+  EXPECT_THAT(runner_.commands[1].argv, ::testing::Contains("--include=openssh-server,curl,linux-image-686,systemd-boot-efi"));
+}
+
+TEST_F(BootstrapTest, AKernelTheRecipeNamesIsTheOnlyOne) {
+  ASSERT_TRUE(bootstrap(plan_for({"bootstrap.packages=[\"linux-image-cloud-amd64\"]"})));
+  EXPECT_THAT(runner_.commands[0].argv, ::testing::Contains("--include=linux-image-cloud-amd64"));
+}
+
+TEST_F(BootstrapTest, AFilesystemWithoutKernelOutputGetsNoKernel) {
+  ASSERT_TRUE(bootstrap(plan_for({"storage.layout=\"plain\"", "output.formats=[\"partitions\"]", "image.arch=arm64"})));
+  EXPECT_THAT(runner_.commands[0].argv, ::testing::Contains("--include=openssh-server,curl"));
+}
+
+TEST_F(BootstrapTest, TheArchitectureIsPartOfTheStageKey) {
+  EXPECT_NE(plan_for().plan.source.key, plan_for({"image.arch=arm64"}).plan.source.key);
+  EXPECT_NE(plan_for({"image.arch=i386"}).plan.source.key, plan_for({"image.arch=arm64"}).plan.source.key);
 }
 
 TEST_F(BootstrapTest, AReproducibleBakeGivesTheToolItsTimestamp) {
@@ -65,7 +91,7 @@ TEST_F(BootstrapTest, DebootstrapBuildsATreeThatIsPackedIntoTheTar) {
   ASSERT_TRUE(bootstrap(planned));
   ASSERT_EQ(runner_.commands.size(), 1u);
   EXPECT_EQ(runner_.commands[0].argv[0], "debootstrap");
-  EXPECT_THAT(runner_.commands[0].argv, ::testing::Contains("--include=openssh-server,curl"));
+  EXPECT_THAT(runner_.commands[0].argv, ::testing::Contains("--include=openssh-server,curl,linux-image-amd64"));
   EXPECT_TRUE(std::filesystem::file_size(dir_ / "rootfs.tar") > 0);
 }
 

@@ -20,6 +20,7 @@ ImageManifest full_manifest() {
   m.version = "1.2";
   m.description = "a web server";
   m.layout = "lvm";
+  m.architecture = "arm64";
   m.size = 2u << 30;
   m.root_filesystem_type = "ext4";
   m.root_filesystem_uuid = "11111111-2222-5333-8444-555555555555";
@@ -63,6 +64,7 @@ TEST(ImageManifest, WhatIsWrittenReadsBackEqual) {
   ImageManifest plain;
   plain.name = "tiny";
   plain.version = "1";
+  plain.architecture = "amd64";
   auto read_plain = read_image_manifest(write_image_manifest(plain), "m.json");
   ASSERT_TRUE(read_plain) << read_plain.error().to_string();
   EXPECT_EQ(*read_plain, plain);
@@ -81,6 +83,16 @@ TEST(ImageManifest, AManifestFromBeforeTheFormatNumberReads) {
   EXPECT_EQ(read->name, "old");
   EXPECT_EQ(read->memory_mib, 512u);
   EXPECT_EQ(read->vcpus, 0) << "not recorded";
+  EXPECT_EQ(read->architecture, "amd64") << "the only one kiln baked then";
+}
+
+TEST(ImageManifest, AManifestWithoutItsArchitectureTakesThatOfItsPackages) {
+  auto read = read_image_manifest(R"({"artifacts": [], "build": {}, "image": {"name": "old", "version": "1.0"},
+      "packages": [{"name": "base-files", "version": "12", "architecture": "all"},
+                   {"name": "bash", "version": "5", "architecture": "i386"}]})",
+                                  "old.json");
+  ASSERT_TRUE(read) << read.error().to_string();
+  EXPECT_EQ(read->architecture, "i386");
 }
 
 TEST(ImageManifest, ANewerFormatIsRefusedByName) {

@@ -282,6 +282,17 @@ TEST(GuestCommandLine, CarriesRootConsoleIdentityTheSeedDeviceAndTheExecChannel)
                         "kiln.cad=poweroff pty.legacy_count=0"));
 }
 
+TEST(GuestCommandLine, TheConsoleIsTheFirstSerialLineOfTheGuestsMachine) {
+  InstanceSpec spec;
+  spec.id = "abc";
+  spec.root = "/dev/vda";
+  spec.disks.resize(1);
+  spec.architecture = "arm64";
+  EXPECT_THAT(guest_command_line(spec), HasSubstr(" console=ttyAMA0 "));
+  spec.architecture = "i386";
+  EXPECT_THAT(guest_command_line(spec), HasSubstr(" console=ttyS0 "));
+}
+
 TEST(HypervisorNics, EachNicInOrderWithItsMacAndPortsThroughTheFirst) {
   NetworkSpec net;
   net.nics = {NicSpec{.mac = "00:16:3e:00:00:01"},

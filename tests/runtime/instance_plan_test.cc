@@ -122,6 +122,40 @@ TEST_F(InstancePlanTest, WithoutKvmOrUmlItIsTcg) {
   EXPECT_EQ(choice->why, "qemu with TCG: KVM does not work here (no /dev/kvm)");
 }
 
+TEST_F(InstancePlanTest, AnotherArchitectureBootsUnderItsQemuWithTcgAndNeverUml) {
+  host_.verdict = {true, "probe guest ran under KVM"};
+  image_.architecture = "arm64";
+  auto choice = backend();
+  ASSERT_TRUE(choice) << choice.error().to_string();
+  EXPECT_EQ(choice->kind, BackendKind::kQemu);
+  EXPECT_FALSE(choice->kvm);
+  EXPECT_EQ(choice->why, "qemu-system-aarch64 with TCG: the image is for arm64, and KVM runs only this host's own architecture (amd64)");
+  EXPECT_EQ(host_.kvm_probes, 0);
+  request_.backend = "uml";
+  EXPECT_THAT(backend().error().message, HasSubstr("User-Mode Linux runs amd64 images only: use --backend qemu"));
+  auto spec = plan();
+  ASSERT_TRUE(spec) << spec.error().to_string();
+  EXPECT_EQ(spec->architecture, "arm64");
+}
+
+TEST_F(InstancePlanTest, AnArchitectureWithoutFirmwareRefusesFirmwareBoot) {
+  image_.architecture = "i386";
+  request_.firmware = true;
+  EXPECT_THAT(backend().error().message, HasSubstr("no UEFI firmware for i386 guests"));
+  image_.architecture = "sparc64";
+  request_.firmware = false;
+  EXPECT_THAT(backend().error().message, HasSubstr("an image for sparc64, which this kiln does not boot"));
+}
+
+TEST_F(InstancePlanTest, AMissingForeignQemuNamesItsPackage) {
+  host_.qemu = false;
+  image_.architecture = "armhf";
+  auto choice = backend();
+  ASSERT_FALSE(choice);
+  EXPECT_EQ(choice.error().kind, ErrorKind::kMissingTool);
+  EXPECT_THAT(choice.error().message, HasSubstr("qemu-system-arm"));
+}
+
 TEST_F(InstancePlanTest, WithoutLandlockUmlIsNeverChosenAndAskingForItSaysWhy) {
   host_.no_fence = "the uml backend needs Landlock";
   auto choice = backend();

@@ -1,0 +1,93 @@
+#include "base/architecture.h"
+
+#include <array>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace kiln {
+namespace {
+
+constexpr std::array kArchitectures = {
+    Architecture{
+        .dpkg = "amd64", .uname = "x86_64", .kernel_package = "linux-image-amd64", .efi_suffix = "x64",
+        .serial_console = "ttyS0", .qemu_system = "qemu-system-x86_64", .qemu_machine = "q35",
+        .tcg_cpu = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16", .panic_device = "pvpanic",
+        .firmware_code = "/usr/share/OVMF/OVMF_CODE_4M.fd", .firmware_vars = "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        .firmware_package = "ovmf", .binfmt = "", .uml = true},
+    Architecture{
+        .dpkg = "arm64", .uname = "aarch64", .kernel_package = "linux-image-arm64", .efi_suffix = "aa64",
+        .serial_console = "ttyAMA0", .qemu_system = "qemu-system-aarch64", .qemu_machine = "virt",
+        // "max" would add pointer authentication, which TCG emulates slowly.
+        .tcg_cpu = "cortex-a72", .panic_device = "pvpanic-pci",
+        .firmware_code = "/usr/share/AAVMF/AAVMF_CODE.fd", .firmware_vars = "/usr/share/AAVMF/AAVMF_VARS.fd",
+        .firmware_package = "qemu-efi-aarch64", .binfmt = "qemu-aarch64", .uml = false},
+    // The host's kernel runs i386 programs itself. Debian ships no 32-bit
+    // UEFI firmware without Secure Boot, so these boot their kernel directly.
+    Architecture{
+        .dpkg = "i386", .uname = "i686", .kernel_package = "linux-image-686", .efi_suffix = "ia32",
+        .serial_console = "ttyS0", .qemu_system = "qemu-system-i386", .qemu_machine = "q35",
+        .tcg_cpu = "qemu32,+sse2,+cx8,+cmov", .panic_device = "pvpanic",
+        .firmware_code = "", .firmware_vars = "", .firmware_package = "", .binfmt = "", .uml = false},
+    Architecture{
+        .dpkg = "armhf", .uname = "armv7l", .kernel_package = "linux-image-armmp-lpae", .efi_suffix = "arm",
+        .serial_console = "ttyAMA0", .qemu_system = "qemu-system-arm", .qemu_machine = "virt",
+        .tcg_cpu = "cortex-a15", .panic_device = "pvpanic-pci",
+        .firmware_code = "/usr/share/AAVMF/AAVMF32_CODE.fd", .firmware_vars = "/usr/share/AAVMF/AAVMF32_VARS.fd",
+        .firmware_package = "qemu-efi-arm", .binfmt = "qemu-arm", .uml = false},
+};
+
+}  // namespace
+
+std::span<const Architecture> architectures() { return kArchitectures; }
+
+const Architecture* find_architecture(std::string_view dpkg) {
+  for (const Architecture& arch : kArchitectures)
+    if (arch.dpkg == dpkg) return &arch;
+  return nullptr;
+}
+
+std::string_view architecture_choices() {
+  static const std::string choices = [] {
+    std::string out;
+    for (const Architecture& arch : kArchitectures) {
+      if (!out.empty()) out += '|';
+      out += arch.dpkg;
+    }
+    return out;
+  }();
+  return choices;
+}
+
+std::string with_serial_console(std::string_view command_line, const Architecture& arch) {
+  constexpr std::string_view kFirstSerial = "console=ttyS0";
+  std::string out;
+  while (!command_line.empty()) {
+    size_t space = command_line.find(' ');
+    std::string_view word = command_line.substr(0, space);
+    command_line.remove_prefix(space == std::string_view::npos ? command_line.size() : space + 1);
+    if (!out.empty()) out += ' ';
+    // "console=ttyS0" or "console=ttyS0,115200n8", not ttyS01.
+    if (word.starts_with(kFirstSerial) && (word.size() == kFirstSerial.size() || word[kFirstSerial.size()] == ','))
+      out += fmt::format("console={}{}", arch.serial_console, word.substr(kFirstSerial.size()));
+    else
+      out += word;
+  }
+  return out;
+}
+
+std::string_view host_architecture() {
+#if defined(__x86_64__)
+  return "amd64";
+#elif defined(__aarch64__)
+  return "arm64";
+#elif defined(__i386__)
+  return "i386";
+#elif defined(__arm__)
+  return "armhf";
+#else
+  return "";
+#endif
+}
+
+}  // namespace kiln
