@@ -301,25 +301,33 @@ Result<> write_file(Ext4Image& fs, const std::string& path, std::string_view tex
 
 std::string guest_agent_script() { return with_protocol_words(kAgentTemplate); }
 
-Result<std::filesystem::path> find_exec_agent_binary() {
-  if (const char* given = std::getenv("KILN_EXEC_AGENT")) return std::filesystem::path(given);
+std::string exec_agent_file_name(std::string_view architecture) {
+  return architecture == host_architecture() ? "kiln-exec-agent" : fmt::format("kiln-exec-agent-{}", architecture);
+}
+
+Result<std::filesystem::path> find_exec_agent_binary(std::string_view architecture) {
+  const char* given = std::getenv("KILN_EXEC_AGENT");
+  if (given && architecture == host_architecture()) return std::filesystem::path(given);
   std::error_code ec;
   std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) return fail(ErrorKind::kFailed, "cannot find kiln's own executable: {}", ec.message());
   // Beside kiln in a build directory; under PREFIX/lib/kiln once installed.
+  const std::string name = exec_agent_file_name(architecture);
   for (const std::filesystem::path& candidate :
-       {self.parent_path() / "kiln-exec-agent", self.parent_path().parent_path() / "lib/kiln/kiln-exec-agent"})
+       {self.parent_path() / name, self.parent_path().parent_path() / "lib/kiln" / name})
     if (std::filesystem::is_regular_file(candidate, ec)) return candidate;
-  return fail(ErrorKind::kMissingTool,
-              "kiln-exec-agent is not beside {} nor in ../lib/kiln: build it (make) or install kiln with it",
-              self.string());
+  return fail(ErrorKind::kMissingTool, "{} is not beside {} nor in ../lib/kiln: build it (make{}) or install kiln with it",
+              name, self.string(),
+              architecture == host_architecture() ? "" : ", with the cross compiler scripts/install-deps.sh installs");
 }
 
 Result<bool> install_exec_agent(Ext4Image& fs, std::string_view architecture, int64_t mtime) {
-  // The agent is built with kiln, for kiln's own architecture.
-  if (architecture != host_architecture()) return false;
-  KILN_ASSIGN(std::filesystem::path binary, find_exec_agent_binary());
-  KILN_ASSIGN(std::string bytes, read_file(binary));
+  auto binary = find_exec_agent_binary(architecture);
+  // Another architecture's agent comes from a cross compiler the build may
+  // not have had: its images bake without one, and say so.
+  if (!binary && architecture != host_architecture()) return false;
+  if (!binary) return std::unexpected(std::move(binary).error());
+  KILN_ASSIGN(std::string bytes, read_file(*binary));
   KILN_TRY(write_file(fs, std::string(kExecAgentPath), bytes, 0755, mtime));
   KILN_TRY(install_unit(fs, "kiln-exec.service", with_protocol_words(kExecUnit), mtime));
   return true;

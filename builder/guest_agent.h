@@ -19,14 +19,16 @@ namespace kiln {
 
 Result<> install_guest_agent(Ext4Image& fs, int64_t mtime);
 
-// The exec agent (a static binary built with kiln) and its unit, which serve
-// `kiln exec`; false when the image's dpkg architecture is not the one the
-// agent was built for (nothing is installed then).
+// The exec agent (a static binary built with kiln for each architecture it
+// has a compiler for) and its unit, which serve `kiln exec`; false when this
+// kiln has no agent for the image's dpkg architecture (nothing is installed
+// then).
 Result<bool> install_exec_agent(Ext4Image& fs, std::string_view architecture, int64_t mtime);
 
-// kiln-exec-agent as this kiln finds it: $KILN_EXEC_AGENT, beside the kiln
-// executable, or in ../lib/kiln from it.
-Result<std::filesystem::path> find_exec_agent_binary();
+// The agent for `architecture` as this kiln finds it: kiln-exec-agent (its
+// own architecture's; $KILN_EXEC_AGENT overrides) or kiln-exec-agent-ARCH,
+// beside the kiln executable or in ../lib/kiln from it.
+Result<std::filesystem::path> find_exec_agent_binary(std::string_view architecture);
 
 // The agent's shell script, as installed at kAgentScriptPath (guest_protocol.h).
 std::string guest_agent_script();

@@ -3,12 +3,14 @@
 # Safe to run any number of times: it only calls apt-get when something is missing.
 set -euo pipefail
 
+# The cross compilers build kiln's exec agent for arm64, i386 and armhf images.
 build_packages=(
   g++ cmake ninja-build pkg-config make
   libext2fs-dev libfdisk-dev libcryptsetup-dev libgpgme-dev libarchive-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libfmt-dev libpugixml-dev
   libcurl4-openssl-dev libssl-dev libcrypt-dev libgtest-dev libgmock-dev
   libclang-rt-14-dev zlib1g-dev libvirt-dev
+  g++-aarch64-linux-gnu g++-i686-linux-gnu g++-arm-linux-gnueabihf
 )
 # xen-utils-4.17 (without the hypervisor: --no-install-recommends) brings Xen's
 # own pygrub, which the tests and bench/xen_pygrub.sh hold kiln's choice against.
