@@ -1,6 +1,5 @@
 #include "formats/domain/pygrub.h"
 
-#include <libfdisk.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -9,6 +8,7 @@
 #include <span>
 
 #include "base/files.h"
+#include "formats/disk/partition_table.h"
 #include "formats/domain/comma_fields.h"
 #include "formats/ext4/ext4_image.h"
 
@@ -251,13 +251,6 @@ Result<BootLoaderArgs> parse_bootloader_args(const std::vector<std::string>& wor
 
 namespace {
 
-struct FdiskContextFree {
-  void operator()(fdisk_context* context) const { fdisk_unref_context(context); }
-};
-struct FdiskTableFree {
-  void operator()(fdisk_table* table) const { fdisk_unref_table(table); }
-};
-
 struct Candidate {
   int partition;
   uint64_t offset;
@@ -265,21 +258,10 @@ struct Candidate {
 
 // The bare filesystem, or each partition in order.
 std::vector<Candidate> candidates(const fs::path& disk) {
+  auto table = read_partition_table(disk);
+  if (!table || table->label.empty()) return {{0, 0}};
   std::vector<Candidate> out;
-  std::unique_ptr<fdisk_context, FdiskContextFree> context(fdisk_new_context());
-  if (!context || fdisk_assign_device(context.get(), disk.c_str(), 1) != 0 || !fdisk_has_label(context.get()))
-    return {{0, 0}};
-  fdisk_table* raw_table = nullptr;
-  if (fdisk_get_partitions(context.get(), &raw_table) != 0) return {{0, 0}};
-  std::unique_ptr<fdisk_table, FdiskTableFree> table(raw_table);
-  uint64_t sector = fdisk_get_sector_size(context.get());
-  for (size_t i = 0; i < fdisk_table_get_nents(table.get()); ++i) {
-    fdisk_partition* partition = fdisk_table_get_partition(table.get(), i);
-    if (!partition || !fdisk_partition_has_start(partition)) continue;
-    out.push_back({static_cast<int>(fdisk_partition_get_partno(partition)) + 1,
-                   static_cast<uint64_t>(fdisk_partition_get_start(partition)) * sector});
-  }
-  std::ranges::sort(out, {}, &Candidate::partition);
+  for (const TablePartition& partition : table->partitions) out.push_back({partition.number, partition.offset});
   return out;
 }
 
