@@ -56,6 +56,7 @@ Result<> run_mmdebstrap(const Plan& plan, const std::filesystem::path& out_tar, 
                   "--components=" + joined(b.components.value, ','),
                   "--format=tar",
                   "--aptopt=Acquire::Retries \"3\""};
+  for (const std::string& option : b.apt_options.value) command.argv.push_back("--aptopt=" + option);
   if (!plan.bootstrap_packages.empty()) command.argv.push_back("--include=" + joined(plan.bootstrap_packages, ','));
   command.argv.insert(command.argv.end(), {b.suite.value, out_tar.string(), plan.mirror});
   command.env = reproducible_env(plan);

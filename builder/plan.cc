@@ -31,6 +31,8 @@ StagePlan bootstrap_stage(const Recipe& recipe, const Plan& plan) {
       .field(b.variant.value).field(plan.arch->dpkg).field(plan.mirror);
   hash_list(hasher, sorted_unique(b.components.value));
   hash_list(hasher, sorted_unique(plan.bootstrap_packages));
+  // Only when given, so that recipes without any keep their keys.
+  if (!b.apt_options.value.empty()) hash_list(hasher.field("apt_options"), b.apt_options.value);
   hasher.field(plan.reproducible ? std::to_string(plan.timestamp) : "now");
   std::string packages = plan.bootstrap_packages.empty()
                              ? std::string()

@@ -101,7 +101,7 @@ Result<> check_consistency(const Recipe& recipe) {
                      "is not bootstrapped; remove one of them",
                      other->where.to_string());
     }
-    for (const Located<std::vector<std::string>>* other : {&b.packages, &b.components}) {
+    for (const Located<std::vector<std::string>>* other : {&b.packages, &b.components, &b.apt_options}) {
       if (!other->set) continue;
       return fail_at(b.from.where,
                      "bootstrap.from conflicts with the bootstrap setting at {}: an imported rootfs "
@@ -115,6 +115,8 @@ Result<> check_consistency(const Recipe& recipe) {
     if (!is_valid_variant(b.tool.value, b.variant.value))
       return fail_at(b.variant.where.line ? b.variant.where : b.tool.where,
                      "bootstrap.variant \"{}\" is not a variant of {}", b.variant.value, b.tool.value);
+    if (b.tool.value == "debootstrap" && !b.apt_options.value.empty())
+      return fail_at(b.apt_options.where, "bootstrap.apt_options are mmdebstrap's --aptopt: debootstrap takes none");
   }
   const StorageSection& s = recipe.storage;
   if (s.layout.value == StorageLayout::kPlain) {

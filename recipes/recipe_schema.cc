@@ -86,6 +86,13 @@ const std::array kSettings = {
     Setting{{"bootstrap", "mirror", ValueKind::kString, "\"\"", "",
              "Archive URI. Empty: the Debian mirror of the host's apt sources."},
             StringField{FIELD(bootstrap.mirror)}, check_mirror},
+    Setting{{"bootstrap", "apt_options", ValueKind::kStringList, "[]", "",
+             "apt configuration for the bootstrap and the in-image stage, as mmdebstrap's --aptopt takes it "
+             "(it stays in the image's /etc/apt/apt.conf.d/99mmdebstrap). For example "
+             "'Acquire::Check-Valid-Until \"false\"' accepts a Release file past its Valid-Until date, as a "
+             "mirror snapshot's sid and testing have; apt then cannot tell an old snapshot from a replayed one. "
+             "mmdebstrap only."},
+            ListField{FIELD(bootstrap.apt_options)}, check_text_line},
     Setting{{"bootstrap", "from", ValueKind::kPath, "\"\"", "",
              "Import this rootfs archive (.tar, .tar.gz, .tar.xz, .tar.zst, .cpio, .cpio.gz; a "
              "path or a file://, http://, https:// or ftp:// URI) instead of bootstrapping."},

@@ -14,6 +14,7 @@
 #include "base/files.h"
 #include "base/size.h"
 #include "base/subprocess.h"
+#include "base/uuid.h"
 #include "formats/ext4/ext4_fs.h"
 #include "formats/ext4/ext4_sizing.h"
 
@@ -644,8 +645,12 @@ Result<> Ext4Image::set_xattr(std::string_view path, std::string_view name,
 Ext4Usage Ext4Image::usage() const {
   if (!state_ || !state_->fs) return {};
   ext2_super_block* super = state_->fs->get()->super;
+  Uuid uuid;
+  std::memcpy(uuid.bytes.data(), super->s_uuid, uuid.bytes.size());
+  std::string label(reinterpret_cast<const char*>(super->s_volume_name),
+                    strnlen(reinterpret_cast<const char*>(super->s_volume_name), sizeof super->s_volume_name));
   return {state_->fs->block_size(), ext2fs_blocks_count(super), ext2fs_free_blocks_count(super),
-          super->s_inodes_count, super->s_free_inodes_count};
+          super->s_inodes_count, super->s_free_inodes_count, uuid.to_string(), label};
 }
 
 Result<> Ext4Image::close() {

@@ -63,6 +63,8 @@ struct Ext4Usage {
   uint64_t blocks_free = 0;
   uint64_t inodes_total = 0;
   uint64_t inodes_free = 0;
+  std::string uuid;   // as blkid shows it
+  std::string label;  // "" when it has none
 };
 
 struct ImportOptions {

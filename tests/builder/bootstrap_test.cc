@@ -74,6 +74,14 @@ TEST_F(BootstrapTest, TheArchitectureIsPartOfTheStageKey) {
   EXPECT_NE(plan_for({"image.arch=i386"}).plan.source.key, plan_for({"image.arch=arm64"}).plan.source.key);
 }
 
+TEST_F(BootstrapTest, AptOptionsGoToMmdebstrapInOrderAndIntoTheKey) {
+  Planned planned = plan_for({"bootstrap.apt_options=[\"Acquire::Check-Valid-Until \\\"false\\\"\", \"APT::Sandbox::User root\"]"});
+  ASSERT_TRUE(bootstrap(planned));
+  EXPECT_THAT(runner_.commands[0].argv, ::testing::IsSupersetOf({"--aptopt=Acquire::Check-Valid-Until \"false\"",
+                                                                 "--aptopt=APT::Sandbox::User root"}));
+  EXPECT_NE(planned.plan.source.key, plan_for().plan.source.key);
+}
+
 TEST_F(BootstrapTest, AReproducibleBakeGivesTheToolItsTimestamp) {
   ASSERT_TRUE(bootstrap(plan_for()));
   EXPECT_THAT(runner_.commands[0].env, ::testing::Contains("SOURCE_DATE_EPOCH=1700000000"));
