@@ -5,6 +5,7 @@
 // the names other tools use. Adding an architecture is adding a row.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,13 +37,20 @@ struct Architecture {
   // host's kernel runs itself.
   std::string_view binfmt;
   bool uml = false;  // User-Mode Linux runs it (Debian ships linux.uml for amd64 only)
+  // The Discoverable Partitions Specification's GPT type of its root
+  // partition, upper case, and its ELF e_machine: how `kiln import` knows a
+  // root and its architecture in another's image.
+  std::string_view root_partition_type;
+  uint16_t elf_machine = 0;
 };
 
 // Every architecture kiln bakes and boots, amd64 first.
 std::span<const Architecture> architectures();
 
-// The row for a dpkg name; nullopt for one kiln does not know.
+// The row for a dpkg name; nullptr for one kiln does not know.
 const Architecture* find_architecture(std::string_view dpkg);
+// The row whose programs have this ELF e_machine; nullptr for none.
+const Architecture* find_architecture_of_elf(uint16_t machine);
 
 // The dpkg names as a recipe setting's choices: "amd64|arm64|...".
 std::string_view architecture_choices();

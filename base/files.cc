@@ -181,6 +181,21 @@ Result<std::string> read_file(const fs::path& path) {
   return read_fd(fd.get(), path.string());
 }
 
+Result<std::string> read_file_range(const fs::path& path, uint64_t offset, size_t size) {
+  KILN_ASSIGN(UniqueFd fd, open_file(path, O_RDONLY));
+  std::string out(size, '\0');
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = ::pread(fd.get(), out.data() + got, size - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail_errno("cannot read", path.string(), errno);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  out.resize(got);
+  return out;
+}
+
 Result<std::string> read_fd(int fd, std::string_view what) {
   std::string out;
   char buffer[65536];

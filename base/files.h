@@ -89,6 +89,8 @@ class UniqueFd {
 
 Result<UniqueFd> open_file(const fs::path& path, int flags, int mode = 0644);
 Result<std::string> read_file(const fs::path& path);
+// Up to `size` bytes of `path` from `offset`: fewer where the file ends.
+Result<std::string> read_file_range(const fs::path& path, uint64_t offset, size_t size);
 // Reads what is left of an open file; `what` names it in errors.
 Result<std::string> read_fd(int fd, std::string_view what);
 Result<> write_file_atomic(const fs::path& path, std::string_view content, int mode = 0644);

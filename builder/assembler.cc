@@ -10,6 +10,7 @@
 
 #include "base/files.h"
 #include "base/size.h"
+#include "builder/kernel_files.h"
 #include "builder/offline_customizer.h"
 #include "builder/storage_setup.h"
 #include "builder/system_setup.h"
@@ -102,32 +103,6 @@ Result<> check_fits(const Plan& plan, const fs::path& archive, const PlacedVolum
                   format_size(needed), recipe_size(size.value), format_size(options.size_bytes),
                   suggested_size(plan, needed, options.size_bytes)),
       size.where, {}});
-}
-
-int compare_versions(const std::string& a, const std::string& b) { return ::strverscmp(a.c_str(), b.c_str()); }
-
-struct KernelFiles {
-  std::string version;
-  std::string kernel;  // path inside the image
-  std::string initrd;
-};
-
-Result<std::optional<KernelFiles>> find_kernel(Ext4Image& fs) {
-  KILN_ASSIGN(auto boot, fs.stat("/boot"));
-  if (!boot) return std::nullopt;
-  KILN_ASSIGN(auto names, fs.list_directory("/boot"));
-  std::vector<std::string> versions;
-  for (const std::string& name : names)
-    if (name.starts_with("vmlinuz-")) versions.push_back(name.substr(8));
-  if (versions.empty()) return std::nullopt;
-  std::sort(versions.begin(), versions.end(),
-            [](const std::string& a, const std::string& b) { return compare_versions(a, b) < 0; });
-  KernelFiles files{versions.back(), "/boot/vmlinuz-" + versions.back(), "/boot/initrd.img-" + versions.back()};
-  KILN_ASSIGN(auto initrd, fs.stat(files.initrd));
-  if (!initrd)
-    return fail(ErrorKind::kBadInput, "the image has kernel {} but no {}: install initramfs-tools",
-                files.version, files.initrd);
-  return files;
 }
 
 Result<> extract_file(Ext4Image& fs, const std::string& inside, const fs::path& out) {

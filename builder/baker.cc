@@ -32,7 +32,8 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// A previous kiln output may be replaced; anything else is the user's.
+}  // namespace
+
 Result<> check_output_dir(const fs::path& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) return {};
@@ -43,6 +44,8 @@ Result<> check_output_dir(const fs::path& dir) {
               "{}: exists and is not a kiln output directory (no manifest.json); remove it or choose another -o",
               dir.string());
 }
+
+namespace {
 
 // Runs a cached stage: returns the path of its archive, from the cache or
 // freshly made by `produce(out_tar, work_dir)`.

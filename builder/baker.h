@@ -45,4 +45,8 @@ struct BakeResult {
 
 Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Reporter& reporter);
 
+// Whether `dir` may receive an output: missing, empty or a kiln output
+// (which is replaced); anything else is the user's, and refused.
+Result<> check_output_dir(const std::filesystem::path& dir);
+
 }  // namespace kiln

@@ -46,6 +46,7 @@ void register_validate(CLI::App& root, Registry& registry);
 void register_bake(CLI::App& root, Registry& registry);
 void register_cache(CLI::App& root, Registry& registry);
 void register_make_fs(CLI::App& root, Registry& registry);
+void register_import(CLI::App& root, Registry& registry);
 void register_boot(CLI::App& root, Registry& registry);
 void register_instance_commands(CLI::App& root, Registry& registry);
 void register_exec_commands(CLI::App& root, Registry& registry);  // exec, cp, run

@@ -296,6 +296,8 @@ std::string write_image_manifest(const ImageManifest& m) {
               {"packages", packages},
               {"artifacts", artifacts},
               {"storage", storage_json(m)}};
+  if (!m.imported_from.empty())
+    out["imported"] = {{"file", m.imported_from}, {"format", m.imported_format}, {"sha256", m.imported_sha256}};
   return out.dump(2) + "\n";
 }
 
@@ -331,6 +333,12 @@ Result<ImageManifest> read_image_manifest(std::string_view text, const std::stri
   KILN_TRY(read_image(r, root["image"], m));
   KILN_ASSIGN(const Json* build, r.object(root, "build", ""));
   KILN_TRY(read_build(r, *build, m));
+  if (root.contains("imported")) {
+    KILN_ASSIGN(const Json* imported, r.object(root, "imported", ""));
+    KILN_ASSIGN(m.imported_from, r.text(*imported, "file", "imported"));
+    KILN_ASSIGN(m.imported_format, r.text(*imported, "format", "imported"));
+    KILN_ASSIGN(m.imported_sha256, r.text(*imported, "sha256", "imported"));
+  }
   KILN_TRY(read_lists(r, root, m));
   KILN_ASSIGN(const Json* storage, r.object(root, "storage", ""));
   KILN_TRY(read_storage(r, *storage, m));

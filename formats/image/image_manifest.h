@@ -95,6 +95,11 @@ struct ImageManifest {
   std::string kiln_version;
   std::string recipe_file;
   std::string recipe_sha256;
+  // `kiln import`: the file the image came from, its format as qemu-img
+  // names it ("tar" for a bundle), and its sha256; all "" for a bake.
+  std::string imported_from;
+  std::string imported_format;
+  std::string imported_sha256;
 
   std::string name;
   std::string version;

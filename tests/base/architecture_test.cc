@@ -17,6 +17,8 @@ TEST(Architecture, EveryRowNamesWhatBakeAndBootNeed) {
                                    arch.qemu_system, arch.qemu_machine, arch.tcg_cpu, arch.panic_device})
       EXPECT_FALSE(field.empty()) << arch.dpkg;
     EXPECT_TRUE(arch.kernel_package.starts_with("linux-image-")) << arch.dpkg;
+    EXPECT_EQ(arch.root_partition_type.size(), 36u) << arch.dpkg;
+    EXPECT_EQ(find_architecture_of_elf(arch.elf_machine), &arch) << arch.dpkg;
     EXPECT_EQ(arch.firmware_code.empty(), arch.firmware_vars.empty()) << arch.dpkg;
     EXPECT_EQ(arch.firmware_code.empty(), arch.firmware_package.empty()) << arch.dpkg;
   }

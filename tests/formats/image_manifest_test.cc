@@ -21,6 +21,9 @@ ImageManifest full_manifest() {
   m.description = "a web server";
   m.layout = "lvm";
   m.architecture = "arm64";
+  m.imported_from = "/srv/vendor.qcow2";
+  m.imported_format = "qcow2";
+  m.imported_sha256 = std::string(64, 'c');
   m.size = 2u << 30;
   m.root_filesystem_type = "ext4";
   m.root_filesystem_uuid = "11111111-2222-5333-8444-555555555555";

@@ -1,0 +1,399 @@
+#include "builder/disk_import.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/architecture.h"
+#include "base/files.h"
+#include "base/hash.h"
+#include "base/size.h"
+#include "base/stale_temps.h"
+#include "base/subprocess.h"
+#include "builder/baker.h"
+#include "builder/guest_agent.h"
+#include "builder/kernel_files.h"
+#include "builder/systemd_units.h"
+#include "crypto/luks.h"
+#include "formats/disk/partition_table.h"
+#include "formats/ext4/ext4_image.h"
+#include "formats/tree/dpkg_status.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct SourceFormat {
+  std::string format;  // qemu-img's name: "raw", "qcow2", "vmdk", "vhdx"...
+  uint64_t virtual_size = 0;
+};
+
+Result<SourceFormat> probe_format(const fs::path& source) {
+  Command info;
+  info.argv = {"qemu-img", "info", "--output=json", source.string()};
+  auto done = system_runner().run(info);
+  if (!done)
+    return fail(ErrorKind::kBadInput, "{}: not a disk image qemu-img can read: {}", source.string(),
+                done.error().message);
+  auto json = nlohmann::json::parse(done->out, nullptr, false);
+  if (!json.is_object() || !json.contains("format") || !json.contains("virtual-size"))
+    return fail(ErrorKind::kBadInput, "{}: qemu-img info said nothing of its format", source.string());
+  return SourceFormat{json["format"].get<std::string>(), json["virtual-size"].get<uint64_t>()};
+}
+
+// qemu-img's own consistency check, for the formats that have one: a
+// truncated qcow2 converts "successfully", its lost clusters read as zeros.
+// Exit 1: the check could not finish; 2: corruption; 3: leaked clusters
+// only, harmless; 63: the format has no check.
+Result<> check_consistency(const fs::path& source, const SourceFormat& format) {
+  if (format.format == "raw") return {};
+  Command check;
+  check.argv = {"qemu-img", "check", "-f", format.format, source.string()};
+  check.ok_exit_codes = {3, 63};
+  auto done = system_runner().run(check);
+  if (done) return {};
+  return std::unexpected(Error{ErrorKind::kBadInput,
+                               fmt::format("{}: damaged or truncated (qemu-img check found errors in the {})",
+                                           source.string(), format.format),
+                               {}, done.error().detail});
+}
+
+// One place a filesystem may be: a partition, or the whole disk.
+struct Candidate {
+  int number = 0;  // 0: the whole disk
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  std::string type;  // the partition table's type
+  std::string kind;  // "ext4", "LUKS", "LVM", or "" for anything else
+  std::string uuid;
+  std::string label;
+  bool os_release = false;
+  std::string fstab;
+
+  std::string where() const { return number == 0 ? "the whole disk" : fmt::format("partition {}", number); }
+};
+
+// ext2/3/4 by the superblock's features, as blkid tells them apart.
+std::string ext_kind(const fs::path& disk, uint64_t offset) {
+  auto bytes = read_file_range(disk, offset + 1024, 1024);
+  if (!bytes || bytes->size() < 0x68) return "ext4";
+  auto word = [&](size_t at) {
+    return static_cast<uint32_t>(static_cast<uint8_t>((*bytes)[at])) |
+           static_cast<uint32_t>(static_cast<uint8_t>((*bytes)[at + 1])) << 8 |
+           static_cast<uint32_t>(static_cast<uint8_t>((*bytes)[at + 2])) << 16 |
+           static_cast<uint32_t>(static_cast<uint8_t>((*bytes)[at + 3])) << 24;
+  };
+  if (word(0x60) & 0x40) return "ext4";  // INCOMPAT_EXTENTS
+  if (word(0x5C) & 0x4) return "ext3";   // COMPAT_HAS_JOURNAL
+  return "ext2";
+}
+
+bool is_lvm_member(const fs::path& disk, uint64_t offset) {
+  auto label = read_file_range(disk, offset + 512, 8);
+  return label && *label == "LABELONE";
+}
+
+bool has(Ext4Image& fs, std::string_view path) {
+  auto found = fs.stat(path);
+  return found && found->has_value();
+}
+
+Result<Candidate> inspect(const fs::path& disk, Candidate candidate) {
+  KILN_ASSIGN(bool luks, has_luks_header(disk, candidate.offset));
+  if (luks) {
+    candidate.kind = "LUKS";
+    return candidate;
+  }
+  if (is_lvm_member(disk, candidate.offset)) {
+    candidate.kind = "LVM";
+    return candidate;
+  }
+  auto opened = Ext4Image::open(disk, candidate.offset, false);
+  if (!opened) return candidate;
+  Ext4Image& image = *opened;
+  Ext4Usage usage = image.usage();
+  candidate.kind = ext_kind(disk, candidate.offset);
+  candidate.uuid = usage.uuid;
+  candidate.label = usage.label;
+  candidate.os_release = has(image, "/etc/os-release") || has(image, "/usr/lib/os-release");
+  if (has(image, "/etc/fstab")) {
+    auto fstab = image.read_file("/etc/fstab");
+    if (fstab) candidate.fstab = *fstab;
+  }
+  return candidate;
+}
+
+// fstab's device for `mountpoint`: "UUID=...", "LABEL=...", "/dev/..."; "" for none.
+std::string fstab_device(std::string_view fstab, std::string_view mountpoint) {
+  while (!fstab.empty()) {
+    size_t end = fstab.find('\n');
+    std::string_view line = fstab.substr(0, end);
+    fstab.remove_prefix(end == std::string_view::npos ? fstab.size() : end + 1);
+    std::vector<std::string_view> fields;
+    for (size_t at = 0; at < line.size();) {
+      at = line.find_first_not_of(" \t", at);
+      if (at == std::string_view::npos) break;
+      size_t stop = line.find_first_of(" \t", at);
+      fields.push_back(line.substr(at, stop == std::string_view::npos ? std::string_view::npos : stop - at));
+      at = stop == std::string_view::npos ? line.size() : stop;
+    }
+    if (fields.size() >= 2 && !fields[0].starts_with('#') && fields[1] == mountpoint) return std::string(fields[0]);
+  }
+  return {};
+}
+
+bool same_uuid(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// The candidate fstab's `device` names, if kiln can tell.
+const Candidate* resolve(const std::vector<Candidate>& candidates, std::string_view device) {
+  std::string_view uuid, label;
+  if (device.starts_with("UUID=")) uuid = device.substr(5);
+  if (device.starts_with("/dev/disk/by-uuid/")) uuid = device.substr(18);
+  if (device.starts_with("LABEL=")) label = device.substr(6);
+  if (device.starts_with("/dev/disk/by-label/")) label = device.substr(19);
+  for (const Candidate& c : candidates) {
+    if (c.uuid.empty()) continue;
+    if ((!uuid.empty() && same_uuid(c.uuid, uuid)) || (!label.empty() && c.label == label)) return &c;
+  }
+  return nullptr;
+}
+
+std::string listing(const std::vector<Candidate>& candidates) {
+  std::string out;
+  for (const Candidate& c : candidates)
+    out += fmt::format("  {}: {}{}{}\n", c.where(), c.kind.empty() ? "no filesystem kiln reads" : c.kind,
+                       c.type.empty() ? "" : ", type " + c.type, c.os_release ? ", has /etc/os-release" : "");
+  return out;
+}
+
+Error not_found(const fs::path& source, const std::vector<Candidate>& candidates, std::string why) {
+  bool encrypted = std::ranges::any_of(candidates, [](const Candidate& c) { return c.kind == "LUKS"; });
+  bool lvm = std::ranges::any_of(candidates, [](const Candidate& c) { return c.kind == "LVM"; });
+  if (encrypted) why += "; a LUKS volume is on it, and kiln import does not open encrypted roots";
+  if (lvm) why += "; an LVM physical volume is on it, and kiln import does not read LVM";
+  return Error{ErrorKind::kBadInput, fmt::format("{}: {}", source.string(), why), {}, listing(candidates)};
+}
+
+struct FoundRoot {
+  const Candidate* root = nullptr;
+  std::string how;
+};
+
+Result<FoundRoot> find_root(const fs::path& source, const std::vector<Candidate>& candidates) {
+  for (const Candidate& c : candidates)
+    for (const Architecture& arch : architectures())
+      if (c.type == arch.root_partition_type && !c.uuid.empty())
+        return FoundRoot{&c, fmt::format("{} (GPT type of an {} root)", c.where(), arch.dpkg)};
+  std::vector<const Candidate*> systems;
+  for (const Candidate& c : candidates)
+    if (c.os_release) systems.push_back(&c);
+  if (systems.size() == 1) return FoundRoot{systems.front(), systems.front()->where() + " (it has /etc/os-release)"};
+  for (const Candidate* c : systems)
+    if (resolve(candidates, fstab_device(c->fstab, "/")) == c)
+      return FoundRoot{c, c->where() + " (its /etc/fstab mounts it on /)"};
+  if (systems.empty())
+    return std::unexpected(not_found(source, candidates, "no root filesystem in it (ext2, ext3 or ext4 with /etc/os-release)"));
+  return std::unexpected(not_found(source, candidates,
+                                   "more than one filesystem with /etc/os-release, and none that its own fstab mounts on /"));
+}
+
+// The image's architecture, from its shell's ELF header.
+Result<const Architecture*> architecture_of(Ext4Image& root, const fs::path& source) {
+  for (std::string_view shell : {"/bin/sh", "/usr/bin/sh", "/bin/bash", "/usr/bin/bash"}) {
+    auto bytes = root.read_file(shell);
+    if (!bytes || bytes->size() < 20 || !bytes->starts_with("\x7f" "ELF")) continue;
+    uint16_t machine = static_cast<uint8_t>((*bytes)[18]) | static_cast<uint16_t>(static_cast<uint8_t>((*bytes)[19])) << 8;
+    if (const Architecture* arch = find_architecture_of_elf(machine)) return arch;
+    return fail(ErrorKind::kBadInput, "{}: its {} is for ELF machine {}, an architecture kiln does not boot ({})",
+                source.string(), shell, machine, architecture_choices());
+  }
+  return fail(ErrorKind::kBadInput, "{}: its root has no /bin/sh to tell its architecture by", source.string());
+}
+
+Result<> extract(Ext4Image& fs, const std::string& inside, const fs::path& out) {
+  KILN_ASSIGN(std::string content, fs.read_file(inside));
+  return write_file_atomic(out, content, 0644);
+}
+
+// Takes the kernel from the root's /boot or from the /boot partition.
+Result<std::string> take_kernel(const fs::path& disk, const fs::path& source, const std::vector<Candidate>& candidates,
+                                const Candidate& root, const fs::path& dir) {
+  std::vector<std::pair<const Candidate*, std::string>> places = {{&root, "/boot"}};
+  if (const Candidate* boot = resolve(candidates, fstab_device(root.fstab, "/boot")); boot && boot != &root)
+    places.push_back({boot, "/"});
+  for (const Candidate& c : candidates)
+    if (&c != &root && !c.uuid.empty()) places.push_back({&c, "/"});
+  for (const auto& [where, dir_inside] : places) {
+    KILN_ASSIGN(Ext4Image fs, Ext4Image::open(disk, where->offset, false));
+    KILN_ASSIGN(auto kernel, find_kernel(fs, dir_inside));
+    if (!kernel) continue;
+    KILN_TRY(extract(fs, kernel->kernel, dir / "vmlinuz"));
+    KILN_TRY(extract(fs, kernel->initrd, dir / "initrd.img"));
+    return kernel->version;
+  }
+  return std::unexpected(not_found(source, candidates,
+                                   "no kernel (vmlinuz-*) in the root's /boot nor on a boot partition: kiln boots an "
+                                   "image with its own kernel and initramfs"));
+}
+
+std::string default_name(const fs::path& source) {
+  std::string name = source.filename().string();
+  return name.substr(0, name.find('.'));
+}
+
+Result<ImportResult> import_converted(const ImportRequest& request, const SourceFormat& format,
+                                      const std::string& source_sha256, TempDir staged, const fs::path& output,
+                                      Reporter& reporter);
+
+}  // namespace
+
+Result<ImportResult> import_disk_image(const ImportRequest& request, Reporter& reporter) {
+  auto started = Clock::now();
+  std::error_code ec;
+  if (!fs::is_regular_file(request.source, ec))
+    return fail(ErrorKind::kBadInput, "{}: no such file", request.source.string());
+  fs::path output = fs::absolute(request.output_dir).lexically_normal();
+  if (output.filename().empty()) output = output.parent_path();
+  KILN_TRY(check_output_dir(output));
+  std::string name = request.name.empty() ? default_name(request.source) : request.name;
+  if (!is_plain_file_name(name))
+    return fail(ErrorKind::kBadInput, "image name \"{}\" is not a plain name: give --name", name);
+
+  reporter.step("inspect", request.source.string());
+  KILN_ASSIGN(SourceFormat format, probe_format(request.source));
+  KILN_TRY(check_consistency(request.source, format));
+  KILN_ASSIGN(std::string source_sha256, file_digest_hex(request.source));
+  reporter.done(fmt::format("{}, {}", format.format, format_size(format.virtual_size)));
+
+  fs::create_directories(output.parent_path(), ec);
+  const std::string prefix = output.filename().string() + ".import";
+  remove_stale_temp_dirs(output.parent_path(), prefix);
+  KILN_ASSIGN(TempDir staged, create_tagged_temp_dir(output.parent_path(), prefix));
+  fs::path disk = staged.path() / "disk.raw";
+  reporter.step("convert", fmt::format("{} to raw", format.format));
+  Command convert;
+  convert.argv = {"qemu-img", "convert", "-O", "raw", "-f", format.format, request.source.string(), disk.string()};
+  auto converted = system_runner().run(convert);
+  if (!converted)
+    return fail(ErrorKind::kBadInput, "{}: qemu-img could not read all of it (truncated or damaged?): {}",
+                request.source.string(), converted.error().message);
+  reporter.done();
+
+  // What goes wrong from here is about the source's content: said so, not
+  // about the staging copy it was found in.
+  const std::string staging = staged.path().string() + "/";
+  auto imported = import_converted(request, format, source_sha256, std::move(staged), output, reporter);
+  if (imported) {
+    imported->seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    return imported;
+  }
+  Error error = std::move(imported).error();
+  for (size_t at = error.message.find(staging); at != std::string::npos; at = error.message.find(staging))
+    error.message.erase(at, staging.size());
+  if (!error.message.starts_with(request.source.string()))
+    error = std::move(error).with_context(request.source.string());
+  return std::unexpected(std::move(error));
+}
+
+namespace {
+
+Result<ImportResult> import_converted(const ImportRequest& request, const SourceFormat& format,
+                                      const std::string& source_sha256, TempDir staged, const fs::path& output,
+                                      Reporter& reporter) {
+  std::error_code ec;
+  const fs::path disk = staged.path() / "disk.raw";
+  const std::string name = request.name.empty() ? default_name(request.source) : request.name;
+  reporter.step("find root", "");
+  KILN_ASSIGN(PartitionTable table, read_partition_table(disk));
+  std::vector<Candidate> candidates;
+  if (table.label.empty()) {
+    KILN_ASSIGN(Candidate whole, inspect(disk, Candidate{0, 0, format.virtual_size}));
+    candidates.push_back(whole);
+  }
+  for (const TablePartition& p : table.partitions) {
+    KILN_ASSIGN(Candidate c, inspect(disk, Candidate{p.number, p.offset, p.size, p.type}));
+    candidates.push_back(c);
+  }
+  KILN_ASSIGN(FoundRoot found, find_root(request.source, candidates));
+  const Candidate& root = *found.root;
+  reporter.done(found.how);
+
+  reporter.step("kernel", "");
+  KILN_ASSIGN(std::string kernel_version, take_kernel(disk, request.source, candidates, root, staged.path()));
+  reporter.done(kernel_version);
+
+  reporter.step("agent", "kiln's guest agent into the root");
+  const Architecture* arch = nullptr;
+  std::string dpkg_status;
+  {
+    KILN_ASSIGN(Ext4Image fs, Ext4Image::open(disk, root.offset, true));
+    KILN_ASSIGN(arch, architecture_of(fs, request.source));
+    if (has(fs, "/var/lib/dpkg/status")) {
+      KILN_ASSIGN(dpkg_status, fs.read_file("/var/lib/dpkg/status"));
+    }
+    KILN_ASSIGN(std::string systemd, find_unit(fs, "multi-user.target"));
+    if (systemd.empty()) {
+      reporter.warn("the image has no systemd: kiln's guest agent is not installed, and `kiln boot --wait-ready` "
+                    "cannot tell when it is up");
+    } else {
+      KILN_TRY(install_guest_agent(fs, 0));
+      KILN_ASSIGN(bool exec, install_exec_agent(fs, arch->dpkg, 0));
+      if (!exec) reporter.warn(fmt::format("no exec agent for {} images in this kiln", arch->dpkg));
+    }
+    KILN_TRY(fs.close());
+  }
+  reporter.done(std::string(arch->dpkg));
+
+  ImageManifest m;
+  m.kiln_version = KILN_VERSION;
+  m.imported_from = fs::absolute(request.source).string();
+  m.imported_format = format.format;
+  m.imported_sha256 = source_sha256;
+  m.name = name;
+  m.version = "imported";
+  m.description = fmt::format("imported from {} ({})", request.source.filename().string(), format.format);
+  m.architecture = arch->dpkg;
+  m.root_filesystem_type = root.kind;
+  m.root_filesystem_uuid = root.uuid;
+  m.root_filesystem_size = root.size;
+  m.root_filesystem_label = root.label;
+  m.kernel = kernel_version;
+  m.kernel_cmdline = fmt::format("root=UUID={} ro console=tty0 console={}", root.uuid, arch->serial_console);
+  m.memory_mib = request.memory_mib.value_or(1024);
+  m.vcpus = request.vcpus.value_or(2);
+  m.build_timestamp = static_cast<int64_t>(std::time(nullptr));
+  for (const InstalledPackage& p : installed_packages(dpkg_status)) m.packages.push_back({p.name, p.version, p.architecture});
+  std::string image_file = "disk.raw";
+  if (table.label.empty()) {
+    // A bare filesystem boots as root.img, as a baked plain layout does.
+    image_file = "root.img";
+    fs::rename(disk, staged.path() / image_file, ec);
+    if (ec) return fail_errno("cannot rename", disk.string(), ec.value());
+    m.layout = "plain";
+  } else {
+    m.layout = table.label == "gpt" ? "gpt" : "mbr";
+    for (const TablePartition& p : table.partitions)
+      m.partitions.push_back(
+          {p.number, p.number == root.number ? "root" : fmt::format("part{}", p.number), p.type, "", p.offset, p.size});
+  }
+  m.size = format.virtual_size;
+  m.artifacts.push_back({image_file, format.virtual_size, ""});
+  for (const char* file : {"vmlinuz", "initrd.img"}) {
+    KILN_ASSIGN(std::string sha256, file_digest_hex(staged.path() / file));
+    m.artifacts.push_back({file, fs::file_size(staged.path() / file), sha256});
+  }
+  KILN_TRY(write_file_atomic(staged.path() / "manifest.json", write_image_manifest(m)));
+  KILN_TRY(install_directory(std::move(staged), output));
+  return ImportResult{output, std::move(m), found.how, 0};
+}
+
+}  // namespace
+}  // namespace kiln

@@ -1,0 +1,77 @@
+// kiln import DISK: the command line of builder/disk_import.
+#include <nlohmann/json.hpp>
+
+#include "base/size.h"
+#include "base/vm_shape.h"
+#include "builder/disk_import.h"
+#include "cli/command.h"
+
+namespace kiln::cli {
+namespace {
+
+struct ImportFlags {
+  ImportRequest request;
+  std::string memory;
+  bool json = false;
+};
+
+Result<ImportResult> run_import(ImportFlags flags) {
+  if (!flags.memory.empty()) {
+    KILN_ASSIGN(uint64_t bytes, parse_size(flags.memory));
+    if (std::string problem = vm_memory_problem(bytes); !problem.empty())
+      return fail(ErrorKind::kBadInput, "--memory {}: {}", flags.memory, problem);
+    flags.request.memory_mib = bytes / kMiB;
+  }
+  if (flags.request.vcpus) {
+    if (std::string problem = vm_vcpus_problem(*flags.request.vcpus); !problem.empty())
+      return fail(ErrorKind::kBadInput, "--vcpus: {}", problem);
+  }
+  if (flags.request.output_dir.empty()) {
+    std::string name = flags.request.name.empty() ? flags.request.source.filename().string() : flags.request.name;
+    flags.request.output_dir = "out/" + name.substr(0, name.find('.'));
+  }
+  Reporter reporter(Reporter::detect(flags.json));
+  KILN_ASSIGN(ImportResult result, import_disk_image(flags.request, reporter));
+  if (reporter.mode() == Reporter::Mode::kJson) {
+    nlohmann::json artifacts = nlohmann::json::array();
+    for (const ManifestArtifact& a : result.manifest.artifacts)
+      artifacts.push_back({{"file", a.file}, {"size", a.size}, {"sha256", a.sha256}});
+    reporter.event("result", {{"output", result.output_dir.string()},
+                              {"name", result.manifest.name},
+                              {"architecture", result.manifest.architecture},
+                              {"root", result.root},
+                              {"kernel", result.manifest.kernel},
+                              {"seconds", result.seconds},
+                              {"artifacts", artifacts}});
+  } else {
+    fmt::print("Imported {} ({}, {}) into {} in {:.1f} s\n  root: {}\n  kernel: {}\n", result.manifest.name,
+               result.manifest.imported_format, result.manifest.architecture, result.output_dir.string(),
+               result.seconds, result.root, result.manifest.kernel);
+  }
+  return result;
+}
+
+}  // namespace
+
+void register_import(CLI::App& root, Registry& registry) {
+  auto flags = std::make_shared<ImportFlags>();
+  CLI::App* app = root.add_subcommand("import", "Turn a disk image kiln did not bake into an image `kiln boot` runs");
+  app->add_option("disk", flags->request.source,
+                  "A disk image in any format qemu-img reads (raw, qcow2, vmdk, vhdx...), partitioned (GPT or "
+                  "MBR) or a bare ext2/3/4 filesystem")
+      ->required();
+  app->add_option("-o,--output", flags->request.output_dir, "Output directory (default: out/NAME)");
+  app->add_option("--name", flags->request.name, "Image name (default: the file's name up to its first '.')");
+  app->add_option("--memory", flags->memory, "Memory `kiln boot` gives it by default, e.g. 1G (default 1G)");
+  app->add_option("--vcpus", flags->request.vcpus, "Virtual CPUs `kiln boot` gives it by default (default 2)");
+  app->add_flag("--json", flags->json, "Progress and result as JSON lines on stdout");
+  app->footer(
+      "The root filesystem is the GPT partition of a root type (Discoverable Partitions Specification), else the "
+      "one ext2/3/4 filesystem with /etc/os-release (of several, the one its own /etc/fstab mounts on /). The "
+      "kernel and initramfs come from its /boot or from the partition its fstab mounts there. kiln's guest agent "
+      "is installed into the copy's root, so that `kiln boot --wait-ready` and `kiln exec` work; the source file "
+      "is only read. Encrypted and LVM roots are refused by name. No mounts and no loop devices.");
+  registry.push_back({app, [flags] { return finish(run_import(*flags), [](const ImportResult&) {}); }});
+}
+
+}  // namespace kiln::cli
