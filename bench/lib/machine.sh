@@ -57,16 +57,17 @@ bench_summary_line() {
   if [[ -n ${BENCH_SUMMARY:-} ]]; then echo "$1" >>"$BENCH_SUMMARY"; fi
 }
 
-# A private copy of kiln, and of the exec agent a bake puts in every image
-# (found beside kiln), in DIR: a rebuild during the run must neither change
-# nor break the binary under test. Prints the copy's path.
+# A private copy of kiln, and of the exec agents a bake puts in every image
+# (found beside kiln: its own architecture's and the cross-built ones), in
+# DIR: a rebuild during the run must neither change nor break the binary
+# under test. Prints the copy's path.
 bench_copy_kiln() {
   local source=$1 dir=$2 agent
   agent=$(dirname -- "$source")/kiln-exec-agent
   [[ -x $agent ]] || { echo "bench: $agent: missing; build it with make" >&2; return 2; }
   mkdir -p -- "$dir"
   cp -- "$source" "$dir/kiln"
-  cp -- "$agent" "$dir/kiln-exec-agent"
+  cp -- "$agent"* "$dir/"
   echo "$dir/kiln"
 }
 
