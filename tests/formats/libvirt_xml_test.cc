@@ -98,6 +98,17 @@ TEST(LibvirtXml, QemuTypeRunsWithoutKvmOnQemusOwnCpuModel) {
   EXPECT_EQ(count(xml, "/domain/cpu"), 0u);
 }
 
+TEST(LibvirtXml, AnotherArchitectureNamesItsMachineAndTheCpuModelTcgEmulates) {
+  std::string xml = xml_of(baked_guest(), {.type = LibvirtDomainType::kQemu, .arch = "aarch64", .machine = "virt",
+                                           .tcg_cpu = "cortex-a72"});
+  EXPECT_EQ(select(xml, "/domain/os/type/@arch"), "aarch64");
+  EXPECT_EQ(select(xml, "/domain/os/type/@machine"), "virt");
+  EXPECT_EQ(select(xml, "/domain/cpu/@mode"), "custom");
+  EXPECT_EQ(select(xml, "/domain/cpu/model"), "cortex-a72");
+  EXPECT_EQ(select(xml, "/domain/cpu/model/@fallback"), "forbid");
+  EXPECT_EQ(virt_xml_validate(xml).exit_code, 0) << virt_xml_validate(xml).err;
+}
+
 TEST(LibvirtXml, BootsTheKernelDirectlyWithRootAndExtraOnTheCommandLine) {
   std::string xml = xml_of(baked_guest());
   EXPECT_EQ(select(xml, "/domain/os/kernel"), "/abs/out/web/vmlinuz");
