@@ -105,11 +105,6 @@ Result<> check_fits(const Plan& plan, const fs::path& archive, const PlacedVolum
       size.where, {}});
 }
 
-Result<> extract_file(Ext4Image& fs, const std::string& inside, const fs::path& out) {
-  KILN_ASSIGN(std::string content, fs.read_file(inside));
-  return write_file_atomic(out, content, 0644);
-}
-
 std::string kernel_command_line(const Plan& plan) {
   std::string line = "root=" + root_device(*plan.recipe, plan.identity) + " ro";
   if (!plan.recipe->image.kernel_cmdline.value.empty())
@@ -173,8 +168,7 @@ Result<> populate(const Plan& plan, Ext4Image& fs, TarReader& reader, const File
     out.kernel_version = kernel->version;
     out.kernel = dir / "vmlinuz";
     out.initrd = dir / "initrd.img";
-    KILN_TRY(extract_file(fs, kernel->kernel, out.kernel));
-    KILN_TRY(extract_file(fs, kernel->initrd, out.initrd));
+    KILN_TRY(extract_kernel(fs, *kernel, dir));
   }
   return {};
 }

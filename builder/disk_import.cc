@@ -77,21 +77,6 @@ struct Candidate {
   std::string where() const { return number == 0 ? "the whole disk" : fmt::format("partition {}", number); }
 };
 
-// ext2/3/4 by the superblock's features, as blkid tells them apart.
-std::string ext_kind(const fs::path& disk, uint64_t offset) {
-  auto bytes = read_file_range(disk, offset + 1024, 1024);
-  if (!bytes || bytes->size() < 0x68) return "ext4";
-  auto word = [&](size_t at) {
-    return static_cast<uint32_t>(static_cast<uint8_t>((*bytes)[at])) |
-           static_cast<uint32_t>(static_cast<uint8_t>((*bytes)[at + 1])) << 8 |
-           static_cast<uint32_t>(static_cast<uint8_t>((*bytes)[at + 2])) << 16 |
-           static_cast<uint32_t>(static_cast<uint8_t>((*bytes)[at + 3])) << 24;
-  };
-  if (word(0x60) & 0x40) return "ext4";  // INCOMPAT_EXTENTS
-  if (word(0x5C) & 0x4) return "ext3";   // COMPAT_HAS_JOURNAL
-  return "ext2";
-}
-
 bool is_lvm_member(const fs::path& disk, uint64_t offset) {
   auto label = read_file_range(disk, offset + 512, 8);
   return label && *label == "LABELONE";
@@ -116,7 +101,7 @@ Result<Candidate> inspect(const fs::path& disk, Candidate candidate) {
   if (!opened) return candidate;
   Ext4Image& image = *opened;
   Ext4Usage usage = image.usage();
-  candidate.kind = ext_kind(disk, candidate.offset);
+  candidate.kind = usage.type;
   candidate.uuid = usage.uuid;
   candidate.label = usage.label;
   candidate.os_release = has(image, "/etc/os-release") || has(image, "/usr/lib/os-release");
@@ -218,11 +203,6 @@ Result<const Architecture*> architecture_of(Ext4Image& root, const fs::path& sou
   return fail(ErrorKind::kBadInput, "{}: its root has no /bin/sh to tell its architecture by", source.string());
 }
 
-Result<> extract(Ext4Image& fs, const std::string& inside, const fs::path& out) {
-  KILN_ASSIGN(std::string content, fs.read_file(inside));
-  return write_file_atomic(out, content, 0644);
-}
-
 // Takes the kernel from the root's /boot or from the /boot partition.
 Result<std::string> take_kernel(const fs::path& disk, const fs::path& source, const std::vector<Candidate>& candidates,
                                 const Candidate& root, const fs::path& dir) {
@@ -235,18 +215,12 @@ Result<std::string> take_kernel(const fs::path& disk, const fs::path& source, co
     KILN_ASSIGN(Ext4Image fs, Ext4Image::open(disk, where->offset, false));
     KILN_ASSIGN(auto kernel, find_kernel(fs, dir_inside));
     if (!kernel) continue;
-    KILN_TRY(extract(fs, kernel->kernel, dir / "vmlinuz"));
-    KILN_TRY(extract(fs, kernel->initrd, dir / "initrd.img"));
+    KILN_TRY(extract_kernel(fs, *kernel, dir));
     return kernel->version;
   }
   return std::unexpected(not_found(source, candidates,
                                    "no kernel (vmlinuz-*) in the root's /boot nor on a boot partition: kiln boots an "
                                    "image with its own kernel and initramfs"));
-}
-
-std::string default_name(const fs::path& source) {
-  std::string name = source.filename().string();
-  return name.substr(0, name.find('.'));
 }
 
 Result<ImportResult> import_converted(const ImportRequest& request, const SourceFormat& format,
@@ -255,17 +229,21 @@ Result<ImportResult> import_converted(const ImportRequest& request, const Source
 
 }  // namespace
 
-Result<ImportResult> import_disk_image(const ImportRequest& request, Reporter& reporter) {
+Result<ImportResult> import_disk_image(ImportRequest request, Reporter& reporter) {
   auto started = Clock::now();
   std::error_code ec;
   if (!fs::is_regular_file(request.source, ec))
     return fail(ErrorKind::kBadInput, "{}: no such file", request.source.string());
+  if (request.name.empty()) {
+    request.name = request.source.filename().string();
+    request.name = request.name.substr(0, request.name.find('.'));
+  }
+  if (!is_plain_file_name(request.name))
+    return fail(ErrorKind::kBadInput, "image name \"{}\" is not a plain name: give --name", request.name);
+  if (request.output_dir.empty()) request.output_dir = fs::path("out") / request.name;
   fs::path output = fs::absolute(request.output_dir).lexically_normal();
   if (output.filename().empty()) output = output.parent_path();
   KILN_TRY(check_output_dir(output));
-  std::string name = request.name.empty() ? default_name(request.source) : request.name;
-  if (!is_plain_file_name(name))
-    return fail(ErrorKind::kBadInput, "image name \"{}\" is not a plain name: give --name", name);
 
   reporter.step("inspect", request.source.string());
   KILN_ASSIGN(SourceFormat format, probe_format(request.source));
@@ -310,7 +288,6 @@ Result<ImportResult> import_converted(const ImportRequest& request, const Source
                                       Reporter& reporter) {
   std::error_code ec;
   const fs::path disk = staged.path() / "disk.raw";
-  const std::string name = request.name.empty() ? default_name(request.source) : request.name;
   reporter.step("find root", "");
   KILN_ASSIGN(PartitionTable table, read_partition_table(disk));
   std::vector<Candidate> candidates;
@@ -357,7 +334,7 @@ Result<ImportResult> import_converted(const ImportRequest& request, const Source
   m.imported_from = fs::absolute(request.source).string();
   m.imported_format = format.format;
   m.imported_sha256 = source_sha256;
-  m.name = name;
+  m.name = request.name;
   m.version = "imported";
   m.description = fmt::format("imported from {} ({})", request.source.filename().string(), format.format);
   m.architecture = arch->dpkg;

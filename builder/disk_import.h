@@ -28,7 +28,7 @@ namespace kiln {
 
 struct ImportRequest {
   std::filesystem::path source;      // a disk image, or a bare filesystem image
-  std::filesystem::path output_dir;  // created, or a kiln output replaced
+  std::filesystem::path output_dir;  // created, or a kiln output replaced; "": out/NAME
   std::string name;                  // "": the source's file name up to its first '.'
   std::optional<uint64_t> memory_mib;  // the VM shape boot gives it by default
   std::optional<int> vcpus;
@@ -41,6 +41,6 @@ struct ImportResult {
   double seconds = 0;
 };
 
-Result<ImportResult> import_disk_image(const ImportRequest& request, Reporter& reporter);
+Result<ImportResult> import_disk_image(ImportRequest request, Reporter& reporter);
 
 }  // namespace kiln

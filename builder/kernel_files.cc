@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "base/files.h"
+
 namespace kiln {
 
 Result<std::optional<KernelFiles>> find_kernel(Ext4Image& fs, std::string_view dir) {
@@ -24,6 +26,14 @@ Result<std::optional<KernelFiles>> find_kernel(Ext4Image& fs, std::string_view d
     return fail(ErrorKind::kBadInput, "the image has kernel {} but no {}: install initramfs-tools", files.version,
                 files.initrd);
   return files;
+}
+
+Result<> extract_kernel(Ext4Image& fs, const KernelFiles& files, const std::filesystem::path& dir) {
+  for (const auto& [inside, name] : {std::pair{files.kernel, "vmlinuz"}, std::pair{files.initrd, "initrd.img"}}) {
+    KILN_ASSIGN(std::string content, fs.read_file(inside));
+    KILN_TRY(write_file_atomic(dir / name, content, 0644));
+  }
+  return {};
 }
 
 }  // namespace kiln

@@ -5,6 +5,7 @@
 // /boot partition of its own).
 #pragma once
 
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,5 +24,9 @@ struct KernelFiles {
 // nullopt when `dir` is missing or has no vmlinuz-*; an error when the
 // newest kernel has no initrd.
 Result<std::optional<KernelFiles>> find_kernel(Ext4Image& fs, std::string_view dir = "/boot");
+
+// Copies them out of the filesystem as DIR/vmlinuz and DIR/initrd.img, the
+// names kiln's image directories give them.
+Result<> extract_kernel(Ext4Image& fs, const KernelFiles& files, const std::filesystem::path& dir);
 
 }  // namespace kiln

@@ -26,10 +26,6 @@ Result<ImportResult> run_import(ImportFlags flags) {
     if (std::string problem = vm_vcpus_problem(*flags.request.vcpus); !problem.empty())
       return fail(ErrorKind::kBadInput, "--vcpus: {}", problem);
   }
-  if (flags.request.output_dir.empty()) {
-    std::string name = flags.request.name.empty() ? flags.request.source.filename().string() : flags.request.name;
-    flags.request.output_dir = "out/" + name.substr(0, name.find('.'));
-  }
   Reporter reporter(Reporter::detect(flags.json));
   KILN_ASSIGN(ImportResult result, import_disk_image(flags.request, reporter));
   if (reporter.mode() == Reporter::Mode::kJson) {

@@ -341,16 +341,8 @@ Result<Personality> personality_for(const BootRequest& request, const BootSource
 
 // Another architecture than the host's: its qemu-system, under TCG (KVM
 // runs only the host's own).
-Result<BackendChoice> choose_foreign_backend(const BootRequest& request, const BootSource& source,
-                                             const Architecture& arch, const HostFacts& host) {
-  if (request.backend == "uml")
-    return fail(ErrorKind::kBadInput, "{}: a {} image; User-Mode Linux runs amd64 images only: use --backend qemu",
-                source.description, arch.dpkg);
-  if (request.backend != "qemu" && request.backend != "auto")
-    return fail(ErrorKind::kBadInput, "unknown backend \"{}\": expected auto, qemu or uml", request.backend);
-  if ((request.firmware || source.boots_through_firmware) && arch.firmware_code.empty())
-    return fail(ErrorKind::kBadInput, "{}: Debian has no UEFI firmware for {} guests that kiln can use: boot without --firmware",
-                source.description, arch.dpkg);
+Result<BackendChoice> choose_foreign_backend(const BootSource& source, const Architecture& arch,
+                                             const HostFacts& host) {
   KILN_TRY(host.program(arch.qemu_system));
   return BackendChoice{BackendKind::kQemu, false,
                        fmt::format("{} with TCG: the image is for {}, and KVM runs only this host's own architecture ({})",
@@ -361,20 +353,30 @@ Result<BackendChoice> choose_foreign_backend(const BootRequest& request, const B
 
 std::unique_ptr<HostFacts> real_host(const InstanceStore& store) { return std::make_unique<RealHost>(store); }
 
-Result<BackendChoice> choose_backend(const BootRequest& request, const BootSource& source, const HostFacts& host) {
+Result<const Architecture*> boot_architecture(const BootRequest& request, const BootSource& source) {
   const Architecture* arch = find_architecture(source.architecture);
   if (!arch)
     return fail(ErrorKind::kBadInput, "{}: an image for {}, which this kiln does not boot (it boots {})",
                 source.description, source.architecture, architecture_choices());
-  if (arch->dpkg != host_architecture()) return choose_foreign_backend(request, source, *arch, host);
+  if ((request.firmware || source.boots_through_firmware) && arch->firmware_code.empty())
+    return fail(ErrorKind::kBadInput, "{}: Debian has no UEFI firmware for {} guests that kiln can use: boot without --firmware",
+                source.description, arch->dpkg);
+  return arch;
+}
+
+Result<BackendChoice> choose_backend(const BootRequest& request, const BootSource& source, const HostFacts& host) {
+  KILN_ASSIGN(const Architecture* arch, boot_architecture(request, source));
+  if (request.backend != "qemu" && request.backend != "auto" && request.backend != "uml")
+    return fail(ErrorKind::kBadInput, "unknown backend \"{}\": expected auto, qemu or uml", request.backend);
+  if (request.backend == "uml" && !arch->uml)
+    return fail(ErrorKind::kBadInput, "{}: a {} image; User-Mode Linux runs amd64 images only: use --backend qemu",
+                source.description, arch->dpkg);
+  if (arch->dpkg != host_architecture()) return choose_foreign_backend(source, *arch, host);
   bool initramfs_only = !source.root_needs_initramfs.empty();
   std::string forwards = networking_needs_qemu(request, source);
   bool uml_possible = arch->uml && host.program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware &&
                       !initramfs_only && forwards.empty() && !source.boots_through_firmware && source.needs_qemu.empty();
   if (request.backend == "uml") {
-    if (!arch->uml)
-      return fail(ErrorKind::kBadInput, "{}: a {} image; User-Mode Linux runs amd64 images only: use --backend qemu",
-                  source.description, arch->dpkg);
     if (request.firmware) return fail(ErrorKind::kBadInput, "--firmware needs the qemu backend: UML has no firmware");
     if (source.boots_through_firmware)
       return fail(ErrorKind::kBadInput, "{}: an hvm domain boots its disk through firmware, which needs the qemu "
@@ -392,8 +394,6 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
     KILN_TRY(host.uml_fence());
     return BackendChoice{BackendKind::kUml, false, "uml, as asked"};
   }
-  if (request.backend != "qemu" && request.backend != "auto")
-    return fail(ErrorKind::kBadInput, "unknown backend \"{}\": expected auto, qemu or uml", request.backend);
   KILN_ASSIGN(std::string qemu, host.program(arch->qemu_system));
   KvmVerdict kvm = host.kvm(qemu);
   if (request.backend == "qemu")

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/architecture.h"
 #include "base/error.h"
 #include "runtime/boot_source.h"
 #include "runtime/instance.h"
@@ -81,6 +82,11 @@ struct BackendChoice {
 };
 
 Result<BackendChoice> choose_backend(const BootRequest& request, const BootSource& source, const HostFacts& host);
+
+// The source's row of base/architecture.h, refused by name when kiln does
+// not boot that architecture or has no firmware for the UEFI boot asked
+// for; for every backend (kiln's own and libvirt's).
+Result<const Architecture*> boot_architecture(const BootRequest& request, const BootSource& source);
 
 // The spec of a new instance (a fresh id, personality and SSH host keys);
 // checks what the request and the image ask of each other and of the host.

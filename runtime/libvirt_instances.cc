@@ -207,13 +207,8 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
   KILN_ASSIGN(LibvirtHost host, LibvirtHost::open(uri));
   for (const std::string& network : networking.networks)
     if (!network.empty()) KILN_TRY(host.check_network(network));
-  const Architecture* arch = find_architecture(source.architecture);
-  if (!arch) return fail(ErrorKind::kBadInput, "{}: an image for {}, which kiln does not boot", source.description,
-                         source.architecture);
+  KILN_ASSIGN(const Architecture* arch, boot_architecture(request, source));
   bool native = arch->dpkg == host_architecture();
-  if (!native && arch->firmware_code.empty() && (request.firmware || source.boots_through_firmware))
-    return fail(ErrorKind::kBadInput, "{}: Debian has no UEFI firmware for {} guests that kiln can use: boot without --firmware",
-                source.description, arch->dpkg);
   KvmVerdict verdict{false, fmt::format("the guest is for {}, and KVM runs only this host's own architecture", arch->dpkg)};
   if (native) {
     KILN_ASSIGN(verdict, probe_libvirt_kvm(host, store.state_root()));

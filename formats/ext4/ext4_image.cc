@@ -650,7 +650,9 @@ Ext4Usage Ext4Image::usage() const {
   std::string label(reinterpret_cast<const char*>(super->s_volume_name),
                     strnlen(reinterpret_cast<const char*>(super->s_volume_name), sizeof super->s_volume_name));
   return {state_->fs->block_size(), ext2fs_blocks_count(super), ext2fs_free_blocks_count(super),
-          super->s_inodes_count, super->s_free_inodes_count, uuid.to_string(), label};
+          super->s_inodes_count, super->s_free_inodes_count,
+          ext2fs_has_feature_extents(super) ? "ext4" : ext2fs_has_feature_journal(super) ? "ext3" : "ext2",
+          uuid.to_string(), label};
 }
 
 Result<> Ext4Image::close() {

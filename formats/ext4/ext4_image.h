@@ -63,6 +63,7 @@ struct Ext4Usage {
   uint64_t blocks_free = 0;
   uint64_t inodes_total = 0;
   uint64_t inodes_free = 0;
+  std::string type;   // "ext4", "ext3" or "ext2", by its features, as blkid tells them
   std::string uuid;   // as blkid shows it
   std::string label;  // "" when it has none
 };
