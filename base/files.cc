@@ -273,6 +273,26 @@ Result<> for_each_run(int fd, uint64_t offset, uint64_t length, std::string_view
   return {};
 }
 
+namespace {
+
+// One chunk of a copy by pread and pwrite, advancing both offsets as
+// copy_file_range does; returns the bytes copied, 0 at the end of the
+// source, -1 with errno set.
+ssize_t copy_through_buffer(int src_fd, loff_t& in, int dst_fd, loff_t& out, uint64_t size, std::string_view what) {
+  static thread_local std::vector<char> buffer(1 << 20);
+  ssize_t n = ::pread(src_fd, buffer.data(), std::min<uint64_t>(size, buffer.size()), in);
+  if (n <= 0) return n;
+  if (!pwrite_all(dst_fd, buffer.data(), static_cast<size_t>(n), static_cast<uint64_t>(out), what)) {
+    if (errno == 0) errno = EIO;
+    return -1;
+  }
+  in += n;
+  out += n;
+  return n;
+}
+
+}  // namespace
+
 Result<> copy_sparse(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_offset,
                      uint64_t length, std::string_view what) {
   auto copy = [&](uint64_t at, uint64_t size) -> Result<> {
@@ -280,6 +300,11 @@ Result<> copy_sparse(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_o
     loff_t out = static_cast<loff_t>(dst_offset + (at - src_offset));
     while (size > 0) {
       ssize_t n = ::copy_file_range(src_fd, &in, dst_fd, &out, size, 0);
+      if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
+        // Between filesystems of different kinds (tmpfs to ext4) the kernel
+        // refuses; the bytes go through user space instead.
+        n = copy_through_buffer(src_fd, in, dst_fd, out, size, what);
+      }
       if (n < 0) {
         if (errno == EINTR) continue;
         return fail_errno("copy", what, errno);

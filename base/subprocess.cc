@@ -1,5 +1,7 @@
 #include "base/subprocess.h"
 
+#include <filesystem>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -425,6 +427,22 @@ class SystemRunner : public CommandRunner {
 CommandRunner& system_runner() {
   static SystemRunner runner;
   return runner;
+}
+
+Result<std::string> this_program() {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return fail(ErrorKind::kFailed, "cannot find kiln's own executable: {}", ec.message());
+  return self.string();
+}
+
+std::string shell_quoted(const std::string& word) {
+  if (!word.empty() && word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                              "_-./=:,@+%") == std::string::npos)
+    return word;
+  std::string quoted = "'";
+  for (char c : word) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
 }
 
 }  // namespace kiln

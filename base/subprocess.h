@@ -88,6 +88,14 @@ CommandRunner& system_runner();
 // "E:", "error" or "fatal", then the last few lines, without repeats.
 std::string key_lines(std::string_view output, size_t max_lines = 12);
 
+// `word` quoted for a POSIX shell, for the places where a program takes a
+// command line rather than an argv (a command ssh sends, an mmdebstrap hook).
+std::string shell_quoted(const std::string& word);
+
+// The running executable (/proc/self/exe), for what lives beside it and for
+// tools that call kiln back.
+Result<std::string> this_program();
+
 // Finds a program on PATH (and the sbin directories). A missing program is an
 // ErrorKind::kMissingTool error naming the Debian package that provides it.
 Result<std::string> find_program(std::string_view name);

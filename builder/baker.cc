@@ -19,6 +19,7 @@
 #include "builder/host_target.h"
 #include "builder/image_chroot.h"
 #include "builder/plan.h"
+#include "builder/package_cache.h"
 #include "builder/stage_cache.h"
 #include "formats/tree/tar_reader.h"
 
@@ -87,6 +88,13 @@ class StageRunner {
 
   std::vector<StageOutcome>& outcomes() { return outcomes_; }
 
+  // mmdebstrap's hooks into kiln, with the package cache beside the stage
+  // cache when there is one.
+  std::optional<BootstrapHooks> bootstrap_hooks() const {
+    if (options_.hook_program.empty()) return std::nullopt;
+    return BootstrapHooks{options_.hook_program, cache_ ? PackageCache::dir_in(cache_->root()) : ""};
+  }
+
  private:
   const BakeOptions& options_;
   std::optional<StageCache> cache_;
@@ -101,7 +109,10 @@ Result<fs::path> source_archive(const Plan& plan, StageRunner& stages, Reporter&
   if (recipe.bootstrap.from.value.empty()) {
     return stages.run(plan.source, "rootfs.tar", [&](const fs::path& out, const fs::path& work) -> Result<> {
       KILN_TRY(ensure_foreign_emulation(*plan.arch, BinfmtHost::real(), reporter));
-      return bootstrap_rootfs(plan, out, work, reporter, system_runner());
+      BootstrapResources resources;
+      resources.hooks = stages.bootstrap_hooks();
+      resources.workspace = memory_workspace(recipe.storage.size.value);
+      return bootstrap_rootfs(plan, out, work, reporter, system_runner(), resources);
     });
   }
   const std::string& from = recipe.bootstrap.from.value;

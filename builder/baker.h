@@ -22,6 +22,10 @@ struct BakeOptions {
   std::filesystem::path output_dir;
   std::filesystem::path cache_dir;  // empty: StageCache::default_root()
   bool use_cache = true;
+  // The kiln executable that mmdebstrap's hooks call back
+  // (builder/bootstrap.h, BootstrapHooks); kiln bake sets it. Empty: no
+  // hooks, so no package cache and no deferred initramfs.
+  std::string hook_program;
   std::optional<int64_t> source_date_epoch;
   // A host block device that also receives the image (builder/host_target.h):
   // "lvm:VG/LV" or "/dev/...". Checked before anything is baked.

@@ -1,11 +1,17 @@
 #include "builder/bootstrap.h"
 
 #include <sched.h>
+#include <linux/magic.h>
 #include <sys/mount.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "base/files.h"
+#include "base/host_memory.h"
+#include "base/size.h"
 #include "base/subprocess.h"
+#include "builder/initramfs_deferral.h"
+#include "builder/package_cache.h"
 #include "fetch/uri_fetch.h"
 #include "formats/tree/rootfs_tree.h"
 
@@ -30,10 +36,12 @@ bool enter_private_mount_namespace() {
   return ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
 }
 
-// Shows the tool's "I: ..." progress lines as step notes.
+// Shows the tool's "I: ..." progress lines as step notes and its "W: ..."
+// lines (its own, and the package cache hook's) as warnings.
 std::function<void(std::string_view)> progress_lines(Reporter& reporter) {
   return [&reporter](std::string_view line) {
     if (line.starts_with("I: ")) reporter.note(line.substr(3));
+    if (line.starts_with("W: ")) reporter.warn(line.substr(3));
   };
 }
 
@@ -46,8 +54,27 @@ Error tool_failure(Error error, const Plan& plan) {
   return error;
 }
 
+std::string hook_command(const BootstrapHooks& hooks, std::string_view point, bool with_cache) {
+  std::string command = fmt::format("{} bootstrap-hook {}", shell_quoted(hooks.kiln.string()), point);
+  if (with_cache) command += " --cache " + shell_quoted(hooks.package_cache.string());
+  return command + " \"$1\"";
+}
+
+std::vector<std::string> hook_arguments(const BootstrapHooks& hooks) {
+  bool cache = !hooks.package_cache.empty();
+  std::vector<std::string> args;
+  if (cache) {
+    // The essential packages' files stay until the customize hook has kept
+    // them; mmdebstrap's cleanup (apt-get clean) removes them all the same.
+    args.push_back("--skip=essential/unlink");
+    args.push_back("--setup-hook=" + hook_command(hooks, "setup", true));
+  }
+  args.push_back("--customize-hook=" + hook_command(hooks, "customize", cache));
+  return args;
+}
+
 Result<> run_mmdebstrap(const Plan& plan, const std::filesystem::path& out_tar, Reporter& reporter,
-                        CommandRunner& runner) {
+                        CommandRunner& runner, const BootstrapResources& resources) {
   const BootstrapSection& b = plan.recipe->bootstrap;
   Command command;
   command.argv = {"mmdebstrap",
@@ -58,8 +85,17 @@ Result<> run_mmdebstrap(const Plan& plan, const std::filesystem::path& out_tar, 
                   "--aptopt=Acquire::Retries \"3\""};
   for (const std::string& option : b.apt_options.value) command.argv.push_back("--aptopt=" + option);
   if (!plan.bootstrap_packages.empty()) command.argv.push_back("--include=" + joined(plan.bootstrap_packages, ','));
+  if (resources.hooks) {
+    auto hooks = hook_arguments(*resources.hooks);
+    command.argv.insert(command.argv.end(), hooks.begin(), hooks.end());
+  }
   command.argv.insert(command.argv.end(), {b.suite.value, out_tar.string(), plan.mirror});
   command.env = reproducible_env(plan);
+  if (resources.hooks) command.env.push_back(kDeferInitramfsEnv);  // the customize hook makes it
+  if (!resources.workspace.empty()) {
+    command.env.push_back("TMPDIR=" + resources.workspace.string());
+    reporter.note(fmt::format("building the tree in {} (tmpfs)", resources.workspace.string()));
+  }
   command.in_child = enter_private_mount_namespace;
   command.on_stderr_line = progress_lines(reporter);
   auto done = runner.run(command);
@@ -110,10 +146,80 @@ std::filesystem::path local_import_path(const Recipe& recipe) {
 }
 
 Result<> bootstrap_rootfs(const Plan& plan, const std::filesystem::path& out_tar,
-                          const std::filesystem::path& work_dir, Reporter& reporter, CommandRunner& runner) {
+                          const std::filesystem::path& work_dir, Reporter& reporter, CommandRunner& runner,
+                          const BootstrapResources& resources) {
   if (plan.recipe->bootstrap.tool.value == "debootstrap")
     return run_debootstrap(plan, out_tar, work_dir, reporter, runner);
-  return run_mmdebstrap(plan, out_tar, reporter, runner);
+  return run_mmdebstrap(plan, out_tar, reporter, runner, resources);
+}
+
+std::filesystem::path memory_workspace(uint64_t tree_bytes) {
+  const std::filesystem::path shm = "/dev/shm";
+  struct statfs fs;
+  if (::statfs(shm.c_str(), &fs) != 0 || fs.f_type != TMPFS_MAGIC) return {};
+  // Room for the tree, the packages unpacked into it and the tar's page cache.
+  const uint64_t need = tree_bytes + tree_bytes / 2 + (1ull << 30);
+  uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_bsize;
+  if (free_bytes < need || host_meminfo_bytes("MemAvailable") < need) return {};
+  return shm;
+}
+
+namespace {
+
+Result<PackageTransfer> provide_cached_packages(const std::filesystem::path& cache_dir,
+                                                const std::filesystem::path& rootfs, CommandRunner& runner) {
+  const char* apt_config = std::getenv("MMDEBSTRAP_APT_CONFIG");
+  if (!apt_config || !*apt_config)
+    return fail(ErrorKind::kBadInput, "bootstrap-hook runs as mmdebstrap's setup hook (MMDEBSTRAP_APT_CONFIG is not set)");
+  Command update;
+  update.argv = {"apt-get", "update", "--error-on=any"};
+  update.env = {std::string("APT_CONFIG=") + apt_config};
+  update.cwd = rootfs.string();
+  auto updated = runner.run(update);
+  if (!updated) return std::unexpected(std::move(updated).error().with_context("apt-get update (package cache)"));
+  KILN_ASSIGN(PackagesIndex index, PackagesIndex::load_apt_lists(rootfs / "var/lib/apt/lists"));
+  std::filesystem::path archives = rootfs / "var/cache/apt/archives";
+  std::error_code ec;
+  std::filesystem::create_directories(archives, ec);
+  if (ec) return fail_errno("cannot create", archives.string(), ec.value());
+  return PackageCache(cache_dir).provide(index, archives);
+}
+
+Result<PackageTransfer> collect_fetched_packages(const std::filesystem::path& cache_dir,
+                                                 const std::filesystem::path& rootfs) {
+  KILN_ASSIGN(PackagesIndex index, PackagesIndex::load_apt_lists(rootfs / "var/lib/apt/lists"));
+  return PackageCache(cache_dir).collect(index, rootfs / "var/cache/apt/archives");
+}
+
+void report_transfer(BootstrapHookReport& report, const PackageTransfer& transfer, bool provided) {
+  report.notes.push_back(fmt::format("{} {} .deb files ({}) {} the package cache", provided ? "took" : "kept",
+                                     transfer.files, format_size(transfer.bytes), provided ? "from" : "in"));
+  if (transfer.refused)
+    report.warnings.push_back(
+        fmt::format("{} cached .deb files did not match the hash the index lists; not used", transfer.refused));
+}
+
+}  // namespace
+
+Result<BootstrapHookReport> run_bootstrap_hook(std::string_view point, const std::filesystem::path& package_cache,
+                                               const std::filesystem::path& rootfs, CommandRunner& runner) {
+  BootstrapHookReport report;
+  if (point == "setup") {
+    if (package_cache.empty()) return report;
+    KILN_ASSIGN(PackageTransfer provided, provide_cached_packages(package_cache, rootfs, runner));
+    report_transfer(report, provided, true);
+  } else if (point == "customize") {
+    KILN_ASSIGN(std::vector<std::string> made, make_missing_initramfs(rootfs, runner));
+    for (const std::string& version : made)
+      report.notes.push_back(fmt::format("made the initramfs of {} once, after every package was set up", version));
+    if (!package_cache.empty()) {
+      KILN_ASSIGN(PackageTransfer kept, collect_fetched_packages(package_cache, rootfs));
+      report_transfer(report, kept, false);
+    }
+  } else {
+    return fail(ErrorKind::kBadInput, "bootstrap-hook: unknown point \"{}\" (setup or customize)", point);
+  }
+  return report;
 }
 
 }  // namespace kiln

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <utility>
 
+#include "base/subprocess.h"
 #include "base/architecture.h"
 #include "base/files.h"
 #include "builder/offline_customizer.h"
@@ -308,9 +309,8 @@ std::string exec_agent_file_name(std::string_view architecture) {
 Result<std::filesystem::path> find_exec_agent_binary(std::string_view architecture) {
   const char* given = std::getenv("KILN_EXEC_AGENT");
   if (given && architecture == host_architecture()) return std::filesystem::path(given);
+  KILN_ASSIGN(std::filesystem::path self, this_program());
   std::error_code ec;
-  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) return fail(ErrorKind::kFailed, "cannot find kiln's own executable: {}", ec.message());
   // Beside kiln in a build directory; under PREFIX/lib/kiln once installed.
   const std::string name = exec_agent_file_name(architecture);
   for (const std::filesystem::path& candidate :

@@ -12,6 +12,7 @@
 
 #include "base/interrupt.h"
 #include "base/stale_temps.h"
+#include "builder/package_cache.h"
 
 namespace kiln {
 namespace {
@@ -116,29 +117,45 @@ Result<std::vector<CacheEntry>> StageCache::list() const {
 }
 
 Result<PruneResult> StageCache::prune(const PruneOptions& options) const {
-  KILN_ASSIGN(auto entries, list());  // most recently used first
+  // Stage entries and cached packages, most recently used first, weighed together.
+  struct Item {
+    int64_t last_used;
+    uint64_t size_bytes;
+    std::optional<CacheEntry> entry;  // else a cached package
+    std::filesystem::path path;
+  };
+  std::vector<Item> items;
+  KILN_ASSIGN(auto entries, list());
+  for (CacheEntry& entry : entries) items.push_back({entry.last_used, entry.size_bytes, entry, entry.dir});
+  KILN_ASSIGN(auto packages, PackageCache(PackageCache::dir_in(root_)).list());
+  for (const CachedPackage& package : packages)
+    items.push_back({package.last_used, package.size_bytes, std::nullopt, package.path});
+  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.last_used > b.last_used; });
+
   PruneResult result;
   int64_t now = now_seconds();
   uint64_t kept_size = 0;
-  std::vector<CacheEntry> doomed;
-  for (const CacheEntry& entry : entries) {
-    bool stale = options.unused_for && now - entry.last_used > options.unused_for->count();
-    bool over = options.max_size_bytes && kept_size + entry.size_bytes > *options.max_size_bytes;
-    if (options.all || stale || over) {
-      doomed.push_back(entry);
+  for (const Item& item : items) {
+    bool stale = options.unused_for && now - item.last_used > options.unused_for->count();
+    bool over = options.max_size_bytes && kept_size + item.size_bytes > *options.max_size_bytes;
+    if (!options.all && !stale && !over) {
+      kept_size += item.size_bytes;
+      continue;
+    }
+    KILN_TRY(remove_tree(item.path));
+    result.freed_bytes += item.size_bytes;
+    if (item.entry) {
+      result.removed.push_back(*item.entry);
     } else {
-      kept_size += entry.size_bytes;
+      ++result.removed_packages;
     }
   }
-  for (const CacheEntry& entry : doomed) {
-    KILN_TRY(remove_tree(entry.dir));
-    result.freed_bytes += entry.size_bytes;
-    result.removed.push_back(entry);
-  }
-  // Scratch directories of bakes that died; no bake runs (we hold the lock).
+  // Scratch directories and files of bakes that died; no bake runs (we hold the lock).
   std::error_code ec;
-  if (std::filesystem::exists(root_ / "tmp")) {
-    for (const auto& item : std::filesystem::directory_iterator(root_ / "tmp", ec)) {
+  for (const std::filesystem::path& dir : {root_ / "tmp", PackageCache::dir_in(root_)}) {
+    if (!std::filesystem::exists(dir)) continue;
+    for (const auto& item : std::filesystem::directory_iterator(dir, ec)) {
+      if (dir != root_ / "tmp" && !item.path().filename().string().starts_with(".")) continue;
       result.freed_bytes += tree_size(item.path());
       KILN_TRY(remove_tree(item.path()));
     }

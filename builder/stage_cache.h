@@ -3,7 +3,9 @@
 // by the stage's key, a hash of everything that stage reads, so an entry is
 // either exactly right for a bake or never looked at. Entries are built in a
 // temporary directory and renamed into place, so a crash or Ctrl-C never
-// leaves a partial entry under a key.
+// leaves a partial entry under a key. Beside the entries, packages/ holds
+// the .deb files bakes downloaded (PackageCache); prune treats each of them
+// as an entry of its own.
 #pragma once
 
 #include <chrono>
@@ -38,6 +40,7 @@ struct PruneOptions {
 
 struct PruneResult {
   std::vector<CacheEntry> removed;
+  size_t removed_packages = 0;  // .deb files of the package cache
   uint64_t freed_bytes = 0;
 };
 

@@ -55,6 +55,7 @@ int run_bake(const BakeFlags& flags) {
   options.output_dir = flags.output.empty() ? "out/" + recipe->image.name.value : flags.output;
   options.cache_dir = flags.cache;
   options.use_cache = !flags.no_cache;
+  if (auto self = this_program()) options.hook_program = *self;
   options.source_date_epoch = *epoch;
   options.target = flags.target;
   Reporter reporter(Reporter::detect(flags.json));
@@ -73,14 +74,16 @@ void register_bake(CLI::App& root, Registry& registry) {
   app->add_option("--set", flags->sets,
                   "Override a recipe key, e.g. --set customize.hostname=web1 (repeatable)");
   app->add_option("--cache", flags->cache,
-                  "Stage cache directory (default: $KILN_CACHE, else ~/.cache/kiln)");
-  app->add_flag("--no-cache", flags->no_cache, "Neither use nor fill the stage cache");
+                  "Stage cache directory, with the .deb files bakes downloaded in its packages/ (default: "
+                  "$KILN_CACHE, else ~/.cache/kiln)");
+  app->add_flag("--no-cache", flags->no_cache, "Neither use nor fill the stage cache or its packages");
   app->add_flag("--json", flags->json, "Progress and result as JSON lines on stdout");
   app->add_option("--target", flags->target,
                   "Also write the image onto a host block device: lvm:VG/LV (created from storage.size when "
                   "missing; needs device-mapper) or /dev/... (refused when mounted, in use or too small)");
   app->footer(
-      "Stages: bootstrap (cached), customize (in-image steps; cached), assemble (ext4, GPT, ESP),\n"
+      "Stages: bootstrap (cached; mmdebstrap takes the cache's .deb files that the suite's signed index\n"
+      "lists and the cache keeps what it downloads), customize (in-image steps; cached), assemble (ext4, GPT, ESP),\n"
       "finalize (outputs, manifest.json). Set SOURCE_DATE_EPOCH for byte-identical rebakes.\n"
       "See `kiln help recipe` and `kiln help customize`.");
   registry.push_back({app, [flags] { return run_bake(*flags); }});

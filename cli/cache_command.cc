@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "base/size.h"
+#include "builder/bootstrap.h"
+#include "builder/package_cache.h"
 #include "builder/stage_cache.h"
 #include "cli/command.h"
 
@@ -35,9 +37,29 @@ nlohmann::json entry_json(const CacheEntry& entry) {
           {"path", entry.dir.string()}};
 }
 
+// The package cache, as one entry of the list: a line for each .deb would
+// bury the stages.
+std::optional<CacheEntry> packages_entry(const StageCache& cache) {
+  auto packages = PackageCache(PackageCache::dir_in(cache.root())).list();
+  if (!packages || packages->empty()) return std::nullopt;
+  CacheEntry entry;
+  entry.key = "packages";
+  entry.stage = "packages";
+  entry.dir = PackageCache::dir_in(cache.root());
+  for (const CachedPackage& package : *packages) {
+    entry.size_bytes += package.size_bytes;
+    entry.last_used = std::max(entry.last_used, package.last_used);
+  }
+  entry.description = fmt::format("{} .deb files kept for later bakes", packages->size());
+  return entry;
+}
+
 int run_list(const CacheFlags& flags) {
   StageCache cache = open_cache(flags);
   auto entries = cache.list();
+  if (entries) {
+    if (auto packages = packages_entry(cache)) entries->push_back(std::move(*packages));
+  }
   return finish(entries, [&](const std::vector<CacheEntry>& list) {
     if (flags.json) {
       nlohmann::json out = nlohmann::json::array();
@@ -94,12 +116,26 @@ int run_prune(const CacheFlags& flags) {
     if (flags.json) {
       nlohmann::json removed = nlohmann::json::array();
       for (const auto& entry : pruned.removed) removed.push_back(entry_json(entry));
-      fmt::print("{}\n", nlohmann::json{{"removed", removed}, {"freed", pruned.freed_bytes}}.dump(2));
+      fmt::print("{}\n", nlohmann::json{{"removed", removed},
+                                        {"removed_packages", pruned.removed_packages},
+                                        {"freed", pruned.freed_bytes}}
+                             .dump(2));
       return;
     }
     for (const auto& entry : pruned.removed)
       fmt::print("removed {} {} ({})\n", entry.key.substr(0, 12), entry.stage, entry.description);
+    if (pruned.removed_packages) fmt::print("removed {} cached .deb files\n", pruned.removed_packages);
     fmt::print("freed {}\n", format_size(pruned.freed_bytes));
+  });
+}
+
+// mmdebstrap's hooks call this; their "I: " and "W: " lines become the bake's
+// notes and warnings.
+int run_bootstrap_hook_command(const std::string& point, const std::string& cache_dir, const std::string& rootfs) {
+  auto report = run_bootstrap_hook(point, cache_dir, rootfs, system_runner());
+  return finish(report, [](const BootstrapHookReport& done) {
+    for (const std::string& note : done.notes) fmt::print(stderr, "I: {}\n", note);
+    for (const std::string& warning : done.warnings) fmt::print(stderr, "W: {}\n", warning);
   });
 }
 
@@ -107,7 +143,7 @@ int run_prune(const CacheFlags& flags) {
 
 void register_cache(CLI::App& root, Registry& registry) {
   auto flags = std::make_shared<CacheFlags>();
-  CLI::App* cache = root.add_subcommand("cache", "List or prune the stage cache");
+  CLI::App* cache = root.add_subcommand("cache", "List or prune the stage cache and its downloaded packages");
   cache->require_subcommand(1);
   cache->add_option("--cache", flags->root, "Cache directory (default: $KILN_CACHE, else ~/.cache/kiln)");
 
@@ -116,12 +152,30 @@ void register_cache(CLI::App& root, Registry& registry) {
   registry.push_back({list, [flags] { return run_list(*flags); }});
 
   CLI::App* prune = cache->add_subcommand(
-      "prune", "Remove cached stages (default: those unused for 30 days) and leftovers of killed bakes");
+      "prune", "Remove cached stages and .deb files (default: those unused for 30 days) and leftovers of killed "
+               "bakes");
   prune->add_flag("--all", flags->all, "Remove every entry");
   prune->add_option("--unused-for", flags->unused_for, "Remove entries unused for this long, e.g. 7d, 12h");
   prune->add_option("--max-size", flags->max_size, "Then remove least recently used entries down to this size, e.g. 20G");
   prune->add_flag("--json", flags->json, "Print JSON");
   registry.push_back({prune, [flags] { return run_prune(*flags); }});
+
+  struct Hook {
+    std::string point;
+    std::string cache_dir;
+    std::string rootfs;
+  };
+  auto hook = std::make_shared<Hook>();
+  CLI::App* hook_app = root.add_subcommand(
+      "bootstrap-hook", "kiln's part in mmdebstrap's setup and customize hooks (run by kiln bake, not by hand)");
+  hook_app->group("Internal");
+  hook_app->add_option("point", hook->point, "setup or customize")
+      ->required()
+      ->check(CLI::IsMember({"setup", "customize"}));
+  hook_app->add_option("--cache", hook->cache_dir, "The package cache directory (none: no package cache)");
+  hook_app->add_option("rootfs", hook->rootfs, "The tree mmdebstrap is building ($1 of the hook)")->required();
+  registry.push_back(
+      {hook_app, [hook] { return run_bootstrap_hook_command(hook->point, hook->cache_dir, hook->rootfs); }});
 }
 
 }  // namespace kiln::cli

@@ -7,10 +7,9 @@
 #include <map>
 #include <set>
 
-#include <fstream>
-
 #include "base/architecture.h"
 #include "base/files.h"
+#include "base/host_memory.h"
 #include "base/ipv4_subnet.h"
 #include "base/size.h"
 #include "base/subprocess.h"
@@ -30,16 +29,7 @@ class RealHost : public HostFacts {
   explicit RealHost(const InstanceStore& store) : store_(store), state_root_(store.state_root()) {}
   Result<std::string> program(std::string_view name) const override { return find_program(name); }
   KvmVerdict kvm(const std::string& qemu) const override { return probe_kvm(state_root_, qemu); }
-  uint64_t memory_bytes() const override {
-    std::ifstream meminfo("/proc/meminfo");
-    std::string key;
-    uint64_t kib = 0;
-    while (meminfo >> key >> kib) {
-      if (key == "MemTotal:") return kib * 1024;
-      meminfo.ignore(256, '\n');
-    }
-    return 0;
-  }
+  uint64_t memory_bytes() const override { return host_meminfo_bytes("MemTotal"); }
   bool has_bridge(const std::string& name) const override {
     std::error_code ec;
     return fs::exists("/sys/class/net/" + name + "/bridge", ec);

@@ -84,15 +84,6 @@ Result<SshUri> parse_ssh_uri(const std::string& text) {
   return uri;
 }
 
-std::string shell_quoted(const std::string& word) {
-  if (!word.empty() && word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                                              "_-./=:,@+%") == std::string::npos)
-    return word;
-  std::string quoted = "'";
-  for (char c : word) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
 std::vector<std::string> SshTarget::base_argv() const {
   std::vector<std::string> argv = {"ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                                    "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=5",

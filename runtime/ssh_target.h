@@ -34,10 +34,6 @@ struct SshUri {
 // Parses an ssh:// URI; errors name the URI and what is wrong with it.
 Result<SshUri> parse_ssh_uri(const std::string& text);
 
-// `word` quoted for the remote user's POSIX shell, which sees what ssh
-// sends as one command line.
-std::string shell_quoted(const std::string& word);
-
 class SshTarget {
  public:
   // Connects (the control master); fails with ssh's own reason.

@@ -88,6 +88,85 @@ TEST_F(BootstrapTest, AReproducibleBakeGivesTheToolItsTimestamp) {
   EXPECT_THAT(runner_.commands[0].env, ::testing::Contains("LC_ALL=C.UTF-8"));
 }
 
+TEST_F(BootstrapTest, KilnTakesPartThroughMmdebstrapsHooks) {
+  BootstrapResources resources;
+  resources.hooks = BootstrapHooks{"/usr/bin/kiln", "/var/cache/kiln it's/packages"};
+  ASSERT_TRUE(bootstrap_rootfs(plan_for().plan, dir_ / "rootfs.tar", dir_ / "work", reporter_, runner_, resources));
+  const auto& argv = runner_.commands[0].argv;
+  const std::string cache = " --cache '/var/cache/kiln it'\\''s/packages' \"$1\"";
+  EXPECT_THAT(argv, ::testing::IsSupersetOf(std::vector<std::string>{
+                        "--skip=essential/unlink", "--setup-hook=/usr/bin/kiln bootstrap-hook setup" + cache,
+                        "--customize-hook=/usr/bin/kiln bootstrap-hook customize" + cache}));
+  EXPECT_THAT(runner_.commands[0].env, ::testing::Contains("INITRD=No"));
+  // Options come before the suite, target and mirror.
+  EXPECT_EQ(argv[argv.size() - 3], "bookworm");
+}
+
+TEST_F(BootstrapTest, WithoutAPackageCacheOnlyTheInitramfsIsDeferred) {
+  BootstrapResources resources;
+  resources.hooks = BootstrapHooks{"/usr/bin/kiln", ""};
+  ASSERT_TRUE(bootstrap_rootfs(plan_for().plan, dir_ / "rootfs.tar", dir_ / "work", reporter_, runner_, resources));
+  std::vector<std::string> hooks;
+  for (const std::string& arg : runner_.commands[0].argv)
+    if (arg.find("hook") != std::string::npos || arg.starts_with("--skip")) hooks.push_back(arg);
+  EXPECT_THAT(hooks, ElementsAre("--customize-hook=/usr/bin/kiln bootstrap-hook customize \"$1\""));
+}
+
+TEST_F(BootstrapTest, WithoutHooksMmdebstrapRunsAlone) {
+  ASSERT_TRUE(bootstrap(plan_for()));
+  for (const std::string& arg : runner_.commands[0].argv) EXPECT_THAT(arg, ::testing::Not(HasSubstr("hook")));
+  EXPECT_THAT(runner_.commands[0].env, ::testing::Not(::testing::Contains("INITRD=No")));
+}
+
+TEST_F(BootstrapTest, TheCustomizeHookMakesEachMissingInitramfsOnce) {
+  std::filesystem::path rootfs = dir_ / "tree";
+  testing::write_text(rootfs / "usr/sbin/update-initramfs", "#!/bin/sh\n");
+  testing::write_text(rootfs / "usr/bin/linux-update-symlinks", "#!/usr/bin/perl\n");
+  testing::write_text(rootfs / "boot/vmlinuz-6.1.0-50-amd64", "kernel");
+  testing::write_text(rootfs / "boot/vmlinuz-6.1.0-49-amd64", "older kernel");
+  testing::write_text(rootfs / "boot/initrd.img-6.1.0-49-amd64", "made before");
+  auto report = run_bootstrap_hook("customize", "", rootfs, runner_);
+  ASSERT_TRUE(report) << report.error().to_string();
+  ASSERT_EQ(runner_.commands.size(), 2u);
+  EXPECT_THAT(runner_.commands[0].argv,
+              ElementsAre("env", "--unset=TMPDIR", "--unset=APT_CONFIG", "--unset=INITRD", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "chroot",
+                          rootfs.string(), "update-initramfs", "-c", "-k", "6.1.0-50-amd64"));
+  // INITRD=No kept linux-update-symlinks from linking /initrd.img too.
+  EXPECT_THAT(runner_.commands[1].argv, ::testing::IsSupersetOf(std::vector<std::string>{
+                                            "linux-update-symlinks", "install", "6.1.0-50-amd64",
+                                            "/boot/vmlinuz-6.1.0-50-amd64"}));
+  EXPECT_THAT(report->notes, ElementsAre(HasSubstr("made the initramfs of 6.1.0-50-amd64 once")));
+}
+
+TEST_F(BootstrapTest, DracutMakesItWhereTheTreeHasDracut) {
+  std::filesystem::path rootfs = dir_ / "tree";
+  testing::write_text(rootfs / "usr/bin/dracut", "#!/bin/sh\n");
+  testing::write_text(rootfs / "boot/vmlinuz-6.12.0-1-arm64", "kernel");
+  ASSERT_TRUE(run_bootstrap_hook("customize", "", rootfs, runner_));
+  ASSERT_EQ(runner_.commands.size(), 1u);
+  EXPECT_THAT(runner_.commands[0].argv, ::testing::IsSupersetOf(std::vector<std::string>{
+                                            "dracut", "--force", "/boot/initrd.img-6.12.0-1-arm64", "6.12.0-1-arm64"}));
+}
+
+TEST_F(BootstrapTest, NoGeneratorOrNoKernelMakesNoInitramfs) {
+  std::filesystem::path rootfs = dir_ / "tree";
+  testing::write_text(rootfs / "boot/vmlinuz-6.1.0-50-amd64", "kernel");  // no update-initramfs, no dracut
+  ASSERT_TRUE(run_bootstrap_hook("customize", "", rootfs, runner_));
+  testing::write_text(rootfs / "usr/sbin/update-initramfs", "#!/bin/sh\n");
+  std::filesystem::remove(rootfs / "boot/vmlinuz-6.1.0-50-amd64");
+  ASSERT_TRUE(run_bootstrap_hook("customize", "", rootfs, runner_));
+  EXPECT_TRUE(runner_.commands.empty());
+}
+
+TEST_F(BootstrapTest, AMemoryWorkspaceIsMmdebstrapsTmpdir) {
+  BootstrapResources resources;
+  resources.workspace = "/dev/shm";
+  ASSERT_TRUE(bootstrap_rootfs(plan_for().plan, dir_ / "rootfs.tar", dir_ / "work", reporter_, runner_, resources));
+  EXPECT_THAT(runner_.commands[0].env, ::testing::Contains("TMPDIR=/dev/shm"));
+  // No host has a petabyte of memory to spare.
+  EXPECT_EQ(memory_workspace(uint64_t{1} << 50), std::filesystem::path());
+}
+
 TEST_F(BootstrapTest, DebootstrapBuildsATreeThatIsPackedIntoTheTar) {
   Planned planned = plan_for({"bootstrap.tool=debootstrap"});
   runner_.on_run = [&](const Command& command) -> Result<Completed> {

@@ -183,8 +183,9 @@ TEST_F(ImageChrootTest, AnEncryptedLvmRootGetsWhatItsInitramfsNeedsAndOneRebuild
   std::map<std::string, std::string> conf_while;
   runner_.on_run = [&](const Command& command) -> Result<Completed> {
     conf_while[command.argv[0]] = testing::read_text(root() / "etc/initramfs-tools/update-initramfs.conf");
-    if (command.argv[0] == "update-initramfs")
+    if (command.argv[0] == "update-initramfs") {
       EXPECT_EQ(testing::read_text(root() / "etc/crypttab"), planned_.plan.storage_support.files[0].second);
+    }
     return Completed{};
   };
   ASSERT_TRUE(customize(kEncryptedLvm));
