@@ -145,6 +145,7 @@ void register_cache(CLI::App& root, Registry& registry) {
   auto flags = std::make_shared<CacheFlags>();
   CLI::App* cache = root.add_subcommand("cache", "List or prune the stage cache and its downloaded packages");
   cache->require_subcommand(1);
+  cache->fallthrough();  // --cache after list or prune, too
   cache->add_option("--cache", flags->root, "Cache directory (default: $KILN_CACHE, else ~/.cache/kiln)");
 
   CLI::App* list = cache->add_subcommand("list", "List cached stages, most recently used first");
