@@ -13,13 +13,18 @@
 #include "base/stale_temps.h"
 #include "base/subprocess.h"
 #include "builder/baker.h"
+#include "builder/bundle_import.h"
 #include "builder/guest_agent.h"
 #include "builder/kernel_files.h"
 #include "builder/systemd_units.h"
 #include "crypto/luks.h"
 #include "formats/disk/partition_table.h"
+#include "formats/disk/swap_area.h"
+#include "formats/domain/xen_config.h"
 #include "formats/ext4/ext4_image.h"
 #include "formats/tree/dpkg_status.h"
+#include "formats/tree/rootfs_tree.h"
+#include "formats/tree/tar_reader.h"
 
 namespace kiln {
 namespace {
@@ -30,6 +35,7 @@ using Clock = std::chrono::steady_clock;
 struct SourceFormat {
   std::string format;  // qemu-img's name: "raw", "qcow2", "vmdk", "vhdx"...
   uint64_t virtual_size = 0;
+  std::string backing_file;  // a qcow2's (or vmdk's) backing file, "" for none
 };
 
 Result<SourceFormat> probe_format(const fs::path& source) {
@@ -42,7 +48,10 @@ Result<SourceFormat> probe_format(const fs::path& source) {
   auto json = nlohmann::json::parse(done->out, nullptr, false);
   if (!json.is_object() || !json.contains("format") || !json.contains("virtual-size"))
     return fail(ErrorKind::kBadInput, "{}: qemu-img info said nothing of its format", source.string());
-  return SourceFormat{json["format"].get<std::string>(), json["virtual-size"].get<uint64_t>()};
+  SourceFormat format{json["format"].get<std::string>(), json["virtual-size"].get<uint64_t>(), ""};
+  if (json.contains("backing-filename") && json["backing-filename"].is_string())
+    format.backing_file = json["backing-filename"].get<std::string>();
+  return format;
 }
 
 // qemu-img's own consistency check, for the formats that have one: a
@@ -184,6 +193,10 @@ Result<FoundRoot> find_root(const fs::path& source, const std::vector<Candidate>
   for (const Candidate* c : systems)
     if (resolve(candidates, fstab_device(c->fstab, "/")) == c)
       return FoundRoot{c, c->where() + " (its /etc/fstab mounts it on /)"};
+  if (candidates.size() == 1 && candidates.front().number == 0 && candidates.front().kind.empty())
+    return std::unexpected(not_found(source, candidates,
+                                     "not a disk image kiln reads (no partition table, no ext2/3/4 filesystem), nor "
+                                     "an archive (a jailtime-style bundle: a tar of disk images and a Xen config)"));
   if (systems.empty())
     return std::unexpected(not_found(source, candidates, "no root filesystem in it (ext2, ext3 or ext4 with /etc/os-release)"));
   return std::unexpected(not_found(source, candidates,
@@ -223,9 +236,223 @@ Result<std::string> take_kernel(const fs::path& disk, const fs::path& source, co
                                    "image with its own kernel and initramfs"));
 }
 
+// What a bundle adds to the import of its root image.
+struct BundleParts {
+  std::string config;  // the Xen config's path in the bundle
+  DomainSpec spec;     // as parsed
+  // The root disk, then the swap areas; each file set once it is staged.
+  std::vector<ManifestImportedDisk> disks;
+  std::string how;  // why that disk is the root
+};
+
 Result<ImportResult> import_converted(const ImportRequest& request, const SourceFormat& format,
                                       const std::string& source_sha256, TempDir staged, const fs::path& output,
-                                      Reporter& reporter);
+                                      const BundleParts* bundle, Reporter& reporter);
+
+// The file's name up to its first '.'.
+std::string default_name(const fs::path& source) {
+  std::string name = source.filename().string();
+  return name.substr(0, name.find('.'));
+}
+
+// -o as an absolute path, refused before anything is written when it is
+// something other than a kiln output.
+Result<fs::path> output_dir_of(const fs::path& dir) {
+  fs::path output = fs::absolute(dir).lexically_normal();
+  if (output.filename().empty()) output = output.parent_path();
+  KILN_TRY(check_output_dir(output));
+  return output;
+}
+
+// A staging directory in `parent`, after removing what a killed import
+// left there under the same prefix.
+Result<TempDir> staging_in(const fs::path& parent, const std::string& prefix) {
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) return fail_errno("cannot create", parent.string(), ec.value());
+  remove_stale_temp_dirs(parent, prefix);
+  return create_tagged_temp_dir(parent, prefix);
+}
+
+// What goes wrong once the source is staged is about the source's content:
+// said so, not about the staging copy it was found in.
+Error about_source(Error error, const fs::path& staging, const fs::path& source) {
+  const std::string prefix = staging.string() + "/";
+  for (size_t at = error.message.find(prefix); at != std::string::npos; at = error.message.find(prefix))
+    error.message.erase(at, prefix.size());
+  if (!error.message.starts_with(source.string()) && !error.where.file.starts_with(source.string()))
+    error = std::move(error).with_context(source.string());
+  return error;
+}
+
+// A bundle is told by its content: an archive kiln reads, with an entry.
+// An archive whose first entry is refused (a name climbing out with "..")
+// is still one, and a compressed file that is no archive is no disk image
+// either (qemu-img reads no compressed disks): the archive reader says
+// what is wrong with them.
+Result<bool> is_bundle(const fs::path& source) {
+  KILN_ASSIGN(std::string compression, compression_of_file(source));
+  auto reader = TarReader::open(source);
+  TarEntry entry;
+  Result<bool> first = reader ? reader->next(entry) : Result<bool>(std::unexpected(reader.error()));
+  if (first && *first) return true;
+  if (!first && reader && reader->recognised()) return std::unexpected(std::move(first).error());
+  if (compression.empty()) return false;
+  if (!first) {
+    Error error = std::move(first).error();
+    error.message += "; kiln import takes a disk image, or a bundle: a tar archive of disk images and a Xen config";
+    return std::unexpected(std::move(error));
+  }
+  return fail(ErrorKind::kBadInput,
+              "{}: an empty archive ({}): a bundle holds a root filesystem image, a swap image and a Xen config",
+              source.string(), compression);
+}
+
+// A Xen config is a page of text; a bundle's "config" of gigabytes is not
+// read into memory.
+constexpr uint64_t kMaxConfigBytes = 1 << 20;
+
+Result<ImportResult> import_bundle_staged(ImportRequest& request, std::optional<fs::path> output,
+                                          const std::string& source_sha256, TempDir staged, Reporter& reporter) {
+  const fs::path& source = request.source;
+  const fs::path unpacked = staged.path() / "bundle";
+  std::error_code ec;
+  fs::create_directory(unpacked, ec);
+  if (ec) return fail_errno("cannot create", unpacked.string(), ec.value());
+  reporter.step("unpack", "its regular files");
+  KILN_ASSIGN(std::vector<std::string> files,
+              extract_regular_files(source, unpacked, [&](uint64_t done, uint64_t total) {
+                reporter.progress(done, total);
+              }));
+  reporter.done(fmt::format("{} files", files.size()));
+
+  reporter.step("config", "");
+  BundleParts bundle;
+  KILN_ASSIGN(bundle.config, find_bundle_config(files, source.string()));
+  const fs::path config_file = unpacked / bundle.config;
+  if (uint64_t size = fs::file_size(config_file, ec); size > kMaxConfigBytes)
+    return fail(ErrorKind::kBadInput, "{}: {} is {}, too large for a Xen domain config", source.string(),
+                bundle.config, format_size(size));
+  KILN_ASSIGN(std::string text, read_file(config_file));
+  KILN_ASSIGN(bundle.spec, parse_xen_config(text, fmt::format("{}({})", source.string(), bundle.config)));
+  const DomainSpec& spec = bundle.spec;
+  std::vector<BundleDisk> disks;
+  for (const DomainDisk& disk : spec.disks) {
+    if (disk.cdrom && disk.path.empty()) continue;
+    KILN_ASSIGN(std::string member, bundle_member_for(disk, files));
+    for (const BundleDisk& other : disks)
+      if (other.member == member)
+        return fail_at(disk.where, "disks {} and {} are the same file, {}", other.disk->frontend, disk.frontend,
+                       member);
+    BundleDisk d{&disk, member};
+    // Xen's file: and tap:aio: serve raw images; those are looked into.
+    if (disk.format == DiskFormat::kRaw) {
+      const fs::path file = unpacked / member;
+      KILN_ASSIGN(d.swap, has_swap_signature(file));
+      KILN_ASSIGN(Candidate found, inspect(file, Candidate{0, 0, fs::file_size(file, ec)}));
+      d.os_root = found.os_release;
+    }
+    disks.push_back(std::move(d));
+  }
+  KILN_ASSIGN(BundleChoice choice, choose_bundle_disks(spec, disks));
+  bundle.how = choice.how;
+  reporter.done(fmt::format("{}: the root is {}", bundle.config, choice.how));
+
+  if (request.name.empty()) request.name = is_plain_file_name(spec.name) ? spec.name : default_name(source);
+  if (!is_plain_file_name(request.name))
+    return fail(ErrorKind::kBadInput, "image name \"{}\" is not a plain name: give --name", request.name);
+  take_config_shape(spec, request.memory_mib, request.vcpus);
+  if (!output) {
+    request.output_dir = fs::path("out") / request.name;
+    KILN_ASSIGN(output, output_dir_of(request.output_dir));
+  }
+
+  const BundleDisk& root = disks[choice.root];
+  const fs::path root_file = unpacked / root.member;
+  const fs::path disk = staged.path() / "disk.raw";
+  SourceFormat format{"raw", fs::file_size(root_file, ec), ""};
+  if (root.disk->format == DiskFormat::kRaw) {
+    fs::rename(root_file, disk, ec);
+    if (ec) return fail_errno("cannot rename", root_file.string(), ec.value());
+  } else {
+    reporter.step("convert", fmt::format("{} to raw", root.member));
+    KILN_ASSIGN(format, probe_format(root_file));
+    if (format.format != "qcow2")
+      return fail_at(root.disk->where, "disk {}: the config says qcow2, and {} is {}", root.disk->frontend,
+                     root.member, format.format);
+    // A backing file would be read from this host: a bundle's disks stand alone.
+    if (!format.backing_file.empty())
+      return fail_at(root.disk->where, "disk {}: {} has a backing file ({}); kiln imports a bundle's disks only "
+                     "when they stand alone",
+                     root.disk->frontend, root.member, shown_value(format.backing_file));
+    KILN_TRY(check_consistency(root_file, format));
+    Command convert;
+    convert.argv = {"qemu-img", "convert", "-O", "raw", "-f", "qcow2", root_file.string(), disk.string()};
+    KILN_TRY(system_runner().run(convert));
+    fs::remove(root_file, ec);
+    reporter.done();
+  }
+  bundle.disks.push_back({root.member, root.disk->frontend, "root", ""});
+  for (size_t n = 0; n < choice.swaps.size(); ++n) {
+    const BundleDisk& swap = disks[choice.swaps[n]];
+    std::string file = n == 0 ? "swap.img" : fmt::format("swap{}.img", n + 1);
+    fs::rename(unpacked / swap.member, staged.path() / file, ec);
+    if (ec) return fail_errno("cannot rename", (unpacked / swap.member).string(), ec.value());
+    bundle.disks.push_back({swap.member, swap.disk->frontend, "swap", file});
+  }
+  KILN_TRY(remove_tree(unpacked));
+  return import_converted(request, format, source_sha256, std::move(staged), *output, &bundle, reporter);
+}
+
+// A jailtime-style bundle: unpacked (regular files only) into a staging
+// directory beside the output, its config read, its root image imported as
+// a disk is and its swap areas carried.
+Result<ImportResult> import_bundle(ImportRequest request, Reporter& reporter) {
+  const fs::path source = request.source;
+  std::optional<fs::path> output;
+  if (!request.output_dir.empty()) {
+    KILN_ASSIGN(output, output_dir_of(request.output_dir));
+  }
+  reporter.step("inspect", source.string());
+  KILN_ASSIGN(std::string compression, compression_of_file(source));
+  KILN_ASSIGN(std::string source_sha256, file_digest_hex(source));
+  reporter.done(compression.empty() ? "an archive" : fmt::format("an archive, {}", compression));
+  // Without -o the output is out/NAME, NAME from the config.
+  fs::path parent = output ? output->parent_path() : fs::absolute("out").lexically_normal();
+  std::string prefix = (output ? output->filename().string() : default_name(source)) + ".import";
+  KILN_ASSIGN(TempDir staged, staging_in(parent, prefix));
+  const fs::path staging = staged.path();
+  auto imported = import_bundle_staged(request, output, source_sha256, std::move(staged), reporter);
+  if (!imported) return std::unexpected(about_source(std::move(imported).error(), staging, source));
+  return imported;
+}
+
+// NAME.xl.cfg: the bundle's domain with the output's files, as a bake's
+// "xen" output is written: the image's own kernel and initramfs, each disk
+// at the device the bundle's config gave it, root= that disk (or its
+// `root_partition`) by device name, which every backend translates (UML
+// boots without the initramfs that root=UUID= needs), its vifs and on_*
+// actions. `kiln boot` of it attaches the swap areas too.
+Result<std::string> bundle_xen_config(const DomainSpec& config, const ImageManifest& m, int root_partition,
+                                      const fs::path& output) {
+  DomainSpec spec;
+  spec.name = m.name;
+  spec.memory_mib = m.memory_mib;
+  spec.vcpus = m.vcpus;
+  spec.kernel = (output / "vmlinuz").string();
+  spec.ramdisk = (output / "initrd.img").string();
+  const std::string& device = m.imported_disks.front().device;
+  spec.root = root_partition > 0 ? fmt::format("/dev/{}{} ro", device, root_partition)
+                                  : fmt::format("/dev/{} ro", device);
+  spec.extra = "console=hvc0";
+  for (const ManifestImportedDisk& d : m.imported_disks)
+    spec.disks.push_back({.backend = DiskBackend::kFile, .path = (output / d.file).string(), .frontend = d.device});
+  spec.vifs = config.vifs;
+  spec.on_poweroff = config.on_poweroff;
+  spec.on_reboot = config.on_reboot;
+  spec.on_crash = config.on_crash;
+  return write_xen_config(spec);
+}
 
 }  // namespace
 
@@ -234,16 +461,17 @@ Result<ImportResult> import_disk_image(ImportRequest request, Reporter& reporter
   std::error_code ec;
   if (!fs::is_regular_file(request.source, ec))
     return fail(ErrorKind::kBadInput, "{}: no such file", request.source.string());
-  if (request.name.empty()) {
-    request.name = request.source.filename().string();
-    request.name = request.name.substr(0, request.name.find('.'));
+  KILN_ASSIGN(bool bundle, is_bundle(request.source));
+  if (bundle) {
+    auto imported = import_bundle(std::move(request), reporter);
+    if (imported) imported->seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    return imported;
   }
+  if (request.name.empty()) request.name = default_name(request.source);
   if (!is_plain_file_name(request.name))
     return fail(ErrorKind::kBadInput, "image name \"{}\" is not a plain name: give --name", request.name);
   if (request.output_dir.empty()) request.output_dir = fs::path("out") / request.name;
-  fs::path output = fs::absolute(request.output_dir).lexically_normal();
-  if (output.filename().empty()) output = output.parent_path();
-  KILN_TRY(check_output_dir(output));
+  KILN_ASSIGN(fs::path output, output_dir_of(request.output_dir));
 
   reporter.step("inspect", request.source.string());
   KILN_ASSIGN(SourceFormat format, probe_format(request.source));
@@ -251,10 +479,7 @@ Result<ImportResult> import_disk_image(ImportRequest request, Reporter& reporter
   KILN_ASSIGN(std::string source_sha256, file_digest_hex(request.source));
   reporter.done(fmt::format("{}, {}", format.format, format_size(format.virtual_size)));
 
-  fs::create_directories(output.parent_path(), ec);
-  const std::string prefix = output.filename().string() + ".import";
-  remove_stale_temp_dirs(output.parent_path(), prefix);
-  KILN_ASSIGN(TempDir staged, create_tagged_temp_dir(output.parent_path(), prefix));
+  KILN_ASSIGN(TempDir staged, staging_in(output.parent_path(), output.filename().string() + ".import"));
   fs::path disk = staged.path() / "disk.raw";
   reporter.step("convert", fmt::format("{} to raw", format.format));
   Command convert;
@@ -265,27 +490,18 @@ Result<ImportResult> import_disk_image(ImportRequest request, Reporter& reporter
                 request.source.string(), converted.error().message);
   reporter.done();
 
-  // What goes wrong from here is about the source's content: said so, not
-  // about the staging copy it was found in.
-  const std::string staging = staged.path().string() + "/";
-  auto imported = import_converted(request, format, source_sha256, std::move(staged), output, reporter);
-  if (imported) {
-    imported->seconds = std::chrono::duration<double>(Clock::now() - started).count();
-    return imported;
-  }
-  Error error = std::move(imported).error();
-  for (size_t at = error.message.find(staging); at != std::string::npos; at = error.message.find(staging))
-    error.message.erase(at, staging.size());
-  if (!error.message.starts_with(request.source.string()))
-    error = std::move(error).with_context(request.source.string());
-  return std::unexpected(std::move(error));
+  const fs::path staging = staged.path();
+  auto imported = import_converted(request, format, source_sha256, std::move(staged), output, nullptr, reporter);
+  if (!imported) return std::unexpected(about_source(std::move(imported).error(), staging, request.source));
+  imported->seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  return imported;
 }
 
 namespace {
 
 Result<ImportResult> import_converted(const ImportRequest& request, const SourceFormat& format,
                                       const std::string& source_sha256, TempDir staged, const fs::path& output,
-                                      Reporter& reporter) {
+                                      const BundleParts* bundle, Reporter& reporter) {
   std::error_code ec;
   const fs::path disk = staged.path() / "disk.raw";
   reporter.step("find root", "");
@@ -332,11 +548,13 @@ Result<ImportResult> import_converted(const ImportRequest& request, const Source
   ImageManifest m;
   m.kiln_version = KILN_VERSION;
   m.imported_from = fs::absolute(request.source).string();
-  m.imported_format = format.format;
+  m.imported_format = bundle ? "tar" : format.format;
   m.imported_sha256 = source_sha256;
   m.name = request.name;
   m.version = "imported";
-  m.description = fmt::format("imported from {} ({})", request.source.filename().string(), format.format);
+  m.description = bundle ? fmt::format("imported from {} (a bundle; its config {})", request.source.filename().string(),
+                                       bundle->config)
+                         : fmt::format("imported from {} ({})", request.source.filename().string(), format.format);
   m.architecture = arch->dpkg;
   m.root_filesystem_type = root.kind;
   m.root_filesystem_uuid = root.uuid;
@@ -363,13 +581,27 @@ Result<ImportResult> import_converted(const ImportRequest& request, const Source
   }
   m.size = format.virtual_size;
   m.artifacts.push_back({image_file, format.virtual_size, ""});
-  for (const char* file : {"vmlinuz", "initrd.img"}) {
+  std::vector<std::string> described = {"vmlinuz", "initrd.img"};
+  std::string how = found.how;
+  if (bundle) {
+    m.imported_config = bundle->config;
+    m.imported_disks = bundle->disks;
+    m.imported_disks.front().file = image_file;
+    for (const ManifestImportedDisk& d : m.imported_disks)
+      if (d.use == "swap") described.push_back(d.file);
+    std::string config = m.name + ".xl.cfg";
+    KILN_ASSIGN(std::string text, bundle_xen_config(bundle->spec, m, root.number, output));
+    KILN_TRY(write_file_atomic(staged.path() / config, text));
+    described.push_back(config);
+    how = fmt::format("{}: {}", bundle->how, found.how);
+  }
+  for (const std::string& file : described) {
     KILN_ASSIGN(std::string sha256, file_digest_hex(staged.path() / file));
     m.artifacts.push_back({file, fs::file_size(staged.path() / file), sha256});
   }
   KILN_TRY(write_file_atomic(staged.path() / "manifest.json", write_image_manifest(m)));
   KILN_TRY(install_directory(std::move(staged), output));
-  return ImportResult{output, std::move(m), found.how, 0};
+  return ImportResult{output, std::move(m), how, 0};
 }
 
 }  // namespace

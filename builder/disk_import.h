@@ -13,6 +13,18 @@
 // the copy, so that boot knows when the guest is ready and `kiln exec`
 // reaches it. Everything is read and written with libext2fs: no mounts, no
 // loop devices. Encrypted and LVM roots are named and refused.
+//
+// The source may also be a jailtime-style bundle (builder/bundle_import.h):
+// an archive (tar or cpio, compressed or not; told by its content, not its
+// name) holding a root filesystem image, a swap image and a Xen domain
+// config. Its regular files are unpacked into the staging directory (no
+// symlink, hard link or device node is taken, no path leaves it), the
+// config read (formats/domain/xen_config.h), the root image the config's
+// root= names imported as above, each swap area carried as swap.img, and
+// NAME.xl.cfg written: the config for the output's files, with which `kiln
+// boot` attaches the swap. The config's memory and vcpus are the image's
+// defaults, unless the request gives its own. The manifest names the bundle,
+// its config and what each of its disks became.
 #pragma once
 
 #include <cstdint>
@@ -27,17 +39,21 @@
 namespace kiln {
 
 struct ImportRequest {
-  std::filesystem::path source;      // a disk image, or a bare filesystem image
+  std::filesystem::path source;      // a disk image, a bare filesystem image or a bundle
   std::filesystem::path output_dir;  // created, or a kiln output replaced; "": out/NAME
-  std::string name;                  // "": the source's file name up to its first '.'
-  std::optional<uint64_t> memory_mib;  // the VM shape boot gives it by default
+  // "": a bundle's config's name, else the source's file name up to its first '.'
+  std::string name;
+  // The VM shape boot gives it by default; unset: a bundle's config's, else 1 GiB and 2.
+  std::optional<uint64_t> memory_mib;
   std::optional<int> vcpus;
 };
 
 struct ImportResult {
   std::filesystem::path output_dir;
   ImageManifest manifest;
-  std::string root;  // where the root was found: "partition 2 (GPT type root-x86-64)"
+  // Where the root was found: "partition 2 (GPT type root-x86-64)"; for a
+  // bundle, which of its disks first: "sda1 (debian-5.0.img), which ...: the whole disk ...".
+  std::string root;
   double seconds = 0;
 };
 

@@ -71,13 +71,6 @@ Result<BootSource> from_image_directory(const fs::path& dir) {
   return source;
 }
 
-// "sda1" -> ("sda", 1); "xvdb" -> ("xvdb", 0).
-std::pair<std::string, int> split_partition(std::string_view device) {
-  size_t digits = device.find_first_of("0123456789");
-  if (digits == std::string_view::npos) return {std::string(device), 0};
-  return {std::string(device.substr(0, digits)), std::stoi(std::string(device.substr(digits)))};
-}
-
 fs::path resolve(const fs::path& base, const std::string& path) {
   fs::path p(path);
   return p.is_relative() ? base / p : p;
@@ -126,7 +119,7 @@ Result<> add_xen_disks(const DomainSpec& domain, const fs::path& base, const Boo
   std::string root_device = source.xen_root.starts_with("/dev/") ? source.xen_root.substr(5) : "";
   if (!source.boots_through_firmware && !root_device.empty()) {
     auto root_disk = std::ranges::find_if(ordered, [&](const DomainDisk* d) {
-      return d->frontend == root_device || d->frontend == split_partition(root_device).first;
+      return d->frontend == root_device || d->frontend == split_xen_device(root_device).first;
     });
     if (root_disk != ordered.end()) std::rotate(ordered.begin(), root_disk, root_disk + 1);
   }
@@ -264,7 +257,7 @@ Result<std::string> translate_xen_root(const std::string& root, const std::vecto
                                        BackendKind backend, const Location& where) {
   if (!root.starts_with("/dev/")) return root;
   std::string device = root.substr(5);
-  auto [disk_name, partition] = split_partition(device);
+  auto [disk_name, partition] = split_xen_device(device);
   for (size_t i = 0; i < xen_devices.size(); ++i) {
     // "sda1" exports a bare filesystem: the guest sees a whole disk.
     if (xen_devices[i] == device) return guest_device(backend, i, 0);

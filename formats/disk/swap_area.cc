@@ -36,4 +36,18 @@ Result<> write_swap_area(const std::filesystem::path& image, uint64_t offset, ui
   return pwrite_all(target.get(), header.data(), header.size(), offset, image.string());
 }
 
+Result<bool> has_swap_signature(const std::filesystem::path& image, uint64_t offset) {
+  KILN_ASSIGN(UniqueFd file, open_file(image, O_RDONLY | O_CLOEXEC));
+  for (uint64_t page = 4096; page <= 65536; page *= 2) {
+    char signature[10];
+    off_t at = static_cast<off_t>(offset + page - sizeof signature);
+    ssize_t got = ::pread(file.get(), signature, sizeof signature, at);
+    if (got < 0) return fail_errno("cannot read", image.string(), errno);
+    if (got < static_cast<ssize_t>(sizeof signature)) return false;
+    std::string_view seen(signature, sizeof signature);
+    if (seen == "SWAPSPACE2" || seen == "SWAP-SPACE") return true;
+  }
+  return false;
+}
+
 }  // namespace kiln

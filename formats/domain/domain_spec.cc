@@ -1,6 +1,7 @@
 #include "formats/domain/domain_spec.h"
 
 #include <cctype>
+#include <charconv>
 #include <tuple>
 
 #include "base/vm_shape.h"
@@ -112,6 +113,16 @@ std::string DomainSpec::kernel_command_line() const {
   std::string line = root.empty() ? "" : "root=" + root;
   if (!line.empty() && !extra.empty()) line += ' ';
   return line + extra;
+}
+
+std::pair<std::string, int> split_xen_device(std::string_view device) {
+  size_t digits = device.find_first_of("0123456789");
+  if (digits == std::string_view::npos) return {std::string(device), 0};
+  int partition = 0;
+  std::string_view number = device.substr(digits);
+  auto [end, error] = std::from_chars(number.data(), number.data() + number.size(), partition);
+  if (error != std::errc() || end != number.data() + number.size()) return {std::string(device), 0};
+  return {std::string(device.substr(0, digits)), partition};
 }
 
 bool is_xen_frontend(std::string_view name) {

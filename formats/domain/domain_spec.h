@@ -131,6 +131,10 @@ struct DomainSpec {
 // with an optional partition number, such as "xvda", "sda1", "hdb".
 bool is_xen_frontend(std::string_view name);
 
+// A Xen device name as a disk and a partition number: "sda1" is ("sda", 1),
+// "xvdb" is ("xvdb", 0). A number too large for an int is no partition.
+std::pair<std::string, int> split_xen_device(std::string_view device);
+
 // True for six two-digit hex octets separated by colons.
 bool is_mac_address(std::string_view text);
 

@@ -296,8 +296,16 @@ std::string write_image_manifest(const ImageManifest& m) {
               {"packages", packages},
               {"artifacts", artifacts},
               {"storage", storage_json(m)}};
-  if (!m.imported_from.empty())
+  if (!m.imported_from.empty()) {
     out["imported"] = {{"file", m.imported_from}, {"format", m.imported_format}, {"sha256", m.imported_sha256}};
+    if (!m.imported_config.empty()) out["imported"]["config"] = m.imported_config;
+    if (!m.imported_disks.empty()) {
+      Json disks = Json::array();
+      for (const ManifestImportedDisk& d : m.imported_disks)
+        disks.push_back({{"member", d.member}, {"device", d.device}, {"use", d.use}, {"file", d.file}});
+      out["imported"]["disks"] = disks;
+    }
+  }
   return out.dump(2) + "\n";
 }
 
@@ -338,6 +346,19 @@ Result<ImageManifest> read_image_manifest(std::string_view text, const std::stri
     KILN_ASSIGN(m.imported_from, r.text(*imported, "file", "imported"));
     KILN_ASSIGN(m.imported_format, r.text(*imported, "format", "imported"));
     KILN_ASSIGN(m.imported_sha256, r.text(*imported, "sha256", "imported"));
+    KILN_ASSIGN(m.imported_config, r.text(*imported, "config", "imported"));
+    KILN_ASSIGN(const Json* disks, r.array(*imported, "disks", "imported"));
+    for (const Json& item : *disks) {
+      if (!item.is_object()) return r.bad("imported.disks holds something other than objects");
+      ManifestImportedDisk d;
+      KILN_ASSIGN(d.member, r.text(item, "member", "imported.disks"));
+      KILN_ASSIGN(d.device, r.text(item, "device", "imported.disks"));
+      KILN_ASSIGN(d.use, r.text(item, "use", "imported.disks"));
+      KILN_ASSIGN(d.file, r.text(item, "file", "imported.disks"));
+      if (!is_plain_file_name(d.file))
+        return r.bad(fmt::format("imported disk {} is not a plain file name", shown_value(d.file)));
+      m.imported_disks.push_back(std::move(d));
+    }
   }
   KILN_TRY(read_lists(r, root, m));
   KILN_ASSIGN(const Json* storage, r.object(root, "storage", ""));

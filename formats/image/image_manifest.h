@@ -88,6 +88,15 @@ struct ManifestPartitionImage {
   bool operator==(const ManifestPartitionImage&) const = default;
 };
 
+// A disk of an imported bundle's Xen config, and what became of it.
+struct ManifestImportedDisk {
+  std::string member;  // its path in the bundle: "debian-5.0/debian-5.0.img"
+  std::string device;  // the config's device for it: "sda1"
+  std::string use;     // "root" or "swap"
+  std::string file;    // the output's file it became: "root.img", "swap.img"
+  bool operator==(const ManifestImportedDisk&) const = default;
+};
+
 struct ImageManifest {
   // The format this kiln writes; readers take it and older ones.
   static constexpr int kFormat = 1;
@@ -100,6 +109,10 @@ struct ImageManifest {
   std::string imported_from;
   std::string imported_format;
   std::string imported_sha256;
+  // A bundle (a tar of disk images and a Xen config): the config's path in
+  // it, and each disk the config lists; "" and empty otherwise.
+  std::string imported_config;
+  std::vector<ManifestImportedDisk> imported_disks;
 
   std::string name;
   std::string version;

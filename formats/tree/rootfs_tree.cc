@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,6 +26,56 @@ namespace kiln {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Writes the current entry's data to a new file at `at` (never through a
+// name already there) made with `mode` (less the umask), holes as holes.
+// With skip_zero_blocks, 4 KiB blocks of zeros become holes too: a disk
+// image stored whole stays sparse.
+Result<> write_entry_data(TarReader& reader, const TreeRoot::Location& at, const TarEntry& entry,
+                          const std::string& host, mode_t mode, bool skip_zero_blocks,
+                          const std::function<void()>& after_chunk = {}) {
+  int fd = ::openat(at.dir.get(), at.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) return fail_errno("cannot create", host, errno);
+  UniqueFd file(fd);
+  constexpr size_t kBlock = 4096;
+  static const std::string kZeros(kBlock, '\0');
+  DataChunk chunk;
+  while (true) {
+    KILN_TRY(check_interrupted());  // a disk image's data is minutes of work
+    KILN_ASSIGN(bool more, reader.read_data(chunk));
+    if (!more) break;
+    if (after_chunk) after_chunk();
+    if (!skip_zero_blocks) {
+      KILN_TRY(pwrite_all(fd, chunk.data, chunk.size, chunk.offset, host));
+      continue;
+    }
+    // Runs of data between zero blocks, each written in one call.
+    size_t run = 0;
+    for (size_t at_byte = 0; at_byte < chunk.size; at_byte += kBlock) {
+      size_t length = std::min(kBlock, chunk.size - at_byte);
+      if (std::memcmp(chunk.data + at_byte, kZeros.data(), length) != 0) continue;
+      if (at_byte > run) KILN_TRY(pwrite_all(fd, chunk.data + run, at_byte - run, chunk.offset + run, host));
+      run = at_byte + length;
+    }
+    if (chunk.size > run) KILN_TRY(pwrite_all(fd, chunk.data + run, chunk.size - run, chunk.offset + run, host));
+  }
+  if (::ftruncate(fd, static_cast<off_t>(entry.size)) != 0) return fail_errno("truncate", host, errno);
+  return {};
+}
+
+const char* entry_kind(EntryType type) {
+  switch (type) {
+    case EntryType::kFile: return "regular file";
+    case EntryType::kDirectory: return "directory";
+    case EntryType::kSymlink: return "symlink";
+    case EntryType::kHardlink: return "hard link";
+    case EntryType::kCharDevice: return "character device";
+    case EntryType::kBlockDevice: return "block device";
+    case EntryType::kFifo: return "FIFO";
+    case EntryType::kSocket: return "socket";
+  }
+  return "entry";
+}
 
 // What an entry becomes on the host: every call goes through the entry's
 // directory, resolved inside the tree, and never follows the entry's own
@@ -116,17 +168,7 @@ class TreeExtractor {
   }
 
   Result<> write_data(const TreeRoot::Location& at, const TarEntry& entry, const std::string& host) {
-    int fd = ::openat(at.dir.get(), at.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) return fail_errno("cannot create", host, errno);
-    UniqueFd file(fd);
-    DataChunk chunk;
-    while (true) {
-      KILN_ASSIGN(bool more, reader_.read_data(chunk));
-      if (!more) break;
-      KILN_TRY(pwrite_all(fd, chunk.data, chunk.size, chunk.offset, host));
-    }
-    if (::ftruncate(fd, static_cast<off_t>(entry.size)) != 0) return fail_errno("truncate", host, errno);
-    return {};
+    return write_entry_data(reader_, at, entry, host, 0600, /*skip_zero_blocks=*/false);
   }
 
   Result<> apply_metadata(const TreeRoot::Location& at, const TarEntry& entry) {
@@ -157,6 +199,48 @@ Result<> extract_to_tree(const fs::path& archive, const fs::path& dir) {
   KILN_ASSIGN(TarReader reader, TarReader::open(archive));
   KILN_ASSIGN(TreeRoot root, TreeRoot::open(dir));
   return TreeExtractor(reader, root).run();
+}
+
+Result<std::vector<std::string>> extract_regular_files(const fs::path& archive, const fs::path& dir,
+                                                       const std::function<void(uint64_t, uint64_t)>& progress) {
+  KILN_ASSIGN(TarReader reader, TarReader::open(archive));
+  KILN_ASSIGN(TreeRoot root, TreeRoot::open(dir));
+  std::vector<std::string> files;
+  TarEntry entry;
+  while (true) {
+    KILN_TRY(check_interrupted());
+    KILN_ASSIGN(bool more, reader.next(entry));
+    if (!more) break;
+    if (progress) progress(reader.position(), reader.total_size());
+    if (entry.path.empty()) continue;  // "./"
+    const std::string shown = shown_value(entry.path);
+    if (entry.type != EntryType::kFile && entry.type != EntryType::kDirectory)
+      return fail(ErrorKind::kBadInput, "{}: entry {} is a {}; kiln takes only regular files (and directories) from it",
+                  reader.name(), shown, entry_kind(entry.type));
+    auto at = root.locate_creating(entry.path, 0700);
+    if (!at)
+      return std::unexpected(std::move(at).error().with_context(fmt::format("{}: entry {}", reader.name(), shown)));
+    struct stat st;
+    bool exists = ::fstatat(at->dir.get(), at->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (entry.type == EntryType::kDirectory) {
+      if (exists && S_ISDIR(st.st_mode)) continue;
+      if (!exists && ::mkdirat(at->dir.get(), at->name.c_str(), 0700) == 0) continue;
+    }
+    if (exists)
+      return fail(ErrorKind::kBadInput, "{}: entry {} appears twice (or as a file and a directory)", reader.name(),
+                  shown);
+    if (entry.type == EntryType::kDirectory) return fail_errno("cannot create", root.host_path(entry.path), errno);
+    auto report = [&] {
+      if (progress) progress(reader.position(), reader.total_size());
+    };
+    if (auto written = write_entry_data(reader, *at, entry, root.host_path(entry.path), 0644,
+                                        /*skip_zero_blocks=*/true, report);
+        !written)
+      return std::unexpected(
+          std::move(written).error().with_context(fmt::format("{}: entry {}", reader.name(), shown)));
+    files.push_back(entry.path);
+  }
+  return files;
 }
 
 namespace {

@@ -6,6 +6,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "base/error.h"
 
@@ -15,6 +18,20 @@ namespace kiln {
 // empty), keeping owners, modes, times, device nodes, hardlinks, holes and
 // xattrs. Paths are never written outside `dir`.
 Result<> extract_to_tree(const std::filesystem::path& archive, const std::filesystem::path& dir);
+
+// Unpacks an archive that carries files rather than a system tree (a
+// jailtime-style bundle: disk images and a config) into `dir` (which must
+// exist and be empty): regular files and the directories they are in, and
+// nothing else. A symlink, hard link or device node is refused by name, as
+// is a name that appears twice; paths are never written outside `dir`.
+// Owners, modes and times are not kept (files are 0644 less the umask,
+// directories 0700); 4 KiB blocks of zeros are left as holes, so that a
+// disk image stored whole stays sparse.
+// Returns the files' paths relative to `dir`, in archive order.
+// `progress`, when given, gets the bytes of the archive read and its size.
+Result<std::vector<std::string>> extract_regular_files(
+    const std::filesystem::path& archive, const std::filesystem::path& dir,
+    const std::function<void(uint64_t, uint64_t)>& progress = {});
 
 // Packs `dir` into a pax tar at `out`: entries sorted by name, numeric owners
 // only, times clamped to `clamp_mtime` (when non-zero), hardlinks as links,

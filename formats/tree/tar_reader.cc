@@ -1,6 +1,8 @@
 #include "formats/tree/tar_reader.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -14,6 +16,7 @@
 #include <memory>
 #include <optional>
 
+#include "base/files.h"
 #include "base/subprocess.h"
 #include "formats/tree/cpio_header_check.h"
 
@@ -534,6 +537,25 @@ Result<TarReader> TarReader::open(const std::filesystem::path& archive) {
   return TarReader(std::move(state));
 }
 
+Result<std::string> compression_of_file(const std::filesystem::path& file) {
+  std::string head(kHeadBytes, '\0');
+  {
+    KILN_ASSIGN(UniqueFd in, open_file(file, O_RDONLY | O_CLOEXEC));
+    ssize_t got = ::pread(in.get(), head.data(), head.size(), 0);
+    if (got < 0) return fail_errno("cannot read", file.string(), errno);
+    head.resize(static_cast<size_t>(got));
+  }
+  KILN_TRY(check_compression_program(file.string(), head));
+  KILN_ASSIGN(ArchivePtr decompressor, new_decompressor(file.string()));
+  archive_entry* raw = nullptr;
+  int rc = archive_read_open_filename(decompressor.get(), file.c_str(), kReadBlockSize);
+  if (rc == ARCHIVE_OK) rc = archive_read_next_header(decompressor.get(), &raw);
+  if (rc == ARCHIVE_EOF) return std::string();
+  if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN)
+    return fail(ErrorKind::kBadInput, "{}: cannot read it: {}", file.string(), archive_message(decompressor.get()));
+  return compression_of(decompressor.get());
+}
+
 Result<TarReader> TarReader::open_memory(std::string data, std::string name) {
   auto state = State::create(std::move(name));
   state->memory = std::move(data);
@@ -598,6 +620,8 @@ Result<bool> TarReader::read_data(DataChunk& chunk) {
     return true;
   }
 }
+
+bool TarReader::recognised() const { return state_->started; }
 
 uint64_t TarReader::position() const {
   // A plain file's bytes count when the raw reader moves past them, one

@@ -87,6 +87,12 @@ struct DataChunk {
   uint64_t offset = 0;
 };
 
+// The compression TarReader::open would undo for `file`, as libarchive
+// names it ("gzip", "bzip2", "gzip, then xz"), or "" when the file is in
+// none kiln reads: a plain tar or cpio, or no archive at all. Reads the
+// first bytes only; for telling an archive from a disk image by content.
+Result<std::string> compression_of_file(const std::filesystem::path& file);
+
 class TarReader {
  public:
   // Opens an archive file; the format and compression are detected.
@@ -104,6 +110,10 @@ class TarReader {
   // stores a hardlinked file's data with its last name). Unread data is
   // skipped by the following next().
   Result<bool> read_data(DataChunk& chunk);
+
+  // True once an entry's header has been read, even if what it said was
+  // then refused: the file is an archive kiln reads, whatever failed.
+  bool recognised() const;
 
   // Position in the (compressed) archive and its size, for progress bars.
   uint64_t position() const;

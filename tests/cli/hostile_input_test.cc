@@ -1,7 +1,7 @@
 // Every way a hostile archive reaches kiln from the command line: `kiln
-// diff` (which looks read-only), `kiln patch`, `kiln make-fs`, each
-// container expression that reads an archive, and a recipe's
-// bootstrap.from. Whatever kiln answers, a canary directory outside the tree
+// diff` (which looks read-only), `kiln patch`, `kiln make-fs`, `kiln
+// import` (of a bundle), each container expression that reads an archive,
+// and a recipe's bootstrap.from. Whatever kiln answers, a canary directory outside the tree
 // stays byte for byte as it was, no file kiln leaves is a hardlink to it,
 // and an image kiln refused to finish is exactly the image it was.
 #include <gmock/gmock.h>
@@ -89,6 +89,14 @@ TEST_P(HostileInput, MakeFs) {
   } else {
     EXPECT_FALSE(fs::exists(dir_ / "work/fs.img")) << "a refused image was left under its name";
   }
+}
+
+TEST_P(HostileInput, ImportAsABundle) {
+  fs::create_directories(dir_ / "work");
+  auto imported = run_kiln({"import", archive_.string(), "-o", path("work/out")});
+  EXPECT_TRUE(done_or_refused(imported));
+  EXPECT_NE(imported.exit_code, 0) << "the corpus holds no Xen config";
+  EXPECT_THAT(testing::list_tree(dir_ / "work"), ::testing::IsEmpty()) << "no output, no staging directory";
 }
 
 TEST_P(HostileInput, ContainerExpressions) {

@@ -24,6 +24,9 @@ ImageManifest full_manifest() {
   m.imported_from = "/srv/vendor.qcow2";
   m.imported_format = "qcow2";
   m.imported_sha256 = std::string(64, 'c');
+  m.imported_config = "debian-5.0/debian-5.0.xen.cfg";
+  m.imported_disks = {{"debian-5.0/debian-5.0.img", "sda1", "root", "root.img"},
+                      {"debian-5.0/debian-5.0.swap", "sda2", "swap", "swap.img"}};
   m.size = 2u << 30;
   m.root_filesystem_type = "ext4";
   m.root_filesystem_uuid = "11111111-2222-5333-8444-555555555555";
@@ -117,6 +120,9 @@ TEST(ImageManifest, DamageIsNamed) {
               HasSubstr("artifact \"a/b\" is not a plain file name"));
   EXPECT_THAT(error_of(R"({"image": {"name": "x", "version": "1"}, "storage": {"volumes": {}}, "artifacts": []})"),
               HasSubstr("storage.volumes is not a list"));
+  EXPECT_THAT(error_of(R"({"image": {"name": "x", "version": "1"}, "artifacts": [], "imported": {"file": "b.tar",
+      "disks": [{"member": "a.img", "use": "root", "file": "../root.img"}]}})"),
+              HasSubstr("imported disk \"../root.img\" is not a plain file name"));
 }
 
 TEST(ImageManifest, AnArtifactsSha256MayBeLeftOutButNotMalformed) {

@@ -5,6 +5,9 @@
 // is that nothing outside T/root changed: the canary and the archive are
 // byte for byte as they were, T holds nothing new, and nothing appeared
 // anywhere else in the sandbox (an absolute symlink's target lands there).
+// The same archive's regular files (kiln::extract_regular_files, for
+// `kiln import` of a bundle) go into T/files, where nothing but regular
+// files and directories may appear.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -37,8 +40,14 @@ void check_outside_root(const fs::path& t, const std::string& archive) {
   std::vector<std::string> top;
   for (const auto& entry : fs::directory_iterator(t)) top.push_back(entry.path().filename().string());
   std::sort(top.begin(), top.end());
-  if (top != std::vector<std::string>{"archive", "canary", "root"} || fs::is_symlink(t / "root"))
+  if (top != std::vector<std::string>{"archive", "canary", "files", "root"} || fs::is_symlink(t / "root") ||
+      fs::is_symlink(t / "files"))
     broken("extraction created something in T beside T/root", fmt::format("{}", fmt::join(top, " ")));
+  for (const auto& entry : fs::recursive_directory_iterator(t / "files"))
+    if (fs::file_type type = entry.symlink_status().type();
+        type != fs::file_type::regular && type != fs::file_type::directory)
+      broken("extract_regular_files left something other than a file or directory:",
+             entry.path().lexically_relative(t).string());
   kiln::fuzzing::check_nothing_written_outside_work();
 }
 
@@ -56,7 +65,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fs::create_directory(t / "canary");
   write_file(t / "canary" / "precious", kCanary);
   fs::create_directory(t / "root");
+  fs::create_directory(t / "files");
   (void)kiln::extract_to_tree(t / "archive", t / "root");
+  (void)kiln::extract_regular_files(t / "archive", t / "files");
   check_outside_root(t, archive);
   return 0;
 }

@@ -1,9 +1,13 @@
 // `kiln import` for real: the default image as other tools would hand it
 // over (converted to qcow2, vmdk and vhdx; rebuilt on an MBR disk with a
 // separate /boot partition made with sfdisk and mke2fs; its root filesystem
-// alone), each imported and booted to ready with kiln exec answering; and
-// what is refused (a truncated image, a disk with no root), leaving nothing
-// behind.
+// alone; its root filesystem in a jailtime-style bundle with a swap image
+// and a Xen config), each imported and booted to ready with kiln exec
+// answering; and what is refused (a truncated image, a disk with no root),
+// leaving nothing behind. The bundles kiln refuses are
+// tests/cli/import_bundle_test.cc's.
+#include <chrono>
+
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -137,6 +141,68 @@ TEST_F(ImportTest, ABareRootFilesystemImportsAsRootImgAndBoots) {
   EXPECT_TRUE(std::filesystem::exists(dir_ / "out-bare/root.img"));
   EXPECT_FALSE(std::filesystem::exists(dir_ / "out-bare/disk.raw"));
   EXPECT_EQ(boot_and_ask("out-bare"), "out-bare\nx86_64\n");
+}
+
+// A Xen-era bundle as jailtime.org handed them out: the root filesystem as
+// debian-5.0.img (sda1), a swap image made by mkswap (sda2) and the domain's
+// config, in one tar.bz2. Imported, it boots to ready as an image directory,
+// and through the Xen config written beside it, with the swap as its second
+// disk, which the guest's swapon takes.
+TEST_F(ImportTest, AJailtimeBundleImportsAndBootsWithItsSwap) {
+  const std::filesystem::path bundle = dir_ / "bundle/debian-5.0";
+  std::filesystem::create_directories(bundle);
+  uint64_t offset = testing::root_filesystem_offset(kImage);
+  run({"dd", "if=" + (kImage / "disk.raw").string(), "of=" + (bundle / "debian-5.0.img").string(), "bs=1M",
+       "conv=sparse", "iflag=skip_bytes", "skip=" + std::to_string(offset), "status=none"});
+  run({"truncate", "-s", "64M", (bundle / "debian-5.0.swap").string()});
+  run({"mkswap", "-q", (bundle / "debian-5.0.swap").string()});
+  std::string swap_uuid = run({"blkid", "-s", "UUID", "-o", "value", (bundle / "debian-5.0.swap").string()}).out;
+  swap_uuid.erase(swap_uuid.find_last_not_of("\n") + 1);
+  testing::write_text(bundle / "debian-5.0.xen.cfg",
+                      "kernel = \"/boot/vmlinuz-2.6.26-2-xen-amd64\"\n"
+                      "ramdisk = \"/boot/initrd.img-2.6.26-2-xen-amd64\"\n"
+                      "memory = 384\n"
+                      "name = \"debian\"\n"
+                      "vif = [ '' ]\n"
+                      "disk = ['file:/xen/domains/debian/debian-5.0.img,sda1,w',\n"
+                      "        'file:/xen/domains/debian/debian-5.0.swap,sda2,w']\n"
+                      "root = \"/dev/sda1 ro\"\n");
+  const std::filesystem::path tarball = dir_ / "debian-5.0.tar.bz2";
+  run({"tar", "-cSjf", tarball.string(), "-C", (dir_ / "bundle").string(), "debian-5.0"});
+  std::filesystem::remove_all(dir_ / "bundle");
+
+  ProcessResult imported = import(tarball, "out-jail");
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_THAT(imported.out, HasSubstr("sda1 (debian-5.0/debian-5.0.img), which root=/dev/sda1 names"));
+  std::string last_line = imported.out.substr(imported.out.rfind('\n', imported.out.size() - 2) + 1);
+  auto result = nlohmann::json::parse(last_line);
+  RecordProperty("import_seconds", fmt::format("{:.1f}", result["seconds"].get<double>()));
+  nlohmann::json m = manifest("out-jail");
+  EXPECT_EQ(m["image"]["memory_mib"], 384);
+  EXPECT_EQ(m["image"]["layout"], "plain");
+  EXPECT_EQ(m["imported"]["config"], "debian-5.0/debian-5.0.xen.cfg");
+  EXPECT_EQ(m["imported"]["sha256"], run({"sha256sum", tarball.string()}).out.substr(0, 64));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "out-jail/swap.img"));
+
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(boot_and_ask("out-jail"), "out-jail\nx86_64\n");
+  std::chrono::duration<double> ready = std::chrono::steady_clock::now() - started;
+  RecordProperty("ready_seconds", fmt::format("{:.1f}", ready.count()));
+  ProcessResult memory = kiln({"exec", "out-jail", "--", "sh", "-c", "grep MemTotal /proc/meminfo"});
+  EXPECT_THAT(memory.out, ::testing::ContainsRegex("MemTotal: +3[0-9][0-9][0-9][0-9][0-9] kB"))
+      << "the config's 384 MiB";
+  kiln({"destroy", "out-jail"});
+  names_.clear();
+
+  names_.push_back("jail-swap");
+  ProcessResult booted = kiln({"boot", (dir_ / "out-jail/debian.xl.cfg").string(), "--name", "jail-swap",
+                               "--detach", "--wait-ready=300"});
+  ASSERT_EQ(booted.exit_code, 0) << booted.err;
+  // The second disk: /dev/vdb under qemu, /dev/ubdb under UML.
+  ProcessResult swap =
+      kiln({"exec", "jail-swap", "--", "sh", "-c", "swapon UUID=" + swap_uuid + " && cat /proc/swaps"});
+  EXPECT_EQ(swap.exit_code, 0) << swap.err;
+  EXPECT_THAT(swap.out, ::testing::ContainsRegex("/dev/(vdb|ubdb)[[:space:]]+partition[[:space:]]+65532"));
 }
 
 TEST_F(ImportTest, ATruncatedImageIsRefusedAndLeavesNothing) {
