@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Times a cold bake of the default recipe (recipes/debian-12-minimal.toml), in
 # one run, three ways:
-#   kiln              build/kiln bake --no-cache (runs mmdebstrap, then makes
-#                     the ext4, GPT, ESP, kernel, Xen and libvirt outputs)
+#   kiln              build/kiln bake --no-cache (runs mmdebstrap, with its
+#                     tree on /dev/shm when there is room and each initramfs
+#                     made once (builder/bootstrap.h), then makes the ext4,
+#                     GPT, ESP, kernel, Xen and libvirt outputs)
 #   floor             what any such tool has to do at least: the same
 #                     mmdebstrap call kiln makes (builder/bootstrap.cc), into a
 #                     directory, then mke2fs -t ext4 -d of that directory into
