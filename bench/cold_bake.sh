@@ -55,10 +55,7 @@ command -v unshare >/dev/null || die "unshare not found (Debian package util-lin
 # (builder/apt_sources.cc).
 suite=bookworm
 packages=systemd-sysv,udev,dbus,linux-image-amd64,openssh-server,iproute2,iputils-ping,systemd-resolved
-codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-mirror=$(apt-get indextargets --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' 2>/dev/null |
-         awk -v c="$codename" '$1 == "deb" && $2 == c { sub("/$", "", $3); print $3; exit }')
-mirror=${mirror:-http://deb.debian.org/debian}
+mirror=$(bench_debian_mirror)
 mmdebstrap_args=(--variant=minbase --architectures=amd64 --components=main
                  '--aptopt=Acquire::Retries "3"' "--include=$packages")
 tool_env=(LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive SOURCE_DATE_EPOCH="$epoch")

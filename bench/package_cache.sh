@@ -46,10 +46,7 @@ done
 # builder/bootstrap.cc), from the host's mirror (builder/apt_sources.cc).
 suite=bookworm
 packages=systemd-sysv,udev,dbus,openssh-server,iproute2,iputils-ping,systemd-resolved,linux-image-amd64
-codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-mirror=$(apt-get indextargets --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' 2>/dev/null |
-         awk -v c="$codename" '$1 == "deb" && $2 == c { sub("/$", "", $3); print $3; exit }')
-mirror=${mirror:-http://deb.debian.org/debian}
+mirror=$(bench_debian_mirror)
 mmdebstrap_args=(--variant=minbase --architectures=amd64 --components=main
                  '--aptopt=Acquire::Retries "3"' "--include=$packages,$extra")
 tool_env=(LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive SOURCE_DATE_EPOCH="$epoch")

@@ -1,4 +1,5 @@
 // kiln cache list | prune: manages the stage cache.
+#include <algorithm>
 #include <ctime>
 
 #include <nlohmann/json.hpp>
@@ -75,7 +76,9 @@ int run_list(const CacheFlags& flags) {
                  format_size(entry.size_bytes), age(now - entry.last_used) + " ago", entry.description);
       total += entry.size_bytes;
     }
-    fmt::print("{} entries, {} in {}\n", list.size(), format_size(total), cache.root().string());
+    size_t stages = std::count_if(list.begin(), list.end(), [](const CacheEntry& e) { return e.stage != "packages"; });
+    fmt::print("{} {}{}, {} in {}\n", stages, stages == 1 ? "stage" : "stages",
+               stages == list.size() ? "" : " and the packages", format_size(total), cache.root().string());
   });
 }
 

@@ -97,6 +97,15 @@ bench_image_dir() {  # BENCHMARK KILN WORK [DIR]
   [[ -f $dir/disk.raw ]] || { echo "$name: $dir: no disk.raw; give a \`kiln bake\` output" >&2; return 2; }
   (cd "$dir" && pwd)
 }
+# The Debian mirror kiln bakes from (builder/apt_sources.cc): the host's
+# own, for its release, as apt knows it; else deb.debian.org.
+bench_debian_mirror() {
+  local codename mirror
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  mirror=$(apt-get indextargets --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' 2>/dev/null |
+           awk -v c="$codename" '$1 == "deb" && $2 == c { sub("/$", "", $3); print $3; exit }')
+  echo "${mirror:-http://deb.debian.org/debian}"
+}
 # A / B as "N.NNx".
 bench_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 
