@@ -92,7 +92,7 @@ class StageRunner {
   // cache when there is one.
   std::optional<BootstrapHooks> bootstrap_hooks() const {
     if (options_.hook_program.empty()) return std::nullopt;
-    return BootstrapHooks{options_.hook_program, cache_ ? PackageCache::dir_in(cache_->root()) : ""};
+    return BootstrapHooks{options_.hook_program, cache_ ? fs::absolute(PackageCache::dir_in(cache_->root())) : ""};
   }
 
  private:
@@ -111,7 +111,17 @@ Result<fs::path> source_archive(const Plan& plan, StageRunner& stages, Reporter&
       KILN_TRY(ensure_foreign_emulation(*plan.arch, BinfmtHost::real(), reporter));
       BootstrapResources resources;
       resources.hooks = stages.bootstrap_hooks();
-      resources.workspace = memory_workspace(recipe.storage.size.value);
+      // In RAM a killed bake's tree would hold memory until a reboot: it goes
+      // in a directory tagged with this process, which the next bake removes
+      // if this one was killed.
+      std::optional<TempDir> workspace;
+      if (fs::path shm = memory_workspace(recipe.storage.size.value); !shm.empty()) {
+        remove_stale_temp_dirs(shm, "kiln-bootstrap");
+        if (auto made = create_tagged_temp_dir(shm, "kiln-bootstrap")) {
+          workspace.emplace(std::move(*made));
+          resources.workspace = workspace->path();
+        }
+      }
       return bootstrap_rootfs(plan, out, work, reporter, system_runner(), resources);
     });
   }
