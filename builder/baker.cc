@@ -119,6 +119,8 @@ Result<fs::path> source_archive(const Plan& plan, StageRunner& stages, Reporter&
         remove_stale_temp_dirs(shm, "kiln-bootstrap");
         if (auto made = create_tagged_temp_dir(shm, "kiln-bootstrap")) {
           workspace.emplace(std::move(*made));
+          // apt downloads as its _apt user, which must reach the tree.
+          fs::permissions(workspace->path(), fs::perms(0755), fs::perm_options::replace);
           resources.workspace = workspace->path();
         }
       }
