@@ -42,10 +42,7 @@ for arch in "${arches[@]}"; do
   kernel_package "$arch" >/dev/null || die "ARCHES: $arch: expected amd64, arm64, i386 or armhf"
 done
 
-codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-mirror=$(apt-get indextargets --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' 2>/dev/null |
-         awk -v c="$codename" '$1 == "deb" && $2 == c { sub("/$", "", $3); print $3; exit }')
-mirror=${mirror:-http://deb.debian.org/debian}
+mirror=$(bench_debian_mirror)
 tool_env=(LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive SOURCE_DATE_EPOCH="$epoch")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-foreign.XXXXXX")
