@@ -7,10 +7,10 @@
 # and, for the cold bakes, against the same mmdebstrap call (no cache, into a
 # directory) plus mke2fs -t ext4 -d, which is what a user would otherwise run.
 # Prints each time, arm64/amd64 cold and warm, and kiln/(mmdebstrap + mke2fs)
-# per architecture. A cold arm64 bake takes kiln about 13 minutes on two
-# cores without KVM, and plain mmdebstrap, which makes the initramfs twice
-# under emulation, longer: set ARCHES=amd64 to skip them, or FLOOR=0 to skip
-# the mmdebstrap runs.
+# per architecture. A cold arm64 bake took kiln 12.5 minutes on two cores
+# without KVM; plain mmdebstrap makes the initramfs twice under emulation
+# (kiln did too before, and took 29 minutes beside other work): set
+# ARCHES=amd64 to skip them, or FLOOR=0 to skip the mmdebstrap runs.
 #
 # Checked outside the timings: e2fsck -fn of every image, and each image's
 # manifest names its architecture.
