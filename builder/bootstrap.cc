@@ -54,22 +54,22 @@ Error tool_failure(Error error, const Plan& plan) {
   return error;
 }
 
-std::string hook_command(const BootstrapHooks& hooks, std::string_view point, bool with_cache) {
+// The package cache goes with every hook when there is one.
+std::string hook_command(const BootstrapHooks& hooks, std::string_view point) {
   std::string command = fmt::format("{} bootstrap-hook {}", shell_quoted(hooks.kiln.string()), point);
-  if (with_cache) command += " --cache " + shell_quoted(hooks.package_cache.string());
+  if (!hooks.package_cache.empty()) command += " --cache " + shell_quoted(hooks.package_cache.string());
   return command + " \"$1\"";
 }
 
 std::vector<std::string> hook_arguments(const BootstrapHooks& hooks) {
-  bool cache = !hooks.package_cache.empty();
   std::vector<std::string> args;
-  if (cache) {
+  if (!hooks.package_cache.empty()) {
     // The essential packages' files stay until the customize hook has kept
     // them; mmdebstrap's cleanup (apt-get clean) removes them all the same.
     args.push_back("--skip=essential/unlink");
-    args.push_back("--setup-hook=" + hook_command(hooks, "setup", true));
+    args.push_back("--setup-hook=" + hook_command(hooks, "setup"));
   }
-  args.push_back("--customize-hook=" + hook_command(hooks, "customize", cache));
+  args.push_back("--customize-hook=" + hook_command(hooks, "customize"));
   return args;
 }
 

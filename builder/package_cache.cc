@@ -91,7 +91,8 @@ Result<PackageTransfer> PackageCache::collect(const PackagesIndex& index,
     KILN_TRY(link_or_copy(entry.path(), temp));
     std::filesystem::rename(temp, cached_path(dir_, listed->sha256), ec);
     if (ec) {
-      std::filesystem::remove(temp);
+      std::error_code ignored;
+      std::filesystem::remove(temp, ignored);
       return fail_errno("cannot keep", cached_path(dir_, listed->sha256).string(), ec.value());
     }
     ++transfer.files;

@@ -21,7 +21,7 @@ namespace kiln {
 struct PackageTransfer {
   size_t files = 0;
   uint64_t bytes = 0;
-  size_t refused = 0;  // files whose content no longer matched the hash they were kept under
+  size_t refused = 0;  // files whose size or content is not what the index (or their cached name) says
 };
 
 struct CachedPackage {
