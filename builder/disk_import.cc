@@ -1,5 +1,8 @@
 #include "builder/disk_import.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <vector>
@@ -16,11 +19,16 @@
 #include "builder/bundle_import.h"
 #include "builder/guest_agent.h"
 #include "builder/kernel_files.h"
+#include "builder/storage_setup.h"
 #include "builder/systemd_units.h"
 #include "crypto/luks.h"
+#include "crypto/sector_cipher.h"
+#include "crypto/volume_encryption.h"
+#include "formats/disk/lvm_metadata.h"
 #include "formats/disk/partition_table.h"
 #include "formats/disk/swap_area.h"
 #include "formats/domain/xen_config.h"
+#include "formats/ext4/ext4_allocation.h"
 #include "formats/ext4/ext4_image.h"
 #include "formats/tree/dpkg_status.h"
 #include "formats/tree/rootfs_tree.h"
@@ -71,24 +79,40 @@ Result<> check_consistency(const fs::path& source, const SourceFormat& format) {
                                {}, done.error().detail});
 }
 
-// One place a filesystem may be: a partition, or the whole disk.
+// One place a filesystem may be: a partition, the whole disk, or a
+// logical volume or LUKS volume on one of those.
 struct Candidate {
-  int number = 0;  // 0: the whole disk
-  uint64_t offset = 0;
+  int number = 0;  // the partition it is on; 0: the whole disk
+  uint64_t offset = 0;  // in `file`
   uint64_t size = 0;
   std::string type;  // the partition table's type
+  fs::path file;     // disk.raw, or the plaintext of the LUKS volume it is in
   std::string kind;  // "ext4", "LUKS", "LVM", or "" for anything else
   std::string uuid;
   std::string label;
   bool os_release = false;
   std::string fstab;
+  // Inside a LUKS volume opened with the passphrase (an index into the
+  // opened volumes), a logical volume (of a volume group), or neither: -1.
+  int luks = -1;
+  int lvm = -1;
+  std::string group;    // the logical volume's volume group
+  std::string volume;   // and its name
+  std::string problem;  // why kiln did not look inside (a LUKS volume with no passphrase, an LV it cannot place)
 
-  std::string where() const { return number == 0 ? "the whole disk" : fmt::format("partition {}", number); }
+  std::string partition() const { return number == 0 ? "the whole disk" : fmt::format("partition {}", number); }
+  std::string where() const {
+    std::string on = partition();
+    if (luks >= 0) on = "the LUKS volume on " + on;
+    return lvm >= 0 ? fmt::format("logical volume {}/{} on {}", group, volume, on) : on;
+  }
 };
 
-bool is_lvm_member(const fs::path& disk, uint64_t offset) {
-  auto label = read_file_range(disk, offset + 512, 8);
-  return label && *label == "LABELONE";
+Candidate whole_file(const fs::path& file, uint64_t size) {
+  Candidate c;
+  c.size = size;
+  c.file = file;
+  return c;
 }
 
 bool has(Ext4Image& fs, std::string_view path) {
@@ -96,13 +120,15 @@ bool has(Ext4Image& fs, std::string_view path) {
   return found && found->has_value();
 }
 
-Result<Candidate> inspect(const fs::path& disk, Candidate candidate) {
+Result<Candidate> inspect(Candidate candidate) {
+  const fs::path& disk = candidate.file;
   KILN_ASSIGN(bool luks, has_luks_header(disk, candidate.offset));
   if (luks) {
     candidate.kind = "LUKS";
     return candidate;
   }
-  if (is_lvm_member(disk, candidate.offset)) {
+  KILN_ASSIGN(bool lvm, has_lvm_label(disk, candidate.offset));
+  if (lvm) {
     candidate.kind = "LVM";
     return candidate;
   }
@@ -121,20 +147,26 @@ Result<Candidate> inspect(const fs::path& disk, Candidate candidate) {
   return candidate;
 }
 
+// A line of fstab or crypttab split at blanks.
+std::vector<std::string_view> whitespace_fields(std::string_view line) {
+  std::vector<std::string_view> fields;
+  for (size_t at = 0; at < line.size();) {
+    at = line.find_first_not_of(" \t", at);
+    if (at == std::string_view::npos) break;
+    size_t stop = line.find_first_of(" \t", at);
+    fields.push_back(line.substr(at, stop == std::string_view::npos ? std::string_view::npos : stop - at));
+    at = stop == std::string_view::npos ? line.size() : stop;
+  }
+  return fields;
+}
+
 // fstab's device for `mountpoint`: "UUID=...", "LABEL=...", "/dev/..."; "" for none.
 std::string fstab_device(std::string_view fstab, std::string_view mountpoint) {
   while (!fstab.empty()) {
     size_t end = fstab.find('\n');
     std::string_view line = fstab.substr(0, end);
     fstab.remove_prefix(end == std::string_view::npos ? fstab.size() : end + 1);
-    std::vector<std::string_view> fields;
-    for (size_t at = 0; at < line.size();) {
-      at = line.find_first_not_of(" \t", at);
-      if (at == std::string_view::npos) break;
-      size_t stop = line.find_first_of(" \t", at);
-      fields.push_back(line.substr(at, stop == std::string_view::npos ? std::string_view::npos : stop - at));
-      at = stop == std::string_view::npos ? line.size() : stop;
-    }
+    std::vector<std::string_view> fields = whitespace_fields(line);
     if (fields.size() >= 2 && !fields[0].starts_with('#') && fields[1] == mountpoint) return std::string(fields[0]);
   }
   return {};
@@ -163,16 +195,15 @@ const Candidate* resolve(const std::vector<Candidate>& candidates, std::string_v
 std::string listing(const std::vector<Candidate>& candidates) {
   std::string out;
   for (const Candidate& c : candidates)
-    out += fmt::format("  {}: {}{}{}\n", c.where(), c.kind.empty() ? "no filesystem kiln reads" : c.kind,
-                       c.type.empty() ? "" : ", type " + c.type, c.os_release ? ", has /etc/os-release" : "");
+    out += fmt::format("  {}: {}{}{}{}\n", c.where(), c.kind.empty() ? "no filesystem kiln reads" : c.kind,
+                       c.type.empty() || c.lvm >= 0 || c.luks >= 0 ? "" : ", type " + c.type,
+                       c.os_release ? ", has /etc/os-release" : "", c.problem.empty() ? "" : " (" + c.problem + ")");
   return out;
 }
 
 Error not_found(const fs::path& source, const std::vector<Candidate>& candidates, std::string why) {
-  bool encrypted = std::ranges::any_of(candidates, [](const Candidate& c) { return c.kind == "LUKS"; });
-  bool lvm = std::ranges::any_of(candidates, [](const Candidate& c) { return c.kind == "LVM"; });
-  if (encrypted) why += "; a LUKS volume is on it, and kiln import does not open encrypted roots";
-  if (lvm) why += "; an LVM physical volume is on it, and kiln import does not read LVM";
+  bool locked = std::ranges::any_of(candidates, [](const Candidate& c) { return c.kind == "LUKS" && !c.problem.empty(); });
+  if (locked) why += "; a LUKS volume is on it: give --luks-passphrase-file to look inside";
   return Error{ErrorKind::kBadInput, fmt::format("{}: {}", source.string(), why), {}, listing(candidates)};
 }
 
@@ -217,7 +248,7 @@ Result<const Architecture*> architecture_of(Ext4Image& root, const fs::path& sou
 }
 
 // Takes the kernel from the root's /boot or from the /boot partition.
-Result<std::string> take_kernel(const fs::path& disk, const fs::path& source, const std::vector<Candidate>& candidates,
+Result<std::string> take_kernel(const fs::path& source, const std::vector<Candidate>& candidates,
                                 const Candidate& root, const fs::path& dir) {
   std::vector<std::pair<const Candidate*, std::string>> places = {{&root, "/boot"}};
   if (const Candidate* boot = resolve(candidates, fstab_device(root.fstab, "/boot")); boot && boot != &root)
@@ -225,7 +256,7 @@ Result<std::string> take_kernel(const fs::path& disk, const fs::path& source, co
   for (const Candidate& c : candidates)
     if (&c != &root && !c.uuid.empty()) places.push_back({&c, "/"});
   for (const auto& [where, dir_inside] : places) {
-    KILN_ASSIGN(Ext4Image fs, Ext4Image::open(disk, where->offset, false));
+    KILN_ASSIGN(Ext4Image fs, Ext4Image::open(where->file, where->offset, false));
     KILN_ASSIGN(auto kernel, find_kernel(fs, dir_inside));
     if (!kernel) continue;
     KILN_TRY(extract_kernel(fs, *kernel, dir));
@@ -234,6 +265,170 @@ Result<std::string> take_kernel(const fs::path& disk, const fs::path& source, co
   return std::unexpected(not_found(source, candidates,
                                    "no kernel (vmlinuz-*) in the root's /boot nor on a boot partition: kiln boots an "
                                    "image with its own kernel and initramfs"));
+}
+
+// A LUKS volume on the disk opened with the passphrase: its data decrypted
+// into a private file in the staging directory, removed before the output
+// is installed.
+struct OpenedLuks {
+  LuksRegion region;
+  UnlockedLuks unlocked;
+  fs::path plaintext;
+  uint64_t size = 0;  // of the data after the header
+  int keyslots = 0;   // active ones
+};
+
+// What the disk's candidates were opened into.
+struct Containers {
+  std::vector<OpenedLuks> luks;
+  std::vector<LvmVolumeGroup> groups;
+};
+
+Result<> create_private_file(const fs::path& file, uint64_t size) {
+  KILN_ASSIGN(UniqueFd fd, open_file(file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return fail_errno("cannot size", file.string(), errno);
+  return {};
+}
+
+Result<Candidate> open_luks(const Candidate& c, const Secret& passphrase, const fs::path& source,
+                            const fs::path& staging, Containers& out, Reporter& reporter) {
+  LuksRegion region{c.file, c.offset, c.size, fmt::format("{} {}", source.string(), c.where())};
+  KILN_ASSIGN(UnlockedLuks unlocked, luks_unlock(region, passphrase));
+  if (!SectorCipher::supports(unlocked.cipher))
+    return fail(ErrorKind::kBadInput, "{}: encrypted with {}, which kiln does not decrypt", region.description,
+                unlocked.cipher);
+  if (unlocked.data_offset >= c.size)
+    return fail(ErrorKind::kBadInput, "{}: its LUKS header puts the data past the volume's end", region.description);
+  uint64_t size = (c.size - unlocked.data_offset) / unlocked.sector_size * unlocked.sector_size;
+  fs::path plaintext = staging / fmt::format("luks{}.plain", out.luks.size() + 1);
+  KILN_TRY(create_private_file(plaintext, size));
+  reporter.step("decrypt", region.description);
+  EncryptionJob job{plaintext, 0, c.file, c.offset + unlocked.data_offset, unlocked.cipher, unlocked.sector_size,
+                    [&](uint64_t done, uint64_t total) { reporter.progress(done, total); }};
+  const std::vector<ByteRange> all = {{0, size}};
+  KILN_TRY(decrypt_ranges(job, all, unlocked.volume_key));
+  reporter.done(fmt::format("{}, keyslot {}", format_size(size), unlocked.keyslot));
+  KILN_ASSIGN(std::vector<KeyslotState> keyslots, luks_keyslots(region));
+  Candidate inner = whole_file(plaintext, size);
+  inner.number = c.number;
+  inner.type = c.type;
+  inner.luks = static_cast<int>(out.luks.size());
+  out.luks.push_back({std::move(region), std::move(unlocked), plaintext, size,
+                      static_cast<int>(std::ranges::count_if(keyslots, &KeyslotState::active))});
+  return inspect(std::move(inner));
+}
+
+Result<std::vector<Candidate>> open_lvm(const Candidate& c, const fs::path& source, Containers& out) {
+  KILN_ASSIGN(LvmVolumeGroup group,
+              read_lvm_physical_volume(c.file, c.offset, c.size, fmt::format("{} {}", source.string(), c.where())));
+  std::vector<Candidate> volumes;
+  for (const LvmLogicalVolume& lv : group.logical_volumes) {
+    if (!lv.visible) continue;
+    Candidate inner = whole_file(c.file, 0);
+    inner.number = c.number;
+    inner.luks = c.luks;
+    inner.lvm = static_cast<int>(out.groups.size());
+    inner.group = group.name;
+    inner.volume = lv.name;
+    auto range = lvm_volume_range(group, lv);
+    if (!range) {
+      inner.problem = range.error().message;
+      volumes.push_back(std::move(inner));
+      continue;
+    }
+    inner.offset = c.offset + range->offset;
+    inner.size = range->length;
+    KILN_ASSIGN(inner, inspect(std::move(inner)));
+    volumes.push_back(std::move(inner));
+  }
+  out.groups.push_back(std::move(group));
+  return volumes;
+}
+
+// Looks into each LUKS volume (when a passphrase is given) and each LVM
+// physical volume among `candidates`, adding what they hold as candidates.
+Result<Containers> open_containers(std::vector<Candidate>& candidates, const Secret* passphrase,
+                                   const fs::path& source, const fs::path& staging, Reporter& reporter) {
+  Containers out;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const Candidate c = candidates[i];  // a copy: the vector grows
+    if (c.kind == "LUKS" && !passphrase) {
+      candidates[i].problem = "locked: no passphrase given";
+    } else if (c.kind == "LUKS") {
+      KILN_ASSIGN(Candidate inner, open_luks(c, *passphrase, source, staging, out, reporter));
+      candidates.push_back(std::move(inner));
+    } else if (c.kind == "LVM") {
+      KILN_ASSIGN(std::vector<Candidate> volumes, open_lvm(c, source, out));
+      for (Candidate& v : volumes) candidates.push_back(std::move(v));
+    }
+  }
+  if (passphrase && out.luks.empty())
+    return fail(ErrorKind::kBadInput, "{}: no LUKS volume on it for --luks-passphrase-file to open", source.string());
+  return out;
+}
+
+// Writes the root's changes (its used blocks) back into the LUKS volume it
+// was decrypted from, and removes every plaintext.
+Result<> close_containers(const Containers& containers, const Candidate& root, Reporter& reporter) {
+  if (root.luks >= 0) {
+    const OpenedLuks& v = containers.luks[static_cast<size_t>(root.luks)];
+    reporter.step("encrypt", "the root's blocks back into " + v.region.description);
+    KILN_ASSIGN(std::vector<ByteRange> used, ext4_used_ranges(v.plaintext, root.offset));
+    for (ByteRange& range : used) range.offset += root.offset;
+    merge_ranges(used, v.unlocked.sector_size);
+    if (!used.empty() && used.back().offset + used.back().length > v.size)
+      used.back().length = v.size - used.back().offset;
+    EncryptionJob job{v.plaintext, 0, v.region.image, v.region.offset + v.unlocked.data_offset, v.unlocked.cipher,
+                      v.unlocked.sector_size, [&](uint64_t done, uint64_t total) { reporter.progress(done, total); }};
+    KILN_ASSIGN(uint64_t bytes, encrypt_ranges(job, used, v.unlocked.volume_key));
+    reporter.done(format_size(bytes));
+  }
+  for (const OpenedLuks& v : containers.luks) {
+    std::error_code ec;
+    if (!fs::remove(v.plaintext, ec) && ec) return fail_errno("cannot remove", v.plaintext.string(), ec.value());
+  }
+  return {};
+}
+
+// The name the root's /etc/crypttab gives the LUKS volume `uuid`; "" if none.
+std::string crypttab_name(std::string_view crypttab, std::string_view uuid) {
+  while (!crypttab.empty()) {
+    size_t end = crypttab.find('\n');
+    std::string_view line = crypttab.substr(0, end);
+    crypttab.remove_prefix(end == std::string_view::npos ? crypttab.size() : end + 1);
+    std::vector<std::string_view> fields = whitespace_fields(line);
+    if (fields.size() < 2 || fields[0].starts_with('#')) continue;
+    std::string_view device = fields[1];
+    if (device.starts_with("UUID=")) device.remove_prefix(5);
+    if (device.starts_with("/dev/disk/by-uuid/")) device.remove_prefix(18);
+    if (same_uuid(device, uuid)) return std::string(fields[0]);
+  }
+  return {};
+}
+
+// The manifest's account of what the root is in: its volume group (the
+// kernel's root= is then the volume's device-mapper path, which the image's
+// initramfs activates) and its LUKS volume (which the image's initramfs asks
+// the passphrase for; `kiln boot --luks-passphrase-file` types it).
+void describe_containers(const Containers& containers, const Candidate& root, std::string_view crypttab,
+                         ImageManifest& m) {
+  if (root.lvm >= 0) {
+    const LvmVolumeGroup& group = containers.groups[static_cast<size_t>(root.lvm)];
+    const LvmPhysicalVolume* pv = group.find_physical_volume(group.this_volume);
+    m.layout = "lvm";
+    m.lvm = ManifestLvm{group.name, group.uuid, pv ? pv->uuid : "", group.extent_size, pv ? pv->pe_count : 0,
+                        pv ? pv->pe_start : 0};
+    m.root_device = lvm_mapper_path(group.name, root.volume);
+    m.kernel_cmdline.replace(0, m.kernel_cmdline.find(' '), "root=" + m.root_device);
+  }
+  if (root.luks >= 0) {
+    const OpenedLuks& v = containers.luks[static_cast<size_t>(root.luks)];
+    const UnlockedLuks& u = v.unlocked;
+    m.encryption = ManifestEncryption{u.version, u.cipher, static_cast<uint32_t>(u.volume_key.size() * 8),
+                                      u.sector_size, u.data_offset, v.keyslots, v.size, "imported",
+                                      crypttab_name(crypttab, u.uuid),
+                                      u.uuid};
+  }
 }
 
 // What a bundle adds to the import of its root image.
@@ -281,7 +476,7 @@ Error about_source(Error error, const fs::path& staging, const fs::path& source)
   for (size_t at = error.message.find(prefix); at != std::string::npos; at = error.message.find(prefix))
     error.message.erase(at, prefix.size());
   if (!error.message.starts_with(source.string()) && !error.where.file.starts_with(source.string()))
-    error = std::move(error).with_context(source.string());
+    std::move(error).with_context(source.string());  // in place: assigning it to itself would empty it
   return error;
 }
 
@@ -349,7 +544,7 @@ Result<ImportResult> import_bundle_staged(ImportRequest& request, std::optional<
     if (disk.format == DiskFormat::kRaw) {
       const fs::path file = unpacked / member;
       KILN_ASSIGN(d.swap, has_swap_signature(file));
-      KILN_ASSIGN(Candidate found, inspect(file, Candidate{0, 0, fs::file_size(file, ec)}));
+      KILN_ASSIGN(Candidate found, inspect(whole_file(file, fs::file_size(file, ec))));
       d.os_root = found.os_release;
     }
     disks.push_back(std::move(d));
@@ -504,33 +699,44 @@ Result<ImportResult> import_converted(const ImportRequest& request, const Source
                                       const BundleParts* bundle, Reporter& reporter) {
   std::error_code ec;
   const fs::path disk = staged.path() / "disk.raw";
-  reporter.step("find root", "");
   KILN_ASSIGN(PartitionTable table, read_partition_table(disk));
   std::vector<Candidate> candidates;
   if (table.label.empty()) {
-    KILN_ASSIGN(Candidate whole, inspect(disk, Candidate{0, 0, format.virtual_size}));
+    KILN_ASSIGN(Candidate whole, inspect(whole_file(disk, format.virtual_size)));
     candidates.push_back(whole);
   }
   for (const TablePartition& p : table.partitions) {
-    KILN_ASSIGN(Candidate c, inspect(disk, Candidate{p.number, p.offset, p.size, p.type}));
+    KILN_ASSIGN(Candidate c, inspect(Candidate{p.number, p.offset, p.size, p.type, disk}));
     candidates.push_back(c);
   }
+  std::optional<Secret> passphrase;
+  if (!request.luks_passphrase_file.empty()) {
+    auto read = Secret::passphrase_file(request.luks_passphrase_file);
+    if (!read) return fail(ErrorKind::kBadInput, "--luks-passphrase-file: {}", read.error().message);
+    passphrase = std::move(*read);
+  }
+  KILN_ASSIGN(Containers containers, open_containers(candidates, passphrase ? &*passphrase : nullptr, request.source,
+                                                     staged.path(), reporter));
+  reporter.step("find root", "");
   KILN_ASSIGN(FoundRoot found, find_root(request.source, candidates));
   const Candidate& root = *found.root;
   reporter.done(found.how);
 
   reporter.step("kernel", "");
-  KILN_ASSIGN(std::string kernel_version, take_kernel(disk, request.source, candidates, root, staged.path()));
+  KILN_ASSIGN(std::string kernel_version, take_kernel(request.source, candidates, root, staged.path()));
   reporter.done(kernel_version);
 
   reporter.step("agent", "kiln's guest agent into the root");
   const Architecture* arch = nullptr;
-  std::string dpkg_status;
+  std::string dpkg_status, crypttab;
   {
-    KILN_ASSIGN(Ext4Image fs, Ext4Image::open(disk, root.offset, true));
+    KILN_ASSIGN(Ext4Image fs, Ext4Image::open(root.file, root.offset, true));
     KILN_ASSIGN(arch, architecture_of(fs, request.source));
     if (has(fs, "/var/lib/dpkg/status")) {
       KILN_ASSIGN(dpkg_status, fs.read_file("/var/lib/dpkg/status"));
+    }
+    if (root.luks >= 0 && has(fs, "/etc/crypttab")) {
+      KILN_ASSIGN(crypttab, fs.read_file("/etc/crypttab"));
     }
     KILN_ASSIGN(std::string systemd, find_unit(fs, "multi-user.target"));
     if (systemd.empty()) {
@@ -544,6 +750,7 @@ Result<ImportResult> import_converted(const ImportRequest& request, const Source
     KILN_TRY(fs.close());
   }
   reporter.done(std::string(arch->dpkg));
+  KILN_TRY(close_containers(containers, root, reporter));
 
   ImageManifest m;
   m.kiln_version = KILN_VERSION;
@@ -562,6 +769,7 @@ Result<ImportResult> import_converted(const ImportRequest& request, const Source
   m.root_filesystem_label = root.label;
   m.kernel = kernel_version;
   m.kernel_cmdline = fmt::format("root=UUID={} ro console=tty0 console={}", root.uuid, arch->serial_console);
+  describe_containers(containers, root, crypttab, m);
   m.memory_mib = request.memory_mib.value_or(1024);
   m.vcpus = request.vcpus.value_or(2);
   m.build_timestamp = static_cast<int64_t>(std::time(nullptr));
@@ -574,7 +782,7 @@ Result<ImportResult> import_converted(const ImportRequest& request, const Source
     if (ec) return fail_errno("cannot rename", disk.string(), ec.value());
     m.layout = "plain";
   } else {
-    m.layout = table.label == "gpt" ? "gpt" : "mbr";
+    if (m.layout.empty()) m.layout = table.label == "gpt" ? "gpt" : "mbr";
     for (const TablePartition& p : table.partitions)
       m.partitions.push_back(
           {p.number, p.number == root.number ? "root" : fmt::format("part{}", p.number), p.type, "", p.offset, p.size});

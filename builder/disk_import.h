@@ -12,7 +12,16 @@
 // fstab mounts on /boot. kiln's guest agent is installed into the root, on
 // the copy, so that boot knows when the guest is ready and `kiln exec`
 // reaches it. Everything is read and written with libext2fs: no mounts, no
-// loop devices. Encrypted and LVM roots are named and refused.
+// loop devices.
+//
+// A root on LVM is found in its logical volume: the physical volume's
+// metadata is read from the disk (formats/disk/lvm_metadata.h), and a
+// linear volume read in place. A LUKS volume is opened only with the
+// passphrase the user gives: its data is decrypted into a private file in
+// the staging directory, the root found and changed there, and the root's
+// blocks encrypted back into disk.raw with the same volume key; the
+// plaintext is removed before the output is installed, and the image stays
+// encrypted with the same header and keyslots.
 //
 // The source may also be a jailtime-style bundle (builder/bundle_import.h):
 // an archive (tar or cpio, compressed or not; told by its content, not its
@@ -46,6 +55,9 @@ struct ImportRequest {
   // The VM shape boot gives it by default; unset: a bundle's config's, else 1 GiB and 2.
   std::optional<uint64_t> memory_mib;
   std::optional<int> vcpus;
+  // Opens a LUKS volume on the disk to find the root in it; without one, an
+  // encrypted root is refused by name.
+  std::filesystem::path luks_passphrase_file;
 };
 
 struct ImportResult {

@@ -77,13 +77,19 @@ void register_import(CLI::App& root, Registry& registry) {
                   "Memory `kiln boot` gives it by default, e.g. 1G (default: a bundle's config's, else 1G)");
   app->add_option("--vcpus", flags->request.vcpus,
                   "Virtual CPUs `kiln boot` gives it by default (default: a bundle's config's, else 2)");
+  app->add_option("--luks-passphrase-file", flags->request.luks_passphrase_file,
+                  "Open the disk's LUKS volume with this file's first line, to find the root inside it (the image "
+                  "stays encrypted; the passphrase is kept in memory only)");
   app->add_flag("--json", flags->json, "Progress and result as JSON lines on stdout");
   app->footer(
       "The root filesystem is the GPT partition of a root type (Discoverable Partitions Specification), else the "
       "one ext2/3/4 filesystem with /etc/os-release (of several, the one its own /etc/fstab mounts on /). The "
       "kernel and initramfs come from its /boot or from the partition its fstab mounts there. kiln's guest agent "
       "is installed into the copy's root, so that `kiln boot --wait-ready` and `kiln exec` work; the source file "
-      "is only read. Encrypted and LVM roots are refused by name. No mounts and no loop devices.\n\n"
+      "is only read. A root on LVM is read in its (linear) logical volume. A LUKS volume is opened with "
+      "--luks-passphrase-file only, decrypted into a private file beside the output and the root's changed blocks "
+      "encrypted back; the output stays encrypted, and `kiln boot --luks-passphrase-file` unlocks it. No mounts, "
+      "no loop devices, no device-mapper.\n\n"
       "A bundle is told from a disk by its content. Only its regular files are unpacked, beside the output. Its "
       "one *.cfg is read as a Xen config: the root image is the disk its root= names (else the first with an "
       "ext2/3/4 root filesystem), every other disk must be a swap area (carried as swap.img), and its memory and "

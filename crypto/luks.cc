@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -391,6 +392,30 @@ Result<std::vector<KeyslotState>> luks_keyslots(const LuksRegion& region) {
     crypt_keyslot_info info = crypt_keyslot_status(header.cd(), slot);
     out.push_back({slot, info == CRYPT_SLOT_ACTIVE || info == CRYPT_SLOT_ACTIVE_LAST});
   }
+  return out;
+}
+
+Result<UnlockedLuks> luks_unlock(const LuksRegion& region, const Secret& passphrase) {
+  KILN_ASSIGN(HeaderCopy header, HeaderCopy::open(region));
+  KILN_ASSIGN(int slot, unlocked_slot(header, passphrase, region));
+  crypt_device* cd = header.cd();
+  UnlockedLuks out;
+  out.keyslot = slot;
+  int key_size = crypt_get_volume_key_size(cd);
+  if (key_size <= 0) return fail(ErrorKind::kBadInput, "{}: the LUKS header gives no key size", region.description);
+  out.volume_key = Secret(static_cast<size_t>(key_size));
+  size_t size = out.volume_key.size();
+  if (int rc = crypt_volume_key_get(cd, slot, out.volume_key.data(), &size, passphrase.data(), passphrase.size());
+      rc < 0)
+    return header.context().failure("cannot take the volume key", rc);
+  std::string type = crypt_get_type(cd);
+  std::ranges::transform(type, type.begin(), [](unsigned char c) { return std::tolower(c); });
+  out.version = type;
+  out.cipher = fmt::format("{}-{}", crypt_get_cipher(cd), crypt_get_cipher_mode(cd));
+  int sector = crypt_get_sector_size(cd);
+  out.sector_size = sector > 0 ? static_cast<uint32_t>(sector) : 512;
+  out.data_offset = crypt_get_data_offset(cd) * 512;
+  if (const char* uuid = crypt_get_uuid(cd)) out.uuid = uuid;
   return out;
 }
 

@@ -86,6 +86,22 @@ struct KeyslotState {
 Result<std::string> luks_dump(const LuksRegion& region);
 Result<std::vector<KeyslotState>> luks_keyslots(const LuksRegion& region);
 
+// What a passphrase opens: the volume key and how the data after the header
+// is encrypted, for reading (and writing back) the volume in userspace.
+struct UnlockedLuks {
+  Secret volume_key;
+  std::string version;  // "luks2", "luks1"
+  std::string cipher;   // "aes-xts-plain64"
+  uint32_t sector_size = 512;
+  uint64_t data_offset = 0;  // bytes from the header's start
+  std::string uuid;
+  int keyslot = 0;  // the one the passphrase opened
+};
+
+// Opens `region` with `passphrase`, changing nothing; a passphrase that
+// opens no keyslot is a clear error that never shows it.
+Result<UnlockedLuks> luks_unlock(const LuksRegion& region, const Secret& passphrase);
+
 // Adds a keyslot for `added`, unlocked by `existing`; returns its number. The
 // new keyslot takes the key derivation settings of the one `existing` opens,
 // unless `pbkdf` is given.

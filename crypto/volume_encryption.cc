@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -48,7 +49,17 @@ void merge_ranges(std::vector<ByteRange>& ranges, uint64_t sector) {
   ranges = std::move(out);
 }
 
-Result<uint64_t> encrypt_ranges(const EncryptionJob& job, std::span<const ByteRange> ranges, const Secret& key) {
+namespace {
+
+enum class Direction { kEncrypt, kDecrypt };
+
+bool all_zero(const char* data, size_t size) {
+  return size == 0 || (data[0] == 0 && std::memcmp(data, data + 1, size - 1) == 0);
+}
+
+Result<uint64_t> run_ranges(const EncryptionJob& job, std::span<const ByteRange> ranges, const Secret& key,
+                            Direction direction) {
+  const bool encrypting = direction == Direction::kEncrypt;
   std::vector<Piece> pieces;
   uint64_t total = 0;
   for (const ByteRange& range : ranges) {
@@ -59,20 +70,24 @@ Result<uint64_t> encrypt_ranges(const EncryptionJob& job, std::span<const ByteRa
       pieces.push_back({range.offset + at, std::min(kChunk, range.length - at)});
     total += range.length;
   }
-  KILN_ASSIGN(UniqueFd source, open_file(job.plaintext, O_RDONLY | O_CLOEXEC));
+  const std::filesystem::path& from = encrypting ? job.plaintext : job.target;
+  const std::filesystem::path& to = encrypting ? job.target : job.plaintext;
+  const uint64_t from_offset = encrypting ? job.plaintext_offset : job.target_offset;
+  const uint64_t to_offset = encrypting ? job.target_offset : job.plaintext_offset;
+  KILN_ASSIGN(UniqueFd source, open_file(from, O_RDONLY | O_CLOEXEC));
   // Written around the page cache when everything is aligned for it: the
   // cost of writing an image is otherwise mostly the kernel filling fresh
   // page-cache pages, which the encrypted data never needs again. In place,
   // the pages are there already, dirty with the plaintext: overwriting them
   // is cheapest, and a direct write would first flush the plaintext out.
   bool in_place = job.plaintext == job.target && job.plaintext_offset == job.target_offset;
-  bool aligned = !in_place && job.target_offset % kDirectAlignment == 0 &&
+  bool aligned = encrypting && !in_place && job.target_offset % kDirectAlignment == 0 &&
                  std::all_of(pieces.begin(), pieces.end(), [](const Piece& piece) {
                    return piece.offset % kDirectAlignment == 0 && piece.length % kDirectAlignment == 0;
                  });
-  UniqueFd target(aligned ? ::open(job.target.c_str(), O_RDWR | O_CLOEXEC | O_DIRECT) : -1);
+  UniqueFd target(aligned ? ::open(to.c_str(), O_RDWR | O_CLOEXEC | O_DIRECT) : -1);
   if (!target) {
-    KILN_ASSIGN(target, open_file(job.target, O_RDWR | O_CLOEXEC));
+    KILN_ASSIGN(target, open_file(to, O_RDWR | O_CLOEXEC));
   }
   std::atomic<size_t> next{0};
   std::atomic<uint64_t> done{0};
@@ -99,13 +114,16 @@ Result<uint64_t> encrypt_ranges(const EncryptionJob& job, std::span<const ByteRa
       }
       const Piece& piece = pieces[i];
       size_t length = static_cast<size_t>(piece.length);
-      ssize_t n = ::pread(source.get(), buffer, length, static_cast<off_t>(job.plaintext_offset + piece.offset));
+      ssize_t n = ::pread(source.get(), buffer, length, static_cast<off_t>(from_offset + piece.offset));
       if (n != static_cast<ssize_t>(length))
-        return fail_with(fail_errno("cannot read", job.plaintext.string(), n < 0 ? errno : EIO).error());
-      if (auto encrypted = cipher->encrypt(buffer, length, piece.offset); !encrypted)
-        return fail_with(std::move(encrypted).error());
-      if (auto written = pwrite_all(target.get(), buffer, length, job.target_offset + piece.offset,
-                                    job.target.string());
+        return fail_with(fail_errno("cannot read", from.string(), n < 0 ? errno : EIO).error());
+      auto done_here = encrypting ? cipher->encrypt(buffer, length, piece.offset)
+                                  : cipher->decrypt(buffer, length, piece.offset);
+      if (!done_here) return fail_with(std::move(done_here).error());
+      // Decrypted zeros stay holes of the fresh plaintext file.
+      bool skip = !encrypting && all_zero(buffer, length);
+      if (auto written = skip ? Result<>() : pwrite_all(target.get(), buffer, length, to_offset + piece.offset,
+                                                        to.string());
           !written)
         return fail_with(std::move(written).error());
       uint64_t so_far = done += length;
@@ -123,6 +141,16 @@ Result<uint64_t> encrypt_ranges(const EncryptionJob& job, std::span<const ByteRa
   if (failure) return std::unexpected(std::move(*failure));
   KILN_TRY(check_interrupted());
   return total;
+}
+
+}  // namespace
+
+Result<uint64_t> encrypt_ranges(const EncryptionJob& job, std::span<const ByteRange> ranges, const Secret& key) {
+  return run_ranges(job, ranges, key, Direction::kEncrypt);
+}
+
+Result<uint64_t> decrypt_ranges(const EncryptionJob& job, std::span<const ByteRange> ranges, const Secret& key) {
+  return run_ranges(job, ranges, key, Direction::kDecrypt);
 }
 
 }  // namespace kiln

@@ -1,5 +1,5 @@
 // VolumeEncryption: the data of a dm-crypt volume (LUKS or plain) written
-// from a plaintext file in userspace: the given ranges only, each sector
+// from a plaintext file in userspace, or read back into one: the given ranges only, each sector
 // with its IV, in pieces spread over a few threads. A range of the plaintext
 // that is a hole is encrypted as zeros, like any other data. The plaintext
 // may be the target itself, at the same offset: each piece is then read
@@ -32,6 +32,11 @@ struct EncryptionJob {
 // Encrypts `ranges` (offsets from the volume's start, whole sectors, sorted)
 // and returns the bytes encrypted.
 Result<uint64_t> encrypt_ranges(const EncryptionJob& job, std::span<const ByteRange> ranges, const Secret& key);
+
+// The other way: decrypts `ranges` of `target` into `plaintext`, which must
+// be a fresh file of the volume's size (sectors that decrypt to zeros are
+// left as its holes). Returns the bytes decrypted.
+Result<uint64_t> decrypt_ranges(const EncryptionJob& job, std::span<const ByteRange> ranges, const Secret& key);
 
 // Widens each range to whole `sector`-byte sectors (a filesystem's blocks
 // may be smaller than the volume's sectors), then sorts and merges

@@ -2,10 +2,12 @@
 // over (converted to qcow2, vmdk and vhdx; rebuilt on an MBR disk with a
 // separate /boot partition made with sfdisk and mke2fs; its root filesystem
 // alone; its root filesystem in a jailtime-style bundle with a swap image
-// and a Xen config), each imported and booted to ready with kiln exec
-// answering; and what is refused (a truncated image, a disk with no root),
-// leaving nothing behind. The bundles kiln refuses are
-// tests/cli/import_bundle_test.cc's.
+// and a Xen config), and kiln's LVM and LUKS images (the LUKS one opened
+// with its passphrase), each imported and booted to ready with kiln exec
+// answering; and what is refused (a truncated image, a disk with no root,
+// an encrypted root without its passphrase), leaving nothing behind. The
+// bundles kiln refuses are tests/cli/import_bundle_test.cc's; LVM and LUKS
+// layouts kiln did not bake, tests/cli/import_volumes_test.cc's.
 #include <chrono>
 
 #include <fmt/format.h>
@@ -14,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/root_filesystem.h"
+#include "tests/integration/storage_images.h"
 #include "tests/test_support.h"
 
 namespace kiln {
@@ -39,9 +42,11 @@ class ImportTest : public ::testing::Test {
     return nlohmann::json::parse(read_text(dir_ / out / "manifest.json"));
   }
   // Boots the imported image and returns what `cat /etc/hostname; uname -r` says in it.
-  std::string boot_and_ask(const std::string& out) {
+  std::string boot_and_ask(const std::string& out, std::vector<std::string> more = {}) {
     names_.push_back(out);
-    ProcessResult booted = kiln({"boot", (dir_ / out).string(), "--name", out, "--detach", "--wait-ready=300"});
+    std::vector<std::string> args = {"boot", (dir_ / out).string(), "--name", out, "--detach", "--wait-ready=300"};
+    args.insert(args.end(), more.begin(), more.end());
+    ProcessResult booted = kiln(args);
     EXPECT_EQ(booted.exit_code, 0) << booted.err;
     ProcessResult asked = kiln({"exec", out, "--", "sh", "-c", "cat /etc/hostname; uname -m"});
     EXPECT_EQ(asked.exit_code, 0) << asked.err;
@@ -203,6 +208,39 @@ TEST_F(ImportTest, AJailtimeBundleImportsAndBootsWithItsSwap) {
       kiln({"exec", "jail-swap", "--", "sh", "-c", "swapon UUID=" + swap_uuid + " && cat /proc/swaps"});
   EXPECT_EQ(swap.exit_code, 0) << swap.err;
   EXPECT_THAT(swap.out, ::testing::ContainsRegex("/dev/(vdb|ubdb)[[:space:]]+partition[[:space:]]+65532"));
+}
+
+// kiln's own LVM image as a vendor would hand it over (qcow2): the root is
+// found in its logical volume, and boots with the image's initramfs
+// activating the volume group.
+TEST_F(ImportTest, ARootOnLvmImportsAndBootsFromItsLogicalVolume) {
+  std::filesystem::path disk = dir_ / "lvm.qcow2";
+  run({"qemu-img", "convert", "-O", "qcow2", (testing::baked_storage_image("lvm") / "disk.raw").string(),
+       disk.string()});
+  ProcessResult imported = import(disk, "out-lvm");
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_THAT(imported.out, HasSubstr("logical volume vg0/root on partition 2"));
+  EXPECT_EQ(manifest("out-lvm")["image"]["root_device"], "/dev/mapper/vg0-root");
+  EXPECT_EQ(boot_and_ask("out-lvm"), "out-lvm\nx86_64\n");
+  EXPECT_EQ(kiln({"exec", "out-lvm", "--", "findmnt", "-no", "SOURCE", "/"}).out, "/dev/mapper/vg0-root\n");
+}
+
+// kiln's own LUKS image: refused without the passphrase, opened with it;
+// the output stays encrypted, and boots when the same passphrase is typed.
+TEST_F(ImportTest, AnEncryptedRootImportsWithItsPassphraseAndBootsUnlocked) {
+  std::filesystem::path disk = testing::baked_storage_image("luks") / "disk.raw";
+  const std::string passphrase = testing::source_path("recipes/demo.passphrase").string();
+  ProcessResult locked = import(disk, "out-locked");
+  EXPECT_EQ(locked.exit_code, 2);
+  EXPECT_THAT(locked.err, HasSubstr("give --luks-passphrase-file to look inside"));
+  EXPECT_THAT(leftovers(), ::testing::IsEmpty());
+  ProcessResult imported = kiln({"import", disk.string(), "-o", (dir_ / "out-luks").string(),
+                                 "--luks-passphrase-file", passphrase});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_THAT(imported.out, HasSubstr("root: the LUKS volume on partition 2"));
+  EXPECT_EQ(manifest("out-luks")["storage"]["encryption"]["name"], "cryptroot");
+  EXPECT_EQ(boot_and_ask("out-luks", {"--luks-passphrase-file", passphrase}), "out-luks\nx86_64\n");
+  EXPECT_EQ(kiln({"exec", "out-luks", "--", "findmnt", "-no", "SOURCE", "/"}).out, "/dev/mapper/cryptroot\n");
 }
 
 TEST_F(ImportTest, ATruncatedImageIsRefusedAndLeavesNothing) {

@@ -1,17 +1,16 @@
-// recipes/debian-12-luks.toml and recipes/debian-12-lvm.toml baked for real,
+// recipes/debian-12-luks.toml and recipes/debian-12-lvm.toml baked for real
+// (tests/integration/storage_images.h),
 // read back with the real tools and booted under qemu without KVM: the LUKS
 // image decrypts (cryptsetup) to a clean filesystem, and `kiln boot` unlocks
 // it by answering its passphrase prompt on the serial console; the LVM image
-// has the recipe's volumes (lvm2) and boots with its root on LVM. Their
-// bootstrap is the default recipe's, cached by the `bake_default_image`
-// fixture; each image is baked once and reused while it is newer than kiln
-// and its recipe.
+// has the recipe's volumes (lvm2) and boots with its root on LVM.
 #include <unistd.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/integration/storage_images.h"
 #include "tests/test_support.h"
 
 namespace kiln {
@@ -27,26 +26,7 @@ using testing::write_text;
 const std::filesystem::path kDir = KILN_INTEGRATION_DIR;
 constexpr uint64_t kMiB = 1 << 20;
 
-bool fresh(const std::filesystem::path& output, const std::filesystem::path& recipe) {
-  std::error_code ec;
-  auto made = std::filesystem::last_write_time(output / "manifest.json", ec);
-  if (ec) return false;
-  for (const std::filesystem::path& input : {std::filesystem::path(testing::kiln_binary()), recipe})
-    if (std::filesystem::last_write_time(input, ec) > made) return false;
-  return true;
-}
-
-// The image of a shipped recipe, baked if needed.
-std::filesystem::path baked(const std::string& name) {
-  auto recipe = testing::source_path("recipes/debian-12-" + name + ".toml");
-  auto output = kDir / name;
-  if (!fresh(output, recipe)) {
-    auto result = run_kiln({"bake", recipe.string(), "-o", output.string(), "--cache", (kDir / "cache").string()},
-                           {"SOURCE_DATE_EPOCH=1700000000"});
-    EXPECT_EQ(result.exit_code, 0) << result.err;
-  }
-  return output;
-}
+std::filesystem::path baked(const std::string& name) { return testing::baked_storage_image(name); }
 
 nlohmann::json manifest(const std::filesystem::path& image) {
   return nlohmann::json::parse(read_text(image / "manifest.json"));
