@@ -298,8 +298,13 @@ Result<LvmVolumeGroup> parse_lvm_metadata(std::string_view text, const std::stri
       LvmPhysicalVolume volume{pv_name};
       KILN_ASSIGN(volume.uuid, string_of(*pv, "id"));
       KILN_ASSIGN(uint64_t pe_start, number_of(*pv, "pe_start"));
-      volume.pe_start = pe_start * kSector;
       KILN_ASSIGN(volume.pe_count, number_of(*pv, "pe_count"));
+      // Every byte offset computed from these must fit in 64 bits.
+      constexpr uint64_t kMax = uint64_t{1} << 62;
+      if (pe_start > kMax / kSector || volume.pe_count > (kMax - pe_start * kSector) / group.extent_size)
+        return fail_at(pv->where, "pe_start = {} and pe_count = {} describe a volume larger than any disk", pe_start,
+                       volume.pe_count);
+      volume.pe_start = pe_start * kSector;
       group.physical_volumes.push_back(std::move(volume));
     }
   }
@@ -379,11 +384,11 @@ Result<ByteRange> lvm_volume_range(const LvmVolumeGroup& group, const LvmLogical
       return fail(ErrorKind::kBadInput, "{}: its extents are not one contiguous range; kiln reads a logical volume "
                                         "in place only when they are",
                   name);
+    if (first > pv->pe_count || s.extent_count > pv->pe_count - first)
+      return fail(ErrorKind::kBadInput, "{}: its extents run past its physical volume's {}", name, pv->pe_count);
     if (next_extent == 0) range.offset = first;
-    next_extent += s.extent_count;
+    next_extent += s.extent_count;  // contiguous and within pe_count: no overflow
   }
-  if (range.offset + next_extent > pv->pe_count)
-    return fail(ErrorKind::kBadInput, "{}: its extents run past its physical volume's {}", name, pv->pe_count);
   return ByteRange{pv->pe_start + range.offset * group.extent_size, next_extent * group.extent_size};
 }
 

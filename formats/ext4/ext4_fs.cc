@@ -140,6 +140,11 @@ void Inode::set_times(int64_t seconds, uint32_t nanoseconds) {
     encode_time(seconds, nanoseconds, raw.i_crtime, &raw.i_crtime_extra);
 }
 
+uint32_t Inode::mtime_nsec() const {
+  if (!extra_covers(*this, kMtimeExtraEnd)) return 0;
+  return (*this)->i_mtime_extra >> EXT4_EPOCH_BITS;
+}
+
 int64_t Inode::mtime() const {
   int64_t seconds = static_cast<int32_t>((*this)->i_mtime);
   if (extra_covers(*this, kMtimeExtraEnd))
@@ -582,6 +587,59 @@ uint16_t mode_bits_of(EntryType type) {
     case EntryType::kSocket: return LINUX_S_IFSOCK;
   }
   return 0;
+}
+
+EntryType entry_type_of(uint16_t mode) {
+  if (LINUX_S_ISDIR(mode)) return EntryType::kDirectory;
+  if (LINUX_S_ISLNK(mode)) return EntryType::kSymlink;
+  if (LINUX_S_ISCHR(mode)) return EntryType::kCharDevice;
+  if (LINUX_S_ISBLK(mode)) return EntryType::kBlockDevice;
+  if (LINUX_S_ISFIFO(mode)) return EntryType::kFifo;
+  if (LINUX_S_ISSOCK(mode)) return EntryType::kSocket;
+  return EntryType::kFile;
+}
+
+Result<std::string> read_content(const Filesystem& fs, ext2_ino_t ino, Inode& inode,
+                                 std::string_view path) {
+  uint64_t size = EXT2_I_SIZE(inode.base());
+  if (LINUX_S_ISLNK(inode->i_mode) && ext2fs_is_fast_symlink(inode.base()))
+    return std::string(reinterpret_cast<const char*>(inode->i_block),
+                       std::min<uint64_t>(size, ext4::kFastSymlinkMax));
+  ext2_file_t file = nullptr;
+  errcode_t rc = ext2fs_file_open2(fs.get(), ino, inode.base(), 0, &file);
+  if (rc != 0) return failure(rc, fs.name(), fmt::format("cannot open {}", path));
+  std::string out(size, '\0');
+  size_t done = 0;
+  while (rc == 0 && done < size) {
+    unsigned int got = 0;
+    auto want = static_cast<unsigned int>(std::min<uint64_t>(size - done, 1 << 20));
+    rc = ext2fs_file_read(file, out.data() + done, want, &got);
+    if (got == 0) break;
+    done += got;
+  }
+  ext2fs_file_close(file);
+  if (rc != 0) return failure(rc, fs.name(), fmt::format("cannot read {}", path));
+  out.resize(done);
+  return out;
+}
+
+namespace {
+
+int collect_name(ext2_ino_t, int, ext2_dir_entry* dirent, int, int, char*, void* data) {
+  std::string name(dirent->name, ext2fs_dirent_name_len(dirent));
+  if (name != "." && name != "..")
+    static_cast<NameList*>(data)->entries.emplace_back(std::move(name), dirent->inode);
+  return 0;
+}
+
+}  // namespace
+
+Result<NameList> entries_of(const Filesystem& fs, ext2_ino_t directory, std::string_view path) {
+  NameList list;
+  if (errcode_t rc = ext2fs_dir_iterate2(fs.get(), directory, 0, nullptr, collect_name, &list);
+      rc != 0)
+    return failure(rc, fs.name(), fmt::format("cannot read directory {}", path));
+  return list;
 }
 
 }  // namespace kiln::ext4

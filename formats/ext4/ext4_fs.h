@@ -1,5 +1,6 @@
 // ext4 internals shared by the image API (ext4_image.cc), the archive
-// importer (ext4_import.cc) and the sizing scan (ext4_sizing.cc): an open
+// importer (ext4_import.cc) and exporter (ext4_export.cc) and the sizing
+// scan (ext4_sizing.cc): an open
 // libext2fs filesystem with kiln errors, whole on-disk inodes, contiguous
 // block allocation with large data writes, and directory blocks built in
 // memory. Not part of the public API: only formats/ext4_*.cc include it.
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -55,6 +57,7 @@ class Inode {
   // Sets access, change, modification and (where there is room) creation time.
   void set_times(int64_t seconds, uint32_t nanoseconds);
   int64_t mtime() const;
+  uint32_t mtime_nsec() const;
 
  private:
   std::vector<uint64_t> words_;
@@ -201,5 +204,21 @@ uint16_t mode_bits_of(EntryType type);
 
 // Streams an archive into the filesystem (see Ext4Image::import).
 Result<ImportStats> import_archive(Filesystem& fs, TarReader& reader, const ImportOptions& options);
+
+// The entry type of an inode's mode (the inverse of mode_bits_of).
+EntryType entry_type_of(uint16_t mode);
+
+// A regular file's or a symlink's content, whole.
+Result<std::string> read_content(const Filesystem& fs, ext2_ino_t ino, Inode& inode, std::string_view path);
+
+// A directory's entries but "." and "..", in on-disk order.
+struct NameList {
+  std::vector<std::pair<std::string, ext2_ino_t>> entries;
+};
+Result<NameList> entries_of(const Filesystem& fs, ext2_ino_t directory, std::string_view path);
+
+// Writes the whole filesystem to `archive` as a pax tar (ext4_export.cc).
+Result<ExportStats> export_archive(const Filesystem& fs, const std::filesystem::path& archive,
+                                   const std::function<void(uint64_t done, uint64_t total)>& progress);
 
 }  // namespace kiln::ext4

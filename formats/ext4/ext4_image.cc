@@ -21,8 +21,11 @@
 namespace kiln {
 namespace {
 
+using ext4::entries_of;
 using ext4::Filesystem;
 using ext4::Inode;
+using ext4::NameList;
+using ext4::read_content;
 
 // kiln's filesystems, whatever the host's /etc/mke2fs.conf says: the values
 // of Debian 12's mke2fs.conf, given explicitly.
@@ -210,59 +213,6 @@ Result<Place> place_of(const Filesystem& fs, std::string_view path) {
   return out;
 }
 
-EntryType type_of(uint16_t mode) {
-  if (LINUX_S_ISDIR(mode)) return EntryType::kDirectory;
-  if (LINUX_S_ISLNK(mode)) return EntryType::kSymlink;
-  if (LINUX_S_ISCHR(mode)) return EntryType::kCharDevice;
-  if (LINUX_S_ISBLK(mode)) return EntryType::kBlockDevice;
-  if (LINUX_S_ISFIFO(mode)) return EntryType::kFifo;
-  if (LINUX_S_ISSOCK(mode)) return EntryType::kSocket;
-  return EntryType::kFile;
-}
-
-Result<std::string> read_content(const Filesystem& fs, ext2_ino_t ino, Inode& inode,
-                                 std::string_view path) {
-  uint64_t size = EXT2_I_SIZE(inode.base());
-  if (LINUX_S_ISLNK(inode->i_mode) && ext2fs_is_fast_symlink(inode.base()))
-    return std::string(reinterpret_cast<const char*>(inode->i_block),
-                       std::min<uint64_t>(size, ext4::kFastSymlinkMax));
-  ext2_file_t file = nullptr;
-  errcode_t rc = ext2fs_file_open2(fs.get(), ino, inode.base(), 0, &file);
-  if (rc != 0) return ext4::failure(rc, fs.name(), fmt::format("cannot open {}", path));
-  std::string out(size, '\0');
-  size_t done = 0;
-  while (rc == 0 && done < size) {
-    unsigned int got = 0;
-    auto want = static_cast<unsigned int>(std::min<uint64_t>(size - done, 1 << 20));
-    rc = ext2fs_file_read(file, out.data() + done, want, &got);
-    if (got == 0) break;
-    done += got;
-  }
-  ext2fs_file_close(file);
-  if (rc != 0) return ext4::failure(rc, fs.name(), fmt::format("cannot read {}", path));
-  out.resize(done);
-  return out;
-}
-
-struct NameList {
-  std::vector<std::pair<std::string, ext2_ino_t>> entries;
-};
-
-int collect_name(ext2_ino_t, int, ext2_dir_entry* dirent, int, int, char*, void* data) {
-  std::string name(dirent->name, ext2fs_dirent_name_len(dirent));
-  if (name != "." && name != "..")
-    static_cast<NameList*>(data)->entries.emplace_back(std::move(name), dirent->inode);
-  return 0;
-}
-
-Result<NameList> entries_of(const Filesystem& fs, ext2_ino_t directory, std::string_view path) {
-  NameList list;
-  if (errcode_t rc = ext2fs_dir_iterate2(fs.get(), directory, 0, nullptr, collect_name, &list);
-      rc != 0)
-    return ext4::failure(rc, fs.name(), fmt::format("cannot read directory {}", path));
-  return list;
-}
-
 Result<> link_entry(Filesystem& fs, ext2_ino_t directory, const std::string& name, ext2_ino_t ino,
                     uint8_t type, std::string_view path) {
   errcode_t rc = ext2fs_link(fs.get(), directory, name.c_str(), ino, type);
@@ -389,13 +339,19 @@ Result<ImportStats> Ext4Image::import(TarReader& reader, const ImportOptions& op
   return stats;
 }
 
+Result<ExportStats> Ext4Image::export_archive(const std::filesystem::path& archive,
+                                              const std::function<void(uint64_t, uint64_t)>& progress) {
+  KILN_ASSIGN(Filesystem * fs, state_->usable(false));
+  return ext4::export_archive(*fs, archive, progress);
+}
+
 Result<std::optional<Ext4Stat>> Ext4Image::stat(std::string_view path) {
   KILN_ASSIGN(Filesystem * fs, state_->usable(false));
   KILN_ASSIGN(std::optional<ext2_ino_t> ino, find(*fs, path, false));
   if (!ino) return std::nullopt;
   KILN_ASSIGN(Inode inode, fs->read_inode(*ino, path));
   Ext4Stat out;
-  out.type = type_of(inode->i_mode);
+  out.type = ext4::entry_type_of(inode->i_mode);
   out.mode = inode->i_mode & 07777;
   out.uid = inode.uid();
   out.gid = inode.gid();

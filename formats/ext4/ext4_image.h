@@ -82,6 +82,11 @@ struct ImportStats {
   uint64_t data_bytes = 0;
 };
 
+struct ExportStats {
+  uint64_t entries = 0;
+  uint64_t data_bytes = 0;
+};
+
 // The smallest filesystem of a type: mke2fs leaves the journal out below
 // 2048 blocks, so an ext3 or ext4 that small would silently be an ext2.
 uint64_t ext4_minimum_size(std::string_view fs_type);
@@ -118,6 +123,16 @@ class Ext4Image {
   // inodes is an ErrorKind::kNoSpace error. After a failed import the image
   // is unusable: every later call, close() included, fails.
   Result<ImportStats> import(TarReader& reader, const ImportOptions& options = {});
+
+  // The inverse of import: the whole filesystem written to `archive` as a
+  // pax tar that import (or GNU tar) reads back to the same tree: owners,
+  // modes, nanosecond mtimes, xattrs and POSIX ACLs, symlinks, hard links,
+  // device nodes and fifos; holes stay holes. lost+found and sockets are
+  // left out, as tar leaves them. Entries come in sorted order, so the same
+  // filesystem gives the same archive. `progress` hears the inodes done of
+  // those in use.
+  Result<ExportStats> export_archive(const std::filesystem::path& archive,
+                                     const std::function<void(uint64_t done, uint64_t total)>& progress = {});
 
   // Path-level operations. Paths are absolute inside the filesystem;
   // symlinks on the way are followed inside the image. Errors name the path

@@ -20,6 +20,7 @@
 #include "base/files.h"
 #include "base/interrupt.h"
 #include "base/tree_root.h"
+#include "formats/tree/archive_data.h"
 #include "formats/tree/tar_reader.h"
 
 namespace kiln {
@@ -371,21 +372,13 @@ class TreePacker {
     bool sparse = tar_ && static_cast<uint64_t>(st.st_blocks) * 512 < size;
     if (sparse)
       for (const auto& [offset, length] : ranges) archive_entry_sparse_add_entry(entry, offset, length);
-    else
-      ranges = {{0, size}};
     KILN_TRY(write_header(entry, path));
-    for (const auto& [offset, length] : ranges) {
-      uint64_t done = 0;
-      while (done < length) {
-        size_t chunk = static_cast<size_t>(std::min<uint64_t>(buffer_.size(), length - done));
-        ssize_t n = ::pread(fd.get(), buffer_.data(), chunk, static_cast<off_t>(offset + done));
-        if (n <= 0) return fail_errno("read", path.string(), n < 0 ? errno : EIO);
-        if (archive_write_data(out_, buffer_.data(), static_cast<size_t>(n)) < 0)
-          return fail(ErrorKind::kFailed, "{}: cannot write the archive data: {}", path.string(),
-                      archive_error_string(out_));
-        done += static_cast<uint64_t>(n);
-      }
-    }
+    auto read = [&](uint64_t offset, char* buffer, size_t want) -> Result<size_t> {
+      ssize_t n = ::pread(fd.get(), buffer, want, static_cast<off_t>(offset));
+      if (n < 0) return fail_errno("read", path.string(), errno);
+      return static_cast<size_t>(n);
+    };
+    KILN_TRY(write_archive_data(out_, size, ranges, read, path.string()));
     return {};
   }
 
@@ -409,7 +402,6 @@ class TreePacker {
   bool tar_;  // pax tar; otherwise cpio newc
   int64_t inodes_ = 0;  // cpio inode numbers handed out
   std::map<std::pair<dev_t, ino_t>, std::string> links_;
-  std::vector<char> buffer_ = std::vector<char>(1 << 20);
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <map>
 #include <regex>
 
 #include <gmock/gmock.h>
@@ -251,6 +252,80 @@ TEST_F(ImportedRootfs, ReadsBackThroughTheImageApi) {
   auto missing = image->stat("/usr/bin/nothing");
   ASSERT_TRUE(missing);
   EXPECT_FALSE(*missing);
+}
+
+// Every entry of an archive, as TarReader reads it, with the content of
+// regular files (holes as zeros), by path.
+std::map<std::string, std::pair<TarEntry, std::string>> entries_of_archive(const fs::path& archive) {
+  std::map<std::string, std::pair<TarEntry, std::string>> out;
+  auto reader = TarReader::open(archive);
+  EXPECT_TRUE(reader) << reader.error().to_string();
+  if (!reader) return out;
+  TarEntry entry;
+  while (true) {
+    auto more = reader->next(entry);
+    EXPECT_TRUE(more) << more.error().to_string();
+    if (!more || !*more) break;
+    std::string content;
+    if (entry.type == EntryType::kFile && entry.link_target.empty()) {
+      content.assign(entry.size, '\0');
+      DataChunk chunk;
+      while (true) {
+        auto read = reader->read_data(chunk);
+        EXPECT_TRUE(read) << read.error().to_string();
+        if (!read || !*read) break;
+        content.replace(chunk.offset, chunk.size, chunk.data, chunk.size);
+      }
+    }
+    out[entry.path] = {entry, std::move(content)};
+  }
+  return out;
+}
+
+TEST_F(ImportedRootfs, ExportsEverythingItHoldsAndReadsBackTheSame) {
+  fs::path exported = *dir_ / "exported.tar";
+  {
+    auto image = Ext4Image::open(image_, 0, false);
+    ASSERT_TRUE(image) << image.error().to_string();
+    auto stats = image->export_archive(exported);
+    ASSERT_TRUE(stats) << stats.error().to_string();
+    EXPECT_EQ(stats->entries, 25u) << "the archive's entries, the parents the import made, and the root";
+  }
+  auto entries = entries_of_archive(exported);
+  EXPECT_EQ(entries.count("lost+found"), 0u) << "mke2fs's, not the tree's";
+  ASSERT_EQ(entries.count("usr/bin/ping"), 1u);
+  const TarEntry& ping = entries["usr/bin/ping"].first;
+  EXPECT_EQ(ping.mode, 04755u);
+  EXPECT_EQ(ping.mtime, kOldTime);
+  EXPECT_THAT(ping.xattrs, ::testing::Contains(std::pair<std::string, std::string>("security.capability", kCapability)));
+  EXPECT_EQ(entries["usr/bin/ping"].second, "ping binary");
+  EXPECT_EQ(entries["usr/bin/perl5.36"].first.link_target, "usr/bin/perl") << "one inode, one data, a link";
+  EXPECT_EQ(entries["usr/bin/long"].first.link_target, std::string(200, 'L'));
+  EXPECT_EQ(entries["home/user/notes.txt"].first.uid, 1000u);
+  EXPECT_EQ(entries["home/user/notes.txt"].first.mtime, kTimestamp) << "clamped on import, kept on export";
+  EXPECT_EQ(entries["tmp"].first.mode, 01777u);
+  EXPECT_EQ(entries["dev/wide"].first.type, EntryType::kCharDevice);
+  EXPECT_EQ(entries["dev/wide"].first.rdev_major, 300u);
+  EXPECT_EQ(entries["dev/wide"].first.rdev_minor, 70000u);
+  EXPECT_EQ(entries["dev/sda"].first.rdev_major, 8u);
+  EXPECT_EQ(entries["run/initctl"].first.type, EntryType::kFifo);
+  EXPECT_EQ(entries["usr/share/doc/big.txt"].second, pattern(300 * 1024, 'A'));
+  const TarEntry& disk = entries["var/lib/disk.img"].first;
+  EXPECT_TRUE(disk.sparse) << "holes stay holes";
+  EXPECT_EQ(disk.size, kSparseSize);
+  EXPECT_LT(fs::file_size(exported), 8 * kMiB) << "the 64 MiB sparse file is not stored whole";
+  EXPECT_EQ(entries["var/lib/disk.img"].second.substr(kSparseSize / 2, 6), "middle");
+
+  // Imported again and exported again: the same archive, byte for byte.
+  fs::path again = *dir_ / "again.img";
+  std::string archive = testing::read_text(exported);
+  bake(again, archive, options_for(96 * kMiB));
+  expect_clean(again);
+  fs::path second = *dir_ / "second.tar";
+  auto image = Ext4Image::open(again, 0, false);
+  ASSERT_TRUE(image) << image.error().to_string();
+  ASSERT_TRUE(image->export_archive(second));
+  EXPECT_TRUE(testing::read_text(second) == archive) << "the second export differs from the first";
 }
 
 TEST(Ext4Image, ImportIsByteForByteReproducible) {

@@ -6,6 +6,8 @@
 
 #include <sys/stat.h>
 
+#include <fstream>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -101,6 +103,31 @@ TEST_F(ExtractToTree, HardlinksInsideTheTreeShareTheirInode) {
   ASSERT_EQ(::stat((tree / "usr/a").c_str(), &a), 0);
   ASSERT_EQ(::stat((tree / "b").c_str(), &b), 0);
   EXPECT_EQ(a.st_ino, b.st_ino);
+}
+
+// A tree packed and extracted again: a sparse file keeps its data at its
+// offsets and its holes, whatever libarchive does with the sparse map.
+TEST_F(ExtractToTree, ASparseFileSurvivesPackingAndExtraction) {
+  fs::path tree = dir_ / "packed";
+  fs::create_directories(tree);
+  constexpr uint64_t kSize = 64 << 20;
+  {
+    std::ofstream out(tree / "disk.img", std::ios::binary);
+    out << "start";
+    out.seekp(kSize / 2);
+    out << "middle";
+    out.seekp(kSize - 3);
+    out << "end";
+  }
+  ASSERT_TRUE(write_tree_as_tar(tree, dir_ / "packed.tar", 0));
+  EXPECT_LT(fs::file_size(dir_ / "packed.tar"), 1u << 20) << "the holes are not stored";
+  fs::create_directories(dir_ / "tree");
+  ASSERT_TRUE(extract_to_tree(dir_ / "packed.tar", dir_ / "tree"));
+  std::string content = testing::read_text(dir_ / "tree/disk.img");
+  ASSERT_EQ(content.size(), kSize);
+  EXPECT_EQ(content.substr(0, 5), "start");
+  EXPECT_EQ(content.substr(kSize / 2, 6), "middle");
+  EXPECT_EQ(content.substr(kSize - 3), "end");
 }
 
 TEST_F(ExtractToTree, TheRootEntryGivesTheTreeItsModeAndOwner) {
