@@ -18,6 +18,7 @@
 #include "builder/foreign_emulation.h"
 #include "builder/host_target.h"
 #include "builder/image_chroot.h"
+#include "builder/image_source.h"
 #include "builder/plan.h"
 #include "builder/package_cache.h"
 #include "builder/stage_cache.h"
@@ -138,6 +139,12 @@ Result<fs::path> source_archive(const Plan& plan, StageRunner& stages, Reporter&
     });
   }
   fs::path path = local_import_path(recipe);
+  if (is_image_directory(path)) {
+    return stages.run(plan.source, "rootfs.tar", [&](const fs::path& out, const fs::path&) -> Result<> {
+      KILN_ASSIGN(ImageRootFilesystem root, image_root_filesystem(path));
+      return export_image_root(root, out, reporter);
+    });
+  }
   reporter.step("import", path.string());
   auto reader = TarReader::open(path);
   if (!reader) {

@@ -2,9 +2,10 @@
 
 #include <algorithm>
 
-#include "fetch/uri_fetch.h"
-#include "builder/bootstrap.h"
 #include "base/hash.h"
+#include "builder/bootstrap.h"
+#include "builder/image_source.h"
+#include "fetch/uri_fetch.h"
 
 namespace kiln {
 namespace {
@@ -48,8 +49,20 @@ Result<StagePlan> import_stage(const Recipe& recipe) {
   if (is_remote_uri(from)) {
     // A download is keyed by its URI; `--no-cache` fetches it again.
     hasher.field(from);
+  } else if (std::filesystem::path dir = local_import_path(recipe); is_image_directory(dir)) {
+    // An image is keyed by its root filesystem's bytes (the export is a
+    // function of them), not by its other files.
+    auto root = image_root_filesystem(dir);
+    if (!root) return fail_at(recipe.bootstrap.from.where, "bootstrap.from: {}", root.error().message);
+    if (root->architecture != recipe.image.arch.value)
+      return fail_at(recipe.bootstrap.from.where, "bootstrap.from: {} is an {} image, and image.arch is {}",
+                     dir.string(), root->architecture, recipe.image.arch.value);
+    auto digest = file_digest_hex(root->file);
+    if (!digest) return fail_at(recipe.bootstrap.from.where, "bootstrap.from: {}", digest.error().message);
+    hasher.field("image").field(*digest).field(std::to_string(root->offset));
+    return StagePlan{"import", hasher.hex_digest(), fmt::format("import image {}", from)};
   } else {
-    auto digest = file_digest_hex(local_import_path(recipe));
+    auto digest = file_digest_hex(dir);
     if (!digest)
       return fail_at(recipe.bootstrap.from.where, "bootstrap.from: {}", digest.error().message);
     hasher.field(*digest);

@@ -95,7 +95,9 @@ const std::array kSettings = {
             ListField{FIELD(bootstrap.apt_options)}, check_text_line},
     Setting{{"bootstrap", "from", ValueKind::kPath, "\"\"", "",
              "Import this rootfs archive (.tar, .tar.gz, .tar.xz, .tar.zst, .cpio, .cpio.gz; a "
-             "path or a file://, http://, https:// or ftp:// URI) instead of bootstrapping."},
+             "path or a file://, http://, https:// or ftp:// URI) instead of bootstrapping; or start from "
+             "the root filesystem of a kiln image directory (the output of `kiln bake` or `kiln import`; "
+             "not an encrypted or LVM one), read in place, for the same architecture as image.arch."},
             StringField{FIELD(bootstrap.from)}, check_text_line},
     // [storage]
     Setting{{"storage", "size", ValueKind::kSize, "\"2G\"", "",

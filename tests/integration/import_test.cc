@@ -243,6 +243,39 @@ TEST_F(ImportTest, AnEncryptedRootImportsWithItsPassphraseAndBootsUnlocked) {
   EXPECT_EQ(kiln({"exec", "out-luks", "--", "findmnt", "-no", "SOURCE", "/"}).out, "/dev/mapper/cryptroot\n");
 }
 
+// A disk from elsewhere, imported once, then baked from like a bootstrap:
+// a recipe's bootstrap.from names the imported directory, its root is
+// exported in place and customised (a package from the mirror, a file),
+// and what the vendor's root held survives the trip (ping's file
+// capability, an xattr; passwd's setuid bit).
+TEST_F(ImportTest, ARecipeBakesFromAnImportedImageAndItBoots) {
+  std::filesystem::path disk = dir_ / "vendor.qcow2";
+  run({"qemu-img", "convert", "-O", "qcow2", (kImage / "disk.raw").string(), disk.string()});
+  ASSERT_EQ(import(disk, "vendor").exit_code, 0);
+  testing::write_text(dir_ / "rebake.toml", R"([image]
+name = "rebaked"
+version = "1.0"
+[bootstrap]
+from = "vendor"
+[customize]
+hostname = "rebaked"
+packages = ["hello"]
+[[customize.files]]
+path = "/etc/rebaked"
+content = "from the vendor's disk\n"
+[output]
+formats = ["disk", "kernel"]
+)");
+  ProcessResult baked = kiln({"bake", (dir_ / "rebake.toml").string(), "-o", (dir_ / "out-rebaked").string(),
+                              "--cache", (dir_ / "cache").string()});
+  ASSERT_EQ(baked.exit_code, 0) << baked.err;
+  EXPECT_EQ(boot_and_ask("out-rebaked"), "out-rebaked\nx86_64\n");
+  ProcessResult inside = kiln({"exec", "out-rebaked", "--", "sh", "-c",
+                               "hello; cat /etc/rebaked; getcap /usr/bin/ping; stat -c %a /usr/bin/passwd"});
+  EXPECT_EQ(inside.exit_code, 0) << inside.err;
+  EXPECT_EQ(inside.out, "Hello, world!\nfrom the vendor's disk\n/usr/bin/ping cap_net_raw=ep\n4755\n");
+}
+
 TEST_F(ImportTest, ATruncatedImageIsRefusedAndLeavesNothing) {
   std::filesystem::path disk = dir_ / "cut.qcow2";
   run({"qemu-img", "convert", "-O", "qcow2", (kImage / "disk.raw").string(), disk.string()});
