@@ -1,74 +1,36 @@
-// The CI matrix (`make test-matrix`, ctest label "matrix"): the default
-// recipe baked for real for other architectures (arm64 through qemu-user
-// emulation, i386 natively) and other suites (trixie, sid, bullseye), each
-// booted or checked as a user would. The bakes are ctest fixtures
-// (tests/CMakeLists.txt), shared by the tests here. They are kept out of
-// `make test`: an arm64 bake alone runs its package scripts under qemu-user
-// for 15-20 minutes on these 2-core machines.
+// The CI matrix's long part (`make test-matrix`, ctest label "matrix"): the
+// default recipe baked for arm64 (through qemu-user emulation) and for
+// bullseye, checked and booted as a user would, the trixie and sid images
+// booted, and the arm64 bake's reproducibility. The bakes are ctest fixtures
+// (tests/CMakeLists.txt). They are kept out of `make test`: an arm64 bake
+// alone runs its package scripts under qemu-user for 13 minutes or more on
+// these 2-core machines. The i386, trixie and sid bakes, and the i386 boot,
+// are in `make test` (tests/matrix/suites_test.cc).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "tests/integration/root_filesystem.h"
-#include "tests/test_support.h"
+#include "tests/matrix/matrix_images.h"
 
 namespace kiln {
 namespace {
 
 using ::testing::HasSubstr;
 using testing::ProcessResult;
-using testing::read_text;
 using testing::run_program;
 
-const std::filesystem::path kMatrix = std::filesystem::path(KILN_INTEGRATION_DIR) / "matrix";
+using testing::kMatrix;
+using testing::matrix_manifest;
+using testing::MatrixBootTest;
 
-nlohmann::json manifest(const std::string& image) {
-  return nlohmann::json::parse(read_text(kMatrix / image / "manifest.json"));
-}
-
-std::string debugfs(const std::string& image, const std::string& request) {
-  return run_program({"debugfs", "-R", request, testing::root_filesystem(kMatrix / image)}).out;
-}
-
-// Instances of one test, in its own state directory, destroyed at its end.
-class MatrixBootTest : public ::testing::Test {
- protected:
-  std::vector<std::string> env() const {
-    return {"KILN_RUNTIME_DIR=" + (dir_ / "run").string(), "KILN_STATE_DIR=" + (dir_ / "state").string()};
-  }
-  ProcessResult kiln(std::vector<std::string> args) const { return testing::run_kiln(args, env()); }
-  ProcessResult boot(const std::string& image, const std::string& name, std::vector<std::string> more = {}) {
-    names_.push_back(name);
-    std::vector<std::string> args = {"boot", (kMatrix / image).string(), "--name", name, "--detach", "--wait-ready=900"};
-    args.insert(args.end(), more.begin(), more.end());
-    return kiln(args);
-  }
-  std::string exec(const std::string& name, const std::string& command) {
-    ProcessResult result = kiln({"exec", name, "--", "sh", "-c", command});
-    EXPECT_EQ(result.exit_code, 0) << command << ": " << result.err;
-    return result.out;
-  }
-  void TearDown() override {
-    for (const std::string& name : names_) kiln({"destroy", name});
-  }
-  testing::ScratchDir dir_;
-  std::vector<std::string> names_;
-};
-
-TEST(MatrixBake, EachImageRecordsItsArchitectureAndPassesFsck) {
-  for (const auto& [image, arch] : std::vector<std::pair<std::string, std::string>>{
-           {"arm64", "arm64"}, {"i386", "i386"}, {"trixie", "amd64"}, {"sid", "amd64"}, {"bullseye", "amd64"}}) {
-    SCOPED_TRACE(image);
-    EXPECT_EQ(manifest(image)["image"]["architecture"], arch);
-    auto fsck = run_program({"e2fsck", "-fn", testing::root_filesystem(kMatrix / image)});
-    EXPECT_EQ(fsck.exit_code, 0) << fsck.out << fsck.err;
-    EXPECT_EQ(debugfs(image, "cat /etc/hostname"), image + "\n");
-  }
+TEST(MatrixBake, Arm64AndBullseyeRecordTheirArchitectureAndPassFsck) {
+  testing::expect_baked_for("arm64", "arm64");
+  testing::expect_baked_for("bullseye", "amd64");
 }
 
 TEST(MatrixBake, TheKernelAndTheEfiBootLoaderFollowTheArchitecture) {
   // Kept: a range-for over a temporary's member would read freed memory.
-  const nlohmann::json arm64 = manifest("arm64");
+  const nlohmann::json arm64 = matrix_manifest("arm64");
   std::map<std::string, std::string> kernel_of;
   for (const auto& package : arm64["packages"]) {
     std::string name = package["name"];
@@ -85,7 +47,6 @@ TEST(MatrixBake, TheKernelAndTheEfiBootLoaderFollowTheArchitecture) {
                               "::/EFI/BOOT"});
   EXPECT_THAT(listing.out, HasSubstr("BOOTAA64.EFI")) << listing.err;
   EXPECT_THAT(arm64["image"]["kernel_cmdline"].get<std::string>(), HasSubstr("console=ttyAMA0"));
-  EXPECT_THAT(manifest("i386")["packages"].dump(), HasSubstr("\"linux-image-686\""));
 }
 
 TEST_F(MatrixBootTest, AnArm64ImageBootsUnderQemuSystemAarch64AndAnswersExec) {
@@ -105,12 +66,6 @@ TEST_F(MatrixBootTest, UmlRefusesAnotherArchitectureByName) {
   ProcessResult booted = boot("arm64", "arm-uml", {"--backend", "uml"});
   EXPECT_NE(booted.exit_code, 0);
   EXPECT_THAT(booted.err, HasSubstr("User-Mode Linux runs amd64 images only: use --backend qemu"));
-}
-
-TEST_F(MatrixBootTest, AnI386ImageBootsUnderQemuSystemI386AndAnswersExec) {
-  ProcessResult booted = boot("i386", "x86-32");
-  ASSERT_EQ(booted.exit_code, 0) << booted.err;
-  EXPECT_EQ(exec("x86-32", "uname -m; dpkg --print-architecture"), "i686\ni386\n");
 }
 
 TEST_F(MatrixBootTest, TrixieAndSidBootToReady) {
