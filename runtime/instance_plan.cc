@@ -331,8 +331,7 @@ Result<Personality> personality_for(const BootRequest& request, const BootSource
 
 // Another architecture than the host's: its qemu-system, under TCG (KVM
 // runs only the host's own).
-Result<BackendChoice> choose_foreign_backend(const BootSource& source, const Architecture& arch,
-                                             const HostFacts& host) {
+Result<BackendChoice> choose_foreign_backend(const Architecture& arch, const HostFacts& host) {
   KILN_TRY(host.program(arch.qemu_system));
   return BackendChoice{BackendKind::kQemu, false,
                        fmt::format("{} with TCG: the image is for {}, and KVM runs only this host's own architecture ({})",
@@ -361,7 +360,7 @@ Result<BackendChoice> choose_backend(const BootRequest& request, const BootSourc
   if (request.backend == "uml" && !arch->uml)
     return fail(ErrorKind::kBadInput, "{}: a {} image; User-Mode Linux runs amd64 images only: use --backend qemu",
                 source.description, arch->dpkg);
-  if (arch->dpkg != host_architecture()) return choose_foreign_backend(source, *arch, host);
+  if (arch->dpkg != host_architecture()) return choose_foreign_backend(*arch, host);
   bool initramfs_only = !source.root_needs_initramfs.empty();
   std::string forwards = networking_needs_qemu(request, source);
   bool uml_possible = arch->uml && host.program(kUmlBinary).has_value() && !source.disks.empty() && !request.firmware &&

@@ -32,6 +32,7 @@ struct Token {
   std::string text;    // a name, or a string's decoded value
   int64_t number = 0;  // an integer's value
   int line = 0;
+  int column = 0;  // 1-based, where the token starts
 };
 
 // How a token reads in a message: the name or value as written, roughly.
@@ -66,18 +67,20 @@ class Tokenizer {
       if (std::isspace(static_cast<unsigned char>(c))) {
         ++pos_;
       } else if (c == '"' || c == '\'') {
+        int column = here().column;
         KILN_ASSIGN(std::string text, read_string(c));
-        tokens.push_back({Token::kString, std::move(text), 0, number_});
+        tokens.push_back({Token::kString, std::move(text), 0, number_, column});
       } else if (std::isdigit(static_cast<unsigned char>(c)) || c == '-') {
+        int column = here().column;
         KILN_ASSIGN(int64_t value, read_integer());
-        tokens.push_back({Token::kInteger, "", value, number_});
+        tokens.push_back({Token::kInteger, "", value, number_, column});
       } else if (is_name_start(c)) {
         size_t start = pos_;
         while (pos_ < line_.size() && is_name_char(line_[pos_])) ++pos_;
-        tokens.push_back({Token::kName, std::string(line_.substr(start, pos_ - start)), 0, number_});
+        tokens.push_back({Token::kName, std::string(line_.substr(start, pos_ - start)), 0, number_, column_of(start)});
       } else {
         KILN_ASSIGN(Token::Kind kind, punctuation(c));
-        tokens.push_back({kind, "", 0, number_});
+        tokens.push_back({kind, "", 0, number_, here().column});
         ++pos_;
       }
     }
@@ -85,7 +88,9 @@ class Tokenizer {
   }
 
  private:
-  Location here() const { return {file_, number_}; }
+  int column_of(size_t pos) const { return static_cast<int>(pos) + 1; }
+  Location here() const { return {file_, number_, column_of(pos_)}; }
+  Location at(size_t pos) const { return {file_, number_, column_of(pos)}; }
 
   Result<Token::Kind> punctuation(char c) const {
     switch (c) {
@@ -105,6 +110,7 @@ class Tokenizer {
 
   Result<std::string> read_string(char quote) {
     std::string text;
+    const size_t opened = pos_;
     ++pos_;
     while (pos_ < line_.size()) {
       char c = line_[pos_++];
@@ -116,11 +122,12 @@ class Tokenizer {
       if (pos_ == line_.size()) break;
       KILN_TRY(read_escape(text));
     }
-    return fail_at(here(), "unterminated string: add the closing {} on the same line", quote);
+    return fail_at(at(opened), "unterminated string: add the closing {} on the same line", quote);
   }
 
   // After a backslash. Unknown escapes keep their backslash, as in Python.
   Result<> read_escape(std::string& text) {
+    const size_t backslash = pos_ - 1;
     char c = line_[pos_++];
     switch (c) {
       case '\\': case '\'': case '"': text += c; return {};
@@ -134,7 +141,7 @@ class Tokenizer {
     auto hex = line_.substr(pos_, 2);
     auto [end, error] = std::from_chars(hex.data(), hex.data() + hex.size(), value, 16);
     if (hex.size() != 2 || error != std::errc() || end != hex.data() + 2)
-      return fail_at(here(), "bad \\x escape in a string: expected two hex digits, as in \\x41");
+      return fail_at(at(backslash), "bad \\x escape in a string: expected two hex digits, as in \\x41");
     text += static_cast<char>(value);
     pos_ += 2;
     return {};
@@ -156,10 +163,10 @@ class Tokenizer {
     uint64_t magnitude = 0;
     auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), magnitude, base);
     if (digits.empty() || end != digits.data() + digits.size() || error == std::errc::invalid_argument)
-      return fail_at(here(), "bad number '{}': expected decimal digits or 0x and hex digits", written);
+      return fail_at(at(start), "bad number '{}': expected decimal digits or 0x and hex digits", written);
     if (error == std::errc::result_out_of_range ||
         magnitude > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-      return fail_at(here(), "number '{}' is too large", written);
+      return fail_at(at(start), "number '{}' is too large", written);
     auto value = static_cast<int64_t>(magnitude);
     return negative ? -value : value;
   }
@@ -180,6 +187,7 @@ struct Value {
   int64_t number = 0;
   std::vector<Value> items;
   int line = 0;
+  int column = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -249,7 +257,7 @@ struct Settings {
   std::optional<Location> type_set_at;  // type, builder and pvh all say the type
 
   // One warning for `key`, with the table's reason.
-  void note(std::string_view key, const Location& where);
+  void note(std::string_view key);
   std::string_view doc_of(std::string_view key) const;
 
   Result<> set_type(DomainType type, std::string_view key, const Location& where) {
@@ -310,7 +318,7 @@ Result<> read_disks(Settings& settings, std::string_view key, const Value& value
                     const Location& where) {
   KILN_TRY(check_string_list(key, value, where, "file:/srv/img/root.img,xvda1,w"));
   for (const Value& item : value.items) {
-    KILN_ASSIGN(DomainDisk disk, parse_xen_disk_spec(item.text, {where.file, item.line}));
+    KILN_ASSIGN(DomainDisk disk, parse_xen_disk_spec(item.text, {where.file, item.line, item.column}));
     settings.spec.disks.push_back(std::move(disk));
   }
   return {};
@@ -320,7 +328,7 @@ Result<> read_vifs(Settings& settings, std::string_view key, const Value& value,
                    const Location& where) {
   KILN_TRY(check_string_list(key, value, where, "mac=00:16:3e:00:00:10, bridge=xenbr0"));
   for (const Value& item : value.items) {
-    KILN_ASSIGN(DomainVif vif, parse_vif(item.text, {where.file, item.line}));
+    KILN_ASSIGN(DomainVif vif, parse_vif(item.text, {where.file, item.line, item.column}));
     settings.spec.vifs.push_back(std::move(vif));
   }
   return {};
@@ -395,16 +403,16 @@ Result<> read_boot(Settings& settings, std::string_view key, const Value& value,
 
 // Keys whose every value asks for something kiln's guests do not have.
 // Only a value that asks for it gets a word: vnc = 0 asks for nothing.
-Result<> note_when_set(Settings& settings, std::string_view key, const Value& value, const Location& where) {
-  if (truthy(value)) settings.note(key, where);
+Result<> note_when_set(Settings& settings, std::string_view key, const Value& value, const Location&) {
+  if (truthy(value)) settings.note(key);
   return {};
 }
 
 // "pty" is the serial console kiln gives every guest.
-Result<> read_serial(Settings& settings, std::string_view key, const Value& value, const Location& where) {
+Result<> read_serial(Settings& settings, std::string_view key, const Value& value, const Location&) {
   bool pty = (value.kind == Value::kString && value.text == "pty") ||
              (value.kind == Value::kList && value.items.size() == 1 && value.items[0].text == "pty");
-  if (!pty && truthy(value)) settings.note(key, where);
+  if (!pty && truthy(value)) settings.note(key);
   return {};
 }
 
@@ -663,8 +671,9 @@ std::string honoured_key_list() {
   return list;
 }
 
-void Settings::note(std::string_view key, const Location& where) {
-  spec.source.unsupported.push_back({std::string(key), where, std::string(doc_of(key))});
+void Settings::note(std::string_view key) {
+  // Where the key is set, not its value: the list names keys.
+  spec.source.unsupported.push_back({std::string(key), spec.source.of(key), std::string(doc_of(key))});
 }
 
 std::string_view Settings::doc_of(std::string_view key) const {
@@ -677,13 +686,13 @@ Result<Value> parse_value(const std::vector<Token>& tokens, size_t& index, std::
                           const std::string& file) {
   const Token& token = tokens[index++];
   switch (token.kind) {
-    case Token::kString: return Value{Value::kString, token.text, 0, {}, token.line};
-    case Token::kInteger: return Value{Value::kInteger, "", token.number, {}, token.line};
+    case Token::kString: return Value{Value::kString, token.text, 0, {}, token.line, token.column};
+    case Token::kInteger: return Value{Value::kInteger, "", token.number, {}, token.line, token.column};
     case Token::kOpen: break;
     default:
-      return fail_at({file, token.line}, "expected a value for '{}', found {}", key, describe(token));
+      return fail_at({file, token.line, token.column}, "expected a value for '{}', found {}", key, describe(token));
   }
-  Value list{Value::kList, "", 0, {}, token.line};
+  Value list{Value::kList, "", 0, {}, token.line, token.column};
   while (tokens[index].kind != Token::kClose) {
     KILN_ASSIGN(Value item, parse_value(tokens, index, key, file));
     list.items.push_back(std::move(item));
@@ -691,7 +700,7 @@ Result<Value> parse_value(const std::vector<Token>& tokens, size_t& index, std::
     if (next.kind == Token::kComma) {
       ++index;
     } else if (next.kind != Token::kClose) {
-      return fail_at({file, next.line}, "expected ',' or ']' in the list of '{}', found {}", key,
+      return fail_at({file, next.line, next.column}, "expected ',' or ']' in the list of '{}', found {}", key,
                      describe(next));
     }
   }
@@ -712,7 +721,7 @@ struct XenConfigParser::State {
   int list_line = 0;           // where the outermost open list began
   int last_line = 0;
 
-  Location at(int line) const { return {file, line}; }
+  Location at(const Token& token) const { return {file, token.line, token.column}; }
   Result<> take(Token token);
   Result<> end_statement();
   Result<> apply(const std::string& key, const Value& value, const Location& where);
@@ -721,17 +730,17 @@ struct XenConfigParser::State {
 Result<> XenConfigParser::State::take(Token token) {
   if (depth > 0 && (token.kind == Token::kName || token.kind == Token::kEquals ||
                     token.kind == Token::kSemicolon))
-    return fail_at(at(token.line), "unterminated list (opened at line {}): expected a value, "
+    return fail_at(at(token), "unterminated list (opened at line {}): expected a value, "
                    "',' or ']' before {}", list_line, describe(token));
   switch (token.kind) {
     case Token::kSemicolon: return end_statement();
     case Token::kOpen:
       if (depth == 0) list_line = token.line;
       if (++depth > kMaxListDepth)
-        return fail_at(at(token.line), "lists nested more than {} deep", kMaxListDepth);
+        return fail_at(at(token), "lists nested more than {} deep", kMaxListDepth);
       break;
     case Token::kClose:
-      if (depth == 0) return fail_at(at(token.line), "unexpected ']': no list is open");
+      if (depth == 0) return fail_at(at(token), "unexpected ']': no list is open");
       --depth;
       break;
     default: break;
@@ -745,16 +754,16 @@ Result<> XenConfigParser::State::end_statement() {
   if (tokens.empty()) return {};
   const Token& key = tokens[0];
   if (key.kind != Token::kName)
-    return fail_at(at(key.line), "expected KEY = VALUE, found {}", describe(key));
+    return fail_at(at(key), "expected KEY = VALUE, found {}", describe(key));
   if (tokens.size() < 2 || tokens[1].kind != Token::kEquals)
-    return fail_at(at(key.line), "expected '=' after key '{}'", key.text);
-  if (tokens.size() < 3) return fail_at(at(key.line), "missing value after '{} ='", key.text);
+    return fail_at(at(key), "expected '=' after key '{}'", key.text);
+  if (tokens.size() < 3) return fail_at(at(key), "missing value after '{} ='", key.text);
   size_t index = 2;
   KILN_ASSIGN(Value value, parse_value(tokens, index, key.text, file));
   if (index < tokens.size())
-    return fail_at(at(tokens[index].line), "unexpected {} after the value of '{}': write one "
+    return fail_at(at(tokens[index]), "unexpected {} after the value of '{}': write one "
                    "KEY = VALUE per line, or separate them with ';'", describe(tokens[index]), key.text);
-  return apply(key.text, value, at(key.line));
+  return apply(key.text, value, at(key));
 }
 
 Result<> XenConfigParser::State::apply(const std::string& key, const Value& value,
@@ -769,9 +778,10 @@ Result<> XenConfigParser::State::apply(const std::string& key, const Value& valu
     return fail_at(where, "'{}' is set twice (first at line {}); keep one", key, first->second.line);
   // Python let a later line win; a key kiln does not act on is named once.
   if (!inserted) return {};
-  if (entry->read) return entry->read(settings, key, value, where);
+  // What a reader finds wrong is in the value: it points there.
+  if (entry->read) return entry->read(settings, key, value, Location{where.file, value.line, value.column});
   if (entry->treatment == Treatment::kRefused) return fail_at(where, "{} = ...: {}", key, entry->doc);
-  settings.note(key, where);
+  settings.note(key);
   return {};
 }
 
@@ -796,7 +806,7 @@ Result<> XenConfigParser::feed_line(std::string_view line, int line_number) {
 Result<DomainSpec> XenConfigParser::finish() {
   State& state = *state_;
   if (state.depth > 0)
-    return fail_at(state.at(state.last_line), "unterminated list (opened at line {}): the "
+    return fail_at(Location{state.file, state.last_line}, "unterminated list (opened at line {}): the "
                    "file ends before its closing ']'", state.list_line);
   DomainSpec& spec = state.settings.spec;
   if (state.settings.cmdline) {

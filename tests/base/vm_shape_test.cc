@@ -66,9 +66,9 @@ std::string config_error(std::string_view text) {
 
 TEST(VmShape, AXenConfigNamesItsLine) {
   EXPECT_EQ(config_error("name = 'a'\nmemory = 32\n"),
-            "web.cfg:2: memory = 32: 32 MiB is less than the 64 MiB a Debian guest needs to boot");
-  EXPECT_THAT(config_error("name = 'a'\nmemory = 99999999999999999\n"), HasSubstr("web.cfg:2: memory = "));
-  EXPECT_EQ(config_error("name = 'a'\nvcpus = 0\n"), "web.cfg:2: vcpus = 0: 0 virtual CPUs: expected 1 to 255");
+            "web.cfg:2:10: memory = 32: 32 MiB is less than the 64 MiB a Debian guest needs to boot");
+  EXPECT_THAT(config_error("name = 'a'\nmemory = 99999999999999999\n"), HasSubstr("web.cfg:2:10: memory = "));
+  EXPECT_EQ(config_error("name = 'a'\nvcpus = 0\n"), "web.cfg:2:9: vcpus = 0: 0 virtual CPUs: expected 1 to 255");
 }
 
 std::string manifest_error(std::string_view image_fields) {

@@ -61,7 +61,7 @@ TEST(BundleImport, ADiskNotInTheBundleIsRefusedAtItsLine) {
   DomainSpec spec = parsed(kJailtime);
   auto missing = bundle_member_for(spec.disks[1], {"debian-5.0.img", "debian.cfg"});
   ASSERT_FALSE(missing);
-  EXPECT_EQ(missing.error().where.to_string(), "b.tar(debian.cfg):7");
+  EXPECT_EQ(missing.error().where.to_string(), "b.tar(debian.cfg):7:48");
   EXPECT_THAT(missing.error().message,
               HasSubstr("disk sda2: \"/path/to/debian-5.0.swap\" is not in the bundle, which holds debian-5.0.img, "
                         "debian.cfg"));

@@ -163,14 +163,14 @@ TEST_F(ImportBundle, ABundleWithTwoConfigsIsRefusedNamingThem) {
 TEST_F(ImportBundle, AConfigWhoseDiskIsNotInTheBundleIsRefusedAtItsLine) {
   std::string bundle =
       tar("noswap.tar.bz2", "j", {"debian-5.0/debian-5.0.img", "debian-5.0/debian-5.0.xen.cfg"});
-  expect_refused(import(bundle), bundle + "(debian-5.0/debian-5.0.xen.cfg):7: disk sda2: "
+  expect_refused(import(bundle), bundle + "(debian-5.0/debian-5.0.xen.cfg):7:48: disk sda2: "
                                           "\"/path/to/debian-5.0.swap\" is not in the bundle");
 }
 
 TEST_F(ImportBundle, AMalformedConfigIsRefusedAtItsLine) {
   write_text(dir_ / "bundle/debian-5.0/debian-5.0.xen.cfg", "name = \"debian\"\nmemory = 12O\n");
   std::string bundle = jailtime("bad.tar.bz2");
-  expect_refused(import(bundle), bundle + "(debian-5.0/debian-5.0.xen.cfg):2: bad number '12O'");
+  expect_refused(import(bundle), bundle + "(debian-5.0/debian-5.0.xen.cfg):2:10: bad number '12O'");
 }
 
 TEST_F(ImportBundle, WhatIsNoArchiveIsRefusedByName) {

@@ -283,7 +283,7 @@ TEST(LibvirtXml, ErrorsPointIntoTheXenConfigTheSpecCameFrom) {
   ASSERT_TRUE(spec) << spec.error().to_string();
   auto xml = write_libvirt_xml(*spec, {});
   ASSERT_FALSE(xml);
-  EXPECT_EQ(xml.error().where.to_string(), "feisty.cfg:2");
+  EXPECT_EQ(xml.error().where.to_string(), "feisty.cfg:2:1");
 }
 
 // --- Checked by the tools libvirt users have ---------------------------------

@@ -95,7 +95,7 @@ TEST(XenConfig, PhyPathsWithoutSlashAreUnderDev) {
 
 TEST(XenConfig, ShortPhyFormWithoutAGuestDeviceIsAnErrorShowingTheFullForm) {
   EXPECT_EQ(parse_error("disk = ['phy:vg0/feisty']", "feisty.cfg"),
-            "feisty.cfg:1: bad disk spec 'phy:vg0/feisty': no guest device (vdev): write it as in "
+            "feisty.cfg:1:9: bad disk spec 'phy:vg0/feisty': no guest device (vdev): write it as in "
             "'/srv/disk.raw,raw,xvda,rw' or 'phy:vg0/feisty,xvda1,w'");
 }
 
@@ -174,14 +174,14 @@ TEST(XenConfig, CmdlineIsXlsWholeCommandLine) {
   DomainSpec spec = parse_ok("cmdline = \"root=/dev/xvda1 ro quiet\"");
   EXPECT_EQ(spec.kernel_command_line(), "root=/dev/xvda1 ro quiet");
   EXPECT_EQ(parse_error("root = '/dev/xvda1'\ncmdline = 'quiet'"),
-            "bad.cfg:2: cmdline replaces root and extra: set either cmdline, or root and extra");
+            "bad.cfg:2:1: cmdline replaces root and extra: set either cmdline, or root and extra");
 }
 
 TEST(XenConfig, CrashActionsIncludeCoredumps) {
   EXPECT_EQ(parse_ok("on_crash = 'coredump-restart'").on_crash, DomainAction::kCoredumpRestart);
   EXPECT_EQ(parse_ok("on_reboot = 'rename-restart'").on_reboot, DomainAction::kRenameRestart);
   EXPECT_EQ(parse_error("on_poweroff = 'coredump-destroy'"),
-            "bad.cfg:1: bad on_poweroff 'coredump-destroy': expected destroy, restart, preserve "
+            "bad.cfg:1:15: bad on_poweroff 'coredump-destroy': expected destroy, restart, preserve "
             "or rename-restart");
 }
 
@@ -192,8 +192,8 @@ TEST(XenConfig, KeysKilnDoesNotActOnAreListedOnceEachWithTheReason) {
                              "vfb = ['type=vnc,vncunused=1']\ncpus = [0, 1]\nkeymap = 'de'\nvnc = 0\nsdl = 1\n");
   std::vector<std::string> keys;
   for (const UnsupportedKey& key : spec.source.unsupported) keys.push_back(key.where.to_string() + " " + key.key);
-  EXPECT_EQ(keys, (std::vector<std::string>{"test.cfg:2 keymap", "test.cfg:3 vfb", "test.cfg:4 cpus",
-                                            "test.cfg:7 sdl"}))
+  EXPECT_EQ(keys, (std::vector<std::string>{"test.cfg:2:1 keymap", "test.cfg:3:1 vfb", "test.cfg:4:1 cpus",
+                                            "test.cfg:7:1 sdl"}))
       << "vnc = 0 asks for no display, so it needs no word";
   EXPECT_THAT(spec.source.unsupported[3].why, HasSubstr("no display"));
   EXPECT_EQ(spec.bootloader, "/usr/bin/pygrub");
@@ -207,8 +207,8 @@ TEST(XenConfig, TypeBuilderAndPvhSayHowTheDomainIsBuilt) {
   EXPECT_EQ(parse_ok("pvh = 1").type, DomainType::kPvh);
   EXPECT_EQ(parse_ok("").type, DomainType::kPv);
   EXPECT_EQ(parse_error("type = 'hvm'\nbuilder = 'linux'\n"),
-            "bad.cfg:2: builder says the domain is pv, but line 1 said hvm");
-  EXPECT_EQ(parse_error("type = 'kvm'"), "bad.cfg:1: bad type 'kvm': expected pv, pvh or hvm");
+            "bad.cfg:2:11: builder says the domain is pv, but line 1 said hvm");
+  EXPECT_EQ(parse_error("type = 'kvm'"), "bad.cfg:1:8: bad type 'kvm': expected pv, pvh or hvm");
 }
 
 TEST(XenConfig, BootloaderArgsAreAListOrOneStringOfWords) {
@@ -224,12 +224,12 @@ TEST(XenConfig, HvmBootOrderAndSerialAreRead) {
   EXPECT_TRUE(spec.source.unsupported.empty()) << "serial = 'pty' is the console kiln gives";
   EXPECT_EQ(parse_ok("serial = 'file:/tmp/x'").source.unsupported.size(), 1u);
   EXPECT_EQ(parse_error("boot = 'x'"),
-            "bad.cfg:1: bad boot 'x': expected devices in order, c (disk), d (cdrom), n (network), e.g. boot = \"c\"");
+            "bad.cfg:1:8: bad boot 'x': expected devices in order, c (disk), d (cdrom), n (network), e.g. boot = \"c\"");
 }
 
 TEST(XenConfig, PassthroughIsRefusedWithTheReasonUnlessEmpty) {
   EXPECT_EQ(parse_error("name = 'a'\npci = ['01:00.0']\n"),
-            "bad.cfg:2: pci = ...: passes a host device through to the guest; kiln gives guests virtual devices only");
+            "bad.cfg:2:7: pci = ...: passes a host device through to the guest; kiln gives guests virtual devices only");
   EXPECT_TRUE(parse_ok("pci = []").source.unsupported.empty());
   EXPECT_THAT(parse_error("nfs_root = '/srv/x'"), HasSubstr("a root over NFS"));
 }
@@ -264,19 +264,19 @@ TEST(XenConfig, EveryKeyOfTheTableIsInTheReference) {
 
 TEST(XenConfig, KeysXenDoesNotKnowAreAnError) {
   EXPECT_THAT(parse_error("name = 'a'\nmemroy = 128\n"),
-              HasSubstr("bad.cfg:2: unknown key 'memroy': not a Xen domain config key (kiln reads name, type, "));
+              HasSubstr("bad.cfg:2:1: unknown key 'memroy': not a Xen domain config key (kiln reads name, type, "));
 }
 
 // --- Where things were written --------------------------------------------------
 
 TEST(XenConfig, RemembersTheLineOfEachKeyAndListItem) {
   DomainSpec spec = parse_ok(kFeistyConfig);
-  EXPECT_EQ(spec.source.of("kernel").to_string(), "test.cfg:2");
-  EXPECT_EQ(spec.source.of("on_crash").to_string(), "test.cfg:15");
+  EXPECT_EQ(spec.source.of("kernel").to_string(), "test.cfg:2:1");
+  EXPECT_EQ(spec.source.of("on_crash").to_string(), "test.cfg:15:1");
   EXPECT_EQ(spec.source.of("on_poweroff").to_string(), "test.cfg");  // not written
-  EXPECT_EQ(spec.disks[0].where.to_string(), "test.cfg:8");
-  EXPECT_EQ(spec.disks[1].where.to_string(), "test.cfg:9");
-  EXPECT_EQ(spec.vifs[0].where.to_string(), "test.cfg:10");
+  EXPECT_EQ(spec.disks[0].where.to_string(), "test.cfg:8:9");
+  EXPECT_EQ(spec.disks[1].where.to_string(), "test.cfg:9:9");
+  EXPECT_EQ(spec.vifs[0].where.to_string(), "test.cfg:10:9");
 }
 
 TEST(XenConfigParser, TakesLinesWithTheirNumbersInAnEnclosingFile) {
@@ -288,9 +288,9 @@ TEST(XenConfigParser, TakesLinesWithTheirNumbersInAnEnclosingFile) {
   auto spec = parser.finish();
   ASSERT_TRUE(spec) << spec.error().to_string();
   EXPECT_EQ(spec->name, "web");
-  EXPECT_EQ(spec->source.of("memory").to_string(), "web.vmc:13");
+  EXPECT_EQ(spec->source.of("memory").to_string(), "web.vmc:13:1");
   ASSERT_EQ(spec->disks.size(), 2u);
-  EXPECT_EQ(spec->disks[1].where.to_string(), "web.vmc:12");
+  EXPECT_EQ(spec->disks[1].where.to_string(), "web.vmc:12:9");
 
   XenConfigParser open_list("web.vmc");
   ASSERT_TRUE(open_list.feed_line("vif = [", 4));
@@ -305,12 +305,12 @@ TEST(XenConfigParser, TakesLinesWithTheirNumbersInAnEnclosingFile) {
 
 TEST(XenConfigErrors, KeyWithoutEquals) {
   EXPECT_EQ(parse_error("name = 'a'\n\nkernel \"/boot/vmlinuz\"\n"),
-            "bad.cfg:3: expected '=' after key 'kernel'");
+            "bad.cfg:3:1: expected '=' after key 'kernel'");
 }
 
 TEST(XenConfigErrors, UnterminatedString) {
   EXPECT_EQ(parse_error("name = 'a'\nkernel = \"/boot/vmlinuz\n"),
-            "bad.cfg:2: unterminated string: add the closing \" on the same line");
+            "bad.cfg:2:10: unterminated string: add the closing \" on the same line");
 }
 
 TEST(XenConfigErrors, UnterminatedListAtTheEndOfTheFile) {
@@ -320,74 +320,74 @@ TEST(XenConfigErrors, UnterminatedListAtTheEndOfTheFile) {
 
 TEST(XenConfigErrors, UnterminatedListFollowedByAnotherKey) {
   EXPECT_EQ(parse_error("name = 'a'\ndisk = [ 'file:/a.img,xvda,w',\nmemory = 128\n"),
-            "bad.cfg:3: unterminated list (opened at line 2): expected a value, ',' or ']' "
+            "bad.cfg:3:1: unterminated list (opened at line 2): expected a value, ',' or ']' "
             "before 'memory'");
 }
 
 TEST(XenConfigErrors, BadDiskSpec) {
   EXPECT_EQ(parse_error("disk = ['/srv/a.img']"),
-            "bad.cfg:1: bad disk spec '/srv/a.img': no guest device (vdev): write it as in "
+            "bad.cfg:1:9: bad disk spec '/srv/a.img': no guest device (vdev): write it as in "
             "'/srv/disk.raw,raw,xvda,rw' or 'phy:vg0/feisty,xvda1,w'");
   EXPECT_EQ(parse_error("disk = ['file:,xvda,w']"),
-            "bad.cfg:1: bad disk spec 'file:,xvda,w': the path after file: is empty");
+            "bad.cfg:1:9: bad disk spec 'file:,xvda,w': the path after file: is empty");
 }
 
 TEST(XenConfigErrors, BadDiskModeOrFrontend) {
   EXPECT_EQ(parse_error("disk = [\n'file:/a.img,xvda,x']"),
-            "bad.cfg:2: bad disk spec 'file:/a.img,xvda,x': bad access 'x': expected r, ro, w or rw");
+            "bad.cfg:2:1: bad disk spec 'file:/a.img,xvda,x': bad access 'x': expected r, ro, w or rw");
   EXPECT_EQ(parse_error("disk = ['file:/a.img,vda,w']"),
-            "bad.cfg:1: bad disk spec 'file:/a.img,vda,w': bad guest device 'vda': expected sdX, "
+            "bad.cfg:1:9: bad disk spec 'file:/a.img,vda,w': bad guest device 'vda': expected sdX, "
             "hdX or xvdX with an optional partition number, e.g. xvda1");
   EXPECT_EQ(parse_error("disk = ['file:/a.img,xvda1,w',\n        'file:/b.img,xvda1,w']"),
-            "bad.cfg:2: guest device 'xvda1' is used by two disks; give each its own");
+            "bad.cfg:2:9: guest device 'xvda1' is used by two disks; give each its own");
 }
 
 TEST(XenConfigErrors, BadXlDiskParameters) {
   EXPECT_EQ(parse_error("disk = ['vdev=hdc, devtype=tape, target=/x.iso']"),
-            "bad.cfg:1: bad disk spec 'vdev=hdc, devtype=tape, target=/x.iso': bad devtype 'tape': "
+            "bad.cfg:1:9: bad disk spec 'vdev=hdc, devtype=tape, target=/x.iso': bad devtype 'tape': "
             "expected disk or cdrom");
   EXPECT_EQ(parse_error("disk = ['format=vhd, vdev=xvda, target=/x.vhd']"),
-            "bad.cfg:1: bad disk spec 'format=vhd, vdev=xvda, target=/x.vhd': format vhd: kiln reads "
+            "bad.cfg:1:9: bad disk spec 'format=vhd, vdev=xvda, target=/x.vhd': format vhd: kiln reads "
             "raw and qcow2 disks (convert with qemu-img convert -O qcow2)");
 }
 
 TEST(XenConfigErrors, MemoryMustBeAPositiveInteger) {
-  std::string expected = "bad.cfg:2: memory must be a positive integer (MB), e.g. memory = 512";
+  std::string expected = "bad.cfg:2:10: memory must be a positive integer (MB), e.g. memory = 512";
   EXPECT_EQ(parse_error("name = 'a'\nmemory = 0\n"), expected);
   EXPECT_EQ(parse_error("name = 'a'\nmemory = '1G'\n"), expected);
   EXPECT_EQ(parse_error("name = 'a'\nmemory = -5\n"), expected);
   EXPECT_EQ(parse_error("memory = 128 * 2"),
-            "bad.cfg:1: unexpected '*': a value is a \"string\", an integer or a [list]");
+            "bad.cfg:1:14: unexpected '*': a value is a \"string\", an integer or a [list]");
 }
 
 TEST(XenConfigErrors, BadVif) {
   EXPECT_EQ(parse_error("vif = ['mac=00:16:3e:00:00, bridge=xenbr0']"),
-            "bad.cfg:1: bad MAC address '00:16:3e:00:00' in vif spec "
+            "bad.cfg:1:8: bad MAC address '00:16:3e:00:00' in vif spec "
             "'mac=00:16:3e:00:00, bridge=xenbr0': expected six hex octets like 00:16:3e:12:34:56");
   EXPECT_EQ(parse_error("vif = ['xenbr0']"),
-            "bad.cfg:1: bad vif spec 'xenbr0': 'xenbr0' is not KEY=VALUE; write e.g. "
+            "bad.cfg:1:8: bad vif spec 'xenbr0': 'xenbr0' is not KEY=VALUE; write e.g. "
             "'mac=00:16:3e:00:00:10, bridge=xenbr0'");
 }
 
 TEST(XenConfigErrors, WrongValueTypes) {
   EXPECT_EQ(parse_error("disk = 'file:/a.img,xvda,w'"),
-            "bad.cfg:1: disk must be a list of strings, e.g. disk = ['file:/srv/img/root.img,xvda1,w']");
+            "bad.cfg:1:8: disk must be a list of strings, e.g. disk = ['file:/srv/img/root.img,xvda1,w']");
   EXPECT_EQ(parse_error("kernel = ['/boot/vmlinuz']"),
-            "bad.cfg:1: kernel must be a string, e.g. kernel = \"...\"");
+            "bad.cfg:1:10: kernel must be a string, e.g. kernel = \"...\"");
 }
 
 TEST(XenConfigErrors, SupportedKeySetTwice) {
   EXPECT_EQ(parse_error("memory = 128\nname = 'a'\nmemory = 256\n"),
-            "bad.cfg:3: 'memory' is set twice (first at line 1); keep one");
+            "bad.cfg:3:1: 'memory' is set twice (first at line 1); keep one");
 }
 
 TEST(XenConfigErrors, StrayTokens) {
   EXPECT_EQ(parse_error("name = 'a' 'b'"),
-            "bad.cfg:1: unexpected string 'b' after the value of 'name': write one KEY = "
+            "bad.cfg:1:12: unexpected string 'b' after the value of 'name': write one KEY = "
             "VALUE per line, or separate them with ';'");
-  EXPECT_EQ(parse_error("vcpus = 1]"), "bad.cfg:1: unexpected ']': no list is open");
-  EXPECT_EQ(parse_error("= 5"), "bad.cfg:1: expected KEY = VALUE, found '='");
-  EXPECT_EQ(parse_error("name ="), "bad.cfg:1: missing value after 'name ='");
+  EXPECT_EQ(parse_error("vcpus = 1]"), "bad.cfg:1:10: unexpected ']': no list is open");
+  EXPECT_EQ(parse_error("= 5"), "bad.cfg:1:1: expected KEY = VALUE, found '='");
+  EXPECT_EQ(parse_error("name ="), "bad.cfg:1:1: missing value after 'name ='");
 }
 
 // --- Writing ------------------------------------------------------------------

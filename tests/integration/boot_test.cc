@@ -290,8 +290,8 @@ TEST_F(BootTest, XenDomainConfigBootsTheSameImage) {
   // Its vif, without a bridge, is a NIC on user networking with the vif's MAC.
   auto result = kiln({"boot", (dir_ / "web.cfg").string(), "--backend", "uml", "--detach", "--wait-ready=240"});
   ASSERT_EQ(result.exit_code, 0) << result.err << console("xenweb");
-  EXPECT_THAT(result.err, HasSubstr("web.cfg:12: 'keymap' is not acted on: kiln's guests have no display"));
-  EXPECT_THAT(result.err, HasSubstr("web.cfg:4: 'kernel' and 'ramdisk' are not used by the uml backend"));
+  EXPECT_THAT(result.err, HasSubstr("web.cfg:12:1: 'keymap' is not acted on: kiln's guests have no display"));
+  EXPECT_THAT(result.err, HasSubstr("web.cfg:4:1: 'kernel' and 'ramdisk' are not used by the uml backend"));
   auto listed = find("xenweb");
   EXPECT_EQ(listed["memory_mib"], 384);
   EXPECT_EQ(listed["mac"], "00:16:3e:00:00:10");
@@ -378,7 +378,7 @@ TEST_F(BootTest, BadInputIsRefusedWithoutLeavingState) {
                       "name = \"x\"\nkernel = \"/nowhere/vmlinuz\"\ndisk = ['file:/nowhere/root.img,xvda1,w']\n");
   auto kernel = kiln({"boot", (dir_ / "nokernel.cfg").string()});
   EXPECT_EQ(kernel.exit_code, 2);
-  EXPECT_THAT(kernel.err, HasSubstr("nokernel.cfg:2: kernel /nowhere/vmlinuz: no such file"));
+  EXPECT_THAT(kernel.err, HasSubstr("nokernel.cfg:2:1: kernel /nowhere/vmlinuz: no such file"));
   // A kernel qemu cannot load: qemu exits at once, and kiln boot says why
   // instead of reporting a start.
   testing::write_text(dir_ / "garbage-vmlinuz", std::string(4096, 'x'));

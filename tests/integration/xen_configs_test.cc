@@ -300,7 +300,7 @@ TEST_F(XenConfigTest, TheBooksFeistyConfigNamesItsBridgeAndBootsWithTheFallback)
   testing::HostWideLock xenbr0("xenbr0");  // NetworkTest makes one for a while
   auto refused = kiln({"boot", cfg.string(), "--detach"});
   EXPECT_EQ(refused.exit_code, 2);
-  EXPECT_THAT(refused.err, HasSubstr("feisty.cfg:9: vif bridge=xenbr0: no kiln network and no host bridge named "
+  EXPECT_THAT(refused.err, HasSubstr("feisty.cfg:9:9: vif bridge=xenbr0: no kiln network and no host bridge named "
                                      "xenbr0: `kiln network create xenbr0` makes one; or boot it with --net user"));
   auto result = boot(cfg, "feisty", {"--net", "user"});
   ASSERT_EQ(result.exit_code, 0) << result.err << console("feisty");

@@ -185,7 +185,7 @@ vif = [ 'mac=00:16:3e:00:00:10, bridge=lan0, ip=10.77.0.9, vifname=web0, script=
   EXPECT_EQ(source->nics[1].bridge, "");  // user networking
   EXPECT_EQ(source->nics[1].ip, "");      // which hands out its own address, and says so
   ASSERT_EQ(warnings.size(), 2u);
-  EXPECT_THAT(warnings[0], HasSubstr("two.cfg:4: vif script= is not acted on"));
+  EXPECT_THAT(warnings[0], HasSubstr("two.cfg:4:9: vif script= is not acted on"));
   EXPECT_THAT(warnings[1], HasSubstr("vif ip=10.0.0.5 is not acted on"));
 }
 
@@ -210,7 +210,7 @@ TEST(BootSource, RootInExtraOrCmdlineWinsAndNamesItsLine) {
   auto a = read_boot_source(dir / "a.cfg");
   ASSERT_TRUE(a) << a.error().to_string();
   EXPECT_EQ(a->xen_root, "/dev/xvda2");
-  EXPECT_EQ(a->xen_root_key.to_string(), (dir / "a.cfg").string() + ":4");
+  EXPECT_EQ(a->xen_root_key.to_string(), (dir / "a.cfg").string() + ":4:1");
   EXPECT_EQ(a->kernel_args, "ro rw quiet") << "rw comes last, as written, so it wins";
   write_text(dir / "b.cfg", "kernel = 'vmlinuz'\n" + disk + "cmdline = 'root=/dev/xvda1 console=hvc0'\n");
   auto b = read_boot_source(dir / "b.cfg");
@@ -251,7 +251,7 @@ TEST(BootSource, NothingToBootNamesTheWays) {
   ASSERT_FALSE(source);
   EXPECT_THAT(source.error().message, HasSubstr("nothing to boot: give kernel"));
   ASSERT_EQ(warnings.size(), 1u) << "the warning is given although the boot fails";
-  EXPECT_THAT(warnings[0], HasSubstr("x.cfg:2: 'sdl' is not acted on"));
+  EXPECT_THAT(warnings[0], HasSubstr("x.cfg:2:1: 'sdl' is not acted on"));
 }
 
 TEST(BootSource, XenConfigErrorsNameTheLine) {
@@ -259,7 +259,7 @@ TEST(BootSource, XenConfigErrorsNameTheLine) {
   write_text(dir / "bad.cfg", "name = \"x\"\nkernel = \"/nonexistent/vmlinuz\"\ndisk = ['file:/x,xvda1,w']\n");
   auto source = read_boot_source(dir / "bad.cfg");
   ASSERT_FALSE(source);
-  EXPECT_EQ(source.error().to_string(), (dir / "bad.cfg").string() + ":2: kernel /nonexistent/vmlinuz: no such file");
+  EXPECT_EQ(source.error().to_string(), (dir / "bad.cfg").string() + ":2:1: kernel /nonexistent/vmlinuz: no such file");
   EXPECT_FALSE(read_boot_source(dir / "missing"));
 }
 
