@@ -173,6 +173,8 @@ Result<BakeResult> bake(const Recipe& recipe, const BakeOptions& options, Report
   inputs.source_date_epoch = options.source_date_epoch;
   inputs.now = static_cast<int64_t>(std::time(nullptr));
   inputs.host_mirror = host_debian_mirror();
+  if (options.use_cache)
+    inputs.file_hashes = (options.cache_dir.empty() ? StageCache::default_root() : options.cache_dir) / "file-hashes";
   KILN_ASSIGN(Plan plan, make_plan(recipe, inputs));
 
   std::optional<StageCache> cache;

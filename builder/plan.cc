@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/file_hash_cache.h"
 #include "base/hash.h"
 #include "builder/bootstrap.h"
 #include "builder/image_source.h"
@@ -42,7 +43,7 @@ StagePlan bootstrap_stage(const Recipe& recipe, const Plan& plan) {
           fmt::format("{} {}/{} {}{}", b.tool.value, b.suite.value, b.variant.value, plan.arch->dpkg, packages)};
 }
 
-Result<StagePlan> import_stage(const Recipe& recipe) {
+Result<StagePlan> import_stage(const Recipe& recipe, const PlanInputs& inputs) {
   const std::string& from = recipe.bootstrap.from.value;
   Hasher hasher;
   hasher.field(kBootstrapFormat).field("import");
@@ -57,7 +58,8 @@ Result<StagePlan> import_stage(const Recipe& recipe) {
     if (root->architecture != recipe.image.arch.value)
       return fail_at(recipe.bootstrap.from.where, "bootstrap.from: {} is an {} image, and image.arch is {}",
                      dir.string(), root->architecture, recipe.image.arch.value);
-    auto digest = file_digest_hex(root->file);
+    auto digest = inputs.file_hashes.empty() ? file_digest_hex(root->file)
+                                             : FileHashCache(inputs.file_hashes).sha256(root->file);
     if (!digest) return fail_at(recipe.bootstrap.from.where, "bootstrap.from: {}", digest.error().message);
     hasher.field("image").field(*digest).field(std::to_string(root->offset));
     return StagePlan{"import", hasher.hex_digest(), fmt::format("import image {}", from)};
@@ -188,7 +190,7 @@ Result<Plan> make_plan(const Recipe& recipe, const PlanInputs& inputs) {
   if (!imported) plan.bootstrap_packages = bootstrap_packages(recipe, *plan.arch);
   plan.mirror = recipe.bootstrap.mirror.value.empty() ? inputs.host_mirror : recipe.bootstrap.mirror.value;
   if (imported) {
-    KILN_ASSIGN(plan.source, import_stage(recipe));
+    KILN_ASSIGN(plan.source, import_stage(recipe, inputs));
   } else {
     plan.source = bootstrap_stage(recipe, plan);
   }

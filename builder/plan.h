@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -49,6 +50,10 @@ struct PlanInputs {
   std::optional<int64_t> source_date_epoch;  // from SOURCE_DATE_EPOCH
   int64_t now = 0;                           // the bake's start time
   std::string host_mirror;                   // used when bootstrap.mirror is empty
+  // Where the sha256 of a large input (an image's disk, for bootstrap.from
+  // an image directory) is remembered between bakes (base/file_hash_cache.h);
+  // "": hashed every time.
+  std::filesystem::path file_hashes;
 };
 
 struct Plan {

@@ -42,11 +42,11 @@ class ImageSource : public ::testing::Test {
   static void root_partition(ImageManifest& m) {
     m.partitions = {{1, "esp", "", "", 1 << 20, 128 << 20}, {2, "root", "", "", 129 << 20, 1 << 30}};
   }
-  Result<Plan> plan(const fs::path& from, const std::string& arch = "amd64") {
+  Result<Plan> plan(const fs::path& from, const std::string& arch = "amd64", fs::path file_hashes = {}) {
     std::string text = fmt::format("[image]\nname = \"x\"\narch = \"{}\"\n[bootstrap]\nfrom = \"{}\"\n", arch,
                                    from.string());
     recipe_ = *parse_recipe(text, "r.toml", dir_.path(), {});
-    return make_plan(recipe_, {1700000000, 1800000000, "http://mirror.example/debian"});
+    return make_plan(recipe_, {1700000000, 1800000000, "http://mirror.example/debian", std::move(file_hashes)});
   }
   testing::ScratchDir dir_;
   Recipe recipe_;
@@ -98,6 +98,16 @@ TEST_F(ImageSource, TheImportIsKeyedByTheRootsBytesAlone) {
   auto changed = plan(dir);
   ASSERT_TRUE(changed);
   EXPECT_NE(changed->source.key, first->source.key);
+}
+
+// A bake's cache remembers the root's hash (base/file_hash_cache.h): the
+// key is the same with it as without.
+TEST_F(ImageSource, ARememberedHashGivesTheSameKey) {
+  fs::path dir = image("disk", {"disk.raw"}, root_partition);
+  auto direct = plan(dir);
+  auto remembered = plan(dir, "amd64", dir_ / "hashes");
+  ASSERT_TRUE(direct && remembered);
+  EXPECT_EQ(remembered->source.key, direct->source.key);
 }
 
 TEST_F(ImageSource, AnImageOfAnotherArchitectureIsRefusedAtTheSetting) {
