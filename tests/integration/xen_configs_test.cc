@@ -202,7 +202,7 @@ TEST_F(XenConfigTest, XlExampleHvmBootsTheDiskThroughFirmware) {
                         "disk = [ '" + (kImage / "disk.raw").string() + ",raw,xvda,rw' ]\nsdl = 1\n");
   auto result = boot(cfg, "hvm", {"--net", "none"});
   ASSERT_EQ(result.exit_code, 0) << result.err << console("hvm");
-  EXPECT_THAT(result.err, HasSubstr("xlexample.hvm:7: 'sdl' is not acted on: kiln's guests have no display"));
+  EXPECT_THAT(result.err, HasSubstr("xlexample.hvm:7:1: 'sdl' is not acted on: kiln's guests have no display"));
   auto listed = kiln({"list", "--json"});
   auto instances = nlohmann::json::parse(listed.out);
   ASSERT_EQ(instances.size(), 1u) << listed.out;
