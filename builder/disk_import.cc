@@ -275,7 +275,6 @@ struct OpenedLuks {
   UnlockedLuks unlocked;
   fs::path plaintext;
   uint64_t size = 0;  // of the data after the header
-  int keyslots = 0;   // active ones
 };
 
 // What the disk's candidates were opened into.
@@ -308,13 +307,11 @@ Result<Candidate> open_luks(const Candidate& c, const Secret& passphrase, const 
   const std::vector<ByteRange> all = {{0, size}};
   KILN_TRY(decrypt_ranges(job, all, unlocked.volume_key));
   reporter.done(fmt::format("{}, keyslot {}", format_size(size), unlocked.keyslot));
-  KILN_ASSIGN(std::vector<KeyslotState> keyslots, luks_keyslots(region));
   Candidate inner = whole_file(plaintext, size);
   inner.number = c.number;
   inner.type = c.type;
   inner.luks = static_cast<int>(out.luks.size());
-  out.luks.push_back({std::move(region), std::move(unlocked), plaintext, size,
-                      static_cast<int>(std::ranges::count_if(keyslots, &KeyslotState::active))});
+  out.luks.push_back({std::move(region), std::move(unlocked), plaintext, size});
   return inspect(std::move(inner));
 }
 
@@ -425,7 +422,7 @@ void describe_containers(const Containers& containers, const Candidate& root, st
     const OpenedLuks& v = containers.luks[static_cast<size_t>(root.luks)];
     const UnlockedLuks& u = v.unlocked;
     m.encryption = ManifestEncryption{u.version, u.cipher, static_cast<uint32_t>(u.volume_key.size() * 8),
-                                      u.sector_size, u.data_offset, v.keyslots, v.size, "imported",
+                                      u.sector_size, u.data_offset, u.active_keyslots, v.size, "imported",
                                       crypttab_name(crypttab, u.uuid),
                                       u.uuid};
   }

@@ -416,6 +416,7 @@ Result<UnlockedLuks> luks_unlock(const LuksRegion& region, const Secret& passphr
   out.sector_size = sector > 0 ? static_cast<uint32_t>(sector) : 512;
   out.data_offset = crypt_get_data_offset(cd) * 512;
   if (const char* uuid = crypt_get_uuid(cd)) out.uuid = uuid;
+  out.active_keyslots = active_keyslots(cd);
   return out;
 }
 

@@ -96,6 +96,7 @@ struct UnlockedLuks {
   uint64_t data_offset = 0;  // bytes from the header's start
   std::string uuid;
   int keyslot = 0;  // the one the passphrase opened
+  int active_keyslots = 0;
 };
 
 // Opens `region` with `passphrase`, changing nothing; a passphrase that

@@ -1,6 +1,6 @@
 // VolumeEncryption: the data of a dm-crypt volume (LUKS or plain) written
-// from a plaintext file in userspace, or read back into one: the given ranges only, each sector
-// with its IV, in pieces spread over a few threads. A range of the plaintext
+// from a plaintext file in userspace, or read back into one: the given
+// ranges only, each sector with its IV, in pieces spread over a few threads. A range of the plaintext
 // that is a hole is encrypted as zeros, like any other data. The plaintext
 // may be the target itself, at the same offset: each piece is then read
 // before its ciphertext replaces it.
