@@ -48,6 +48,24 @@ ProcessResult virsh(std::vector<std::string> args) {
   return testing::run_program(args);
 }
 
+// Whether process `pid` still runs: a zombie has ended (PID 1 here may be
+// slow to reap what it inherits from a daemon's double fork).
+bool still_runs(pid_t pid) {
+  if (::kill(pid, 0) != 0) return false;
+  std::string stat = testing::read_text(fmt::format("/proc/{}/stat", pid));
+  size_t after_name = stat.rfind(')');
+  return after_name == std::string::npos || stat.compare(after_name, 3, ") Z") != 0;
+}
+
+// Ends daemon `pid`: SIGTERM, and SIGKILL if it has not gone in 30 s.
+void end_daemon(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  if (!testing::wait_for([&] { return !still_runs(pid); }, std::chrono::seconds(30), [] { return ""; })) {
+    ::kill(pid, SIGKILL);
+    testing::wait_for([&] { return !still_runs(pid); }, std::chrono::seconds(5), [] { return ""; });
+  }
+}
+
 // libvirtd and virtlogd for the test's life: the running ones, or ones it
 // starts (as daemons, their pid files in /run) and ends. Held by one test
 // at a time: another test's end would take them away mid-way.
@@ -61,11 +79,14 @@ class LibvirtDaemons {
     up_ = testing::wait_for([] { return virsh({"version"}).exit_code == 0; }, std::chrono::seconds(30),
                             [] { return virsh({"version"}).err; });
   }
+  // Waits for each to be gone before the lock is let go: the next test,
+  // finding a libvirtd still ending, would talk to it as it vanished (seen
+  // in CI: its socket gone 30 s into the next test's wait).
   ~LibvirtDaemons() {
     for (auto daemon = started_.rbegin(); daemon != started_.rend(); ++daemon) {
       std::ifstream pid_file("/run/" + *daemon + ".pid");
       pid_t pid = 0;
-      if (pid_file >> pid && pid > 1) ::kill(pid, SIGTERM);
+      if (pid_file >> pid && pid > 1) end_daemon(pid);
     }
   }
   ::testing::AssertionResult up() const { return up_; }
@@ -132,9 +153,7 @@ class SecondLibvirtHost {
     for (const char* daemon : {"libvirtd", "virtlogd"}) {
       std::string pid = testing::read_text(dir_ / (std::string(daemon) + ".pid"));
       if (pid.empty() || std::stoi(pid) <= 1) continue;
-      pid_t daemon_pid = std::stoi(pid);
-      if (!testing::wait_for([&] { return ::kill(daemon_pid, 0) != 0; }, std::chrono::seconds(5), [] { return ""; }))
-        ::kill(daemon_pid, SIGKILL);
+      if (pid_t daemon_pid = std::stoi(pid); still_runs(daemon_pid)) end_daemon(daemon_pid);
     }
   }
   ::testing::AssertionResult up() const { return up_; }
