@@ -159,12 +159,46 @@ report_ready() {
   done
 }
 
+# Before a snapshot is saved: everything on disk, the seed disk (this
+# instance's) let go of, and the page cache emptied, which keeps the saved
+# memory small.
+quiesce() {
+  sync
+  mounted "$seed" && umount "$seed"
+  echo 3 > /proc/sys/vm/drop_caches
+  exit 0
+}
+
+# Resumed from a snapshot, this machine becomes the instance whose seed disk
+# it now has: its hostname, machine id, ssh host keys (the snapshot's go),
+# keys, files and first-boot script; the host's clock ($1, unix seconds);
+# the host's entropy ($2, hex) mixed into the kernel's pool (the vmgenid
+# change has made the kernel reseed too). Then it reports ready.
+resume() {
+  mounted "$seed" && umount "$seed"
+  find_seed || exit 1
+  blockdev --flushbufs "$dev" 2>/dev/null
+  printf '%s' "${2:-}" > /dev/urandom
+  date -s "@${1:-0}" > /dev/null
+  rm -f /etc/ssh/ssh_host_*
+  ( apply_personality ) || exit 1
+  if [ -s "$seed@SEED_MACHINE_ID@" ]; then
+    read -r id < "$seed@SEED_MACHINE_ID@"
+    echo "$id" > /etc/machine-id
+  fi
+  systemctl try-restart ssh.service 2>/dev/null
+  ( run_firstboot )
+  report_ready
+}
+
 case "${1:-}" in
   personality) apply_personality ;;
   firstboot) run_firstboot ;;
   ready) report_ready ;;
   @HOSTS_COMMAND@) update_hosts ;;
-  *) echo "usage: kiln-agent personality|firstboot|ready|@HOSTS_COMMAND@" >&2; exit 2 ;;
+  @QUIESCE_COMMAND@) quiesce ;;
+  @RESUME_COMMAND@) shift; resume "$@" ;;
+  *) echo "usage: kiln-agent personality|firstboot|ready|@HOSTS_COMMAND@|@QUIESCE_COMMAND@|@RESUME_COMMAND@" >&2; exit 2 ;;
 esac
 )AGENT";
 
@@ -276,6 +310,9 @@ std::string with_protocol_words(std::string_view text) {
       {"@SEED_NETWORK@", kSeedNetwork},
       {"@SEED_HOSTS@", kSeedHosts},
       {"@HOSTS_COMMAND@", kAgentHostsCommand},
+      {"@QUIESCE_COMMAND@", kAgentQuiesceCommand},
+      {"@RESUME_COMMAND@", kAgentResumeCommand},
+      {"@SEED_MACHINE_ID@", kSeedMachineId},
       {"@HOST_KEYS_KILN@", kHostKeysFromKiln},
       {"@HOST_KEYS_OWN@", kHostKeysOwn},
       {"@HOST_KEYS_NONE@", kHostKeysNone},

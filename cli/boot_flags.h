@@ -24,6 +24,7 @@ struct BootFlags {
   int wait_ready = 0;  // seconds; 0: do not wait
   bool json = false;
   std::string connect;  // a libvirt URI: boot there (runtime/libvirt_instances)
+  bool from_snapshot = false;
 };
 
 // Registers the instance options on `app`, filling `flags`.

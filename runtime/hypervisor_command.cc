@@ -126,6 +126,8 @@ Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const In
       "-chardev", fmt::format("socket,id=kiln-exec,path={},server=on,wait=off", paths.agent_socket.string()),
       "-device", fmt::format("virtserialport,bus=kiln-serial.0,chardev=kiln-exec,name={}", kAgentPortName),
   };
+  // Changed on a resume from a snapshot, so that the guest kernel reseeds.
+  if (!spec.generation_id.empty()) argv.insert(argv.end(), {"-device", "vmgenid,guid=" + spec.generation_id});
   if (spec.firmware) {
     // The disk's boot loader gives the kernel its command line; the agent
     // finds its channel in this OEM string instead.

@@ -81,6 +81,7 @@ nlohmann::json spec_json(const InstanceSpec& spec) {
       {"on_reboot", policy_name(spec.on_reboot)},
       {"on_crash", policy_name(spec.on_crash)},
       {"source", spec.source},
+      {"generation_id", spec.generation_id},
   };
 }
 
@@ -146,6 +147,7 @@ InstanceSpec spec_from(const nlohmann::json& json) {
   spec.on_reboot = enum_field(json, "on_reboot", kPolicies);
   spec.on_crash = enum_field(json, "on_crash", kPolicies);
   spec.source = json.at("source");
+  spec.generation_id = json.value("generation_id", "");
   return spec;
 }
 

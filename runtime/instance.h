@@ -110,6 +110,10 @@ struct InstanceSpec {
   LifecyclePolicy on_reboot = LifecyclePolicy::kRestart;
   LifecyclePolicy on_crash = LifecyclePolicy::kDestroy;
   std::string source;  // the image directory or domain config it came from
+  // qemu: the VM generation ID (a UUID) its vmgenid device shows the guest;
+  // "" for none. A guest resumed from a snapshot gets a new one, and its
+  // kernel reseeds its random state on the change.
+  std::string generation_id;
 };
 
 // xm list's states: running, blocked, paused, shutdown, crashed; and the

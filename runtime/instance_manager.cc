@@ -18,6 +18,7 @@
 #include "base/size.h"
 #include "base/subprocess.h"
 #include "base/unix_socket.h"
+#include "base/uuid.h"
 #include "formats/image/guest_protocol.h"
 #include "formats/disk/qcow2_overlay.h"
 #include "runtime/boot_source.h"
@@ -29,6 +30,7 @@
 #include "runtime/network_manager.h"
 #include "runtime/save_file.h"
 #include "runtime/seed_disk.h"
+#include "runtime/snapshot.h"
 #include "runtime/supervisor.h"
 
 namespace kiln {
@@ -206,7 +208,8 @@ Result<BootOutcome> create_and_start(const InstanceStore& store, InstanceSpec sp
       (void)store.remove(spec.name, keep_disks);
       leave_networks(store, spec);
     }
-  } cleanup{store, spec, !incoming && (spec.persistent || supervisor.restore_from.has_value())};
+  } cleanup{store, spec,
+            !incoming && (spec.persistent || (supervisor.restore_from.has_value() && !supervisor.fresh_from_snapshot))};
   KILN_TRY(make_overlays(spec, paths));
   KILN_TRY(write_personality(store, spec, paths, incoming));
   InstanceRecord record = first_record(spec, incoming);
@@ -267,7 +270,95 @@ Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest&
       reporter.warn(fmt::format("the uml backend runs one virtual CPU; --vcpus {} ignored", spec.vcpus));
     spec.vcpus = 1;
   }
+  if (request.vm_generation) spec.generation_id = Uuid::random().to_string();
   return create_and_start(store, std::move(spec), backend.why, std::move(supervisor), reporter);
+}
+
+namespace {
+
+// Why `request` cannot resume from a snapshot, before it is planned ("" if
+// it may): what plan_instance would need the network lock for is refused
+// here, so that a snapshot can be made (by booting) with no lock held.
+std::string request_refusal(const BootRequest& request, const BootSource& source) {
+  if (request.networks != std::vector<std::string>{"none"})
+    return "a snapshot carries no network device yet: give --net none";
+  if (!request.publish.empty() || request.ssh_port) return "a snapshot carries no network device yet";
+  if (request.backend == "uml") return "snapshots are resumed by qemu, and --backend uml was asked for";
+  if (!source.root_encryption.empty()) return "an encrypted root is not resumed from a snapshot";
+  if (request.persistent) return "a --persistent instance keeps its own disk; it is not resumed from a snapshot";
+  return {};
+}
+
+// The snapshot `request` resumes from, made first if there is none; or
+// nullopt, with a warning saying why the instance boots instead.
+Result<std::optional<SnapshotEntry>> snapshot_for(const InstanceStore& store, const BootRequest& request,
+                                                  const BootSource& source, const InstanceSpec& spec,
+                                                  Reporter& reporter) {
+  auto refuse = [&](const std::string& why) -> Result<std::optional<SnapshotEntry>> {
+    reporter.warn(fmt::format("--from-snapshot: {}; booting instead", why));
+    return std::optional<SnapshotEntry>();
+  };
+  if (std::string why = request_refusal(request, source); !why.empty()) return refuse(why);
+  if (std::string why = snapshot_refusal(spec); !why.empty()) return refuse(why);
+  SnapshotStore snapshots(request.snapshots);
+  FileHashCache hashes(store.state_root() / ".file-hashes");
+  KILN_ASSIGN(std::string key, snapshot_key(spec, hashes));
+  std::optional<SnapshotEntry> entry = snapshots.find(key);
+  if (entry) {
+    if (auto verified = verify_snapshot(*entry, hashes); !verified) {
+      (void)snapshots.remove(key);
+      return refuse(verified.error().message + "; it is removed");
+    }
+  } else {
+    BootRequest shape;
+    shape.source = request.source;
+    shape.memory_mib = spec.memory_mib;
+    shape.vcpus = spec.vcpus;
+    KILN_ASSIGN(entry, make_snapshot(store, snapshots, shape, key, reporter));
+  }
+  if (uint64_t seed = seed_disk_size(spec); seed != entry->seed_size)
+    return refuse(fmt::format("this instance's files need a {} seed disk, and snapshot {} was made with {}",
+                              format_size(seed), key.substr(0, 12), format_size(entry->seed_size)));
+  return entry;
+}
+
+}  // namespace
+
+Result<BootOutcome> resume_instance(const InstanceStore& store, const BootRequest& request, Reporter& reporter) {
+  BootRequest plain = request;
+  plain.snapshots.clear();
+  BootSourceOptions options;
+  options.boot_files_dir = store.state_root() / "boot-files";
+  options.warn = [&reporter](const std::string& warning) { reporter.warn(warning); };
+  KILN_ASSIGN(BootSource source, read_boot_source(request.source, options));
+  if (std::string why = request_refusal(request, source); !why.empty()) {
+    reporter.warn(fmt::format("--from-snapshot: {}; booting instead", why));
+    return boot_instance(store, plain, reporter);
+  }
+  BootRequest qemu = request;
+  if (qemu.backend == "auto") qemu.backend = "qemu";
+  auto host = real_host(store);
+  KILN_ASSIGN(BackendChoice backend, choose_backend(qemu, source, *host));
+  KILN_ASSIGN(InstanceSpec spec, plan_instance(qemu, source, backend, *host));
+  KILN_ASSIGN(std::optional<SnapshotEntry> snapshot, snapshot_for(store, qemu, source, spec, reporter));
+  if (!snapshot) return boot_instance(store, plain, reporter);
+  KILN_ASSIGN(SaveHeader header, read_save_header(snapshot->state()));
+  spec.disks.front().base = snapshot->disk();
+  spec.disks.front().qcow2 = true;
+  spec.generation_id = Uuid::random().to_string();
+  SupervisorOptions supervisor;
+  supervisor.restore_from = snapshot->state();
+  supervisor.restore_offset = header.stream_offset;
+  supervisor.fresh_from_snapshot = true;
+  std::string why = fmt::format("{}; resumed from snapshot {}", backend.why, snapshot->key.substr(0, 12));
+  KILN_ASSIGN(BootOutcome outcome, create_and_start(store, std::move(spec), why, std::move(supervisor), reporter));
+  // Until its agent has made it this instance, it is the snapshot's machine:
+  // one that cannot become itself does not stay.
+  if (auto became = become_instance(store, outcome.record.spec.name); !became) {
+    (void)destroy_instance(store, outcome.record.spec.name);
+    return std::unexpected(std::move(became).error());
+  }
+  return outcome;
 }
 
 Result<InstanceRecord> wait_ready(const InstanceStore& store, const std::string& name,

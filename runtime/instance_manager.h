@@ -26,6 +26,11 @@ struct BootOutcome {
 };
 
 Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest& request, Reporter& reporter);
+// `kiln boot --from-snapshot` (request.snapshots set): a new instance resumed
+// from the image's snapshot (runtime/snapshot.h), made first if needed, and
+// made itself by its agent; or, where no snapshot can serve it, booted,
+// with a warning saying why.
+Result<BootOutcome> resume_instance(const InstanceStore& store, const BootRequest& request, Reporter& reporter);
 
 // Waits for the guest agent's readiness signal. It fails as soon as the
 // instance crashes or stops, and when `timeout` runs out (keeping the

@@ -77,9 +77,8 @@ Result<fs::path> seed_template(const fs::path& dir, int64_t now) {
 // when the payload would not fit it.
 Result<Ext4Image> start_seed(const fs::path& target, const InstanceSpec& spec, const fs::path& template_dir,
                              int64_t now) {
-  uint64_t payload = payload_size(spec);
-  if (payload * 2 + kMiB > kTemplateSize)
-    return Ext4Image::format(target, seed_options(round_up(4 * kMiB + 2 * payload, kMiB), now));
+  uint64_t size = seed_disk_size(spec);
+  if (size != kTemplateSize) return Ext4Image::format(target, seed_options(size, now));
   KILN_ASSIGN(fs::path source, seed_template(template_dir, now));
   KILN_ASSIGN(UniqueFd in, open_file(source, O_RDONLY));
   KILN_ASSIGN(UniqueFd out, open_file(target, O_RDWR | O_CREAT | O_TRUNC, 0600));
@@ -90,6 +89,11 @@ Result<Ext4Image> start_seed(const fs::path& target, const InstanceSpec& spec, c
 }
 
 }  // namespace
+
+uint64_t seed_disk_size(const InstanceSpec& spec) {
+  uint64_t payload = payload_size(spec);
+  return payload * 2 + kMiB > kTemplateSize ? round_up(4 * kMiB + 2 * payload, kMiB) : kTemplateSize;
+}
 
 std::string static_network_file(const NicSpec& nic) {
   std::string text = fmt::format("# Written by kiln: the address kiln gave this NIC.\n[Match]\nMACAddress={}\n\n"

@@ -21,6 +21,11 @@ namespace kiln {
 Result<> write_seed_disk(const std::filesystem::path& image, const InstanceSpec& spec, std::string_view hosts,
                          const std::filesystem::path& template_dir);
 
+// The size write_seed_disk gives the seed disk of `spec`: a small template's
+// unless the personality's files need more. (An instance resuming from a
+// snapshot needs the size the snapshot's own seed disk had.)
+uint64_t seed_disk_size(const InstanceSpec& spec);
+
 // The systemd-networkd file that gives a NIC with a static address that
 // address in the guest, matched by the NIC's MAC.
 std::string static_network_file(const NicSpec& nic);

@@ -24,6 +24,9 @@ struct SupervisorOptions {
   // Resume from a save file (qemu) instead of booting.
   std::optional<std::filesystem::path> restore_from;
   uint64_t restore_offset = 0;  // where the migration stream starts in it
+  // The save file is a snapshot's: the instance is a new one, with disks of
+  // its own, not one saved before.
+  bool fresh_from_snapshot = false;
   // Receive a live migration (qemu) on this unix socket instead of
   // booting. The guest stays paused once it has arrived, until `unpause`
   // says that its source has let go; a migration that fails leaves

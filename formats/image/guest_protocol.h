@@ -59,6 +59,12 @@ inline constexpr std::string_view kSeedHosts = "/kiln/hosts";  // /etc/hosts lin
 // input) between kiln's marks in /etc/hosts, replacing what was there.
 inline constexpr std::string_view kAgentScriptPath = "/usr/lib/kiln/kiln-agent";
 inline constexpr std::string_view kAgentHostsCommand = "hosts";
+// What kiln asks the agent (/usr/lib/kiln/kiln-agent ACTION) over the exec
+// channel around a snapshot: before it is saved, to sync and let go of the
+// seed disk; after an instance resumes from it, to become that instance
+// (ACTION UNIX-SECONDS ENTROPY-HEX) and report ready with its id.
+inline constexpr std::string_view kAgentQuiesceCommand = "quiesce";
+inline constexpr std::string_view kAgentResumeCommand = "resume";
 
 // The readiness report: the keyword starts it, the instance's id follows.
 inline constexpr std::string_view kReadyKeyword = "KILN-READY";

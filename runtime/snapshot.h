@@ -1,0 +1,84 @@
+// Snapshot: a baked image booted once to ready under qemu with no instance's
+// personality on it, quiesced by its agent and saved with qemu's migration
+// (runtime/save_file.h), kept content-addressed in the snapshot store beside
+// the stage cache; and new instances resumed from it instead of booted. Each
+// resumed instance gets its own overlay over the snapshot's disk, its own
+// seed disk and a new VM generation ID (the guest kernel reseeds on the
+// change), and its agent then makes the machine that instance (hostname,
+// machine id, ssh host keys, keys and files, the host's clock and entropy:
+// builder/guest_agent.cc, "resume") before it reports ready.
+//
+// A snapshot belongs to one image (the sha256 of its disk, kernel and
+// initramfs), one VM shape (memory, vCPUs, machine, CPU model, KVM or TCG)
+// and one qemu (its version line); anything else has another key, and an
+// instance boots normally, saying why, where a snapshot cannot serve it
+// (networks, UEFI, UML, another architecture). A snapshot whose files no
+// longer have the sha256 they were made with is refused and removed.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/file_hash_cache.h"
+#include "base/reporter.h"
+#include "runtime/instance.h"
+#include "runtime/instance_plan.h"
+#include "runtime/instance_store.h"
+
+namespace kiln {
+
+struct SnapshotEntry {
+  std::string key;
+  std::filesystem::path dir;
+  std::string image;  // the image directory it was made from
+  uint64_t memory_mib = 0;
+  int vcpus = 0;
+  std::string qemu;  // qemu's version line
+  int64_t made_at = 0;
+  uint64_t seed_size = 0;  // the seed disk it was made with; resumed ones need the same
+  uint64_t bytes = 0;      // its files' sizes
+  std::map<std::string, std::string> sha256;  // file name → its sha256
+
+  std::filesystem::path state() const { return dir / "state.save"; }
+  std::filesystem::path disk() const { return dir / "disk0.qcow2"; }
+};
+
+class SnapshotStore {
+ public:
+  explicit SnapshotStore(std::filesystem::path root) : root_(std::move(root)) {}
+  const std::filesystem::path& root() const { return root_; }
+
+  std::optional<SnapshotEntry> find(const std::string& key) const;
+  std::vector<SnapshotEntry> list() const;  // newest first
+  Result<> remove(const std::string& key) const;
+
+ private:
+  std::filesystem::path root_;
+};
+
+// Why an instance of `spec` cannot resume from a snapshot ("" when it can).
+std::string snapshot_refusal(const InstanceSpec& spec);
+
+// The key of the snapshot an instance of `spec` resumes from.
+Result<std::string> snapshot_key(const InstanceSpec& spec, const FileHashCache& hashes);
+
+// Makes the snapshot of `request`'s image and shape under `key`: boots an
+// instance ("snapshot-KEY"), waits for it to be ready, quiesces and saves
+// it, and keeps its disk; the instance is gone afterwards, whatever happens.
+Result<SnapshotEntry> make_snapshot(const InstanceStore& store, const SnapshotStore& snapshots,
+                                    const BootRequest& request, const std::string& key, Reporter& reporter);
+
+// Makes the instance `name`, just resumed from a snapshot, itself: its agent
+// takes its seed disk's personality, the host's clock and entropy, and
+// reports ready.
+Result<> become_instance(const InstanceStore& store, const std::string& name);
+
+// The snapshot's files checked against the sha256 they were made with.
+Result<> verify_snapshot(const SnapshotEntry& entry, const FileHashCache& hashes);
+
+}  // namespace kiln
