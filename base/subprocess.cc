@@ -149,6 +149,13 @@ std::string display_name(const Command& command) {
 
 }  // namespace
 
+Result<std::string> program_identity(std::string_view name) {
+  KILN_ASSIGN(std::string path, find_program(name));
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return fail_errno("cannot stat", path, errno);
+  return fmt::format("{} {} {} {}.{:09}", path, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+}
+
 std::string_view debian_package_for(std::string_view program) {
   for (const auto& entry : kProgramPackages)
     if (entry.program == program) return entry.package;

@@ -100,6 +100,12 @@ Result<std::string> this_program();
 // ErrorKind::kMissingTool error naming the Debian package that provides it.
 Result<std::string> find_program(std::string_view name);
 
+// Who program `name` is, without running it: its path, inode, size and
+// modification time, which change whenever it is replaced (an upgrade).
+// For caches keyed by a program's version, where running `--version` on
+// every use would cost tens of milliseconds.
+Result<std::string> program_identity(std::string_view name);
+
 // The Debian package that ships a program kiln uses, or "" if unknown.
 std::string_view debian_package_for(std::string_view program);
 

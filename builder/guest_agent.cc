@@ -7,6 +7,7 @@
 #include "base/architecture.h"
 #include "base/files.h"
 #include "builder/offline_customizer.h"
+#include "builder/system_setup.h"
 #include "builder/systemd_units.h"
 #include "formats/image/guest_protocol.h"
 
@@ -160,12 +161,22 @@ report_ready() {
 }
 
 # Before a snapshot is saved: everything on disk, the seed disk (this
-# instance's) let go of, and the page cache emptied, which keeps the saved
-# memory small.
+# instance's) let go of, the page cache emptied, and the free memory
+# zeroed, all of which keeps the saved memory small (qemu saves a zero page
+# as a flag). The kernel does not clear pages it frees; dd's one buffer as
+# large as the free memory, filled from /dev/zero, leaves zeros in them.
 quiesce() {
+  # A key being made now would come out the same in every clone: its
+  # random bytes are drawn already. Each instance makes its own (resume).
+  systemctl stop @RSA_KEYGEN_UNIT@ 2>/dev/null
+  rm -f /etc/ssh/ssh_host_rsa_key /etc/ssh/ssh_host_rsa_key.pub
   sync
   mounted "$seed" && umount "$seed"
   echo 3 > /proc/sys/vm/drop_caches
+  available=0
+  while read -r field kib _; do [ "$field" = MemAvailable: ] && available=$kib; done < /proc/meminfo
+  zero_mib=$((available / 1024 - 64))
+  [ "$zero_mib" -gt 0 ] && dd if=/dev/zero of=/dev/null bs="${zero_mib}M" count=1 2>/dev/null
   exit 0
 }
 
@@ -186,9 +197,13 @@ resume() {
     read -r id < "$seed@SEED_MACHINE_ID@"
     echo "$id" > /etc/machine-id
   fi
-  systemctl try-restart ssh.service 2>/dev/null
+  # sshd re-executes itself on SIGHUP and so takes the new host keys,
+  # without the second a restart through systemd takes under emulation.
+  [ -r /run/sshd.pid ] && read -r sshd < /run/sshd.pid && kill -HUP "$sshd" 2>/dev/null
   ( run_firstboot )
-  report_ready
+  ( report_ready )
+  systemctl --no-block start @RSA_KEYGEN_UNIT@ 2>/dev/null
+  exit 0
 }
 
 case "${1:-}" in
@@ -313,6 +328,7 @@ std::string with_protocol_words(std::string_view text) {
       {"@QUIESCE_COMMAND@", kAgentQuiesceCommand},
       {"@RESUME_COMMAND@", kAgentResumeCommand},
       {"@SEED_MACHINE_ID@", kSeedMachineId},
+      {"@RSA_KEYGEN_UNIT@", kSshKeygenRsaUnitName},
       {"@HOST_KEYS_KILN@", kHostKeysFromKiln},
       {"@HOST_KEYS_OWN@", kHostKeysOwn},
       {"@HOST_KEYS_NONE@", kHostKeysNone},

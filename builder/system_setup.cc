@@ -98,7 +98,7 @@ Result<> reset_ssh_host_keys(Ext4Image& fs, const Plan& plan) {
   for (const std::string& name : names)
     if (name.starts_with("ssh_host_")) KILN_TRY(fs.remove("/etc/ssh/" + name));
   KILN_TRY(install_unit(fs, "kiln-ssh-keygen.service", kSshKeygenUnit, plan.timestamp));
-  return install_unit(fs, "kiln-ssh-keygen-rsa.service", kSshKeygenRsaUnit, plan.timestamp);
+  return install_unit(fs, kSshKeygenRsaUnitName, kSshKeygenRsaUnit, plan.timestamp);
 }
 
 // systemd's first-boot update units (ldconfig, sysusers, hwdb, the journal

@@ -10,6 +10,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/error.h"
 #include "builder/plan.h"
@@ -31,6 +32,10 @@ struct FilesystemLayout {
   std::vector<MountEntry> volumes;
   std::string crypttab;  // /etc/crypttab; "" when nothing is encrypted
 };
+
+// The unit that makes the slow RSA host key after boot; the guest agent
+// stops it before a snapshot is saved and starts it in each resumed clone.
+inline constexpr std::string_view kSshKeygenRsaUnitName = "kiln-ssh-keygen-rsa.service";
 
 // Returns notes worth telling the user (e.g. "no systemd-networkd: no DHCP").
 Result<std::vector<std::string>> apply_system_setup(Ext4Image& fs, const Plan& plan,

@@ -28,9 +28,8 @@ constexpr std::array<unsigned char, 31> kProbeCode = {
 std::string fingerprint(const std::string& qemu) {
   utsname host{};
   ::uname(&host);
-  auto version = run({qemu, "--version"});
-  std::string qemu_version = version ? version->out.substr(0, version->out.find('\n')) : "unknown";
-  return fmt::format("{} | {} {}", qemu_version, host.release, host.version);
+  auto identity = program_identity(qemu);
+  return fmt::format("{} | {} {}", identity ? *identity : "unknown", host.release, host.version);
 }
 
 }  // namespace

@@ -146,7 +146,7 @@ Result<std::string> snapshot_key(const InstanceSpec& spec, const FileHashCache& 
     hasher.field(hash);
   }
   const Architecture& arch = architecture_of(spec);
-  KILN_ASSIGN(std::string qemu, qemu_version(spec));
+  KILN_ASSIGN(std::string qemu, program_identity(arch.qemu_system));
   hasher.field(std::to_string(spec.memory_mib)).field(std::to_string(spec.vcpus));
   hasher.field(arch.qemu_machine).field(spec.kvm ? "host" : arch.tcg_cpu).field(spec.kvm ? "kvm" : "tcg");
   hasher.field(qemu);

@@ -10,7 +10,7 @@
 //
 // A snapshot belongs to one image (the sha256 of its disk, kernel and
 // initramfs), one VM shape (memory, vCPUs, machine, CPU model, KVM or TCG)
-// and one qemu (its version line); anything else has another key, and an
+// and one qemu (its binary: path, inode, size, mtime); anything else has another key, and an
 // instance boots normally, saying why, where a snapshot cannot serve it
 // (networks, UEFI, UML, another architecture). A snapshot whose files no
 // longer have the sha256 they were made with is refused and removed.
