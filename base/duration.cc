@@ -37,4 +37,11 @@ std::string format_duration(std::chrono::seconds duration) {
   return "0s";
 }
 
+std::string format_age(int64_t seconds_ago) {
+  if (seconds_ago < 120) return fmt::format("{} s", seconds_ago);
+  if (seconds_ago < 7200) return fmt::format("{} min", seconds_ago / 60);
+  if (seconds_ago < 172800) return fmt::format("{} h", seconds_ago / 3600);
+  return fmt::format("{} d", seconds_ago / 86400);
+}
+
 }  // namespace kiln

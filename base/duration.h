@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -16,5 +17,8 @@ Result<std::chrono::seconds> parse_duration(std::string_view text, std::string_v
 
 // "30d", "2h", "90s": the largest unit that divides it exactly.
 std::string format_duration(std::chrono::seconds duration);
+
+// How long ago, roughly, for a listing: "45 s", "12 min", "5 h", "3 d".
+std::string format_age(int64_t seconds_ago);
 
 }  // namespace kiln

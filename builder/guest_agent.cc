@@ -182,15 +182,13 @@ quiesce() {
 
 # Resumed from a snapshot, this machine becomes the instance whose seed disk
 # it now has: its hostname, machine id, ssh host keys (the snapshot's go),
-# keys, files and first-boot script; the host's clock ($1, unix seconds);
-# the host's entropy ($2, hex) mixed into the kernel's pool (the vmgenid
-# change has made the kernel reseed too). Then it reports ready.
+# keys, files and first-boot script; the host's entropy ($1, hex) mixed into
+# the kernel's pool (the vmgenid change has made the kernel reseed too).
 resume() {
   mounted "$seed" && umount "$seed"
   find_seed || exit 1
   blockdev --flushbufs "$dev" 2>/dev/null
-  printf '%s' "${2:-}" > /dev/urandom
-  date -s "@${1:-0}" > /dev/null
+  printf '%s' "${1:-}" > /dev/urandom
   rm -f /etc/ssh/ssh_host_*
   ( apply_personality ) || exit 1
   if [ -s "$seed@SEED_MACHINE_ID@" ]; then
@@ -201,7 +199,14 @@ resume() {
   # without the second a restart through systemd takes under emulation.
   [ -r /run/sshd.pid ] && read -r sshd < /run/sshd.pid && kill -HUP "$sshd" 2>/dev/null
   ( run_firstboot )
-  ( report_ready )
+  exit 0
+}
+
+# Then: the host's clock ($1, unix seconds with a fraction), the readiness
+# line, and the RSA host key this machine makes for itself.
+ready_at() {
+  date -s "@${1:-0}" > /dev/null
+  ( find_seed && { mounted "$seed" || mount -o ro "$dev" "$seed"; } && report_ready )
   systemctl --no-block start @RSA_KEYGEN_UNIT@ 2>/dev/null
   exit 0
 }
@@ -213,7 +218,8 @@ case "${1:-}" in
   @HOSTS_COMMAND@) update_hosts ;;
   @QUIESCE_COMMAND@) quiesce ;;
   @RESUME_COMMAND@) shift; resume "$@" ;;
-  *) echo "usage: kiln-agent personality|firstboot|ready|@HOSTS_COMMAND@|@QUIESCE_COMMAND@|@RESUME_COMMAND@" >&2; exit 2 ;;
+  @READY_AT_COMMAND@) shift; ready_at "$@" ;;
+  *) echo "usage: kiln-agent personality|firstboot|ready|@HOSTS_COMMAND@|@QUIESCE_COMMAND@|@RESUME_COMMAND@|@READY_AT_COMMAND@" >&2; exit 2 ;;
 esac
 )AGENT";
 
@@ -327,6 +333,7 @@ std::string with_protocol_words(std::string_view text) {
       {"@HOSTS_COMMAND@", kAgentHostsCommand},
       {"@QUIESCE_COMMAND@", kAgentQuiesceCommand},
       {"@RESUME_COMMAND@", kAgentResumeCommand},
+      {"@READY_AT_COMMAND@", kAgentReadyAtCommand},
       {"@SEED_MACHINE_ID@", kSeedMachineId},
       {"@RSA_KEYGEN_UNIT@", kSshKeygenRsaUnitName},
       {"@HOST_KEYS_KILN@", kHostKeysFromKiln},

@@ -10,7 +10,6 @@
 
 #include "base/interrupt.h"
 #include "cli/boot_flags.h"
-#include "builder/stage_cache.h"
 #include "cli/command.h"
 #include "runtime/instance_manager.h"
 #include "runtime/libvirt_instances.h"
@@ -95,7 +94,7 @@ int run_boot(BootFlags& flags) {
   Reporter reporter(Reporter::detect(flags.json));
   if (std::string uri = connect_uri(flags.connect); !uri.empty()) return run_libvirt_boot(flags, uri, reporter);
   InstanceStore store = InstanceStore::open();
-  if (flags.from_snapshot) flags.request.snapshots = StageCache::default_root() / "snapshots";
+  if (flags.from_snapshot) flags.request.snapshots = snapshot_root();
   auto outcome = flags.from_snapshot ? resume_instance(store, flags.request, reporter)
                                      : boot_instance(store, flags.request, reporter);
   if (!outcome) return report_error(outcome.error());

@@ -2,8 +2,14 @@
 
 #include "base/size.h"
 #include "base/vm_shape.h"
+#include "builder/stage_cache.h"
 
 namespace kiln::cli {
+
+void add_shape_options(CLI::App* app, BootFlags& flags) {
+  app->add_option("--memory", flags.memory, "Memory, 64M to 16T, e.g. 512M (default: the image's or the config's, else 512M)");
+  app->add_option("--vcpus", flags.request.vcpus, "Virtual CPUs, 1 to 255 (default: the image's or the config's, else 1)");
+}
 
 void add_instance_options(CLI::App* app, BootFlags& flags) {
   BootRequest& r = flags.request;
@@ -11,8 +17,7 @@ void add_instance_options(CLI::App* app, BootFlags& flags) {
   app->add_option("--name", r.name, "Instance name (default: the image's or the config's name)");
   app->add_option("--backend", r.backend, "auto (the fastest that works here), qemu or uml")
       ->check(CLI::IsMember({"auto", "qemu", "uml"}));
-  app->add_option("--memory", flags.memory, "Memory, 64M to 16T, e.g. 512M (default: the image's or the config's, else 512M)");
-  app->add_option("--vcpus", r.vcpus, "Virtual CPUs, 1 to 255 (default: the image's or the config's, else 1)");
+  add_shape_options(app, flags);
   app->add_option("--net", r.networks,
                   "A NIC on user networking (the default), a kiln network NAME (kiln network create), or "
                   "tap:BRIDGE (a host bridge); repeatable, in order eth0, eth1...; none: no network")
@@ -33,6 +38,8 @@ void add_instance_options(CLI::App* app, BootFlags& flags) {
   app->add_option("--luks-passphrase-file", r.luks_passphrase_file,
                   "Answer an encrypted root's passphrase prompt with this file's first line (kept in memory only)");
 }
+
+std::filesystem::path snapshot_root() { return StageCache::default_root() / "snapshots"; }
 
 Result<> apply_flags(BootFlags& flags) {
   if (!flags.memory.empty()) {

@@ -3,6 +3,7 @@
 // so that the two commands take them alike.
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,13 @@ struct BootFlags {
 
 // Registers the instance options on `app`, filling `flags`.
 void add_instance_options(CLI::App* app, BootFlags& flags);
+
+// Registers only the VM shape's options (--memory, --vcpus).
+void add_shape_options(CLI::App* app, BootFlags& flags);
+
+// Where `kiln boot --from-snapshot` and `kiln snapshot` keep snapshots:
+// beside the stage cache.
+std::filesystem::path snapshot_root();
 
 // Checks and converts what the options gave (sizes, policies) into the request.
 Result<> apply_flags(BootFlags& flags);

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/duration.h"
 #include "base/size.h"
 #include "builder/bootstrap.h"
 #include "builder/package_cache.h"
@@ -23,13 +24,6 @@ struct CacheFlags {
 
 StageCache open_cache(const CacheFlags& flags) {
   return StageCache(flags.root.empty() ? StageCache::default_root() : std::filesystem::path(flags.root));
-}
-
-std::string age(int64_t seconds_ago) {
-  if (seconds_ago < 120) return fmt::format("{} s", seconds_ago);
-  if (seconds_ago < 7200) return fmt::format("{} min", seconds_ago / 60);
-  if (seconds_ago < 172800) return fmt::format("{} h", seconds_ago / 3600);
-  return fmt::format("{} d", seconds_ago / 86400);
 }
 
 nlohmann::json entry_json(const CacheEntry& entry) {
@@ -73,7 +67,7 @@ int run_list(const CacheFlags& flags) {
     fmt::print("{:<14} {:<10} {:>10} {:>9}  {}\n", "KEY", "STAGE", "SIZE", "USED", "DESCRIPTION");
     for (const auto& entry : list) {
       fmt::print("{:<14} {:<10} {:>10} {:>9}  {}\n", entry.key.substr(0, 12), entry.stage,
-                 format_size(entry.size_bytes), age(now - entry.last_used) + " ago", entry.description);
+                 format_size(entry.size_bytes), format_age(now - entry.last_used) + " ago", entry.description);
       total += entry.size_bytes;
     }
     size_t stages = std::count_if(list.begin(), list.end(), [](const CacheEntry& e) { return e.stage != "packages"; });

@@ -48,6 +48,7 @@ void register_cache(CLI::App& root, Registry& registry);
 void register_make_fs(CLI::App& root, Registry& registry);
 void register_import(CLI::App& root, Registry& registry);
 void register_boot(CLI::App& root, Registry& registry);
+void register_snapshot_commands(CLI::App& root, Registry& registry);  // snapshot make, list, prune
 void register_instance_commands(CLI::App& root, Registry& registry);
 void register_exec_commands(CLI::App& root, Registry& registry);  // exec, cp, run
 void register_network_commands(CLI::App& root, Registry& registry);  // network create, list, rm

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_make_fs(app, registry);
   kiln::cli::register_import(app, registry);
   kiln::cli::register_boot(app, registry);
+  kiln::cli::register_snapshot_commands(app, registry);
   kiln::cli::register_instance_commands(app, registry);
   kiln::cli::register_exec_commands(app, registry);
   kiln::cli::register_network_commands(app, registry);

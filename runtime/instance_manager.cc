@@ -289,60 +289,106 @@ std::string request_refusal(const BootRequest& request, const BootSource& source
   return {};
 }
 
+// An instance of `request` as qemu would run it, and whether a snapshot may
+// serve it.
+struct SnapshotCandidate {
+  InstanceSpec spec;
+  BackendChoice backend;
+  std::string refusal;  // why no snapshot can serve it; "" when one may
+  std::string key;      // the snapshot's key, when one may
+};
+
+Result<SnapshotCandidate> snapshot_candidate(const InstanceStore& store, const BootRequest& request,
+                                             const FileHashCache& hashes, Reporter& reporter) {
+  BootSourceOptions options;
+  options.boot_files_dir = store.state_root() / "boot-files";
+  options.warn = [&reporter](const std::string& warning) { reporter.warn(warning); };
+  KILN_ASSIGN(BootSource source, read_boot_source(request.source, options));
+  SnapshotCandidate candidate;
+  candidate.refusal = request_refusal(request, source);
+  if (!candidate.refusal.empty()) return candidate;
+  BootRequest qemu = request;
+  if (qemu.backend == "auto") qemu.backend = "qemu";
+  auto host = real_host(store);
+  KILN_ASSIGN(candidate.backend, choose_backend(qemu, source, *host));
+  KILN_ASSIGN(candidate.spec, plan_instance(qemu, source, candidate.backend, *host));
+  candidate.refusal = snapshot_refusal(candidate.spec);
+  if (candidate.refusal.empty()) {
+    KILN_ASSIGN(candidate.key, snapshot_key(candidate.spec, hashes));
+  }
+  return candidate;
+}
+
+// Makes the snapshot of `candidate` (the store's lock for its key held).
+Result<SnapshotEntry> make_candidate_snapshot(const InstanceStore& store, const SnapshotStore& snapshots,
+                                              const BootRequest& request, const SnapshotCandidate& candidate,
+                                              Reporter& reporter) {
+  BootRequest shape;
+  shape.source = request.source;
+  shape.memory_mib = candidate.spec.memory_mib;
+  shape.vcpus = candidate.spec.vcpus;
+  return make_snapshot(store, snapshots, shape, candidate.key, reporter);
+}
+
 // The snapshot `request` resumes from, made first if there is none; or
 // nullopt, with a warning saying why the instance boots instead.
 Result<std::optional<SnapshotEntry>> snapshot_for(const InstanceStore& store, const BootRequest& request,
-                                                  const BootSource& source, const InstanceSpec& spec,
+                                                  const SnapshotCandidate& candidate, const FileHashCache& hashes,
                                                   Reporter& reporter) {
   auto refuse = [&](const std::string& why) -> Result<std::optional<SnapshotEntry>> {
     reporter.warn(fmt::format("--from-snapshot: {}; booting instead", why));
     return std::optional<SnapshotEntry>();
   };
-  if (std::string why = request_refusal(request, source); !why.empty()) return refuse(why);
-  if (std::string why = snapshot_refusal(spec); !why.empty()) return refuse(why);
+  if (!candidate.refusal.empty()) return refuse(candidate.refusal);
   SnapshotStore snapshots(request.snapshots);
-  FileHashCache hashes(store.state_root() / ".file-hashes");
-  KILN_ASSIGN(std::string key, snapshot_key(spec, hashes));
-  std::optional<SnapshotEntry> entry = snapshots.find(key);
+  KILN_ASSIGN(SnapshotLock lock, snapshots.lock(candidate.key));
+  std::optional<SnapshotEntry> entry = snapshots.find(candidate.key);
   if (entry) {
     if (auto verified = verify_snapshot(*entry, hashes); !verified) {
-      (void)snapshots.remove(key);
+      (void)snapshots.remove(candidate.key);
       return refuse(verified.error().message + "; it is removed");
     }
   } else {
-    BootRequest shape;
-    shape.source = request.source;
-    shape.memory_mib = spec.memory_mib;
-    shape.vcpus = spec.vcpus;
-    KILN_ASSIGN(entry, make_snapshot(store, snapshots, shape, key, reporter));
+    KILN_ASSIGN(entry, make_candidate_snapshot(store, snapshots, request, candidate, reporter));
   }
-  if (uint64_t seed = seed_disk_size(spec); seed != entry->seed_size)
+  if (uint64_t seed = seed_disk_size(candidate.spec); seed != entry->seed_size)
     return refuse(fmt::format("this instance's files need a {} seed disk, and snapshot {} was made with {}",
-                              format_size(seed), key.substr(0, 12), format_size(entry->seed_size)));
+                              format_size(seed), candidate.key.substr(0, 12), format_size(entry->seed_size)));
   return entry;
 }
 
+FileHashCache snapshot_hashes(const InstanceStore& store) { return FileHashCache(store.state_root() / ".file-hashes"); }
+
 }  // namespace
+
+Result<SnapshotMade> make_instance_snapshot(const InstanceStore& store, const BootRequest& request,
+                                            Reporter& reporter) {
+  FileHashCache hashes = snapshot_hashes(store);
+  KILN_ASSIGN(SnapshotCandidate candidate, snapshot_candidate(store, request, hashes, reporter));
+  if (!candidate.refusal.empty())
+    return fail(ErrorKind::kBadInput, "{}: no snapshot can serve this instance: {}", request.source,
+                candidate.refusal);
+  SnapshotStore snapshots(request.snapshots);
+  KILN_ASSIGN(SnapshotLock lock, snapshots.lock(candidate.key));
+  if (std::optional<SnapshotEntry> entry = snapshots.find(candidate.key)) {
+    auto verified = verify_snapshot(*entry, hashes);
+    if (verified) return SnapshotMade{std::move(*entry), false};
+    reporter.warn(verified.error().message + "; making it again");
+    KILN_TRY(snapshots.remove(candidate.key));
+  }
+  KILN_ASSIGN(SnapshotEntry made, make_candidate_snapshot(store, snapshots, request, candidate, reporter));
+  return SnapshotMade{std::move(made), true};
+}
 
 Result<BootOutcome> resume_instance(const InstanceStore& store, const BootRequest& request, Reporter& reporter) {
   BootRequest plain = request;
   plain.snapshots.clear();
-  BootSourceOptions options;
-  options.boot_files_dir = store.state_root() / "boot-files";
-  options.warn = [&reporter](const std::string& warning) { reporter.warn(warning); };
-  KILN_ASSIGN(BootSource source, read_boot_source(request.source, options));
-  if (std::string why = request_refusal(request, source); !why.empty()) {
-    reporter.warn(fmt::format("--from-snapshot: {}; booting instead", why));
-    return boot_instance(store, plain, reporter);
-  }
-  BootRequest qemu = request;
-  if (qemu.backend == "auto") qemu.backend = "qemu";
-  auto host = real_host(store);
-  KILN_ASSIGN(BackendChoice backend, choose_backend(qemu, source, *host));
-  KILN_ASSIGN(InstanceSpec spec, plan_instance(qemu, source, backend, *host));
-  KILN_ASSIGN(std::optional<SnapshotEntry> snapshot, snapshot_for(store, qemu, source, spec, reporter));
+  FileHashCache hashes = snapshot_hashes(store);
+  KILN_ASSIGN(SnapshotCandidate candidate, snapshot_candidate(store, request, hashes, reporter));
+  KILN_ASSIGN(std::optional<SnapshotEntry> snapshot, snapshot_for(store, request, candidate, hashes, reporter));
   if (!snapshot) return boot_instance(store, plain, reporter);
   KILN_ASSIGN(SaveHeader header, read_save_header(snapshot->state()));
+  InstanceSpec spec = std::move(candidate.spec);
   spec.disks.front().base = snapshot->disk();
   spec.disks.front().qcow2 = true;
   spec.generation_id = Uuid::random().to_string();
@@ -350,7 +396,7 @@ Result<BootOutcome> resume_instance(const InstanceStore& store, const BootReques
   supervisor.restore_from = snapshot->state();
   supervisor.restore_offset = header.stream_offset;
   supervisor.fresh_from_snapshot = true;
-  std::string why = fmt::format("{}; resumed from snapshot {}", backend.why, snapshot->key.substr(0, 12));
+  std::string why = fmt::format("{}; resumed from snapshot {}", candidate.backend.why, snapshot->key.substr(0, 12));
   KILN_ASSIGN(BootOutcome outcome, create_and_start(store, std::move(spec), why, std::move(supervisor), reporter));
   // Until its agent has made it this instance, it is the snapshot's machine:
   // one that cannot become itself does not stay.

@@ -16,6 +16,7 @@
 #include "runtime/instance.h"
 #include "runtime/instance_plan.h"
 #include "runtime/instance_store.h"
+#include "runtime/snapshot.h"
 
 namespace kiln {
 
@@ -31,6 +32,17 @@ Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest&
 // made itself by its agent; or, where no snapshot can serve it, booted,
 // with a warning saying why.
 Result<BootOutcome> resume_instance(const InstanceStore& store, const BootRequest& request, Reporter& reporter);
+
+struct SnapshotMade {
+  SnapshotEntry entry;
+  bool made = false;  // false: it was there already, and its files check out
+};
+
+// `kiln snapshot make`: the snapshot instances of `request` (its image and
+// VM shape) resume from, made now unless it is there and intact. Fails,
+// saying why, where no snapshot can serve such an instance.
+Result<SnapshotMade> make_instance_snapshot(const InstanceStore& store, const BootRequest& request,
+                                            Reporter& reporter);
 
 // Waits for the guest agent's readiness signal. It fails as soon as the
 // instance crashes or stops, and when `timeout` runs out (keeping the

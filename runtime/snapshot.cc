@@ -1,6 +1,7 @@
 #include "runtime/snapshot.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 
 #include "base/files.h"
 #include "base/hash.h"
+#include "base/interrupt.h"
 #include "base/size.h"
 #include "base/stale_temps.h"
 #include "base/subprocess.h"
@@ -43,9 +45,11 @@ Result<std::optional<SnapshotEntry>> read_entry(const fs::path& dir) {
   entry.qemu = json.value("qemu", "");
   entry.made_at = json.value("made_at", int64_t{0});
   entry.seed_size = json.value("seed_size", uint64_t{0});
-  if (json.contains("sha256") && json["sha256"].is_object())
-    for (const auto& [file, hash] : json["sha256"].items())
-      if (hash.is_string()) entry.sha256[file] = hash.get<std::string>();
+  entry.qemu_identity = json.value("qemu_identity", "");
+  for (auto [field, map] : {std::pair{"sha256", &entry.sha256}, std::pair{"image_sha256", &entry.image_sha256}})
+    if (json.contains(field) && json[field].is_object())
+      for (const auto& [file, hash] : json[field].items())
+        if (hash.is_string()) (*map)[file] = hash.get<std::string>();
   std::error_code ec;
   for (const auto& [file, hash] : entry.sha256) {
     uint64_t size = fs::file_size(dir / file, ec);
@@ -57,7 +61,13 @@ Result<std::optional<SnapshotEntry>> read_entry(const fs::path& dir) {
 nlohmann::json entry_json(const SnapshotEntry& entry) {
   return {{"image", entry.image},       {"memory_mib", entry.memory_mib}, {"vcpus", entry.vcpus},
           {"qemu", entry.qemu},         {"made_at", entry.made_at},       {"seed_size", entry.seed_size},
-          {"sha256", entry.sha256}};
+          {"sha256", entry.sha256},     {"image_sha256", entry.image_sha256},
+          {"qemu_identity", entry.qemu_identity}};
+}
+
+// The files of an image an instance boots: its disk, kernel and initramfs.
+std::vector<fs::path> image_files(const InstanceSpec& spec) {
+  return {spec.disks.front().base, spec.kernel, spec.initrd};
 }
 
 Result<std::string> qemu_version(const InstanceSpec& spec) {
@@ -127,6 +137,21 @@ std::vector<SnapshotEntry> SnapshotStore::list() const {
 
 Result<> SnapshotStore::remove(const std::string& key) const { return remove_tree(root_ / key); }
 
+void SnapshotStore::remove_leftovers() const { remove_stale_temp_dirs(root_, "making"); }
+
+Result<SnapshotLock> SnapshotStore::lock(const std::string& key) const {
+  std::error_code ec;
+  fs::create_directories(root_, ec);
+  if (ec) return fail_errno("cannot create", root_.string(), ec.value());
+  fs::path file = root_ / ("." + key + ".lock");
+  KILN_ASSIGN(UniqueFd fd, open_file(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  while (::flock(fd.get(), LOCK_EX) != 0) {
+    if (errno != EINTR) return fail_errno("cannot lock", file.string(), errno);
+    KILN_TRY(check_interrupted());
+  }
+  return fd;
+}
+
 std::string snapshot_refusal(const InstanceSpec& spec) {
   if (spec.backend != BackendKind::kQemu) return "snapshots are resumed by qemu, and this instance runs under UML";
   if (spec.architecture != "amd64") return fmt::format("kiln makes snapshots of amd64 images only (this one is {})",
@@ -141,7 +166,7 @@ std::string snapshot_refusal(const InstanceSpec& spec) {
 Result<std::string> snapshot_key(const InstanceSpec& spec, const FileHashCache& hashes) {
   Hasher hasher;
   hasher.field("kiln snapshot 1").field(KILN_VERSION);
-  for (const fs::path& file : {spec.disks.front().base, spec.kernel, spec.initrd}) {
+  for (const fs::path& file : image_files(spec)) {
     KILN_ASSIGN(std::string hash, hashes.sha256(file));
     hasher.field(hash);
   }
@@ -158,7 +183,7 @@ Result<SnapshotEntry> make_snapshot(const InstanceStore& store, const SnapshotSt
   std::error_code ec;
   fs::create_directories(snapshots.root(), ec);
   if (ec) return fail_errno("cannot create", snapshots.root().string(), ec.value());
-  remove_stale_temp_dirs(snapshots.root(), "making");
+  snapshots.remove_leftovers();
   KILN_ASSIGN(TempDir making, create_tagged_temp_dir(snapshots.root(), "making"));
 
   BootRequest neutral;
@@ -189,6 +214,11 @@ Result<SnapshotEntry> make_snapshot(const InstanceStore& store, const SnapshotSt
   entry.seed_size = fs::file_size(paths.seed, ec);
   entry.made_at = static_cast<int64_t>(std::time(nullptr));
   KILN_ASSIGN(entry.qemu, qemu_version(booted.record.spec));
+  KILN_ASSIGN(entry.qemu_identity, program_identity(architecture_of(booted.record.spec).qemu_system));
+  FileHashCache hashes(store.state_root() / ".file-hashes");
+  for (const fs::path& file : image_files(booted.record.spec)) {
+    KILN_ASSIGN(entry.image_sha256[fs::absolute(file).string()], hashes.sha256(file));
+  }
   KILN_TRY(save_instance(store, name, making.path() / "state.save"));
   KILN_TRY(move_file(paths.overlay(0, BackendKind::kQemu), making.path() / "disk0.qcow2"));
   for (const char* file : {"state.save", "disk0.qcow2"}) {
@@ -211,7 +241,11 @@ Result<> become_instance(const InstanceStore& store, const std::string& name) {
     hex += kHex[byte >> 4];
     hex += kHex[byte & 15];
   }
-  return agent_action(store, name, {std::string(kAgentResumeCommand), std::to_string(std::time(nullptr)), hex});
+  KILN_TRY(agent_action(store, name, {std::string(kAgentResumeCommand), hex}));
+  // The time is read as late as it can be: the call that carries it is short.
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  return agent_action(store, name, {std::string(kAgentReadyAtCommand), fmt::format("{}.{:09}", now.tv_sec, now.tv_nsec)});
 }
 
 Result<> verify_snapshot(const SnapshotEntry& entry, const FileHashCache& hashes) {
@@ -225,6 +259,23 @@ Result<> verify_snapshot(const SnapshotEntry& entry, const FileHashCache& hashes
       return fail(ErrorKind::kBadInput, "snapshot {}: {} changed since it was made (sha256 {} instead of {})",
                   entry.key, file, actual->substr(0, 16), recorded->second.substr(0, 16));
   }
+  return {};
+}
+
+std::string snapshot_staleness(const SnapshotEntry& entry, const FileHashCache& hashes) {
+  if (entry.image_sha256.empty()) return "made by an earlier kiln (no record of its image's files)";
+  for (const auto& [file, recorded] : entry.image_sha256) {
+    std::error_code ec;
+    if (!fs::exists(file, ec)) return fmt::format("{} is gone", file);
+    auto hash = hashes.sha256(file);
+    if (!hash || *hash != recorded) return fmt::format("{} changed", file);
+  }
+  for (const auto& [file, hash] : entry.sha256)
+    if (!fs::exists(entry.dir / file)) return fmt::format("its {} is missing", file);
+  // The identity begins with the program's path.
+  std::string qemu = entry.qemu_identity.substr(0, entry.qemu_identity.find(' '));
+  if (auto identity = program_identity(qemu); !identity || *identity != entry.qemu_identity)
+    return fmt::format("{} was replaced since", qemu);
   return {};
 }
 

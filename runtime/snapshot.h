@@ -25,6 +25,7 @@
 
 #include "base/error.h"
 #include "base/file_hash_cache.h"
+#include "base/files.h"
 #include "base/reporter.h"
 #include "runtime/instance.h"
 #include "runtime/instance_plan.h"
@@ -43,19 +44,31 @@ struct SnapshotEntry {
   uint64_t seed_size = 0;  // the seed disk it was made with; resumed ones need the same
   uint64_t bytes = 0;      // its files' sizes
   std::map<std::string, std::string> sha256;  // file name → its sha256
+  // What its key was made of that can go stale: the image's files (path →
+  // sha256) and qemu's binary (program_identity).
+  std::map<std::string, std::string> image_sha256;
+  std::string qemu_identity;
 
   std::filesystem::path state() const { return dir / "state.save"; }
   std::filesystem::path disk() const { return dir / "disk0.qcow2"; }
 };
+
+// Held while a snapshot is looked for, made or removed: two boots of a new
+// image at once make its snapshot once.
+using SnapshotLock = UniqueFd;
 
 class SnapshotStore {
  public:
   explicit SnapshotStore(std::filesystem::path root) : root_(std::move(root)) {}
   const std::filesystem::path& root() const { return root_; }
 
+  // Waits for the lock of snapshot `key` (Ctrl-C ends the wait).
+  Result<SnapshotLock> lock(const std::string& key) const;
   std::optional<SnapshotEntry> find(const std::string& key) const;
   std::vector<SnapshotEntry> list() const;  // newest first
   Result<> remove(const std::string& key) const;
+  // Removes what killed makes left (their temporary directories).
+  void remove_leftovers() const;
 
  private:
   std::filesystem::path root_;
@@ -80,5 +93,10 @@ Result<> become_instance(const InstanceStore& store, const std::string& name);
 
 // The snapshot's files checked against the sha256 they were made with.
 Result<> verify_snapshot(const SnapshotEntry& entry, const FileHashCache& hashes);
+
+// Why no instance will resume from `entry` any more ("" when one may): its
+// image was removed or changed, or qemu was replaced. `kiln snapshot prune`
+// removes those.
+std::string snapshot_staleness(const SnapshotEntry& entry, const FileHashCache& hashes);
 
 }  // namespace kiln

@@ -62,9 +62,12 @@ inline constexpr std::string_view kAgentHostsCommand = "hosts";
 // What kiln asks the agent (/usr/lib/kiln/kiln-agent ACTION) over the exec
 // channel around a snapshot: before it is saved, to sync and let go of the
 // seed disk; after an instance resumes from it, to become that instance
-// (ACTION UNIX-SECONDS ENTROPY-HEX) and report ready with its id.
+// (ACTION ENTROPY-HEX), then to take the host's clock and report ready with
+// its id (ACTION UNIX-SECONDS.NANOSECONDS): a second, short call, so that
+// the time it carries is not made stale by the first one's work.
 inline constexpr std::string_view kAgentQuiesceCommand = "quiesce";
 inline constexpr std::string_view kAgentResumeCommand = "resume";
+inline constexpr std::string_view kAgentReadyAtCommand = "ready-at";
 
 // The readiness report: the keyword starts it, the instance's id follows.
 inline constexpr std::string_view kReadyKeyword = "KILN-READY";
