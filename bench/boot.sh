@@ -38,9 +38,7 @@ command -v python3 >/dev/null || die "python3 not found (Debian package python3)
 work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-boot.XXXXXX")
 export KILN_RUNTIME_DIR=$work/run KILN_STATE_DIR=$work/state
 cleanup() {
-  for name in $("$kiln" list --json 2>/dev/null | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin)]' 2>/dev/null); do
-    "$kiln" destroy "$name" >/dev/null 2>&1 || true
-  done
+  bench_destroy_instances "$kiln"
   rm -rf -- "$work"
 }
 trap cleanup EXIT

@@ -59,9 +59,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-exec.XXXXXX")
 export KILN_RUNTIME_DIR=$work/run KILN_STATE_DIR=$work/state
 kiln=$work/bin/kiln
 cleanup() {
-  for name in $("$kiln" list --json 2>/dev/null | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin)]' 2>/dev/null); do
-    "$kiln" destroy "$name" >/dev/null 2>&1 || true
-  done
+  bench_destroy_instances "$kiln"
   rm -rf --one-file-system -- "$work"
 }
 trap cleanup EXIT

@@ -90,9 +90,7 @@ cleanup() {
   # A boot still running in the background (Ctrl-C during the boots).
   if [[ -n $boot_pid ]]; then kill -TERM "$boot_pid" 2>/dev/null || true; wait "$boot_pid" 2>/dev/null || true; fi
   if [[ -x $kiln ]]; then
-    for name in $("$kiln" list --json 2>/dev/null | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin)]' 2>/dev/null); do
-      "$kiln" destroy "$name" >/dev/null 2>&1 || true
-    done
+    bench_destroy_instances "$kiln"
     if (( net_made )) && ! "$kiln" network rm "$net" >/dev/null 2>"$work/rm.err"; then
       echo "network: kiln network rm $net failed, its bridge, nftables table kiln-$net or dnsmasq may be left:" >&2
       cat "$work/rm.err" >&2

@@ -65,6 +65,13 @@ ProcessResult run_program(const std::vector<std::string>& argv,
   return {done->exit_code, done->out, done->err};
 }
 
+nlohmann::json last_json_line(const std::string& out) {
+  std::string_view text = out;
+  while (text.ends_with('\n')) text.remove_suffix(1);
+  size_t start = text.rfind('\n');
+  return nlohmann::json::parse(start == std::string_view::npos ? text : text.substr(start + 1), nullptr, false);
+}
+
 ProcessResult run_kiln(const std::vector<std::string>& args,
                        const std::vector<std::string>& env) {
   std::vector<std::string> argv = {kiln_binary()};

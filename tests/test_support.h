@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace kiln::testing {
 
@@ -55,6 +56,10 @@ struct ProcessResult {
 // Runs a program (argv, no shell) and captures its output.
 ProcessResult run_program(const std::vector<std::string>& argv,
                           const std::vector<std::string>& env = {});
+// The JSON object on the last line of `out` (kiln's --json outcome comes
+// after its progress lines); a discarded value when it is not JSON.
+nlohmann::json last_json_line(const std::string& out);
+
 // Runs build/kiln with the given arguments.
 ProcessResult run_kiln(const std::vector<std::string>& args,
                        const std::vector<std::string>& env = {});

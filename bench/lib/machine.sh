@@ -52,6 +52,15 @@ bench_settle() { sync; }
 
 bench_machine_after() { bench_summary_line "load after: $(cut -d' ' -f1-3 /proc/loadavg)"; }
 
+# Destroys every instance KILN lists (the benchmark's own: its
+# KILN_RUNTIME_DIR and KILN_STATE_DIR are private), for its cleanup.
+bench_destroy_instances() {  # KILN
+  local name
+  for name in $("$1" list --json 2>/dev/null | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin)]' 2>/dev/null); do
+    "$1" destroy "$name" >/dev/null 2>&1 || true
+  done
+}
+
 bench_summary_line() {
   echo "$1"
   if [[ -n ${BENCH_SUMMARY:-} ]]; then echo "$1" >>"$BENCH_SUMMARY"; fi

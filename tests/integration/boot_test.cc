@@ -109,17 +109,10 @@ int unused_tcp_port() {
   return ntohs(address.sin_port);
 }
 
-nlohmann::json parse_last_line(const std::string& out) {
-  std::string_view text = out;
-  while (text.ends_with('\n')) text.remove_suffix(1);
-  auto start = text.rfind('\n');
-  return nlohmann::json::parse(start == std::string_view::npos ? text : text.substr(start + 1), nullptr, false);
-}
-
 TEST_F(BootTest, UmlInstanceBootsToReadyIsListedAndShutsDownCleanly) {
   auto result = boot("uml1", {"--backend", "uml", "--net", "none"});
   ASSERT_EQ(result.exit_code, 0) << result.err << console("uml1");
-  auto booted = parse_last_line(result.out);
+  auto booted = testing::last_json_line(result.out);
   EXPECT_GT(booted["ready_seconds"].get<double>(), 0);
   EXPECT_GT(booted["create_ms"].get<double>(), 0);  // how fast is bench/boot.sh's business
   auto listed = find("uml1");
@@ -160,7 +153,7 @@ TEST_F(BootTest, QemuInstancePausesSavesRestoresAndKeepsItsProcesses) {
   EXPECT_THAT(result.err, HasSubstr("qemu with TCG: KVM does not work here"));
   // sshd is up at ready, with the host key kiln made and showed: the guest
   // made none of its own.
-  auto booted = parse_last_line(result.out);
+  auto booted = testing::last_json_line(result.out);
   ASSERT_EQ(booted["ssh_host_keys"].size(), 2u) << result.out;
   EXPECT_EQ(find("qemu1")["guest"]["ssh_host_keys"], "kiln");
   std::string shown = booted["ssh_host_keys"][0]["public_key"];

@@ -257,11 +257,6 @@ class LibvirtKilnTest : public ::testing::Test {
 };
 
 // `kiln boot --json` prints its progress as JSON lines, the result last.
-nlohmann::json last_json_line(const std::string& out) {
-  std::string text = out.substr(0, out.find_last_not_of('\n') + 1);
-  return nlohmann::json::parse(text.substr(text.rfind('\n') + 1));
-}
-
 // The instances `kiln list --connect` shows, by name: their state and
 // ready time.
 std::map<std::string, nlohmann::json> listed(const std::vector<std::string>& env, const std::string& uri = kUri) {
@@ -289,7 +284,7 @@ TEST_F(LibvirtKilnTest, KilnBootsThroughLibvirtUploadsAnImageOnceAndActsOnItsOwn
   ProcessResult booted = testing::run_kiln(
       {"boot", kImage.string(), "--name", web, "--connect", kUri, "--wait-ready=300", "--json"}, env_);
   ASSERT_EQ(booted.exit_code, 0) << booted.err;
-  auto outcome = last_json_line(booted.out);
+  auto outcome = testing::last_json_line(booted.out);
   EXPECT_GT(outcome["ready_seconds"].get<double>(), 0);
   EXPECT_THAT(booted.err, HasSubstr("libvirt at qemu:///system"));
   // db on a libvirt network of the host's (--net NAME names one there),
@@ -314,7 +309,7 @@ TEST_F(LibvirtKilnTest, KilnBootsThroughLibvirtUploadsAnImageOnceAndActsOnItsOwn
   ProcessResult again =
       testing::run_kiln({"boot", kImage.string(), "--name", db, "--connect", kUri, "--net", lan, "--json"}, env_);
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_EQ(last_json_line(again.out)["uploaded"], nlohmann::json::array());
+  EXPECT_EQ(testing::last_json_line(again.out)["uploaded"], nlohmann::json::array());
 
   auto instances = listed(env_);
   EXPECT_FALSE(instances.contains(other));
@@ -437,7 +432,7 @@ TEST_F(LibvirtKilnTest, TwoBootsOfANewImageAtOnceUploadItOnce) {
   std::vector<std::string> uploaded;
   for (const ProcessResult& boot : booted) {
     ASSERT_EQ(boot.exit_code, 0) << boot.err;
-    nlohmann::json outcome = last_json_line(boot.out);
+    nlohmann::json outcome = testing::last_json_line(boot.out);
     for (const auto& name : outcome["uploaded"]) uploaded.push_back(name);
   }
   EXPECT_EQ(std::count(uploaded.begin(), uploaded.end(), volume), 1) << fmt::format("{}", fmt::join(uploaded, " "));
@@ -494,7 +489,7 @@ TEST_F(LibvirtKilnTest, ConsoleSaveAndRestoreGoOnWithTheSameGuestAndDestroyLeave
                                             "--firstboot", (dir_ / "ticker.sh").string(), "--wait-ready=300", "--json"},
                                            env_);
   ASSERT_EQ(booted.exit_code, 0) << booted.err;
-  std::string id = last_json_line(booted.out)["id"];
+  std::string id = testing::last_json_line(booted.out)["id"];
   // Through UEFI firmware, without Secure Boot, the disk's own boot loader
   // starting the kernel (nothing of it uploaded); the exec agent found its
   // channel in the SMBIOS OEM string.
@@ -571,7 +566,7 @@ TEST_F(LibvirtKilnTest, BootsOverSshUploadingTheImageOnceAndListsAndDestroysTher
   ProcessResult booted = testing::run_kiln(
       {"boot", kImage.string(), "--name", first, "--connect", uri, "--wait-ready=300", "--json"}, env_);
   ASSERT_EQ(booted.exit_code, 0) << booted.err;
-  auto outcome = last_json_line(booted.out);
+  auto outcome = testing::last_json_line(booted.out);
   EXPECT_GT(outcome["ready_seconds"].get<double>(), 0);
   std::vector<std::string> uploaded = outcome["uploaded"];
   EXPECT_THAT(uploaded, ::testing::Contains(::testing::EndsWith("-disk.raw")));
@@ -653,7 +648,7 @@ TEST_F(LibvirtKilnTest, MigratesLiveToAnotherLibvirtHostAndBackWithTheSameGuestA
   ProcessResult booted = testing::run_kiln({"boot", kImage.string(), "--name", name, "--connect", here, "--firstboot",
                                             (dir_ / "ticker.sh").string(), "--wait-ready=300", "--json"}, env_);
   ASSERT_EQ(booted.exit_code, 0) << booted.err;
-  std::string id = last_json_line(booted.out)["id"];
+  std::string id = testing::last_json_line(booted.out)["id"];
   std::string console = console_until_ticks(name, here, env_);
   std::string boot_id = boot_id_in(console);
   ASSERT_FALSE(boot_id.empty()) << testing::tail(console);
@@ -668,7 +663,7 @@ TEST_F(LibvirtKilnTest, MigratesLiveToAnotherLibvirtHostAndBackWithTheSameGuestA
 
   ProcessResult moved = testing::run_kiln({"migrate", name, "--connect", here, "--to", there, "--live", "--json"}, env_);
   ASSERT_EQ(moved.exit_code, 0) << moved.err;
-  auto outcome = last_json_line(moved.out);
+  auto outcome = testing::last_json_line(moved.out);
   EXPECT_EQ(outcome["by"], "libvirt");
   EXPECT_GT(outcome["downtime_ms"].get<double>(), 0);
   EXPECT_GT(outcome["ram_bytes"].get<uint64_t>(), 0u);
@@ -699,7 +694,7 @@ TEST_F(LibvirtKilnTest, MigratesLiveToAnotherLibvirtHostAndBackWithTheSameGuestA
 
   ProcessResult back = testing::run_kiln({"migrate", name, "--connect", there, "--to", here, "--json"}, env_);
   ASSERT_EQ(back.exit_code, 0) << back.err;
-  EXPECT_EQ(last_json_line(back.out)["sent_files"], nlohmann::json::array());
+  EXPECT_EQ(testing::last_json_line(back.out)["sent_files"], nlohmann::json::array());
   EXPECT_FALSE(listed(env_, there).contains(name));
   auto [back_id, back_tick] = count_by_exec(name, here, env_);
   EXPECT_EQ(back_id, boot_id);

@@ -59,12 +59,6 @@ std::pair<long, std::string> counter(const KilnHost& host, const std::string& na
   return {value, pid};
 }
 
-nlohmann::json last_json_line(const std::string& out) {
-  std::string line = out.substr(0, out.find_last_not_of('\n') + 1);
-  line = line.substr(line.find_last_of('\n') + 1);
-  return nlohmann::json::parse(line, nullptr, false);
-}
-
 TEST(MigrationTest, ALiveGuestMovesToAnotherKilnHostWithItsProcessesAndLeavesNothingBehind) {
   if (::geteuid() != 0) GTEST_SKIP() << "sshd on loopback for a second host needs root";
   testing::ScratchDir dir;
@@ -161,7 +155,7 @@ TEST(MigrationTest, ALiveGuestMovesToAnotherKilnHostWithItsProcessesAndLeavesNot
 
   ProcessResult moved = source.kiln({"migrate", "web", "--live", "--json", "--to", sshd.kiln_uri()});
   ASSERT_EQ(moved.exit_code, 0) << moved.err;
-  nlohmann::json outcome = last_json_line(moved.out);
+  nlohmann::json outcome = testing::last_json_line(moved.out);
   ASSERT_TRUE(outcome.is_object()) << moved.out;
   EXPECT_GT(outcome.value("downtime_ms", 0.0), 0.0);
   EXPECT_TRUE(outcome["sent_files"].empty()) << "the failed attempt sent the image already";
@@ -181,7 +175,7 @@ TEST(MigrationTest, ALiveGuestMovesToAnotherKilnHostWithItsProcessesAndLeavesNot
   // Another instance of the image: no image data goes again.
   ProcessResult second = source.kiln({"migrate", "db", "--json", "--to", sshd.kiln_uri()});
   ASSERT_EQ(second.exit_code, 0) << second.err;
-  EXPECT_TRUE(last_json_line(second.out)["sent_files"].empty()) << second.out;
+  EXPECT_TRUE(testing::last_json_line(second.out)["sent_files"].empty()) << second.out;
   EXPECT_EQ(target.exec("db", "hostname").out, "db\n");
 
   for (const char* name : {"web", "db"}) EXPECT_EQ(target.kiln({"destroy", name}).exit_code, 0);

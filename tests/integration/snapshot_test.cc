@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -29,13 +30,6 @@ using testing::ProcessResult;
 const fs::path kImage = fs::path(KILN_INTEGRATION_DIR) / "default";
 const fs::path kSharedSnapshots = fs::path(KILN_INTEGRATION_DIR) / "snapshot-cache";
 
-nlohmann::json last_json_line(const std::string& out) {
-  std::string_view text = out;
-  while (text.ends_with('\n')) text.remove_suffix(1);
-  size_t start = text.rfind('\n');
-  return nlohmann::json::parse(start == std::string_view::npos ? text : text.substr(start + 1), nullptr, false);
-}
-
 class SnapshotTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -52,8 +46,9 @@ class SnapshotTest : public ::testing::Test {
   }
   ProcessResult kiln(std::vector<std::string> args) const { return testing::run_kiln(args, env()); }
 
+  // Not thread-safe: two at once are named in names_ first (see below).
   ProcessResult resume(const std::string& name, std::vector<std::string> more = {}) {
-    names_.push_back(name);
+    if (std::find(names_.begin(), names_.end(), name) == names_.end()) names_.push_back(name);
     std::vector<std::string> args = {"boot", kImage.string(), "--name", name, "--from-snapshot", "--net", "none",
                                      "--detach", "--wait-ready=300", "--json"};
     args.insert(args.end(), more.begin(), more.end());
@@ -80,7 +75,7 @@ class SnapshotTest : public ::testing::Test {
     EXPECT_EQ(pruned.exit_code, 0) << pruned.err;
     ProcessResult made = testing::run_kiln({"snapshot", "make", kImage.string(), "--json"}, shared_env);
     EXPECT_EQ(made.exit_code, 0) << made.err;
-    return last_json_line(made.out);
+    return testing::last_json_line(made.out);
   }
 
   testing::ScratchDir dir_;
@@ -93,12 +88,13 @@ TEST_F(SnapshotTest, TwoInstancesResumedAtOnceAreTwoDifferentMachinesWithTheHost
   ASSERT_TRUE(snapshot.is_object());
   std::string key = snapshot["key"].get<std::string>().substr(0, 12);
 
+  names_ = {"snap-a", "snap-b"};  // before the threads: resume() reads names_ in each
   auto first = std::async(std::launch::async, [&] { return resume("snap-a"); });
   auto second = std::async(std::launch::async, [&] { return resume("snap-b"); });
   ProcessResult a = first.get(), b = second.get();
   ASSERT_EQ(a.exit_code, 0) << a.err;
   ASSERT_EQ(b.exit_code, 0) << b.err;
-  nlohmann::json ready_a = last_json_line(a.out), ready_b = last_json_line(b.out);
+  nlohmann::json ready_a = testing::last_json_line(a.out), ready_b = testing::last_json_line(b.out);
   for (const nlohmann::json* ready : {&ready_a, &ready_b})
     EXPECT_THAT(ready->value("backend_reason", ""), HasSubstr("resumed from snapshot " + key));
 
@@ -167,7 +163,7 @@ TEST_F(SnapshotTest, ResumedInstanceRebootsAsARealBootAndIsDestroyedLeavingNothi
   EXPECT_EQ(found, 1) << listed.out;
   ProcessResult verified = kiln({"snapshot", "make", kImage.string(), "--json"});
   ASSERT_EQ(verified.exit_code, 0) << verified.err;
-  EXPECT_EQ(last_json_line(verified.out)["made"], false) << "its files still have their sha256";
+  EXPECT_EQ(testing::last_json_line(verified.out)["made"], false) << "its files still have their sha256";
 }
 
 TEST_F(SnapshotTest, AChangedSnapshotIsRefusedRemovedAndTheInstanceBootsInstead) {
@@ -192,7 +188,7 @@ TEST_F(SnapshotTest, AChangedSnapshotIsRefusedRemovedAndTheInstanceBootsInstead)
   ASSERT_EQ(booted.exit_code, 0) << booted.err;
   EXPECT_THAT(booted.err, HasSubstr("state.save changed since it was made"));
   EXPECT_THAT(booted.err, HasSubstr("booting instead"));
-  EXPECT_THAT(last_json_line(booted.out).value("backend_reason", ""), Not(HasSubstr("resumed from snapshot")));
+  EXPECT_THAT(testing::last_json_line(booted.out).value("backend_reason", ""), Not(HasSubstr("resumed from snapshot")));
   EXPECT_FALSE(fs::exists(copy)) << "the changed snapshot is removed";
   EXPECT_EQ(in_guest("snap-c", "hostname"), "snap-c");
 }
@@ -211,7 +207,7 @@ TEST_F(SnapshotTest, ASnapshotServesOneMemorySizeAndAnotherSizeGetsItsOwn) {
             0);
   ProcessResult small = resume("snap-m", {"--memory", "512M"});
   ASSERT_EQ(small.exit_code, 0) << small.err;
-  std::string reason = last_json_line(small.out).value("backend_reason", "");
+  std::string reason = testing::last_json_line(small.out).value("backend_reason", "");
   EXPECT_THAT(reason, HasSubstr("resumed from snapshot"));
   EXPECT_THAT(reason, Not(HasSubstr(key)));
   long kib = std::stol(in_guest("snap-m", "sed -n 's/^MemTotal: *\\([0-9]*\\) kB/\\1/p' /proc/meminfo"));
