@@ -92,11 +92,14 @@ int run_libvirt_boot(const BootFlags& flags, const std::string& uri, Reporter& r
 int run_boot(BootFlags& flags) {
   if (auto ok = apply_flags(flags); !ok) return report_error(ok.error());
   Reporter reporter(Reporter::detect(flags.json));
-  if (std::string uri = connect_uri(flags.connect); !uri.empty()) return run_libvirt_boot(flags, uri, reporter);
+  if (std::string uri = connect_uri(flags.connect); !uri.empty()) {
+    if (flags.from_snapshot)
+      return report_error(Error{ErrorKind::kBadInput, "--from-snapshot: kiln's own runtime resumes snapshots, "
+                                "not libvirt (--connect " + uri + ")", {}, {}});
+    return run_libvirt_boot(flags, uri, reporter);
+  }
   InstanceStore store = InstanceStore::open();
-  if (flags.from_snapshot) flags.request.snapshots = snapshot_root();
-  auto outcome = flags.from_snapshot ? resume_instance(store, flags.request, reporter)
-                                     : boot_instance(store, flags.request, reporter);
+  auto outcome = start_instance(store, flags, reporter);
   if (!outcome) return report_error(outcome.error());
   const std::string& name = outcome->record.spec.name;
   // Say once which backend runs the guest, and why (a TCG fallback included).
@@ -130,9 +133,6 @@ void register_boot(CLI::App& root, Registry& registry) {
   app->add_flag("--wait-ready{120}", flags->wait_ready,
                 "Wait until the guest reports ready (default up to 120 s; --wait-ready=SECONDS)");
   app->add_flag("--json", flags->json, "Print the result as JSON");
-  app->add_flag("--from-snapshot", flags->from_snapshot,
-                "Resume a snapshot of the image (made on first use, kept in the cache) instead of booting: qemu, "
-                "--net none; where no snapshot can serve, boot and say why");
   app->add_option("--connect", flags->connect,
                   "Boot through libvirt at this URI (qemu:///system, qemu+ssh://root@host/system); default "
                   "$KILN_CONNECT, else kiln's own runtime. The image goes to the host's storage pool 'kiln' once");

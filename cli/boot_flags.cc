@@ -37,6 +37,15 @@ void add_instance_options(CLI::App* app, BootFlags& flags) {
   app->add_flag("--firmware", r.firmware, "qemu: boot disk.raw through UEFI firmware (OVMF) instead of the kernel");
   app->add_option("--luks-passphrase-file", r.luks_passphrase_file,
                   "Answer an encrypted root's passphrase prompt with this file's first line (kept in memory only)");
+  app->add_flag("--from-snapshot", flags.from_snapshot,
+                "Resume a snapshot of the image (made on first use, kept beside the cache) instead of booting: qemu, "
+                "--net none; where no snapshot can serve, boot and say why (docs/snapshots.md)");
+}
+
+Result<BootOutcome> start_instance(const InstanceStore& store, BootFlags& flags, Reporter& reporter) {
+  if (!flags.from_snapshot) return boot_instance(store, flags.request, reporter);
+  flags.request.snapshots = snapshot_root();
+  return resume_instance(store, flags.request, reporter);
 }
 
 std::filesystem::path snapshot_root() { return StageCache::default_root() / "snapshots"; }

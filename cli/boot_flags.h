@@ -10,6 +10,8 @@
 #include <CLI/CLI.hpp>
 
 #include "base/error.h"
+#include "base/reporter.h"
+#include "runtime/instance_manager.h"
 #include "runtime/instance_plan.h"
 
 namespace kiln::cli {
@@ -33,6 +35,10 @@ void add_instance_options(CLI::App* app, BootFlags& flags);
 
 // Registers only the VM shape's options (--memory, --vcpus).
 void add_shape_options(CLI::App* app, BootFlags& flags);
+
+// Starts the instance the flags describe: booted, or resumed from a
+// snapshot with --from-snapshot.
+Result<BootOutcome> start_instance(const InstanceStore& store, BootFlags& flags, Reporter& reporter);
 
 // Where `kiln boot --from-snapshot` and `kiln snapshot` keep snapshots:
 // beside the stage cache.

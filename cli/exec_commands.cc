@@ -303,7 +303,7 @@ int run_run(RunFlags& flags) {
   Reporter reporter(Reporter::detect(false));
   InstanceStore store = InstanceStore::open();
   auto start = Clock::now();
-  auto outcome = boot_instance(store, request, reporter);
+  auto outcome = start_instance(store, flags.boot, reporter);
   if (!outcome) return exec_failed(outcome.error());
   double booted = seconds_since(start);
   EphemeralInstance instance{store, request.name, flags.keep};

@@ -19,8 +19,6 @@ struct SnapshotFlags {
   bool json = false;
 };
 
-FileHashCache hashes(const InstanceStore& store) { return FileHashCache(store.state_root() / ".file-hashes"); }
-
 nlohmann::json entry_json(const SnapshotEntry& entry, const std::string& stale) {
   return {{"key", entry.key},   {"image", entry.image},     {"memory_mib", entry.memory_mib},
           {"vcpus", entry.vcpus}, {"qemu", entry.qemu},     {"made_at", entry.made_at},
@@ -51,7 +49,7 @@ int run_make(SnapshotFlags& flags) {
 int run_list(const SnapshotFlags& flags) {
   InstanceStore store = InstanceStore::open();
   SnapshotStore snapshots(snapshot_root());
-  FileHashCache file_hashes = hashes(store);
+  FileHashCache file_hashes = store.file_hashes();
   std::vector<SnapshotEntry> entries = snapshots.list();
   if (flags.json) {
     nlohmann::json out = nlohmann::json::array();
@@ -77,7 +75,7 @@ int run_list(const SnapshotFlags& flags) {
 int run_prune(const SnapshotFlags& flags) {
   InstanceStore store = InstanceStore::open();
   SnapshotStore snapshots(snapshot_root());
-  FileHashCache file_hashes = hashes(store);
+  FileHashCache file_hashes = store.file_hashes();
   nlohmann::json removed = nlohmann::json::array();
   uint64_t freed = 0;
   for (const SnapshotEntry& entry : snapshots.list()) {

@@ -357,13 +357,11 @@ Result<std::optional<SnapshotEntry>> snapshot_for(const InstanceStore& store, co
   return entry;
 }
 
-FileHashCache snapshot_hashes(const InstanceStore& store) { return FileHashCache(store.state_root() / ".file-hashes"); }
-
 }  // namespace
 
 Result<SnapshotMade> make_instance_snapshot(const InstanceStore& store, const BootRequest& request,
                                             Reporter& reporter) {
-  FileHashCache hashes = snapshot_hashes(store);
+  FileHashCache hashes = store.file_hashes();
   KILN_ASSIGN(SnapshotCandidate candidate, snapshot_candidate(store, request, hashes, reporter));
   if (!candidate.refusal.empty())
     return fail(ErrorKind::kBadInput, "{}: no snapshot can serve this instance: {}", request.source,
@@ -383,7 +381,7 @@ Result<SnapshotMade> make_instance_snapshot(const InstanceStore& store, const Bo
 Result<BootOutcome> resume_instance(const InstanceStore& store, const BootRequest& request, Reporter& reporter) {
   BootRequest plain = request;
   plain.snapshots.clear();
-  FileHashCache hashes = snapshot_hashes(store);
+  FileHashCache hashes = store.file_hashes();
   KILN_ASSIGN(SnapshotCandidate candidate, snapshot_candidate(store, request, hashes, reporter));
   KILN_ASSIGN(std::optional<SnapshotEntry> snapshot, snapshot_for(store, request, candidate, hashes, reporter));
   if (!snapshot) return boot_instance(store, plain, reporter);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/file_hash_cache.h"
 #include "base/files.h"
 #include "runtime/instance.h"
 
@@ -58,6 +59,9 @@ class InstanceStore {
         log_root_(log_root.empty() ? disk_root_.parent_path() / "logs" : std::move(log_root)) {}
 
   const std::filesystem::path& state_root() const { return state_root_; }
+  // The sha256 of the large files instances are made from (images' disks,
+  // snapshots), remembered beside the instances' state.
+  FileHashCache file_hashes() const { return FileHashCache(state_root_ / ".file-hashes"); }
   // Image files that reached this host with a migrated instance, each named
   // by its SHA-256 (runtime/image_transfer).
   std::filesystem::path images_root() const { return disk_root_.parent_path() / "images"; }

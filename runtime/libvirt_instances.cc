@@ -223,7 +223,7 @@ Result<LibvirtBootOutcome> boot_through_libvirt(const std::string& uri, const Bo
 
   LibvirtBootOutcome outcome{spec, choice.why, {}, std::nullopt};
   Undo undo{host, spec.name};
-  FileHashCache hashes(store.state_root() / ".file-hashes");
+  FileHashCache hashes = store.file_hashes();
   auto image_volume = [&](const fs::path& file) -> Result<std::string> {
     KILN_ASSIGN(std::string hash, hashes.sha256(file));
     std::string name = fmt::format("image-{}-{}", hash.substr(0, 32), file.filename().string());

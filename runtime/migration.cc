@@ -54,7 +54,7 @@ Result<std::vector<ImageFile>> image_files(const InstanceStore& store, const Ins
   for (size_t i = 0; i < spec.disks.size(); ++i) files.push_back({fmt::format("disk{}", i), spec.disks[i].base});
   if (!spec.kernel.empty()) files.push_back({"kernel", spec.kernel});
   if (!spec.initrd.empty()) files.push_back({"initrd", spec.initrd});
-  FileHashCache hashes(store.state_root() / ".file-hashes");
+  FileHashCache hashes = store.file_hashes();
   for (ImageFile& file : files) {
     // One that came with an instance migrated in is named by its hash,
     // checked when it arrived.

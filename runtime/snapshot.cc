@@ -215,7 +215,7 @@ Result<SnapshotEntry> make_snapshot(const InstanceStore& store, const SnapshotSt
   entry.made_at = static_cast<int64_t>(std::time(nullptr));
   KILN_ASSIGN(entry.qemu, qemu_version(booted.record.spec));
   KILN_ASSIGN(entry.qemu_identity, program_identity(architecture_of(booted.record.spec).qemu_system));
-  FileHashCache hashes(store.state_root() / ".file-hashes");
+  FileHashCache hashes = store.file_hashes();
   for (const fs::path& file : image_files(booted.record.spec)) {
     KILN_ASSIGN(entry.image_sha256[fs::absolute(file).string()], hashes.sha256(file));
   }

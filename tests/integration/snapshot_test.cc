@@ -230,6 +230,21 @@ TEST_F(SnapshotTest, ASnapshotServesOneMemorySizeAndAnotherSizeGetsItsOwn) {
   for (const auto& entry : entries) EXPECT_FALSE(fs::exists(entry["path"].get<std::string>()));
 }
 
+TEST_F(SnapshotTest, KilnRunResumesRunsTheCommandAndLeavesNoInstance) {
+  ASSERT_TRUE(shared_snapshot().is_object());
+  ProcessResult ran = kiln({"run", kImage.string(), "--name", "snap-run", "--from-snapshot", "--net", "none",
+                            "--json", "--", "sh", "-c", "hostname; exit 3"});
+  EXPECT_EQ(ran.exit_code, 3) << ran.err;
+  EXPECT_EQ(ran.out, "snap-run\n");
+  EXPECT_THAT(ran.err, HasSubstr("resumed from snapshot"));
+  nlohmann::json report = testing::last_json_line(ran.err);
+  ASSERT_TRUE(report.is_object()) << ran.err;
+  EXPECT_EQ(report["exit_code"], 3);
+  EXPECT_EQ(kiln({"list", "--json"}).out, "[]\n");
+  EXPECT_FALSE(fs::exists(dir_ / "run/snap-run"));
+  EXPECT_FALSE(fs::exists(dir_ / "state/instances/snap-run"));
+}
+
 TEST_F(SnapshotTest, WhatNoSnapshotCanServeBootsAndSaysWhy) {
   ProcessResult uml = resume("snap-u", {"--backend", "uml"});
   ASSERT_EQ(uml.exit_code, 0) << uml.err;
@@ -238,6 +253,9 @@ TEST_F(SnapshotTest, WhatNoSnapshotCanServeBootsAndSaysWhy) {
   ProcessResult make = kiln({"snapshot", "make", (dir_ / "no-such-image").string()});
   EXPECT_NE(make.exit_code, 0);
   EXPECT_THAT(make.err, HasSubstr("no-such-image"));
+  ProcessResult libvirt = kiln({"boot", kImage.string(), "--from-snapshot", "--connect", "qemu:///system"});
+  EXPECT_EQ(libvirt.exit_code, 2);
+  EXPECT_THAT(libvirt.err, HasSubstr("--from-snapshot: kiln's own runtime resumes snapshots, not libvirt"));
 }
 
 }  // namespace
