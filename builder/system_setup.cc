@@ -6,6 +6,7 @@
 #include "builder/guest_agent.h"
 #include "builder/offline_customizer.h"
 #include "builder/systemd_units.h"
+#include "formats/image/guest_protocol.h"
 
 namespace kiln {
 namespace {
@@ -70,6 +71,27 @@ Result<> write(Ext4Image& fs, std::string_view path, std::string_view text, uint
   return fs.write_file(path, text, Ext4Attributes{mode, 0, 0, mtime});
 }
 
+// A machine kiln boots without a NIC has no use for the network daemons, and
+// under UML or TCG starting them is CPU time the boot waits for: measured
+// under UML, 0.6 s of a 7.6 s boot to ready. The condition is kiln's word on
+// the kernel command line, so a machine booted by anything else, or with a
+// NIC, starts them as Debian would.
+constexpr std::string_view kNetworkUnits[] = {"systemd-networkd.service", "systemd-networkd.socket",
+                                              "systemd-networkd-wait-online.service", "systemd-resolved.service"};
+
+Result<> skip_network_without_nics(Ext4Image& fs, const Plan& plan) {
+  const std::string dropin = fmt::format(
+      "# Written by kiln: nothing to do on a machine kiln booted without a NIC.\n"
+      "[Unit]\nConditionKernelCommandLine=!{}\n",
+      kNoNicsArgument);
+  for (std::string_view unit : kNetworkUnits) {
+    KILN_ASSIGN(std::string found, find_unit(fs, unit));
+    if (found.empty()) continue;
+    KILN_TRY(write(fs, fmt::format("/etc/systemd/system/{}.d/kiln-no-nics.conf", unit), dropin, 0644, plan.timestamp));
+  }
+  return {};
+}
+
 Result<> setup_network(Ext4Image& fs, const Plan& plan, std::vector<std::string>& notes) {
   KILN_ASSIGN(std::string unit, find_unit(fs, "systemd-networkd.service"));
   if (unit.empty()) {
@@ -77,7 +99,8 @@ Result<> setup_network(Ext4Image& fs, const Plan& plan, std::vector<std::string>
     return {};
   }
   KILN_TRY(write(fs, "/etc/systemd/network/80-kiln-dhcp.network", kNetworkFile, 0644, plan.timestamp));
-  return enable_unit(fs, "systemd-networkd.service", plan.timestamp);
+  KILN_TRY(enable_unit(fs, "systemd-networkd.service", plan.timestamp));
+  return skip_network_without_nics(fs, plan);
 }
 
 Result<> reset_machine_id(Ext4Image& fs, const Plan& plan) {

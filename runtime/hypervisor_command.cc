@@ -44,7 +44,8 @@ std::string guest_command_line(const InstanceSpec& spec) {
   // port, which the agent finds by name.
   std::string agent = std::string(kAgentArgument) + (uml ? "/dev/ttyS1" : "virtio:" + std::string(kAgentPortName));
   return joined({"root=" + spec.root, "ro", spec.kernel_args, console, std::string(kInstanceArgument) + spec.id, seed, agent,
-                 slirp ? std::string(kSlirpArgument) : "", uml ? std::string(kPowerOffArgument) : "",
+                 slirp ? std::string(kSlirpArgument) : "",
+                 spec.network.nics.empty() ? std::string(kNoNicsArgument) : "", uml ? std::string(kPowerOffArgument) : "",
                  uml ? "pty.legacy_count=0" : "",
                  // eth0, eth1... in the order of the NICs, on both backends
                  // and as Xen named them, rather than qemu's PCI slot names.

@@ -36,6 +36,7 @@ namespace kiln {
 inline constexpr std::string_view kInstanceArgument = "kiln.instance=";  // kiln started this boot: wait for the seed
 inline constexpr std::string_view kSeedArgument = "kiln.seed=";  // the seed disk's device node, found without udev
 inline constexpr std::string_view kSlirpArgument = "kiln.net=slirp";  // UML's user networking: fixed addresses
+inline constexpr std::string_view kNoNicsArgument = "kiln.net=none";  // no NIC: the network daemons stay down
 inline constexpr std::string_view kPowerOffArgument = "kiln.cad=poweroff";  // Ctrl-Alt-Del powers off (UML)
 inline constexpr std::string_view kAgentArgument = "kiln.agent=";  // the exec channel's device node in the guest
 

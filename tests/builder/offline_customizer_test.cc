@@ -210,6 +210,11 @@ TEST_F(OfflineCustomizerTest, SystemSetupMakesAFreshMachine) {
             "/usr/lib/systemd/system/systemd-networkd.socket");
   EXPECT_EQ(stat("/etc/systemd/system/dbus-org.freedesktop.network1.service").symlink_target,
             "/usr/lib/systemd/system/systemd-networkd.service");
+  // ...and skipped where kiln boots the machine without a NIC
+  EXPECT_EQ(read("/etc/systemd/system/systemd-networkd.service.d/kiln-no-nics.conf"),
+            "# Written by kiln: nothing to do on a machine kiln booted without a NIC.\n"
+            "[Unit]\nConditionKernelCommandLine=!kiln.net=none\n");
+  EXPECT_TRUE(exists("/etc/systemd/system/systemd-networkd.socket.d/kiln-no-nics.conf"));
   // every machine makes its own identity
   EXPECT_EQ(read("/etc/machine-id"), "");
   EXPECT_FALSE(exists("/etc/ssh/ssh_host_ed25519_key"));

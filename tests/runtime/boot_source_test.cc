@@ -15,6 +15,7 @@ namespace kiln {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::ScratchDir;
 using testing::write_text;
 
@@ -280,6 +281,20 @@ TEST(GuestCommandLine, CarriesRootConsoleIdentityTheSeedDeviceAndTheExecChannel)
   EXPECT_THAT(guest_command_line(spec),
               HasSubstr("console=ttyS0 kiln.instance=abc kiln.seed=/dev/ubdc kiln.agent=/dev/ttyS1 kiln.net=slirp "
                         "kiln.cad=poweroff pty.legacy_count=0"));
+}
+
+TEST(GuestCommandLine, AMachineWithoutNicsIsToldSoThatItsNetworkDaemonsStayDown) {
+  InstanceSpec spec;
+  spec.id = "abc";
+  spec.root = "/dev/vda";
+  spec.disks.resize(1);
+  for (BackendKind backend : {BackendKind::kQemu, BackendKind::kUml}) {
+    spec.backend = backend;
+    spec.network.nics.clear();
+    EXPECT_THAT(guest_command_line(spec), HasSubstr(" kiln.net=none"));
+    spec.network.nics = {NicSpec{}};
+    EXPECT_THAT(guest_command_line(spec), Not(HasSubstr("kiln.net=none")));
+  }
 }
 
 TEST(GuestCommandLine, TheConsoleIsTheFirstSerialLineOfTheGuestsMachine) {
