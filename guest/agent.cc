@@ -171,11 +171,26 @@ bool Agent::serve(const Watch& watch, short revents) {
 
 // ---- The channel ----
 
+// A virtio port hands over one page per read(). The reads are taken until
+// the port is empty and acknowledged together: every frame toward the host
+// is a notification qemu handles, and one per page held host-to-guest
+// copies under TCG to about 4 MB/s.
 bool Agent::read_channel() {
-  ssize_t n = ::read(channel_.get(), buffer_.data(), buffer_.size());
-  if (n < 0 && errno == EINTR) return true;
-  // 0: a virtio port whose host end is not open; EIO: a line hung up.
-  if (n == 0 || (n < 0 && errno != EAGAIN)) {
+  size_t got = 0;
+  bool lost = false;
+  while (got < buffer_.size()) {
+    ssize_t n = ::read(channel_.get(), buffer_.data() + got, buffer_.size() - got);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      // 0: a virtio port whose host end is not open; EIO: a line hung up.
+      lost = n == 0 || errno != EAGAIN;
+      break;
+    }
+  }
+  if (got == 0 && lost) {
     lose_channel();
     return true;
   }
@@ -183,18 +198,20 @@ bool Agent::read_channel() {
     connected_ = true;
     say_hello();  // the host end may be a new one, that has not heard it
   }
-  if (n < 0) return true;
-  out_ += encode_ack(static_cast<uint32_t>(n));
-  decoder_.feed(std::string_view(buffer_.data(), n));
+  if (got == 0) return true;
+  out_ += encode_ack(static_cast<uint32_t>(got));
+  decoder_.feed(std::string_view(buffer_.data(), got));
   while (true) {
     auto frame = decoder_.next();
     if (!frame) {
       log("a malformed frame from the host, the stream cannot be followed further: " + frame.error());
       return false;
     }
-    if (!*frame) return true;
+    if (!*frame) break;
     handle(**frame);
   }
+  if (lost) lose_channel();
+  return true;
 }
 
 // The host end went away. What it had half sent and what it had not taken

@@ -86,7 +86,7 @@ class Agent {
   std::string run_id_;  // this run of the agent, in its kHello
   Clock::time_point retry_at_;  // while not connected: when to read again
   std::map<uint32_t, Session> sessions_;
-  std::string buffer_;  // one read's worth, reused
+  std::string buffer_;  // what one wakeup reads from the channel, reused
 };
 
 }  // namespace kiln::agent

@@ -56,18 +56,24 @@ struct Outcome {
 class AgentUnderTest {
  public:
   // The agent on a socket (--fd), or on a pty's slave (--channel PATH), as
-  // on UML's serial line.
-  enum class Line { kSocket, kTerminal };
+  // on UML's serial line, or on a socket that hands over one packet per
+  // read, as a virtio port hands over one page.
+  enum class Line { kSocket, kTerminal, kPackets };
 
-  explicit AgentUnderTest(Line line = Line::kSocket) : socket_line_(line == Line::kSocket) {
+  // `waiting` is on the line before the agent starts (packets of kPacket).
+  explicit AgentUnderTest(Line line = Line::kSocket, std::string_view waiting = {}) : socket_line_(line != Line::kTerminal) {
     std::vector<std::string> argv = {KILN_EXEC_AGENT};
     int agent_end = -1;
     if (socket_line_) {
       int ends[2];
-      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) throw std::runtime_error("socketpair");
+      int type = line == Line::kPackets ? SOCK_SEQPACKET : SOCK_STREAM;
+      if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, ends) != 0) throw std::runtime_error("socketpair");
       socket_ = ends[0];
       agent_end = ends[1];
       argv.insert(argv.end(), {"--fd", "3"});
+      for (size_t at = 0; at < waiting.size(); at += kPacket)
+        if (::send(socket_, waiting.data() + at, std::min(kPacket, waiting.size() - at), MSG_NOSIGNAL) <= 0)
+          throw std::runtime_error("send");
     } else {
       socket_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
       char slave[128];
@@ -163,6 +169,9 @@ class AgentUnderTest {
   void hang_up() { ::shutdown(socket_, SHUT_WR); }
   int hellos() const { return hellos_; }
   uint64_t acked() const { return acked_; }
+  int acks() const { return acks_; }
+
+  static constexpr size_t kPacket = 4096;
 
   // The agent's wait status once it ended by itself, or nothing.
   std::optional<int> wait_ended(std::chrono::milliseconds timeout) {
@@ -194,7 +203,10 @@ class AgentUnderTest {
   void take(const Frame& frame) {
     if (frame.session == 0) {
       if (frame.type == FrameType::kHello) ++hellos_;
-      if (frame.type == FrameType::kAck) acked_ += decode_ack(frame.payload).value_or(0);
+      if (frame.type == FrameType::kAck) {
+        acked_ += decode_ack(frame.payload).value_or(0);
+        ++acks_;
+      }
       return;
     }
     Outcome& outcome = outcomes_[frame.session];
@@ -219,6 +231,7 @@ class AgentUnderTest {
   uint32_t next_session_ = 1;
   int hellos_ = 0;
   uint64_t acked_ = 0;
+  int acks_ = 0;
 };
 
 ExecRequest command(std::vector<std::string> argv) {
@@ -527,6 +540,22 @@ TEST(ExecAgent, AcknowledgesEveryByteItReadsFromTheChannel) {
                 encode_frame(session, FrameType::kStdin, input.substr(kMaxFramePayload)).size() +
                 encode_frame(session, FrameType::kStdin, "").size();
   EXPECT_TRUE(agent.read_until([&] { return agent.acked() == sent; }, 5s)) << agent.acked() << " of " << sent;
+}
+
+// Each frame toward the host costs a guest a notification of qemu's: what
+// waits on the channel is read in as many reads as it takes (a virtio port
+// gives one page per read) and acknowledged once.
+TEST(ExecAgent, AcknowledgesWhatWaitsOnTheChannelInOneFrame) {
+  std::string waiting = encode_frame(1, FrameType::kOpen, encode_exec_request(command({"wc", "-c"}))) +
+                        encode_frame(1, FrameType::kStdin, std::string(60000, 'k')) +
+                        encode_frame(1, FrameType::kStdin, "");
+  AgentUnderTest agent(AgentUnderTest::Line::kPackets, waiting);
+  Outcome& outcome = agent.wait(1);
+  EXPECT_EQ(outcome.out, "60000\n");
+  EXPECT_TRUE(agent.read_until([&] { return agent.acked() == waiting.size(); }, 5s))
+      << agent.acked() << " of " << waiting.size();
+  EXPECT_EQ(agent.acks(), 1) << "for " << (waiting.size() + AgentUnderTest::kPacket - 1) / AgentUnderTest::kPacket
+                             << " packets";
 }
 
 // A terminal line holds 4 KiB: input larger than that must wait for the
