@@ -54,14 +54,17 @@ Error tool_failure(Error error, const Plan& plan) {
   return error;
 }
 
-// The package cache goes with every hook when there is one.
-std::string hook_command(const BootstrapHooks& hooks, std::string_view point) {
+// The package cache goes with every hook when there is one; the initramfs
+// modules with the customize hook, which makes the initramfs.
+std::string hook_command(const BootstrapHooks& hooks, std::string_view point,
+                         const std::vector<std::string>& initramfs_modules = {}) {
   std::string command = fmt::format("{} bootstrap-hook {}", shell_quoted(hooks.kiln.string()), point);
   if (!hooks.package_cache.empty()) command += " --cache " + shell_quoted(hooks.package_cache.string());
+  if (!initramfs_modules.empty()) command += " --initramfs-modules " + shell_quoted(joined(initramfs_modules, ','));
   return command + " \"$1\"";
 }
 
-std::vector<std::string> hook_arguments(const BootstrapHooks& hooks) {
+std::vector<std::string> hook_arguments(const BootstrapHooks& hooks, const BootstrapSection& b) {
   std::vector<std::string> args;
   if (!hooks.package_cache.empty()) {
     // The essential packages' files stay until the customize hook has kept
@@ -69,7 +72,7 @@ std::vector<std::string> hook_arguments(const BootstrapHooks& hooks) {
     args.push_back("--skip=essential/unlink");
     args.push_back("--setup-hook=" + hook_command(hooks, "setup"));
   }
-  args.push_back("--customize-hook=" + hook_command(hooks, "customize"));
+  args.push_back("--customize-hook=" + hook_command(hooks, "customize", b.initramfs_modules.value));
   return args;
 }
 
@@ -86,8 +89,11 @@ Result<> run_mmdebstrap(const Plan& plan, const std::filesystem::path& out_tar, 
   for (const std::string& option : b.apt_options.value) command.argv.push_back("--aptopt=" + option);
   if (!plan.bootstrap_packages.empty()) command.argv.push_back("--include=" + joined(plan.bootstrap_packages, ','));
   if (resources.hooks) {
-    auto hooks = hook_arguments(*resources.hooks);
+    auto hooks = hook_arguments(*resources.hooks, b);
     command.argv.insert(command.argv.end(), hooks.begin(), hooks.end());
+  } else if (!b.initramfs_modules.value.empty()) {
+    return fail_at(b.initramfs_modules.where, "bootstrap.initramfs_modules need kiln's mmdebstrap hooks, which this "
+                                              "bake runs without");
   }
   command.argv.insert(command.argv.end(), {b.suite.value, out_tar.string(), plan.mirror});
   command.env = reproducible_env(plan);
@@ -202,6 +208,7 @@ void report_transfer(BootstrapHookReport& report, const PackageTransfer& transfe
 }  // namespace
 
 Result<BootstrapHookReport> run_bootstrap_hook(std::string_view point, const std::filesystem::path& package_cache,
+                                               const std::vector<std::string>& initramfs_modules,
                                                const std::filesystem::path& rootfs, CommandRunner& runner) {
   BootstrapHookReport report;
   if (point == "setup") {
@@ -209,7 +216,7 @@ Result<BootstrapHookReport> run_bootstrap_hook(std::string_view point, const std
     KILN_ASSIGN(PackageTransfer provided, provide_cached_packages(package_cache, rootfs, runner));
     report_transfer(report, provided, true);
   } else if (point == "customize") {
-    KILN_ASSIGN(std::vector<std::string> made, make_missing_initramfs(rootfs, runner));
+    KILN_ASSIGN(std::vector<std::string> made, make_missing_initramfs(rootfs, runner, initramfs_modules));
     for (const std::string& version : made)
       report.notes.push_back(fmt::format("made the initramfs of {} once, after every package was set up", version));
     if (!package_cache.empty()) {

@@ -54,12 +54,14 @@ Result<> bootstrap_rootfs(const Plan& plan, const std::filesystem::path& out_tar
 // What `kiln bootstrap-hook` does at one of the points above, for the
 // rootfs mmdebstrap is building. The setup point runs `apt-get update`
 // first (mmdebstrap then skips its own), so that the signed index is there
-// to say which cached files may be served.
+// to say which cached files may be served. The customize point makes the
+// initramfs, with only `initramfs_modules` when there are any.
 struct BootstrapHookReport {
   std::vector<std::string> notes;
   std::vector<std::string> warnings;
 };
 Result<BootstrapHookReport> run_bootstrap_hook(std::string_view point, const std::filesystem::path& package_cache,
+                                               const std::vector<std::string>& initramfs_modules,
                                                const std::filesystem::path& rootfs, CommandRunner& runner);
 
 // For bootstrap.from: the local archive path (resolved against the recipe's

@@ -196,7 +196,8 @@ resume() {
     echo "$id" > /etc/machine-id
   fi
   # sshd re-executes itself on SIGHUP and so takes the new host keys,
-  # without the second a restart through systemd takes under emulation.
+  # without the second a restart through systemd takes under emulation
+  # (a socket-activated sshd has no daemon: it reads them per connection).
   [ -r /run/sshd.pid ] && read -r sshd < /run/sshd.pid && kill -HUP "$sshd" 2>/dev/null
   ( run_firstboot )
   exit 0

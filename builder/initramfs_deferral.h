@@ -33,6 +33,10 @@ inline constexpr const char* kDeferInitramfsEnv = "INITRD=No";
 // with update-initramfs or dracut, whichever the tree has (neither: none
 // is made, as the kernel hook would not have). Returns the kernel versions
 // it made one for.
-Result<std::vector<std::string>> make_missing_initramfs(const std::filesystem::path& rootfs, CommandRunner& runner);
+// With `modules`, initramfs-tools is first configured, in the tree's /etc,
+// to carry only those (MODULES=list, and a hook that adds them without
+// loading them); a tree without initramfs-tools is then an error.
+Result<std::vector<std::string>> make_missing_initramfs(const std::filesystem::path& rootfs, CommandRunner& runner,
+                                                        const std::vector<std::string>& modules = {});
 
 }  // namespace kiln

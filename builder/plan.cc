@@ -35,6 +35,7 @@ StagePlan bootstrap_stage(const Recipe& recipe, const Plan& plan) {
   hash_list(hasher, sorted_unique(plan.bootstrap_packages));
   // Only when given, so that recipes without any keep their keys.
   if (!b.apt_options.value.empty()) hash_list(hasher.field("apt_options"), b.apt_options.value);
+  if (!b.initramfs_modules.value.empty()) hash_list(hasher.field("initramfs_modules"), b.initramfs_modules.value);
   hasher.field(plan.reproducible ? std::to_string(plan.timestamp) : "now");
   std::string packages = plan.bootstrap_packages.empty()
                              ? std::string()

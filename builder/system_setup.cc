@@ -26,7 +26,7 @@ constexpr std::string_view kNetworkFile =
 
 // Ed25519 and ECDSA keys take milliseconds to make, RSA keys seconds (more
 // under emulation): sshd starts with the quick ones, and the RSA key follows
-// once the system is up, without holding up the boot.
+// once the system is up and has said so, without holding up the boot.
 constexpr std::string_view kSshKeygenUnit =
     "# Written by kiln: images ship without ssh host keys, so that no two\n"
     "# machines share them; this makes a machine's own keys at first boot.\n"
@@ -51,7 +51,7 @@ constexpr std::string_view kSshKeygenRsaUnit =
     "Description=Generate the SSH RSA host key\n"
     "ConditionPathExists=!/etc/ssh/ssh_host_rsa_key\n"
     "DefaultDependencies=no\n"
-    "After=multi-user.target kiln-ssh-keygen.service\n"
+    "After=multi-user.target kiln-ssh-keygen.service kiln-ready.service\n"
     "\n"
     "[Service]\n"
     "Type=oneshot\n"

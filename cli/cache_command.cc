@@ -128,8 +128,9 @@ int run_prune(const CacheFlags& flags) {
 
 // mmdebstrap's hooks call this; their "I: " and "W: " lines become the bake's
 // notes and warnings.
-int run_bootstrap_hook_command(const std::string& point, const std::string& cache_dir, const std::string& rootfs) {
-  auto report = run_bootstrap_hook(point, cache_dir, rootfs, system_runner());
+int run_bootstrap_hook_command(const std::string& point, const std::string& cache_dir,
+                               const std::vector<std::string>& initramfs_modules, const std::string& rootfs) {
+  auto report = run_bootstrap_hook(point, cache_dir, initramfs_modules, rootfs, system_runner());
   return finish(report, [](const BootstrapHookReport& done) {
     for (const std::string& note : done.notes) fmt::print(stderr, "I: {}\n", note);
     for (const std::string& warning : done.warnings) fmt::print(stderr, "W: {}\n", warning);
@@ -161,6 +162,7 @@ void register_cache(CLI::App& root, Registry& registry) {
   struct Hook {
     std::string point;
     std::string cache_dir;
+    std::vector<std::string> initramfs_modules;
     std::string rootfs;
   };
   auto hook = std::make_shared<Hook>();
@@ -171,9 +173,13 @@ void register_cache(CLI::App& root, Registry& registry) {
       ->required()
       ->check(CLI::IsMember({"setup", "customize"}));
   hook_app->add_option("--cache", hook->cache_dir, "The package cache directory (none: no package cache)");
+  hook_app->add_option("--initramfs-modules", hook->initramfs_modules, "The modules the initramfs carries (comma-separated)")
+      ->delimiter(',');
   hook_app->add_option("rootfs", hook->rootfs, "The tree mmdebstrap is building ($1 of the hook)")->required();
-  registry.push_back(
-      {hook_app, [hook] { return run_bootstrap_hook_command(hook->point, hook->cache_dir, hook->rootfs); }});
+  registry.push_back({hook_app, [hook] {
+                        return run_bootstrap_hook_command(hook->point, hook->cache_dir, hook->initramfs_modules,
+                                                          hook->rootfs);
+                      }});
 }
 
 }  // namespace kiln::cli

@@ -50,6 +50,7 @@ struct BootstrapSection {
   Located<std::vector<std::string>> packages;
   Located<std::string> mirror;  // empty: the host's apt sources
   Located<std::vector<std::string>> apt_options;  // mmdebstrap --aptopt, in order
+  Located<std::vector<std::string>> initramfs_modules;  // empty: initramfs-tools' own choice (MODULES=most)
   Located<std::string> from;    // import an existing rootfs archive instead
 };
 

@@ -101,7 +101,8 @@ Result<> check_consistency(const Recipe& recipe) {
                      "is not bootstrapped; remove one of them",
                      other->where.to_string());
     }
-    for (const Located<std::vector<std::string>>* other : {&b.packages, &b.components, &b.apt_options}) {
+    for (const Located<std::vector<std::string>>* other :
+         {&b.packages, &b.components, &b.apt_options, &b.initramfs_modules}) {
       if (!other->set) continue;
       return fail_at(b.from.where,
                      "bootstrap.from conflicts with the bootstrap setting at {}: an imported rootfs "
@@ -117,6 +118,9 @@ Result<> check_consistency(const Recipe& recipe) {
                      "bootstrap.variant \"{}\" is not a variant of {}", b.variant.value, b.tool.value);
     if (b.tool.value == "debootstrap" && !b.apt_options.value.empty())
       return fail_at(b.apt_options.where, "bootstrap.apt_options are mmdebstrap's --aptopt: debootstrap takes none");
+    if (b.tool.value == "debootstrap" && !b.initramfs_modules.value.empty())
+      return fail_at(b.initramfs_modules.where,
+                     "bootstrap.initramfs_modules are set through mmdebstrap's hooks: debootstrap takes none");
   }
   const StorageSection& s = recipe.storage;
   if (s.layout.value == StorageLayout::kPlain) {

@@ -93,6 +93,14 @@ const std::array kSettings = {
              "mirror snapshot's sid and testing have; apt then cannot tell an old snapshot from a replayed one. "
              "mmdebstrap only."},
             ListField{FIELD(bootstrap.apt_options)}, check_text_line},
+    Setting{{"bootstrap", "initramfs_modules", ValueKind::kStringList, "[]", "",
+             "The kernel modules the initramfs carries (with those they depend on; udev loads each when "
+             "its device appears), in place of initramfs-tools' MODULES=most, every storage, filesystem "
+             "and network driver. Name the root filesystem's module too. A virtual machine's short list "
+             "makes the default recipe's initramfs 7 MiB instead of 35 and its boot under TCG about 2 s "
+             "shorter. The choice stays in the image (/etc/initramfs-tools), so a kernel upgrade there "
+             "keeps it. Empty: initramfs-tools' own. mmdebstrap and initramfs-tools only."},
+            ListField{FIELD(bootstrap.initramfs_modules)}, check_module},
     Setting{{"bootstrap", "from", ValueKind::kPath, "\"\"", "",
              "Import this rootfs archive (.tar, .tar.gz, .tar.xz, .tar.zst, .cpio, .cpio.gz; a "
              "path or a file://, http://, https:// or ftp:// URI) instead of bootstrapping; or start from "

@@ -39,6 +39,11 @@ std::string check_word(std::string_view value) {
   return "expected lower-case letters, digits, '.', '+' or '-'";
 }
 
+std::string check_module(std::string_view value) {
+  if (matches(value, "[A-Za-z0-9][A-Za-z0-9_-]{0,63}")) return {};
+  return "not a kernel module name (letters, digits, '_' or '-')";
+}
+
 std::string check_package(std::string_view value) {
   if (matches(value, "[a-z0-9][a-z0-9.+-]+(:[a-z0-9-]+)?([=/][A-Za-z0-9.+~:-]+)?")) return {};
   return "not a Debian package name (optionally NAME=VERSION or NAME/RELEASE)";

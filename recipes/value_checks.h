@@ -14,6 +14,7 @@ std::string check_image_name(std::string_view value);
 std::string check_version(std::string_view value);    // image.version: becomes part of file names
 std::string check_word(std::string_view value);       // suites, components
 std::string check_package(std::string_view value);    // apt-get install arguments
+std::string check_module(std::string_view value);     // kernel module names
 std::string check_mirror(std::string_view value);
 std::string check_fs_label(std::string_view value);
 std::string check_hostname(std::string_view value);

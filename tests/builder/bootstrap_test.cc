@@ -82,6 +82,21 @@ TEST_F(BootstrapTest, AptOptionsGoToMmdebstrapInOrderAndIntoTheKey) {
   EXPECT_NE(planned.plan.source.key, plan_for().plan.source.key);
 }
 
+TEST_F(BootstrapTest, InitramfsModulesGoToTheCustomizeHookAndIntoTheKey) {
+  Planned planned = plan_for({"bootstrap.initramfs_modules=[\"virtio_blk\", \"ext4\"]"});
+  BootstrapResources resources;
+  resources.hooks = BootstrapHooks{"/usr/bin/kiln", ""};
+  ASSERT_TRUE(bootstrap_rootfs(planned.plan, dir_ / "rootfs.tar", dir_ / "work", reporter_, runner_, resources));
+  EXPECT_THAT(runner_.commands[0].argv,
+              ::testing::Contains(
+                  "--customize-hook=/usr/bin/kiln bootstrap-hook customize --initramfs-modules virtio_blk,ext4 \"$1\""));
+  EXPECT_NE(planned.plan.source.key, plan_for().plan.source.key);
+  // Without kiln's hooks nothing would choose them: refused, not ignored.
+  auto unhooked = bootstrap(planned);
+  ASSERT_FALSE(unhooked);
+  EXPECT_THAT(unhooked.error().to_string(), HasSubstr("bootstrap.initramfs_modules need kiln's mmdebstrap hooks"));
+}
+
 TEST_F(BootstrapTest, AReproducibleBakeGivesTheToolItsTimestamp) {
   ASSERT_TRUE(bootstrap(plan_for()));
   EXPECT_THAT(runner_.commands[0].env, ::testing::Contains("SOURCE_DATE_EPOCH=1700000000"));
@@ -125,7 +140,7 @@ TEST_F(BootstrapTest, TheCustomizeHookMakesEachMissingInitramfsOnce) {
   testing::write_text(rootfs / "boot/vmlinuz-6.1.0-50-amd64", "kernel");
   testing::write_text(rootfs / "boot/vmlinuz-6.1.0-49-amd64", "older kernel");
   testing::write_text(rootfs / "boot/initrd.img-6.1.0-49-amd64", "made before");
-  auto report = run_bootstrap_hook("customize", "", rootfs, runner_);
+  auto report = run_bootstrap_hook("customize", "", {}, rootfs, runner_);
   ASSERT_TRUE(report) << report.error().to_string();
   ASSERT_EQ(runner_.commands.size(), 2u);
   EXPECT_THAT(runner_.commands[0].argv,
@@ -138,11 +153,39 @@ TEST_F(BootstrapTest, TheCustomizeHookMakesEachMissingInitramfsOnce) {
   EXPECT_THAT(report->notes, ElementsAre(HasSubstr("made the initramfs of 6.1.0-50-amd64 once")));
 }
 
+TEST_F(BootstrapTest, TheCustomizeHookConfiguresInitramfsToolsToCarryOnlyTheModulesGiven) {
+  std::filesystem::path rootfs = dir_ / "tree";
+  testing::write_text(rootfs / "usr/sbin/update-initramfs", "#!/bin/sh\n");
+  testing::write_text(rootfs / "boot/vmlinuz-6.1.0-50-amd64", "kernel");
+  runner_.on_run = [&](const Command& command) -> Result<Completed> {
+    // The configuration is in place when the initramfs is made.
+    EXPECT_TRUE(std::filesystem::exists(rootfs / "etc/initramfs-tools/hooks/kiln-modules")) << command.argv.back();
+    return Completed{};
+  };
+  ASSERT_TRUE(run_bootstrap_hook("customize", "", {"virtio_blk", "ext4"}, rootfs, runner_));
+  ASSERT_EQ(runner_.commands.size(), 1u);
+  EXPECT_THAT(testing::read_text(rootfs / "etc/initramfs-tools/conf.d/kiln-modules.conf"), HasSubstr("\nMODULES=list\n"));
+  const auto hook = rootfs / "etc/initramfs-tools/hooks/kiln-modules";
+  EXPECT_THAT(testing::read_text(hook), HasSubstr("\nmanual_add_modules virtio_blk ext4\n"));
+  EXPECT_EQ(std::filesystem::status(hook).permissions() & std::filesystem::perms::owner_exec,
+            std::filesystem::perms::owner_exec);
+}
+
+TEST_F(BootstrapTest, InitramfsModulesNeedInitramfsTools) {
+  std::filesystem::path rootfs = dir_ / "tree";
+  testing::write_text(rootfs / "usr/bin/dracut", "#!/bin/sh\n");
+  testing::write_text(rootfs / "boot/vmlinuz-6.12.0-1-arm64", "kernel");
+  auto report = run_bootstrap_hook("customize", "", {"virtio_blk"}, rootfs, runner_);
+  ASSERT_FALSE(report);
+  EXPECT_THAT(report.error().to_string(), HasSubstr("the image has no initramfs-tools"));
+  EXPECT_TRUE(runner_.commands.empty());
+}
+
 TEST_F(BootstrapTest, DracutMakesItWhereTheTreeHasDracut) {
   std::filesystem::path rootfs = dir_ / "tree";
   testing::write_text(rootfs / "usr/bin/dracut", "#!/bin/sh\n");
   testing::write_text(rootfs / "boot/vmlinuz-6.12.0-1-arm64", "kernel");
-  ASSERT_TRUE(run_bootstrap_hook("customize", "", rootfs, runner_));
+  ASSERT_TRUE(run_bootstrap_hook("customize", "", {}, rootfs, runner_));
   ASSERT_EQ(runner_.commands.size(), 1u);
   EXPECT_THAT(runner_.commands[0].argv, ::testing::IsSupersetOf(std::vector<std::string>{
                                             "dracut", "--force", "/boot/initrd.img-6.12.0-1-arm64", "6.12.0-1-arm64"}));
@@ -151,10 +194,10 @@ TEST_F(BootstrapTest, DracutMakesItWhereTheTreeHasDracut) {
 TEST_F(BootstrapTest, NoGeneratorOrNoKernelMakesNoInitramfs) {
   std::filesystem::path rootfs = dir_ / "tree";
   testing::write_text(rootfs / "boot/vmlinuz-6.1.0-50-amd64", "kernel");  // no update-initramfs, no dracut
-  ASSERT_TRUE(run_bootstrap_hook("customize", "", rootfs, runner_));
+  ASSERT_TRUE(run_bootstrap_hook("customize", "", {}, rootfs, runner_));
   testing::write_text(rootfs / "usr/sbin/update-initramfs", "#!/bin/sh\n");
   std::filesystem::remove(rootfs / "boot/vmlinuz-6.1.0-50-amd64");
-  ASSERT_TRUE(run_bootstrap_hook("customize", "", rootfs, runner_));
+  ASSERT_TRUE(run_bootstrap_hook("customize", "", {}, rootfs, runner_));
   EXPECT_TRUE(runner_.commands.empty());
 }
 

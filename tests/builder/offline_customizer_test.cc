@@ -225,6 +225,8 @@ TEST_F(OfflineCustomizerTest, SystemSetupMakesAFreshMachine) {
   EXPECT_THAT(read("/etc/systemd/system/kiln-ssh-keygen-rsa.service"), HasSubstr("ExecStart=/usr/bin/ssh-keygen -A"));
   EXPECT_THAT(read("/etc/systemd/system/kiln-ssh-keygen-rsa.service"), Not(HasSubstr("ssh.service")))
       << "a reload of sshd after ready refuses connections for a moment";
+  EXPECT_THAT(read("/etc/systemd/system/kiln-ssh-keygen-rsa.service"), HasSubstr(" kiln-ready.service\n"))
+      << "the readiness report does not share the CPU with RSA";
   EXPECT_EQ(stat("/etc/systemd/system/multi-user.target.wants/kiln-ssh-keygen-rsa.service").symlink_target,
             "/etc/systemd/system/kiln-ssh-keygen-rsa.service");
   EXPECT_EQ(stat("/etc/systemd/system/ssh.service.wants/kiln-ssh-keygen.service").symlink_target,

@@ -12,6 +12,7 @@
 namespace kiln {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -110,6 +111,16 @@ TEST(RecipeParser, ChoicesAreListed) {
 TEST(RecipeParser, VariantMustSuitTheTool) {
   EXPECT_THAT(error_of(std::string(kMinimal) + "tool = \"debootstrap\"\nvariant = \"essential\"\n"),
               StartsWith("r.toml:7:11: bootstrap.variant \"essential\" is not a variant of debootstrap"));
+}
+
+TEST(RecipeParser, InitramfsModulesAreModuleNamesForMmdebstrap) {
+  auto recipe = parse(std::string(kMinimal) + "initramfs_modules = [\"virtio_blk\", \"xen-blkfront\"]\n");
+  ASSERT_TRUE(recipe) << recipe.error().to_string();
+  EXPECT_THAT(recipe->bootstrap.initramfs_modules.value, ElementsAre("virtio_blk", "xen-blkfront"));
+  EXPECT_THAT(error_of(std::string(kMinimal) + "initramfs_modules = [\"ext4; rm -rf /\"]\n"),
+              StartsWith("r.toml:6:21: bootstrap.initramfs_modules: \"ext4; rm -rf /\": not a kernel module name"));
+  EXPECT_THAT(error_of(std::string(kMinimal) + "tool = \"debootstrap\"\ninitramfs_modules = [\"ext4\"]\n"),
+              StartsWith("r.toml:7:21: bootstrap.initramfs_modules are set through mmdebstrap's hooks"));
 }
 
 TEST(RecipeParser, ImportConflictsWithBootstrapSettings) {
