@@ -80,19 +80,7 @@ Result<PruneOptions> prune_options(const CacheFlags& flags) {
   PruneOptions options;
   options.all = flags.all;
   if (!flags.unused_for.empty()) {
-    std::string text = flags.unused_for;
-    char unit = text.back();
-    int64_t factor = unit == 'd' ? 86400 : unit == 'h' ? 3600 : unit == 'm' ? 60 : unit == 's' ? 1 : 0;
-    if (factor) text.pop_back();
-    try {
-      size_t used = 0;
-      int64_t value = std::stoll(text, &used);
-      if (used != text.size() || value < 0 || factor == 0) throw std::invalid_argument(text);
-      options.unused_for = std::chrono::seconds(value * factor);
-    } catch (const std::exception&) {
-      return fail(ErrorKind::kBadInput, "--unused-for \"{}\": expected a number with a unit s, m, h or d, e.g. 7d",
-                  flags.unused_for);
-    }
+    KILN_ASSIGN(options.unused_for, parse_duration(flags.unused_for, "--unused-for"));
   }
   if (!flags.max_size.empty()) {
     KILN_ASSIGN(options.max_size_bytes, parse_size(flags.max_size));

@@ -95,6 +95,15 @@ TEST_F(BakeCommandTest, TakesTheWholeDiskSha256AtBakeWhenTheRecipeAsks) {
   EXPECT_EQ(manifest["artifacts"][0]["sha256"], sha256(out / "disk.raw"));
 }
 
+TEST_F(BakeCommandTest, CachePruneTakesDurationsAsEveryOtherFlagDoes) {
+  auto cache = (dir_ / "cache").string();
+  auto bad = run_kiln({"cache", "prune", "--cache", cache, "--unused-for", "7 days"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("--unused-for \"7 days\": expected a number with a unit s, m, h or d"));
+  auto good = run_kiln({"cache", "prune", "--cache", cache, "--unused-for", "12h", "--json"});
+  EXPECT_EQ(good.exit_code, 0) << good.err;
+}
+
 TEST_F(BakeCommandTest, AnUnknownDiskSha256ChoiceIsRefusedWithItsPlace) {
   auto result = bake(recipe(), (dir_ / "out").string(), {"--set", "output.disk_sha256=never"});
   EXPECT_EQ(result.exit_code, 2);

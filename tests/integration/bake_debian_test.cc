@@ -49,7 +49,10 @@ TEST(BakeDebian, HostnameAndFstabAreRight) {
 
 TEST(BakeDebian, KernelAndInitrdAreThere) {
   EXPECT_GT(std::filesystem::file_size(kImage / "vmlinuz"), 4u << 20);
-  EXPECT_GT(std::filesystem::file_size(kImage / "initrd.img"), 8u << 20);
+  // The recipe's initramfs_modules: a VM's disk drivers, not initramfs-tools'
+  // every driver (35 MiB).
+  EXPECT_GT(std::filesystem::file_size(kImage / "initrd.img"), 2u << 20);
+  EXPECT_LT(std::filesystem::file_size(kImage / "initrd.img"), 16u << 20);
   // A bzImage: the boot protocol's "HdrS" at 0x202 (Documentation/x86/boot.rst).
   std::string kernel = read_text(kImage / "vmlinuz");
   ASSERT_GT(kernel.size(), 0x206u);
