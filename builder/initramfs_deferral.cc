@@ -50,10 +50,11 @@ Result<> run_in_tree(const std::filesystem::path& rootfs, std::vector<std::strin
 // them, and udev loads those the machine has devices for: about 2 s faster.
 Result<> configure_initramfs_modules(const std::filesystem::path& rootfs, const std::vector<std::string>& modules) {
   const std::filesystem::path etc = rootfs / "etc/initramfs-tools";
-  std::error_code ec;
-  std::filesystem::create_directories(etc / "conf.d", ec);
-  std::filesystem::create_directories(etc / "hooks", ec);
-  if (ec) return fail_errno("cannot create", (etc / "hooks").string(), ec.value());
+  for (const char* dir : {"conf.d", "hooks"}) {
+    std::error_code ec;
+    std::filesystem::create_directories(etc / dir, ec);
+    if (ec) return fail_errno("cannot create", (etc / dir).string(), ec.value());
+  }
   KILN_TRY(write_file_atomic(etc / "conf.d/kiln-modules.conf",
                              "# Written by kiln (bootstrap.initramfs_modules): the initramfs carries the modules\n"
                              "# that hooks/kiln-modules adds, and no others.\n"
