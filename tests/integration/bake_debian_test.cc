@@ -73,12 +73,6 @@ TEST(BakeDebian, EachMachineMakesItsOwnIdentity) {
   EXPECT_THAT(debugfs("cat /etc/systemd/network/80-kiln-dhcp.network"), HasSubstr("DHCP=yes"));
 }
 
-// The default recipe's boot tuning: systemd starts sshd per connection.
-TEST(BakeDebian, SshdStartsForEachConnection) {
-  EXPECT_THAT(debugfs("ls /etc/systemd/system/sockets.target.wants"), HasSubstr("ssh.socket"));
-  EXPECT_THAT(debugfs("ls /etc/systemd/system/multi-user.target.wants"), ::testing::Not(HasSubstr("ssh.service")));
-}
-
 TEST(BakeDebian, CapabilitiesSurviveTheStreamIntoExt4) {
   EXPECT_THAT(debugfs("ea_list /usr/bin/ping"), HasSubstr("security.capability"));
 }
