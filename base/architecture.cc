@@ -14,7 +14,7 @@ constexpr std::array kArchitectures = {
         .serial_console = "ttyS0", .qemu_system = "qemu-system-x86_64", .qemu_machine = "q35",
         .tcg_cpu = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16", .panic_device = "pvpanic",
         .firmware_code = "/usr/share/OVMF/OVMF_CODE_4M.fd", .firmware_vars = "/usr/share/OVMF/OVMF_VARS_4M.fd",
-        .firmware_package = "ovmf", .binfmt = "", .uml = true,
+        .firmware_package = "ovmf", .binfmt = "", .binfmt_line = "", .native_on = "", .uml = true,
         .root_partition_type = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", .elf_machine = 62},
     Architecture{
         .dpkg = "arm64", .uname = "aarch64", .kernel_package = "linux-image-arm64", .efi_suffix = "aa64",
@@ -22,22 +22,30 @@ constexpr std::array kArchitectures = {
         // "max" would add pointer authentication, which TCG emulates slowly.
         .tcg_cpu = "cortex-a72", .panic_device = "pvpanic-pci",
         .firmware_code = "/usr/share/AAVMF/AAVMF_CODE.fd", .firmware_vars = "/usr/share/AAVMF/AAVMF_VARS.fd",
-        .firmware_package = "qemu-efi-aarch64", .binfmt = "qemu-aarch64", .uml = false,
+        .firmware_package = "qemu-efi-aarch64", .binfmt = "qemu-aarch64", .binfmt_line = "", .native_on = "",
+        .uml = false,
         .root_partition_type = "B921B045-1DF0-41C3-AF44-4C6F280D3FAE", .elf_machine = 183},
-    // The host's kernel runs i386 programs itself. Debian ships no 32-bit
-    // UEFI firmware without Secure Boot, so these boot their kernel directly.
+    // An amd64 kernel with IA32 emulation runs i386 programs itself; one
+    // without (seen on these machines) needs qemu-i386, whose entry is
+    // qemu's own (scripts/qemu-binfmt-conf.sh). Debian ships no 32-bit UEFI
+    // firmware without Secure Boot, so these boot their kernel directly.
     Architecture{
         .dpkg = "i386", .uname = "i686", .kernel_package = "linux-image-686", .efi_suffix = "ia32",
         .serial_console = "ttyS0", .qemu_system = "qemu-system-i386", .qemu_machine = "q35",
         .tcg_cpu = "qemu32,+sse2,+cx8,+cmov", .panic_device = "pvpanic",
-        .firmware_code = "", .firmware_vars = "", .firmware_package = "", .binfmt = "", .uml = false,
+        .firmware_code = "", .firmware_vars = "", .firmware_package = "", .binfmt = "qemu-i386",
+        .binfmt_line = ":qemu-i386:M::\\x7fELF\\x01\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\x03\\x00:"
+                       "\\xff\\xff\\xff\\xff\\xff\\xfe\\xfe\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:"
+                       "/usr/bin/qemu-i386-static:F",
+        .native_on = "amd64", .uml = false,
         .root_partition_type = "44479540-F159-41B4-8788-E6B4C5B0A4B4", .elf_machine = 3},
     Architecture{
         .dpkg = "armhf", .uname = "armv7l", .kernel_package = "linux-image-armmp-lpae", .efi_suffix = "arm",
         .serial_console = "ttyAMA0", .qemu_system = "qemu-system-arm", .qemu_machine = "virt",
         .tcg_cpu = "cortex-a15", .panic_device = "pvpanic-pci",
         .firmware_code = "/usr/share/AAVMF/AAVMF32_CODE.fd", .firmware_vars = "/usr/share/AAVMF/AAVMF32_VARS.fd",
-        .firmware_package = "qemu-efi-arm", .binfmt = "qemu-arm", .uml = false,
+        .firmware_package = "qemu-efi-arm", .binfmt = "qemu-arm", .binfmt_line = "", .native_on = "",
+        .uml = false,
         .root_partition_type = "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3", .elf_machine = 40},
 };
 

@@ -33,9 +33,16 @@ struct Architecture {
   std::string_view firmware_vars;
   std::string_view firmware_package;  // the Debian package that has them
   // The qemu-user binfmt_misc entry that runs its programs on an x86-64
-  // host (qemu-user-static's /usr/lib/binfmt.d/NAME.conf); "" for those the
-  // host's kernel runs itself.
+  // host (qemu-user-static's /usr/lib/binfmt.d/NAME.conf); "" for the
+  // host's own.
   std::string_view binfmt;
+  // The entry's registration where qemu-user-static ships no binfmt.d file
+  // for it (Debian leaves out i386 on amd64); "" for none.
+  std::string_view binfmt_line;
+  // The host architecture whose kernel may run its programs itself (x86-64
+  // kernels built with IA32 emulation run i386's): there qemu's entry is
+  // registered only where the kernel turns out not to.
+  std::string_view native_on;
   bool uml = false;  // User-Mode Linux runs it (Debian ships linux.uml for amd64 only)
   // The Discoverable Partitions Specification's GPT type of its root
   // partition, upper case, and its ELF e_machine: how `kiln import` knows a

@@ -20,10 +20,19 @@ namespace kiln {
 struct BinfmtHost {
   std::filesystem::path binfmt_misc = "/proc/sys/fs/binfmt_misc";
   std::filesystem::path definitions = "/usr/lib/binfmt.d";
+  std::filesystem::path interpreters = "/";  // where a registration's interpreter path starts
   // Mounts binfmt_misc at binfmt_misc; false when it could not.
   std::function<bool()> mount;
+  // Whether the kernel runs the programs of an architecture whose native_on
+  // is the host's (base/architecture.h) itself.
+  std::function<bool(const Architecture&)> runs_natively;
   static BinfmtHost real();
 };
+
+// Whether this host's kernel runs an i386 program itself (an x86-64 kernel
+// built with IA32 emulation), or through a binfmt_misc entry registered for
+// it: it runs one, of 93 bytes, that exits 0.
+bool kernel_runs_i386();
 
 // Succeeds when this host can run `arch`'s programs, registering its
 // qemu-user entry when it is installed but not registered. The error names

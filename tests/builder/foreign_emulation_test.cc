@@ -24,6 +24,8 @@ class ForeignEmulationTest : public ::testing::Test {
     std::filesystem::create_directories(dir_ / "binfmt.d");
     host_.binfmt_misc = dir_ / "binfmt_misc";
     host_.definitions = dir_ / "binfmt.d";
+    host_.interpreters = dir_.path();
+    host_.runs_natively = [this](const Architecture&) { return kernel_runs_i386_; };
     host_.mount = [this] {
       ++mounts_;
       testing::write_text(dir_ / "binfmt_misc/register", "");
@@ -40,12 +42,33 @@ class ForeignEmulationTest : public ::testing::Test {
   testing::ScratchDir dir_;
   BinfmtHost host_;
   int mounts_ = 0;
+  bool kernel_runs_i386_ = true;
 };
 
 TEST_F(ForeignEmulationTest, TheHostsOwnArchitectureNeedsNothing) {
   EXPECT_TRUE(ensure("amd64"));
   EXPECT_TRUE(ensure("i386")) << "the host's kernel runs i386 programs itself";
   EXPECT_EQ(mounts_, 0);
+}
+
+// Debian's qemu-user-static has no binfmt.d file for i386 on amd64, whose
+// kernels usually run it; kiln registers qemu's own entry where one does not.
+TEST_F(ForeignEmulationTest, AKernelWithoutIa32EmulationRunsI386ThroughQemuWithQemusOwnEntry) {
+  kernel_runs_i386_ = false;
+  auto missing = ensure("i386");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().kind, ErrorKind::kMissingTool);
+  EXPECT_THAT(missing.error().message, HasSubstr("does not run i386 programs itself"));
+  EXPECT_THAT(missing.error().message, HasSubstr("usr/bin/qemu-i386-static is missing"));
+  EXPECT_THAT(missing.error().message, HasSubstr("'qemu-user-static'"));
+
+  testing::write_text(dir_ / "usr/bin/qemu-i386-static", "");
+  ASSERT_TRUE(ensure("i386"));
+  EXPECT_EQ(mounts_, 1);
+  EXPECT_EQ(testing::read_text(dir_ / "binfmt_misc/register"), find_architecture("i386")->binfmt_line);
+  EXPECT_THAT(find_architecture("i386")->binfmt_line,
+              ::testing::StartsWith(":qemu-i386:M::\\x7fELF\\x01\\x01\\x01\\x00"));
+  EXPECT_THAT(find_architecture("i386")->binfmt_line, ::testing::EndsWith(":/usr/bin/qemu-i386-static:F"));
 }
 
 TEST_F(ForeignEmulationTest, ARegisteredEntryIsUsedAsItIs) {
