@@ -5,7 +5,8 @@
 #      agent's quiesce, qemu's save), once, untimed against anything; its
 #      size on disk;
 #   2. RUNS instances each of: `kiln boot --from-snapshot --net none
-#      --wait-ready`, a normal qemu boot (`--backend qemu`, TCG where KVM does
+#      --wait-ready`, the same with a NIC (`--net user`: plugged in after
+#      the resume, and the network daemons started), a normal qemu boot (`--backend qemu`, TCG where KVM does
 #      not work), and a UML boot (`--backend uml`), each kind's in a row,
 #      each instance destroyed once measured so that none runs beside the
 #      next: time to ready as the guest reported it (kiln's
@@ -64,20 +65,21 @@ bench_summary_line "snapshot: made in ${made_s} s; $(awk -v b="$size" 'BEGIN { p
 measure() {  # KIND RUN
   local kind=$1 name="$1-$2" args start out wall
   case $kind in
-    resumed) args=(--from-snapshot) ;;
-    qemu) args=(--backend qemu) ;;
-    uml) args=(--backend uml) ;;
+    resumed) args=(--from-snapshot --net none) ;;
+    resumed-nic) args=(--from-snapshot --net user) ;;
+    qemu) args=(--backend qemu --net none) ;;
+    uml) args=(--backend uml --net none) ;;
   esac
   start=$EPOCHREALTIME
-  out=$("$kiln" boot "$image_dir" --name "$name" --net none --detach --wait-ready=600 --json "${args[@]}" 2>"$work/err") ||
+  out=$("$kiln" boot "$image_dir" --name "$name" --detach --wait-ready=600 --json "${args[@]}" 2>"$work/err") ||
     die "$kind boot failed: $(cat "$work/err")"
   wall=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
-  if [[ $kind == resumed ]] && ! grep -q "resumed from snapshot" <<<"$out"; then
+  if [[ $kind == resumed* ]] && ! grep -q "resumed from snapshot" <<<"$out"; then
     die "the instance was not resumed from the snapshot: $(cat "$work/err")"
   fi
   bench_json_field ready_seconds <<<"$out" >> "$work/$kind-ready.txt"
   echo "$wall" >> "$work/$kind-wall.txt"
-  if [[ $kind != uml ]]; then
+  if [[ $kind == resumed || $kind == qemu ]]; then
     local pid
     pid=$("$kiln" list --json | python3 -c "import json,sys; print([i for i in json.load(sys.stdin) if i['name'] == '$name'][0]['hypervisor_pid'])")
     awk '/^VmRSS:/ { printf "%.0f\n", $2 / 1024 }' "/proc/$pid/status" >> "$work/$kind-rss.txt"
@@ -90,8 +92,9 @@ measure() {  # KIND RUN
 # Each kind's instances one after another: measured here, a resume started
 # right after a UML instance ended took 1.7 s instead of 1.0 s, and
 # alternating the kinds would measure only that case.
-echo "== $runs instances each: resumed, then qemu boots, then UML boots (each destroyed once measured)"
+echo "== $runs instances each: resumed, resumed with a NIC, then qemu boots, then UML boots (each destroyed once measured)"
 for i in $(seq 1 "$runs"); do measure resumed "$i"; done
+for i in $(seq 1 "$runs"); do measure resumed-nic "$i"; done
 for i in $(seq 1 "$runs"); do measure qemu "$i"; done
 if command -v linux.uml >/dev/null; then
   for i in $(seq 1 "$runs"); do measure uml "$i"; done
@@ -101,6 +104,7 @@ median() { bench_median < "$work/$1.txt"; }
 resumed=$(median resumed-ready)
 qemu=$(median qemu-ready)
 bench_summary_line "ready, resumed from the snapshot: median ${resumed} s (range $(sort -n "$work/resumed-ready.txt" | sed -n '1p;$p' | paste -sd-)), kiln's wall $(median resumed-wall) s; target < 1 s"
+bench_summary_line "ready, resumed with a NIC (user networking): median $(median resumed-nic-ready) s (range $(sort -n "$work/resumed-nic-ready.txt" | sed -n '1p;$p' | paste -sd-)), kiln's wall $(median resumed-nic-wall) s"
 bench_summary_line "ready, qemu boot: median ${qemu} s, kiln's wall $(median qemu-wall) s: resumed is $(bench_ratio "$qemu" "$resumed") faster; target >= 10x"
 if [[ -s $work/uml-ready.txt ]]; then
   uml=$(median uml-ready)

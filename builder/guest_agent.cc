@@ -27,6 +27,7 @@ constexpr std::string_view kAgentTemplate = R"AGENT(#!/bin/sh
 set -u
 seed=/run/kiln-seed
 state=/var/lib/kiln
+no_nics=@NO_NICS_FLAG@
 read -r cmdline < /proc/cmdline
 
 # The device kiln names with @SEED_ARGUMENT@ (its kernel made the node before
@@ -62,6 +63,9 @@ update_hosts() {
 }
 
 apply_personality() {
+  case " $cmdline " in
+    *" @NO_NICS_ARGUMENT@ "*) mkdir -p "${no_nics%/*}" && : > "$no_nics" ;;
+  esac
   find_seed || exit 0
   mounted "$seed" || { mkdir -p "$seed" && mount -o ro "$dev" "$seed"; } || exit 1
   if [ -s "$seed@SEED_HOSTNAME@" ]; then
@@ -180,15 +184,25 @@ quiesce() {
   exit 0
 }
 
+# Whether a NIC has MAC address $1.
+has_nic() {
+  for nic in /sys/class/net/*/address; do
+    read -r address < "$nic" && [ "$address" = "$1" ] && return 0
+  done
+  return 1
+}
+
 # Resumed from a snapshot, this machine becomes the instance whose seed disk
 # it now has: its hostname, machine id, ssh host keys (the snapshot's go),
 # keys, files and first-boot script; the host's entropy ($1, hex) mixed into
-# the kernel's pool (the vmgenid change has made the kernel reseed too).
+# the kernel's pool (the vmgenid change has made the kernel reseed too); and
+# its NICs (their MACs follow), which the host has plugged in.
 resume() {
   mounted "$seed" && umount "$seed"
   find_seed || exit 1
   blockdev --flushbufs "$dev" 2>/dev/null
   printf '%s' "${1:-}" > /dev/urandom
+  shift
   rm -f /etc/ssh/ssh_host_*
   ( apply_personality ) || exit 1
   if [ -s "$seed@SEED_MACHINE_ID@" ]; then
@@ -199,6 +213,20 @@ resume() {
   # without the second a restart through systemd takes under emulation
   # (a socket-activated sshd has no daemon: it reads them per connection).
   [ -r /run/sshd.pid ] && read -r sshd < /run/sshd.pid && kill -HUP "$sshd" 2>/dev/null
+  # The network daemons, down in the snapshot's machine (it had no NIC),
+  # start only now: DHCP's client id comes from the new machine id.
+  if [ $# -gt 0 ]; then
+    rm -f "$no_nics"
+    systemctl --no-block start @NETWORK_DAEMONS@ 2>/dev/null
+    tries=100
+    for mac in "$@"; do
+      until has_nic "$mac"; do
+        tries=$((tries - 1))
+        [ "$tries" -gt 0 ] || { echo "no NIC with MAC address $mac showed up" >&2; exit 1; }
+        sleep 0.05
+      done
+    done
+  fi
   ( run_firstboot )
   exit 0
 }
@@ -228,7 +256,7 @@ constexpr std::string_view kPersonalityUnit = R"([Unit]
 Description=kiln instance personality
 DefaultDependencies=no
 After=local-fs.target
-Before=sysinit.target network-pre.target systemd-networkd.service ssh.service
+Before=sysinit.target network-pre.target systemd-networkd.socket systemd-networkd.service systemd-resolved.service ssh.service
 Wants=network-pre.target
 
 [Service]
@@ -317,6 +345,8 @@ std::string with_protocol_words(std::string_view text) {
   // variables.
   const std::string ready_line = format_ready_line({"$id", "$host", "$machine_id", "$mac", "$keys", "$exec"});
   const std::string exec_version = std::to_string(kExecProtocolVersion);
+  std::string network_daemons;
+  for (std::string_view unit : kNetworkDaemons) network_daemons += (network_daemons.empty() ? "" : " ") + std::string(unit);
   const std::pair<std::string_view, std::string_view> words[] = {
       {"@INSTANCE_ARGUMENT@", kInstanceArgument},
       {"@SEED_ARGUMENT@", kSeedArgument},
@@ -345,6 +375,9 @@ std::string with_protocol_words(std::string_view text) {
       {"@EXEC_VERSION@", exec_version},
       {"@AGENT_ARGUMENT@", kAgentArgument.substr(0, kAgentArgument.size() - 1)},
       {"@DMI_TABLE@", kDmiTablePath},
+      {"@NO_NICS_ARGUMENT@", kNoNicsArgument},
+      {"@NO_NICS_FLAG@", kNoNicsFlag},
+      {"@NETWORK_DAEMONS@", network_daemons},
   };
   std::string out(text);
   for (const auto& [marker, word] : words)

@@ -8,6 +8,7 @@
 //    signals readiness (builder/guest_agent.h).
 #pragma once
 
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,12 @@ struct FilesystemLayout {
 // The unit that makes the slow RSA host key after boot; the guest agent
 // stops it before a snapshot is saved and starts it in each resumed clone.
 inline constexpr std::string_view kSshKeygenRsaUnitName = "kiln-ssh-keygen-rsa.service";
+
+// The network daemons that a machine kiln boots without a NIC keeps down
+// (builder/guest_agent.h: the no-NICs flag), and that the agent of an
+// instance resumed from a snapshot starts once its NICs are in.
+inline constexpr std::array<std::string_view, 3> kNetworkDaemons = {
+    "systemd-networkd.socket", "systemd-networkd.service", "systemd-resolved.service"};
 
 // Returns notes worth telling the user (e.g. "no systemd-networkd: no DHCP").
 Result<std::vector<std::string>> apply_system_setup(Ext4Image& fs, const Plan& plan,

@@ -39,7 +39,7 @@ void add_instance_options(CLI::App* app, BootFlags& flags) {
                   "Answer an encrypted root's passphrase prompt with this file's first line (kept in memory only)");
   app->add_flag("--from-snapshot", flags.from_snapshot,
                 "Resume a snapshot of the image (made on first use, kept beside the cache) instead of booting: qemu, "
-                "--net none; where no snapshot can serve, boot and say why (docs/snapshots.md)");
+                "up to 4 NICs; where no snapshot can serve, boot and say why (docs/snapshots.md)");
 }
 
 Result<BootOutcome> start_instance(const InstanceStore& store, BootFlags& flags, Reporter& reporter) {

@@ -54,8 +54,8 @@ std::string guest_command_line(const InstanceSpec& spec) {
                  p.hostname.empty() ? "" : "systemd.hostname=" + p.hostname});
 }
 
-std::vector<std::string> qemu_nic_arguments(const NetworkSpec& net) {
-  std::vector<std::string> argv;
+std::vector<QemuNic> qemu_nics(const NetworkSpec& net, int slots) {
+  std::vector<QemuNic> nics;
   bool forwarded = false;
   for (size_t i = 0; i < net.nics.size(); ++i) {
     const NicSpec& nic = net.nics[i];
@@ -78,8 +78,16 @@ std::vector<std::string> qemu_nic_arguments(const NetworkSpec& net) {
     } else {
       netdev = fmt::format("tap,id=net{},ifname={},script=no,downscript=no", i, nic.tap);
     }
-    argv.insert(argv.end(), {"-netdev", netdev, "-device", fmt::format("virtio-net-pci,netdev=net{},mac={}", i, nic.mac)});
+    std::string device = fmt::format("virtio-net-pci,netdev=net{},mac={}", i, nic.mac);
+    if (static_cast<int>(i) < slots) device += fmt::format(",id={}{},bus={}{}", kNicIdPrefix, i, kNicSlotPrefix, i);
+    nics.push_back({std::move(netdev), std::move(device)});
   }
+  return nics;
+}
+
+std::vector<std::string> qemu_nic_arguments(const NetworkSpec& net, int slots) {
+  std::vector<std::string> argv;
+  for (const QemuNic& nic : qemu_nics(net, slots)) argv.insert(argv.end(), {"-netdev", nic.netdev, "-device", nic.device});
   return argv;
 }
 
@@ -153,8 +161,15 @@ Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const In
   }
   argv.insert(argv.end(), {"-drive", fmt::format("file={},if=none,id=seed,format=raw,readonly=on", paths.seed.string()),
                            "-device", "virtio-blk-pci,drive=seed"});
-  std::vector<std::string> nics = qemu_nic_arguments(spec.network);
-  argv.insert(argv.end(), nics.begin(), nics.end());
+  // PCIe hotplug slots, each its own root port (q35's root bus takes no
+  // hotplug). The NICs, first, on them: the same machine whether they came
+  // with it or were plugged in once it ran.
+  for (int i = 0; i < spec.nic_slots; ++i)
+    argv.insert(argv.end(), {"-device", fmt::format("pcie-root-port,id={}{},chassis={}", kNicSlotPrefix, i, i + 1)});
+  if (!options.nics_later) {
+    std::vector<std::string> nics = qemu_nic_arguments(spec.network, spec.nic_slots);
+    argv.insert(argv.end(), nics.begin(), nics.end());
+  }
   if (options.incoming) argv.insert(argv.end(), {"-incoming", "defer"});
   if (options.start_paused) argv.push_back("-S");
   return argv;

@@ -20,16 +20,32 @@ namespace kiln {
 struct LaunchOptions {
   bool incoming = false;  // qemu: wait for a migration stream (restore, migrate)
   bool start_paused = false;  // qemu: stay paused once it arrived (-S)
+  // qemu: the NICs are left out, and plugged into their slots once the
+  // machine runs (one resumed from a snapshot, saved without them).
+  bool nics_later = false;
 };
 
 // The kernel command line kiln gives a direct-booted guest: root, console,
 // and the instance's identity for systemd and kiln's guest agent.
 std::string guest_command_line(const InstanceSpec& spec);
 
-// The NICs' arguments, eth0 first: qemu's -netdev and -device pairs (ports
-// published and --ssh-port as user networking's hostfwd=), UML's ethN=
+// A NIC as qemu takes it, on its command line (-netdev, -device) or plugged
+// into a running machine (netdev_add, device_add): the same words.
+struct QemuNic {
+  std::string netdev;
+  std::string device;
+};
+// Where NIC i sits when the machine has hotplug slots: root port
+// kiln-slotI, as device kiln-nicI.
+inline constexpr std::string_view kNicSlotPrefix = "kiln-slot";
+inline constexpr std::string_view kNicIdPrefix = "kiln-nic";
+
+// The NICs, eth0 first (ports published and --ssh-port as user
+// networking's hostfwd=); the first `slots` each in its hotplug slot.
+std::vector<QemuNic> qemu_nics(const NetworkSpec& net, int slots = 0);
+// The NICs' arguments: qemu's -netdev and -device pairs, UML's ethN=
 // (user networking only as eth0, through `slirp`).
-std::vector<std::string> qemu_nic_arguments(const NetworkSpec& net);
+std::vector<std::string> qemu_nic_arguments(const NetworkSpec& net, int slots = 0);
 std::vector<std::string> uml_nic_arguments(const NetworkSpec& net, const std::string& slirp);
 
 Result<std::vector<std::string>> qemu_command(const InstanceSpec& spec, const InstancePaths& paths,

@@ -82,6 +82,7 @@ nlohmann::json spec_json(const InstanceSpec& spec) {
       {"on_crash", policy_name(spec.on_crash)},
       {"source", spec.source},
       {"generation_id", spec.generation_id},
+      {"nic_slots", spec.nic_slots},
   };
 }
 
@@ -148,6 +149,7 @@ InstanceSpec spec_from(const nlohmann::json& json) {
   spec.on_crash = enum_field(json, "on_crash", kPolicies);
   spec.source = json.at("source");
   spec.generation_id = json.value("generation_id", "");
+  spec.nic_slots = json.value("nic_slots", 0);
   return spec;
 }
 

@@ -114,6 +114,10 @@ struct InstanceSpec {
   // "" for none. A guest resumed from a snapshot gets a new one, and its
   // kernel reseeds its random state on the change.
   std::string generation_id;
+  // qemu: PCIe hotplug slots for NICs (its first NICs sit in them). A
+  // snapshot's machine has them free, and an instance resumed from it gets
+  // its NICs plugged in once it runs.
+  int nic_slots = 0;
 };
 
 // xm list's states: running, blocked, paused, shutdown, crashed; and the

@@ -270,19 +270,18 @@ Result<BootOutcome> boot_instance(const InstanceStore& store, const BootRequest&
       reporter.warn(fmt::format("the uml backend runs one virtual CPU; --vcpus {} ignored", spec.vcpus));
     spec.vcpus = 1;
   }
-  if (request.vm_generation) spec.generation_id = Uuid::random().to_string();
+  if (request.snapshot_machine) {
+    spec.generation_id = Uuid::random().to_string();
+    spec.nic_slots = kSnapshotNicSlots;
+  }
   return create_and_start(store, std::move(spec), backend.why, std::move(supervisor), reporter);
 }
 
 namespace {
 
 // Why `request` cannot resume from a snapshot, before it is planned ("" if
-// it may): what plan_instance would need the network lock for is refused
-// here, so that a snapshot can be made (by booting) with no lock held.
+// it may).
 std::string request_refusal(const BootRequest& request, const BootSource& source) {
-  if (request.networks != std::vector<std::string>{"none"})
-    return "a snapshot carries no network device yet: give --net none";
-  if (!request.publish.empty() || request.ssh_port) return "a snapshot carries no network device yet";
   if (request.backend == "uml") return "snapshots are resumed by qemu, and --backend uml was asked for";
   if (!source.root_encryption.empty()) return "an encrypted root is not resumed from a snapshot";
   if (request.persistent) return "a --persistent instance keeps its own disk; it is not resumed from a snapshot";
@@ -292,29 +291,38 @@ std::string request_refusal(const BootRequest& request, const BootSource& source
 // An instance of `request` as qemu would run it, and whether a snapshot may
 // serve it.
 struct SnapshotCandidate {
-  InstanceSpec spec;
+  BootRequest request;  // as qemu runs it
+  BootSource source;
   BackendChoice backend;
+  InstanceSpec shape;   // its snapshot's machine: the instance without NICs
   std::string refusal;  // why no snapshot can serve it; "" when one may
   std::string key;      // the snapshot's key, when one may
 };
 
+// The snapshot's machine is planned without the NICs, which need the
+// network lock (their addresses) and are no part of it; so a snapshot can
+// be made (by booting) with no lock held.
 Result<SnapshotCandidate> snapshot_candidate(const InstanceStore& store, const BootRequest& request,
                                              const FileHashCache& hashes, Reporter& reporter) {
   BootSourceOptions options;
   options.boot_files_dir = store.state_root() / "boot-files";
   options.warn = [&reporter](const std::string& warning) { reporter.warn(warning); };
-  KILN_ASSIGN(BootSource source, read_boot_source(request.source, options));
   SnapshotCandidate candidate;
-  candidate.refusal = request_refusal(request, source);
+  KILN_ASSIGN(candidate.source, read_boot_source(request.source, options));
+  candidate.refusal = request_refusal(request, candidate.source);
   if (!candidate.refusal.empty()) return candidate;
-  BootRequest qemu = request;
-  if (qemu.backend == "auto") qemu.backend = "qemu";
+  candidate.request = request;
+  if (candidate.request.backend == "auto") candidate.request.backend = "qemu";
+  BootRequest shape = candidate.request;
+  shape.networks = {"none"};
+  shape.publish.clear();
+  shape.ssh_port = 0;
   auto host = real_host(store);
-  KILN_ASSIGN(candidate.backend, choose_backend(qemu, source, *host));
-  KILN_ASSIGN(candidate.spec, plan_instance(qemu, source, candidate.backend, *host));
-  candidate.refusal = snapshot_refusal(candidate.spec);
+  KILN_ASSIGN(candidate.backend, choose_backend(shape, candidate.source, *host));
+  KILN_ASSIGN(candidate.shape, plan_instance(shape, candidate.source, candidate.backend, *host));
+  candidate.refusal = snapshot_refusal(candidate.shape);
   if (candidate.refusal.empty()) {
-    KILN_ASSIGN(candidate.key, snapshot_key(candidate.spec, hashes));
+    KILN_ASSIGN(candidate.key, snapshot_key(candidate.shape, hashes));
   }
   return candidate;
 }
@@ -325,8 +333,8 @@ Result<SnapshotEntry> make_candidate_snapshot(const InstanceStore& store, const 
                                               Reporter& reporter) {
   BootRequest shape;
   shape.source = request.source;
-  shape.memory_mib = candidate.spec.memory_mib;
-  shape.vcpus = candidate.spec.vcpus;
+  shape.memory_mib = candidate.shape.memory_mib;
+  shape.vcpus = candidate.shape.vcpus;
   return make_snapshot(store, snapshots, shape, candidate.key, reporter);
 }
 
@@ -351,10 +359,43 @@ Result<std::optional<SnapshotEntry>> snapshot_for(const InstanceStore& store, co
   } else {
     KILN_ASSIGN(entry, make_candidate_snapshot(store, snapshots, request, candidate, reporter));
   }
-  if (uint64_t seed = seed_disk_size(candidate.spec); seed != entry->seed_size)
-    return refuse(fmt::format("this instance's files need a {} seed disk, and snapshot {} was made with {}",
-                              format_size(seed), candidate.key.substr(0, 12), format_size(entry->seed_size)));
   return entry;
+}
+
+// Why the instance planned as `spec` cannot resume from `snapshot` ("" if
+// it can).
+std::string resumed_refusal(const InstanceSpec& spec, const SnapshotEntry& snapshot) {
+  if (std::string refusal = snapshot_refusal(spec); !refusal.empty()) return refusal;
+  if (uint64_t seed = seed_disk_size(spec); seed != snapshot.seed_size)
+    return fmt::format("this instance's files need a {} seed disk, and snapshot {} was made with {}", format_size(seed),
+                       snapshot.key.substr(0, 12), format_size(snapshot.seed_size));
+  return {};
+}
+
+// Starts the instance of `candidate` from `snapshot`; nullopt, with a
+// warning saying why, where the planned instance does not fit it.
+Result<std::optional<BootOutcome>> start_resumed(const InstanceStore& store, const SnapshotCandidate& candidate,
+                                                 const SnapshotEntry& snapshot, Reporter& reporter) {
+  // Held until the instance's record is saved: its NICs' addresses are
+  // picked from those the records hold.
+  KILN_ASSIGN(NetworkStore::Lock network_lock, NetworkStore::under(store.state_root()).lock_if_any());
+  KILN_ASSIGN(InstanceSpec spec, plan_instance(candidate.request, candidate.source, candidate.backend,
+                                               *real_host(store)));
+  if (std::string refusal = resumed_refusal(spec, snapshot); !refusal.empty()) {
+    reporter.warn(fmt::format("--from-snapshot: {}; booting instead", refusal));
+    return std::optional<BootOutcome>();
+  }
+  KILN_ASSIGN(SaveHeader header, read_save_header(snapshot.state()));
+  spec.disks.front().base = snapshot.disk();
+  spec.disks.front().qcow2 = true;
+  spec.generation_id = Uuid::random().to_string();
+  spec.nic_slots = kSnapshotNicSlots;
+  SupervisorOptions supervisor;
+  supervisor.restore_from = snapshot.state();
+  supervisor.restore_offset = header.stream_offset;
+  supervisor.fresh_from_snapshot = true;
+  std::string why = fmt::format("{}; resumed from snapshot {}", candidate.backend.why, snapshot.key.substr(0, 12));
+  return create_and_start(store, std::move(spec), why, std::move(supervisor), reporter);
 }
 
 }  // namespace
@@ -385,20 +426,12 @@ Result<BootOutcome> resume_instance(const InstanceStore& store, const BootReques
   KILN_ASSIGN(SnapshotCandidate candidate, snapshot_candidate(store, request, hashes, reporter));
   KILN_ASSIGN(std::optional<SnapshotEntry> snapshot, snapshot_for(store, request, candidate, hashes, reporter));
   if (!snapshot) return boot_instance(store, plain, reporter);
-  KILN_ASSIGN(SaveHeader header, read_save_header(snapshot->state()));
-  InstanceSpec spec = std::move(candidate.spec);
-  spec.disks.front().base = snapshot->disk();
-  spec.disks.front().qcow2 = true;
-  spec.generation_id = Uuid::random().to_string();
-  SupervisorOptions supervisor;
-  supervisor.restore_from = snapshot->state();
-  supervisor.restore_offset = header.stream_offset;
-  supervisor.fresh_from_snapshot = true;
-  std::string why = fmt::format("{}; resumed from snapshot {}", candidate.backend.why, snapshot->key.substr(0, 12));
-  KILN_ASSIGN(BootOutcome outcome, create_and_start(store, std::move(spec), why, std::move(supervisor), reporter));
+  KILN_ASSIGN(std::optional<BootOutcome> resumed, start_resumed(store, candidate, *snapshot, reporter));
+  if (!resumed) return boot_instance(store, plain, reporter);
+  BootOutcome outcome = std::move(*resumed);
   // Until its agent has made it this instance, it is the snapshot's machine:
   // one that cannot become itself does not stay.
-  if (auto became = become_instance(store, outcome.record.spec.name); !became) {
+  if (auto became = become_instance(store, outcome.record.spec); !became) {
     (void)destroy_instance(store, outcome.record.spec.name);
     return std::unexpected(std::move(became).error());
   }

@@ -47,9 +47,9 @@ struct BootRequest {
   // root; it is read here and kept only in the supervisor's memory.
   std::filesystem::path luks_passphrase_file;
   std::optional<LifecyclePolicy> on_poweroff, on_reboot, on_crash;
-  // qemu: give the guest a VM generation ID (a vmgenid device), as the
-  // instance a snapshot is made from has.
-  bool vm_generation = false;
+  // qemu: the machine a snapshot is made of (runtime/snapshot.h): a VM
+  // generation ID (a vmgenid device) and free hotplug slots for NICs.
+  bool snapshot_machine = false;
   // Resume from a snapshot of the image kept under this directory (made
   // first if there is none) instead of booting; "": boot. Where a snapshot
   // cannot serve (runtime/snapshot.h), the instance boots, saying why.

@@ -157,8 +157,9 @@ std::string snapshot_refusal(const InstanceSpec& spec) {
   if (spec.architecture != "amd64") return fmt::format("kiln makes snapshots of amd64 images only (this one is {})",
                                                        spec.architecture);
   if (spec.firmware) return "an instance booted through UEFI firmware is not resumed from a snapshot";
-  if (!spec.network.nics.empty())
-    return "a snapshot carries no network device yet, and this instance has a NIC: give --net none";
+  if (spec.network.nics.size() > static_cast<size_t>(kSnapshotNicSlots))
+    return fmt::format("a snapshot's machine has room for {} NICs, and this instance has {}", kSnapshotNicSlots,
+                       spec.network.nics.size());
   if (spec.disks.size() != 1) return "only an image directory's single disk is resumed from a snapshot";
   return {};
 }
@@ -174,7 +175,7 @@ Result<std::string> snapshot_key(const InstanceSpec& spec, const FileHashCache& 
   KILN_ASSIGN(std::string qemu, program_identity(arch.qemu_system));
   hasher.field(std::to_string(spec.memory_mib)).field(std::to_string(spec.vcpus));
   hasher.field(arch.qemu_machine).field(spec.kvm ? "host" : arch.tcg_cpu).field(spec.kvm ? "kvm" : "tcg");
-  hasher.field(qemu);
+  hasher.field(qemu).field(fmt::format("NIC slots {}", kSnapshotNicSlots));
   return hasher.hex_digest();
 }
 
@@ -193,7 +194,7 @@ Result<SnapshotEntry> make_snapshot(const InstanceStore& store, const SnapshotSt
   neutral.memory_mib = request.memory_mib;
   neutral.vcpus = request.vcpus;
   neutral.networks = {"none"};
-  neutral.vm_generation = true;
+  neutral.snapshot_machine = true;
   const std::string& name = neutral.name;
   reporter.step("snapshot", fmt::format("booting {} once to ready, to save it", request.source));
   KILN_ASSIGN(BootOutcome booted, boot_instance(store, neutral, reporter));
@@ -232,20 +233,23 @@ Result<SnapshotEntry> make_snapshot(const InstanceStore& store, const SnapshotSt
   return entry;
 }
 
-Result<> become_instance(const InstanceStore& store, const std::string& name) {
+Result<> become_instance(const InstanceStore& store, const InstanceSpec& spec) {
   KILN_ASSIGN(Secret entropy, Secret::random(64));
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
+  std::vector<std::string> resume = {std::string(kAgentResumeCommand), ""};
   for (size_t i = 0; i < entropy.size(); ++i) {
     auto byte = static_cast<unsigned char>(entropy.data()[i]);
-    hex += kHex[byte >> 4];
-    hex += kHex[byte & 15];
+    resume[1] += kHex[byte >> 4];
+    resume[1] += kHex[byte & 15];
   }
-  KILN_TRY(agent_action(store, name, {std::string(kAgentResumeCommand), hex}));
+  // The NICs the supervisor plugged in: the agent waits for each.
+  for (const NicSpec& nic : spec.network.nics) resume.push_back(nic.mac);
+  KILN_TRY(agent_action(store, spec.name, resume));
   // The time is read as late as it can be: the call that carries it is short.
   timespec now{};
   ::clock_gettime(CLOCK_REALTIME, &now);
-  return agent_action(store, name, {std::string(kAgentReadyAtCommand), fmt::format("{}.{:09}", now.tv_sec, now.tv_nsec)});
+  return agent_action(store, spec.name,
+                      {std::string(kAgentReadyAtCommand), fmt::format("{}.{:09}", now.tv_sec, now.tv_nsec)});
 }
 
 Result<> verify_snapshot(const SnapshotEntry& entry, const FileHashCache& hashes) {

@@ -12,7 +12,13 @@
 // initramfs), one VM shape (memory, vCPUs, machine, CPU model, KVM or TCG)
 // and one qemu (its binary: path, inode, size, mtime); anything else has another key, and an
 // instance boots normally, saying why, where a snapshot cannot serve it
-// (networks, UEFI, UML, another architecture). A snapshot whose files no
+// (UEFI, UML, another architecture, more NICs than it has slots for).
+//
+// The snapshot's machine has no NIC, and its network daemons are down (the
+// guest agent's no-NICs flag); it has kSnapshotNicSlots free PCIe hotplug
+// slots instead. A resumed instance's NICs are plugged into them once qemu
+// has loaded the snapshot, and its agent starts the network daemons once
+// the machine has its new machine id (from which DHCP's client id comes). A snapshot whose files no
 // longer have the sha256 they were made with is refused and removed.
 #pragma once
 
@@ -32,6 +38,8 @@
 #include "runtime/instance_store.h"
 
 namespace kiln {
+
+inline constexpr int kSnapshotNicSlots = 4;
 
 struct SnapshotEntry {
   std::string key;
@@ -86,10 +94,10 @@ Result<std::string> snapshot_key(const InstanceSpec& spec, const FileHashCache& 
 Result<SnapshotEntry> make_snapshot(const InstanceStore& store, const SnapshotStore& snapshots,
                                     const BootRequest& request, const std::string& key, Reporter& reporter);
 
-// Makes the instance `name`, just resumed from a snapshot, itself: its agent
-// takes its seed disk's personality, the host's clock and entropy, and
-// reports ready.
-Result<> become_instance(const InstanceStore& store, const std::string& name);
+// Makes the instance of `spec`, just resumed from a snapshot, itself: its
+// agent takes its seed disk's personality, the host's entropy, its NICs
+// (once they show) and the host's clock, and reports ready.
+Result<> become_instance(const InstanceStore& store, const InstanceSpec& spec);
 
 // The snapshot's files checked against the sha256 they were made with.
 Result<> verify_snapshot(const SnapshotEntry& entry, const FileHashCache& hashes);

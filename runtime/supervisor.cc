@@ -166,7 +166,10 @@ class Supervisor {
     const InstanceSpec& spec = record_.spec;
     std::vector<std::string> argv;
     if (spec.backend == BackendKind::kQemu) {
-      KILN_ASSIGN(argv, qemu_command(spec, paths_, LaunchOptions{incoming, incoming && options_.incoming_socket}));
+      LaunchOptions launch{.incoming = incoming,
+                           .start_paused = incoming && options_.incoming_socket,
+                           .nics_later = incoming && options_.fresh_from_snapshot};
+      KILN_ASSIGN(argv, qemu_command(spec, paths_, launch));
     } else {
       KILN_ASSIGN(argv, uml_command(spec, paths_));
     }
@@ -257,6 +260,7 @@ class Supervisor {
         return fail(ErrorKind::kFailed, "qemu could not load {}: state {}", options_.restore_from->string(), state);
       ::usleep(50 * 1000);
     }
+    if (options_.fresh_from_snapshot) KILN_TRY(plug_nics());
     KILN_TRY(qmp_->execute("cont"));
     record_.state = InstanceState::kRunning;
     record_.saved_to.clear();
@@ -265,6 +269,21 @@ class Supervisor {
     save_record();
     // Running again from the save, the instance owns its overlays again.
     return store_.forget_saved(record_.spec.name);
+  }
+
+  // A snapshot's machine was saved without NICs: this instance's go into
+  // the hotplug slots it kept free, with the words they would have had on
+  // qemu's command line (the human monitor takes those as they are).
+  Result<> plug_nics() {
+    for (const QemuNic& nic : qemu_nics(record_.spec.network, record_.spec.nic_slots)) {
+      for (const std::string& line : {"netdev_add " + nic.netdev, "device_add " + nic.device}) {
+        KILN_ASSIGN(nlohmann::json said, qmp_->execute("human-monitor-command", {{"command-line", line}}));
+        // The human monitor answers an error as text, and success with none.
+        if (said.is_string() && !said.get<std::string>().empty())
+          return fail(ErrorKind::kFailed, "qemu would not plug in a NIC ({}): {}", line, said.get<std::string>());
+      }
+    }
+    return {};
   }
 
   // Migrate: QEMU listens where the source's stream is forwarded to, and

@@ -40,6 +40,11 @@ inline constexpr std::string_view kNoNicsArgument = "kiln.net=none";  // no NIC:
 inline constexpr std::string_view kPowerOffArgument = "kiln.cad=poweroff";  // Ctrl-Alt-Del powers off (UML)
 inline constexpr std::string_view kAgentArgument = "kiln.agent=";  // the exec channel's device node in the guest
 
+// Made by the guest agent at boot where the command line has kNoNicsArgument;
+// the network daemons' condition (builder/system_setup.cc). The agent of an
+// instance resumed from a snapshot removes it once its NICs are in.
+inline constexpr std::string_view kNoNicsFlag = "/run/kiln/no-nics";
+
 // The seed disk's filesystem label, by which the agent finds it when the
 // command line does not name it.
 inline constexpr std::string_view kSeedLabel = "KILNSEED";

@@ -213,7 +213,7 @@ TEST_F(OfflineCustomizerTest, SystemSetupMakesAFreshMachine) {
   // ...and skipped where kiln boots the machine without a NIC
   EXPECT_EQ(read("/etc/systemd/system/systemd-networkd.service.d/kiln-no-nics.conf"),
             "# Written by kiln: nothing to do on a machine kiln booted without a NIC.\n"
-            "[Unit]\nConditionKernelCommandLine=!kiln.net=none\n");
+            "[Unit]\nConditionPathExists=!/run/kiln/no-nics\n");
   EXPECT_TRUE(exists("/etc/systemd/system/systemd-networkd.socket.d/kiln-no-nics.conf"));
   // every machine makes its own identity
   EXPECT_EQ(read("/etc/machine-id"), "");

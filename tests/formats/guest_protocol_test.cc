@@ -118,6 +118,14 @@ TEST(GuestProtocol, TheAgentScriptSpeaksIt) {
   for (std::string_view keys : {kHostKeysFromKiln, kHostKeysOwn, kHostKeysNone})
     EXPECT_THAT(script, HasSubstr(fmt::format("keys={}\n", keys))) << keys;
 
+  // The no-NICs flag: made from the kernel's word, removed on a resume
+  // with NICs before the network daemons start.
+  EXPECT_THAT(script, HasSubstr(fmt::format("no_nics={}\n", kNoNicsFlag)));
+  EXPECT_THAT(script, HasSubstr(fmt::format("*\" {} \"*) mkdir -p \"${{no_nics%/*}}\" && : > \"$no_nics\"",
+                                            kNoNicsArgument)));
+  EXPECT_THAT(script, HasSubstr("rm -f \"$no_nics\"\n    systemctl --no-block start systemd-networkd.socket "
+                                "systemd-networkd.service systemd-resolved.service"));
+
   EXPECT_FALSE(std::regex_search(script, std::regex("@[A-Z_]+@"))) << "a marker left unreplaced";
 }
 

@@ -12,7 +12,9 @@
 #include <cstdlib>
 #include <ctime>
 #include <future>
+#include <tuple>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -38,6 +40,7 @@ class SnapshotTest : public ::testing::Test {
   }
   void TearDown() override {
     for (const std::string& name : names_) kiln({"destroy", name});
+    for (const std::string& name : networks_) kiln({"network", "rm", name});
   }
 
   std::vector<std::string> env() const {
@@ -47,12 +50,23 @@ class SnapshotTest : public ::testing::Test {
   ProcessResult kiln(std::vector<std::string> args) const { return testing::run_kiln(args, env()); }
 
   // Not thread-safe: two at once are named in names_ first (see below).
+  // Without a NIC unless `more` gives one.
   ProcessResult resume(const std::string& name, std::vector<std::string> more = {}) {
     if (std::find(names_.begin(), names_.end(), name) == names_.end()) names_.push_back(name);
-    std::vector<std::string> args = {"boot", kImage.string(), "--name", name, "--from-snapshot", "--net", "none",
+    std::vector<std::string> args = {"boot", kImage.string(), "--name", name, "--from-snapshot",
                                      "--detach", "--wait-ready=300", "--json"};
+    if (std::find(more.begin(), more.end(), "--net") == more.end()) args.insert(args.end(), {"--net", "none"});
     args.insert(args.end(), more.begin(), more.end());
     return kiln(args);
+  }
+
+  // A kiln network (a bridge, nftables, dnsmasq) named for this process.
+  std::string network() {
+    std::string name = fmt::format("ksnap{}", ::getpid() % 100000);
+    ProcessResult made = kiln({"network", "create", name, "--subnet", fmt::format("10.78.{}.0/24", ::getpid() % 200)});
+    EXPECT_EQ(made.exit_code, 0) << made.err;
+    networks_.push_back(name);
+    return name;
   }
 
   // What `command` prints in instance `name`, run by sh.
@@ -80,17 +94,25 @@ class SnapshotTest : public ::testing::Test {
 
   testing::ScratchDir dir_;
   fs::path cache_ = kSharedSnapshots;
-  std::vector<std::string> names_;
+  std::vector<std::string> names_, networks_;
 };
 
 TEST_F(SnapshotTest, TwoInstancesResumedAtOnceAreTwoDifferentMachinesWithTheHostsClock) {
+  if (::geteuid() != 0) GTEST_SKIP() << "a kiln network is a bridge, nftables and dnsmasq: root only";
   nlohmann::json snapshot = shared_snapshot();
   ASSERT_TRUE(snapshot.is_object());
   std::string key = snapshot["key"].get<std::string>().substr(0, 12);
+  std::string lan = network();
+  uint16_t ssh_a = testing::free_loopback_port(), ssh_b = testing::free_loopback_port();
+  while (ssh_b == ssh_a) ssh_b = testing::free_loopback_port();
 
   names_ = {"snap-a", "snap-b"};  // before the threads: resume() reads names_ in each
-  auto first = std::async(std::launch::async, [&] { return resume("snap-a"); });
-  auto second = std::async(std::launch::async, [&] { return resume("snap-b"); });
+  auto first = std::async(std::launch::async, [&] {
+    return resume("snap-a", {"--net", lan, "--publish", fmt::format("127.0.0.1:{}:22", ssh_a)});
+  });
+  auto second = std::async(std::launch::async, [&] {
+    return resume("snap-b", {"--net", lan, "--publish", fmt::format("127.0.0.1:{}:22", ssh_b)});
+  });
   ProcessResult a = first.get(), b = second.get();
   ASSERT_EQ(a.exit_code, 0) << a.err;
   ASSERT_EQ(b.exit_code, 0) << b.err;
@@ -99,15 +121,36 @@ TEST_F(SnapshotTest, TwoInstancesResumedAtOnceAreTwoDifferentMachinesWithTheHost
     EXPECT_THAT(ready->value("backend_reason", ""), HasSubstr("resumed from snapshot " + key));
 
   // Each is the instance kiln made, not the snapshot's machine.
-  for (const auto& [name, ready] : {std::pair{"snap-a", &ready_a}, std::pair{"snap-b", &ready_b}}) {
+  for (const auto& [name, ready, port] : {std::tuple{"snap-a", &ready_a, ssh_a}, std::tuple{"snap-b", &ready_b, ssh_b}}) {
     EXPECT_EQ(in_guest(name, "hostname"), name);
     EXPECT_EQ(in_guest(name, "cat /etc/machine-id"), (*ready)["machine_id"].get<std::string>());
     std::string fingerprint = in_guest(name, "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2");
     EXPECT_EQ(fingerprint, (*ready)["ssh_host_keys"][0]["fingerprint"].get<std::string>()) << name;
-    // sshd serves the new key (it re-read its keys on SIGHUP).
-    EXPECT_THAT(in_guest(name, "ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null"),
-                HasSubstr((*ready)["ssh_host_keys"][0]["public_key"].get<std::string>().substr(12, 60)));
+    // Its NIC, plugged in once it was resumed, has the MAC kiln gave it.
+    EXPECT_EQ(in_guest(name, "cat /sys/class/net/eth0/address"), (*ready)["mac"].get<std::string>());
+    // sshd serves the new key (it re-read its keys on SIGHUP), through the
+    // port published on the new NIC.
+    std::string want = (*ready)["ssh_host_keys"][0]["public_key"].get<std::string>().substr(12, 60);
+    ProcessResult scanned;
+    EXPECT_TRUE(testing::wait_for(
+        [&] {
+          scanned = testing::run_program(
+              {"ssh-keyscan", "-T", "5", "-t", "ed25519", "-p", std::to_string(port), "127.0.0.1"});
+          return scanned.out.find(want) != std::string::npos;
+        },
+        std::chrono::seconds(60), [&] { return scanned.out + scanned.err; }))
+        << name;
   }
+  EXPECT_NE(ready_a["mac"], ready_b["mac"]);
+  // Each has the address kiln gave it on the network, once its network
+  // daemons (down in the snapshot) have started.
+  std::string address = "ip -4 -o addr show dev eth0 | awk '{print $4}'";
+  for (const auto& [name, ready] : {std::pair{"snap-a", &ready_a}, std::pair{"snap-b", &ready_b}}) {
+    std::string given = (*ready)["network"]["nics"][0]["address"], seen;
+    EXPECT_TRUE(testing::wait_for([&] { return (seen = in_guest(name, address)) == given; }, std::chrono::seconds(60),
+                                  [&] { return std::string(name) + " has " + seen + ", not " + given; }));
+  }
+  EXPECT_NE(ready_a["network"]["nics"][0]["address"], ready_b["network"]["nics"][0]["address"]);
   EXPECT_NE(in_guest("snap-a", "cat /etc/machine-id"), in_guest("snap-b", "cat /etc/machine-id"));
   EXPECT_NE(ready_a["ssh_host_keys"][0]["fingerprint"], ready_b["ssh_host_keys"][0]["fingerprint"]);
   // The kernel's random state: no shared stream after the resume.

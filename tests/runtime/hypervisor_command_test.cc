@@ -34,8 +34,8 @@ class HypervisorCommandTest : public ::testing::Test {
     spec_.disks = {{"/images/root.img", false, false, false}};
     paths_.state_dir = dir_.path();
   }
-  std::vector<std::string> command() {
-    auto argv = qemu_command(spec_, paths_, {});
+  std::vector<std::string> command(const LaunchOptions& options = {}) {
+    auto argv = qemu_command(spec_, paths_, options);
     EXPECT_TRUE(argv) << argv.error().to_string();
     return argv ? *argv : std::vector<std::string>{};
   }
@@ -68,6 +68,36 @@ TEST_F(HypervisorCommandTest, Arm64RunsOnTheVirtMachineWithItsOwnQemuConsoleAndF
   argv = command();
   EXPECT_THAT(argv, Contains("if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd"));
   EXPECT_EQ(after(argv, "-kernel"), "");
+}
+
+// A snapshot's machine keeps hotplug slots free; the instance resumed from
+// it starts without its NICs (the supervisor plugs them in), and once
+// rebooted or restored has them in the same slots on its command line.
+TEST_F(HypervisorCommandTest, NicsInHotplugSlotsAreTheSameWhetherOnTheCommandLineOrPluggedInLater) {
+  spec_.nic_slots = 2;
+  spec_.network.nics = {NicSpec{.mac = "00:16:3e:00:00:01"}};
+  auto argv = command();
+  ASSERT_FALSE(argv.empty());
+  EXPECT_THAT(argv, Contains("pcie-root-port,id=kiln-slot0,chassis=1"));
+  EXPECT_THAT(argv, Contains("pcie-root-port,id=kiln-slot1,chassis=2"));
+  std::vector<QemuNic> nics = qemu_nics(spec_.network, spec_.nic_slots);
+  ASSERT_EQ(nics.size(), 1u);
+  EXPECT_EQ(nics[0].device, "virtio-net-pci,netdev=net0,mac=00:16:3e:00:00:01,id=kiln-nic0,bus=kiln-slot0");
+  EXPECT_EQ(after(argv, "-netdev"), nics[0].netdev);
+  EXPECT_THAT(argv, Contains(nics[0].device));
+  // The root port comes before the NIC that sits on it.
+  EXPECT_LT(std::find(argv.begin(), argv.end(), "pcie-root-port,id=kiln-slot0,chassis=1"),
+            std::find(argv.begin(), argv.end(), nics[0].device));
+
+  argv = command({.incoming = true, .nics_later = true});
+  EXPECT_EQ(after(argv, "-netdev"), "");
+  EXPECT_THAT(argv, Not(Contains(nics[0].device)));
+  EXPECT_THAT(argv, Contains("pcie-root-port,id=kiln-slot0,chassis=1"));
+
+  spec_.nic_slots = 0;
+  argv = command();
+  EXPECT_THAT(argv, Contains("virtio-net-pci,netdev=net0,mac=00:16:3e:00:00:01"));
+  EXPECT_THAT(argv, Not(Contains("pcie-root-port,id=kiln-slot0,chassis=1")));
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ InstanceSpec resumable() {
   return spec;
 }
 
-TEST(SnapshotRefusal, OnlyAnAmd64QemuInstanceWithOneDiskAndNoNicIsResumed) {
+TEST(SnapshotRefusal, OnlyAnAmd64QemuInstanceWithOneDiskAndNoMoreNicsThanSlotsIsResumed) {
   EXPECT_EQ(snapshot_refusal(resumable()), "");
   InstanceSpec uml = resumable();
   uml.backend = BackendKind::kUml;
@@ -38,9 +38,11 @@ TEST(SnapshotRefusal, OnlyAnAmd64QemuInstanceWithOneDiskAndNoNicIsResumed) {
   InstanceSpec uefi = resumable();
   uefi.firmware = true;
   EXPECT_THAT(snapshot_refusal(uefi), HasSubstr("UEFI"));
-  InstanceSpec nic = resumable();
-  nic.network.nics = {NicSpec{.mac = "00:16:3e:01:02:03"}};
-  EXPECT_THAT(snapshot_refusal(nic), HasSubstr("--net none"));
+  InstanceSpec nics = resumable();
+  nics.network.nics.resize(kSnapshotNicSlots, NicSpec{.mac = "00:16:3e:01:02:03"});
+  EXPECT_EQ(snapshot_refusal(nics), "");
+  nics.network.nics.push_back(NicSpec{.mac = "00:16:3e:01:02:04"});
+  EXPECT_THAT(snapshot_refusal(nics), HasSubstr("room for 4 NICs, and this instance has 5"));
 }
 
 // A snapshot directory as make_snapshot leaves it: two files and the record
