@@ -1,6 +1,8 @@
 #include "tests/fuzz/fuzz_sandbox.h"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -45,21 +47,38 @@ std::vector<std::string> list_directory(const fs::path& dir) {
   return out;
 }
 
-// Binds `host` into the sandbox at the same absolute path.
-void bind_in(const fs::path& root, const fs::path& host, bool read_only) {
-  fs::path inside = root / host.relative_path();
+// A host path held open, so that it can still be bound into the sandbox
+// once the sandbox's tmpfs hides it (a checkout under /tmp).
+struct HeldPath {
+  fs::path path;
+  int fd;
+  bool directory;
+};
+
+HeldPath hold(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_PATH | O_CLOEXEC);
+  must(fd >= 0, "open " + path.string());
+  struct stat status{};
+  must(::fstat(fd, &status) == 0, "stat " + path.string());
+  return {path, fd, S_ISDIR(status.st_mode)};
+}
+
+// Binds a held host path into the sandbox at the same absolute path.
+void bind_in(const fs::path& root, const HeldPath& host, bool read_only) {
+  fs::path inside = root / host.path.relative_path();
   std::error_code ignored;
-  if (fs::is_directory(host)) {
+  if (host.directory) {
     fs::create_directories(inside, ignored);
   } else {
     fs::create_directories(inside.parent_path(), ignored);
     if (FILE* file = std::fopen(inside.c_str(), "a")) std::fclose(file);
   }
-  must(::mount(host.c_str(), inside.c_str(), nullptr, MS_BIND | MS_REC, nullptr) == 0,
-       "bind " + host.string());
+  const std::string source = "/proc/self/fd/" + std::to_string(host.fd);
+  must(::mount(source.c_str(), inside.c_str(), nullptr, MS_BIND | MS_REC, nullptr) == 0,
+       "bind " + host.path.string());
   if (read_only)
     must(::mount(nullptr, inside.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) == 0,
-         "read-only " + host.string());
+         "read-only " + host.path.string());
 }
 
 // The paths libFuzzer (or the corpus replay) reads and writes: every
@@ -80,24 +99,29 @@ std::vector<fs::path> paths_in(int argc, char** argv) {
   return paths;
 }
 
+// The sandbox's root is a tmpfs mounted over /tmp inside the private mount
+// namespace, so the host sees no trace of it, not even an empty mount point.
 Sandbox make_sandbox(int argc, char** argv) {
-  char pattern[] = "/tmp/kiln-fuzz-sandbox.XXXXXX";
-  must(::mkdtemp(pattern) != nullptr, "mkdtemp");
-  fs::path root = pattern;
   if (::unshare(CLONE_NEWNS) != 0) {
+    char pattern[] = "/tmp/kiln-fuzz-sandbox.XXXXXX";
+    must(::mkdtemp(pattern) != nullptr, "mkdtemp");
+    fs::path root = pattern;
     std::fprintf(stderr, "fuzz sandbox: no private mount namespace (%s); working in %s on the host\n",
                  std::strerror(errno), root.c_str());
     return {root / "work", root / "keep", false, {}};
   }
   must(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private");
-  // nodev: a device node an archive creates cannot be opened.
-  must(::mount("tmpfs", root.c_str(), "tmpfs", MS_NODEV | MS_NOSUID, "size=512m,mode=0755") == 0,
-       "tmpfs");
   // Read-only: a write through a symlink to /proc/sys or /dev fails
   // instead of reaching the host.
-  for (const char* dir : {"/usr", "/proc", "/dev"}) bind_in(root, dir, true);
+  std::vector<HeldPath> read_only, writable;
+  for (const char* dir : {"/usr", "/proc", "/dev"}) read_only.push_back(hold(dir));
+  for (const fs::path& path : paths_in(argc, argv)) writable.push_back(hold(path));
+  const fs::path root = "/tmp";
+  // nodev: a device node an archive creates cannot be opened.
+  must(::mount("tmpfs", root.c_str(), "tmpfs", MS_NODEV | MS_NOSUID, "size=512m,mode=0755") == 0, "tmpfs");
+  for (const HeldPath& path : read_only) bind_in(root, path, true);
   for (const char* link : {"bin", "sbin", "lib", "lib64"}) fs::create_symlink(fs::path("usr") / link, root / link);
-  for (const fs::path& path : paths_in(argc, argv)) bind_in(root, path, false);
+  for (const HeldPath& path : writable) bind_in(root, path, false);
   fs::path cwd = fs::current_path();
   fs::create_directories(root / cwd.relative_path());
   fs::create_directories(root / "tmp");
@@ -105,6 +129,8 @@ Sandbox make_sandbox(int argc, char** argv) {
   fs::create_directories(root / "fuzz-keep");
   must(::chroot(root.c_str()) == 0, "chroot");
   must(::chdir(cwd.c_str()) == 0, "chdir");
+  for (const std::vector<HeldPath>* held : {&read_only, &writable})
+    for (const HeldPath& path : *held) ::close(path.fd);
   return {"/fuzz-work", "/fuzz-keep", true, list_directory("/"), list_tree("/tmp")};
 }
 

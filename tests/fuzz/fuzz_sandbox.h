@@ -3,7 +3,8 @@
 // finds lands in a scratch filesystem instead of on the host.
 //
 // With a private mount namespace (root, or unprivileged user namespaces),
-// the process moves into a chroot on a fresh tmpfs: the host's /usr, /proc
+// the process moves into a chroot on a fresh tmpfs, mounted over /tmp in
+// that namespace only (the host sees nothing of it): the host's /usr, /proc
 // and /dev are bound in (read-only for /usr, so programs such as e2fsck run)
 // and so are the directories named on the command line (corpora, the
 // artifact prefix), at their own absolute paths, so libFuzzer keeps reading
