@@ -5,7 +5,9 @@
 #   bench_machine_before   the CPU model and count, memory, whether KVM
 #                          works (qemu run for 3 s with -accel kvm -cpu host:
 #                          some hosts have a /dev/kvm on which it aborts),
-#                          whether UML is there, and the load;
+#                          whether UML is there, what a system call, a
+#                          context switch and a process cost (host_costs.c),
+#                          and the load;
 #   bench_machine_after    the load again: a busy neighbour shows as a rise.
 #   bench_settle           writes out what earlier runs left in the page
 #                          cache (sync), untimed, before a timed run;
@@ -28,6 +30,20 @@ bench_kvm_state() {
   echo "present but qemu fails on it (exit $rc: $(grep -v warning <<<"$err" | head -n 1)): qemu runs TCG"
 }
 
+# Compiles and runs bench/lib/host_costs.c (about a second).
+bench_host_costs() {
+  local dir rc=0
+  command -v cc >/dev/null || { echo "host costs: not measured (no C compiler; Debian package gcc)"; return; }
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench-costs.XXXXXX")
+  if cc -O2 -o "$dir/host_costs" "$(dirname -- "${BASH_SOURCE[0]}")/host_costs.c" 2>"$dir/cc.log"; then
+    "$dir/host_costs" || rc=$?
+    (( rc == 0 )) || echo "host costs: not measured (host_costs exited $rc)"
+  else
+    echo "host costs: not measured (cc failed: $(head -n 1 "$dir/cc.log"))"
+  fi
+  rm -rf -- "$dir"
+}
+
 # The machine does not change during a run: run-all describes it once
 # (the KVM check runs qemu for 3 s) and exports the line to each benchmark.
 bench_machine_before() {
@@ -37,7 +53,7 @@ bench_machine_before() {
     cores=$(nproc)
     mem=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
     uml=$(command -v linux.uml >/dev/null && echo "linux.uml installed" || echo "no linux.uml")
-    BENCH_MACHINE="machine: ${cpu:-unknown CPU}, $cores cores, $mem; KVM: $(bench_kvm_state); $uml"
+    BENCH_MACHINE="machine: ${cpu:-unknown CPU}, $cores cores, $mem; KVM: $(bench_kvm_state); $uml; $(bench_host_costs)"
     export BENCH_MACHINE
   fi
   bench_summary_line "$BENCH_MACHINE"
