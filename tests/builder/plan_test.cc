@@ -1,6 +1,10 @@
 // What decides whether a stage re-runs: the content keys of the plan.
 #include "builder/plan.h"
 
+#include <fstream>
+#include <iterator>
+#include <string>
+
 #include <gtest/gtest.h>
 
 #include "tests/builder/planned_recipe.h"
@@ -42,6 +46,30 @@ TEST(Plan, InImagePackagesKeepTheBootstrapKeyButGetTheirOwnStage) {
   // and an offline change does not touch the in-image key
   Planned renamed = plan_for({"customize.packages=[\"curl\"]", "customize.hostname=x"});
   EXPECT_EQ(more.plan.in_image->key, renamed.plan.in_image->key);
+}
+
+// The shipped LVM and LUKS recipes bake from the default recipe's cached
+// bootstrap: their storage packages go into the in-image stage. A bootstrap
+// of their own would cost every first bake of them (and make test) a whole
+// mmdebstrap run.
+TEST(Plan, TheShippedStorageRecipesShareTheDefaultRecipesBootstrap) {
+  auto shipped = [](const std::string& name) {
+    std::ifstream file(KILN_SOURCE_DIR "/recipes/debian-12-" + name + ".toml");
+    std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    EXPECT_FALSE(text.empty()) << name;
+    auto recipe = parse_recipe(text, name + ".toml", KILN_SOURCE_DIR "/recipes", {});
+    EXPECT_TRUE(recipe) << recipe.error().to_string();
+    auto plan = make_plan(*recipe, {1700000000, 1800000000, "http://mirror.example/debian"});
+    EXPECT_TRUE(plan) << plan.error().to_string();
+    return std::pair{plan->source.key, plan->in_image.has_value()};
+  };
+  const auto [default_key, default_in_image] = shipped("minimal");
+  for (const std::string name : {"lvm", "luks"}) {
+    SCOPED_TRACE(name);
+    const auto [key, in_image] = shipped(name);
+    EXPECT_EQ(key, default_key);
+    EXPECT_TRUE(in_image) << "lvm2 or cryptsetup-initramfs, installed in the image";
+  }
 }
 
 TEST(Plan, BootstrapInputsChangeTheBootstrapKey) {
