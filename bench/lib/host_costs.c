@@ -27,7 +27,7 @@ static double syscall_us(void) {
   return (now() - start) / n * 1e6;
 }
 
-/* -1 where ptrace is not allowed (a container's seccomp policy). */
+/* -1 where ptrace is not allowed (a container's seccomp policy, Yama). */
 static double ptrace_stop_us(void) {
   const int n = 10000;
   pid_t child = fork();
@@ -79,8 +79,17 @@ static double spawn_ms(void) {
   return (now() - start) / n * 1e3;
 }
 
+/* A figure, or why there is none: -1 stands for "could not be measured". */
+static const char* shown(double value, const char* format, char* buffer, size_t size) {
+  if (value < 0) return "not measured";
+  snprintf(buffer, size, format, value);
+  return buffer;
+}
+
 int main(void) {
-  printf("host costs: system call %.2f us, ptrace stop %.1f us, pipe round trip %.1f us, fork+exec %.2f ms\n",
-         syscall_us(), ptrace_stop_us(), pipe_round_trip_us(), spawn_ms());
+  char a[32], b[32], c[32], d[32];
+  printf("host costs: system call %s, ptrace stop %s, pipe round trip %s, fork+exec %s\n",
+         shown(syscall_us(), "%.2f us", a, sizeof a), shown(ptrace_stop_us(), "%.1f us", b, sizeof b),
+         shown(pipe_round_trip_us(), "%.1f us", c, sizeof c), shown(spawn_ms(), "%.2f ms", d, sizeof d));
   return 0;
 }
